@@ -1,0 +1,21 @@
+include(CMakePackageConfigHelpers)
+
+set(OUTBOX_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/outbox)
+
+install(TARGETS outbox EXPORT outboxTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(DIRECTORY include/outbox DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT outboxTargets NAMESPACE outbox:: DESTINATION ${OUTBOX_CMAKE_DIR})
+
+configure_package_config_file(cmake/outboxConfig.cmake.in
+    ${CMAKE_CURRENT_BINARY_DIR}/outboxConfig.cmake
+    INSTALL_DESTINATION ${OUTBOX_CMAKE_DIR})
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/outboxConfigVersion.cmake
+    COMPATIBILITY SameMinorVersion)
+install(FILES
+    ${CMAKE_CURRENT_BINARY_DIR}/outboxConfig.cmake
+    ${CMAKE_CURRENT_BINARY_DIR}/outboxConfigVersion.cmake
+    DESTINATION ${OUTBOX_CMAKE_DIR})
+install(FILES LICENSE DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/outbox)

@@ -1,0 +1,15 @@
+# Warnings and sanitizers for outbox's own targets only: nothing global, nothing that
+# leaks into a consumer's build through the exported targets.
+function(outbox_target_options target)
+    set_target_properties(${target} PROPERTIES CXX_EXTENSIONS OFF)
+    if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+        target_compile_options(${target} PRIVATE
+            -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Woverloaded-virtual
+            -Wcast-align -Wimplicit-fallthrough
+            $<$<BOOL:${OUTBOX_WARNINGS_AS_ERRORS}>:-Werror>)
+        if(OUTBOX_SANITIZE)
+            target_compile_options(${target} PRIVATE -fsanitize=${OUTBOX_SANITIZE} -fno-omit-frame-pointer)
+            target_link_options(${target} PRIVATE -fsanitize=${OUTBOX_SANITIZE})
+        endif()
+    endif()
+endfunction()

@@ -1,0 +1,241 @@
+#include <outbox/detail/sigv4_canonical.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <vector>
+
+namespace outbox::detail::sigv4 {
+namespace {
+
+using outbox::sigv4::PathRule;
+
+constexpr std::array<bool, 256> make_unreserved() {
+    std::array<bool, 256> t{};
+    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    t['-'] = t['_'] = t['.'] = t['~'] = true;
+    return t;
+}
+constexpr std::array<bool, 256> unreserved = make_unreserved();
+
+constexpr char upper_hex[] = "0123456789ABCDEF";
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+bool is_kept(unsigned char c, bool keep_slash) noexcept {
+    return unreserved[c] || (keep_slash && c == '/');
+}
+
+void append_escaped(std::string& out, unsigned char c) {
+    const char esc[3] = {'%', upper_hex[c >> 4], upper_hex[c & 0xf]};
+    out.append(esc, 3);
+}
+
+// One query parameter, as offsets into the scratch buffer (the buffer may grow while
+// parameters are added, so views would dangle).
+struct ParamRef {
+    std::uint32_t key_at, key_len, value_at, value_len;
+};
+
+struct QueryScratch {
+    std::string text;
+    std::string decoded;
+    std::vector<ParamRef> params;
+};
+
+QueryScratch& query_scratch() {
+    thread_local QueryScratch s;
+    return s;
+}
+
+void add_wire_param(QueryScratch& s, std::string_view part) {
+    const std::size_t eq = part.find('=');
+    const std::string_view key = part.substr(0, eq);
+    const std::string_view value =
+        eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
+    ParamRef ref{};
+    s.decoded.clear();
+    append_percent_decoded(s.decoded, key);
+    ref.key_at = static_cast<std::uint32_t>(s.text.size());
+    append_uri_encoded(s.text, s.decoded, false);
+    ref.key_len = static_cast<std::uint32_t>(s.text.size() - ref.key_at);
+    s.decoded.clear();
+    append_percent_decoded(s.decoded, value);
+    ref.value_at = static_cast<std::uint32_t>(s.text.size());
+    append_uri_encoded(s.text, s.decoded, false);
+    ref.value_len = static_cast<std::uint32_t>(s.text.size() - ref.value_at);
+    s.params.push_back(ref);
+}
+
+void add_raw_param(QueryScratch& s, const RawQueryParam& p) {
+    ParamRef ref{};
+    ref.key_at = static_cast<std::uint32_t>(s.text.size());
+    append_uri_encoded(s.text, p.name, false);
+    ref.key_len = static_cast<std::uint32_t>(s.text.size() - ref.key_at);
+    ref.value_at = static_cast<std::uint32_t>(s.text.size());
+    append_uri_encoded(s.text, p.value, false);
+    ref.value_len = static_cast<std::uint32_t>(s.text.size() - ref.value_at);
+    s.params.push_back(ref);
+}
+
+struct PathScratch {
+    std::vector<std::string_view> segments;
+};
+
+void append_normalized_encoded_path(std::string& out, std::string_view path) {
+    thread_local PathScratch scratch;
+    auto& segments = scratch.segments;
+    segments.clear();
+    bool trailing_slash = false;
+    std::size_t pos = 0;
+    while (pos <= path.size()) {
+        std::size_t end = path.find('/', pos);
+        if (end == std::string_view::npos) end = path.size();
+        const std::string_view seg = path.substr(pos, end - pos);
+        const bool last = end == path.size();
+        if (seg == "..") {
+            if (!segments.empty()) segments.pop_back();
+            trailing_slash = last;
+        } else if (seg == ".") {
+            trailing_slash = last;
+        } else if (seg.empty()) {
+            trailing_slash = last && end > 0;
+        } else {
+            segments.push_back(seg);
+            trailing_slash = false;
+        }
+        pos = end + 1;
+    }
+    if (segments.empty()) {
+        out.push_back('/');
+        return;
+    }
+    for (const std::string_view seg : segments) {
+        out.push_back('/');
+        append_uri_encoded(out, seg, false);
+    }
+    if (trailing_slash) out.push_back('/');
+}
+
+void append_s3_path(std::string& out, std::string_view path) {
+    if (path.empty() || path.front() != '/') out.push_back('/');
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        const auto c = static_cast<unsigned char>(path[i]);
+        if (is_kept(c, true)) {
+            out.push_back(static_cast<char>(c));
+        } else if (c == '%' && i + 2 < path.size() && hex_value(path[i + 1]) >= 0 &&
+                   hex_value(path[i + 2]) >= 0) {
+            out.push_back('%');
+            out.push_back(upper_hex[hex_value(path[i + 1])]);
+            out.push_back(upper_hex[hex_value(path[i + 2])]);
+            i += 2;
+        } else {
+            append_escaped(out, c);
+        }
+    }
+}
+
+}  // namespace
+
+void append_uri_encoded(std::string& out, std::string_view in, bool keep_slash) {
+    std::size_t run = 0;  // start of the pending run of bytes that stay as they are
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        const auto c = static_cast<unsigned char>(in[i]);
+        if (is_kept(c, keep_slash)) continue;
+        out.append(in.data() + run, i - run);
+        append_escaped(out, c);
+        run = i + 1;
+    }
+    out.append(in.data() + run, in.size() - run);
+}
+
+void append_percent_decoded(std::string& out, std::string_view in) {
+    std::size_t run = 0;  // start of the pending run of bytes copied as they are
+    for (std::size_t i = 0; i + 2 < in.size(); ++i) {
+        if (in[i] != '%') continue;
+        const int hi = hex_value(in[i + 1]);
+        const int lo = hex_value(in[i + 2]);
+        if (hi < 0 || lo < 0) continue;
+        out.append(in.data() + run, i - run);
+        out.push_back(static_cast<char>((hi << 4) | lo));
+        i += 2;
+        run = i + 1;
+    }
+    out.append(in.data() + run, in.size() - run);
+}
+
+void append_canonical_uri(std::string& out, std::string_view path, PathRule rule) {
+    switch (rule) {
+        case PathRule::s3:
+            append_s3_path(out, path);
+            return;
+        case PathRule::encode_only:
+            if (path.empty() || path.front() != '/') out.push_back('/');
+            append_uri_encoded(out, path, true);
+            return;
+        case PathRule::normalize_and_encode:
+            append_normalized_encoded_path(out, path);
+            return;
+    }
+}
+
+void append_canonical_query(std::string& out, std::string_view wire_query,
+                            std::span<const RawQueryParam> extra) {
+    if (wire_query.empty() && extra.empty()) return;
+    QueryScratch& s = query_scratch();
+    s.text.clear();
+    s.params.clear();
+    std::size_t pos = 0;
+    while (pos < wire_query.size()) {
+        std::size_t end = wire_query.find('&', pos);
+        if (end == std::string_view::npos) end = wire_query.size();
+        if (end > pos) add_wire_param(s, wire_query.substr(pos, end - pos));
+        pos = end + 1;
+    }
+    for (const RawQueryParam& p : extra) add_raw_param(s, p);
+
+    const char* base = s.text.data();
+    auto view = [base](std::uint32_t at, std::uint32_t len) {
+        return std::string_view(base + at, len);
+    };
+    std::sort(s.params.begin(), s.params.end(), [&](const ParamRef& a, const ParamRef& b) {
+        const std::string_view ka = view(a.key_at, a.key_len);
+        const std::string_view kb = view(b.key_at, b.key_len);
+        if (ka != kb) return ka < kb;
+        return view(a.value_at, a.value_len) < view(b.value_at, b.value_len);
+    });
+    bool first = true;
+    for (const ParamRef& p : s.params) {
+        if (!first) out.push_back('&');
+        first = false;
+        out.append(view(p.key_at, p.key_len));
+        out.push_back('=');
+        out.append(view(p.value_at, p.value_len));
+    }
+}
+
+void append_canonical_header_value(std::string& out, std::string_view value) {
+    auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    std::size_t i = 0;
+    std::size_t end = value.size();
+    while (i < end && is_space(value[i])) ++i;
+    while (end > i && is_space(value[end - 1])) --end;
+    while (i < end) {
+        std::size_t run_end = i;
+        while (run_end < end && !is_space(value[run_end])) ++run_end;
+        out.append(value.data() + i, run_end - i);
+        if (run_end == end) break;
+        out.push_back(' ');
+        i = run_end;
+        while (i < end && is_space(value[i])) ++i;
+    }
+}
+
+}  // namespace outbox::detail::sigv4

@@ -1,0 +1,44 @@
+// The `outbox` command-line program.
+#include "cli_io.hpp"
+#include "presign_command.hpp"
+#include "sign_command.hpp"
+
+#include <exception>
+#include <iostream>
+#include <string_view>
+
+namespace {
+
+constexpr std::string_view usage =
+    "usage: outbox COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  sign [FILE|-]             sign request descriptions (JSON) and show each step\n"
+    "  presign s3://BUCKET/KEY   print a pre-signed S3 URL\n"
+    "\n"
+    "'outbox COMMAND --help' describes a command. Exit status: 0 success, 1 failure,\n"
+    "2 usage or input error.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2) return outbox::cli::usage_error("missing command\n" + std::string(usage));
+    const std::string_view command = argv[1];
+    try {
+        if (command == "sign") return outbox::cli::run_sign(argc - 2, argv + 2);
+        if (command == "presign") return outbox::cli::run_presign(argc - 2, argv + 2);
+        if (command == "-h" || command == "--help" || command == "help") {
+            std::cout << usage;
+            return 0;
+        }
+        if (command == "--version") {
+            std::cout << "outbox " OUTBOX_VERSION "\n";
+            return 0;
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "outbox: " << command << ": " << e.what() << "\n";
+        return 1;
+    }
+    return outbox::cli::usage_error("unknown command " + std::string(command) + "\n" +
+                                    std::string(usage));
+}

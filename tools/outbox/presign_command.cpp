@@ -1,0 +1,152 @@
+#include "presign_command.hpp"
+
+#include "cli_io.hpp"
+
+#include <outbox/detail/sigv4_canonical.hpp>
+#include <outbox/sigv4.hpp>
+
+#include <boost/url/parse.hpp>
+
+#include <charconv>
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+
+namespace outbox::cli {
+namespace {
+
+constexpr std::string_view usage =
+    "usage: outbox presign s3://BUCKET/KEY [--expires SECONDS] [--method GET|PUT]\n"
+    "                      [--region R] [--endpoint URL]\n"
+    "Prints a pre-signed URL. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY\n"
+    "and AWS_SESSION_TOKEN; the region from --region, AWS_REGION, AWS_DEFAULT_REGION, or\n"
+    "us-east-1. --expires defaults to 3600 (1 to 604800). --endpoint gives a path-style URL\n"
+    "on that server (a local S3 such as http://127.0.0.1:4568).\n";
+
+std::optional<std::string> env(const char* name) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+}
+
+// S3's bucket naming rules: 3-63 characters of a-z 0-9 . -, starting and ending with a
+// letter or digit.
+bool is_valid_bucket(std::string_view b) {
+    if (b.size() < 3 || b.size() > 63) return false;
+    for (char c : b)
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-'))
+            return false;
+    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+    return alnum(b.front()) && alnum(b.back());
+}
+
+}  // namespace
+
+int run_presign(int argc, char** argv) {
+    std::string_view target, method = "GET", endpoint;
+    std::optional<std::string> region;
+    long long expires = 3600;
+    for (int i = 0; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        auto value = [&](std::string_view& into) {
+            if (i + 1 >= argc) return false;
+            into = argv[++i];
+            return true;
+        };
+        std::string_view v;
+        if (a == "-h" || a == "--help") {
+            std::cout << usage;
+            return 0;
+        } else if (a == "--expires") {
+            if (!value(v)) return usage_error("presign: --expires needs a value");
+            const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), expires);
+            if (ec != std::errc{} || p != v.data() + v.size() || expires < 1 || expires > 604800)
+                return usage_error(
+                    "presign: --expires must be a whole number of seconds from 1 to 604800");
+        } else if (a == "--method") {
+            if (!value(method) || (method != "GET" && method != "PUT"))
+                return usage_error("presign: --method must be GET or PUT");
+        } else if (a == "--region") {
+            if (!value(v) || v.empty()) return usage_error("presign: --region needs a value");
+            region = std::string(v);
+        } else if (a == "--endpoint") {
+            if (!value(endpoint)) return usage_error("presign: --endpoint needs a URL");
+        } else if (a.size() > 1 && a.front() == '-') {
+            return usage_error("presign: unknown option " + std::string(a) + "\n" +
+                               std::string(usage));
+        } else if (target.empty()) {
+            target = a;
+        } else {
+            return usage_error("presign: more than one s3:// target");
+        }
+    }
+    if (target.empty())
+        return usage_error("presign: missing s3://BUCKET/KEY\n" + std::string(usage));
+    if (!target.starts_with("s3://"))
+        return usage_error("presign: target must look like s3://BUCKET/KEY");
+    const std::string_view rest = target.substr(5);
+    const std::size_t slash = rest.find('/');
+    const std::string_view bucket = rest.substr(0, slash);
+    const std::string_view key =
+        slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    if (!is_valid_bucket(bucket))
+        return usage_error("presign: bucket \"" + std::string(bucket) +
+                           "\" is not a valid S3 bucket name (3-63 of a-z 0-9 . -)");
+    if (key.empty()) return usage_error("presign: missing object key after the bucket");
+
+    if (!region) region = env("AWS_REGION");
+    if (!region) region = env("AWS_DEFAULT_REGION");
+    if (!region) region = "us-east-1";
+
+    std::string scheme = "https", authority, host_header, path;
+    if (!endpoint.empty()) {
+        auto parsed = boost::urls::parse_uri(endpoint);
+        if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https") ||
+            parsed->encoded_host().empty() || parsed->has_query() || parsed->has_fragment())
+            return usage_error(
+                "presign: --endpoint must be an http or https URL such as http://127.0.0.1:4568");
+        scheme = parsed->scheme();
+        authority = parsed->encoded_authority();
+        const bool default_port = !parsed->has_port() ||
+                                  (scheme == "https" && parsed->port() == "443") ||
+                                  (scheme == "http" && parsed->port() == "80");
+        host_header = default_port ? std::string(parsed->encoded_host())
+                                   : std::string(parsed->encoded_host_and_port());
+        path = parsed->encoded_path();
+        while (!path.empty() && path.back() == '/') path.pop_back();
+        path += "/" + std::string(bucket) + "/";
+    } else if (bucket.find('.') != std::string_view::npos) {
+        // A dotted bucket does not match the wildcard certificate: path-style instead.
+        authority = host_header = "s3." + *region + ".amazonaws.com";
+        path = "/" + std::string(bucket) + "/";
+    } else {
+        authority = host_header = std::string(bucket) + ".s3." + *region + ".amazonaws.com";
+        path = "/";
+    }
+    detail::sigv4::append_uri_encoded(path, key, true);
+
+    Credentials creds;
+    creds.access_key_id = env("AWS_ACCESS_KEY_ID").value_or("");
+    creds.secret_access_key = env("AWS_SECRET_ACCESS_KEY").value_or("");
+    creds.session_token = env("AWS_SESSION_TOKEN").value_or("");
+    if (creds.empty()) {
+        std::cerr
+            << "outbox: presign: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n";
+        return 1;
+    }
+
+    const sigv4::Signer signer(
+        {.region = *region, .service = "s3", .path_rule = sigv4::PathRule::s3});
+    sigv4::PresignedQuery q;
+    const auto ec =
+        signer.presign({.method = method, .host = host_header, .path = path}, creds,
+                       std::chrono::system_clock::now(), std::chrono::seconds(expires), q);
+    if (ec) {
+        std::cerr << "outbox: presign: " << ec.message() << "\n";
+        return 1;
+    }
+    std::cout << scheme << "://" << authority << path << "?" << q.query << "\n";
+    return 0;
+}
+
+}  // namespace outbox::cli
