@@ -33,11 +33,6 @@ bool is_kept(unsigned char c, bool keep_slash) noexcept {
     return unreserved[c] || (keep_slash && c == '/');
 }
 
-void append_escaped(std::string& out, unsigned char c) {
-    const char esc[3] = {'%', upper_hex[c >> 4], upper_hex[c & 0xf]};
-    out.append(esc, 3);
-}
-
 // One query parameter, as offsets into the scratch buffer (the buffer may grow while
 // parameters are added, so views would dangle).
 struct ParamRef {
@@ -74,14 +69,14 @@ void add_wire_param(QueryScratch& s, std::string_view part) {
     s.params.push_back(ref);
 }
 
-void add_raw_param(QueryScratch& s, const RawQueryParam& p) {
+void add_encoded_param(QueryScratch& s, const EncodedQueryParam& p) {
     ParamRef ref{};
     ref.key_at = static_cast<std::uint32_t>(s.text.size());
-    append_uri_encoded(s.text, p.name, false);
-    ref.key_len = static_cast<std::uint32_t>(s.text.size() - ref.key_at);
+    s.text.append(p.name);
+    ref.key_len = static_cast<std::uint32_t>(p.name.size());
     ref.value_at = static_cast<std::uint32_t>(s.text.size());
-    append_uri_encoded(s.text, p.value, false);
-    ref.value_len = static_cast<std::uint32_t>(s.text.size() - ref.value_at);
+    s.text.append(p.value);
+    ref.value_len = static_cast<std::uint32_t>(p.value.size());
     s.params.push_back(ref);
 }
 
@@ -125,35 +120,50 @@ void append_normalized_encoded_path(std::string& out, std::string_view path) {
 }
 
 void append_s3_path(std::string& out, std::string_view path) {
-    if (path.empty() || path.front() != '/') out.push_back('/');
+    const std::size_t at = out.size();
+    out.resize(at + 1 + 3 * path.size());
+    char* p = out.data() + at;
+    if (path.empty() || path.front() != '/') *p++ = '/';
     for (std::size_t i = 0; i < path.size(); ++i) {
         const auto c = static_cast<unsigned char>(path[i]);
         if (is_kept(c, true)) {
-            out.push_back(static_cast<char>(c));
+            *p++ = static_cast<char>(c);
         } else if (c == '%' && i + 2 < path.size() && hex_value(path[i + 1]) >= 0 &&
                    hex_value(path[i + 2]) >= 0) {
-            out.push_back('%');
-            out.push_back(upper_hex[hex_value(path[i + 1])]);
-            out.push_back(upper_hex[hex_value(path[i + 2])]);
+            p[0] = '%';
+            p[1] = upper_hex[hex_value(path[i + 1])];
+            p[2] = upper_hex[hex_value(path[i + 2])];
+            p += 3;
             i += 2;
         } else {
-            append_escaped(out, c);
+            p[0] = '%';
+            p[1] = upper_hex[c >> 4];
+            p[2] = upper_hex[c & 0xf];
+            p += 3;
         }
     }
+    out.resize(static_cast<std::size_t>(p - out.data()));
 }
 
 }  // namespace
 
 void append_uri_encoded(std::string& out, std::string_view in, bool keep_slash) {
-    std::size_t run = 0;  // start of the pending run of bytes that stay as they are
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        const auto c = static_cast<unsigned char>(in[i]);
-        if (is_kept(c, keep_slash)) continue;
-        out.append(in.data() + run, i - run);
-        append_escaped(out, c);
-        run = i + 1;
+    // Size for the worst case (every byte escaped), write through a pointer, trim after.
+    const std::size_t at = out.size();
+    out.resize(at + 3 * in.size());
+    char* p = out.data() + at;
+    for (const char ch : in) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (is_kept(c, keep_slash)) {
+            *p++ = ch;
+        } else {
+            p[0] = '%';
+            p[1] = upper_hex[c >> 4];
+            p[2] = upper_hex[c & 0xf];
+            p += 3;
+        }
     }
-    out.append(in.data() + run, in.size() - run);
+    out.resize(static_cast<std::size_t>(p - out.data()));
 }
 
 void append_percent_decoded(std::string& out, std::string_view in) {
@@ -187,8 +197,25 @@ void append_canonical_uri(std::string& out, std::string_view path, PathRule rule
 }
 
 void append_canonical_query(std::string& out, std::string_view wire_query,
-                            std::span<const RawQueryParam> extra) {
-    if (wire_query.empty() && extra.empty()) return;
+                            std::span<const EncodedQueryParam> extra) {
+    if (wire_query.empty()) {
+        // The pre-signed URL's own parameters usually come in order already: no copy, no sort.
+        auto in_order = [](const EncodedQueryParam& a, const EncodedQueryParam& b) {
+            return a.name < b.name || (a.name == b.name && a.value <= b.value);
+        };
+        bool sorted = true;
+        for (std::size_t i = 1; i < extra.size() && sorted; ++i)
+            sorted = in_order(extra[i - 1], extra[i]);
+        if (sorted) {
+            for (std::size_t i = 0; i < extra.size(); ++i) {
+                if (i > 0) out.push_back('&');
+                out.append(extra[i].name);
+                out.push_back('=');
+                out.append(extra[i].value);
+            }
+            return;
+        }
+    }
     QueryScratch& s = query_scratch();
     s.text.clear();
     s.params.clear();
@@ -199,7 +226,7 @@ void append_canonical_query(std::string& out, std::string_view wire_query,
         if (end > pos) add_wire_param(s, wire_query.substr(pos, end - pos));
         pos = end + 1;
     }
-    for (const RawQueryParam& p : extra) add_raw_param(s, p);
+    for (const EncodedQueryParam& p : extra) add_encoded_param(s, p);
 
     const char* base = s.text.data();
     auto view = [base](std::uint32_t at, std::uint32_t len) {

@@ -15,7 +15,7 @@
 namespace outbox::sigv4 {
 namespace {
 
-using detail::sigv4::RawQueryParam;
+using detail::sigv4::EncodedQueryParam;
 using std::chrono::system_clock;
 
 constexpr std::string_view algorithm = "AWS4-HMAC-SHA256";
@@ -40,6 +40,10 @@ void put_digits(char* out, unsigned value, int width) {
 AmzDate to_amz_date(system_clock::time_point now) {
     using namespace std::chrono;
     const auto secs = floor<seconds>(now);
+    // Requests signed within the same second share the text: skip the calendar arithmetic.
+    thread_local sys_seconds last_secs{seconds::min()};
+    thread_local AmzDate last;
+    if (secs == last_secs) return last;
     const auto day = floor<days>(secs);
     const year_month_day ymd{day};
     const hh_mm_ss hms{secs - day};
@@ -53,6 +57,8 @@ AmzDate to_amz_date(system_clock::time_point now) {
     put_digits(p + 11, static_cast<unsigned>(hms.minutes().count()), 2);
     put_digits(p + 13, static_cast<unsigned>(hms.seconds().count()), 2);
     p[15] = 'Z';
+    last_secs = secs;
+    last = d;
     return d;
 }
 
@@ -94,7 +100,8 @@ struct Scratch {
     std::string signed_headers;
     std::string canonical;
     std::string string_to_sign;
-    std::string credential;  // X-Amz-Credential of a pre-signed URL
+    std::string credential;  // X-Amz-Credential of a pre-signed URL, raw
+    std::string encoded;     // the pre-signed URL's X-Amz-* values, URI-encoded
 };
 
 Scratch& scratch() {
@@ -169,7 +176,7 @@ void build_headers(Scratch& s, const Request& req, OwnHeaders own, std::span<con
 }
 
 void build_canonical_request(Scratch& s, const SignerConfig& config, const Request& req,
-                             std::span<const RawQueryParam> query_extra,
+                             std::span<const EncodedQueryParam> query_extra,
                              std::string_view payload_hash) {
     std::string& c = s.canonical;
     c.clear();
@@ -326,21 +333,34 @@ boost::system::error_code Signer::presign(const Request& request, const Credenti
     const auto [end, ec] =
         std::to_chars(std::begin(expires_text), std::end(expires_text), expires.count());
     const std::string_view expires_view(expires_text, static_cast<std::size_t>(end - expires_text));
-    std::string& credential = s.credential;
-    credential.clear();
-    append_credential(credential, credentials.access_key_id, date, scope_suffix_);
+    // Encode the X-Amz-* values once: the same text goes into the canonical query and the URL.
+    // Offsets first, views after, because `encoded` grows while being filled.
+    s.credential.clear();
+    append_credential(s.credential, credentials.access_key_id, date, scope_suffix_);
+    std::string& encoded = s.encoded;
+    encoded.clear();
+    detail::sigv4::append_uri_encoded(encoded, s.credential, false);
+    const std::size_t token_at = encoded.size();
+    detail::sigv4::append_uri_encoded(encoded, credentials.session_token, false);
+    const std::size_t headers_at = encoded.size();
+    detail::sigv4::append_uri_encoded(encoded, s.signed_headers, false);
+    const std::string_view encoded_credential(encoded.data(), token_at);
+    const std::string_view encoded_token(encoded.data() + token_at, headers_at - token_at);
+    const std::string_view encoded_headers(encoded.data() + headers_at,
+                                           encoded.size() - headers_at);
 
     const bool sign_token = credentials.has_session_token() && config_.sign_session_token;
     // In canonical (byte) order, which is also the order they are appended to the URL.
-    std::array<RawQueryParam, 6> params;
+    // Algorithm, date and expiry are made of unreserved characters only.
+    std::array<EncodedQueryParam, 6> params;
     std::size_t n = 0;
     params[n++] = {"X-Amz-Algorithm", algorithm};
-    params[n++] = {"X-Amz-Credential", credential};
+    params[n++] = {"X-Amz-Credential", encoded_credential};
     params[n++] = {"X-Amz-Date", date.full()};
     params[n++] = {"X-Amz-Expires", expires_view};
-    if (sign_token) params[n++] = {"X-Amz-Security-Token", credentials.session_token};
-    params[n++] = {"X-Amz-SignedHeaders", s.signed_headers};
-    const std::span<const RawQueryParam> extra(params.data(), n);
+    if (sign_token) params[n++] = {"X-Amz-Security-Token", encoded_token};
+    params[n++] = {"X-Amz-SignedHeaders", encoded_headers};
+    const std::span<const EncodedQueryParam> extra(params.data(), n);
 
     build_canonical_request(s, config_, request, extra, payload);
     build_string_to_sign(s, date, scope_suffix_);
@@ -355,11 +375,11 @@ boost::system::error_code Signer::presign(const Request& request, const Credenti
         if (!q.empty()) q.push_back('&');
         q.append(name);
         q.push_back('=');
-        detail::sigv4::append_uri_encoded(q, value, false);
+        q.append(value);
     };
-    for (const RawQueryParam& p : extra) append_param(p.name, p.value);
+    for (const EncodedQueryParam& p : extra) append_param(p.name, p.value);
     if (credentials.has_session_token() && !sign_token)
-        append_param("X-Amz-Security-Token", credentials.session_token);
+        append_param("X-Amz-Security-Token", encoded_token);
     append_param("X-Amz-Signature", out.signature);
     fill_trace(trace, s);
     return {};

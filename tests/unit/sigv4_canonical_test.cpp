@@ -79,10 +79,13 @@ TEST_CASE("canonical query: decoded, re-encoded, byte-order sorted, duplicates k
     CHECK(query("x-amz-a=1&X-Amz-A=2") == "X-Amz-A=2&x-amz-a=1");
 }
 
-TEST_CASE("extra parameters are encoded as raw values, not decoded first") {
+TEST_CASE("extra parameters are taken as already encoded, not decoded again") {
     std::string out;
-    const RawQueryParam extra[] = {{"X-Amz-Credential", "AK/20150830/us-east-1/s3/aws4_request"},
-                                   {"X-Amz-Security-Token", "a+b/c=%41"}};
+    std::string credential, token;
+    append_uri_encoded(credential, "AK/20150830/us-east-1/s3/aws4_request", false);
+    append_uri_encoded(token, "a+b/c=%41", false);
+    const EncodedQueryParam extra[] = {{"X-Amz-Credential", credential},
+                                       {"X-Amz-Security-Token", token}};
     append_canonical_query(out, "z=1", extra);
     CHECK(out ==
           "X-Amz-Credential=AK%2F20150830%2Fus-east-1%2Fs3%2Faws4_request&"

@@ -20,17 +20,18 @@ void append_percent_decoded(std::string& out, std::string_view in);
 /// Appends the canonical URI of `path` under `rule`.
 void append_canonical_uri(std::string& out, std::string_view path, outbox::sigv4::PathRule rule);
 
-/// A query parameter that is not yet encoded (the X-Amz-* parameters of a pre-signed URL).
-struct RawQueryParam {
+/// A query parameter already encoded with append_uri_encoded (the X-Amz-* parameters of a
+/// pre-signed URL, encoded once for both the canonical query and the URL).
+struct EncodedQueryParam {
     std::string_view name;
     std::string_view value;
 };
 
 /// Appends the canonical query: every parameter of `wire_query` decoded and re-encoded,
-/// plus `extra`, encoded; sorted by key then value in byte order; duplicates kept;
+/// plus `extra` as they are; sorted by key then value in byte order; duplicates kept;
 /// a key without '=' becomes "key=".
 void append_canonical_query(std::string& out, std::string_view wire_query,
-                            std::span<const RawQueryParam> extra = {});
+                            std::span<const EncodedQueryParam> extra = {});
 
 /// Appends a header value trimmed, with every run of whitespace collapsed to one space.
 void append_canonical_header_value(std::string& out, std::string_view value);
