@@ -1,0 +1,53 @@
+from conan import ConanFile
+from conan.tools.cmake import CMake, CMakeDeps, CMakeToolchain, cmake_layout
+from conan.tools.files import copy
+
+
+class OutboxConan(ConanFile):
+    name = "outbox"
+    version = "0.1.0"
+    license = "Apache-2.0"
+    description = "Deliver events to Amazon SQS and Kafka, large payloads staged in S3"
+    topics = ("aws", "sqs", "kafka", "s3", "sigv4", "asio")
+    settings = "os", "compiler", "build_type", "arch"
+    options = {"shared": [True, False], "fPIC": [True, False], "tools": [True, False]}
+    default_options = {"shared": False, "fPIC": True, "tools": False}
+    exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*", "src/*", "tools/*"
+
+    def config_options(self):
+        if self.settings.os == "Windows":
+            del self.options.fPIC
+
+    def requirements(self):
+        # The same set that tests/install proves with Debian's packages.
+        self.requires("boost/[>=1.81 <2]", transitive_headers=True)
+        self.requires("openssl/[>=3.0 <4]")
+        if self.options.tools:
+            self.requires("simdjson/[>=3.0 <4]")
+
+    def layout(self):
+        cmake_layout(self)
+
+    def generate(self):
+        CMakeDeps(self).generate()
+        tc = CMakeToolchain(self)
+        tc.cache_variables["OUTBOX_BUILD_TESTS"] = False
+        tc.cache_variables["OUTBOX_BUILD_BENCHMARKS"] = False
+        tc.cache_variables["OUTBOX_BUILD_TOOLS"] = bool(self.options.tools)
+        tc.generate()
+
+    def build(self):
+        cmake = CMake(self)
+        cmake.configure()
+        cmake.build()
+
+    def package(self):
+        copy(self, "LICENSE", self.source_folder, f"{self.package_folder}/licenses")
+        CMake(self).install()
+
+    def package_info(self):
+        self.cpp_info.set_property("cmake_file_name", "outbox")
+        core = self.cpp_info.components["core"]
+        core.set_property("cmake_target_name", "outbox::outbox")
+        core.libs = ["outbox"]
+        core.requires = ["boost::headers", "openssl::crypto"]
