@@ -233,6 +233,10 @@ struct Signer::KeyCache {
     std::array<Entry, 4> entries;
     std::size_t next = 0;
 
+    ~KeyCache() {
+        for (Entry& e : entries) OPENSSL_cleanse(e.secret.data(), e.secret.size());
+    }
+
     // The HMAC chain "AWS4"+secret -> date -> region -> service -> "aws4_request",
     // derived once per (secret, date); region and service are fixed per Signer.
     detail::HmacSha256 get(std::string_view secret, std::string_view date, std::string_view region,
