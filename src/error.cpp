@@ -25,6 +25,24 @@ class Category final : public boost::system::error_category {
                 return "invalid URL";
             case Errc::missing_credentials:
                 return "missing credentials: no access key id or secret access key";
+            case Errc::timeout:
+                return "timed out before the request was sent";
+            case Errc::outcome_unknown:
+                return "the request was sent but no complete reply came back: outcome unknown";
+            case Errc::response_too_large:
+                return "response larger than the configured limit";
+            case Errc::malformed_response:
+                return "malformed HTTP response";
+            case Errc::credentials_not_found:
+                return "no AWS credentials found";
+            case Errc::credentials_expired:
+                return "AWS credentials expired";
+            case Errc::credentials_endpoint_error:
+                return "the credentials endpoint answered with an error";
+            case Errc::invalid_credentials_response:
+                return "the credentials endpoint's answer could not be read";
+            case Errc::unsupported_profile:
+                return "the profile uses a credential source outbox does not support";
         }
         return "unknown outbox error " + std::to_string(ev);
     }

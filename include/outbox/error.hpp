@@ -15,6 +15,19 @@ enum class Errc {
     invalid_expiry,        // pre-signed URL lifetime outside 1..604800 seconds
     invalid_url,           // a URL that does not parse, or lacks scheme or host
     missing_credentials,   // no access key id or secret access key
+
+    // HTTP transport.
+    timeout,             // the deadline passed before the request was sent: safe to retry
+    outcome_unknown,     // the request was sent but no complete reply came back
+    response_too_large,  // the response exceeded the configured size limit
+    malformed_response,  // the response is not valid HTTP/1.1
+
+    // Credentials.
+    credentials_not_found,         // no provider of the chain found credentials
+    credentials_expired,           // the only credentials at hand have expired
+    credentials_endpoint_error,    // a credentials endpoint answered with an HTTP error
+    invalid_credentials_response,  // a credentials endpoint's answer could not be read
+    unsupported_profile,           // the profile needs a feature outbox lacks (role_arn, sso, ...)
 };
 
 /// The category of outbox::Errc; its name is "outbox".

@@ -1,0 +1,394 @@
+// HttpClient against real local servers (plain and TLS) that misbehave on purpose.
+#include <outbox/http_client.hpp>
+
+#include "catch.hpp"
+#include "test_http_server.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <boost/asio/ssl/error.hpp>
+#include <future>
+#include <thread>
+
+using namespace outbox;
+using outbox::test::TestHttpServer;
+using outbox::test::TestReply;
+using outbox::test::TestRequest;
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Result {
+    boost::system::error_code ec;
+    HttpResponse response;
+};
+
+// Runs the io_context until this one request completes (idle-connection timers stay pending).
+Result send(asio::io_context& io, HttpClient& client, HttpRequest req) {
+    std::optional<Result> out;
+    client.async_request(std::move(req), [&](boost::system::error_code ec, HttpResponse r) {
+        out = Result{ec, std::move(r)};
+    });
+    io.restart();
+    while (!out && io.run_one()) {
+    }
+    REQUIRE(out);
+    return std::move(*out);
+}
+
+HttpRequest get(const TestHttpServer& server, std::string path = "/") {
+    HttpRequest req;
+    std::string target;
+    REQUIRE_FALSE(parse_http_url(server.url(path), req.origin, target));
+    req.target = target;
+    return req;
+}
+
+TestReply ok(std::string body = "hello") {
+    TestReply r;
+    r.body = std::move(body);
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("parse_http_url splits origin and target") {
+    HttpOrigin o;
+    std::string t;
+    REQUIRE_FALSE(parse_http_url("https://sqs.eu-west-1.amazonaws.com/123/q?a=b", o, t));
+    CHECK(o.tls);
+    CHECK(o.host == "sqs.eu-west-1.amazonaws.com");
+    CHECK(o.port == 443);
+    CHECK(t == "/123/q?a=b");
+    CHECK(o.host_header() == "sqs.eu-west-1.amazonaws.com");
+    REQUIRE_FALSE(parse_http_url("http://[::1]:4566", o, t));
+    CHECK(o.host == "::1");
+    CHECK(t == "/");
+    CHECK(o.host_header() == "[::1]:4566");
+    for (const char* bad :
+         {"ftp://x/", "not a url", "http://", "https://user:pw@host/", "http://host:0/"}) {
+        CAPTURE(bad);
+        CHECK(parse_http_url(bad, o, t) == Errc::invalid_url);
+    }
+}
+
+TEST_CASE("keep-alive: sequential requests share one connection") {
+    TestHttpServer server([](const TestRequest& r) { return ok("echo " + r.target); });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    for (int i = 0; i < 5; ++i) {
+        auto res = send(io, client, get(server, "/n" + std::to_string(i)));
+        REQUIRE_FALSE(res.ec);
+        CHECK(res.response.status == 200);
+        CHECK(res.response.body == "echo /n" + std::to_string(i));
+    }
+    CHECK(server.connections() == 1);
+    CHECK(client.stats().connections_opened == 1);
+    CHECK(client.stats().connections_reused == 4);
+    const auto received = server.received();
+    CHECK(received[0].header("Host") == "127.0.0.1:" + std::to_string(server.port()));
+    CHECK(received[0].header("User-Agent") == "outbox/0.1");
+}
+
+TEST_CASE("a pooled connection the server closed is detected and replaced before use") {
+    TestHttpServer server([](const TestRequest&) { return ok(); }, {.close_idle_after = 50ms});
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    REQUIRE_FALSE(send(io, client, get(server)).ec);
+    REQUIRE(server.wait_for_server_closes(1));  // the server dropped the idle connection
+    auto res = send(io, client, get(server));
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.status == 200);
+    CHECK(client.stats().stale_connections_dropped == 1);
+    CHECK(server.connections() == 2);
+}
+
+TEST_CASE("idle connections are closed by the client after idle_timeout") {
+    TestHttpServer server([](const TestRequest&) { return ok(); });
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {.idle_timeout = 30ms});
+    REQUIRE_FALSE(send(io, client, get(server)).ec);
+    CHECK(client.stats().idle_connections == 1);
+    io.restart();
+    io.run();  // only the idle timer is left: it fires and closes the connection
+    CHECK(server.wait_for_client_closes(1));
+    CHECK(client.stats().idle_connections == 0);
+}
+
+TEST_CASE("HTTP error statuses are responses, not transport errors") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply r;
+        r.status = 503;
+        r.headers = {{"Retry-After", "2"}};
+        r.body = R"({"__type":"ServiceUnavailable"})";
+        return r;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    auto res = send(io, client, get(server));
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.status == 503);
+    CHECK(res.response.header("retry-after") == "2");
+    CHECK(res.response.body == R"({"__type":"ServiceUnavailable"})");
+}
+
+TEST_CASE("POST bodies arrive whole with their headers") {
+    TestHttpServer server([](const TestRequest& r) { return ok(r.method + " " + r.body); });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    HttpRequest req = get(server);
+    req.method = "POST";
+    req.headers = {{"Content-Type", "application/x-amz-json-1.0"},
+                   {"X-Amz-Target", "AmazonSQS.SendMessage"}};
+    req.body = std::string(100000, 'b');
+    auto res = send(io, client, req);
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.body == "POST " + std::string(100000, 'b'));
+    CHECK(server.received()[0].header("X-Amz-Target") == "AmazonSQS.SendMessage");
+    CHECK(server.received()[0].header("Content-Length") == "100000");
+}
+
+TEST_CASE("connection refused is a not-sent error") {
+    std::uint16_t port;
+    {
+        TestHttpServer gone([](const TestRequest&) { return ok(); });
+        port = gone.port();
+    }
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    HttpRequest req;
+    req.origin = {.tls = false, .host = "127.0.0.1", .port = port};
+    auto res = send(io, client, req);
+    CHECK(res.ec == asio::error::connection_refused);
+}
+
+TEST_CASE("a reply that never comes: outcome unknown after the deadline") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply r = ok();
+        r.delay = 1500ms;
+        return r;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    HttpRequest req = get(server);
+    req.timeout = 100ms;
+    auto res = send(io, client, req);
+    CHECK(res.ec == Errc::outcome_unknown);
+    CHECK(server.requests() == 1);  // it was sent
+}
+
+TEST_CASE("waiting for a connection past the deadline: timeout, never sent") {
+    TestHttpServer server([](const TestRequest& r) {
+        TestReply reply = ok();
+        if (r.target == "/slow") reply.delay = 1000ms;
+        return reply;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {.max_connections_per_origin = 1});
+    std::optional<boost::system::error_code> slow, fast;
+    HttpRequest slow_req = get(server, "/slow");
+    client.async_request(slow_req, [&](auto ec, auto) { slow = ec; });
+    HttpRequest fast_req = get(server, "/fast");
+    fast_req.timeout = 100ms;
+    client.async_request(fast_req, [&](auto ec, auto) { fast = ec; });
+    while (!(slow && fast) && io.run_one()) {
+    }
+    CHECK(*fast == Errc::timeout);
+    CHECK_FALSE(*slow);
+    for (const auto& r : server.received()) CHECK(r.target != "/fast");
+}
+
+TEST_CASE("the server closing without a reply: outcome unknown") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply r;
+        r.action = TestReply::Action::close;
+        return r;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    CHECK(send(io, client, get(server)).ec == Errc::outcome_unknown);
+}
+
+TEST_CASE("a slow-drip response completes within the deadline and fails past it") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply r = ok(std::string(200, 'd'));
+        r.action = TestReply::Action::drip;
+        r.drip_interval = 10ms;  // about 20 chunks
+        return r;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    HttpRequest req = get(server);
+    req.timeout = 5000ms;
+    auto res = send(io, client, req);
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.body == std::string(200, 'd'));
+    req.timeout = 60ms;
+    CHECK(send(io, client, req).ec == Errc::outcome_unknown);
+}
+
+TEST_CASE("responses over the size limits are refused") {
+    TestHttpServer server([](const TestRequest& r) {
+        TestReply reply = ok(r.target == "/big-body" ? std::string(2 << 20, 'x') : "ok");
+        if (r.target == "/big-headers") {
+            reply.action =
+                TestReply::Action::raw;  // past what the server's own HTTP library would write
+            reply.raw = "HTTP/1.1 200 OK\r\nX-Filler: " + std::string(100000, 'h') +
+                        "\r\nContent-Length: 2\r\n\r\nok";
+        }
+        return reply;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {.max_response_body_bytes = 1 << 20});
+    CHECK(send(io, client, get(server, "/big-body")).ec == Errc::response_too_large);
+    CHECK(send(io, client, get(server, "/big-headers")).ec == Errc::response_too_large);
+    auto res = send(io, client, get(server, "/fine"));
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.body == "ok");
+}
+
+TEST_CASE("malformed responses are reported as such") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply r;
+        r.action = TestReply::Action::raw;
+        r.raw = "HTTP/1.1 two hundred OK\r\n\r\n";
+        return r;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    CHECK(send(io, client, get(server)).ec == Errc::malformed_response);
+}
+
+TEST_CASE("concurrent requests stay within the connection limit") {
+    TestHttpServer server([](const TestRequest& r) {
+        TestReply reply = ok(r.target);
+        reply.delay = 5ms;
+        return reply;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {.max_connections_per_origin = 3});
+    int done = 0, good = 0;
+    for (int i = 0; i < 30; ++i) {
+        client.async_request(get(server, "/r" + std::to_string(i)),
+                             [&, i](auto ec, HttpResponse r) {
+                                 ++done;
+                                 if (!ec && r.body == "/r" + std::to_string(i)) ++good;
+                             });
+    }
+    while (done < 30 && io.run_one()) {
+    }
+    CHECK(good == 30);
+    CHECK(server.connections() <= 3);
+    CHECK(server.requests() == 30);
+}
+
+TEST_CASE("completion handlers never run inside the initiating call") {
+    TestHttpServer server([](const TestRequest&) { return ok(); });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    bool inside = true, called = false;
+    HttpRequest req;
+    req.origin = {.tls = false, .host = "127.0.0.1", .port = 1};  // fails fast
+    client.async_request(req, [&](auto, auto) { called = !inside; });
+    inside = false;
+    io.run();
+    CHECK(called);
+}
+
+TEST_CASE("cancellation: before sending is operation_aborted, after sending is outcome unknown") {
+    TestHttpServer server([](const TestRequest& r) {
+        TestReply reply = ok();
+        if (r.target == "/slow") reply.delay = 1500ms;
+        return reply;
+    });
+    asio::io_context io;
+    auto work = asio::make_work_guard(io);
+    std::thread runner([&] { io.run(); });
+    HttpClient client(io.get_executor(), {.max_connections_per_origin = 1});
+    asio::cancellation_signal cancel_sent, cancel_waiting;
+    std::promise<boost::system::error_code> sent, waiting;
+    asio::post(io, [&] {
+        client.async_request(get(server, "/slow"),
+                             asio::bind_cancellation_slot(
+                                 cancel_sent.slot(), [&](auto ec, auto) { sent.set_value(ec); }));
+        client.async_request(get(server, "/queued"), asio::bind_cancellation_slot(
+                                                         cancel_waiting.slot(), [&](auto ec, auto) {
+                                                             waiting.set_value(ec);
+                                                         }));
+    });
+    REQUIRE(
+        server.wait_for_requests(1));  // /slow is written; /queued waits for the only connection
+    asio::post(io, [&] {
+        cancel_waiting.emit(asio::cancellation_type::terminal);
+        cancel_sent.emit(asio::cancellation_type::terminal);
+    });
+    CHECK(waiting.get_future().get() == asio::error::operation_aborted);
+    CHECK(sent.get_future().get() == Errc::outcome_unknown);
+    CHECK(server.requests() == 1);
+    work.reset();
+    runner.join();
+}
+
+TEST_CASE("TLS: verified against a CA file, by host name") {
+    const auto& certs = outbox::test::test_certificates();
+    TestHttpServer server([](const TestRequest&) { return ok("secure"); },
+                          {.tls = true, .cert_file = certs.cert_file, .key_file = certs.key_file});
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {.tls = {.ca_file = certs.ca_file}});
+    HttpRequest req;
+    req.origin = {.tls = true, .host = "localhost", .port = server.port()};
+    auto res = send(io, client, req);
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.body == "secure");
+    REQUIRE_FALSE(send(io, client, req).ec);
+    CHECK(server.connections() == 1);  // kept alive over TLS too
+
+    SECTION("a certificate for another name fails") {
+        HttpRequest by_ip = req;
+        by_ip.origin.host = "127.0.0.1";  // the certificate names only localhost
+        auto bad = send(io, client, by_ip);
+        CHECK(bad.ec);
+        CHECK(bad.ec.category() == asio::error::get_ssl_category());
+    }
+    SECTION("without the CA, the system store does not trust it") {
+        HttpClient untrusting(io.get_executor());
+        auto bad = send(io, untrusting, req);
+        CHECK(bad.ec.category() == asio::error::get_ssl_category());
+    }
+}
+
+TEST_CASE(
+    "TLS: a server certificate from an untrusted CA fails; turning verification off is logged") {
+    const auto& certs = outbox::test::test_certificates();
+    TestHttpServer server(
+        [](const TestRequest&) { return ok("secure"); },
+        {.tls = true, .cert_file = certs.other_cert_file, .key_file = certs.other_key_file});
+    asio::io_context io;
+    HttpRequest req;
+    req.origin = {.tls = true, .host = "localhost", .port = server.port()};
+    HttpClient client(io.get_executor(), {.tls = {.ca_file = certs.ca_file}});
+    auto bad = send(io, client, req);
+    CHECK(bad.ec.category() == asio::error::get_ssl_category());
+
+    std::vector<std::string> warnings;
+    HttpClient insecure(io.get_executor(),
+                        {.tls = {.verify_peer = false},
+                         .logger = {LogLevel::warning, [&](LogLevel, std::string_view m) {
+                                        warnings.emplace_back(m);
+                                    }}});
+    auto res = send(io, insecure, req);
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.body == "secure");
+    REQUIRE(warnings.size() == 1);
+    CHECK(warnings[0].find("verification is turned off") != std::string::npos);
+}
+
+TEST_CASE("an unreadable CA file is a constructor error") {
+    asio::io_context io;
+    CHECK_THROWS_AS(HttpClient(io.get_executor(), {.tls = {.ca_file = "/nonexistent/ca.pem"}}),
+                    std::invalid_argument);
+}
