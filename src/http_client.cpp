@@ -66,6 +66,9 @@ struct Connection {
     HttpOrigin origin;
     asio::steady_timer idle_timer;
     bool reused = false;
+    // Deadline of the request in progress, enforced by the client's sweeper.
+    Clock::time_point deadline = Clock::time_point::max();
+    bool timed_out = false;
 
     beast::tcp_stream& tcp() { return secure ? secure->next_layer() : *plain; }
 
@@ -142,6 +145,13 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     std::unordered_map<std::string, OriginPool> pools;
     std::unordered_map<std::string, DnsEntry> dns;
     bool closed = false;
+    // Connections with a request in progress. One coarse timer checks their deadlines instead
+    // of a timer per read and write: re-arming a kernel timer twice per request costs more
+    // than the rest of the request's bookkeeping.
+    std::vector<ConnectionPtr> busy;
+    asio::steady_timer sweeper{strand};
+    bool sweeping = false;
+    static constexpr auto sweep_interval = std::chrono::milliseconds(25);
     std::atomic<std::uint64_t> opened{0}, reused{0}, stale{0};
     std::atomic<std::size_t> idle_count{0};
 
@@ -158,6 +168,41 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             w->timer.cancel();
             return;
         }
+    }
+
+    void watch(const ConnectionPtr& c, Clock::time_point deadline) {
+        c->deadline = deadline;
+        c->timed_out = false;
+        busy.push_back(c);
+        if (!sweeping) arm_sweeper();
+    }
+
+    void unwatch(const ConnectionPtr& c) {
+        c->deadline = Clock::time_point::max();
+        if (auto it = std::find(busy.begin(), busy.end(), c); it != busy.end()) {
+            *it = std::move(busy.back());
+            busy.pop_back();
+        }
+    }
+
+    void arm_sweeper() {
+        sweeping = true;
+        sweeper.expires_after(sweep_interval);
+        sweeper.async_wait([self = shared_from_this()](error_code ec) {
+            if (ec || self->busy.empty()) {
+                self->sweeping = false;
+                return;
+            }
+            const auto now = Clock::now();
+            for (const ConnectionPtr& c : self->busy) {
+                if (c->deadline <= now && !c->timed_out) {
+                    c->timed_out = true;  // the pending read or write fails; the request sees why
+                    error_code ignored;
+                    c->tcp().socket().close(ignored);
+                }
+            }
+            self->arm_sweeper();
+        });
     }
 
     void discard(OriginPool& pool, const ConnectionPtr& c) {
@@ -195,6 +240,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
     void close_all() {
         closed = true;
+        sweeper.cancel();
         for (auto& [key, pool] : pools) {
             for (auto& c : pool.idle) {
                 c->close();
@@ -350,10 +396,13 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
                 co_return std::pair{ec, HttpResponse{}};
             OriginPool& pool = pools[pool_key(request.origin)];
 
-            c->tcp().expires_at(deadline);
+            c->tcp().expires_never();
+            watch(c, deadline);
             auto [wec, written] = c->secure ? co_await http::async_write(*c->secure, req, use_tuple)
                                             : co_await http::async_write(*c->plain, req, use_tuple);
             if (wec) {
+                unwatch(c);
+                if (c->timed_out) wec = beast::error::timeout;
                 const bool was_reused = c->reused;
                 discard(pool, c);
                 const auto cs = co_await asio::this_coro::cancellation_state;
@@ -376,7 +425,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             auto [rec, read] =
                 c->secure ? co_await http::async_read(*c->secure, c->buffer, parser, use_tuple)
                           : co_await http::async_read(*c->plain, c->buffer, parser, use_tuple);
+            unwatch(c);
             if (rec) {
+                if (c->timed_out) rec = beast::error::timeout;
                 discard(pool, c);
                 log(LogLevel::debug,
                     "no complete response from " + pool_key(request.origin) + ": " + rec.message());

@@ -254,6 +254,20 @@ TEST_CASE("presign: virtual-hosted by default, path-style for dotted buckets, to
     CHECK(r.out.starts_with("https://s3.eu-west-1.amazonaws.com/my.bucket/key?"));
 }
 
+TEST_CASE("presign: credentials from a profile file through the default chain") {
+    const fs::path file =
+        fs::temp_directory_path() / ("outbox-presign-creds-" + std::to_string(::getpid()));
+    std::ofstream(file)
+        << "[ci]\naws_access_key_id = AKPROFILE\naws_secret_access_key = SKPROFILE\n";
+    const Run r = run_outbox("presign s3://bucket/key --region eu-west-1",
+                             "-u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_PROFILE=ci "
+                             "AWS_SHARED_CREDENTIALS_FILE=" +
+                                 file.string() + " AWS_EC2_METADATA_DISABLED=true");
+    fs::remove(file);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("X-Amz-Credential=AKPROFILE%2F") != std::string::npos);
+}
+
 TEST_CASE("presign: bad arguments exit 2, missing credentials exit 1, secrets never printed") {
     const std::string env = "AWS_ACCESS_KEY_ID=AK AWS_SECRET_ACCESS_KEY=SECRETVALUE";
     for (const char* args :
@@ -271,7 +285,7 @@ TEST_CASE("presign: bad arguments exit 2, missing credentials exit 1, secrets ne
     const Run r =
         run_outbox("presign s3://bucket/key", "-u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY");
     CHECK(r.status == 1);
-    CHECK(r.err.find("no credentials") != std::string::npos);
+    CHECK(r.err.find("no credentials (no AWS credentials found)") != std::string::npos);
     CHECK(run_outbox("frobnicate").status == 2);
     CHECK(run_outbox("--help").status == 0);
 }

@@ -2,9 +2,11 @@
 
 #include "cli_io.hpp"
 
+#include <outbox/credentials_providers.hpp>
 #include <outbox/detail/sigv4_canonical.hpp>
 #include <outbox/sigv4.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/url/parse.hpp>
 
 #include <charconv>
@@ -18,8 +20,9 @@ namespace {
 constexpr std::string_view usage =
     "usage: outbox presign s3://BUCKET/KEY [--expires SECONDS] [--method GET|PUT]\n"
     "                      [--region R] [--endpoint URL]\n"
-    "Prints a pre-signed URL. Credentials come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY\n"
-    "and AWS_SESSION_TOKEN; the region from --region, AWS_REGION, AWS_DEFAULT_REGION, or\n"
+    "Prints a pre-signed URL. Credentials come from the default chain: environment\n"
+    "(AWS_ACCESS_KEY_ID, ...), web identity, profile files, container, instance metadata.\n"
+    "The region from --region, AWS_REGION, AWS_DEFAULT_REGION, or\n"
     "us-east-1. --expires defaults to 3600 (1 to 604800). --endpoint gives a path-style URL\n"
     "on that server (a local S3 such as http://127.0.0.1:4568).\n";
 
@@ -125,13 +128,23 @@ int run_presign(int argc, char** argv) {
     }
     detail::sigv4::append_uri_encoded(path, key, true);
 
+    boost::asio::io_context io;
+    boost::system::error_code creds_error;
     Credentials creds;
-    creds.access_key_id = env("AWS_ACCESS_KEY_ID").value_or("");
-    creds.secret_access_key = env("AWS_SECRET_ACCESS_KEY").value_or("");
-    creds.session_token = env("AWS_SESSION_TOKEN").value_or("");
-    if (creds.empty()) {
-        std::cerr
-            << "outbox: presign: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n";
+    DefaultCredentialsOptions options;
+    if (env("OUTBOX_DEBUG")) options.logger = stderr_logger(LogLevel::debug);
+    make_default_credentials(io.get_executor(), options)
+        ->async_get_credentials([&](boost::system::error_code ec, Credentials c) {
+            creds_error = ec;
+            creds = std::move(c);
+        });
+    io.run();
+    if (creds_error) {
+        std::cerr << "outbox: presign: no credentials (" << creds_error.message()
+                  << "): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, use a profile "
+                     "(AWS_PROFILE), or run "
+                     "where container or instance credentials exist; OUTBOX_DEBUG=1 shows each "
+                     "source tried\n";
         return 1;
     }
 

@@ -1,0 +1,104 @@
+// The credentials providers outbox ships, and the default chain in the AWS SDKs' order:
+// environment, web identity, profile files, container, instance metadata, cached.
+#pragma once
+
+#include <outbox/credentials_provider.hpp>
+#include <outbox/http_client.hpp>
+#include <outbox/logging.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace outbox {
+
+/// Fixed keys. Errc::missing_credentials when the key id or secret is empty.
+CredentialsProviderPtr make_static_credentials(boost::asio::any_io_executor executor,
+                                               Credentials credentials);
+
+/// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, read at each call.
+CredentialsProviderPtr make_environment_credentials(boost::asio::any_io_executor executor);
+
+struct ProfileOptions {
+    std::string profile{};           // empty: AWS_PROFILE, else "default"
+    std::string credentials_file{};  // empty: AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials
+    std::string config_file{};       // empty: AWS_CONFIG_FILE, else ~/.aws/config
+};
+
+/// Static keys from the shared credentials and config files (the credentials file wins).
+/// A profile that assumes a role, runs a process or uses SSO fails with
+/// Errc::unsupported_profile rather than being skipped silently. The files are small local
+/// files read at each call; wrap the provider in make_caching_credentials.
+CredentialsProviderPtr make_profile_credentials(boost::asio::any_io_executor executor,
+                                                ProfileOptions options = {});
+
+struct MetadataOptions {
+    std::string endpoint{};  // override of the service's address, e.g. a local test server
+    std::chrono::milliseconds timeout{1000};  // per request; also the connect timeout
+    Logger logger{};
+};
+
+/// ECS and EKS Pod Identity: AWS_CONTAINER_CREDENTIALS_RELATIVE_URI (on 169.254.170.2) or
+/// AWS_CONTAINER_CREDENTIALS_FULL_URI (https anywhere; http only to loopback and the
+/// container endpoints), with AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or
+/// AWS_CONTAINER_AUTHORIZATION_TOKEN as the Authorization header.
+CredentialsProviderPtr make_container_credentials(boost::asio::any_io_executor executor,
+                                                  MetadataOptions options = {});
+
+/// EC2 instance metadata, IMDSv2 only (session token PUT, then role and credentials GET).
+/// Endpoint: options, AWS_EC2_METADATA_SERVICE_ENDPOINT, else http://169.254.169.254.
+/// AWS_EC2_METADATA_DISABLED=true turns it off; off EC2 it fails in about options.timeout.
+CredentialsProviderPtr make_instance_metadata_credentials(boost::asio::any_io_executor executor,
+                                                          MetadataOptions options = {});
+
+struct WebIdentityOptions {
+    // STS endpoint: this, else AWS_ENDPOINT_URL_STS, else https://sts.REGION.amazonaws.com
+    // (REGION from AWS_REGION or AWS_DEFAULT_REGION), else https://sts.amazonaws.com.
+    std::string sts_endpoint{};
+    HttpClientConfig http{};
+};
+
+/// EKS IRSA: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (+ AWS_ROLE_SESSION_NAME) exchanged
+/// with STS AssumeRoleWithWebIdentity. The token file is read at each call (it rotates).
+CredentialsProviderPtr make_web_identity_credentials(boost::asio::any_io_executor executor,
+                                                     WebIdentityOptions options = {});
+
+/// Asks each provider in turn; the first that has credentials wins and is asked first next
+/// time. When none has any: the first error other than Errc::credentials_not_found, else
+/// Errc::credentials_not_found. Each provider's answer is logged at debug level.
+CredentialsProviderPtr make_credentials_chain(boost::asio::any_io_executor executor,
+                                              std::vector<CredentialsProviderPtr> providers,
+                                              Logger logger = {});
+
+struct CachingOptions {
+    // Fetch new credentials this long before the cached ones expire; meanwhile callers keep
+    // getting the cached ones.
+    std::chrono::seconds refresh_before_expiry{300};
+    // After a failed refresh, wait this long before trying again (while the cached
+    // credentials are still valid they keep being served).
+    std::chrono::seconds retry_after_failure{10};
+    std::function<std::chrono::system_clock::time_point()> clock{};  // empty: system_clock::now
+    Logger logger{};
+};
+
+/// Caches what `inner` returns. Concurrent callers share one refresh; a failed refresh keeps
+/// serving credentials that are still valid. Thread-safe.
+CredentialsProviderPtr make_caching_credentials(boost::asio::any_io_executor executor,
+                                                CredentialsProviderPtr inner,
+                                                CachingOptions options = {});
+
+struct DefaultCredentialsOptions {
+    ProfileOptions profile{};
+    MetadataOptions metadata{};
+    WebIdentityOptions web_identity{};
+    Logger logger{};
+};
+
+/// caching(chain(environment, web identity, profile, container, instance metadata)).
+CredentialsProviderPtr make_default_credentials(boost::asio::any_io_executor executor,
+                                                DefaultCredentialsOptions options = {});
+
+}  // namespace outbox
