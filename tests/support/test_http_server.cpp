@@ -277,23 +277,25 @@ void make_ca_and_server(const std::string& dir, const std::string& prefix) {
 }  // namespace
 
 const TestCertificates& test_certificates() {
-    static const TestCertificates certs = [] {
-        namespace fs = std::filesystem;
-        TestCertificates c;
-        c.dir = (fs::temp_directory_path() / ("outbox-test-certs-" + std::to_string(::getpid())))
-                    .string();
-        fs::create_directories(c.dir);
-        make_ca_and_server(c.dir, "");
-        make_ca_and_server(c.dir, "other-");
-        c.ca_file = c.dir + "/ca.pem";
-        c.cert_file = c.dir + "/server.pem";
-        c.key_file = c.dir + "/server.key";
-        c.other_ca_file = c.dir + "/other-ca.pem";
-        c.other_cert_file = c.dir + "/other-server.pem";
-        c.other_key_file = c.dir + "/other-server.key";
-        std::atexit([] { std::filesystem::remove_all(test_certificates().dir); });
-        return c;
-    }();
+    // Owns the folder: removed when the program ends, after every test is done with it.
+    struct Owned : TestCertificates {
+        Owned() {
+            namespace fs = std::filesystem;
+            dir = (fs::temp_directory_path() / ("outbox-test-certs-" + std::to_string(::getpid())))
+                      .string();
+            fs::create_directories(dir);
+            make_ca_and_server(dir, "");
+            make_ca_and_server(dir, "other-");
+            ca_file = dir + "/ca.pem";
+            cert_file = dir + "/server.pem";
+            key_file = dir + "/server.key";
+            other_ca_file = dir + "/other-ca.pem";
+            other_cert_file = dir + "/other-server.pem";
+            other_key_file = dir + "/other-server.key";
+        }
+        ~Owned() { std::filesystem::remove_all(dir); }
+    };
+    static const Owned certs;
     return certs;
 }
 
