@@ -29,6 +29,14 @@ int hex_value(char c) noexcept {
     return -1;
 }
 
+// Writes %XX (uppercase hex) for `c` at `p`; returns the position after it.
+char* write_escaped(char* p, unsigned char c) noexcept {
+    p[0] = '%';
+    p[1] = upper_hex[c >> 4];
+    p[2] = upper_hex[c & 0xf];
+    return p + 3;
+}
+
 bool is_kept(unsigned char c, bool keep_slash) noexcept {
     return unreserved[c] || (keep_slash && c == '/');
 }
@@ -130,16 +138,11 @@ void append_s3_path(std::string& out, std::string_view path) {
             *p++ = static_cast<char>(c);
         } else if (c == '%' && i + 2 < path.size() && hex_value(path[i + 1]) >= 0 &&
                    hex_value(path[i + 2]) >= 0) {
-            p[0] = '%';
-            p[1] = upper_hex[hex_value(path[i + 1])];
-            p[2] = upper_hex[hex_value(path[i + 2])];
-            p += 3;
+            p = write_escaped(p, static_cast<unsigned char>((hex_value(path[i + 1]) << 4) |
+                                                            hex_value(path[i + 2])));
             i += 2;
         } else {
-            p[0] = '%';
-            p[1] = upper_hex[c >> 4];
-            p[2] = upper_hex[c & 0xf];
-            p += 3;
+            p = write_escaped(p, c);
         }
     }
     out.resize(static_cast<std::size_t>(p - out.data()));
@@ -154,14 +157,10 @@ void append_uri_encoded(std::string& out, std::string_view in, bool keep_slash) 
     char* p = out.data() + at;
     for (const char ch : in) {
         const auto c = static_cast<unsigned char>(ch);
-        if (is_kept(c, keep_slash)) {
+        if (is_kept(c, keep_slash))
             *p++ = ch;
-        } else {
-            p[0] = '%';
-            p[1] = upper_hex[c >> 4];
-            p[2] = upper_hex[c & 0xf];
-            p += 3;
-        }
+        else
+            p = write_escaped(p, c);
     }
     out.resize(static_cast<std::size_t>(p - out.data()));
 }
