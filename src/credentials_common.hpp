@@ -16,7 +16,9 @@ namespace outbox::detail {
 using CredentialsHandler =
     boost::asio::any_completion_handler<void(boost::system::error_code, Credentials)>;
 
-/// Completes `handler` on its associated executor (else `fallback`), never inline.
+/// Completes `handler` on its associated executor, never inline. `fallback`, for handlers
+/// with none, is the caller's I/O executor, never a provider's internal strand (a handler
+/// running there would hold up the provider's other work).
 inline void complete_later(const boost::asio::any_io_executor& fallback, CredentialsHandler handler,
                            boost::system::error_code ec, Credentials credentials) {
     boost::asio::post(fallback,

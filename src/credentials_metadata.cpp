@@ -59,24 +59,30 @@ HttpClientConfig metadata_http_config(const MetadataOptions& o) {
     return c;
 }
 
-// Runs `fetch` as a coroutine on `strand` and completes `h` with its result.
-template <class Self>
-void spawn_fetch(const std::shared_ptr<Self>& self,
-                 const asio::strand<asio::any_io_executor>& strand, CredentialsHandler h) {
-    asio::co_spawn(
-        strand, self->fetch(), [self, h = std::move(h)](std::exception_ptr e, Result r) mutable {
-            if (e) r = {make_error_code(asio::error::fault), {}};
-            detail::complete_later(self->strand_, std::move(h), r.first, std::move(r.second));
-        });
-}
+// A provider whose answer comes from an endpoint: Derived::fetch() runs as a coroutine on
+// the provider's strand (so its state needs no lock), the caller's handler on its own executor.
+template <class Derived>
+class FetchingProvider : public CredentialsProvider, public std::enable_shared_from_this<Derived> {
+  protected:
+    explicit FetchingProvider(const asio::any_io_executor& ex) : strand_(asio::make_strand(ex)) {}
 
-class ContainerProvider final : public CredentialsProvider,
-                                public std::enable_shared_from_this<ContainerProvider> {
+    void do_get_credentials(Handler h) override {
+        auto self = this->shared_from_this();
+        asio::co_spawn(strand_, self->fetch(),
+                       [self, h = std::move(h)](std::exception_ptr e, Result r) mutable {
+                           if (e) r = {make_error_code(asio::error::fault), {}};
+                           detail::complete_later(self->strand_.get_inner_executor(), std::move(h),
+                                                  r.first, std::move(r.second));
+                       });
+    }
+
+    asio::strand<asio::any_io_executor> strand_;
+};
+
+class ContainerProvider final : public FetchingProvider<ContainerProvider> {
   public:
     ContainerProvider(asio::any_io_executor ex, MetadataOptions o)
-        : strand_(asio::make_strand(ex)),
-          options_(std::move(o)),
-          http_(ex, metadata_http_config(options_)) {}
+        : FetchingProvider(ex), options_(std::move(o)), http_(ex, metadata_http_config(options_)) {}
     std::string name() const override { return "container"; }
 
     asio::awaitable<Result> fetch() {
@@ -128,13 +134,6 @@ class ContainerProvider final : public CredentialsProvider,
         co_return Result{{}, std::move(c)};
     }
 
-    asio::strand<asio::any_io_executor> strand_;
-
-  protected:
-    void do_get_credentials(Handler h) override {
-        spawn_fetch(shared_from_this(), strand_, std::move(h));
-    }
-
   private:
     // Plain http carries the credentials in the clear: only to this machine or to the
     // link-local container endpoints (ECS 169.254.170.2, EKS Pod Identity 169.254.170.23).
@@ -152,14 +151,10 @@ class ContainerProvider final : public CredentialsProvider,
     HttpClient http_;
 };
 
-class InstanceMetadataProvider final
-    : public CredentialsProvider,
-      public std::enable_shared_from_this<InstanceMetadataProvider> {
+class InstanceMetadataProvider final : public FetchingProvider<InstanceMetadataProvider> {
   public:
     InstanceMetadataProvider(asio::any_io_executor ex, MetadataOptions o)
-        : strand_(asio::make_strand(ex)),
-          options_(std::move(o)),
-          http_(ex, metadata_http_config(options_)) {}
+        : FetchingProvider(ex), options_(std::move(o)), http_(ex, metadata_http_config(options_)) {}
     std::string name() const override { return "instance metadata"; }
 
     asio::awaitable<Result> fetch() {
@@ -217,13 +212,6 @@ class InstanceMetadataProvider final
         co_return Result{Errc::credentials_endpoint_error, {}};
     }
 
-    asio::strand<asio::any_io_executor> strand_;
-
-  protected:
-    void do_get_credentials(Handler h) override {
-        spawn_fetch(shared_from_this(), strand_, std::move(h));
-    }
-
   private:
     Result not_here(error_code ec, unsigned status) const {
         options_.logger.log(LogLevel::debug,
@@ -252,11 +240,10 @@ class InstanceMetadataProvider final
     std::chrono::steady_clock::time_point token_expires_{};
 };
 
-class WebIdentityProvider final : public CredentialsProvider,
-                                  public std::enable_shared_from_this<WebIdentityProvider> {
+class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
   public:
     WebIdentityProvider(asio::any_io_executor ex, WebIdentityOptions o)
-        : strand_(asio::make_strand(ex)), options_(std::move(o)), http_(ex, options_.http) {}
+        : FetchingProvider(ex), options_(std::move(o)), http_(ex, options_.http) {}
     std::string name() const override { return "web identity"; }
 
     asio::awaitable<Result> fetch() {
@@ -303,13 +290,6 @@ class WebIdentityProvider final : public CredentialsProvider,
                 res.status != 200 ? error_code(Errc::credentials_endpoint_error) : perr, {}};
         }
         co_return Result{{}, std::move(c)};
-    }
-
-    asio::strand<asio::any_io_executor> strand_;
-
-  protected:
-    void do_get_credentials(Handler h) override {
-        spawn_fetch(shared_from_this(), strand_, std::move(h));
     }
 
   private:

@@ -161,7 +161,7 @@ class ChainProvider final : public CredentialsProvider,
     void try_next(Handler h, std::size_t index, std::size_t remaining, error_code first_error) {
         if (remaining == 0) {
             return complete_later(
-                strand_, std::move(h),
+                strand_.get_inner_executor(), std::move(h),
                 first_error ? first_error : error_code(Errc::credentials_not_found), {});
         }
         const CredentialsProviderPtr p = providers_[index];
@@ -171,7 +171,8 @@ class ChainProvider final : public CredentialsProvider,
                 if (!ec) {
                     self->logger_.log(LogLevel::debug, "credentials from " + p->name());
                     self->last_good_ = index;
-                    return complete_later(self->strand_, std::move(h), {}, std::move(c));
+                    return complete_later(self->strand_.get_inner_executor(), std::move(h), {},
+                                          std::move(c));
                 }
                 self->logger_.log(LogLevel::debug, p->name() + ": " + ec.message());
                 if (!first_error && ec != Errc::credentials_not_found) first_error = ec;
@@ -215,11 +216,12 @@ class CachingProvider final : public CredentialsProvider,
 
     void serve(Handler h) {
         const TimePoint now = options_.clock();
-        if (fresh(now)) return complete_later(strand_, std::move(h), {}, *cached_);
+        if (fresh(now))
+            return complete_later(strand_.get_inner_executor(), std::move(h), {}, *cached_);
         if (valid(now)) {
             // Close to expiry: keep serving these while one refresh runs in the background.
             if (!refreshing_ && now >= retry_not_before_) refresh();
-            return complete_later(strand_, std::move(h), {}, *cached_);
+            return complete_later(strand_.get_inner_executor(), std::move(h), {}, *cached_);
         }
         waiting_.push_back(std::move(h));
         if (!refreshing_) refresh();
@@ -247,9 +249,10 @@ class CachingProvider final : public CredentialsProvider,
                 self->waiting_.clear();
                 for (Handler& h : waiting) {
                     if (self->valid(now))
-                        complete_later(self->strand_, std::move(h), {}, *self->cached_);
+                        complete_later(self->strand_.get_inner_executor(), std::move(h), {},
+                                       *self->cached_);
                     else
-                        complete_later(self->strand_, std::move(h),
+                        complete_later(self->strand_.get_inner_executor(), std::move(h),
                                        ec ? ec : error_code(Errc::credentials_expired), {});
                 }
             }));

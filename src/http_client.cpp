@@ -57,13 +57,17 @@ bool is_ip_literal(const std::string& host) {
     return !ec;
 }
 
+struct OriginPool;
+
 struct Connection {
-    Connection(Strand& strand, const HttpOrigin& o) : origin(o), idle_timer(strand) {}
+    Connection(Strand& strand, const HttpOrigin& o, OriginPool& p)
+        : origin(o), pool(&p), idle_timer(strand) {}
 
     std::optional<beast::tcp_stream> plain;
     std::optional<ssl::stream<beast::tcp_stream>> secure;
     beast::flat_buffer buffer;
     HttpOrigin origin;
+    OriginPool* pool;
     asio::steady_timer idle_timer;
     bool reused = false;
     // Deadline of the request in progress, enforced by the client's sweeper.
@@ -103,11 +107,18 @@ struct OriginPool {
     std::deque<std::shared_ptr<Waiter>> waiters;
 };
 
+struct OriginHash {
+    std::size_t operator()(const HttpOrigin& o) const noexcept {
+        return std::hash<std::string>{}(o.host) ^ (std::size_t{o.port} << 1) ^ std::size_t{o.tls};
+    }
+};
+
 struct DnsEntry {
     tcp::resolver::results_type results;
     Clock::time_point expires;
 };
 
+// For log messages.
 std::string pool_key(const HttpOrigin& o) {
     return (o.tls ? "https://" : "http://") + o.host + ":" + std::to_string(o.port);
 }
@@ -142,7 +153,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     Strand strand;
     HttpClientConfig config;
     ssl::context tls;
-    std::unordered_map<std::string, OriginPool> pools;
+    std::unordered_map<HttpOrigin, OriginPool, OriginHash> pools;  // nodes never move or go
     std::unordered_map<std::string, DnsEntry> dns;
     bool closed = false;
     // Connections with a request in progress. One coarse timer checks their deadlines instead
@@ -212,7 +223,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     }
 
     void release(const ConnectionPtr& c) {
-        OriginPool& pool = pools[pool_key(c->origin)];
+        OriginPool& pool = *c->pool;
         if (closed || c->buffer.size() != 0) {
             discard(pool, c);
             return;
@@ -230,7 +241,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     }
 
     void drop_idle(const ConnectionPtr& c) {
-        OriginPool& pool = pools[pool_key(c->origin)];
+        OriginPool& pool = *c->pool;
         const auto it = std::find(pool.idle.begin(), pool.idle.end(), c);
         if (it == pool.idle.end()) return;
         pool.idle.erase(it);
@@ -265,13 +276,15 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             out = it->second.results;
             co_return error_code{};
         }
-        tcp::resolver resolver(strand);
+        auto resolver = std::make_shared<tcp::resolver>(strand);
         asio::steady_timer timer(strand, deadline);
-        timer.async_wait([&resolver](error_code ec) {
-            if (!ec) resolver.cancel();
+        // The handler may already be queued when resolution completes: it must not reach a
+        // resolver that is gone, so it holds only a weak reference.
+        timer.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](error_code ec) {
+            if (auto r = weak.lock(); r && !ec) r->cancel();
         });
         auto [ec, results] =
-            co_await resolver.async_resolve(o.host, std::to_string(o.port), use_tuple);
+            co_await resolver->async_resolve(o.host, std::to_string(o.port), use_tuple);
         const bool timed_out = timer.cancel() == 0 && ec == asio::error::operation_aborted;
         if (timed_out) co_return make_error_code(Errc::timeout);
         if (ec) co_return ec;
@@ -280,12 +293,12 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
         co_return error_code{};
     }
 
-    asio::awaitable<error_code> connect(const HttpOrigin& o, Clock::time_point deadline,
-                                        ConnectionPtr& out) {
+    asio::awaitable<error_code> connect(const HttpOrigin& o, OriginPool& pool,
+                                        Clock::time_point deadline, ConnectionPtr& out) {
         const auto connect_deadline = std::min(deadline, Clock::now() + config.connect_timeout);
         tcp::resolver::results_type endpoints;
         if (auto ec = co_await resolve(o, connect_deadline, endpoints)) co_return ec;
-        auto c = std::make_shared<Connection>(strand, o);
+        auto c = std::make_shared<Connection>(strand, o, pool);
         beast::tcp_stream stream(strand);
         stream.expires_at(connect_deadline);
         auto [ec, endpoint] = co_await stream.async_connect(endpoints, use_tuple);
@@ -312,7 +325,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     // limit, or the next one released, whichever comes first before the deadline.
     asio::awaitable<error_code> acquire(const HttpOrigin& o, Clock::time_point deadline,
                                         ConnectionPtr& out) {
-        OriginPool& pool = pools[pool_key(o)];
+        OriginPool& pool = pools[o];
         for (;;) {
             if (closed) co_return make_error_code(asio::error::operation_aborted);
             while (!pool.idle.empty()) {
@@ -334,7 +347,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             }
             if (pool.open < config.max_connections_per_origin) {
                 ++pool.open;
-                const error_code ec = co_await connect(o, deadline, out);
+                const error_code ec = co_await connect(o, pool, deadline, out);
                 if (ec) {
                     --pool.open;
                     wake_one(pool);
@@ -394,7 +407,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             ConnectionPtr c;
             if (error_code ec = co_await acquire(request.origin, deadline, c))
                 co_return std::pair{ec, HttpResponse{}};
-            OriginPool& pool = pools[pool_key(request.origin)];
+            OriginPool& pool = *c->pool;
 
             c->tcp().expires_never();
             watch(c, deadline);
@@ -440,8 +453,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             for (const auto& field : res)
                 out.headers.emplace_back(field.name_string(), field.value());
             out.body = std::move(res.body());
-            c->tcp().expires_never();
-            if (res.keep_alive() && !parser.need_eof())
+            if (res.keep_alive() && !parser.need_eof() && !c->timed_out)
                 release(c);
             else
                 discard(pool, c);
@@ -519,9 +531,11 @@ void HttpClient::start(HttpRequest request, Handler handler) {
     auto ex = asio::get_associated_executor(handler, impl_->executor);
     asio::co_spawn(impl_->strand, impl_->run(std::move(request)),
                    asio::bind_cancellation_slot(
-                       op->signal.slot(), [op, ex, handler = std::move(handler)](
+                       op->signal.slot(), [op, ex, slot, handler = std::move(handler)](
                                               std::exception_ptr e,
                                               std::pair<error_code, HttpResponse> result) mutable {
+                           // Done: the caller's slot no longer refers to this operation.
+                           if (slot.is_connected()) slot.clear();
                            if (e) result.first = make_error_code(asio::error::fault);
                            asio::dispatch(ex, [handler = std::move(handler),
                                                result = std::move(result)]() mutable {

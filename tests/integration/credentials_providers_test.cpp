@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -306,6 +307,34 @@ TEST_CASE("instance metadata (IMDSv2): token, role, credentials") {
     // The session token is reused: a second fetch makes no new PUT.
     REQUIRE_FALSE(get(io, *p).ec);
     CHECK(imds.requests() == 5);
+}
+
+TEST_CASE("instance metadata: a session token the service no longer accepts is replaced") {
+    // Each PUT issues a new token and only the newest is accepted, as after IMDS restarts.
+    std::atomic<int> issued{0};
+    TestHttpServer imds([&issued](const TestRequest& r) {
+        if (r.method == "PUT") return json(200, "TOKEN-" + std::to_string(++issued));
+        if (r.header("X-aws-ec2-metadata-token") != "TOKEN-" + std::to_string(issued.load()))
+            return json(401, "");
+        if (r.target == "/latest/meta-data/iam/security-credentials/") return json(200, "role");
+        return json(
+            200,
+            R"({"Code":"Success","AccessKeyId":"ASIAROTATED","SecretAccessKey":"s","Token":"t",)"
+            R"("Expiration":"2099-01-01T00:00:00Z"})");
+    });
+    asio::io_context io;
+    ScopedEnv env{{"AWS_EC2_METADATA_DISABLED", "false"}};
+    auto p = make_instance_metadata_credentials(io.get_executor(), {.endpoint = imds.url("")});
+    REQUIRE_FALSE(get(io, *p).ec);
+    CHECK(issued == 1);
+    ++issued;  // the service forgets TOKEN-1
+    auto got = get(io, *p);
+    REQUIRE_FALSE(got.ec);
+    CHECK(got.credentials.access_key_id == "ASIAROTATED");
+    CHECK(issued == 3);  // a 401 with the old token, then a new PUT
+    const auto seen = imds.received();
+    CHECK(seen[3].header("X-aws-ec2-metadata-token") == "TOKEN-1");
+    CHECK(seen[4].method == "PUT");
 }
 
 TEST_CASE("instance metadata: disabled, absent, or no role attached") {
