@@ -1,5 +1,8 @@
 #include <outbox/error.hpp>
 
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
+
 #include <string>
 
 namespace outbox {
@@ -43,6 +46,18 @@ class Category final : public boost::system::error_category {
                 return "the credentials endpoint's answer could not be read";
             case Errc::unsupported_profile:
                 return "the profile uses a credential source outbox does not support";
+            case Errc::payload_too_large:
+                return "message larger than the destination accepts, and no stager is configured";
+            case Errc::invalid_message:
+                return "invalid message";
+            case Errc::throttled:
+                return "throttled by the service";
+            case Errc::service_unavailable:
+                return "the service is unavailable (server error)";
+            case Errc::service_error:
+                return "the service refused the request";
+            case Errc::checksum_mismatch:
+                return "the service reported a different MD5 than the one sent";
         }
         return "unknown outbox error " + std::to_string(ev);
     }
@@ -54,6 +69,33 @@ class Category final : public boost::system::error_category {
 const boost::system::error_category& error_category() noexcept {
     static const Category category;
     return category;
+}
+
+bool is_retryable(const boost::system::error_code& ec) noexcept {
+    if (!ec) return false;
+    if (ec.category() == error_category()) {
+        switch (static_cast<Errc>(ec.value())) {
+            case Errc::timeout:
+            case Errc::outcome_unknown:
+            case Errc::malformed_response:
+            case Errc::throttled:
+            case Errc::service_unavailable:
+            case Errc::credentials_endpoint_error:
+                return true;
+            default:
+                return false;
+        }
+    }
+    namespace ae = boost::asio::error;
+    if (ec == ae::operation_aborted) return false;
+    // Transport failures before or while talking to the server: connection refused, reset,
+    // unreachable, name resolution hiccups, a TLS stream cut short.
+    if (ec.category() == boost::system::system_category() ||
+        ec.category() == boost::system::generic_category() ||
+        ec.category() == ae::get_misc_category() || ec.category() == ae::get_netdb_category() ||
+        ec == boost::asio::ssl::error::stream_truncated)
+        return ec != ae::host_not_found && ec != ae::access_denied;
+    return false;
 }
 
 }  // namespace outbox

@@ -28,10 +28,25 @@ enum class Errc {
     credentials_endpoint_error,    // a credentials endpoint answered with an HTTP error
     invalid_credentials_response,  // a credentials endpoint's answer could not be read
     unsupported_profile,           // the profile needs a feature outbox lacks (role_arn, sso, ...)
+
+    // Messages rejected before any request is made.
+    payload_too_large,  // larger than the destination's limit, and no stager takes it
+    invalid_message,    // a body, attribute, group id or deduplication id the service would refuse
+
+    // Answers of the service (Diagnostics says what it said).
+    throttled,            // the service asked us to slow down: retryable
+    service_unavailable,  // HTTP 5xx or an entry failed through no fault of ours: retryable
+    service_error,        // the service refused the request or the message: not retryable
+    checksum_mismatch,    // the MD5 the service reported differs from what we sent
 };
 
 /// The category of outbox::Errc; its name is "outbox".
 const boost::system::error_category& error_category() noexcept;
+
+/// The one classifier of failures: true when trying again later may succeed (throttling,
+/// 5xx, transport errors, timeouts, replies lost after sending). Destinations retry these
+/// themselves; a caller sees one only when attempts or the deadline ran out.
+bool is_retryable(const boost::system::error_code& ec) noexcept;
 
 inline boost::system::error_code make_error_code(Errc e) noexcept {
     return {static_cast<int>(e), error_category()};

@@ -1,6 +1,7 @@
 // The `outbox` command-line program.
 #include "cli_io.hpp"
 #include "presign_command.hpp"
+#include "send_command.hpp"
 #include "sign_command.hpp"
 
 #include <exception>
@@ -13,6 +14,7 @@ constexpr std::string_view usage =
     "usage: outbox COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
+    "  send --to QUEUE_URL [FILE|-]  send JSON Lines messages to an SQS queue\n"
     "  sign [FILE|-]             sign request descriptions (JSON) and show each step\n"
     "  presign s3://BUCKET/KEY   print a pre-signed S3 URL\n"
     "\n"
@@ -25,6 +27,7 @@ int main(int argc, char** argv) {
     if (argc < 2) return outbox::cli::usage_error("missing command\n" + std::string(usage));
     const std::string_view command = argv[1];
     try {
+        if (command == "send") return outbox::cli::run_send(argc - 2, argv + 2);
         if (command == "sign") return outbox::cli::run_sign(argc - 2, argv + 2);
         if (command == "presign") return outbox::cli::run_presign(argc - 2, argv + 2);
         if (command == "-h" || command == "--help" || command == "help") {

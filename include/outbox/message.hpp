@@ -1,0 +1,32 @@
+// One event to deliver: a body plus the optional metadata queues and topics understand.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace outbox {
+
+/// A typed name/value pair carried beside the body (SQS message attributes, Kafka headers).
+struct MessageAttribute {
+    std::string name{};
+    /// "String", "Number" or "Binary", optionally with a custom suffix: "String.json".
+    std::string data_type = "String";
+    /// The text of a String or Number; the raw bytes of a Binary (outbox base64-encodes them).
+    std::string value{};
+};
+
+struct Message {
+    std::string body{};
+    std::vector<MessageAttribute> attributes{};  // SQS: at most 10
+    /// SQS FIFO queues: required; the order of delivery holds within a group. Standard
+    /// queues accept it too (fair queues).
+    std::string group_id{};
+    /// SQS FIFO queues: duplicates with the same id within 5 minutes are dropped by SQS.
+    /// Empty: the queue's content-based deduplication must be on.
+    std::string deduplication_id{};
+    /// SQS standard queues: hide the message for this long (0 to 900 seconds).
+    std::chrono::seconds delay{0};
+};
+
+}  // namespace outbox

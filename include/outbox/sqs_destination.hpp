@@ -1,0 +1,95 @@
+// Delivery to an Amazon SQS queue over the SQS JSON protocol: batched SendMessageBatch
+// requests, FIFO groups and deduplication, message attributes, MD5 checks, retries with
+// backoff, bounded memory, and a bounded close. See docs/sqs.md.
+#pragma once
+
+#include <outbox/credentials_provider.hpp>
+#include <outbox/destination.hpp>
+#include <outbox/http_client.hpp>
+#include <outbox/logging.hpp>
+#include <outbox/retry_policy.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace outbox {
+
+struct SqsDestinationConfig {
+    /// "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo", or a local emulator's
+    /// "http://127.0.0.1:4566/000000000000/orders". Give either this or queue_name.
+    std::string queue_url{};
+    /// A queue name, looked up with GetQueueUrl on first use; needs region (or endpoint).
+    std::string queue_name{};
+    /// Taken from the queue URL's host when empty (sqs.REGION.amazonaws.com).
+    std::string region{};
+    /// Where requests go instead of the queue URL's origin (emulators, VPC endpoints).
+    std::string endpoint{};
+    /// Required: where signing keys come from (make_default_credentials,
+    /// make_static_credentials...).
+    CredentialsProviderPtr credentials{};
+
+    /// The queue's maximum message size in bytes. Zero: read MaximumMessageSize with
+    /// GetQueueAttributes on first use, and assume 262144 (256 KiB) when that is not allowed.
+    std::size_t max_message_size = 0;
+
+    /// Entries per SendMessageBatch (1 to 10); also bounded by max_message_size in bytes.
+    std::size_t max_batch_entries = 10;
+    /// How long a partly filled batch waits for more messages. Zero sends at once.
+    std::chrono::microseconds linger{std::chrono::milliseconds(2)};
+    /// Requests on the wire at once.
+    std::size_t max_concurrent_requests = 16;
+    /// Backpressure: accepted but not yet completed messages and their bytes. Beyond
+    /// either, async_send waits for room.
+    std::size_t max_in_flight_messages = 4096;
+    std::size_t max_in_flight_bytes = 64 * 1024 * 1024;
+
+    RetryPolicy retry{};
+    HttpClientConfig http{};
+    Logger logger{};
+};
+
+/// Statistics, readable at any time.
+struct SqsDestinationStats {
+    std::uint64_t accepted = 0;
+    std::uint64_t delivered = 0;
+    std::uint64_t failed = 0;
+    std::uint64_t retried = 0;  // message attempts after the first
+    std::uint64_t requests = 0;
+    std::uint64_t bytes_delivered = 0;
+    std::size_t in_flight = 0;
+};
+
+class SqsDestination final : public Destination {
+  public:
+    /// Throws std::invalid_argument for a configuration that cannot work: a queue URL that
+    /// does not parse, neither URL nor name, no region to sign for, no credentials provider,
+    /// limits out of range.
+    SqsDestination(boost::asio::any_io_executor executor, SqsDestinationConfig config);
+    /// Fails whatever is still queued with operation_aborted and returns at once; requests
+    /// on the wire finish (or time out) in the background without touching this object.
+    ~SqsDestination() override;
+
+    SqsDestination(const SqsDestination&) = delete;
+    SqsDestination& operator=(const SqsDestination&) = delete;
+
+    executor_type get_executor() const noexcept override;
+
+    /// The queue URL requests address (after GetQueueUrl, when a name was given).
+    std::string queue_url() const;
+    bool is_fifo() const noexcept;
+    SqsDestinationStats stats() const;
+
+    struct Impl;
+
+  protected:
+    void do_send(Message message, SendHandler handler) override;
+    void do_close(std::chrono::milliseconds deadline, CloseHandler handler) override;
+
+  private:
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace outbox

@@ -1,0 +1,941 @@
+// SqsDestination: a queue of accepted messages, batched into SendMessageBatch requests on a
+// strand. Every entry is in exactly one place at a time: the waiting room (no capacity yet),
+// the ready queue, a request on the wire, or the backoff queue; it leaves through complete().
+#include <outbox/detail/http_date.hpp>
+#include <outbox/detail/sqs_protocol.hpp>
+#include <outbox/sigv4.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace outbox {
+
+namespace asio = boost::asio;
+namespace sqs = detail::sqs;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+enum class Place { waiting_room, ready, request, backoff };
+
+struct Entry {
+    // Boost 1.81's any_completion_handler move-assignment recurses forever: only ever
+    // move-construct it.
+    Entry(Message m, Destination::SendHandler h) : message(std::move(m)), handler(std::move(h)) {}
+
+    std::uint64_t seq = 0;
+    Message message;
+    Destination::SendHandler handler;
+    std::size_t size = 0;
+    Place place = Place::waiting_room;
+    std::uint32_t attempts = 0;
+    bool maybe_delivered = false;  // an earlier attempt's reply was lost
+    bool solo = false;             // send alone: its batch was refused as a whole
+    Clock::time_point accepted_at{};
+    Clock::time_point ready_at{};
+    error_code last_error{};
+    Diagnostics last_diagnostics{};
+};
+
+struct Stats {
+    std::atomic<std::uint64_t> accepted{0}, delivered{0}, failed{0}, retried{0}, requests{0},
+        bytes_delivered{0};
+    std::atomic<std::size_t> in_flight{0};
+};
+
+std::string describe(const error_code& ec) {
+    return ec.message();
+}
+
+}  // namespace
+
+struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl> {
+    using Strand = asio::strand<asio::any_io_executor>;
+
+    struct Request {
+        std::vector<Entry*> entries;
+        bool batch = false;
+        asio::cancellation_signal cancel;
+    };
+
+    Impl(asio::any_io_executor ex, SqsDestinationConfig cfg)
+        : executor(ex),
+          strand(asio::make_strand(ex)),
+          config(std::move(cfg)),
+          http(ex, config.http),
+          linger_timer(strand),
+          retry_timer(strand),
+          close_timer(strand),
+          rng(std::random_device{}()) {}
+
+    asio::any_io_executor executor;
+    Strand strand;
+    SqsDestinationConfig config;
+    HttpClient http;
+    std::optional<sigv4::Signer> signer;
+    HttpOrigin origin;
+    std::string host_header;
+
+    // Queue facts; written on the strand, read by queue_url()/is_fifo() from anywhere.
+    mutable std::mutex facts_mutex;
+    std::string queue_url;
+    std::atomic<bool> fifo{false};
+    enum class QueueState { unresolved, resolving, ready } queue_state = QueueState::unresolved;
+    std::size_t max_message_size = 0;
+    std::optional<bool> content_based_dedup;
+    std::uint32_t resolve_attempts = 0;
+
+    // Messages.
+    std::uint64_t next_seq = 1;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Entry>> entries;
+    std::deque<Entry*> waiting_room;
+    std::deque<Entry*> ready;  // by seq
+    std::multimap<Clock::time_point, Entry*> backoff;
+    std::unordered_map<std::string, std::size_t> busy_groups;  // FIFO: in a request or backing off
+    std::size_t admitted = 0;
+    std::size_t admitted_bytes = 0;
+    std::size_t requests_in_flight = 0;
+    std::vector<std::shared_ptr<Request>> open_requests;
+
+    asio::steady_timer linger_timer;
+    bool linger_armed = false;
+    asio::steady_timer retry_timer;
+    Clock::time_point retry_timer_at = Clock::time_point::max();
+
+    bool closing = false;
+    bool close_deadline_passed = false;
+    std::optional<CloseHandler> close_handler;
+    asio::steady_timer close_timer;
+
+    std::chrono::system_clock::duration clock_offset{0};
+    std::minstd_rand rng;
+    Stats stats;
+
+    // ---- acceptance ----------------------------------------------------------------------
+
+    void accept(std::unique_ptr<Entry> owned) {
+        Entry* e = owned.get();
+        e->seq = next_seq++;
+        e->accepted_at = Clock::now();
+        entries.emplace(e->seq, std::move(owned));
+        stats.accepted.fetch_add(1, std::memory_order_relaxed);
+        stats.in_flight.fetch_add(1, std::memory_order_relaxed);
+        install_cancellation(*e);
+        if (closing) return fail(*e, asio::error::operation_aborted, "the destination is closed");
+        if (has_room(e->size))
+            admit(*e);
+        else
+            waiting_room.push_back(e);
+    }
+
+    bool has_room(std::size_t size) const {
+        return admitted == 0 || (admitted < config.max_in_flight_messages &&
+                                 admitted_bytes + size <= config.max_in_flight_bytes);
+    }
+
+    void admit(Entry& e) {
+        ++admitted;
+        admitted_bytes += e.size;
+        e.place = Place::ready;
+        e.ready_at = Clock::now();
+        if (queue_state != QueueState::ready) {
+            ready.push_back(&e);
+            if (queue_state == QueueState::unresolved) resolve();
+            return;
+        }
+        if (!check_against_queue(e)) return;
+        ready.push_back(&e);
+        dispatch_ready();
+    }
+
+    // Checks that need the queue's attributes. False when the entry was failed.
+    bool check_against_queue(Entry& e) {
+        if (e.size > max_message_size) {
+            fail(e, Errc::payload_too_large,
+                 "the message has " + std::to_string(e.size) +
+                     " bytes (body and attributes); the queue takes at most " +
+                     std::to_string(max_message_size));
+            return false;
+        }
+        if (fifo && e.message.deduplication_id.empty() && content_based_dedup == false) {
+            fail(e, Errc::invalid_message,
+                 "the FIFO queue has content-based deduplication off: give every message a "
+                 "deduplication id");
+            return false;
+        }
+        return true;
+    }
+
+    void admit_waiting() {
+        while (!waiting_room.empty() && has_room(waiting_room.front()->size)) {
+            Entry* e = waiting_room.front();
+            waiting_room.pop_front();
+            admit(*e);
+        }
+    }
+
+    void install_cancellation(Entry& e) {
+        auto slot = asio::get_associated_cancellation_slot(e.handler);
+        if (!slot.is_connected()) return;
+        slot.assign(
+            [weak = weak_from_this(), seq = e.seq, strand = strand](asio::cancellation_type) {
+                asio::dispatch(strand, [weak, seq] {
+                    if (auto self = weak.lock()) self->cancel_entry(seq);
+                });
+            });
+    }
+
+    void cancel_entry(std::uint64_t seq) {
+        auto it = entries.find(seq);
+        if (it == entries.end()) return;
+        Entry& e = *it->second;
+        switch (e.place) {
+            case Place::request:
+                return;  // completes with its request's outcome
+            case Place::waiting_room:
+                waiting_room.erase(std::find(waiting_room.begin(), waiting_room.end(), &e));
+                break;
+            case Place::ready:
+                ready.erase(std::find(ready.begin(), ready.end(), &e));
+                break;
+            case Place::backoff:
+                for (auto b = backoff.begin(); b != backoff.end(); ++b)
+                    if (b->second == &e) {
+                        backoff.erase(b);
+                        break;
+                    }
+                release_group(e);
+                break;
+        }
+        if (e.maybe_delivered)
+            fail(e, Errc::outcome_unknown, "cancelled after a reply was lost");
+        else
+            fail(e, asio::error::operation_aborted, "cancelled");
+    }
+
+    // ---- completion ----------------------------------------------------------------------
+
+    void complete(Entry& e, error_code ec, Receipt receipt) {
+        const bool was_admitted = e.place != Place::waiting_room;
+        if (was_admitted) {
+            --admitted;
+            admitted_bytes -= e.size;
+        }
+        receipt.attempts = e.attempts;
+        (ec ? stats.failed : stats.delivered).fetch_add(1, std::memory_order_relaxed);
+        if (!ec) stats.bytes_delivered.fetch_add(e.message.body.size(), std::memory_order_relaxed);
+        stats.in_flight.fetch_sub(1, std::memory_order_relaxed);
+        auto slot = asio::get_associated_cancellation_slot(e.handler);
+        if (slot.is_connected()) slot.clear();
+        auto handler = std::move(e.handler);
+        entries.erase(e.seq);  // e is gone from here on
+        asio::post(executor, asio::append(std::move(handler), ec, std::move(receipt)));
+        if (was_admitted) admit_waiting();
+        maybe_finish_close();
+    }
+
+    void fail(Entry& e, error_code ec, std::string why) {
+        if (config.logger.enabled(LogLevel::debug))
+            config.logger.log(LogLevel::debug, "sqs: message " + std::to_string(e.seq) +
+                                                   " failed: " + describe(ec) +
+                                                   (why.empty() ? "" : ": " + why));
+        Receipt r;
+        r.diagnostics = std::move(e.last_diagnostics);
+        if (!why.empty()) r.diagnostics.message = std::move(why);
+        complete(e, ec, std::move(r));
+    }
+
+    void fail_with_last(Entry& e, error_code ec, const Diagnostics& d) {
+        e.last_diagnostics = d;
+        fail(e, ec, {});
+    }
+
+    // ---- queue resolution: GetQueueUrl, GetQueueAttributes --------------------------------
+
+    void resolve() {
+        queue_state = QueueState::resolving;
+        if (queue_url.empty()) {
+            std::string body;
+            sqs::write_get_queue_url(body, config.queue_name);
+            call("GetQueueUrl", std::move(body),
+                 [self = shared_from_this()](error_code ec, HttpResponse res) {
+                     self->on_get_queue_url(ec, std::move(res));
+                 });
+            return;
+        }
+        if (config.max_message_size != 0 && !fifo) return resolved(config.max_message_size);
+        std::string body;
+        sqs::write_get_queue_attributes(body, queue_url);
+        call("GetQueueAttributes", std::move(body),
+             [self = shared_from_this()](error_code ec, HttpResponse res) {
+                 self->on_get_queue_attributes(ec, std::move(res));
+             });
+    }
+
+    // Retries resolution with backoff, or fails everything queued when it cannot work.
+    void resolve_failed(error_code ec, const Diagnostics& d, const HttpResponse* res) {
+        ++resolve_attempts;
+        if (is_retryable(ec) && resolve_attempts < config.retry.max_attempts &&
+            !close_deadline_passed) {
+            auto delay = backoff_delay(resolve_attempts, res);
+            config.logger.log(LogLevel::info, "sqs: looking up the queue failed (" + describe(ec) +
+                                                  "), trying again in " +
+                                                  std::to_string(delay.count()) + " ms");
+            retry_timer.expires_after(delay);
+            retry_timer_at = Clock::now() + delay;
+            retry_timer.async_wait([self = shared_from_this()](error_code wait_ec) {
+                self->retry_timer_at = Clock::time_point::max();
+                if (!wait_ec) self->resolve();
+            });
+            return;
+        }
+        config.logger.log(LogLevel::warning,
+                          "sqs: cannot look up the queue: " + describe(ec) +
+                              (d.code.empty() ? "" : " (" + d.code + ": " + d.message + ")"));
+        queue_state = QueueState::unresolved;
+        resolve_attempts = 0;
+        auto pending = std::move(ready);
+        ready.clear();
+        for (Entry* e : pending) {
+            e->attempts = std::max<std::uint32_t>(e->attempts, 1);
+            fail_with_last(*e, ec, d);
+        }
+    }
+
+    void on_get_queue_url(error_code ec, HttpResponse res) {
+        Diagnostics d;
+        if (!ec && res.status != 200) ec = sqs::parse_error_response(res, d);
+        std::string url;
+        if (!ec && sqs::parse_get_queue_url_result(res.body, url)) ec = Errc::malformed_response;
+        sqs::QueueAddress address;
+        std::string why;
+        if (!ec && sqs::parse_queue_url(url, address, why)) {
+            ec = Errc::malformed_response;
+            d.message = "GetQueueUrl returned \"" + url + "\": " + why;
+        }
+        if (ec) return resolve_failed(ec, d, &res);
+        {
+            std::lock_guard lock(facts_mutex);
+            queue_url = std::move(url);
+        }
+        fifo = address.fifo;
+        resolve();
+    }
+
+    void on_get_queue_attributes(error_code ec, HttpResponse res) {
+        Diagnostics d;
+        if (!ec && res.status != 200) ec = sqs::parse_error_response(res, d);
+        std::size_t size = 0;
+        bool content_dedup = false;
+        if (!ec && sqs::parse_get_queue_attributes_result(res.body, size, content_dedup))
+            ec = Errc::malformed_response;
+        const bool no_queue =
+            d.code.find("NonExistentQueue") != std::string::npos || d.code == "QueueDoesNotExist";
+        if (ec && (is_retryable(ec) || no_queue)) return resolve_failed(ec, d, &res);
+        if (ec) {
+            // Send-only credentials often lack sqs:GetQueueAttributes: go on with the default.
+            config.logger.log(LogLevel::info, "sqs: GetQueueAttributes refused (" +
+                                                  (d.code.empty() ? describe(ec) : d.code) +
+                                                  "); assuming the default 256 KiB limit");
+            return resolved(config.max_message_size ? config.max_message_size
+                                                    : sqs::default_max_message_size);
+        }
+        content_based_dedup = content_dedup;
+        if (config.max_message_size != 0) size = config.max_message_size;
+        resolved(size ? std::min(size, sqs::largest_max_message_size)
+                      : sqs::default_max_message_size);
+    }
+
+    void resolved(std::size_t limit) {
+        max_message_size = limit;
+        queue_state = QueueState::ready;
+        resolve_attempts = 0;
+        auto pending = std::move(ready);
+        ready.clear();
+        for (Entry* e : pending)
+            if (check_against_queue(*e)) ready.push_back(e);
+        dispatch_ready();
+    }
+
+    // ---- requests ------------------------------------------------------------------------
+
+    using ResponseHandler = std::function<void(error_code, HttpResponse)>;
+
+    // Signs and sends one SQS JSON-protocol call; `done` runs on the strand.
+    void call(std::string_view action, std::string body, ResponseHandler done,
+              asio::cancellation_slot slot = {}) {
+        config.credentials->async_get_credentials(asio::bind_executor(
+            strand, [self = shared_from_this(), target = "AmazonSQS." + std::string(action),
+                     body = std::move(body), done = std::move(done),
+                     slot](error_code ec, Credentials creds) mutable {
+                if (ec) return done(ec, {});
+                self->send_signed(target, std::move(body), creds, std::move(done), slot);
+            }));
+    }
+
+    void send_signed(const std::string& target, std::string body, const Credentials& creds,
+                     ResponseHandler done, asio::cancellation_slot slot) {
+        static constexpr std::string_view content_type = "application/x-amz-json-1.0";
+        const sigv4::Header signed_headers[] = {{"content-type", content_type},
+                                                {"x-amz-target", target}};
+        const auto hash = sigv4::payload_hash(body);
+        sigv4::Request to_sign;
+        to_sign.method = "POST";
+        to_sign.host = host_header;
+        to_sign.path = "/";
+        to_sign.headers = signed_headers;
+        to_sign.payload_hash = hash.view();
+        sigv4::HeaderSignature sig;
+        if (auto ec = signer->sign_headers(to_sign, creds,
+                                           std::chrono::system_clock::now() + clock_offset, sig))
+            return done(ec, {});
+        HttpRequest req;
+        req.method = "POST";
+        req.origin = origin;
+        req.target = "/";
+        req.headers.reserve(5);
+        req.headers.emplace_back("Content-Type", content_type);
+        req.headers.emplace_back("X-Amz-Target", target);
+        req.headers.emplace_back("X-Amz-Date", std::move(sig.amz_date));
+        req.headers.emplace_back("Authorization", std::move(sig.authorization));
+        if (creds.has_session_token())
+            req.headers.emplace_back("X-Amz-Security-Token", creds.session_token);
+        req.body = std::move(body);
+        stats.requests.fetch_add(1, std::memory_order_relaxed);
+        http.async_request(std::move(req), asio::bind_cancellation_slot(
+                                               slot, asio::bind_executor(strand, std::move(done))));
+    }
+
+    // ---- batching ------------------------------------------------------------------------
+
+    bool group_busy(const Entry& e) const {
+        return fifo && !e.message.group_id.empty() && busy_groups.count(e.message.group_id) != 0;
+    }
+    void hold_group(const Entry& e) {
+        if (fifo && !e.message.group_id.empty()) ++busy_groups[e.message.group_id];
+    }
+    void release_group(const Entry& e) {
+        if (!fifo || e.message.group_id.empty()) return;
+        auto it = busy_groups.find(e.message.group_id);
+        if (it != busy_groups.end() && --it->second == 0) busy_groups.erase(it);
+    }
+
+    // Picks the next batch from the ready queue without taking it: in seq order, skipping
+    // FIFO groups that have a message on the wire or backing off.
+    std::vector<std::size_t> pick_batch(bool& full) const {
+        std::vector<std::size_t> picked;
+        std::size_t bytes = 0;
+        const std::size_t max_entries =
+            std::clamp<std::size_t>(config.max_batch_entries, 1, sqs::max_batch_entries);
+        full = false;
+        for (std::size_t i = 0; i < ready.size(); ++i) {
+            const Entry& e = *ready[i];
+            if (group_busy(e)) continue;
+            if (e.solo) {
+                if (picked.empty()) {
+                    picked.push_back(i);
+                    full = true;
+                    return picked;
+                }
+                continue;
+            }
+            if (bytes + e.size > max_message_size) {
+                full = true;
+                break;
+            }
+            picked.push_back(i);
+            bytes += e.size;
+            if (picked.size() == max_entries) {
+                full = true;
+                break;
+            }
+        }
+        return picked;
+    }
+
+    void dispatch_ready() {
+        if (queue_state != QueueState::ready) return;
+        while (requests_in_flight < config.max_concurrent_requests && !ready.empty()) {
+            bool full = false;
+            auto picked = pick_batch(full);
+            if (picked.empty()) return;
+            if (!full && !closing && config.linger.count() > 0) {
+                const auto due = ready.front()->ready_at + config.linger;
+                if (Clock::now() < due) {
+                    arm_linger(due);
+                    return;
+                }
+            }
+            auto request = std::make_shared<Request>();
+            request->entries.reserve(picked.size());
+            for (auto it = picked.rbegin(); it != picked.rend(); ++it) {
+                Entry* e = ready[*it];
+                ready.erase(ready.begin() + static_cast<std::ptrdiff_t>(*it));
+                request->entries.push_back(e);
+            }
+            std::reverse(request->entries.begin(), request->entries.end());
+            send_batch(std::move(request));
+        }
+    }
+
+    void arm_linger(Clock::time_point due) {
+        if (linger_armed) return;
+        linger_armed = true;
+        linger_timer.expires_at(due);
+        linger_timer.async_wait([self = shared_from_this()](error_code) {
+            self->linger_armed = false;
+            self->dispatch_ready();
+        });
+    }
+
+    void send_batch(std::shared_ptr<Request> request) {
+        std::string body;
+        std::size_t reserve = 256;
+        for (const Entry* e : request->entries) reserve += e->size + e->size / 8 + 128;
+        body.reserve(reserve);
+        request->batch = request->entries.size() > 1;
+        for (Entry* e : request->entries) {
+            e->place = Place::request;
+            if (++e->attempts > 1) stats.retried.fetch_add(1, std::memory_order_relaxed);
+            hold_group(*e);
+        }
+        if (request->batch) {
+            sqs::write_batch_begin(body, queue_url);
+            for (std::size_t i = 0; i < request->entries.size(); ++i)
+                sqs::write_batch_entry(body, i, request->entries[i]->message, i == 0);
+            sqs::write_batch_end(body);
+        } else {
+            sqs::write_send_message(body, queue_url, request->entries[0]->message);
+        }
+        ++requests_in_flight;
+        open_requests.push_back(request);
+        call(
+            request->batch ? "SendMessageBatch" : "SendMessage", std::move(body),
+            [self = shared_from_this(), request](error_code ec, HttpResponse res) {
+                self->on_send_response(*request, ec, std::move(res));
+            },
+            request->cancel.slot());
+    }
+
+    void on_send_response(Request& request, error_code ec, HttpResponse res) {
+        --requests_in_flight;
+        std::erase_if(open_requests, [&](const auto& r) { return r.get() == &request; });
+        for (Entry* e : request.entries) release_group(*e);
+
+        if (ec) {
+            Diagnostics d;
+            d.message = "transport: " + describe(ec);
+            if (ec == asio::error::operation_aborted)
+                d.message = "not sent: the close deadline passed";
+            for (Entry* e : request.entries) {
+                if (ec == Errc::outcome_unknown) e->maybe_delivered = true;
+                retry_or_fail(*e, ec, d, nullptr);
+            }
+            return dispatch_ready();
+        }
+        if (res.status != 200) {
+            Diagnostics d;
+            const error_code err = sqs::parse_error_response(res, d);
+            if (sqs::is_clock_skew_error(d) && correct_clock(res)) {
+                for (Entry* e : request.entries) requeue_now(*e, err, d);
+                return dispatch_ready();
+            }
+            if (err == Errc::service_error && request.entries.size() > 1 && splits_batch(d.code)) {
+                // One bad entry can refuse a whole batch: send each alone to find it.
+                for (Entry* e : request.entries) {
+                    e->solo = true;
+                    requeue_now(*e, err, d);
+                }
+                return dispatch_ready();
+            }
+            for (Entry* e : request.entries) retry_or_fail(*e, err, d, &res);
+            return dispatch_ready();
+        }
+
+        sqs::SendResult result;
+        const error_code parse_ec = request.batch
+                                        ? sqs::parse_send_message_batch_result(res.body, result)
+                                        : sqs::parse_send_message_result(res.body, result);
+        std::vector<bool> settled(request.entries.size(), false);
+        if (!parse_ec) {
+            const std::string_view request_id = res.header("x-amzn-RequestId");
+            for (auto& ok : result.successful) {
+                if (ok.id >= request.entries.size() || settled[ok.id]) continue;
+                settled[ok.id] = true;
+                deliver(*request.entries[ok.id], ok, request_id);
+            }
+            for (auto& bad : result.failed) {
+                if (bad.id >= request.entries.size() || settled[bad.id]) continue;
+                settled[bad.id] = true;
+                Entry& e = *request.entries[bad.id];
+                Diagnostics d;
+                d.http_status = res.status;
+                d.code = bad.code;
+                d.message = bad.message;
+                d.request_id = std::string(request_id);
+                d.sender_fault = bad.sender_fault;
+                if (bad.sender_fault)
+                    fail_with_last(e, Errc::service_error, d);
+                else
+                    retry_or_fail(e,
+                                  sqs::is_throttling_code(bad.code) ? Errc::throttled
+                                                                    : Errc::service_unavailable,
+                                  d, nullptr);
+            }
+        }
+        // Entries the reply does not mention (or an unreadable reply): the server may have
+        // stored them, so they count as lost replies.
+        Diagnostics d;
+        d.http_status = res.status;
+        d.message =
+            parse_ec ? "unreadable SendMessage reply" : "the reply does not mention this entry";
+        for (std::size_t i = 0; i < request.entries.size(); ++i) {
+            if (settled[i]) continue;
+            request.entries[i]->maybe_delivered = true;
+            retry_or_fail(*request.entries[i], Errc::outcome_unknown, d, nullptr);
+        }
+        dispatch_ready();
+    }
+
+    static bool splits_batch(std::string_view code) {
+        return code == "InvalidParameterValue" || code == "InvalidMessageContents" ||
+               code == "BatchRequestTooLong" || code == "InvalidParameterValueException" ||
+               code == "InvalidMessageContentsException";
+    }
+
+    void deliver(Entry& e, const sqs::SentEntry& sent, std::string_view request_id) {
+        const auto body_md5 = sqs::md5_of_body(e.message.body);
+        const bool body_ok = sent.md5_of_body.empty() ||
+                             std::string_view(body_md5.data(), body_md5.size()) == sent.md5_of_body;
+        bool attributes_ok = true;
+        if (!e.message.attributes.empty()) {
+            const auto attr_md5 = sqs::md5_of_attributes(e.message.attributes);
+            attributes_ok =
+                std::string_view(attr_md5.data(), attr_md5.size()) == sent.md5_of_attributes;
+        }
+        if (!body_ok || !attributes_ok) {
+            Diagnostics d;
+            d.http_status = 200;
+            d.request_id = std::string(request_id);
+            d.message = std::string(body_ok ? "MD5OfMessageAttributes" : "MD5OfMessageBody") +
+                        " does not match what was sent; message id " + sent.message_id;
+            return fail_with_last(e, Errc::checksum_mismatch, d);
+        }
+        Receipt r;
+        r.message_id = sent.message_id;
+        r.sequence_number = sent.sequence_number;
+        r.diagnostics = std::move(e.last_diagnostics);
+        complete(e, {}, std::move(r));
+    }
+
+    // ---- retries -------------------------------------------------------------------------
+
+    std::chrono::milliseconds backoff_delay(std::uint32_t attempts, const HttpResponse* res) {
+        const auto& p = config.retry;
+        const auto exponent = std::min<std::uint32_t>(attempts > 0 ? attempts - 1 : 0, 30);
+        const long double ceiling =
+            std::min<long double>(static_cast<long double>(p.max_delay.count()),
+                                  static_cast<long double>(p.base_delay.count()) *
+                                      static_cast<long double>(1ull << exponent));
+        std::uniform_int_distribution<long long> pick(0, static_cast<long long>(ceiling));
+        std::chrono::milliseconds delay(pick(rng));
+        if (res != nullptr) {
+            if (auto asked = detail::parse_retry_after(res->header("Retry-After"),
+                                                       std::chrono::system_clock::now()))
+                delay = std::max(delay, std::min(*asked, p.max_delay));
+        }
+        return delay;
+    }
+
+    void retry_or_fail(Entry& e, error_code ec, const Diagnostics& d, const HttpResponse* res) {
+        e.last_error = ec;
+        e.last_diagnostics = d;
+        if (!is_retryable(ec) || e.attempts >= config.retry.max_attempts || close_deadline_passed) {
+            const error_code final_ec = ec == asio::error::operation_aborted && e.maybe_delivered
+                                            ? error_code(Errc::outcome_unknown)
+                                            : ec;
+            return fail(e, final_ec, {});
+        }
+        const auto delay = backoff_delay(e.attempts, res);
+        const auto when = Clock::now() + delay;
+        if (config.retry.message_deadline.count() > 0 &&
+            when > e.accepted_at + config.retry.message_deadline)
+            return fail(e, ec, {});
+        e.place = Place::backoff;
+        hold_group(e);
+        backoff.emplace(when, &e);
+        arm_retry_timer();
+    }
+
+    // A retry without waiting (clock corrected, or batch split); still counts as an attempt.
+    void requeue_now(Entry& e, error_code ec, const Diagnostics& d) {
+        e.last_error = ec;
+        e.last_diagnostics = d;
+        if (e.attempts >= config.retry.max_attempts) return fail(e, ec, {});
+        insert_ready(e);
+    }
+
+    void insert_ready(Entry& e) {
+        e.place = Place::ready;
+        e.ready_at = Clock::now();
+        auto pos = std::upper_bound(ready.begin(), ready.end(), e.seq,
+                                    [](std::uint64_t seq, const Entry* x) { return seq < x->seq; });
+        ready.insert(pos, &e);
+    }
+
+    void arm_retry_timer() {
+        if (backoff.empty() || queue_state != QueueState::ready) return;
+        const auto due = backoff.begin()->first;
+        if (due >= retry_timer_at) return;
+        retry_timer_at = due;
+        retry_timer.expires_at(due);
+        retry_timer.async_wait([self = shared_from_this()](error_code ec) {
+            if (ec) return;  // re-armed earlier, or shutting down
+            self->retry_timer_at = Clock::time_point::max();
+            self->release_due();
+        });
+    }
+
+    void release_due() {
+        const auto now = Clock::now();
+        while (!backoff.empty() && backoff.begin()->first <= now) {
+            Entry* e = backoff.begin()->second;
+            backoff.erase(backoff.begin());
+            release_group(*e);
+            insert_ready(*e);
+        }
+        arm_retry_timer();
+        dispatch_ready();
+    }
+
+    bool correct_clock(const HttpResponse& res) {
+        auto server = detail::parse_http_date(res.header("Date"));
+        if (!server) return false;
+        const auto offset = *server - std::chrono::system_clock::now();
+        if (std::chrono::abs(offset - clock_offset) < std::chrono::seconds(2))
+            return false;  // nothing to fix
+        clock_offset = offset;
+        config.logger.log(
+            LogLevel::warning,
+            "sqs: the local clock is off by " +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(offset).count()) +
+                " s from the server's; signing with the server's time");
+        return true;
+    }
+
+    // ---- close ---------------------------------------------------------------------------
+
+    void close(std::chrono::milliseconds deadline, CloseHandler handler) {
+        if (close_handler) {  // a second close: complete it at once
+            asio::post(executor, asio::append(std::move(handler),
+                                              error_code(asio::error::operation_aborted)));
+            return;
+        }
+        closing = true;
+        close_handler.emplace(std::move(handler));
+        close_timer.expires_after(deadline);
+        close_timer.async_wait([self = shared_from_this()](error_code ec) {
+            if (!ec) self->on_close_deadline();
+        });
+        if (queue_state == QueueState::ready) {
+            release_all_backoff_now();
+            dispatch_ready();
+        }
+        maybe_finish_close();
+    }
+
+    // Closing sends what backs off at once, rather than after its delay.
+    void release_all_backoff_now() {
+        while (!backoff.empty()) {
+            Entry* e = backoff.begin()->second;
+            backoff.erase(backoff.begin());
+            release_group(*e);
+            insert_ready(*e);
+        }
+    }
+
+    void on_close_deadline() {
+        close_deadline_passed = true;
+        abandon_all("the close deadline passed");
+    }
+
+    // Fails everything not on the wire and cancels requests on the wire.
+    void abandon_all(const std::string& why) {
+        auto fail_list = [&](std::vector<Entry*> list) {
+            for (Entry* e : list)
+                fail(*e,
+                     e->maybe_delivered ? error_code(Errc::outcome_unknown)
+                                        : error_code(asio::error::operation_aborted),
+                     why);
+        };
+        std::vector<Entry*> list(waiting_room.begin(), waiting_room.end());
+        waiting_room.clear();
+        fail_list(std::move(list));
+        list.assign(ready.begin(), ready.end());
+        ready.clear();
+        fail_list(std::move(list));
+        list.clear();
+        for (auto& [when, e] : backoff) list.push_back(e);
+        backoff.clear();
+        for (Entry* e : list) release_group(*e);
+        fail_list(std::move(list));
+        for (auto& r : std::vector(open_requests))
+            r->cancel.emit(asio::cancellation_type::terminal);
+        linger_timer.cancel();
+        retry_timer.cancel();
+    }
+
+    void maybe_finish_close() {
+        if (!close_handler || !entries.empty() || requests_in_flight != 0) return;
+        close_timer.cancel();
+        auto h = std::move(*close_handler);
+        close_handler.reset();
+        const error_code ec = close_deadline_passed ? error_code(Errc::timeout) : error_code();
+        asio::post(executor, asio::append(std::move(h), ec));
+    }
+
+    void shutdown() {
+        closing = true;
+        close_deadline_passed = true;
+        abandon_all("the destination was destroyed");
+        close_timer.cancel();
+        if (close_handler) maybe_finish_close();
+    }
+};
+
+// ---- SqsDestination ----------------------------------------------------------------------
+
+SqsDestination::SqsDestination(asio::any_io_executor executor, SqsDestinationConfig config) {
+    auto require = [](bool ok, const std::string& what) {
+        if (!ok) throw std::invalid_argument("SqsDestination: " + what);
+    };
+    require(config.credentials != nullptr,
+            "no credentials provider (SqsDestinationConfig::credentials)");
+    require(config.queue_url.empty() != config.queue_name.empty(),
+            "give exactly one of queue_url and queue_name");
+    require(config.max_batch_entries >= 1 && config.max_batch_entries <= sqs::max_batch_entries,
+            "max_batch_entries must be 1 to 10");
+    require(config.max_concurrent_requests >= 1, "max_concurrent_requests must be at least 1");
+    require(config.max_in_flight_messages >= 1, "max_in_flight_messages must be at least 1");
+    require(config.max_message_size <= sqs::largest_max_message_size,
+            "max_message_size is above SQS's largest (1048576 bytes)");
+    require(config.retry.max_attempts >= 1, "retry.max_attempts must be at least 1");
+
+    sqs::QueueAddress address;
+    if (!config.queue_url.empty()) {
+        std::string why;
+        if (sqs::parse_queue_url(config.queue_url, address, why))
+            throw std::invalid_argument("SqsDestination: queue URL \"" + config.queue_url +
+                                        "\": " + why);
+    } else {
+        require(config.queue_name.find('/') == std::string::npos,
+                "queue_name is a name, not a URL");
+        address.name = config.queue_name;
+        address.fifo = config.queue_name.ends_with(".fifo");
+    }
+    std::string region = !config.region.empty() ? config.region : address.region;
+    HttpOrigin origin = address.origin;
+    if (!config.endpoint.empty()) {
+        std::string target;
+        if (parse_http_url(config.endpoint, origin, target))
+            throw std::invalid_argument("SqsDestination: endpoint \"" + config.endpoint +
+                                        "\" is not an http(s) URL");
+        if (region.empty()) region = sqs::region_from_host(origin.host);
+    }
+    require(!region.empty(),
+            "no region: the queue URL's host does not name one; set SqsDestinationConfig::region");
+    if (config.queue_url.empty() && config.endpoint.empty()) {
+        origin.tls = true;
+        origin.host = "sqs." + region + ".amazonaws.com";
+        origin.port = 443;
+    }
+
+    auto impl = std::make_shared<Impl>(executor, std::move(config));
+    impl->origin = origin;
+    impl->host_header = origin.host_header();
+    impl->signer.emplace(sigv4::SignerConfig{.region = region, .service = "sqs"});
+    impl->queue_url = address.url;
+    impl->fifo = address.fifo;
+    impl_ = std::move(impl);
+}
+
+SqsDestination::~SqsDestination() {
+    asio::dispatch(impl_->strand, [impl = impl_] { impl->shutdown(); });
+}
+
+SqsDestination::executor_type SqsDestination::get_executor() const noexcept {
+    return impl_->executor;
+}
+
+std::string SqsDestination::queue_url() const {
+    std::lock_guard lock(impl_->facts_mutex);
+    return impl_->queue_url;
+}
+
+bool SqsDestination::is_fifo() const noexcept {
+    return impl_->fifo;
+}
+
+SqsDestinationStats SqsDestination::stats() const {
+    const auto& s = impl_->stats;
+    SqsDestinationStats out;
+    out.accepted = s.accepted.load(std::memory_order_relaxed);
+    out.delivered = s.delivered.load(std::memory_order_relaxed);
+    out.failed = s.failed.load(std::memory_order_relaxed);
+    out.retried = s.retried.load(std::memory_order_relaxed);
+    out.requests = s.requests.load(std::memory_order_relaxed);
+    out.bytes_delivered = s.bytes_delivered.load(std::memory_order_relaxed);
+    out.in_flight = s.in_flight.load(std::memory_order_relaxed);
+    return out;
+}
+
+void SqsDestination::do_send(Message message, SendHandler handler) {
+    const std::size_t size = sqs::message_size(message);
+    std::string why;
+    error_code ec = sqs::validate_message(message, impl_->fifo, why);
+    if (!ec && size > sqs::largest_max_message_size) {
+        ec = Errc::payload_too_large;
+        why = "the message has " + std::to_string(size) + " bytes; SQS takes at most 1048576";
+    } else if (!ec && impl_->config.max_message_size != 0 &&
+               size > impl_->config.max_message_size) {
+        ec = Errc::payload_too_large;
+        why = "the message has " + std::to_string(size) + " bytes; the queue takes at most " +
+              std::to_string(impl_->config.max_message_size);
+    }
+    if (ec) {
+        Receipt r;
+        r.diagnostics.message = std::move(why);
+        impl_->stats.failed.fetch_add(1, std::memory_order_relaxed);
+        asio::post(impl_->executor, asio::append(std::move(handler), ec, std::move(r)));
+        return;
+    }
+    auto entry = std::make_unique<Entry>(std::move(message), std::move(handler));
+    entry->size = size;
+    asio::post(impl_->strand,
+               [impl = impl_, e = std::move(entry)]() mutable { impl->accept(std::move(e)); });
+}
+
+void SqsDestination::do_close(std::chrono::milliseconds deadline, CloseHandler handler) {
+    asio::post(impl_->strand, [impl = impl_, deadline, h = std::move(handler)]() mutable {
+        impl->close(deadline, std::move(h));
+    });
+}
+
+}  // namespace outbox

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""A proxy for the integration tests, in front of an emulator that checks no signatures.
+
+It checks every request's SigV4 signature with botocore (an independent signer) and
+refuses a wrong one with 403, as AWS would. On a seeded schedule it also injects faults:
+
+  500, 503   an HTTP error of that status (the request is not forwarded)
+  throttle   400 ThrottlingException (not forwarded)
+  reset      the connection closed before forwarding
+  lost       forwarded, then the connection closed without the reply
+  slow       forwarded, the reply held back for --slow-ms
+  partial    SendMessageBatch only: some entries are not forwarded and come back in Failed
+             with SenderFault false (ServiceUnavailable)
+
+With --clock-offset SECONDS it plays a server whose clock is that far ahead: requests
+signed more than 5 minutes off its time are refused as AWS does ("Signature expired"),
+and its Date header tells the client the right time.
+
+GET /__proxy/stats returns the counters as JSON. Listens on 127.0.0.1 only.
+
+Usage: sigv4_proxy.py --upstream HOST:PORT [--port N] [--service sqs] [--access-key K
+       --secret-key S] [--faults 500=0.05,lost=0.05,...] [--seed N] [--clock-offset S]
+"""
+import argparse
+import datetime
+import email.utils
+import http.client
+import http.server
+import json
+import random
+import re
+import socket
+import sys
+import threading
+import time
+from unittest import mock
+
+from botocore.auth import S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+AUTH_RE = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
+    r"SignedHeaders=([a-z0-9;\-]+), Signature=([0-9a-f]{64})$")
+SIGNING_LOCK = threading.Lock()
+FAULT_KINDS = ("500", "503", "throttle", "reset", "lost", "slow", "partial")
+
+
+class State:
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.rng = random.Random(args.seed)
+        self.faults = {}
+        for item in filter(None, args.faults.split(",")):
+            kind, _, p = item.partition("=")
+            if kind not in FAULT_KINDS:
+                sys.exit(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+            self.faults[kind] = float(p)
+        self.stats = {"requests": 0, "signatures_checked": 0, "signature_failures": 0,
+                      "skew_refusals": 0, "forwarded": 0, "faults": {k: 0 for k in FAULT_KINDS}}
+
+    def pick_fault(self, is_batch):
+        with self.lock:
+            r = self.rng.random()
+            for kind, p in self.faults.items():
+                if r < p:
+                    if kind == "partial" and not is_batch:
+                        return None
+                    self.stats["faults"][kind] += 1
+                    return kind
+                r -= p
+            return None
+
+    def count(self, key):
+        with self.lock:
+            self.stats[key] += 1
+
+
+class FixedClock(datetime.datetime):
+    moment = None
+
+    @classmethod
+    def utcnow(cls):
+        return cls.moment
+
+
+def expected_signature(method, host, path, headers, body, auth, args):
+    """The signature botocore computes for this request, or an error text."""
+    m = AUTH_RE.match(auth)
+    if not m:
+        return None, "malformed Authorization header"
+    key, _date, region, service, signed, signature = m.groups()
+    if key != args.access_key:
+        return None, f"unknown access key {key}"
+    if service != args.service:
+        return None, f"signed for service {service}, expected {args.service}"
+    lower = {k.lower(): v for k, v in headers.items()}
+    amz_date = lower.get("x-amz-date", "")
+    request = AWSRequest(method=method, url=f"http://{host}{path}", data=body)
+    for name in signed.split(";"):
+        if name == "host":
+            continue
+        if name not in lower:
+            return None, f"signed header {name} missing"
+        request.headers[name] = lower[name]
+    creds = Credentials(args.access_key, args.secret_key, lower.get("x-amz-security-token"))
+    auth_class = S3SigV4Auth if service == "s3" else SigV4Auth
+    signer = auth_class(creds, service, region)
+    moment = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ")
+    with SIGNING_LOCK, mock.patch("datetime.datetime", FixedClock):  # the patch is global
+        FixedClock.moment = moment
+        signer.add_auth(request)  # signs every header it is given: just the signed ones
+    got = re.search(r"Signature=([0-9a-f]{64})", request.headers["Authorization"]).group(1)
+    botocore_signed = re.search(r"SignedHeaders=([^,]+)", request.headers["Authorization"]).group(1)
+    if botocore_signed != signed:
+        return None, f"signed headers {signed} differ from botocore's {botocore_signed}"
+    return (got, signature), None
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "sigv4-proxy"
+
+    def log_message(self, fmt, *a):
+        pass
+
+    def server_time(self):
+        return time.time() + self.server.state.args.clock_offset
+
+    def reply(self, status, body, headers=()):
+        data = body if isinstance(body, bytes) else body.encode()
+        self.send_response_only(status)
+        self.send_header("Date", email.utils.formatdate(self.server_time(), usegmt=True))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def aws_error(self, status, code, message, query_error=None):
+        headers = [("Content-Type", "application/x-amz-json-1.0"),
+                   ("x-amzn-RequestId", "proxy-" + str(random.getrandbits(32)))]
+        if query_error:
+            headers.append(("x-amzn-query-error", query_error))
+        body = json.dumps({"__type": "com.amazonaws.sqs#" + code, "message": message})
+        self.reply(status, body, headers)
+
+    def abort_connection(self):
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def do_GET(self):
+        if self.path == "/__proxy/stats":
+            with self.server.state.lock:
+                self.reply(200, json.dumps(self.server.state.stats), [("Content-Type", "application/json")])
+            return
+        self.handle_request()
+
+    def do_POST(self):
+        self.handle_request()
+
+    def do_PUT(self):
+        self.handle_request()
+
+    def do_HEAD(self):
+        self.handle_request()
+
+    def do_DELETE(self):
+        self.handle_request()
+
+    def handle_request(self):
+        state = self.server.state
+        args = state.args
+        state.count("requests")
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length) if length else b""
+
+        result, error = expected_signature(self.command, self.headers.get("Host", ""), self.path,
+                                           dict(self.headers.items()), body,
+                                           self.headers.get("Authorization", ""), args)
+        state.count("signatures_checked")
+        if error is None and result[0] != result[1]:
+            error = f"signature mismatch: botocore computes {result[0]}, the request has {result[1]}"
+        if error is not None:
+            state.count("signature_failures")
+            print(f"sigv4_proxy: {self.command} {self.path}: {error}", file=sys.stderr, flush=True)
+            return self.aws_error(403, "InvalidSignatureException", error)
+
+        amz_date = self.headers.get("X-Amz-Date", "")
+        signed_at = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+        if abs(signed_at - self.server_time()) > 300:
+            state.count("skew_refusals")
+            now = datetime.datetime.fromtimestamp(self.server_time(), datetime.timezone.utc)
+            return self.aws_error(400, "InvalidSignatureException",
+                                  f"Signature expired: {amz_date} is now earlier than "
+                                  f"{(now - datetime.timedelta(minutes=5)).strftime('%Y%m%dT%H%M%SZ')}")
+
+        target = self.headers.get("X-Amz-Target", "")
+        fault = state.pick_fault(target.endswith("SendMessageBatch"))
+        if fault == "500":
+            return self.aws_error(500, "InternalError", "injected internal error")
+        if fault == "503":
+            return self.aws_error(503, "ServiceUnavailable", "injected service unavailable")
+        if fault == "throttle":
+            return self.aws_error(400, "ThrottlingException", "injected throttling",
+                                  "AWS.SimpleQueueService.RequestThrottled;Sender")
+        if fault == "reset":
+            return self.abort_connection()
+
+        withheld = []
+        if fault == "partial":
+            request = json.loads(body)
+            entries = request["Entries"]
+            k = state.rng.randint(1, len(entries))
+            withheld = [e["Id"] for e in entries[:k]]
+            request["Entries"] = entries[k:]
+            body = json.dumps(request).encode()
+            if not request["Entries"]:
+                return self.reply(200, json.dumps({"Successful": [], "Failed": [
+                    {"Id": i, "SenderFault": False, "Code": "ServiceUnavailable",
+                     "Message": "injected entry failure"} for i in withheld]}),
+                    [("Content-Type", "application/x-amz-json-1.0")])
+
+        status, headers, data = self.forward(body)
+        state.count("forwarded")
+        if fault == "lost":
+            return self.abort_connection()
+        if fault == "slow":
+            time.sleep(args.slow_ms / 1000)
+        if withheld and status == 200:
+            reply = json.loads(data)
+            reply.setdefault("Failed", []).extend(
+                {"Id": i, "SenderFault": False, "Code": "ServiceUnavailable",
+                 "Message": "injected entry failure"} for i in withheld)
+            data = json.dumps(reply).encode()
+        self.reply(status, data, headers)
+
+    def forward(self, body):
+        upstream = getattr(self, "_upstream", None)
+        for attempt in range(2):
+            if upstream is None:
+                host, port = self.server.state.args.upstream.rsplit(":", 1)
+                upstream = http.client.HTTPConnection(host, int(port), timeout=30)
+                self._upstream = upstream
+            try:
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                res = upstream.getresponse()
+                data = res.read()
+                keep = [(k, v) for k, v in res.getheaders()
+                        if k.lower() not in ("content-length", "transfer-encoding", "connection", "date",
+                                             "keep-alive")]
+                return res.status, keep, data
+            except (ConnectionError, http.client.HTTPException):
+                upstream.close()
+                upstream = None
+                self._upstream = None
+                if attempt == 1:
+                    raise
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--upstream", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--service", default="sqs")
+    p.add_argument("--access-key", default="AKIDOUTBOXTEST")
+    p.add_argument("--secret-key", default="outbox-test-secret")
+    p.add_argument("--faults", default="")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--slow-ms", type=int, default=300)
+    p.add_argument("--clock-offset", type=float, default=0)
+    args = p.parse_args()
+    server = Server(("127.0.0.1", args.port), Handler)
+    server.state = State(args)
+    print(json.dumps({"port": server.server_address[1]}), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+// An independent SQS client for the tests (the AWS SDK for JavaScript v3, JSON protocol).
+// Usage:
+//   node sqs_client.mjs create-queue ENDPOINT NAME [ATTRIBUTES_JSON]   prints the queue URL
+//   node sqs_client.mjs receive ENDPOINT QUEUE_URL COUNT [SECONDS]     prints a JSON array
+// `receive` reads until COUNT messages came (or SECONDS passed, default 20), deletes them,
+// and prints each with its attributes and the MD5s the server computed.
+import {
+    SQSClient, CreateQueueCommand, ReceiveMessageCommand, DeleteMessageBatchCommand,
+} from "@aws-sdk/client-sqs";
+
+const [command, endpoint, ...rest] = process.argv.slice(2);
+const client = new SQSClient({
+    endpoint,
+    region: process.env.AWS_REGION ?? "us-east-1",
+    credentials: { accessKeyId: "test", secretAccessKey: "test" },
+});
+
+if (command === "create-queue") {
+    const [name, attributes] = rest;
+    const out = await client.send(new CreateQueueCommand({
+        QueueName: name, Attributes: attributes ? JSON.parse(attributes) : undefined,
+    }));
+    process.stdout.write(out.QueueUrl + "\n");
+} else if (command === "receive") {
+    const [queueUrl, countText, secondsText] = rest;
+    const want = Number(countText);
+    const until = Date.now() + 1000 * Number(secondsText ?? 20);
+    const messages = [];
+    while (messages.length < want && Date.now() < until) {
+        const out = await client.send(new ReceiveMessageCommand({
+            QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+            MessageAttributeNames: ["All"], MessageSystemAttributeNames: ["All"],
+        }));
+        const got = out.Messages ?? [];
+        for (const m of got) {
+            const attributes = {};
+            for (const [name, v] of Object.entries(m.MessageAttributes ?? {})) {
+                attributes[name] = {
+                    type: v.DataType,
+                    value: v.BinaryValue ? Buffer.from(v.BinaryValue).toString("base64") : v.StringValue,
+                };
+            }
+            messages.push({
+                body: m.Body, message_id: m.MessageId, md5_of_body: m.MD5OfBody,
+                md5_of_attributes: m.MD5OfMessageAttributes ?? null, attributes,
+                group_id: m.Attributes?.MessageGroupId ?? null,
+                deduplication_id: m.Attributes?.MessageDeduplicationId ?? null,
+                sequence_number: m.Attributes?.SequenceNumber ?? null,
+            });
+        }
+        if (got.length > 0) {
+            await client.send(new DeleteMessageBatchCommand({
+                QueueUrl: queueUrl,
+                Entries: got.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+            }));
+        }
+    }
+    process.stdout.write(JSON.stringify(messages) + "\n");
+} else {
+    process.stderr.write("usage: sqs_client.mjs create-queue|receive ENDPOINT ...\n");
+    process.exit(2);
+}

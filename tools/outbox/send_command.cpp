@@ -1,0 +1,318 @@
+#include "send_command.hpp"
+
+#include "cli_io.hpp"
+
+#include <outbox/credentials_providers.hpp>
+#include <outbox/detail/json_writer.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <simdjson.h>
+#include <unistd.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace outbox::cli {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr std::string_view usage =
+    "usage: outbox send --to QUEUE_URL [--endpoint URL] [--region R] [--objects]\n"
+    "                   [--report FILE] [--max-attempts N] [FILE|-]\n"
+    "Sends JSON Lines (from FILE or standard input): each line is one message body, or with\n"
+    "--objects an object {\"body\": \"...\", \"group_id\": \"...\", \"dedup_id\": \"...\",\n"
+    "\"attributes\": {\"name\": \"text\" | {\"type\": \"Number\", \"value\": \"42\"}}, \"delay\": "
+    "SECONDS}.\n"
+    "QUEUE_URL: https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, or a local emulator's URL.\n"
+    "--endpoint sends the requests elsewhere (an emulator, a VPC endpoint). The region comes\n"
+    "from --region, the queue URL, AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.\n"
+    "Credentials come from the default chain (environment, web identity, profiles,\n"
+    "container, instance metadata). --report FILE writes one JSON line per input line:\n"
+    "{\"index\", \"status\": \"delivered\"|\"failed\", \"message_id\", \"attempts\", \"error\"}.\n"
+    "Exit status: 0 all delivered, 1 any failed, 2 usage error. OUTBOX_DEBUG=1 logs.\n";
+
+std::optional<std::string> env(const char* name) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+}
+
+// One --objects line into a Message. False with `why` when it is not one.
+bool parse_object_line(simdjson::dom::parser& parser, std::string_view line, Message& m,
+                       std::string& why) {
+    using namespace simdjson;
+    const padded_string padded(line);
+    dom::object obj;
+    if (auto err = parser.parse(padded).get_object().get(obj); err != SUCCESS) {
+        why = "not a JSON object";
+        return false;
+    }
+    std::string_view s;
+    if (obj["body"].get_string().get(s) != SUCCESS) {
+        why = "field \"body\" must be a string";
+        return false;
+    }
+    m.body = std::string(s);
+    for (auto [key, field] :
+         {std::pair{"group_id", &m.group_id}, std::pair{"dedup_id", &m.deduplication_id}}) {
+        auto v = obj[key];
+        if (v.error() == NO_SUCH_FIELD || v.is_null()) continue;
+        if (v.get_string().get(s) != SUCCESS) {
+            why = std::string("field \"") + key + "\" must be a string";
+            return false;
+        }
+        *field = std::string(s);
+    }
+    if (auto d = obj["delay"]; d.error() != NO_SUCH_FIELD) {
+        int64_t seconds = 0;
+        if (d.get_int64().get(seconds) != SUCCESS) {
+            why = "field \"delay\" must be a whole number of seconds";
+            return false;
+        }
+        m.delay = std::chrono::seconds(seconds);
+    }
+    if (auto a = obj["attributes"]; a.error() != NO_SUCH_FIELD) {
+        dom::object attributes;
+        if (a.get_object().get(attributes) != SUCCESS) {
+            why = "field \"attributes\" must be an object";
+            return false;
+        }
+        for (auto [name, value] : attributes) {
+            MessageAttribute attr;
+            attr.name = std::string(name);
+            if (value.get_string().get(s) == SUCCESS) {
+                attr.value = std::string(s);
+            } else if (value.is_number()) {
+                attr.data_type = "Number";
+                attr.value = simdjson::minify(value);
+            } else {
+                dom::object typed;
+                std::string_view type, text;
+                if (value.get_object().get(typed) != SUCCESS ||
+                    typed["type"].get_string().get(type) != SUCCESS ||
+                    typed["value"].get_string().get(text) != SUCCESS) {
+                    why = "attribute \"" + attr.name +
+                          "\" must be a string, a number or {\"type\": ..., \"value\": \"...\"}";
+                    return false;
+                }
+                attr.data_type = std::string(type);
+                attr.value = std::string(text);
+            }
+            m.attributes.push_back(std::move(attr));
+        }
+    }
+    return true;
+}
+
+// Report lines and the final counts; only touched on the I/O thread.
+struct Outcome {
+    std::FILE* report = nullptr;
+    std::uint64_t delivered = 0, failed = 0;
+
+    void record(std::uint64_t index, const boost::system::error_code& ec, const Receipt& r) {
+        (ec ? failed : delivered) += 1;
+        if (report == nullptr) return;
+        std::string line = "{\"index\":" + std::to_string(index) + ",\"status\":";
+        line += ec ? "\"failed\"" : "\"delivered\"";
+        line += ",\"message_id\":";
+        if (ec)
+            line += "null";
+        else
+            detail::append_json_string(line, r.message_id);
+        line += ",\"attempts\":" + std::to_string(r.attempts) + ",\"error\":";
+        if (!ec) {
+            line += "null";
+        } else {
+            std::string text = ec.message();
+            if (!r.diagnostics.code.empty()) text += " (" + r.diagnostics.code + ")";
+            if (!r.diagnostics.message.empty()) text += ": " + r.diagnostics.message;
+            detail::append_json_string(line, text);
+        }
+        line += "}\n";
+        std::fwrite(line.data(), 1, line.size(), report);
+    }
+};
+
+}  // namespace
+
+int run_send(int argc, char** argv) {
+    std::string to, endpoint, region, report_path, input = "-";
+    bool objects = false, input_given = false;
+    std::uint32_t max_attempts = 0;
+    for (int i = 0; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        auto value = [&](std::string& into) {
+            if (i + 1 >= argc) return false;
+            into = argv[++i];
+            return true;
+        };
+        if (a == "-h" || a == "--help") {
+            std::cout << usage;
+            return 0;
+        } else if (a == "--to") {
+            if (!value(to)) return usage_error("send: --to needs a queue URL");
+        } else if (a == "--endpoint") {
+            if (!value(endpoint)) return usage_error("send: --endpoint needs a URL");
+        } else if (a == "--region") {
+            if (!value(region) || region.empty())
+                return usage_error("send: --region needs a value");
+        } else if (a == "--report") {
+            if (!value(report_path)) return usage_error("send: --report needs a file name");
+        } else if (a == "--objects") {
+            objects = true;
+        } else if (a == "--max-attempts") {
+            std::string v;
+            if (!value(v) || (max_attempts = static_cast<std::uint32_t>(
+                                  std::strtoul(v.c_str(), nullptr, 10))) == 0)
+                return usage_error("send: --max-attempts needs a number of at least 1");
+        } else if (a.size() > 1 && a.front() == '-') {
+            return usage_error("send: unknown option " + std::string(a) + "\n" +
+                               std::string(usage));
+        } else if (!input_given) {
+            input = a;
+            input_given = true;
+        } else {
+            return usage_error("send: more than one input file");
+        }
+    }
+    if (to.empty()) return usage_error("send: missing --to QUEUE_URL\n" + std::string(usage));
+    if (to.starts_with("kafka://"))
+        return usage_error("send: kafka:// destinations are not available in this build yet");
+
+    const Logger logger = env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug) : Logger{};
+    asio::io_context io;
+    SqsDestinationConfig config;
+    config.queue_url = to;
+    config.endpoint = endpoint;
+    config.region = region;
+    config.logger = logger;
+    config.http.logger = logger;
+    if (max_attempts != 0) config.retry.max_attempts = max_attempts;
+    DefaultCredentialsOptions credentials_options;
+    credentials_options.logger = logger;
+    config.credentials = make_default_credentials(io.get_executor(), credentials_options);
+    std::optional<SqsDestination> destination;
+    try {
+        destination.emplace(io.get_executor(), config);
+    } catch (const std::invalid_argument& e) {
+        if (!region.empty() ||
+            std::string_view(e.what()).find("no region") == std::string_view::npos)
+            return usage_error(std::string("send: ") + e.what());
+        // A local URL names no region: fall back as the AWS CLI does.
+        config.region = env("AWS_REGION").value_or(env("AWS_DEFAULT_REGION").value_or("us-east-1"));
+        try {
+            destination.emplace(io.get_executor(), config);
+        } catch (const std::invalid_argument& again) {
+            return usage_error(std::string("send: ") + again.what());
+        }
+    }
+
+    std::ifstream file;
+    std::istream* in = &std::cin;
+    if (input != "-") {
+        file.open(input, std::ios::binary);
+        if (!file) return usage_error("send: cannot read " + input);
+        in = &file;
+    }
+    Outcome outcome;
+    if (!report_path.empty()) {
+        outcome.report = std::fopen(report_path.c_str(), "w");
+        if (outcome.report == nullptr) return usage_error("send: cannot write " + report_path);
+    }
+
+    // The I/O thread runs the destination; this thread reads input and waits for room.
+    auto work = asio::make_work_guard(io);
+    std::thread io_thread([&] { io.run(); });
+    std::mutex mutex;
+    std::condition_variable room;
+    std::size_t outstanding = 0;
+    constexpr std::size_t window = 8192;  // messages read ahead of their completion
+    std::atomic<std::uint64_t> submitted{0};
+
+    const bool progress = isatty(STDERR_FILENO) != 0;
+    asio::steady_timer ticker(io);
+    std::function<void()> tick = [&] {
+        ticker.expires_after(std::chrono::milliseconds(200));
+        ticker.async_wait([&](boost::system::error_code ec) {
+            if (ec) return;
+            const auto s = destination->stats();
+            std::fprintf(stderr, "\rsent %llu: delivered %llu, failed %llu, in flight %zu   ",
+                         static_cast<unsigned long long>(submitted.load()),
+                         static_cast<unsigned long long>(outcome.delivered),
+                         static_cast<unsigned long long>(outcome.failed), s.in_flight);
+            tick();
+        });
+    };
+    if (progress) asio::post(io, tick);
+
+    auto finish_one = [&] {
+        std::lock_guard lock(mutex);
+        --outstanding;
+        room.notify_one();
+    };
+
+    simdjson::dom::parser parser;
+    std::string line;
+    std::uint64_t index = 0;
+    for (; std::getline(*in, line); ++index) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos)
+            continue;  // blank lines carry nothing
+        Message message;
+        std::string why;
+        if (objects && !parse_object_line(parser, line, message, why)) {
+            asio::post(io, [&outcome, index, why] {
+                Receipt r;
+                r.diagnostics.message = "line " + std::to_string(index + 1) + ": " + why;
+                outcome.record(index, Errc::invalid_message, r);
+            });
+            continue;
+        }
+        if (!objects) message.body = std::move(line);
+        {
+            std::unique_lock lock(mutex);
+            room.wait(lock, [&] { return outstanding < window; });
+            ++outstanding;
+        }
+        ++submitted;
+        destination->async_send(std::move(message),
+                                [&, index](boost::system::error_code ec, Receipt r) {
+                                    outcome.record(index, ec, r);
+                                    finish_one();
+                                });
+    }
+    {
+        std::unique_lock lock(mutex);
+        room.wait(lock, [&] { return outstanding == 0; });
+    }
+    std::promise<void> closed;
+    destination->async_close(std::chrono::seconds(30),
+                             [&](boost::system::error_code) { closed.set_value(); });
+    closed.get_future().wait();
+    asio::post(io, [&] { ticker.cancel(); });
+    destination.reset();
+    work.reset();
+    io_thread.join();
+    if (outcome.report != nullptr) std::fclose(outcome.report);
+    if (progress) std::fputs("\r\033[K", stderr);
+    std::fprintf(stderr, "delivered %llu, failed %llu\n",
+                 static_cast<unsigned long long>(outcome.delivered),
+                 static_cast<unsigned long long>(outcome.failed));
+    return outcome.failed == 0 ? 0 : 1;
+}
+
+}  // namespace outbox::cli

@@ -1,0 +1,8 @@
+// `outbox send`: JSON Lines in, messages to an SQS queue out, a report per line.
+#pragma once
+
+namespace outbox::cli {
+
+int run_send(int argc, char** argv);
+
+}  // namespace outbox::cli
