@@ -507,6 +507,10 @@ HttpClient::~HttpClient() {
     asio::post(impl_->strand, [impl = impl_] { impl->close_all(); });
 }
 
+void HttpClient::close() {
+    asio::dispatch(impl_->strand, [impl = impl_] { impl->close_all(); });
+}
+
 HttpClient::executor_type HttpClient::get_executor() const noexcept {
     return impl_->executor;
 }

@@ -418,7 +418,6 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         if (creds.has_session_token())
             req.headers.emplace_back("X-Amz-Security-Token", creds.session_token);
         req.body = std::move(body);
-        stats.requests.fetch_add(1, std::memory_order_relaxed);
         http.async_request(std::move(req), asio::bind_cancellation_slot(
                                                slot, asio::bind_executor(strand, std::move(done))));
     }
@@ -525,6 +524,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             sqs::write_send_message(body, queue_url, request->entries[0]->message);
         }
         ++requests_in_flight;
+        stats.requests.fetch_add(1, std::memory_order_relaxed);
         open_requests.push_back(request);
         call(
             request->batch ? "SendMessageBatch" : "SendMessage", std::move(body),
@@ -808,6 +808,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         auto h = std::move(*close_handler);
         close_handler.reset();
         const error_code ec = close_deadline_passed ? error_code(Errc::timeout) : error_code();
+        http.close();  // pooled connections would keep the event loop busy until they idle out
         asio::post(executor, asio::append(std::move(h), ec));
     }
 
@@ -817,6 +818,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         abandon_all("the destination was destroyed");
         close_timer.cancel();
         if (close_handler) maybe_finish_close();
+        http.close();
     }
 };
 

@@ -127,6 +127,10 @@ class HttpClient {
             token, std::move(request));
     }
 
+    /// Closes idle connections and fails later requests with operation_aborted; requests in
+    /// flight finish. Lets an event loop run out of work once its users are done.
+    void close();
+
     HttpClientStats stats() const;
 
     struct Impl;

@@ -3,12 +3,8 @@
 
 #include <outbox/destination.hpp>
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_future.hpp>
-
 #include <chrono>
-#include <tuple>
-
+#include <future>
 #include <utility>
 
 namespace outbox {
@@ -18,9 +14,12 @@ namespace outbox {
 /// Returns the receipt; the error, if any, goes to `ec`.
 inline Receipt send_blocking(Destination& destination, Message message,
                              boost::system::error_code& ec) {
-    auto future =
-        destination.async_send(std::move(message), boost::asio::as_tuple(boost::asio::use_future));
-    auto [error, receipt] = future.get();
+    std::promise<std::pair<boost::system::error_code, Receipt>> done;
+    auto result = done.get_future();
+    destination.async_send(std::move(message), [&done](boost::system::error_code e, Receipt r) {
+        done.set_value({e, std::move(r)});
+    });
+    auto [error, receipt] = result.get();
     ec = error;
     return std::move(receipt);
 }
@@ -28,8 +27,10 @@ inline Receipt send_blocking(Destination& destination, Message message,
 /// Closes and waits, as above.
 inline boost::system::error_code close_blocking(Destination& destination,
                                                 std::chrono::milliseconds deadline) {
-    auto future = destination.async_close(deadline, boost::asio::as_tuple(boost::asio::use_future));
-    return std::get<0>(future.get());
+    std::promise<boost::system::error_code> done;
+    auto result = done.get_future();
+    destination.async_close(deadline, [&done](boost::system::error_code e) { done.set_value(e); });
+    return result.get();
 }
 
 }  // namespace outbox

@@ -56,8 +56,8 @@ struct SqsDestinationStats {
     std::uint64_t accepted = 0;
     std::uint64_t delivered = 0;
     std::uint64_t failed = 0;
-    std::uint64_t retried = 0;  // message attempts after the first
-    std::uint64_t requests = 0;
+    std::uint64_t retried = 0;   // message attempts after the first
+    std::uint64_t requests = 0;  // SendMessage and SendMessageBatch requests
     std::uint64_t bytes_delivered = 0;
     std::size_t in_flight = 0;
 };

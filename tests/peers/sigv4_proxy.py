@@ -248,7 +248,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 upstream = http.client.HTTPConnection(host, int(port), timeout=30)
                 self._upstream = upstream
             try:
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 res = upstream.getresponse()
                 data = res.read()

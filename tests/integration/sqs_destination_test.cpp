@@ -1,0 +1,561 @@
+// SqsDestination against a real local SQS (fauxqs), behind a proxy that checks every
+// signature with botocore and injects faults on a seeded schedule. Messages are read back
+// with an independent client (the AWS SDK for JavaScript v3).
+#include "catch.hpp"
+#include "peer_process.hpp"
+
+#include <outbox/credentials_providers.hpp>
+#include <outbox/detail/sqs_protocol.hpp>
+#include <outbox/send_blocking.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <simdjson.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using outbox::test::PeerProcess;
+
+namespace {
+
+const std::string access_key = "AKIDOUTBOXTEST";
+const std::string secret_key = "outbox-test-secret";
+
+std::string peers_dir() {
+    return outbox::test::source_dir() + "/tests/peers";
+}
+
+// One fauxqs for the whole program; each test makes its own queues and proxy.
+PeerProcess& fauxqs() {
+    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/fauxqs_peer.mjs", "0"});
+    return peer;
+}
+
+std::string create_queue(const std::string& name, const std::string& attributes = {}) {
+    std::vector<std::string> argv = {
+        "node",         "--no-warnings", peers_dir() + "/sqs_client.mjs",
+        "create-queue", fauxqs().url(),  name};
+    if (!attributes.empty()) argv.push_back(attributes);
+    std::string out;
+    REQUIRE(outbox::test::run_command(argv, out) == 0);
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    return out;
+}
+
+struct ReadBack {
+    std::string body;
+    std::string md5_of_attributes;
+    std::string group_id;
+    std::map<std::string, std::pair<std::string, std::string>> attributes;  // name -> (type, value)
+};
+
+std::vector<ReadBack> receive(const std::string& queue_url, std::size_t count, int seconds = 20) {
+    std::string out;
+    REQUIRE(outbox::test::run_command(
+                {"node", "--no-warnings", peers_dir() + "/sqs_client.mjs", "receive",
+                 fauxqs().url(), queue_url, std::to_string(count), std::to_string(seconds)},
+                out) == 0);
+    simdjson::dom::parser parser;
+    simdjson::dom::array list = parser.parse(out).get_array();
+    std::vector<ReadBack> messages;
+    for (simdjson::dom::object m : list) {
+        ReadBack r;
+        r.body = std::string(std::string_view(m["body"]));
+        if (m["md5_of_attributes"].is_string())
+            r.md5_of_attributes = std::string(std::string_view(m["md5_of_attributes"]));
+        if (m["group_id"].is_string()) r.group_id = std::string(std::string_view(m["group_id"]));
+        for (auto [name, v] : simdjson::dom::object(m["attributes"]))
+            r.attributes[std::string(name)] = {std::string(std::string_view(v["type"])),
+                                               std::string(std::string_view(v["value"]))};
+        messages.push_back(std::move(r));
+    }
+    return messages;
+}
+
+struct Proxy {
+    explicit Proxy(std::vector<std::string> extra = {}) : process(args(std::move(extra))) {}
+
+    static std::vector<std::string> args(std::vector<std::string> extra) {
+        std::vector<std::string> argv = {
+            "/usr/bin/python3", peers_dir() + "/sigv4_proxy.py",
+            "--upstream",       "127.0.0.1:" + std::to_string(fauxqs().port()),
+            "--access-key",     access_key,
+            "--secret-key",     secret_key};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        return argv;
+    }
+
+    std::uint64_t stat(const std::string& name) const {
+        simdjson::dom::parser parser;
+        const std::string json = outbox::test::http_get(process.port(), "/__proxy/stats");
+        simdjson::dom::element doc = parser.parse(json);
+        if (name.starts_with("faults.")) return doc["faults"][name.substr(7)].get_uint64();
+        return doc[name].get_uint64();
+    }
+
+    PeerProcess process;
+};
+
+outbox::SqsDestinationConfig config_for(asio::any_io_executor ex, const std::string& queue_url,
+                                        const Proxy& proxy) {
+    outbox::SqsDestinationConfig c;
+    c.queue_url = queue_url;
+    c.endpoint = proxy.process.url();
+    c.region = "us-east-1";
+    c.credentials =
+        outbox::make_static_credentials(ex, outbox::Credentials{access_key, secret_key});
+    c.retry.base_delay = std::chrono::milliseconds(5);
+    c.retry.max_delay = std::chrono::milliseconds(200);
+    return c;
+}
+
+struct Outcome {
+    error_code ec;
+    outbox::Receipt receipt;
+    int completions = 0;
+};
+
+// Sends every message with a callback and runs `io` until all have completed.
+std::vector<Outcome> send_all(asio::io_context& io, outbox::Destination& d,
+                              std::vector<outbox::Message> messages) {
+    std::vector<Outcome> outcomes(messages.size());
+    std::size_t done = 0;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        d.async_send(std::move(messages[i]), [&, i](error_code ec, outbox::Receipt r) {
+            outcomes[i].ec = ec;
+            outcomes[i].receipt = std::move(r);
+            ++outcomes[i].completions;
+            ++done;
+        });
+    }
+    io.restart();
+    while (done < outcomes.size() && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(done == outcomes.size());
+    return outcomes;
+}
+
+void close_destination(asio::io_context& io, outbox::Destination& d, error_code& result) {
+    bool closed = false;
+    d.async_close(std::chrono::seconds(10), [&](error_code ec) {
+        result = ec;
+        closed = true;
+    });
+    io.restart();
+    while (!closed && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(closed);
+}
+
+outbox::Message text_message(std::string body) {
+    outbox::Message m;
+    m.body = std::move(body);
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("single and batched sends arrive, signed correctly", "[sqs]") {
+    const std::string queue = create_queue("outbox-basic");
+    Proxy proxy;
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+
+    // One on its own first: SendMessage.
+    auto single = send_all(io, sqs, {text_message("{\"order\":0}")});
+    REQUIRE_FALSE(single[0].ec);
+    CHECK_FALSE(single[0].receipt.message_id.empty());
+    CHECK(single[0].receipt.attempts == 1);
+
+    std::vector<outbox::Message> batch;
+    for (int i = 1; i <= 45; ++i)
+        batch.push_back(text_message("{\"order\":" + std::to_string(i) + "}"));
+    auto outcomes = send_all(io, sqs, std::move(batch));
+    std::set<std::string> ids;
+    for (auto& o : outcomes) {
+        REQUIRE_FALSE(o.ec);
+        CHECK(o.completions == 1);
+        ids.insert(o.receipt.message_id);
+    }
+    CHECK(ids.size() == 45);
+    // 45 messages in batches of up to 10: a handful of requests, not 45.
+    CHECK(sqs.stats().requests <= 2 + 2 + 10);
+    CHECK(sqs.stats().delivered == 46);
+    CHECK(proxy.stat("signature_failures") == 0);
+    CHECK(proxy.stat("signatures_checked") >= 6);
+
+    auto back = receive(queue, 46);
+    std::set<std::string> bodies;
+    for (auto& m : back) bodies.insert(m.body);
+    CHECK(back.size() == 46);
+    for (int i = 0; i <= 45; ++i) CHECK(bodies.count("{\"order\":" + std::to_string(i) + "}") == 1);
+}
+
+TEST_CASE("a coroutine sends with use_awaitable and attributes round-trip with their MD5s",
+          "[sqs]") {
+    const std::string queue = create_queue("outbox-attributes");
+    Proxy proxy;
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+
+    outbox::Message m;
+    m.body = "caf\xc3\xa9 \xe2\x82\xac \t tab and \"quotes\" \\ and \xe4\xb8\xad\xe6\x96\x87";
+    m.attributes = {{"kind", "String", "order.created"},
+                    {"amount", "Number", "-12.50"},
+                    {"blob", "Binary", std::string("\x00\x01\xff\xfe binary", 11)},
+                    {"tenant.id", "String.uuid", "7c0f5e0e-9a4d-4a4f-9f43-2d4b9b4c2a11"}};
+    const auto expected_md5 = outbox::detail::sqs::md5_of_attributes(m.attributes);
+    const auto sent_body = m.body;
+
+    std::optional<outbox::Receipt> receipt;
+    error_code result;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            auto [ec, r] =
+                co_await sqs.async_send(std::move(m), asio::as_tuple(asio::use_awaitable));
+            result = ec;
+            receipt = std::move(r);
+        },
+        asio::detached);
+    while (!receipt && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(receipt);
+    REQUIRE_FALSE(result);  // the MD5s the server returned matched ours
+
+    auto back = receive(queue, 1);
+    REQUIRE(back.size() == 1);
+    CHECK(back[0].body == sent_body);
+    // The server's own digest of the attributes, read by another client, equals ours.
+    CHECK(back[0].md5_of_attributes == std::string(expected_md5.data(), expected_md5.size()));
+    CHECK(back[0].attributes["kind"] ==
+          std::pair<std::string, std::string>{"String", "order.created"});
+    CHECK(back[0].attributes["amount"] == std::pair<std::string, std::string>{"Number", "-12.50"});
+    CHECK(back[0].attributes["blob"].first == "Binary");
+    CHECK(back[0].attributes["blob"].second == "AAH//iBiaW5hcnk=");  // base64 of the 11 bytes
+    CHECK(back[0].attributes["tenant.id"].first == "String.uuid");
+}
+
+TEST_CASE("FIFO: order holds within each group, and a missing group id fails before sending",
+          "[sqs]") {
+    const std::string queue = create_queue(
+        "outbox-orders.fifo", R"({"FifoQueue":"true","ContentBasedDeduplication":"true"})");
+    Proxy proxy({"--faults", "500=0.1,throttle=0.1,partial=0.1", "--seed", "11"});
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+    CHECK(sqs.is_fifo());
+
+    auto rejected = send_all(io, sqs, {text_message("no group")});
+    CHECK(rejected[0].ec == outbox::Errc::invalid_message);
+    CHECK(rejected[0].receipt.diagnostics.message.find("group id") != std::string::npos);
+    CHECK(proxy.stat("requests") == 0);
+
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 60; ++i) {
+        outbox::Message m;
+        m.group_id = "customer-" + std::to_string(i % 3);
+        m.body = m.group_id + " event " + std::to_string(i / 3);
+        messages.push_back(std::move(m));
+    }
+    auto outcomes = send_all(io, sqs, std::move(messages));
+    for (auto& o : outcomes) {
+        REQUIRE_FALSE(o.ec);
+        CHECK_FALSE(o.receipt.sequence_number.empty());
+    }
+    CHECK(proxy.stat("faults.partial") + proxy.stat("faults.500") + proxy.stat("faults.throttle") >
+          0);
+
+    auto back = receive(queue, 60);
+    REQUIRE(back.size() == 60);
+    std::map<std::string, int> next;
+    for (auto& m : back) {
+        const int n = std::stoi(m.body.substr(m.body.rfind(' ') + 1));
+        CHECK(m.group_id == m.body.substr(0, m.body.find(' ')));
+        CHECK(n == next[m.group_id]++);  // in order, none missing, none twice
+    }
+}
+
+TEST_CASE("oversize and invalid messages fail at once, before any request", "[sqs]") {
+    const std::string queue = create_queue("outbox-rejects");
+    Proxy proxy;
+    asio::io_context io;
+    auto config = config_for(io.get_executor(), queue, proxy);
+    config.max_message_size = 1024;
+    outbox::SqsDestination sqs(io.get_executor(), config);
+
+    std::vector<outbox::Message> bad;
+    bad.push_back(text_message(std::string(1025, 'x')));
+    bad.push_back(text_message(std::string(2 * 1024 * 1024, 'x')));
+    bad.push_back(text_message("control \x01 char"));
+    bad.push_back(text_message("broken \xc3\x28 utf-8"));
+    bad.push_back(text_message("\xef\xbf\xbf is U+FFFF"));
+    bad.push_back(text_message(""));
+    outbox::Message attrs = text_message("ok");
+    attrs.attributes = {{"AWS.reserved", "String", "x"}};
+    bad.push_back(attrs);
+    attrs.attributes = {{"n", "Number", "twelve"}};
+    bad.push_back(attrs);
+    attrs.attributes = {{"n", "Decimal", "1"}};
+    bad.push_back(attrs);
+    attrs.attributes.clear();
+    for (int i = 0; i < 11; ++i)
+        attrs.attributes.push_back({"a" + std::to_string(i), "String", "v"});
+    bad.push_back(attrs);
+    outbox::Message dedup = text_message("dedup on a standard queue");
+    dedup.deduplication_id = "d1";
+    bad.push_back(dedup);
+
+    auto outcomes = send_all(io, sqs, std::move(bad));
+    CHECK(outcomes[0].ec == outbox::Errc::payload_too_large);
+    CHECK(outcomes[1].ec == outbox::Errc::payload_too_large);
+    for (std::size_t i = 2; i < outcomes.size(); ++i) {
+        INFO("message " << i << ": " << outcomes[i].receipt.diagnostics.message);
+        CHECK(outcomes[i].ec == outbox::Errc::invalid_message);
+        CHECK_FALSE(outcomes[i].receipt.diagnostics.message.empty());
+        CHECK_FALSE(outbox::is_retryable(outcomes[i].ec));
+    }
+    CHECK(proxy.stat("requests") == 0);
+}
+
+TEST_CASE("a batch with entries the server refuses: only those fail, with the server's reason",
+          "[sqs]") {
+    const std::string queue = create_queue("outbox-partial");
+    Proxy proxy;
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+
+    // fauxqs refuses characters above U+FFFF, which SQS itself accepts: a real per-entry
+    // sender fault from the server, mixed into one batch with valid entries.
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 8; ++i)
+        messages.push_back(text_message(i % 3 == 1 ? "emoji \xf0\x9f\x98\x80 " + std::to_string(i)
+                                                   : "plain " + std::to_string(i)));
+    auto outcomes = send_all(io, sqs, std::move(messages));
+    int delivered = 0;
+    for (int i = 0; i < 8; ++i) {
+        if (i % 3 == 1) {
+            CHECK(outcomes[i].ec == outbox::Errc::service_error);
+            CHECK(outcomes[i].receipt.diagnostics.sender_fault);
+            CHECK_FALSE(outcomes[i].receipt.diagnostics.code.empty());
+            CHECK(outcomes[i].receipt.attempts == 1);  // sender faults are not retried
+        } else {
+            CHECK_FALSE(outcomes[i].ec);
+            ++delivered;
+        }
+    }
+    CHECK(sqs.stats().requests == 1);  // one batch carried all eight
+    auto back = receive(queue, static_cast<std::size_t>(delivered), 5);
+    CHECK(back.size() == static_cast<std::size_t>(delivered));
+    for (auto& m : back) CHECK(m.body.starts_with("plain "));
+}
+
+TEST_CASE(
+    "faults injected on a seeded schedule: every message accounted for once, all in the queue",
+    "[sqs]") {
+    const std::string queue = create_queue("outbox-faults");
+    Proxy proxy({"--faults",
+                 "500=0.05,503=0.05,throttle=0.05,reset=0.05,lost=0.05,slow=0.05,partial=0.1",
+                 "--seed", "42", "--slow-ms", "100"});
+    asio::io_context io;
+    auto config = config_for(io.get_executor(), queue, proxy);
+    config.retry.max_attempts = 30;
+    config.max_concurrent_requests = 4;
+    outbox::SqsDestination sqs(io.get_executor(), config);
+
+    constexpr int count = 300;
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < count; ++i) messages.push_back(text_message("event " + std::to_string(i)));
+    auto outcomes = send_all(io, sqs, std::move(messages));
+    for (auto& o : outcomes) {
+        CHECK(o.completions == 1);
+        REQUIRE_FALSE(o.ec);
+    }
+    const auto stats = sqs.stats();
+    CHECK(stats.delivered == count);
+    CHECK(stats.retried > 0);
+    for (const char* kind : {"500", "503", "throttle", "reset", "lost", "partial"})
+        CHECK(proxy.stat(std::string("faults.") + kind) > 0);
+    CHECK(proxy.stat("signature_failures") == 0);
+
+    // At least once: a reply lost after the server stored the message means a duplicate.
+    auto back = receive(queue, count + proxy.stat("faults.lost") * 10, 3);
+    std::map<std::string, int> seen;
+    for (auto& m : back) ++seen[m.body];
+    CHECK(seen.size() == count);
+    for (int i = 0; i < count; ++i) CHECK(seen.count("event " + std::to_string(i)) == 1);
+}
+
+TEST_CASE("a server clock 15 minutes ahead: the signature error corrects the offset", "[sqs]") {
+    const std::string queue = create_queue("outbox-skew");
+    Proxy proxy({"--clock-offset", "900"});
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+    auto outcomes = send_all(io, sqs, {text_message("first"), text_message("second")});
+    for (auto& o : outcomes) REQUIRE_FALSE(o.ec);
+    CHECK(proxy.stat("skew_refusals") >= 1);
+    auto later = send_all(io, sqs, {text_message("third")});
+    REQUIRE_FALSE(later[0].ec);
+    CHECK(later[0].receipt.attempts == 1);  // signed with the corrected clock from now on
+}
+
+TEST_CASE("a queue given by name is looked up; an unknown queue fails with the service's code",
+          "[sqs]") {
+    create_queue("outbox-by-name");
+    Proxy proxy;
+    asio::io_context io;
+    auto config = config_for(io.get_executor(), "", proxy);
+    config.queue_url.clear();
+    config.queue_name = "outbox-by-name";
+    outbox::SqsDestination sqs(io.get_executor(), config);
+    auto outcomes = send_all(io, sqs, {text_message("by name")});
+    REQUIRE_FALSE(outcomes[0].ec);
+    CHECK(sqs.queue_url().ends_with("/outbox-by-name"));
+
+    config.queue_name = "outbox-no-such-queue";
+    outbox::SqsDestination missing(io.get_executor(), config);
+    auto failed = send_all(io, missing, {text_message("nowhere")});
+    CHECK(failed[0].ec == outbox::Errc::service_error);
+    const auto& code = failed[0].receipt.diagnostics.code;
+    CHECK((code == "QueueDoesNotExist" || code == "AWS.SimpleQueueService.NonExistentQueue"));
+    CHECK(failed[0].receipt.diagnostics.http_status == 400);
+}
+
+TEST_CASE("backpressure: sends wait for room, and a waiting send can be cancelled", "[sqs]") {
+    const std::string queue = create_queue("outbox-backpressure");
+    Proxy proxy({"--faults", "slow=1.0", "--slow-ms", "200"});
+    asio::io_context io;
+    auto config = config_for(io.get_executor(), queue, proxy);
+    config.max_in_flight_messages = 2;
+    config.max_batch_entries = 1;
+    outbox::SqsDestination sqs(io.get_executor(), config);
+
+    std::vector<Outcome> outcomes(5);
+    std::size_t done = 0;
+    asio::cancellation_signal cancel_last;
+    for (int i = 0; i < 5; ++i) {
+        auto handler = [&, i](error_code ec, outbox::Receipt r) {
+            outcomes[i].ec = ec;
+            outcomes[i].receipt = std::move(r);
+            ++done;
+        };
+        if (i == 4)
+            sqs.async_send(text_message("cancelled"),
+                           asio::bind_cancellation_slot(cancel_last.slot(), handler));
+        else
+            sqs.async_send(text_message("waits " + std::to_string(i)), handler);
+    }
+    // Let the first two reach the wire, then cancel the last while it waits for room.
+    while (sqs.stats().requests < 2 && io.run_one_for(std::chrono::seconds(10)) != 0) {
+    }
+    cancel_last.emit(asio::cancellation_type::terminal);
+    while (done < 5 && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(done == 5);
+    for (int i = 0; i < 4; ++i) CHECK_FALSE(outcomes[i].ec);
+    CHECK(outcomes[4].ec == asio::error::operation_aborted);
+    CHECK(outcomes[4].receipt.attempts == 0);
+    CHECK(sqs.stats().requests == 4);  // the cancelled one never went out
+    auto back = receive(queue, 4, 5);
+    CHECK(back.size() == 4);
+}
+
+TEST_CASE("close flushes what is queued; past its deadline the rest fails, and close reports it",
+          "[sqs]") {
+    const std::string queue = create_queue("outbox-close");
+    {
+        Proxy proxy;
+        asio::io_context io;
+        auto config = config_for(io.get_executor(), queue, proxy);
+        config.linger = std::chrono::milliseconds(50);
+        outbox::SqsDestination sqs(io.get_executor(), config);
+        std::size_t done = 0;
+        for (int i = 0; i < 25; ++i)
+            sqs.async_send(text_message("flush " + std::to_string(i)),
+                           [&](error_code ec, outbox::Receipt) {
+                               CHECK_FALSE(ec);
+                               ++done;
+                           });
+        error_code closed;
+        close_destination(io, sqs, closed);
+        CHECK_FALSE(closed);
+        CHECK(done == 25);  // every message completed before close did
+        auto after = send_all(io, sqs, {text_message("too late")});
+        CHECK(after[0].ec == asio::error::operation_aborted);
+        CHECK(receive(queue, 25, 5).size() == 25);
+    }
+    {
+        Proxy proxy({"--faults", "slow=1.0", "--slow-ms", "5000"});
+        asio::io_context io;
+        auto config = config_for(io.get_executor(), queue, proxy);
+        outbox::SqsDestination sqs(io.get_executor(), config);
+        std::vector<error_code> results;
+        for (int i = 0; i < 3; ++i)
+            sqs.async_send(text_message("stuck " + std::to_string(i)),
+                           [&](error_code ec, outbox::Receipt) { results.push_back(ec); });
+        bool closed = false;
+        error_code close_result;
+        sqs.async_close(std::chrono::milliseconds(300), [&](error_code ec) {
+            close_result = ec;
+            closed = true;
+        });
+        while (!closed && io.run_one_for(std::chrono::seconds(30)) != 0) {
+        }
+        REQUIRE(closed);
+        CHECK(close_result == outbox::Errc::timeout);
+        REQUIRE(results.size() == 3);  // all completed before close did
+        for (auto& ec : results)
+            CHECK((ec == outbox::Errc::outcome_unknown || ec == asio::error::operation_aborted));
+    }
+}
+
+TEST_CASE("send_blocking from a program without its own event loop", "[sqs]") {
+    const std::string queue = create_queue("outbox-blocking");
+    Proxy proxy;
+    asio::thread_pool pool(1);
+    outbox::SqsDestination sqs(pool.get_executor(), config_for(pool.get_executor(), queue, proxy));
+    error_code ec;
+    const auto receipt = outbox::send_blocking(sqs, text_message("blocking"), ec);
+    REQUIRE_FALSE(ec);
+    CHECK_FALSE(receipt.message_id.empty());
+    CHECK_FALSE(outbox::close_blocking(sqs, std::chrono::seconds(5)));
+    pool.join();
+    CHECK(receive(queue, 1, 5).at(0).body == "blocking");
+}
+
+TEST_CASE("configuration that cannot work is refused at construction", "[sqs]") {
+    asio::io_context io;
+    outbox::SqsDestinationConfig c;
+    c.credentials = outbox::make_static_credentials(io.get_executor(),
+                                                    outbox::Credentials{access_key, secret_key});
+    c.queue_url = "not a url";
+    CHECK_THROWS_AS(outbox::SqsDestination(io.get_executor(), c), std::invalid_argument);
+    c.queue_url = "https://sqs.eu-west-1.amazonaws.com/only-one-segment";
+    CHECK_THROWS_AS(outbox::SqsDestination(io.get_executor(), c), std::invalid_argument);
+    c.queue_url = "http://127.0.0.1:4566/000000000000/local";  // no region anywhere
+    try {
+        outbox::SqsDestination no_region(io.get_executor(), c);
+        FAIL("a local queue URL without a region was accepted");
+    } catch (const std::invalid_argument& e) {
+        CHECK(std::string(e.what()).find("region") != std::string::npos);
+    }
+    c.region = "us-east-1";
+    CHECK_NOTHROW(outbox::SqsDestination(io.get_executor(), c));
+    c.queue_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo";
+    c.region.clear();
+    outbox::SqsDestination fifo(io.get_executor(), c);
+    CHECK(fifo.is_fifo());
+    c.credentials = nullptr;
+    CHECK_THROWS_AS(outbox::SqsDestination(io.get_executor(), c), std::invalid_argument);
+}
