@@ -3,6 +3,8 @@
 // CPU per request (user + system time of the client process) for both.
 //
 // Usage: http_bench [REQUESTS] [WRK_SECONDS]   (needs nginx and wrk on PATH)
+#include "bench_support.hpp"
+
 #include <outbox/http_client.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -24,82 +26,11 @@
 #include <string>
 #include <thread>
 
-namespace fs = std::filesystem;
+using outbox::bench::cpu_seconds;
+using outbox::bench::Nginx;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double cpu_seconds(const rusage& r) {
-    return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
-           static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
-}
-
-std::uint16_t free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
-bool accepts(std::uint16_t port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(port);
-    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    return ok;
-}
-
-// nginx, one worker, on 127.0.0.1 only; stopped by its PID when this object goes.
-class Nginx {
-  public:
-    Nginx()
-        : dir_(fs::temp_directory_path() / ("outbox-bench-nginx-" + std::to_string(::getpid()))),
-          port_(free_port()) {
-        fs::create_directories(dir_ / "logs");
-        std::ofstream(dir_ / "nginx.conf")
-            << "daemon off; master_process off; worker_processes 1;\n"
-            << "error_log " << (dir_ / "logs/error.log").string() << " warn; pid "
-            << (dir_ / "nginx.pid").string() << ";\nevents { worker_connections 1024; }\n"
-            << "http { access_log off; keepalive_requests 10000000; keepalive_timeout 60s;\n"
-            << "  client_body_temp_path " << dir_.string() << "; proxy_temp_path " << dir_.string()
-            << ";\n"
-            << "  fastcgi_temp_path " << dir_.string() << "; uwsgi_temp_path " << dir_.string()
-            << "; scgi_temp_path " << dir_.string() << ";\n"
-            << "  server { listen 127.0.0.1:" << port_
-            << "; location / { return 200 \"ok\\n\"; } } }\n";
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::execlp("nginx", "nginx", "-p", dir_.c_str(), "-c", (dir_ / "nginx.conf").c_str(),
-                     "-e", (dir_ / "logs/error.log").c_str(), static_cast<char*>(nullptr));
-            std::_Exit(127);
-        }
-        // Wait for the listening socket, bounded.
-        for (int i = 0; i < 500 && !accepts(port_); ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        if (!accepts(port_))
-            throw std::runtime_error("nginx did not start; see " +
-                                     (dir_ / "logs/error.log").string());
-    }
-    ~Nginx() {
-        ::kill(pid_, SIGTERM);
-        ::waitpid(pid_, nullptr, 0);
-        fs::remove_all(dir_);
-    }
-    std::uint16_t port() const { return port_; }
-
-  private:
-    fs::path dir_;
-    std::uint16_t port_;
-    pid_t pid_ = -1;
-};
 
 struct Figures {
     double requests_per_second;
@@ -177,7 +108,7 @@ Figures run_wrk(std::uint16_t port, int concurrency, int seconds) {
 int main(int argc, char** argv) {
     const long requests = argc > 1 ? std::atol(argv[1]) : 100000;
     const int wrk_seconds = argc > 2 ? std::atoi(argv[2]) : 5;
-    Nginx nginx;
+    Nginx nginx("return 200 \"ok\\n\";");
     std::printf(
         "HttpClient vs wrk, nginx on 127.0.0.1:%u answering \"ok\\n\", kept-alive connections\n\n",
         nginx.port());

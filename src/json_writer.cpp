@@ -1,5 +1,11 @@
 #include <outbox/detail/json_writer.hpp>
 
+#include "swar.hpp"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <charconv>
 
 namespace outbox::detail {
@@ -40,6 +46,27 @@ bool append_json_string(std::string& out, std::string_view text) {
     std::size_t run = 0;  // start of the pending run of bytes copied as they are
     std::size_t i = 0;
     while (i < text.size()) {
+        // Skip runs of ASCII that need no escape, sixteen or eight bytes at a time.
+#if defined(__SSE2__)
+        while (i + 16 <= text.size()) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + i));
+            // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches them.
+            const __m128i special =
+                _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                             _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                          _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+            if (_mm_movemask_epi8(special) != 0) break;
+            i += 16;
+        }
+#endif
+        while (i + 8 <= text.size()) {
+            const auto w = swar::load(text.data() + i);
+            if (swar::has_less(w, 0x20) | swar::has_byte(w, '"') | swar::has_byte(w, '\\') |
+                swar::has_high(w))
+                break;
+            i += 8;
+        }
+        if (i == text.size()) break;
         const auto c = static_cast<unsigned char>(text[i]);
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
             ++i;

@@ -620,7 +620,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                code == "InvalidMessageContentsException";
     }
 
-    void deliver(Entry& e, const sqs::SentEntry& sent, std::string_view request_id) {
+    void deliver(Entry& e, sqs::SentEntry& sent, std::string_view request_id) {
         const auto body_md5 = sqs::md5_of_body(e.message.body);
         const bool body_ok = sent.md5_of_body.empty() ||
                              std::string_view(body_md5.data(), body_md5.size()) == sent.md5_of_body;
@@ -639,8 +639,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             return fail_with_last(e, Errc::checksum_mismatch, d);
         }
         Receipt r;
-        r.message_id = sent.message_id;
-        r.sequence_number = sent.sequence_number;
+        r.message_id = std::move(sent.message_id);
+        r.sequence_number = std::move(sent.sequence_number);
         r.diagnostics = std::move(e.last_diagnostics);
         complete(e, {}, std::move(r));
     }

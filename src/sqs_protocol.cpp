@@ -2,6 +2,8 @@
 #include <outbox/detail/sqs_protocol.hpp>
 #include <outbox/error.hpp>
 
+#include "swar.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/md5.h>
 #include <simdjson.h>
@@ -153,17 +155,27 @@ bool is_valid_sqs_text(std::string_view text, std::size_t& bad_offset) noexcept 
         bad_offset = i;
         return false;
     }
-    for (std::size_t i = 0; i < n; ++i) {
+    // Control characters other than tab, LF and CR: words without any byte below 0x20 skip.
+    for (std::size_t i = 0; i < n;) {
+        if (i + 8 <= n && !detail::swar::has_less(detail::swar::load(text.data() + i), 0x20)) {
+            i += 8;
+            continue;
+        }
         const unsigned char b = p[i];
         if (b < 0x20 && b != 0x09 && b != 0x0A && b != 0x0D) {
             bad_offset = i;
             return false;
         }
-        // U+FFFE and U+FFFF are EF BF BE and EF BF BF.
-        if (b == 0xEF && i + 2 < n && p[i + 1] == 0xBF && (p[i + 2] == 0xBE || p[i + 2] == 0xBF)) {
+        ++i;
+    }
+    // U+FFFE and U+FFFF are EF BF BE and EF BF BF (in valid UTF-8, 0xEF only starts a sequence).
+    for (const void* hit = std::memchr(p, 0xEF, n); hit != nullptr;) {
+        const std::size_t i = static_cast<std::size_t>(static_cast<const unsigned char*>(hit) - p);
+        if (i + 2 < n && p[i + 1] == 0xBF && (p[i + 2] == 0xBE || p[i + 2] == 0xBF)) {
             bad_offset = i;
             return false;
         }
+        hit = i + 1 < n ? std::memchr(p + i + 1, 0xEF, n - i - 1) : nullptr;
     }
     return true;
 }
@@ -380,8 +392,10 @@ bool read_entry_id(simdjson::dom::object obj, std::size_t& id) {
 
 bool read_sent_entry(simdjson::dom::object obj, SentEntry& e) {
     if (!read_string(obj, "MessageId", e.message_id)) return false;
-    read_string(obj, "MD5OfMessageBody", e.md5_of_body);
-    read_string(obj, "MD5OfMessageAttributes", e.md5_of_attributes);
+    if (obj["MD5OfMessageBody"].get_string().get(e.md5_of_body) != simdjson::SUCCESS)
+        e.md5_of_body = {};
+    if (obj["MD5OfMessageAttributes"].get_string().get(e.md5_of_attributes) != simdjson::SUCCESS)
+        e.md5_of_attributes = {};
     read_string(obj, "SequenceNumber", e.sequence_number);
     return true;
 }

@@ -69,8 +69,9 @@ void write_get_queue_attributes(std::string& out, std::string_view queue_url);
 struct SentEntry {
     std::size_t id = 0;  // the batch entry id (0 for SendMessage)
     std::string message_id{};
-    std::string md5_of_body{};
-    std::string md5_of_attributes{};
+    // Views into the parser's buffer: valid until the next parse on this thread.
+    std::string_view md5_of_body{};
+    std::string_view md5_of_attributes{};
     std::string sequence_number{};
 };
 struct FailedEntry {

@@ -1,0 +1,191 @@
+// SqsDestination against nginx answering a canned SendMessageBatch reply (10 entries, the
+// MD5 of the benchmark's body), beside curl signing the same batches itself (--aws-sigv4,
+// one kept-alive connection) in the same run. Prints messages per second and client CPU per
+// message for both, and the resident memory of outbox while it sends.
+//
+// Usage: sqs_bench [MESSAGES] [CURL_REQUESTS]   (defaults 1000000 and 2000; needs nginx, curl)
+#include "bench_support.hpp"
+
+#include <outbox/credentials_providers.hpp>
+#include <outbox/detail/sqs_protocol.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <string>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using outbox::bench::cpu_seconds;
+
+namespace {
+
+constexpr int concurrency = 16;
+const std::string access_key = "AKIDOUTBOXBENCH";
+const std::string secret_key = "outbox-bench-secret";
+
+std::string body_of_1kib() {
+    std::string body = "{\"event\":\"order.created\",\"payload\":\"";
+    while (body.size() < 1024 - 2) body += static_cast<char>('a' + body.size() % 26);
+    return body + "\"}";
+}
+
+std::string canned_batch_reply(const std::string& body) {
+    const auto md5 = outbox::detail::sqs::md5_of_body(body);
+    std::string reply = "{\"Successful\":[";
+    for (int i = 0; i < 10; ++i) {
+        if (i) reply += ',';
+        reply += "{\"Id\":\"" + std::to_string(i) +
+                 "\",\"MessageId\":\"5fea7756-0ea4-451a-a703-a558b933e27" + std::to_string(i) +
+                 "\",\"MD5OfMessageBody\":\"" + std::string(md5.data(), md5.size()) + "\"}";
+    }
+    return reply + "],\"Failed\":[]}";
+}
+
+struct Figures {
+    double messages_per_second = 0;
+    double cpu_us_per_message = 0;
+    long messages = 0;
+};
+
+Figures run_outbox(std::uint16_t port, long total, const std::string& body) {
+    boost::asio::io_context io(1);
+    outbox::SqsDestinationConfig config;
+    config.queue_url = "http://127.0.0.1:" + std::to_string(port) + "/000000000000/bench";
+    config.region = "us-east-1";
+    config.credentials =
+        outbox::make_static_credentials(io.get_executor(), {access_key, secret_key});
+    config.max_message_size = 262144;  // nginx has no GetQueueAttributes
+    config.max_concurrent_requests = concurrency;
+    config.http.max_connections_per_origin = concurrency;
+    outbox::SqsDestination sqs(io.get_executor(), config);
+
+    const long window = 4096;  // sends outstanding at once; the destination batches them
+    long started = 0, done = 0, failed = 0;
+    long peak_kib = 0;
+    std::function<void()> launch = [&] {
+        ++started;
+        outbox::Message m;
+        m.body = body;
+        sqs.async_send(std::move(m), [&](boost::system::error_code ec, outbox::Receipt) {
+            ++done;
+            if (ec) ++failed;
+            if (done % 100000 == 0) {
+                const long kib = outbox::bench::resident_kib();
+                peak_kib = std::max(peak_kib, kib);
+                std::printf("  after %7ld messages: resident %ld KiB\n", done, kib);
+            }
+            if (started < total) launch();
+        });
+    };
+    // Warm up: connections open, signing key cached.
+    for (int i = 0; i < concurrency * 10; ++i) launch();
+    while (done < concurrency * 10 && io.run_one()) {
+    }
+    started = done = 0;
+    const long baseline_kib = outbox::bench::resident_kib();
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_SELF, &before);
+    const auto t0 = Clock::now();
+    for (long i = 0; i < std::min(window, total); ++i) launch();
+    while (done < total && io.run_one()) {
+    }
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    ::getrusage(RUSAGE_SELF, &after);
+    std::printf("  resident before %ld KiB, peak sampled %ld KiB, ru_maxrss %ld KiB\n",
+                baseline_kib, peak_kib, after.ru_maxrss);
+    if (failed) std::cerr << "outbox: " << failed << " messages failed\n";
+    const auto stats = sqs.stats();
+    std::printf("  %llu requests, %.2f messages per request\n",
+                static_cast<unsigned long long>(stats.requests),
+                static_cast<double>(stats.delivered) / static_cast<double>(stats.requests));
+    return {static_cast<double>(total) / seconds,
+            (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(total), total};
+}
+
+// curl signs each request with --aws-sigv4 and reuses one connection for every URL it is given.
+Figures run_curl(std::uint16_t port, long requests, const std::string& body) {
+    const fs::path dir =
+        fs::temp_directory_path() / ("outbox-bench-curl-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    // The same batch outbox sends: ten entries, the body escaped as JSON.
+    std::string batch = "{\"QueueUrl\":\"http://127.0.0.1:" + std::to_string(port) +
+                        "/000000000000/bench\",\"Entries\":[";
+    std::string escaped;
+    for (char c : body) {
+        if (c == '"' || c == '\\') escaped += '\\';
+        escaped += c;
+    }
+    for (int i = 0; i < 10; ++i)
+        batch += std::string(i ? "," : "") + "{\"Id\":\"" + std::to_string(i) +
+                 "\",\"MessageBody\":\"" + escaped + "\"}";
+    batch += "]}";
+    std::ofstream(dir / "batch.json") << batch;
+    {
+        std::ofstream config(dir / "curl.conf");
+        config << "silent\nshow-error\n";
+        for (long i = 0; i < requests; ++i)
+            config << "url = \"http://127.0.0.1:" << port << "/\"\noutput = \"/dev/null\"\n";
+    }
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_CHILDREN, &before);
+    const auto t0 = Clock::now();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        const std::string user = access_key + ":" + secret_key;
+        const std::string data = "@" + (dir / "batch.json").string();
+        ::execlp("curl", "curl", "-K", (dir / "curl.conf").c_str(), "--aws-sigv4",
+                 "aws:amz:us-east-1:sqs", "--user", user.c_str(), "-H",
+                 "Content-Type: application/x-amz-json-1.0", "-H",
+                 "X-Amz-Target: AmazonSQS.SendMessageBatch", "--data-binary", data.c_str(),
+                 static_cast<char*>(nullptr));
+        std::_Exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    ::getrusage(RUSAGE_CHILDREN, &after);
+    fs::remove_all(dir);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        std::cerr << "curl failed: status " << status << "\n";
+    const long messages = requests * 10;
+    return {static_cast<double>(messages) / seconds,
+            (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(messages),
+            messages};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const long messages = argc > 1 ? std::atol(argv[1]) : 1000000;
+    const long curl_requests = argc > 2 ? std::atol(argv[2]) : 2000;
+    const std::string body = body_of_1kib();
+    outbox::bench::Nginx nginx("default_type application/x-amz-json-1.0; return 200 '" +
+                               canned_batch_reply(body) + "';");
+    std::printf(
+        "SqsDestination vs curl --aws-sigv4: 10-entry SendMessageBatch of %zu-byte bodies,\n"
+        "nginx on 127.0.0.1:%u answering a canned reply; client CPU = user + system time\n\n",
+        body.size(), nginx.port());
+    std::printf("outbox, %ld messages, %d requests in flight:\n", messages, concurrency);
+    const Figures ours = run_outbox(nginx.port(), messages, body);
+    const Figures curl = run_curl(nginx.port(), curl_requests, body);
+    std::printf("\n%-34s %12s %16s %10s\n", "client", "messages/s", "CPU us/message", "messages");
+    std::printf("%-34s %12.0f %16.2f %10ld\n", "outbox SqsDestination", ours.messages_per_second,
+                ours.cpu_us_per_message, ours.messages);
+    std::printf("%-34s %12.0f %16.2f %10ld\n", "curl --aws-sigv4 (1 connection)",
+                curl.messages_per_second, curl.cpu_us_per_message, curl.messages);
+    std::printf("\nratio (curl / outbox CPU per message): %.1fx\n",
+                curl.cpu_us_per_message / ours.cpu_us_per_message);
+    return 0;
+}
