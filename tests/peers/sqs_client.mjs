@@ -1,7 +1,7 @@
 // An independent SQS client for the tests (the AWS SDK for JavaScript v3, JSON protocol).
 // Usage:
 //   node sqs_client.mjs create-queue ENDPOINT NAME [ATTRIBUTES_JSON]   prints the queue URL
-//   node sqs_client.mjs receive ENDPOINT QUEUE_URL COUNT [SECONDS]     prints a JSON array
+//   node sqs_client.mjs receive ENDPOINT QUEUE_URL COUNT [SECONDS [--pretty]]   prints a JSON array
 // `receive` reads until COUNT messages came (or SECONDS passed, default 20), deletes them,
 // and prints each with its attributes and the MD5s the server computed.
 import {
@@ -55,7 +55,16 @@ if (command === "create-queue") {
             }));
         }
     }
-    process.stdout.write(JSON.stringify(messages) + "\n");
+    if (rest[3] === "--pretty") {
+        for (const m of messages) {
+            const attributes = Object.entries(m.attributes).sort()
+                .map(([k, v]) => `${k}=${v.value}`).join(", ");
+            const where = m.group_id ? `[${m.group_id} #${m.sequence_number}] ` : "";
+            process.stdout.write(`  ${where}${m.body}   (${attributes})\n`);
+        }
+    } else {
+        process.stdout.write(JSON.stringify(messages) + "\n");
+    }
 } else {
     process.stderr.write("usage: sqs_client.mjs create-queue|receive ENDPOINT ...\n");
     process.exit(2);

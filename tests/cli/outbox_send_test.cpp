@@ -1,0 +1,188 @@
+// `outbox send`: the real program against fauxqs behind the SigV4-checking proxy; the
+// report, the exit status, and the messages read back by another client.
+#include "catch.hpp"
+#include "peer_process.hpp"
+
+#include <simdjson.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using outbox::test::PeerProcess;
+
+namespace {
+
+const std::string credentials_env =
+    "-u AWS_SESSION_TOKEN -u AWS_PROFILE AWS_ACCESS_KEY_ID=AKIDOUTBOXTEST "
+    "AWS_SECRET_ACCESS_KEY=outbox-test-secret "
+    "AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent "
+    "AWS_SHARED_CREDENTIALS_FILE=/nonexistent";
+
+std::string peers_dir() {
+    return outbox::test::source_dir() + "/tests/peers";
+}
+
+PeerProcess& fauxqs() {
+    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/fauxqs_peer.mjs", "0"});
+    return peer;
+}
+
+PeerProcess& proxy() {
+    static PeerProcess peer({"/usr/bin/python3", peers_dir() + "/sigv4_proxy.py", "--upstream",
+                             "127.0.0.1:" + std::to_string(fauxqs().port())});
+    return peer;
+}
+
+std::string create_queue(const std::string& name, const std::string& attributes = {}) {
+    std::vector<std::string> argv = {
+        "node",         "--no-warnings", peers_dir() + "/sqs_client.mjs",
+        "create-queue", fauxqs().url(),  name};
+    if (!attributes.empty()) argv.push_back(attributes);
+    std::string out;
+    REQUIRE(outbox::test::run_command(argv, out) == 0);
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+}
+
+std::vector<std::string> received_bodies(const std::string& queue, std::size_t count) {
+    std::string out;
+    REQUIRE(
+        outbox::test::run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs",
+                                   "receive", fauxqs().url(), queue, std::to_string(count), "5"},
+                                  out) == 0);
+    simdjson::dom::parser parser;
+    std::vector<std::string> bodies;
+    for (simdjson::dom::element m : parser.parse(out).get_array())
+        bodies.emplace_back(std::string_view(m["body"]));
+    return bodies;
+}
+
+struct Run {
+    int status;
+    std::string err;
+    std::vector<std::string> report;  // lines
+};
+
+Run run_send(const std::string& args, const std::string& input) {
+    const fs::path dir =
+        fs::temp_directory_path() / ("outbox-send-test-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    std::ofstream(dir / "in.jsonl") << input;
+    const std::string cmd = "env " + credentials_env + " '" OUTBOX_CLI_PATH "' send " + args +
+                            " --report '" + (dir / "report.jsonl").string() + "' '" +
+                            (dir / "in.jsonl").string() + "' 2>'" + (dir / "err").string() + "'";
+    const int raw = std::system(cmd.c_str());
+    Run r{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, {}, {}};
+    std::ifstream err(dir / "err");
+    r.err.assign(std::istreambuf_iterator<char>(err), {});
+    std::ifstream report(dir / "report.jsonl");
+    for (std::string line; std::getline(report, line);) r.report.push_back(line);
+    fs::remove_all(dir);
+    return r;
+}
+
+std::string endpoint() {
+    return "--endpoint " + proxy().url();
+}
+
+}  // namespace
+
+TEST_CASE("send: JSON Lines to a queue, a report line per input line, exit 0") {
+    const std::string queue = create_queue("cli-events");
+    std::string input;
+    for (int i = 0; i < 25; ++i)
+        input += "{\"order\":" + std::to_string(i) + ",\"note\":\"caf\xc3\xa9\"}\n";
+    input += "\n";  // a blank line carries no message
+    const Run r = run_send("--to '" + queue + "' " + endpoint(), input);
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.err.find("delivered 25, failed 0") != std::string::npos);
+    REQUIRE(r.report.size() == 25);
+    simdjson::dom::parser parser;
+    std::map<std::int64_t, std::string> ids;
+    for (const auto& line : r.report) {
+        simdjson::dom::object o = parser.parse(line);
+        CHECK(std::string_view(o["status"]) == "delivered");
+        CHECK(o["error"].is_null());
+        CHECK(std::int64_t(o["attempts"]) == 1);
+        ids[std::int64_t(o["index"])] = std::string(std::string_view(o["message_id"]));
+    }
+    CHECK(ids.size() == 25);
+    CHECK(ids.begin()->first == 0);
+    CHECK(ids.rbegin()->first == 24);
+    auto bodies = received_bodies(queue, 25);
+    CHECK(bodies.size() == 25);
+    for (int i = 0; i < 25; ++i)
+        CHECK(std::count(bodies.begin(), bodies.end(),
+                         "{\"order\":" + std::to_string(i) + ",\"note\":\"caf\xc3\xa9\"}") == 1);
+}
+
+TEST_CASE("send --objects: groups, attributes; bad lines fail alone and the exit status is 1") {
+    const std::string queue = create_queue(
+        "cli-orders.fifo", R"({"FifoQueue":"true","ContentBasedDeduplication":"true"})");
+    const std::string input =
+        R"({"body":"a-0","group_id":"a","attributes":{"kind":"order","amount":12.5}})"
+        "\n"
+        R"({"body":"b-0","group_id":"b","dedup_id":"b-0"})"
+        "\n"
+        R"(this is not json)"
+        "\n"
+        R"({"body":"a-1","group_id":"a"})"
+        "\n"
+        R"({"body":"no group"})"
+        "\n"
+        R"({"body":"b-1","group_id":"b","attributes":{"blob":{"type":"Binary","value":"xyz"}}})"
+        "\n";
+    const Run r = run_send("--objects --to '" + queue + "' " + endpoint(), input);
+    INFO(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("delivered 4, failed 2") != std::string::npos);
+    simdjson::dom::parser parser;
+    std::map<std::int64_t, std::string> status, error;
+    for (const auto& line : r.report) {
+        simdjson::dom::object o = parser.parse(line);
+        const auto index = std::int64_t(o["index"]);
+        status[index] = std::string(std::string_view(o["status"]));
+        if (!o["error"].is_null()) error[index] = std::string(std::string_view(o["error"]));
+    }
+    CHECK(status.size() == 6);
+    CHECK(status[2] == "failed");
+    CHECK(error[2].find("line 3") != std::string::npos);
+    CHECK(status[4] == "failed");
+    CHECK(error[4].find("group id") != std::string::npos);
+    for (int i : {0, 1, 3, 5}) CHECK(status[i] == "delivered");
+    auto bodies = received_bodies(queue, 4);
+    REQUIRE(bodies.size() == 4);
+    // FIFO: a-0 before a-1, b-0 before b-1.
+    auto pos = [&](const char* b) {
+        return std::find(bodies.begin(), bodies.end(), b) - bodies.begin();
+    };
+    CHECK(pos("a-0") < pos("a-1"));
+    CHECK(pos("b-0") < pos("b-1"));
+}
+
+TEST_CASE(
+    "send: usage errors exit 2; an unreachable queue fails every message with a reason, exit 1") {
+    CHECK(run_send("", "x\n").status == 2);
+    CHECK(run_send("--to not-a-url", "x\n").status == 2);
+    CHECK(run_send("--to kafka://127.0.0.1:9092/events", "x\n").status == 2);
+    CHECK(run_send("--to http://127.0.0.1:1/000000000000/q --bogus", "x\n").status == 2);
+
+    // Nothing listens on port 1: connection refused, retried, then reported.
+    const Run r = run_send("--to http://127.0.0.1:1/000000000000/q --max-attempts 2", "one\ntwo\n");
+    CHECK(r.status == 1);
+    CHECK(r.err.find("delivered 0, failed 2") != std::string::npos);
+    REQUIRE(r.report.size() == 2);
+    for (const auto& line : r.report) {
+        CHECK(line.find("\"status\":\"failed\"") != std::string::npos);
+        CHECK(line.find("refused") != std::string::npos);
+    }
+    CHECK(r.err.find("outbox-test-secret") == std::string::npos);
+}
