@@ -386,6 +386,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                      body = std::move(body), done = std::move(done),
                      slot](error_code ec, Credentials creds) mutable {
                 if (ec) return done(ec, {});
+                // Abandoned (close deadline, destruction) while the credentials were fetched.
+                if (self->close_deadline_passed) return done(asio::error::operation_aborted, {});
                 self->send_signed(target, std::move(body), creds, std::move(done), slot);
             }));
     }

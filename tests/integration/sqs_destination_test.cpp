@@ -520,6 +520,32 @@ TEST_CASE("close flushes what is queued; past its deadline the rest fails, and c
     }
 }
 
+TEST_CASE("destroying a destination with messages on the wire and queued does not hang", "[sqs]") {
+    const std::string queue = create_queue("outbox-destroy");
+    Proxy proxy({"--faults", "slow=1.0", "--slow-ms", "5000"});
+    asio::io_context io;
+    auto config = config_for(io.get_executor(), queue, proxy);
+    config.max_concurrent_requests = 1;
+    config.max_batch_entries = 1;
+    config.max_message_size = 262144;  // no GetQueueAttributes through the slow proxy
+    auto sqs = std::make_unique<outbox::SqsDestination>(io.get_executor(), config);
+    std::vector<error_code> results;
+    for (int i = 0; i < 3; ++i)
+        sqs->async_send(text_message("doomed " + std::to_string(i)),
+                        [&](error_code ec, outbox::Receipt) { results.push_back(ec); });
+    while (sqs->stats().requests < 1 && io.run_one_for(std::chrono::seconds(10)) != 0) {
+    }
+    sqs.reset();  // one request on the wire, two queued
+    io.restart();
+    while (results.size() < 3 && io.run_one_for(std::chrono::seconds(10)) != 0) {
+    }
+    REQUIRE(results.size() == 3);
+    io.run_for(std::chrono::seconds(20));  // returns once nothing is left to do
+    CHECK(io.stopped());
+    for (auto& ec : results)
+        CHECK((ec == outbox::Errc::outcome_unknown || ec == asio::error::operation_aborted));
+}
+
 TEST_CASE("send_blocking from a program without its own event loop", "[sqs]") {
     const std::string queue = create_queue("outbox-blocking");
     Proxy proxy;
