@@ -1,6 +1,11 @@
 // Built against an installed outbox (tests/install) and by Conan's test_package: signs
-// AWS's get-vanilla example and checks the published signature.
+// AWS's get-vanilla example and checks the published signature, then has an SqsDestination
+// refuse an invalid message (no network needed).
+#include <outbox/credentials_providers.hpp>
 #include <outbox/sigv4.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <boost/asio/io_context.hpp>
 
 #include <iostream>
 
@@ -18,5 +23,18 @@ int main() {
     const bool ok = signature.signature == "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
     std::cout << "outbox consumer: " << signature.authorization << (ok ? " (matches AWS's vector)" : " (WRONG)")
               << "\n";
-    return ok ? 0 : 1;
+    if (!ok) return 1;
+
+    boost::asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(),
+                               {.queue_url = "http://127.0.0.1:9/000000000000/consumer",
+                                .region = "us-east-1",
+                                .credentials = outbox::make_static_credentials(io.get_executor(), credentials)});
+    outbox::Message m;
+    m.body = "a control character: \x01";
+    boost::system::error_code result;
+    sqs.async_send(std::move(m), [&](boost::system::error_code ec, outbox::Receipt) { result = ec; });
+    io.run();
+    std::cout << "outbox consumer: SqsDestination refused an invalid message: " << result.message() << "\n";
+    return result == outbox::Errc::invalid_message ? 0 : 1;
 }
