@@ -1,8 +1,11 @@
 // SqsDestination: a queue of accepted messages, batched into SendMessageBatch requests on a
 // strand. Every entry is in exactly one place at a time: the waiting room (no capacity yet),
 // the ready queue, a request on the wire, or the backoff queue; it leaves through complete().
+#include "backoff.hpp"
+
 #include <outbox/detail/http_date.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
+#include <outbox/envelope.hpp>
 #include <outbox/sigv4.hpp>
 #include <outbox/sqs_destination.hpp>
 
@@ -33,7 +36,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-enum class Place { waiting_room, ready, request, backoff };
+enum class Place { waiting_room, staging, ready, request, backoff };
 
 struct Entry {
     // Boost 1.81's any_completion_handler move-assignment recurses forever: only ever
@@ -43,8 +46,11 @@ struct Entry {
     std::uint64_t seq = 0;
     Message message;
     Destination::SendHandler handler;
-    std::size_t size = 0;
+    std::size_t size = 0;       // counted against max_in_flight_bytes
+    std::size_t wire_size = 0;  // what SQS counts: after staging, the URL message
     Place place = Place::waiting_room;
+    std::string staged_url{};
+    std::string staged_key{};
     std::uint32_t attempts = 0;
     bool maybe_delivered = false;  // an earlier attempt's reply was lost
     bool solo = false;             // send alone: its batch was refused as a whole
@@ -56,7 +62,7 @@ struct Entry {
 
 struct Stats {
     std::atomic<std::uint64_t> accepted{0}, delivered{0}, failed{0}, retried{0}, requests{0},
-        bytes_delivered{0};
+        bytes_delivered{0}, staged{0};
     std::atomic<std::size_t> in_flight{0};
 };
 
@@ -160,16 +166,67 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             if (queue_state == QueueState::unresolved) resolve();
             return;
         }
+        if (should_stage(e)) return stage(e);
         if (!check_against_queue(e)) return;
         ready.push_back(&e);
         dispatch_ready();
     }
 
+    bool should_stage(const Entry& e) const {
+        if (!config.stager || config.staging == StagingPolicy::never || !e.staged_url.empty())
+            return false;
+        if (config.staging == StagingPolicy::always) return true;
+        const std::size_t threshold =
+            config.staging_threshold ? config.staging_threshold : max_message_size;
+        return e.wire_size > threshold;
+    }
+
+    // Uploads the body; the message then carries the staged-payload envelope.
+    void stage(Entry& e) {
+        e.place = Place::staging;
+        config.stager->async_stage(
+            std::move(e.message.body),
+            asio::bind_executor(
+                strand, [self = shared_from_this(), seq = e.seq](error_code ec, StagedPayload p) {
+                    self->on_staged(seq, ec, std::move(p));
+                }));
+    }
+
+    void on_staged(std::uint64_t seq, error_code ec, StagedPayload payload) {
+        auto it = entries.find(seq);
+        if (it == entries.end()) return;
+        Entry& e = *it->second;
+        if (!ec && close_deadline_passed) ec = asio::error::operation_aborted;
+        if (ec) {
+            e.last_diagnostics = std::move(payload.diagnostics);
+            e.last_diagnostics.message =
+                "staging the payload in S3 failed" + (e.last_diagnostics.message.empty()
+                                                          ? std::string()
+                                                          : ": " + e.last_diagnostics.message);
+            return fail(e, ec, {});
+        }
+        stats.staged.fetch_add(1, std::memory_order_relaxed);
+        e.staged_url = payload.url;
+        e.staged_key = std::move(payload.key);
+        e.message.body = wrap(staged_payload_message(payload.url, payload.expires_in));
+        e.wire_size = sqs::message_size(e.message);
+        e.place = Place::ready;
+        e.ready_at = Clock::now();
+        if (!check_against_queue(e)) return;
+        insert_ready(e);
+        dispatch_ready();
+    }
+
+    std::string wrap(std::string body) const {
+        if (config.envelope != Envelope::cloudevents) return body;
+        return cloudevents_structured(config.cloudevents, body);
+    }
+
     // Checks that need the queue's attributes. False when the entry was failed.
     bool check_against_queue(Entry& e) {
-        if (e.size > max_message_size) {
+        if (e.wire_size > max_message_size) {
             fail(e, Errc::payload_too_large,
-                 "the message has " + std::to_string(e.size) +
+                 "the message has " + std::to_string(e.wire_size) +
                      " bytes (body and attributes); the queue takes at most " +
                      std::to_string(max_message_size));
             return false;
@@ -208,7 +265,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         Entry& e = *it->second;
         switch (e.place) {
             case Place::request:
-                return;  // completes with its request's outcome
+            case Place::staging:
+                return;  // completes with its request's (or upload's) outcome
             case Place::waiting_room:
                 waiting_room.erase(std::find(waiting_room.begin(), waiting_room.end(), &e));
                 break;
@@ -259,6 +317,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         Receipt r;
         r.diagnostics = std::move(e.last_diagnostics);
         if (!why.empty()) r.diagnostics.message = std::move(why);
+        r.staged_url = std::move(e.staged_url);  // an object may exist even though the send failed
+        r.staged_key = std::move(e.staged_key);
         complete(e, ec, std::move(r));
     }
 
@@ -369,8 +429,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         resolve_attempts = 0;
         auto pending = std::move(ready);
         ready.clear();
-        for (Entry* e : pending)
-            if (check_against_queue(*e)) ready.push_back(e);
+        for (Entry* e : pending) {
+            if (should_stage(*e))
+                stage(*e);
+            else if (check_against_queue(*e))
+                ready.push_back(e);
+        }
         dispatch_ready();
     }
 
@@ -457,12 +521,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                 }
                 continue;
             }
-            if (bytes + e.size > max_message_size) {
+            if (bytes + e.wire_size > max_message_size) {
                 full = true;
                 break;
             }
             picked.push_back(i);
-            bytes += e.size;
+            bytes += e.wire_size;
             if (picked.size() == max_entries) {
                 full = true;
                 break;
@@ -509,7 +573,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     void send_batch(std::shared_ptr<Request> request) {
         std::string body;
         std::size_t reserve = 256;
-        for (const Entry* e : request->entries) reserve += e->size + e->size / 8 + 128;
+        for (const Entry* e : request->entries) reserve += e->wire_size + e->wire_size / 8 + 128;
         body.reserve(reserve);
         request->batch = request->entries.size() > 1;
         for (Entry* e : request->entries) {
@@ -643,6 +707,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         Receipt r;
         r.message_id = std::move(sent.message_id);
         r.sequence_number = std::move(sent.sequence_number);
+        r.staged_url = std::move(e.staged_url);
+        r.staged_key = std::move(e.staged_key);
         r.diagnostics = std::move(e.last_diagnostics);
         complete(e, {}, std::move(r));
     }
@@ -650,20 +716,11 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // ---- retries -------------------------------------------------------------------------
 
     std::chrono::milliseconds backoff_delay(std::uint32_t attempts, const HttpResponse* res) {
-        const auto& p = config.retry;
-        const auto exponent = std::min<std::uint32_t>(attempts > 0 ? attempts - 1 : 0, 30);
-        const long double ceiling =
-            std::min<long double>(static_cast<long double>(p.max_delay.count()),
-                                  static_cast<long double>(p.base_delay.count()) *
-                                      static_cast<long double>(1ull << exponent));
-        std::uniform_int_distribution<long long> pick(0, static_cast<long long>(ceiling));
-        std::chrono::milliseconds delay(pick(rng));
-        if (res != nullptr) {
-            if (auto asked = detail::parse_retry_after(res->header("Retry-After"),
-                                                       std::chrono::system_clock::now()))
-                delay = std::max(delay, std::min(*asked, p.max_delay));
-        }
-        return delay;
+        std::optional<std::chrono::milliseconds> asked;
+        if (res != nullptr)
+            asked = detail::parse_retry_after(res->header("Retry-After"),
+                                              std::chrono::system_clock::now());
+        return detail::backoff_delay(config.retry, attempts, rng, asked);
     }
 
     void retry_or_fail(Entry& e, error_code ec, const Diagnostics& d, const HttpResponse* res) {
@@ -904,6 +961,7 @@ SqsDestinationStats SqsDestination::stats() const {
     out.delivered = s.delivered.load(std::memory_order_relaxed);
     out.failed = s.failed.load(std::memory_order_relaxed);
     out.retried = s.retried.load(std::memory_order_relaxed);
+    out.staged = s.staged.load(std::memory_order_relaxed);
     out.requests = s.requests.load(std::memory_order_relaxed);
     out.bytes_delivered = s.bytes_delivered.load(std::memory_order_relaxed);
     out.in_flight = s.in_flight.load(std::memory_order_relaxed);
@@ -911,10 +969,18 @@ SqsDestinationStats SqsDestination::stats() const {
 }
 
 void SqsDestination::do_send(Message message, SendHandler handler) {
+    const auto& config = impl_->config;
+    const bool may_stage = config.stager && config.staging != StagingPolicy::never;
+    const bool stage_all = may_stage && config.staging == StagingPolicy::always;
+    if (config.envelope == Envelope::cloudevents && !stage_all)
+        message.body = cloudevents_structured(config.cloudevents, message.body);
     const std::size_t size = sqs::message_size(message);
     std::string why;
-    error_code ec = sqs::validate_message(message, impl_->fifo, why);
-    if (!ec && size > sqs::largest_max_message_size) {
+    // A body bound for S3 may hold any bytes; everything else must suit SQS.
+    error_code ec = sqs::validate_message(message, impl_->fifo, why, /*check_body=*/!stage_all);
+    if (may_stage) {
+        // Size is decided once the queue's limit is known: over it, the body is staged.
+    } else if (!ec && size > sqs::largest_max_message_size) {
         ec = Errc::payload_too_large;
         why = "the message has " + std::to_string(size) + " bytes; SQS takes at most 1048576";
     } else if (!ec && impl_->config.max_message_size != 0 &&
@@ -932,6 +998,7 @@ void SqsDestination::do_send(Message message, SendHandler handler) {
     }
     auto entry = std::make_unique<Entry>(std::move(message), std::move(handler));
     entry->size = size;
+    entry->wire_size = size;
     asio::post(impl_->strand,
                [impl = impl_, e = std::move(entry)]() mutable { impl->accept(std::move(e)); });
 }

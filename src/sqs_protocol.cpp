@@ -187,11 +187,11 @@ std::size_t message_size(const Message& message) noexcept {
     return size;
 }
 
-error_code validate_message(const Message& m, bool fifo_queue, std::string& why) {
+error_code validate_message(const Message& m, bool fifo_queue, std::string& why, bool check_body) {
     std::size_t bad = 0;
     if (m.body.empty())
         return invalid(why, "the body is empty (SQS requires at least one character)");
-    if (!is_valid_sqs_text(m.body, bad))
+    if (check_body && !is_valid_sqs_text(m.body, bad))
         return invalid(why, "the body has a character SQS does not accept at byte " +
                                 std::to_string(bad) +
                                 " (allowed: valid UTF-8 of #x9, #xA, #xD, #x20-#xD7FF, "

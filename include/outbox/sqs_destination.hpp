@@ -5,9 +5,12 @@
 
 #include <outbox/credentials_provider.hpp>
 #include <outbox/destination.hpp>
+#include <outbox/envelope.hpp>
 #include <outbox/http_client.hpp>
 #include <outbox/logging.hpp>
+#include <outbox/payload_stager.hpp>
 #include <outbox/retry_policy.hpp>
+#include <outbox/staging_policy.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -46,6 +49,19 @@ struct SqsDestinationConfig {
     std::size_t max_in_flight_messages = 4096;
     std::size_t max_in_flight_bytes = 64 * 1024 * 1024;
 
+    /// Large payloads: with a stager, bodies the policy picks are uploaded to S3 and the
+    /// queue receives {"status":"success","type":"s3_payload","url":"…","expires_in":N}.
+    PayloadStagerPtr stager{};
+    StagingPolicy staging = StagingPolicy::over_threshold;
+    /// Bodies larger than this many bytes are staged (over_threshold). Zero: the queue's
+    /// maximum message size (body and attributes must fit it).
+    std::size_t staging_threshold = 0;
+
+    /// Envelope::cloudevents wraps each body (inline, or the staged-payload message) in a
+    /// CloudEvents 1.0 structured JSON event with these attributes (id and time per message).
+    Envelope envelope = Envelope::raw;
+    CloudEventAttributes cloudevents{};
+
     RetryPolicy retry{};
     HttpClientConfig http{};
     Logger logger{};
@@ -57,6 +73,7 @@ struct SqsDestinationStats {
     std::uint64_t delivered = 0;
     std::uint64_t failed = 0;
     std::uint64_t retried = 0;   // message attempts after the first
+    std::uint64_t staged = 0;    // bodies uploaded to S3 by the stager
     std::uint64_t requests = 0;  // SendMessage and SendMessageBatch requests
     std::uint64_t bytes_delivered = 0;
     std::size_t in_flight = 0;

@@ -1,5 +1,6 @@
-// Fuzz target: the XML text extractor that reads STS (and later S3) answers.
+// Fuzz target: the XML text extractor that reads STS and S3 answers, and the S3 error reader.
 #include <outbox/detail/credentials_parsing.hpp>
+#include <outbox/detail/s3_protocol.hpp>
 #include <outbox/detail/xml_extract.hpp>
 
 #include <cstdint>
@@ -16,6 +17,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             std::abort();
         (void)outbox::detail::xml_element_text(xml, name, "Error");
     }
+    outbox::HttpResponse res;
+    res.status = size > 0 ? 400u + data[0] % 200u : 403u;
+    res.body = std::string(xml);
+    outbox::Diagnostics d;
+    const auto s3_ec = outbox::detail::s3::parse_error_response(res, d);
+    if (!s3_ec || d.code.empty())
+        std::abort();  // an S3 error reply is always an error, with a code
     outbox::Credentials c;
     std::string message;
     const auto ec = outbox::detail::parse_sts_credentials_xml(xml, c, message);

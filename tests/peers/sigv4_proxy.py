@@ -16,7 +16,11 @@ With --clock-offset SECONDS it plays a server whose clock is that far ahead: req
 signed more than 5 minutes off its time are refused as AWS does ("Signature expired"),
 and its Date header tells the client the right time.
 
-GET /__proxy/stats returns the counters as JSON. Listens on 127.0.0.1 only.
+Pre-signed requests (X-Amz-Signature in the query) are passed through: the server behind
+(s3rver) checks those signatures and their expiry itself.
+
+GET /__proxy/stats returns the counters as JSON; GET /__proxy/last the headers of the last
+signed request. Listens on 127.0.0.1 only.
 
 Usage: sigv4_proxy.py --upstream HOST:PORT [--port N] [--service sqs] [--access-key K
        --secret-key S] [--faults 500=0.05,lost=0.05,...] [--seed N] [--clock-offset S]
@@ -58,7 +62,9 @@ class State:
                 sys.exit(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
             self.faults[kind] = float(p)
         self.stats = {"requests": 0, "signatures_checked": 0, "signature_failures": 0,
-                      "skew_refusals": 0, "forwarded": 0, "faults": {k: 0 for k in FAULT_KINDS}}
+                      "skew_refusals": 0, "forwarded": 0, "presigned_forwarded": 0,
+                      "faults": {k: 0 for k in FAULT_KINDS}}
+        self.last = {}
 
     def pick_fault(self, is_batch):
         with self.lock:
@@ -154,9 +160,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
 
     def do_GET(self):
-        if self.path == "/__proxy/stats":
+        if self.path in ("/__proxy/stats", "/__proxy/last"):
             with self.server.state.lock:
-                self.reply(200, json.dumps(self.server.state.stats), [("Content-Type", "application/json")])
+                data = self.server.state.stats if self.path.endswith("stats") else self.server.state.last
+                self.reply(200, json.dumps(data), [("Content-Type", "application/json")])
             return
         self.handle_request()
 
@@ -178,6 +185,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         state.count("requests")
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length) if length else b""
+
+        if "X-Amz-Signature=" in self.path and "Authorization" not in self.headers:
+            state.count("presigned_forwarded")
+            status, headers, data = self.forward(body)
+            return self.reply(status, data, headers)
+        with state.lock:
+            state.last = {"method": self.command, "path": self.path,
+                          "headers": {k.lower(): v for k, v in self.headers.items()}}
 
         result, error = expected_signature(self.command, self.headers.get("Host", ""), self.path,
                                            dict(self.headers.items()), body,

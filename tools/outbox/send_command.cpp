@@ -32,7 +32,10 @@ namespace asio = boost::asio;
 
 constexpr std::string_view usage =
     "usage: outbox send --to QUEUE_URL [--endpoint URL] [--region R] [--objects]\n"
-    "                   [--report FILE] [--max-attempts N] [FILE|-]\n"
+    "                   [--report FILE] [--max-attempts N]\n"
+    "                   [--stage s3://BUCKET/PREFIX [--s3-endpoint URL] [--s3-region R]\n"
+    "                    [--stage-always] [--url-expires SECONDS]] [--envelope raw|cloudevents]\n"
+    "                   [FILE|-]\n"
     "Sends JSON Lines (from FILE or standard input): each line is one message body, or with\n"
     "--objects an object {\"body\": \"...\", \"group_id\": \"...\", \"dedup_id\": \"...\",\n"
     "\"attributes\": {\"name\": \"text\" | {\"type\": \"Number\", \"value\": \"42\"}}, \"delay\": "
@@ -42,7 +45,13 @@ constexpr std::string_view usage =
     "from --region, the queue URL, AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.\n"
     "Credentials come from the default chain (environment, web identity, profiles,\n"
     "container, instance metadata). --report FILE writes one JSON line per input line:\n"
-    "{\"index\", \"status\": \"delivered\"|\"failed\", \"message_id\", \"attempts\", \"error\"}.\n"
+    "{\"index\", \"status\": \"delivered\"|\"failed\", \"message_id\", \"attempts\", \"error\"},\n"
+    "plus \"staged_url\" for a staged message.\n"
+    "--stage uploads bodies over the queue's limit (every body with --stage-always) to S3\n"
+    "and sends {\"status\":\"success\",\"type\":\"s3_payload\",\"url\":...,\"expires_in\":...}\n"
+    "instead; --url-expires sets the URL's lifetime (default 600, 1 to 604800). --s3-endpoint\n"
+    "addresses a local S3 path-style. --envelope cloudevents wraps each message in a\n"
+    "CloudEvents 1.0 JSON event (source \"outbox\", type \"outbox.message\").\n"
     "Exit status: 0 all delivered, 1 any failed, 2 usage error. OUTBOX_DEBUG=1 logs.\n";
 
 std::optional<std::string> env(const char* name) {
@@ -133,7 +142,12 @@ struct Outcome {
             line += "null";
         else
             detail::append_json_string(line, r.message_id);
-        line += ",\"attempts\":" + std::to_string(r.attempts) + ",\"error\":";
+        line += ",\"attempts\":" + std::to_string(r.attempts);
+        if (!r.staged_url.empty()) {
+            line += ",\"staged_url\":";
+            detail::append_json_string(line, r.staged_url);
+        }
+        line += ",\"error\":";
         if (!ec) {
             line += "null";
         } else {
@@ -151,7 +165,9 @@ struct Outcome {
 
 int run_send(int argc, char** argv) {
     std::string to, endpoint, region, report_path, input = "-";
-    bool objects = false, input_given = false;
+    bool objects = false, input_given = false, stage_always = false;
+    std::string stage, s3_endpoint, s3_region, envelope = "raw";
+    long long url_expires = 600;
     std::uint32_t max_attempts = 0;
     for (int i = 0; i < argc; ++i) {
         const std::string_view a = argv[i];
@@ -172,6 +188,25 @@ int run_send(int argc, char** argv) {
                 return usage_error("send: --region needs a value");
         } else if (a == "--report") {
             if (!value(report_path)) return usage_error("send: --report needs a file name");
+        } else if (a == "--stage") {
+            if (!value(stage) || !stage.starts_with("s3://") || stage.size() <= 5)
+                return usage_error("send: --stage needs s3://BUCKET[/PREFIX]");
+        } else if (a == "--s3-endpoint") {
+            if (!value(s3_endpoint)) return usage_error("send: --s3-endpoint needs a URL");
+        } else if (a == "--s3-region") {
+            if (!value(s3_region) || s3_region.empty())
+                return usage_error("send: --s3-region needs a value");
+        } else if (a == "--stage-always") {
+            stage_always = true;
+        } else if (a == "--url-expires") {
+            std::string v;
+            char* end = nullptr;
+            if (!value(v) || (url_expires = std::strtoll(v.c_str(), &end, 10), *end != '\0') ||
+                url_expires < 1 || url_expires > 604800)
+                return usage_error("send: --url-expires must be 1 to 604800 seconds");
+        } else if (a == "--envelope") {
+            if (!value(envelope) || (envelope != "raw" && envelope != "cloudevents"))
+                return usage_error("send: --envelope must be raw or cloudevents");
         } else if (a == "--objects") {
             objects = true;
         } else if (a == "--max-attempts") {
@@ -205,6 +240,37 @@ int run_send(int argc, char** argv) {
     DefaultCredentialsOptions credentials_options;
     credentials_options.logger = logger;
     config.credentials = make_default_credentials(io.get_executor(), credentials_options);
+    if (envelope == "cloudevents") {
+        config.envelope = Envelope::cloudevents;
+        config.cloudevents.source = "outbox";
+        config.cloudevents.type = "outbox.message";
+    }
+    if ((stage_always || !s3_endpoint.empty() || !s3_region.empty()) && stage.empty())
+        return usage_error("send: --stage-always, --s3-endpoint and --s3-region need --stage");
+    if (!stage.empty()) {
+        const std::string rest = stage.substr(5);
+        PayloadStagerConfig s3;
+        s3.bucket = rest.substr(0, rest.find('/'));
+        s3.prefix =
+            rest.find('/') == std::string::npos ? std::string() : rest.substr(rest.find('/') + 1);
+        while (!s3.prefix.empty() && s3.prefix.back() == '/') s3.prefix.pop_back();
+        s3.endpoint = s3_endpoint;
+        s3.region =
+            !s3_region.empty()
+                ? s3_region
+                : env("AWS_REGION").value_or(env("AWS_DEFAULT_REGION").value_or("us-east-1"));
+        s3.credentials = config.credentials;
+        s3.url_expires = std::chrono::seconds(url_expires);
+        s3.logger = logger;
+        s3.http.logger = logger;
+        if (max_attempts != 0) s3.retry.max_attempts = max_attempts;
+        try {
+            config.stager = std::make_shared<PayloadStager>(io.get_executor(), s3);
+        } catch (const std::invalid_argument& e) {
+            return usage_error(std::string("send: --stage: ") + e.what());
+        }
+        config.staging = stage_always ? StagingPolicy::always : StagingPolicy::over_threshold;
+    }
     std::optional<SqsDestination> destination;
     try {
         destination.emplace(io.get_executor(), config);
@@ -303,6 +369,7 @@ int run_send(int argc, char** argv) {
     destination->async_close(std::chrono::seconds(30),
                              [&](boost::system::error_code) { closed.set_value(); });
     closed.get_future().wait();
+    if (config.stager) config.stager->close();  // its idle connections would hold the event loop
     asio::post(io, [&] { ticker.cancel(); });
     destination.reset();
     work.reset();

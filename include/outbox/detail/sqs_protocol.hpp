@@ -48,8 +48,9 @@ std::size_t message_size(const Message& message) noexcept;
 
 /// Checks a message against SQS's rules before any request. Errc::invalid_message with
 /// `why` saying what is wrong.
+/// `check_body` false skips the body (bound for S3, where any bytes are fine).
 boost::system::error_code validate_message(const Message& message, bool fifo_queue,
-                                           std::string& why);
+                                           std::string& why, bool check_body = true);
 
 /// 32 lowercase hex digits.
 using Md5Hex = std::array<char, 32>;

@@ -1,0 +1,114 @@
+// Staging large payloads in S3: PutObject of the body, then a pre-signed GET URL that the
+// queue or topic carries instead of the payload. See docs/staging.md.
+#pragma once
+
+#include <outbox/credentials_provider.hpp>
+#include <outbox/diagnostics.hpp>
+#include <outbox/error.hpp>
+#include <outbox/http_client.hpp>
+#include <outbox/logging.hpp>
+#include <outbox/retry_policy.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace outbox {
+
+enum class S3Addressing {
+    virtual_hosted,  // https://BUCKET.s3.REGION.amazonaws.com/KEY (AWS's default)
+    path_style,      // ENDPOINT/BUCKET/KEY (local S3 servers, dotted bucket names)
+};
+
+enum class ServerSideEncryption {
+    none,     // the bucket's default applies
+    sse_s3,   // x-amz-server-side-encryption: AES256
+    sse_kms,  // x-amz-server-side-encryption: aws:kms, with kms_key_id when given
+};
+
+struct PayloadStagerConfig {
+    std::string bucket{};  // required: the operator's bucket or the customer's
+    /// Object keys: "{prefix}/{yyyy}/{mm}/{dd}/{uuid}" by default. Placeholders: {prefix},
+    /// {yyyy}, {mm}, {dd}, {hh}, {uuid}. A key never starts with '/'.
+    std::string key_template = "{prefix}/{yyyy}/{mm}/{dd}/{uuid}";
+    std::string prefix = "outbox";
+    std::string region{};    // required for AWS; local servers accept any
+    std::string endpoint{};  // e.g. "http://127.0.0.1:4568": path-style on that server
+    S3Addressing addressing = S3Addressing::virtual_hosted;  // ignored with an endpoint
+    CredentialsProviderPtr credentials{};                    // required
+
+    std::string content_type = "application/json";
+    std::string content_encoding{};  // e.g. "gzip" when the caller compressed the body
+    ServerSideEncryption encryption = ServerSideEncryption::none;
+    std::string kms_key_id{};
+    /// Object tags ("key", "value"), so a lifecycle rule can expire staged objects.
+    std::vector<std::pair<std::string, std::string>> tags{};
+
+    /// Lifetime of the pre-signed GET URL: 1 s to 7 days. Never longer than the signing
+    /// credentials live; StagedPayload::expires_in tells the real lifetime.
+    std::chrono::seconds url_expires{600};
+
+    RetryPolicy retry{};
+    HttpClientConfig http{};
+    Logger logger{};
+};
+
+struct StagedPayload {
+    std::string bucket{};
+    std::string key{};
+    std::string url{};  // pre-signed GET
+    std::chrono::seconds expires_in{0};
+    std::string etag{};
+    std::uint32_t attempts = 0;  // PutObject requests made
+    Diagnostics diagnostics{};   // on failure: S3's Code, Message, RequestId, HTTP status
+};
+
+class PayloadStager {
+  public:
+    /// Throws std::invalid_argument for a configuration that cannot work (no bucket, an
+    /// invalid bucket name, no credentials, an expiry outside 1 s to 7 days, a bad endpoint).
+    PayloadStager(boost::asio::any_io_executor executor, PayloadStagerConfig config);
+    ~PayloadStager();
+    PayloadStager(const PayloadStager&) = delete;
+    PayloadStager& operator=(const PayloadStager&) = delete;
+
+    const PayloadStagerConfig& config() const noexcept;
+
+    /// Uploads `body` under a new key and pre-signs a GET URL for it. Completion:
+    /// void(error_code, StagedPayload), on the handler's executor, never inside this call.
+    /// Retries as destinations do (throttling, 5xx, transport; PutObject of the same key is
+    /// idempotent). Errors: Errc::service_error (S3 refused: see diagnostics),
+    /// Errc::throttled, Errc::service_unavailable, transport errors, credential errors.
+    /// Cancellation: terminal; before the upload completes the operation ends with
+    /// operation_aborted (an object may have been written).
+    template <class CompletionToken>
+    auto async_stage(std::string body, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken,
+                                           void(boost::system::error_code, StagedPayload)>(
+            [this](auto handler, std::string b) {
+                start(std::move(b), Handler(std::move(handler)));
+            },
+            token, std::move(body));
+    }
+
+    /// Closes idle connections; stages in flight finish.
+    void close();
+
+    struct Impl;
+
+  private:
+    using Handler =
+        boost::asio::any_completion_handler<void(boost::system::error_code, StagedPayload)>;
+    void start(std::string body, Handler handler);
+    std::shared_ptr<Impl> impl_;
+};
+
+using PayloadStagerPtr = std::shared_ptr<PayloadStager>;
+
+}  // namespace outbox

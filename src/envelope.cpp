@@ -1,0 +1,101 @@
+#include <outbox/detail/json_writer.hpp>
+#include <outbox/envelope.hpp>
+
+#include <openssl/evp.h>
+#include <simdjson.h>
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/uuid_io.hpp>
+
+#include <cstdio>
+
+namespace outbox {
+namespace {
+
+bool is_json_type(std::string_view content_type) {
+    const auto semicolon = content_type.find(';');
+    const std::string_view type = content_type.substr(0, semicolon);
+    return type == "application/json" || type == "text/json" || type.ends_with("+json");
+}
+
+bool is_valid_json(std::string_view text) {
+    static thread_local simdjson::dom::parser parser;
+    const simdjson::padded_string padded(text);
+    simdjson::dom::element ignored;
+    return parser.parse(padded).get(ignored) == simdjson::SUCCESS;
+}
+
+void append_base64_string(std::string& out, std::string_view bytes) {
+    out += '"';
+    const std::size_t start = out.size();
+    out.resize(start + 4 * ((bytes.size() + 2) / 3) + 1);
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + start),
+                                  reinterpret_cast<const unsigned char*>(bytes.data()),
+                                  static_cast<int>(bytes.size()));
+    out.resize(start + static_cast<std::size_t>(n));
+    out += '"';
+}
+
+}  // namespace
+
+std::string staged_payload_message(std::string_view url, std::chrono::seconds expires_in) {
+    std::string out;
+    out.reserve(url.size() + 80);
+    out += R"({"status":"success","type":"s3_payload","url":)";
+    detail::append_json_string(out, url);
+    out += R"(,"expires_in":)";
+    detail::append_json_number(out, expires_in.count());
+    out += '}';
+    return out;
+}
+
+std::string rfc3339_utc(std::chrono::system_clock::time_point when) {
+    using namespace std::chrono;
+    const auto day = floor<days>(when);
+    const year_month_day ymd(day);
+    const hh_mm_ss<milliseconds> t(duration_cast<milliseconds>(when - day));
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                  static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                  static_cast<unsigned>(ymd.day()), static_cast<int>(t.hours().count()),
+                  static_cast<int>(t.minutes().count()), static_cast<int>(t.seconds().count()),
+                  static_cast<int>(t.subseconds().count()));
+    return buf;
+}
+
+std::string cloudevents_structured(const CloudEventAttributes& a, std::string_view data) {
+    std::string out;
+    out.reserve(data.size() + 256);
+    out += R"({"specversion":"1.0","id":)";
+    if (a.id.empty()) {
+        static thread_local boost::uuids::random_generator uuids;
+        detail::append_json_string(out, boost::uuids::to_string(uuids()));
+    } else {
+        detail::append_json_string(out, a.id);
+    }
+    out += R"(,"source":)";
+    detail::append_json_string(out, a.source);
+    out += R"(,"type":)";
+    detail::append_json_string(out, a.type);
+    if (!a.subject.empty()) {
+        out += R"(,"subject":)";
+        detail::append_json_string(out, a.subject);
+    }
+    out += R"(,"time":)";
+    detail::append_json_string(
+        out, a.time.empty() ? rfc3339_utc(std::chrono::system_clock::now()) : a.time);
+    if (!a.datacontenttype.empty()) {
+        out += R"(,"datacontenttype":)";
+        detail::append_json_string(out, a.datacontenttype);
+    }
+    if (is_json_type(a.datacontenttype) && is_valid_json(data)) {
+        out += R"(,"data":)";
+        out += data;  // valid JSON (and valid UTF-8), embedded as it is
+    } else {
+        out += R"(,"data_base64":)";
+        append_base64_string(out, data);
+    }
+    out += '}';
+    return out;
+}
+
+}  // namespace outbox

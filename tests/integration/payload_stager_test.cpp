@@ -1,0 +1,419 @@
+// PayloadStager against s3rver (a local S3 that checks signatures and pre-signed URL expiry),
+// behind the proxy that checks every signature again with botocore; staged URLs fetched
+// with curl; SqsDestination staging end to end with fauxqs.
+#include "catch.hpp"
+#include "peer_process.hpp"
+
+#include <outbox/credentials_providers.hpp>
+#include <outbox/detail/sqs_protocol.hpp>
+#include <outbox/envelope.hpp>
+#include <outbox/payload_stager.hpp>
+#include <outbox/sigv4.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <simdjson.h>
+#include <boost/asio/io_context.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using boost::system::error_code;
+using outbox::test::PeerProcess;
+
+namespace {
+
+std::string peers_dir() {
+    return outbox::test::source_dir() + "/tests/peers";
+}
+
+fs::path s3_directory() {
+    static const fs::path dir =
+        fs::temp_directory_path() / ("outbox-s3rver-" + std::to_string(::getpid()));
+    return dir;
+}
+
+PeerProcess& s3rver() {
+    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/s3rver_peer.mjs", "0",
+                             s3_directory().string(), "outbox-staging", "other.bucket"});
+    return peer;
+}
+
+PeerProcess& fauxqs() {
+    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/fauxqs_peer.mjs", "0"});
+    return peer;
+}
+
+struct Proxy {
+    PeerProcess process;
+    Proxy()
+        : process({"/usr/bin/python3", peers_dir() + "/sigv4_proxy.py", "--upstream",
+                   "127.0.0.1:" + std::to_string(s3rver().port()), "--service", "s3",
+                   "--access-key", "S3RVER", "--secret-key", "S3RVER"}) {}
+    std::uint64_t stat(const char* name) const {
+        simdjson::dom::parser parser;
+        return parser.parse(outbox::test::http_get(process.port(), "/__proxy/stats"))[name]
+            .get_uint64();
+    }
+    std::map<std::string, std::string> last_headers() const {
+        simdjson::dom::parser parser;
+        std::map<std::string, std::string> out;
+        for (auto [k, v] :
+             parser.parse(outbox::test::http_get(process.port(), "/__proxy/last"))["headers"]
+                 .get_object())
+            out[std::string(k)] = std::string(std::string_view(v));
+        return out;
+    }
+};
+
+outbox::PayloadStagerConfig stager_config(asio::io_context& io, const Proxy& proxy) {
+    outbox::PayloadStagerConfig c;
+    c.bucket = "outbox-staging";
+    c.prefix = "payloads";
+    c.endpoint = proxy.process.url();
+    c.region = "us-east-1";
+    c.credentials =
+        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
+    c.retry.base_delay = std::chrono::milliseconds(5);
+    return c;
+}
+
+struct StageResult {
+    error_code ec;
+    outbox::StagedPayload payload;
+};
+
+StageResult stage(asio::io_context& io, outbox::PayloadStager& stager, std::string body) {
+    std::optional<StageResult> result;
+    stager.async_stage(std::move(body), [&](error_code ec, outbox::StagedPayload p) {
+        result = {ec, std::move(p)};
+    });
+    io.restart();
+    while (!result && io.run_one_for(std::chrono::seconds(30)) != 0) {
+    }
+    REQUIRE(result);
+    return std::move(*result);
+}
+
+struct Fetched {
+    int status = 0;
+    std::string content_type;
+    std::string body;
+};
+
+// GETs a URL with curl: the independent client a consumer would use.
+Fetched fetch(const std::string& url) {
+    const fs::path headers =
+        fs::temp_directory_path() / ("outbox-fetch-" + std::to_string(::getpid()));
+    std::string body;
+    REQUIRE(outbox::test::run_command({"curl", "-s", "-D", headers.string(), url}, body) == 0);
+    Fetched f;
+    f.body = std::move(body);
+    std::ifstream in(headers);
+    for (std::string line; std::getline(in, line);) {
+        if (line.starts_with("HTTP/")) f.status = std::stoi(line.substr(line.find(' ') + 1));
+        if (line.size() > 13 &&
+            (line.starts_with("Content-Type:") || line.starts_with("content-type:")))
+            f.content_type = line.substr(14, line.find_last_not_of("\r") - 13);
+    }
+    fs::remove(headers);
+    return f;
+}
+
+}  // namespace
+
+TEST_CASE("a staged payload: uploaded, signed, and readable through its pre-signed URL", "[s3]") {
+    Proxy proxy;
+    asio::io_context io;
+    outbox::PayloadStager stager(io.get_executor(), stager_config(io, proxy));
+    const std::string body = R"({"order":1001,"lines":[{"sku":"A-1","qty":2}],"note":"caf\u00e9"})";
+    auto r = stage(io, stager, body);
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.payload.bucket == "outbox-staging");
+    CHECK(r.payload.key.starts_with("payloads/20"));
+    CHECK(r.payload.key.size() == std::string("payloads/2026/11/22/").size() + 36);
+    CHECK(r.payload.expires_in == std::chrono::seconds(600));
+    CHECK(r.payload.url.find("X-Amz-Expires=600") != std::string::npos);
+    CHECK(r.payload.attempts == 1);
+    CHECK_FALSE(r.payload.etag.empty());
+    CHECK(proxy.stat("signature_failures") == 0);
+    CHECK(proxy.stat("signatures_checked") == 1);
+
+    const auto got = fetch(r.payload.url);
+    CHECK(got.status == 200);
+    CHECK(got.body == body);
+    CHECK(got.content_type == "application/json");
+    CHECK(proxy.stat("presigned_forwarded") == 1);
+}
+
+TEST_CASE("keys with spaces, unicode and reserved characters; a dotted bucket", "[s3]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto config = stager_config(io, proxy);
+    config.prefix = "tenant 42/caf\xc3\xa9/a+b=c&d;e,f'g(h)!~*";
+    config.key_template = "{prefix}/{uuid} final.json";
+    outbox::PayloadStager stager(io.get_executor(), config);
+    auto r = stage(io, stager, "odd key");
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.payload.key.starts_with("tenant 42/caf\xc3\xa9/a+b=c&d;e,f'g(h)!~*/"));
+    CHECK(r.payload.key.ends_with(" final.json"));
+    CHECK(proxy.stat("signature_failures") == 0);
+    CHECK(fetch(r.payload.url).body == "odd key");
+
+    config.bucket = "other.bucket";
+    outbox::PayloadStager dotted(io.get_executor(), config);
+    auto d = stage(io, dotted, "dotted");
+    REQUIRE_FALSE(d.ec);
+    CHECK(fetch(d.payload.url).body == "dotted");
+}
+
+TEST_CASE("encryption, tags, content encoding: in the request and signed", "[s3]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto config = stager_config(io, proxy);
+    config.encryption = outbox::ServerSideEncryption::sse_kms;
+    config.kms_key_id = "arn:aws:kms:us-east-1:123456789012:key/1234abcd";
+    config.tags = {{"outbox", "staged"}, {"expire after", "7 days"}};
+    config.content_type = "application/octet-stream";
+    config.content_encoding = "identity";
+    outbox::PayloadStager stager(io.get_executor(), config);
+    auto r = stage(io, stager, "tagged");
+    REQUIRE_FALSE(r.ec);
+    auto headers = proxy.last_headers();
+    CHECK(headers["x-amz-server-side-encryption"] == "aws:kms");
+    CHECK(headers["x-amz-server-side-encryption-aws-kms-key-id"] == config.kms_key_id);
+    CHECK(headers["x-amz-tagging"] == "outbox=staged&expire%20after=7%20days");
+    CHECK(headers["content-encoding"] == "identity");
+    CHECK(headers["x-amz-content-sha256"] ==
+          std::string(outbox::sigv4::payload_hash("tagged").view()));
+    const std::string& auth = headers["authorization"];
+    for (const char* h :
+         {"content-encoding", "content-type", "x-amz-server-side-encryption", "x-amz-tagging",
+          "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-content-sha256"})
+        CHECK(auth.find(h) != std::string::npos);
+    CHECK(proxy.stat("signature_failures") == 0);
+    CHECK(fetch(r.payload.url).content_type == "application/octet-stream");
+}
+
+TEST_CASE("a 5 MiB binary payload round-trips byte for byte", "[s3]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto config = stager_config(io, proxy);
+    config.content_type = "application/octet-stream";
+    outbox::PayloadStager stager(io.get_executor(), config);
+    std::string body(5 * 1024 * 1024, '\0');
+    std::mt19937 rng(7);
+    for (auto& c : body) c = static_cast<char>(rng());
+    auto r = stage(io, stager, body);
+    REQUIRE_FALSE(r.ec);
+    const auto got = fetch(r.payload.url);
+    CHECK(got.body.size() == body.size());
+    CHECK(got.body == body);
+}
+
+TEST_CASE("a URL never outlives its credentials, and an expired URL is refused", "[s3]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto config = stager_config(io, proxy);
+    outbox::Credentials temporary{"S3RVER", "S3RVER", "session-token",
+                                  std::chrono::system_clock::now() + std::chrono::seconds(90)};
+    config.credentials = outbox::make_static_credentials(io.get_executor(), temporary);
+    outbox::PayloadStager short_lived(io.get_executor(), config);
+    // The proxy checks the signature with the token included; s3rver ignores the token.
+    auto r = stage(io, short_lived, "short");
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.payload.expires_in <= std::chrono::seconds(90));
+    CHECK(r.payload.expires_in >= std::chrono::seconds(85));
+    CHECK(r.payload.url.find("X-Amz-Security-Token=session-token") != std::string::npos);
+
+    config = stager_config(io, proxy);
+    config.url_expires = std::chrono::seconds(1);
+    outbox::PayloadStager one_second(io.get_executor(), config);
+    auto e = stage(io, one_second, "expires");
+    REQUIRE_FALSE(e.ec);
+    CHECK(fetch(e.payload.url).body == "expires");
+    // Expiry is about wall-clock time: let the URL's one second pass.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+    const auto expired = fetch(e.payload.url);
+    CHECK(expired.status == 403);
+    CHECK(expired.body.find("<Code>AccessDenied</Code>") != std::string::npos);
+    CHECK(expired.body.find("expired") != std::string::npos);
+}
+
+TEST_CASE("S3 errors reach the diagnostics: NoSuchBucket, an unknown key, an unreachable server",
+          "[s3]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto config = stager_config(io, proxy);
+    config.bucket = "no-such-bucket";
+    outbox::PayloadStager missing(io.get_executor(), config);
+    auto r = stage(io, missing, "x");
+    CHECK(r.ec == outbox::Errc::service_error);
+    CHECK(r.payload.diagnostics.code == "NoSuchBucket");
+    CHECK(r.payload.diagnostics.http_status == 404);
+    CHECK(r.payload.diagnostics.message == "The specified bucket does not exist");
+    CHECK(r.payload.attempts == 1);  // client errors are not retried
+
+    config = stager_config(io, proxy);
+    config.endpoint = s3rver().url();  // straight to s3rver, which knows only the key S3RVER
+    config.credentials =
+        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"AKIDUNKNOWN", "x"});
+    outbox::PayloadStager unknown_key(io.get_executor(), config);
+    auto w = stage(io, unknown_key, "x");
+    CHECK(w.ec == outbox::Errc::service_error);
+    CHECK(w.payload.diagnostics.code == "InvalidAccessKeyId");
+    CHECK(w.payload.diagnostics.http_status == 403);
+    CHECK(w.payload.attempts == 1);
+
+    config = stager_config(io, proxy);
+    config.endpoint = "http://127.0.0.1:1";
+    config.retry.max_attempts = 2;
+    outbox::PayloadStager nowhere(io.get_executor(), config);
+    auto n = stage(io, nowhere, "x");
+    CHECK(n.ec == boost::asio::error::connection_refused);
+    CHECK(n.payload.attempts == 2);
+}
+
+TEST_CASE("configuration that cannot work is refused at construction", "[s3]") {
+    asio::io_context io;
+    outbox::PayloadStagerConfig c;
+    c.region = "eu-west-1";
+    c.credentials =
+        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"a", "b"});
+    CHECK_THROWS_AS(outbox::PayloadStager(io.get_executor(), c),
+                    std::invalid_argument);  // no bucket
+    c.bucket = "Bad_Bucket";
+    CHECK_THROWS_AS(outbox::PayloadStager(io.get_executor(), c), std::invalid_argument);
+    c.bucket = "good-bucket";
+    c.url_expires = std::chrono::seconds(604801);
+    CHECK_THROWS_AS(outbox::PayloadStager(io.get_executor(), c), std::invalid_argument);
+    c.url_expires = std::chrono::seconds(600);
+    c.key_template = "{prefix}/fixed.json";
+    CHECK_THROWS_AS(outbox::PayloadStager(io.get_executor(), c), std::invalid_argument);
+    c.key_template = "{prefix}/{uuid}";
+    CHECK_NOTHROW(outbox::PayloadStager(io.get_executor(), c));
+}
+
+namespace {
+
+std::string create_queue(const std::string& name, const std::string& attributes) {
+    std::string out;
+    REQUIRE(outbox::test::run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs",
+                                       "create-queue", fauxqs().url(), name, attributes},
+                                      out) == 0);
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out;
+}
+
+std::vector<std::string> receive_bodies(const std::string& queue, std::size_t count) {
+    std::string out;
+    REQUIRE(
+        outbox::test::run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs",
+                                   "receive", fauxqs().url(), queue, std::to_string(count), "5"},
+                                  out) == 0);
+    simdjson::dom::parser parser;
+    std::vector<std::string> bodies;
+    for (simdjson::dom::element m : parser.parse(out).get_array())
+        bodies.emplace_back(std::string_view(m["body"]));
+    return bodies;
+}
+
+}  // namespace
+
+TEST_CASE("SQS with a stager: bodies over the queue's 256 KiB staged, the rest inline",
+          "[s3][sqs]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto stager =
+        std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
+    const std::string queue =
+        create_queue("staging-threshold", R"({"MaximumMessageSize":"262144"})");
+    outbox::SqsDestinationConfig c;
+    c.queue_url = queue;
+    c.endpoint = fauxqs().url();
+    c.region = "us-east-1";
+    c.credentials =
+        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
+    c.stager = stager;
+    outbox::SqsDestination sqs(io.get_executor(), c);
+
+    const std::string large(300 * 1024, 'L');
+    std::map<std::string, outbox::Receipt> receipts;
+    std::size_t done = 0;
+    for (std::string body : {std::string("small one"), large, std::string("small two")}) {
+        outbox::Message m;
+        m.body = body;
+        sqs.async_send(std::move(m), [&, body](error_code ec, outbox::Receipt r) {
+            CHECK_FALSE(ec);
+            receipts[body.substr(0, 9)] = std::move(r);
+            ++done;
+        });
+    }
+    while (done < 3 && io.run_one_for(std::chrono::seconds(30)) != 0) {
+    }
+    REQUIRE(done == 3);
+    CHECK(receipts["small one"].staged_url.empty());
+    CHECK(receipts["small two"].staged_url.empty());
+    const auto& staged = receipts[large.substr(0, 9)];
+    REQUIRE_FALSE(staged.staged_url.empty());
+    CHECK(staged.staged_key.starts_with("payloads/"));
+    CHECK(sqs.stats().staged == 1);
+
+    auto bodies = receive_bodies(queue, 3);
+    REQUIRE(bodies.size() == 3);
+    std::string envelope;
+    for (auto& b : bodies)
+        if (b.starts_with("{\"status\"")) envelope = b;
+    CHECK(envelope == outbox::staged_payload_message(staged.staged_url, std::chrono::seconds(600)));
+    CHECK(std::count(bodies.begin(), bodies.end(), "small one") == 1);
+    // The consumer's side: follow the URL.
+    CHECK(fetch(staged.staged_url).body == large);
+}
+
+TEST_CASE("SQS with stage-always and CloudEvents: every message is an event carrying a URL",
+          "[s3][sqs]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto stager =
+        std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
+    const std::string queue = create_queue("staging-always", "{}");
+    outbox::SqsDestinationConfig c;
+    c.queue_url = queue;
+    c.endpoint = fauxqs().url();
+    c.region = "us-east-1";
+    c.credentials =
+        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
+    c.stager = stager;
+    c.staging = outbox::StagingPolicy::always;
+    c.envelope = outbox::Envelope::cloudevents;
+    c.cloudevents.source = "urn:outbox:test";
+    c.cloudevents.type = "com.example.order.created";
+    outbox::SqsDestination sqs(io.get_executor(), c);
+
+    outbox::Message m;
+    m.body = std::string("binary \x01\x02 bytes are fine in S3", 30);
+    std::optional<outbox::Receipt> receipt;
+    sqs.async_send(std::move(m), [&](error_code ec, outbox::Receipt r) {
+        CHECK_FALSE(ec);
+        receipt = std::move(r);
+    });
+    while (!receipt && io.run_one_for(std::chrono::seconds(30)) != 0) {
+    }
+    REQUIRE(receipt);
+    REQUIRE_FALSE(receipt->staged_url.empty());
+    auto bodies = receive_bodies(queue, 1);
+    REQUIRE(bodies.size() == 1);
+    simdjson::dom::parser parser;
+    simdjson::dom::object event = parser.parse(bodies[0]);
+    CHECK(std::string_view(event["specversion"]) == "1.0");
+    CHECK(std::string_view(event["source"]) == "urn:outbox:test");
+    CHECK(std::string_view(event["type"]) == "com.example.order.created");
+    CHECK(std::string_view(event["data"]["type"]) == "s3_payload");
+    CHECK(std::string_view(event["data"]["url"]) == receipt->staged_url);
+    CHECK(fetch(receipt->staged_url).body ==
+          std::string("binary \x01\x02 bytes are fine in S3", 30));
+}
