@@ -64,18 +64,31 @@ std::vector<std::string> received_bodies(const std::string& queue, std::size_t c
     return bodies;
 }
 
+PeerProcess& s3rver() {
+    static const std::string dir =
+        (fs::temp_directory_path() / ("outbox-cli-s3rver-" + std::to_string(::getpid()))).string();
+    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/s3rver_peer.mjs", "0", dir, "cli-staging"});
+    return peer;
+}
+
+std::string fetch(const std::string& url) {
+    std::string out;
+    REQUIRE(outbox::test::run_command({"curl", "-sf", url}, out) == 0);
+    return out;
+}
+
 struct Run {
     int status;
     std::string err;
     std::vector<std::string> report;  // lines
 };
 
-Run run_send(const std::string& args, const std::string& input) {
+Run run_send(const std::string& args, const std::string& input, const std::string& env = credentials_env) {
     const fs::path dir =
         fs::temp_directory_path() / ("outbox-send-test-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     std::ofstream(dir / "in.jsonl") << input;
-    const std::string cmd = "env " + credentials_env + " '" OUTBOX_CLI_PATH "' send " + args +
+    const std::string cmd = "env " + env + " '" OUTBOX_CLI_PATH "' send " + args +
                             " --report '" + (dir / "report.jsonl").string() + "' '" +
                             (dir / "in.jsonl").string() + "' 2>'" + (dir / "err").string() + "'";
     const int raw = std::system(cmd.c_str());
@@ -185,4 +198,51 @@ TEST_CASE(
         CHECK(line.find("refused") != std::string::npos);
     }
     CHECK(r.err.find("outbox-test-secret") == std::string::npos);
+}
+
+TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carries the URL") {
+    const std::string queue = create_queue("cli-staged", R"({"MaximumMessageSize":"262144"})");
+    const std::string s3_env =
+        "-u AWS_SESSION_TOKEN -u AWS_PROFILE AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "
+        "AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent";
+    const std::string big = "{\"blob\":\"" + std::string(300 * 1024, 'b') + "\"}";
+    const std::string stage = " --stage s3://cli-staging/cli/payloads --s3-endpoint " + s3rver().url();
+    const Run r = run_send("--to '" + queue + "' --endpoint " + fauxqs().url() + stage, big + "\nsmall\n", s3_env);
+    INFO(r.err);
+    CHECK(r.status == 0);
+    REQUIRE(r.report.size() == 2);
+    simdjson::dom::parser parser;
+    std::string staged_url;
+    for (const auto& line : r.report) {
+        simdjson::dom::object o = parser.parse(line);
+        CHECK(std::string_view(o["status"]) == "delivered");
+        const bool has_url = o["staged_url"].error() == simdjson::SUCCESS;
+        CHECK(has_url == (std::int64_t(o["index"]) == 0));
+        if (has_url) staged_url = std::string(std::string_view(o["staged_url"]));
+    }
+    REQUIRE_FALSE(staged_url.empty());
+    CHECK(staged_url.find("/cli-staging/cli/payloads/") != std::string::npos);
+    CHECK(fetch(staged_url) == big);
+    auto bodies = received_bodies(queue, 2);
+    CHECK(std::count(bodies.begin(), bodies.end(), "small") == 1);
+    CHECK(std::count(bodies.begin(), bodies.end(),
+                     R"({"status":"success","type":"s3_payload","url":")" + staged_url + R"(","expires_in":600})") == 1);
+
+    // --stage-always with a short URL lifetime and CloudEvents around every message.
+    const Run all = run_send("--to '" + queue + "' --endpoint " + fauxqs().url() + stage +
+                                 " --stage-always --url-expires 120 --envelope cloudevents",
+                             "tiny\n", s3_env);
+    CHECK(all.status == 0);
+    REQUIRE(all.report.size() == 1);
+    CHECK(all.report[0].find("\"staged_url\":") != std::string::npos);
+    auto events = received_bodies(queue, 1);
+    REQUIRE(events.size() == 1);
+    simdjson::dom::object event = parser.parse(events[0]);
+    CHECK(std::string_view(event["specversion"]) == "1.0");
+    CHECK(std::int64_t(event["data"]["expires_in"]) == 120);
+    CHECK(fetch(std::string(std::string_view(event["data"]["url"]))) == "tiny");
+
+    CHECK(run_send("--to '" + queue + "' --stage-always", "x\n").status == 2);  // needs --stage
+    CHECK(run_send("--to '" + queue + "' --stage s3://Bad_Bucket", "x\n").status == 2);
+    CHECK(run_send("--to '" + queue + "' --stage s3://cli-staging --url-expires 0", "x\n").status == 2);
 }
