@@ -184,6 +184,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // Uploads the body; the message then carries the staged-payload envelope.
     void stage(Entry& e) {
         e.place = Place::staging;
+        hold_group(e);  // FIFO: later messages of the group wait for this one
         config.stager->async_stage(
             std::move(e.message.body),
             asio::bind_executor(
@@ -196,6 +197,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         auto it = entries.find(seq);
         if (it == entries.end()) return;
         Entry& e = *it->second;
+        release_group(e);
         if (!ec && close_deadline_passed) ec = asio::error::operation_aborted;
         if (ec) {
             e.last_diagnostics = std::move(payload.diagnostics);

@@ -417,3 +417,53 @@ TEST_CASE("SQS with stage-always and CloudEvents: every message is an event carr
     CHECK(fetch(receipt->staged_url).body ==
           std::string("binary \x01\x02 bytes are fine in S3", 30));
 }
+
+TEST_CASE("FIFO order holds when some messages of a group are staged and others are not",
+          "[s3][sqs]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto stager =
+        std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
+    const std::string queue = create_queue(
+        "staging-order.fifo",
+        R"({"FifoQueue":"true","ContentBasedDeduplication":"true","MaximumMessageSize":"262144"})");
+    outbox::SqsDestinationConfig c;
+    c.queue_url = queue;
+    c.endpoint = fauxqs().url();
+    c.region = "us-east-1";
+    c.credentials =
+        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
+    c.stager = stager;
+    outbox::SqsDestination sqs(io.get_executor(), c);
+
+    std::size_t done = 0;
+    for (int i = 0; i < 6; ++i) {
+        outbox::Message m;
+        m.group_id = "g";
+        // Even positions are large (staged, slower), odd ones small (inline, faster).
+        m.body = i % 2 == 0 ? std::to_string(i) + std::string(280 * 1024, 'L')
+                            : std::to_string(i) + " small";
+        sqs.async_send(std::move(m), [&](error_code ec, outbox::Receipt) {
+            CHECK_FALSE(ec);
+            ++done;
+        });
+    }
+    while (done < 6 && io.run_one_for(std::chrono::seconds(30)) != 0) {
+    }
+    REQUIRE(done == 6);
+    CHECK(sqs.stats().staged == 3);
+    auto bodies = receive_bodies(queue, 6);
+    REQUIRE(bodies.size() == 6);
+    for (int i = 0; i < 6; ++i) {
+        INFO("position " << i);
+        if (i % 2 == 1)
+            CHECK(bodies[i] == std::to_string(i) + " small");
+        else {
+            simdjson::dom::parser parser;
+            simdjson::dom::object envelope = parser.parse(bodies[i]);
+            CHECK(std::string_view(envelope["type"]) == "s3_payload");
+            CHECK(fetch(std::string(std::string_view(envelope["url"])))
+                      .body.starts_with(std::to_string(i) + "L"));
+        }
+    }
+}
