@@ -1,7 +1,8 @@
+#include "base64.hpp"
+
 #include <outbox/detail/json_writer.hpp>
 #include <outbox/envelope.hpp>
 
-#include <openssl/evp.h>
 #include <simdjson.h>
 #include <boost/uuid/random_generator.hpp>
 #include <boost/uuid/uuid_io.hpp>
@@ -26,12 +27,7 @@ bool is_valid_json(std::string_view text) {
 
 void append_base64_string(std::string& out, std::string_view bytes) {
     out += '"';
-    const std::size_t start = out.size();
-    out.resize(start + 4 * ((bytes.size() + 2) / 3) + 1);
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + start),
-                                  reinterpret_cast<const unsigned char*>(bytes.data()),
-                                  static_cast<int>(bytes.size()));
-    out.resize(start + static_cast<std::size_t>(n));
+    detail::append_base64(out, bytes);
     out += '"';
 }
 

@@ -2,6 +2,7 @@
 #include <outbox/detail/sqs_protocol.hpp>
 #include <outbox/error.hpp>
 
+#include "base64.hpp"
 #include "swar.hpp"
 
 #include <openssl/evp.h>
@@ -30,15 +31,6 @@ void to_hex(const unsigned char* digest, Md5Hex& out) {
         out[2 * i] = hex[digest[i] >> 4];
         out[2 * i + 1] = hex[digest[i] & 0xF];
     }
-}
-
-void append_base64(std::string& out, std::string_view bytes) {
-    const std::size_t start = out.size();
-    out.resize(start + 4 * ((bytes.size() + 2) / 3) + 1);
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data() + start),
-                                  reinterpret_cast<const unsigned char*>(bytes.data()),
-                                  static_cast<int>(bytes.size()));
-    out.resize(start + static_cast<std::size_t>(n));
 }
 
 bool is_binary_type(std::string_view data_type) {
@@ -309,7 +301,7 @@ void write_message_fields(std::string& out, const Message& m) {
             append_json_string(out, a.data_type);
             if (is_binary_type(a.data_type)) {
                 out += ",\"BinaryValue\":\"";
-                append_base64(out, a.value);
+                detail::append_base64(out, a.value);
                 out += '"';
             } else {
                 out += ",\"StringValue\":";
