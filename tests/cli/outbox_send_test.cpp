@@ -1,7 +1,7 @@
 // `outbox send`: the real program against fauxqs behind the SigV4-checking proxy; the
 // report, the exit status, and the messages read back by another client.
 #include "catch.hpp"
-#include "peer_process.hpp"
+#include "local_peers.hpp"
 
 #include <simdjson.h>
 
@@ -15,7 +15,12 @@
 #include <sstream>
 
 namespace fs = std::filesystem;
+using outbox::test::create_queue;
+using outbox::test::fauxqs;
 using outbox::test::PeerProcess;
+using outbox::test::peers_dir;
+using outbox::test::receive_bodies;
+using outbox::test::s3rver;
 
 namespace {
 
@@ -25,49 +30,9 @@ const std::string credentials_env =
     "AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent "
     "AWS_SHARED_CREDENTIALS_FILE=/nonexistent";
 
-std::string peers_dir() {
-    return outbox::test::source_dir() + "/tests/peers";
-}
-
-PeerProcess& fauxqs() {
-    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/fauxqs_peer.mjs", "0"});
-    return peer;
-}
-
 PeerProcess& proxy() {
     static PeerProcess peer({"/usr/bin/python3", peers_dir() + "/sigv4_proxy.py", "--upstream",
                              "127.0.0.1:" + std::to_string(fauxqs().port())});
-    return peer;
-}
-
-std::string create_queue(const std::string& name, const std::string& attributes = {}) {
-    std::vector<std::string> argv = {
-        "node",         "--no-warnings", peers_dir() + "/sqs_client.mjs",
-        "create-queue", fauxqs().url(),  name};
-    if (!attributes.empty()) argv.push_back(attributes);
-    std::string out;
-    REQUIRE(outbox::test::run_command(argv, out) == 0);
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return out;
-}
-
-std::vector<std::string> received_bodies(const std::string& queue, std::size_t count) {
-    std::string out;
-    REQUIRE(
-        outbox::test::run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs",
-                                   "receive", fauxqs().url(), queue, std::to_string(count), "5"},
-                                  out) == 0);
-    simdjson::dom::parser parser;
-    std::vector<std::string> bodies;
-    for (simdjson::dom::element m : parser.parse(out).get_array())
-        bodies.emplace_back(std::string_view(m["body"]));
-    return bodies;
-}
-
-PeerProcess& s3rver() {
-    static const std::string dir =
-        (fs::temp_directory_path() / ("outbox-cli-s3rver-" + std::to_string(::getpid()))).string();
-    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/s3rver_peer.mjs", "0", dir, "cli-staging"});
     return peer;
 }
 
@@ -83,14 +48,15 @@ struct Run {
     std::vector<std::string> report;  // lines
 };
 
-Run run_send(const std::string& args, const std::string& input, const std::string& env = credentials_env) {
+Run run_send(const std::string& args, const std::string& input,
+             const std::string& env = credentials_env) {
     const fs::path dir =
         fs::temp_directory_path() / ("outbox-send-test-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     std::ofstream(dir / "in.jsonl") << input;
-    const std::string cmd = "env " + env + " '" OUTBOX_CLI_PATH "' send " + args +
-                            " --report '" + (dir / "report.jsonl").string() + "' '" +
-                            (dir / "in.jsonl").string() + "' 2>'" + (dir / "err").string() + "'";
+    const std::string cmd = "env " + env + " '" OUTBOX_CLI_PATH "' send " + args + " --report '" +
+                            (dir / "report.jsonl").string() + "' '" + (dir / "in.jsonl").string() +
+                            "' 2>'" + (dir / "err").string() + "'";
     const int raw = std::system(cmd.c_str());
     Run r{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, {}, {}};
     std::ifstream err(dir / "err");
@@ -130,7 +96,7 @@ TEST_CASE("send: JSON Lines to a queue, a report line per input line, exit 0") {
     CHECK(ids.size() == 25);
     CHECK(ids.begin()->first == 0);
     CHECK(ids.rbegin()->first == 24);
-    auto bodies = received_bodies(queue, 25);
+    auto bodies = receive_bodies(queue, 25);
     CHECK(bodies.size() == 25);
     for (int i = 0; i < 25; ++i)
         CHECK(std::count(bodies.begin(), bodies.end(),
@@ -171,7 +137,7 @@ TEST_CASE("send --objects: groups, attributes; bad lines fail alone and the exit
     CHECK(status[4] == "failed");
     CHECK(error[4].find("group id") != std::string::npos);
     for (int i : {0, 1, 3, 5}) CHECK(status[i] == "delivered");
-    auto bodies = received_bodies(queue, 4);
+    auto bodies = receive_bodies(queue, 4);
     REQUIRE(bodies.size() == 4);
     // FIFO: a-0 before a-1, b-0 before b-1.
     auto pos = [&](const char* b) {
@@ -204,10 +170,13 @@ TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carr
     const std::string queue = create_queue("cli-staged", R"({"MaximumMessageSize":"262144"})");
     const std::string s3_env =
         "-u AWS_SESSION_TOKEN -u AWS_PROFILE AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "
-        "AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent";
+        "AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent "
+        "AWS_SHARED_CREDENTIALS_FILE=/nonexistent";
     const std::string big = "{\"blob\":\"" + std::string(300 * 1024, 'b') + "\"}";
-    const std::string stage = " --stage s3://cli-staging/cli/payloads --s3-endpoint " + s3rver().url();
-    const Run r = run_send("--to '" + queue + "' --endpoint " + fauxqs().url() + stage, big + "\nsmall\n", s3_env);
+    const std::string stage =
+        " --stage s3://cli-staging/cli/payloads --s3-endpoint " + s3rver().url();
+    const Run r = run_send("--to '" + queue + "' --endpoint " + fauxqs().url() + stage,
+                           big + "\nsmall\n", s3_env);
     INFO(r.err);
     CHECK(r.status == 0);
     REQUIRE(r.report.size() == 2);
@@ -223,10 +192,11 @@ TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carr
     REQUIRE_FALSE(staged_url.empty());
     CHECK(staged_url.find("/cli-staging/cli/payloads/") != std::string::npos);
     CHECK(fetch(staged_url) == big);
-    auto bodies = received_bodies(queue, 2);
+    auto bodies = receive_bodies(queue, 2);
     CHECK(std::count(bodies.begin(), bodies.end(), "small") == 1);
     CHECK(std::count(bodies.begin(), bodies.end(),
-                     R"({"status":"success","type":"s3_payload","url":")" + staged_url + R"(","expires_in":600})") == 1);
+                     R"({"status":"success","type":"s3_payload","url":")" + staged_url +
+                         R"(","expires_in":600})") == 1);
 
     // --stage-always with a short URL lifetime and CloudEvents around every message.
     const Run all = run_send("--to '" + queue + "' --endpoint " + fauxqs().url() + stage +
@@ -235,7 +205,7 @@ TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carr
     CHECK(all.status == 0);
     REQUIRE(all.report.size() == 1);
     CHECK(all.report[0].find("\"staged_url\":") != std::string::npos);
-    auto events = received_bodies(queue, 1);
+    auto events = receive_bodies(queue, 1);
     REQUIRE(events.size() == 1);
     simdjson::dom::object event = parser.parse(events[0]);
     CHECK(std::string_view(event["specversion"]) == "1.0");
@@ -244,5 +214,6 @@ TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carr
 
     CHECK(run_send("--to '" + queue + "' --stage-always", "x\n").status == 2);  // needs --stage
     CHECK(run_send("--to '" + queue + "' --stage s3://Bad_Bucket", "x\n").status == 2);
-    CHECK(run_send("--to '" + queue + "' --stage s3://cli-staging --url-expires 0", "x\n").status == 2);
+    CHECK(run_send("--to '" + queue + "' --stage s3://cli-staging --url-expires 0", "x\n").status ==
+          2);
 }

@@ -2,7 +2,7 @@
 // behind the proxy that checks every signature again with botocore; staged URLs fetched
 // with curl; SqsDestination staging end to end with fauxqs.
 #include "catch.hpp"
-#include "peer_process.hpp"
+#include "local_peers.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
@@ -23,30 +23,14 @@
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using boost::system::error_code;
+using outbox::test::create_queue;
+using outbox::test::fauxqs;
 using outbox::test::PeerProcess;
+using outbox::test::peers_dir;
+using outbox::test::receive_bodies;
+using outbox::test::s3rver;
 
 namespace {
-
-std::string peers_dir() {
-    return outbox::test::source_dir() + "/tests/peers";
-}
-
-fs::path s3_directory() {
-    static const fs::path dir =
-        fs::temp_directory_path() / ("outbox-s3rver-" + std::to_string(::getpid()));
-    return dir;
-}
-
-PeerProcess& s3rver() {
-    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/s3rver_peer.mjs", "0",
-                             s3_directory().string(), "outbox-staging", "other.bucket"});
-    return peer;
-}
-
-PeerProcess& fauxqs() {
-    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/fauxqs_peer.mjs", "0"});
-    return peer;
-}
 
 struct Proxy {
     PeerProcess process;
@@ -79,6 +63,19 @@ outbox::PayloadStagerConfig stager_config(asio::io_context& io, const Proxy& pro
     c.credentials =
         outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
     c.retry.base_delay = std::chrono::milliseconds(5);
+    return c;
+}
+
+// A destination on fauxqs (which accepts any key) that stages through `stager`.
+outbox::SqsDestinationConfig sqs_config(asio::io_context& io, const std::string& queue,
+                                        outbox::PayloadStagerPtr stager) {
+    outbox::SqsDestinationConfig c;
+    c.queue_url = queue;
+    c.endpoint = fauxqs().url();
+    c.region = "us-east-1";
+    c.credentials =
+        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
+    c.stager = std::move(stager);
     return c;
 }
 
@@ -298,32 +295,6 @@ TEST_CASE("configuration that cannot work is refused at construction", "[s3]") {
     CHECK_NOTHROW(outbox::PayloadStager(io.get_executor(), c));
 }
 
-namespace {
-
-std::string create_queue(const std::string& name, const std::string& attributes) {
-    std::string out;
-    REQUIRE(outbox::test::run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs",
-                                       "create-queue", fauxqs().url(), name, attributes},
-                                      out) == 0);
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    return out;
-}
-
-std::vector<std::string> receive_bodies(const std::string& queue, std::size_t count) {
-    std::string out;
-    REQUIRE(
-        outbox::test::run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs",
-                                   "receive", fauxqs().url(), queue, std::to_string(count), "5"},
-                                  out) == 0);
-    simdjson::dom::parser parser;
-    std::vector<std::string> bodies;
-    for (simdjson::dom::element m : parser.parse(out).get_array())
-        bodies.emplace_back(std::string_view(m["body"]));
-    return bodies;
-}
-
-}  // namespace
-
 TEST_CASE("SQS with a stager: bodies over the queue's 256 KiB staged, the rest inline",
           "[s3][sqs]") {
     Proxy proxy;
@@ -332,13 +303,7 @@ TEST_CASE("SQS with a stager: bodies over the queue's 256 KiB staged, the rest i
         std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
     const std::string queue =
         create_queue("staging-threshold", R"({"MaximumMessageSize":"262144"})");
-    outbox::SqsDestinationConfig c;
-    c.queue_url = queue;
-    c.endpoint = fauxqs().url();
-    c.region = "us-east-1";
-    c.credentials =
-        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
-    c.stager = stager;
+    auto c = sqs_config(io, queue, stager);
     outbox::SqsDestination sqs(io.get_executor(), c);
 
     const std::string large(300 * 1024, 'L');
@@ -381,13 +346,7 @@ TEST_CASE("SQS with stage-always and CloudEvents: every message is an event carr
     auto stager =
         std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
     const std::string queue = create_queue("staging-always", "{}");
-    outbox::SqsDestinationConfig c;
-    c.queue_url = queue;
-    c.endpoint = fauxqs().url();
-    c.region = "us-east-1";
-    c.credentials =
-        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
-    c.stager = stager;
+    auto c = sqs_config(io, queue, stager);
     c.staging = outbox::StagingPolicy::always;
     c.envelope = outbox::Envelope::cloudevents;
     c.cloudevents.source = "urn:outbox:test";
@@ -427,13 +386,7 @@ TEST_CASE("FIFO order holds when some messages of a group are staged and others 
     const std::string queue = create_queue(
         "staging-order.fifo",
         R"({"FifoQueue":"true","ContentBasedDeduplication":"true","MaximumMessageSize":"262144"})");
-    outbox::SqsDestinationConfig c;
-    c.queue_url = queue;
-    c.endpoint = fauxqs().url();
-    c.region = "us-east-1";
-    c.credentials =
-        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
-    c.stager = stager;
+    auto c = sqs_config(io, queue, stager);
     outbox::SqsDestination sqs(io.get_executor(), c);
 
     std::size_t done = 0;

@@ -2,7 +2,7 @@
 // signature with botocore and injects faults on a seeded schedule. Messages are read back
 // with an independent client (the AWS SDK for JavaScript v3).
 #include "catch.hpp"
-#include "peer_process.hpp"
+#include "local_peers.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
@@ -26,33 +26,15 @@
 
 namespace asio = boost::asio;
 using boost::system::error_code;
+using outbox::test::create_queue;
+using outbox::test::fauxqs;
 using outbox::test::PeerProcess;
+using outbox::test::peers_dir;
 
 namespace {
 
 const std::string access_key = "AKIDOUTBOXTEST";
 const std::string secret_key = "outbox-test-secret";
-
-std::string peers_dir() {
-    return outbox::test::source_dir() + "/tests/peers";
-}
-
-// One fauxqs for the whole program; each test makes its own queues and proxy.
-PeerProcess& fauxqs() {
-    static PeerProcess peer({"node", "--no-warnings", peers_dir() + "/fauxqs_peer.mjs", "0"});
-    return peer;
-}
-
-std::string create_queue(const std::string& name, const std::string& attributes = {}) {
-    std::vector<std::string> argv = {
-        "node",         "--no-warnings", peers_dir() + "/sqs_client.mjs",
-        "create-queue", fauxqs().url(),  name};
-    if (!attributes.empty()) argv.push_back(attributes);
-    std::string out;
-    REQUIRE(outbox::test::run_command(argv, out) == 0);
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-    return out;
-}
 
 struct ReadBack {
     std::string body;
@@ -62,11 +44,7 @@ struct ReadBack {
 };
 
 std::vector<ReadBack> receive(const std::string& queue_url, std::size_t count, int seconds = 20) {
-    std::string out;
-    REQUIRE(outbox::test::run_command(
-                {"node", "--no-warnings", peers_dir() + "/sqs_client.mjs", "receive",
-                 fauxqs().url(), queue_url, std::to_string(count), std::to_string(seconds)},
-                out) == 0);
+    const std::string out = outbox::test::receive_json(queue_url, count, seconds);
     simdjson::dom::parser parser;
     simdjson::dom::array list = parser.parse(out).get_array();
     std::vector<ReadBack> messages;

@@ -1,5 +1,6 @@
 #include "cli_io.hpp"
 
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -85,6 +86,12 @@ bool split_url(std::string_view url, UrlParts& out, std::string& why) {
     out.path = std::string(rest.substr(0, q));
     out.query = q == std::string_view::npos ? std::string() : std::string(rest.substr(q + 1));
     return true;
+}
+
+std::optional<std::string> env(const char* name) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
 }
 
 }  // namespace outbox::cli

@@ -1,6 +1,7 @@
 // Small helpers shared by the `outbox` commands: input, usage errors, URL splitting.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -8,6 +9,9 @@ namespace outbox::cli {
 
 /// Reads FILE, or standard input for "-".
 bool read_input(std::string_view source, std::string& out, std::string& error);
+
+/// The value of an environment variable; nothing when unset or empty.
+std::optional<std::string> env(const char* name);
 
 /// Prints "outbox: <message>" to stderr and returns 2, the exit status of usage errors.
 int usage_error(const std::string& message);

@@ -26,12 +26,6 @@ constexpr std::string_view usage =
     "us-east-1. --expires defaults to 3600 (1 to 604800). --endpoint gives a path-style URL\n"
     "on that server (a local S3 such as http://127.0.0.1:4568).\n";
 
-std::optional<std::string> env(const char* name) {
-    const char* v = std::getenv(name);
-    if (v == nullptr || *v == '\0') return std::nullopt;
-    return std::string(v);
-}
-
 // S3's bucket naming rules: 3-63 characters of a-z 0-9 . -, starting and ending with a
 // letter or digit.
 bool is_valid_bucket(std::string_view b) {

@@ -54,12 +54,6 @@ constexpr std::string_view usage =
     "CloudEvents 1.0 JSON event (source \"outbox\", type \"outbox.message\").\n"
     "Exit status: 0 all delivered, 1 any failed, 2 usage error. OUTBOX_DEBUG=1 logs.\n";
 
-std::optional<std::string> env(const char* name) {
-    const char* v = std::getenv(name);
-    if (v == nullptr || *v == '\0') return std::nullopt;
-    return std::string(v);
-}
-
 // One --objects line into a Message. False with `why` when it is not one.
 bool parse_object_line(simdjson::dom::parser& parser, std::string_view line, Message& m,
                        std::string& why) {
