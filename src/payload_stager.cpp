@@ -1,6 +1,8 @@
 // PayloadStager: PutObject signed with the body's SHA-256, retried as the destinations
-// retry, then a pre-signed GET that never outlives the credentials that signed it.
+// retry, then a pre-signed GET that never outlives the credentials that signed it. The body
+// is hashed on the caller's thread; every other step of every stage runs on one strand.
 #include "backoff.hpp"
+#include "clock_skew.hpp"
 
 #include <outbox/detail/http_date.hpp>
 #include <outbox/detail/s3_protocol.hpp>
@@ -12,13 +14,13 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/uuid/random_generator.hpp>
 #include <boost/uuid/uuid_io.hpp>
 
-#include <mutex>
 #include <random>
 #include <stdexcept>
 
@@ -31,6 +33,7 @@ using Clock = std::chrono::steady_clock;
 struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
     Impl(asio::any_io_executor ex, PayloadStagerConfig cfg)
         : executor(ex),
+          strand(asio::make_strand(ex)),
           config(std::move(cfg)),
           http(ex, config.http),
           signer(sigv4::SignerConfig{.region = config.region.empty() ? "us-east-1" : config.region,
@@ -39,6 +42,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
                                      .send_content_sha256 = true}) {}
 
     asio::any_io_executor executor;
+    asio::strand<asio::any_io_executor> strand;
     PayloadStagerConfig config;
     HttpClient http;
     sigv4::Signer signer;
@@ -47,10 +51,10 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
     std::string path_prefix;  // "/" or "/BUCKET/" (path-style), before the encoded key
     std::string tagging;
 
-    std::mutex mutex;  // the generators below; stages may start on any thread
+    // On the strand.
     boost::uuids::random_generator uuids;
     std::minstd_rand rng{std::random_device{}()};
-    std::chrono::system_clock::duration clock_offset{0};
+    detail::ClockSkew clock;
 
     struct Op {
         std::string body;
@@ -67,39 +71,39 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
             : body(std::move(b)), handler(std::move(h)), timer(ex), started(Clock::now()) {}
     };
     void start(std::string body, Handler handler) {
-        auto op = std::make_shared<Op>(executor, std::move(body), std::move(handler));
-        std::string uuid;
-        {
-            std::lock_guard lock(mutex);
-            uuid = boost::uuids::to_string(uuids());
-        }
-        op->result.bucket = config.bucket;
-        op->result.key = detail::s3::expand_key_template(config.key_template, config.prefix,
-                                                         std::chrono::system_clock::now(), uuid);
-        op->path = path_prefix;
-        detail::sigv4::append_uri_encoded(op->path, op->result.key, true);
-        op->payload_hash = std::string(sigv4::payload_hash(op->body).view());
+        auto op = std::make_shared<Op>(strand, std::move(body), std::move(handler));
+        op->payload_hash = std::string(sigv4::payload_hash(op->body).view());  // off the strand
         auto slot = asio::get_associated_cancellation_slot(op->handler);
         if (slot.is_connected()) {
-            slot.assign([weak = std::weak_ptr<Op>(op)](asio::cancellation_type) {
-                if (auto o = weak.lock()) {
+            slot.assign([weak = std::weak_ptr<Op>(op), strand = strand](asio::cancellation_type) {
+                asio::dispatch(strand, [weak] {
+                    auto o = weak.lock();
+                    if (!o || o->cancelled) return;
                     o->cancelled = true;
                     o->timer.cancel();
                     o->cancel_http.emit(asio::cancellation_type::terminal);
-                }
+                });
             });
         }
-        attempt(std::move(op));
+        asio::dispatch(strand, [self = shared_from_this(), op]() mutable {
+            op->result.bucket = self->config.bucket;
+            op->result.key = detail::s3::expand_key_template(
+                self->config.key_template, self->config.prefix, std::chrono::system_clock::now(),
+                boost::uuids::to_string(self->uuids()));
+            op->path = self->path_prefix;
+            detail::sigv4::append_uri_encoded(op->path, op->result.key, true);
+            self->attempt(std::move(op));
+        });
     }
 
     void attempt(std::shared_ptr<Op> op) {
         ++op->result.attempts;
-        config.credentials->async_get_credentials(
-            [self = shared_from_this(), op](error_code ec, Credentials creds) mutable {
+        config.credentials->async_get_credentials(asio::bind_executor(
+            strand, [self = shared_from_this(), op](error_code ec, Credentials creds) mutable {
                 if (ec) return self->finish(*op, ec);
                 if (op->cancelled) return self->finish(*op, asio::error::operation_aborted);
                 self->put(std::move(op), std::move(creds));
-            });
+            }));
     }
 
     void put(std::shared_ptr<Op> op, Credentials creds) {
@@ -130,8 +134,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
         signing.headers = to_sign;
         signing.payload_hash = op->payload_hash;
         sigv4::HeaderSignature sig;
-        const auto now = std::chrono::system_clock::now() + offset();
-        if (auto ec = signer.sign_headers(signing, creds, now, sig)) return finish(*op, ec);
+        if (auto ec = signer.sign_headers(signing, creds, clock.now(), sig)) return finish(*op, ec);
         req.headers.emplace_back("X-Amz-Date", std::move(sig.amz_date));
         req.headers.emplace_back("X-Amz-Content-SHA256", std::move(sig.content_sha256));
         req.headers.emplace_back("Authorization", std::move(sig.authorization));
@@ -141,15 +144,12 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
         http.async_request(
             std::move(req),
             asio::bind_cancellation_slot(
-                op->cancel_http.slot(), [self = shared_from_this(), op, creds = std::move(creds)](
-                                            error_code ec, HttpResponse res) mutable {
-                    self->on_put(std::move(op), std::move(creds), ec, std::move(res));
-                }));
-    }
-
-    std::chrono::system_clock::duration offset() {
-        std::lock_guard lock(mutex);
-        return clock_offset;
+                op->cancel_http.slot(),
+                asio::bind_executor(
+                    strand, [self = shared_from_this(), op, creds = std::move(creds)](
+                                error_code ec, HttpResponse res) mutable {
+                        self->on_put(std::move(op), std::move(creds), ec, std::move(res));
+                    })));
     }
 
     void on_put(std::shared_ptr<Op> op, Credentials creds, error_code ec, HttpResponse res) {
@@ -166,26 +166,16 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
             ec = detail::s3::parse_error_response(res, d);
             asked = detail::parse_retry_after(res.header("Retry-After"),
                                               std::chrono::system_clock::now());
-            if (d.code == "RequestTimeTooSkewed" || d.code == "RequestExpired") {
-                if (auto server = detail::parse_http_date(res.header("Date"))) {
-                    std::lock_guard lock(mutex);
-                    const auto fresh = *server - std::chrono::system_clock::now();
-                    if (std::chrono::abs(fresh - clock_offset) >= std::chrono::seconds(2)) {
-                        clock_offset = fresh;
-                        ec = Errc::service_unavailable;  // retry at once with the corrected clock
-                        asked = std::chrono::milliseconds(0);
-                    }
-                }
+            if ((d.code == "RequestTimeTooSkewed" || d.code == "RequestExpired") &&
+                clock.correct(res.header("Date"))) {
+                ec = Errc::service_unavailable;  // retry at once with the corrected clock
+                asked = std::chrono::milliseconds(0);
             }
         }
         op->result.diagnostics = d;
         const auto& p = config.retry;
         if (!is_retryable(ec) || op->result.attempts >= p.max_attempts) return finish(*op, ec);
-        std::chrono::milliseconds delay;
-        {
-            std::lock_guard lock(mutex);
-            delay = detail::backoff_delay(p, op->result.attempts, rng, asked);
-        }
+        const auto delay = detail::backoff_delay(p, op->result.attempts, rng, asked);
         if (p.message_deadline.count() > 0 &&
             Clock::now() + delay > op->started + p.message_deadline)
             return finish(*op, ec);
@@ -200,7 +190,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
     }
 
     void presign(Op& op, const Credentials& creds) {
-        const auto now = std::chrono::system_clock::now() + offset();
+        const auto now = clock.now();
         auto expires = config.url_expires;
         if (creds.expiration) {
             // A URL stops working when the credentials that signed it expire.
@@ -223,6 +213,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
     }
 
     void finish(Op& op, error_code ec) {
+        if (!op.handler) return;  // already finished
         auto slot = asio::get_associated_cancellation_slot(op.handler);
         if (slot.is_connected()) slot.clear();
         auto handler = std::move(op.handler);

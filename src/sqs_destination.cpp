@@ -2,6 +2,7 @@
 // strand. Every entry is in exactly one place at a time: the waiting room (no capacity yet),
 // the ready queue, a request on the wire, or the backoff queue; it leaves through complete().
 #include "backoff.hpp"
+#include "clock_skew.hpp"
 
 #include <outbox/detail/http_date.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
@@ -56,7 +57,6 @@ struct Entry {
     bool solo = false;             // send alone: its batch was refused as a whole
     Clock::time_point accepted_at{};
     Clock::time_point ready_at{};
-    error_code last_error{};
     Diagnostics last_diagnostics{};
 };
 
@@ -65,10 +65,6 @@ struct Stats {
         bytes_delivered{0}, staged{0};
     std::atomic<std::size_t> in_flight{0};
 };
-
-std::string describe(const error_code& ec) {
-    return ec.message();
-}
 
 }  // namespace
 
@@ -130,7 +126,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     std::optional<CloseHandler> close_handler;
     asio::steady_timer close_timer;
 
-    std::chrono::system_clock::duration clock_offset{0};
+    detail::ClockSkew clock;
     std::minstd_rand rng;
     Stats stats;
 
@@ -314,7 +310,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     void fail(Entry& e, error_code ec, std::string why) {
         if (config.logger.enabled(LogLevel::debug))
             config.logger.log(LogLevel::debug, "sqs: message " + std::to_string(e.seq) +
-                                                   " failed: " + describe(ec) +
+                                                   " failed: " + ec.message() +
                                                    (why.empty() ? "" : ": " + why));
         Receipt r;
         r.diagnostics = std::move(e.last_diagnostics);
@@ -357,7 +353,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         if (is_retryable(ec) && resolve_attempts < config.retry.max_attempts &&
             !close_deadline_passed) {
             auto delay = backoff_delay(resolve_attempts, res);
-            config.logger.log(LogLevel::info, "sqs: looking up the queue failed (" + describe(ec) +
+            config.logger.log(LogLevel::info, "sqs: looking up the queue failed (" + ec.message() +
                                                   "), trying again in " +
                                                   std::to_string(delay.count()) + " ms");
             retry_timer.expires_after(delay);
@@ -369,7 +365,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             return;
         }
         config.logger.log(LogLevel::warning,
-                          "sqs: cannot look up the queue: " + describe(ec) +
+                          "sqs: cannot look up the queue: " + ec.message() +
                               (d.code.empty() ? "" : " (" + d.code + ": " + d.message + ")"));
         queue_state = QueueState::unresolved;
         resolve_attempts = 0;
@@ -414,7 +410,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         if (ec) {
             // Send-only credentials often lack sqs:GetQueueAttributes: go on with the default.
             config.logger.log(LogLevel::info, "sqs: GetQueueAttributes refused (" +
-                                                  (d.code.empty() ? describe(ec) : d.code) +
+                                                  (d.code.empty() ? ec.message() : d.code) +
                                                   "); assuming the default 256 KiB limit");
             return resolved(config.max_message_size ? config.max_message_size
                                                     : sqs::default_max_message_size);
@@ -471,9 +467,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         to_sign.headers = signed_headers;
         to_sign.payload_hash = hash.view();
         sigv4::HeaderSignature sig;
-        if (auto ec = signer->sign_headers(to_sign, creds,
-                                           std::chrono::system_clock::now() + clock_offset, sig))
-            return done(ec, {});
+        if (auto ec = signer->sign_headers(to_sign, creds, clock.now(), sig)) return done(ec, {});
         HttpRequest req;
         req.method = "POST";
         req.origin = origin;
@@ -609,7 +603,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
 
         if (ec) {
             Diagnostics d;
-            d.message = "transport: " + describe(ec);
+            d.message = "transport: " + ec.message();
             if (ec == asio::error::operation_aborted)
                 d.message = "not sent: the close deadline passed";
             for (Entry* e : request.entries) {
@@ -689,9 +683,11 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     void deliver(Entry& e, sqs::SentEntry& sent, std::string_view request_id) {
-        const auto body_md5 = sqs::md5_of_body(e.message.body);
-        const bool body_ok = sent.md5_of_body.empty() ||
-                             std::string_view(body_md5.data(), body_md5.size()) == sent.md5_of_body;
+        bool body_ok = true;
+        if (!sent.md5_of_body.empty()) {
+            const auto body_md5 = sqs::md5_of_body(e.message.body);
+            body_ok = std::string_view(body_md5.data(), body_md5.size()) == sent.md5_of_body;
+        }
         bool attributes_ok = true;
         if (!e.message.attributes.empty()) {
             const auto attr_md5 = sqs::md5_of_attributes(e.message.attributes);
@@ -726,7 +722,6 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     void retry_or_fail(Entry& e, error_code ec, const Diagnostics& d, const HttpResponse* res) {
-        e.last_error = ec;
         e.last_diagnostics = d;
         if (!is_retryable(ec) || e.attempts >= config.retry.max_attempts || close_deadline_passed) {
             const error_code final_ec = ec == asio::error::operation_aborted && e.maybe_delivered
@@ -747,7 +742,6 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
 
     // A retry without waiting (clock corrected, or batch split); still counts as an attempt.
     void requeue_now(Entry& e, error_code ec, const Diagnostics& d) {
-        e.last_error = ec;
         e.last_diagnostics = d;
         if (e.attempts >= config.retry.max_attempts) return fail(e, ec, {});
         insert_ready(e);
@@ -787,16 +781,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     bool correct_clock(const HttpResponse& res) {
-        auto server = detail::parse_http_date(res.header("Date"));
-        if (!server) return false;
-        const auto offset = *server - std::chrono::system_clock::now();
-        if (std::chrono::abs(offset - clock_offset) < std::chrono::seconds(2))
-            return false;  // nothing to fix
-        clock_offset = offset;
+        if (!clock.correct(res.header("Date"))) return false;
         config.logger.log(
             LogLevel::warning,
             "sqs: the local clock is off by " +
-                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(offset).count()) +
+                std::to_string(
+                    std::chrono::duration_cast<std::chrono::seconds>(clock.offset()).count()) +
                 " s from the server's; signing with the server's time");
         return true;
     }
