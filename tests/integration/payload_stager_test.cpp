@@ -12,6 +12,8 @@
 #include <outbox/sqs_destination.hpp>
 
 #include <simdjson.h>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <filesystem>
@@ -34,10 +36,17 @@ namespace {
 
 struct Proxy {
     PeerProcess process;
-    Proxy()
-        : process({"/usr/bin/python3", peers_dir() + "/sigv4_proxy.py", "--upstream",
-                   "127.0.0.1:" + std::to_string(s3rver().port()), "--service", "s3",
-                   "--access-key", "S3RVER", "--secret-key", "S3RVER"}) {}
+    explicit Proxy(std::vector<std::string> extra = {}) : process(args(std::move(extra))) {}
+    static std::vector<std::string> args(std::vector<std::string> extra) {
+        std::vector<std::string> argv = {
+            "/usr/bin/python3", peers_dir() + "/sigv4_proxy.py",
+            "--upstream",       "127.0.0.1:" + std::to_string(s3rver().port()),
+            "--service",        "s3",
+            "--access-key",     "S3RVER",
+            "--secret-key",     "S3RVER"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        return argv;
+    }
     std::uint64_t stat(const char* name) const {
         simdjson::dom::parser parser;
         return parser.parse(outbox::test::http_get(process.port(), "/__proxy/stats"))[name]
@@ -273,6 +282,64 @@ TEST_CASE("S3 errors reach the diagnostics: NoSuchBucket, an unknown key, an unr
     auto n = stage(io, nowhere, "x");
     CHECK(n.ec == boost::asio::error::connection_refused);
     CHECK(n.payload.attempts == 2);
+}
+
+TEST_CASE("S3 faults on a seeded schedule: every stage succeeds after retries, every URL works",
+          "[s3]") {
+    Proxy proxy({"--faults", "500=0.15,503=0.1,throttle=0.1,reset=0.1,lost=0.1", "--seed", "2"});
+    asio::io_context io;
+    auto config = stager_config(io, proxy);
+    config.retry.max_attempts = 20;
+    outbox::PayloadStager stager(io.get_executor(), config);
+    std::uint32_t retried = 0;
+    for (int i = 0; i < 20; ++i) {
+        auto r = stage(io, stager, "payload " + std::to_string(i));
+        REQUIRE_FALSE(r.ec);
+        retried += r.payload.attempts - 1;
+        CHECK(fetch(r.payload.url).body == "payload " + std::to_string(i));
+    }
+    CHECK(retried > 0);
+    simdjson::dom::parser parser;
+    simdjson::dom::element stats =
+        parser.parse(outbox::test::http_get(proxy.process.port(), "/__proxy/stats"));
+    for (const char* kind : {"500", "503", "throttle", "reset", "lost"}) {
+        INFO(kind);
+        CHECK(std::uint64_t(stats["faults"][kind]) > 0);
+    }
+    CHECK(proxy.stat("signature_failures") == 0);
+}
+
+TEST_CASE("S3 refusing a request as signed at the wrong time: the clock is corrected once",
+          "[s3]") {
+    Proxy proxy({"--clock-offset", "900"});
+    asio::io_context io;
+    outbox::PayloadStager stager(io.get_executor(), stager_config(io, proxy));
+    auto first = stage(io, stager, "skewed");
+    REQUIRE_FALSE(first.ec);
+    CHECK(first.payload.attempts == 2);
+    CHECK(proxy.stat("skew_refusals") == 1);
+    auto second = stage(io, stager, "corrected");
+    REQUIRE_FALSE(second.ec);
+    CHECK(second.payload.attempts == 1);
+}
+
+TEST_CASE("a stage cancelled while S3 is slow completes with operation_aborted", "[s3]") {
+    Proxy proxy({"--faults", "slow=1.0", "--slow-ms", "3000"});
+    asio::io_context io;
+    outbox::PayloadStager stager(io.get_executor(), stager_config(io, proxy));
+    asio::cancellation_signal cancel;
+    std::optional<error_code> result;
+    stager.async_stage("never mind", asio::bind_cancellation_slot(
+                                         cancel.slot(), [&](error_code ec, outbox::StagedPayload) {
+                                             result = ec;
+                                         }));
+    // Cancel once the upload is on the wire: the proxy has received it.
+    while (proxy.stat("requests") == 0) io.run_for(std::chrono::milliseconds(20));
+    cancel.emit(asio::cancellation_type::terminal);
+    while (!result && io.run_one_for(std::chrono::seconds(10)) != 0) {
+    }
+    REQUIRE(result);
+    CHECK(*result == asio::error::operation_aborted);
 }
 
 TEST_CASE("configuration that cannot work is refused at construction", "[s3]") {

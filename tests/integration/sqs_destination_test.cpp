@@ -375,6 +375,41 @@ TEST_CASE(
     for (int i = 0; i < count; ++i) CHECK(seen.count("event " + std::to_string(i)) == 1);
 }
 
+TEST_CASE("a reply whose MD5 does not match what was sent fails the message, without a retry",
+          "[sqs]") {
+    const std::string queue = create_queue("outbox-md5");
+    Proxy proxy({"--faults", "md5=1.0"});
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+    auto outcomes =
+        send_all(io, sqs, {text_message("altered on the way back"), text_message("and this one")});
+    for (auto& o : outcomes) {
+        CHECK(o.ec == outbox::Errc::checksum_mismatch);
+        CHECK_FALSE(outbox::is_retryable(o.ec));
+        CHECK(o.receipt.attempts == 1);
+        CHECK(o.receipt.diagnostics.message.find("MD5OfMessageBody") != std::string::npos);
+    }
+    CHECK(proxy.stat("faults.md5") == 1);  // one batch carried both
+}
+
+TEST_CASE("a batch refused as a whole: each entry is sent alone and all arrive", "[sqs]") {
+    const std::string queue = create_queue("outbox-split");
+    Proxy proxy({"--faults", "refuse_batch=1.0"});
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 5; ++i) messages.push_back(text_message("split " + std::to_string(i)));
+    auto outcomes = send_all(io, sqs, std::move(messages));
+    for (auto& o : outcomes) {
+        REQUIRE_FALSE(o.ec);
+        CHECK(o.receipt.attempts == 2);  // the refused batch, then alone
+        CHECK(o.receipt.diagnostics.code == "InvalidParameterValue");  // what the retry overcame
+    }
+    CHECK(proxy.stat("faults.refuse_batch") == 1);
+    CHECK(sqs.stats().requests == 1 + 5);
+    CHECK(receive(queue, 5, 5).size() == 5);
+}
+
 TEST_CASE("a server clock 15 minutes ahead: the signature error corrects the offset", "[sqs]") {
     const std::string queue = create_queue("outbox-skew");
     Proxy proxy({"--clock-offset", "900"});

@@ -11,6 +11,11 @@ refuses a wrong one with 403, as AWS would. On a seeded schedule it also injects
   slow       forwarded, the reply held back for --slow-ms
   partial    SendMessageBatch only: some entries are not forwarded and come back in Failed
              with SenderFault false (ServiceUnavailable)
+  md5        forwarded, and the reply's MD5OfMessageBody values altered (SQS only)
+  refuse_batch  SendMessageBatch only: 400 InvalidParameterValue for the whole batch
+
+Errors take the service's form: SQS JSON (__type, message), or S3 XML (<Error><Code>), where
+throttling is 503 SlowDown.
 
 With --clock-offset SECONDS it plays a server whose clock is that far ahead: requests
 signed more than 5 minutes off its time are refused as AWS does ("Signature expired"),
@@ -47,7 +52,7 @@ AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
     r"SignedHeaders=([a-z0-9;\-]+), Signature=([0-9a-f]{64})$")
 SIGNING_LOCK = threading.Lock()
-FAULT_KINDS = ("500", "503", "throttle", "reset", "lost", "slow", "partial")
+FAULT_KINDS = ("500", "503", "throttle", "reset", "lost", "slow", "partial", "md5", "refuse_batch")
 
 
 class State:
@@ -66,12 +71,15 @@ class State:
                       "faults": {k: 0 for k in FAULT_KINDS}}
         self.last = {}
 
-    def pick_fault(self, is_batch):
+    def pick_fault(self, target):
+        is_batch = target.endswith("SendMessageBatch")
         with self.lock:
             r = self.rng.random()
             for kind, p in self.faults.items():
                 if r < p:
-                    if kind == "partial" and not is_batch:
+                    if kind in ("partial", "refuse_batch") and not is_batch:
+                        return None
+                    if kind == "md5" and "SendMessage" not in target:
                         return None
                     self.stats["faults"][kind] += 1
                     return kind
@@ -145,6 +153,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def aws_error(self, status, code, message, query_error=None):
+        if self.server.state.args.service == "s3":
+            body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>"
+                    f"<Message>{message}</Message><RequestId>proxy</RequestId></Error>")
+            return self.reply(status, body, [("Content-Type", "application/xml")])
         headers = [("Content-Type", "application/x-amz-json-1.0"),
                    ("x-amzn-RequestId", "proxy-" + str(random.getrandbits(32)))]
         if query_error:
@@ -211,19 +223,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if abs(signed_at - self.server_time()) > 300:
             state.count("skew_refusals")
             now = datetime.datetime.fromtimestamp(self.server_time(), datetime.timezone.utc)
+            if args.service == "s3":
+                return self.aws_error(403, "RequestTimeTooSkewed",
+                                      "The difference between the request time and the current time is too large.")
             return self.aws_error(400, "InvalidSignatureException",
                                   f"Signature expired: {amz_date} is now earlier than "
                                   f"{(now - datetime.timedelta(minutes=5)).strftime('%Y%m%dT%H%M%SZ')}")
 
         target = self.headers.get("X-Amz-Target", "")
-        fault = state.pick_fault(target.endswith("SendMessageBatch"))
+        fault = state.pick_fault(target)
         if fault == "500":
             return self.aws_error(500, "InternalError", "injected internal error")
         if fault == "503":
             return self.aws_error(503, "ServiceUnavailable", "injected service unavailable")
         if fault == "throttle":
+            if args.service == "s3":
+                return self.aws_error(503, "SlowDown", "injected: please reduce your request rate")
             return self.aws_error(400, "ThrottlingException", "injected throttling",
                                   "AWS.SimpleQueueService.RequestThrottled;Sender")
+        if fault == "refuse_batch":
+            return self.aws_error(400, "InvalidParameterValue", "injected: the batch is refused as a whole",
+                                  "AWS.SimpleQueueService.InvalidParameterValue;Sender")
         if fault == "reset":
             return self.abort_connection()
 
@@ -247,6 +267,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.abort_connection()
         if fault == "slow":
             time.sleep(args.slow_ms / 1000)
+        if fault == "md5" and status == 200:
+            reply = json.loads(data)
+            for entry in reply.get("Successful", [reply]):
+                if "MD5OfMessageBody" in entry:
+                    entry["MD5OfMessageBody"] = "0" * 32
+            data = json.dumps(reply).encode()
         if withheld and status == 200:
             reply = json.loads(data)
             reply.setdefault("Failed", []).extend(
