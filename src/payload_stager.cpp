@@ -238,33 +238,16 @@ PayloadStager::PayloadStager(asio::any_io_executor executor, PayloadStagerConfig
     require(config.key_template.find("{uuid}") != std::string::npos,
             "key_template needs {uuid}: staged objects must not overwrite each other");
 
-    HttpOrigin origin;
-    std::string path_prefix;
-    if (!config.endpoint.empty()) {
-        std::string target;
-        if (parse_http_url(config.endpoint, origin, target))
-            throw std::invalid_argument("PayloadStager: endpoint \"" + config.endpoint +
-                                        "\" is not an http(s) URL");
-        while (!target.empty() && target.back() == '/') target.pop_back();
-        path_prefix = target + "/" + config.bucket + "/";
-    } else {
-        require(!config.region.empty(), "no region (or give an endpoint)");
-        origin.tls = true;
-        origin.port = 443;
-        if (config.addressing == S3Addressing::path_style ||
-            config.bucket.find('.') != std::string::npos) {
-            // Dotted buckets do not match the wildcard certificate: path-style.
-            origin.host = "s3." + config.region + ".amazonaws.com";
-            path_prefix = "/" + config.bucket + "/";
-        } else {
-            origin.host = config.bucket + ".s3." + config.region + ".amazonaws.com";
-            path_prefix = "/";
-        }
-    }
+    require(!config.endpoint.empty() || !config.region.empty(), "no region (or give an endpoint)");
+    detail::s3::BucketAddress address;
+    if (detail::s3::bucket_address(config.bucket, config.region, config.endpoint,
+                                   config.addressing == S3Addressing::path_style, address))
+        throw std::invalid_argument("PayloadStager: endpoint \"" + config.endpoint +
+                                    "\" is not a plain http(s) URL");
     auto impl = std::make_shared<Impl>(executor, std::move(config));
-    impl->origin = origin;
-    impl->host_header = origin.host_header();
-    impl->path_prefix = std::move(path_prefix);
+    impl->origin = address.origin;
+    impl->host_header = address.origin.host_header();
+    impl->path_prefix = std::move(address.path_prefix);
     impl->tagging = detail::s3::tagging_header(impl->config.tags);
     impl_ = std::move(impl);
 }

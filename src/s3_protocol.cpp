@@ -16,6 +16,30 @@ bool is_valid_bucket_name(std::string_view b) noexcept {
     return alnum(b.front()) && alnum(b.back());
 }
 
+boost::system::error_code bucket_address(std::string_view bucket, std::string_view region,
+                                         std::string_view endpoint, bool path_style,
+                                         BucketAddress& out) {
+    if (!endpoint.empty()) {
+        std::string path;
+        if (parse_http_url(endpoint, out.origin, path) ||
+            path.find_first_of("?#") != std::string::npos)
+            return Errc::invalid_url;
+        while (!path.empty() && path.back() == '/') path.pop_back();
+        out.path_prefix = path + "/" + std::string(bucket) + "/";
+        return {};
+    }
+    out.origin.tls = true;
+    out.origin.port = 443;
+    if (path_style || bucket.find('.') != std::string_view::npos) {
+        out.origin.host = "s3." + std::string(region) + ".amazonaws.com";
+        out.path_prefix = "/" + std::string(bucket) + "/";
+    } else {
+        out.origin.host = std::string(bucket) + ".s3." + std::string(region) + ".amazonaws.com";
+        out.path_prefix = "/";
+    }
+    return {};
+}
+
 std::string expand_key_template(std::string_view key_template, std::string_view prefix,
                                 std::chrono::system_clock::time_point now, std::string_view uuid) {
     using namespace std::chrono;

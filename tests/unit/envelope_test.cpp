@@ -62,6 +62,27 @@ TEST_CASE("S3: bucket names, key templates, tagging") {
     CHECK(s3::tagging_header({{"a b", "c&d"}, {"e", "f=g"}}) == "a%20b=c%26d&e=f%3Dg");
 }
 
+TEST_CASE("S3: where a bucket's objects are addressed") {
+    namespace s3 = outbox::detail::s3;
+    s3::BucketAddress a;
+    REQUIRE_FALSE(s3::bucket_address("staging", "eu-west-1", "", false, a));
+    CHECK(a.origin.host == "staging.s3.eu-west-1.amazonaws.com");
+    CHECK(a.origin.tls);
+    CHECK(a.path_prefix == "/");
+    REQUIRE_FALSE(s3::bucket_address("my.bucket", "eu-west-1", "", false, a));
+    CHECK(a.origin.host == "s3.eu-west-1.amazonaws.com");
+    CHECK(a.path_prefix == "/my.bucket/");
+    REQUIRE_FALSE(s3::bucket_address("staging", "eu-west-1", "", true, a));
+    CHECK(a.path_prefix == "/staging/");
+    REQUIRE_FALSE(s3::bucket_address("staging", "", "http://127.0.0.1:4568/base/", false, a));
+    CHECK_FALSE(a.origin.tls);
+    CHECK(a.origin.host_header() == "127.0.0.1:4568");
+    CHECK(a.path_prefix == "/base/staging/");
+    CHECK(s3::bucket_address("staging", "", "http://127.0.0.1:4568/?x=1", false, a) ==
+          outbox::Errc::invalid_url);
+    CHECK(s3::bucket_address("staging", "", "ftp://host", false, a) == outbox::Errc::invalid_url);
+}
+
 TEST_CASE("S3 error replies") {
     namespace s3 = outbox::detail::s3;
     outbox::HttpResponse res;

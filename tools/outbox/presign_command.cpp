@@ -3,11 +3,11 @@
 #include "cli_io.hpp"
 
 #include <outbox/credentials_providers.hpp>
+#include <outbox/detail/s3_protocol.hpp>
 #include <outbox/detail/sigv4_canonical.hpp>
 #include <outbox/sigv4.hpp>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/url/parse.hpp>
 
 #include <charconv>
 #include <cstdlib>
@@ -25,17 +25,6 @@ constexpr std::string_view usage =
     "The region from --region, AWS_REGION, AWS_DEFAULT_REGION, or\n"
     "us-east-1. --expires defaults to 3600 (1 to 604800). --endpoint gives a path-style URL\n"
     "on that server (a local S3 such as http://127.0.0.1:4568).\n";
-
-// S3's bucket naming rules: 3-63 characters of a-z 0-9 . -, starting and ending with a
-// letter or digit.
-bool is_valid_bucket(std::string_view b) {
-    if (b.size() < 3 || b.size() > 63) return false;
-    for (char c : b)
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-'))
-            return false;
-    auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-    return alnum(b.front()) && alnum(b.back());
-}
 
 }  // namespace
 
@@ -86,7 +75,7 @@ int run_presign(int argc, char** argv) {
     const std::string_view bucket = rest.substr(0, slash);
     const std::string_view key =
         slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    if (!is_valid_bucket(bucket))
+    if (!detail::s3::is_valid_bucket_name(bucket))
         return usage_error("presign: bucket \"" + std::string(bucket) +
                            "\" is not a valid S3 bucket name (3-63 of a-z 0-9 . -)");
     if (key.empty()) return usage_error("presign: missing object key after the bucket");
@@ -95,31 +84,12 @@ int run_presign(int argc, char** argv) {
     if (!region) region = env("AWS_DEFAULT_REGION");
     if (!region) region = "us-east-1";
 
-    std::string scheme = "https", authority, host_header, path;
-    if (!endpoint.empty()) {
-        auto parsed = boost::urls::parse_uri(endpoint);
-        if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https") ||
-            parsed->encoded_host().empty() || parsed->has_query() || parsed->has_fragment())
-            return usage_error(
-                "presign: --endpoint must be an http or https URL such as http://127.0.0.1:4568");
-        scheme = parsed->scheme();
-        authority = parsed->encoded_authority();
-        const bool default_port = !parsed->has_port() ||
-                                  (scheme == "https" && parsed->port() == "443") ||
-                                  (scheme == "http" && parsed->port() == "80");
-        host_header = default_port ? std::string(parsed->encoded_host())
-                                   : std::string(parsed->encoded_host_and_port());
-        path = parsed->encoded_path();
-        while (!path.empty() && path.back() == '/') path.pop_back();
-        path += "/" + std::string(bucket) + "/";
-    } else if (bucket.find('.') != std::string_view::npos) {
-        // A dotted bucket does not match the wildcard certificate: path-style instead.
-        authority = host_header = "s3." + *region + ".amazonaws.com";
-        path = "/" + std::string(bucket) + "/";
-    } else {
-        authority = host_header = std::string(bucket) + ".s3." + *region + ".amazonaws.com";
-        path = "/";
-    }
+    detail::s3::BucketAddress address;
+    if (detail::s3::bucket_address(bucket, *region, endpoint, false, address))
+        return usage_error(
+            "presign: --endpoint must be an http or https URL such as http://127.0.0.1:4568");
+    const std::string host_header = address.origin.host_header();
+    std::string path = std::move(address.path_prefix);
     detail::sigv4::append_uri_encoded(path, key, true);
 
     boost::asio::io_context io;
@@ -152,7 +122,8 @@ int run_presign(int argc, char** argv) {
         std::cerr << "outbox: presign: " << ec.message() << "\n";
         return 1;
     }
-    std::cout << scheme << "://" << authority << path << "?" << q.query << "\n";
+    std::cout << (address.origin.tls ? "https://" : "http://") << host_header << path << "?"
+              << q.query << "\n";
     return 0;
 }
 

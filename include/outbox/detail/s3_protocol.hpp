@@ -18,6 +18,20 @@ namespace outbox::detail::s3 {
 /// 3-63 characters of a-z 0-9 . -, starting and ending with a letter or digit, no "..".
 bool is_valid_bucket_name(std::string_view bucket) noexcept;
 
+/// Where a bucket's objects are: the origin requests go to, and the path before the encoded
+/// key ("/" virtual-hosted, "/BUCKET/" path-style, "/ENDPOINT-PATH/BUCKET/" on an endpoint).
+struct BucketAddress {
+    HttpOrigin origin{};
+    std::string path_prefix{};
+};
+
+/// With an endpoint: path-style on it. Without: virtual-hosted on AWS, or path-style when
+/// asked or when the bucket has dots (the wildcard certificate would not match).
+/// Errors: Errc::invalid_url for an endpoint that is not a plain http(s) URL.
+boost::system::error_code bucket_address(std::string_view bucket, std::string_view region,
+                                         std::string_view endpoint, bool path_style,
+                                         BucketAddress& out);
+
 /// Fills {prefix} {yyyy} {mm} {dd} {hh} {uuid} (UTC); drops leading and doubled '/'.
 std::string expand_key_template(std::string_view key_template, std::string_view prefix,
                                 std::chrono::system_clock::time_point now, std::string_view uuid);
