@@ -94,4 +94,25 @@ std::string cloudevents_structured(const CloudEventAttributes& a, std::string_vi
     return out;
 }
 
+std::vector<std::pair<std::string, std::string>> cloudevents_kafka_headers(
+    const CloudEventAttributes& a) {
+    std::vector<std::pair<std::string, std::string>> h;
+    h.reserve(7);
+    h.emplace_back("ce_specversion", "1.0");
+    if (a.id.empty()) {
+        static thread_local boost::uuids::random_generator uuids;
+        h.emplace_back("ce_id", boost::uuids::to_string(uuids()));
+    } else {
+        h.emplace_back("ce_id", a.id);
+    }
+    h.emplace_back("ce_source", a.source);
+    h.emplace_back("ce_type", a.type);
+    h.emplace_back("ce_time",
+                   a.time.empty() ? rfc3339_utc(std::chrono::system_clock::now()) : a.time);
+    if (!a.subject.empty()) h.emplace_back("ce_subject", a.subject);
+    // The Kafka binding maps datacontenttype to the content-type header, not a ce_ one.
+    if (!a.datacontenttype.empty()) h.emplace_back("content-type", a.datacontenttype);
+    return h;
+}
+
 }  // namespace outbox

@@ -58,6 +58,12 @@ class Category final : public boost::system::error_category {
                 return "the service refused the request";
             case Errc::checksum_mismatch:
                 return "the service reported a different MD5 than the one sent";
+            case Errc::authentication_failed:
+                return "authentication failed: the broker refused the credentials";
+            case Errc::tls_error:
+                return "TLS handshake failed";
+            case Errc::topic_not_found:
+                return "the topic does not exist and could not be created";
         }
         return "unknown outbox error " + std::to_string(ev);
     }

@@ -890,6 +890,8 @@ SqsDestination::SqsDestination(asio::any_io_executor executor, SqsDestinationCon
     require(config.max_message_size <= sqs::largest_max_message_size,
             "max_message_size is above SQS's largest (1048576 bytes)");
     require(config.retry.max_attempts >= 1, "retry.max_attempts must be at least 1");
+    require(config.envelope != Envelope::cloudevents_binary,
+            "Envelope::cloudevents_binary is for Kafka; SQS takes Envelope::cloudevents");
 
     sqs::QueueAddress address;
     if (!config.queue_url.empty()) {

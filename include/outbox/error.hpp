@@ -38,6 +38,10 @@ enum class Errc {
     service_unavailable,  // HTTP 5xx or an entry failed through no fault of ours: retryable
     service_error,        // the service refused the request or the message: not retryable
     checksum_mismatch,    // the MD5 the service reported differs from what we sent
+    // Connections (Kafka).
+    authentication_failed,  // the broker refused the credentials (SASL)
+    tls_error,              // the TLS handshake failed: an untrusted or mismatched certificate
+    topic_not_found,        // the topic does not exist and could not be created
 };
 
 /// The category of outbox::Errc; its name is "outbox".

@@ -1,0 +1,501 @@
+// KafkaDestination against librdkafka's mock cluster (three brokers speaking the Kafka
+// protocol on 127.0.0.1, faults on demand), with every record read back by kcat.
+#include "catch.hpp"
+#include "kafka_mock.hpp"
+#include "local_peers.hpp"
+
+#include <outbox/credentials_providers.hpp>
+#include <outbox/kafka_destination.hpp>
+#include <outbox/send_blocking.hpp>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using outbox::test::KafkaMockCluster;
+using outbox::test::kcat_read;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Outcome {
+    error_code ec;
+    outbox::Receipt receipt;
+    int completions = 0;
+};
+
+outbox::KafkaDestinationConfig config_for(const KafkaMockCluster& cluster, std::string topic) {
+    outbox::KafkaDestinationConfig c;
+    c.bootstrap_servers = cluster.bootstrap();
+    c.topic = std::move(topic);
+    c.security = outbox::KafkaSecurity::plaintext;  // the mock has neither TLS nor SASL
+    return c;
+}
+
+outbox::Message text_message(std::string body) {
+    outbox::Message m;
+    m.body = std::move(body);
+    return m;
+}
+
+// Starts every send, then runs `io` until all have completed.
+std::vector<Outcome> send_all(asio::io_context& io, outbox::Destination& d,
+                              std::vector<outbox::Message> messages) {
+    std::vector<Outcome> outcomes(messages.size());
+    std::size_t done = 0;
+    for (std::size_t i = 0; i < messages.size(); ++i)
+        d.async_send(std::move(messages[i]), [&, i](error_code ec, outbox::Receipt r) {
+            outcomes[i].ec = ec;
+            outcomes[i].receipt = std::move(r);
+            ++outcomes[i].completions;
+            ++done;
+        });
+    io.restart();
+    while (done < outcomes.size() && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(done == outcomes.size());
+    return outcomes;
+}
+
+error_code close_destination(asio::io_context& io, outbox::Destination& d,
+                             std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
+    bool closed = false;
+    error_code result;
+    d.async_close(deadline, [&](error_code ec) {
+        result = ec;
+        closed = true;
+    });
+    io.restart();
+    while (!closed && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(closed);
+    return result;
+}
+
+// Every delivered receipt names a record that kcat found at that partition and offset, with
+// that body; nothing else is in the topic.
+void check_exactly_delivered(const std::vector<Outcome>& outcomes,
+                             const std::vector<std::string>& bodies,
+                             const std::vector<outbox::test::KafkaRecord>& records) {
+    std::map<std::pair<int, long long>, std::string> found;
+    for (const auto& r : records) {
+        CHECK_FALSE(r.key.has_value());
+        CHECK(found.emplace(std::pair<int, long long>(r.partition, r.offset), r.payload).second);
+    }
+    std::size_t delivered = 0;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        CHECK(outcomes[i].completions == 1);
+        if (outcomes[i].ec) continue;
+        ++delivered;
+        auto it = found.find({outcomes[i].receipt.partition, outcomes[i].receipt.offset});
+        INFO("message " << i << " delivered to partition " << outcomes[i].receipt.partition
+                        << " offset " << outcomes[i].receipt.offset << "; " << records.size()
+                        << " records read back");
+        REQUIRE(it != found.end());
+        CHECK(it->second == bodies[i]);
+    }
+    CHECK(records.size() == delivered);
+}
+
+}  // namespace
+
+TEST_CASE("messages arrive without keys, with headers, balanced over partitions by bytes",
+          "[kafka]") {
+    KafkaMockCluster cluster(3);
+    cluster.create_topic("orders", 4);
+    asio::io_context io;
+    outbox::KafkaDestination kafka(io.get_executor(), config_for(cluster, "orders"));
+
+    std::vector<outbox::Message> messages;
+    std::vector<std::string> bodies;
+    std::size_t largest = 0;
+    for (int i = 0; i < 200; ++i) {
+        // Sizes from 10 bytes to 5 KB, so a count-based balancer would be uneven in bytes.
+        const std::size_t size = 10 + (i * 7919) % 5000;
+        std::string body = "event-" + std::to_string(i) + "-" + std::string(size, 'x');
+        largest = std::max(largest, body.size());
+        outbox::Message m = text_message(body);
+        m.attributes.push_back({"trace-id", "String", "t-" + std::to_string(i)});
+        bodies.push_back(std::move(body));
+        messages.push_back(std::move(m));
+    }
+    auto outcomes = send_all(io, kafka, messages);
+    for (auto& o : outcomes) {
+        REQUIRE_FALSE(o.ec);
+        CHECK(o.receipt.topic == "orders");
+        CHECK(o.receipt.partition >= 0);
+        CHECK(o.receipt.offset >= 0);
+    }
+    CHECK_FALSE(close_destination(io, kafka));
+    const auto records = kcat_read(cluster.bootstrap(), "orders");
+    check_exactly_delivered(outcomes, bodies, records);
+
+    std::map<int, std::size_t> bytes;
+    for (const auto& r : records) {
+        bytes[r.partition] += r.payload.size();
+        REQUIRE(r.headers.size() == 1);
+        CHECK(r.headers[0].first == "trace-id");
+        CHECK(r.headers[0].second.rfind("t-", 0) == 0);
+    }
+    REQUIRE(bytes.size() == 4);
+    auto [lo, hi] = std::minmax_element(bytes.begin(), bytes.end(),
+                                        [](auto& a, auto& b) { return a.second < b.second; });
+    INFO("least " << lo->second << " bytes, most " << hi->second);
+    CHECK(hi->second - lo->second <= largest + 64);  // headers count too
+    CHECK(kafka.stats().delivered == 200);
+}
+
+TEST_CASE("a broker down and up again: the messages for its partitions wait, then all arrive",
+          "[kafka]") {
+    KafkaMockCluster cluster(3);
+    cluster.create_topic("outage", 3);
+    for (int p = 0; p < 3; ++p) cluster.set_leader("outage", p, p + 1);
+    asio::io_context io;
+    outbox::KafkaDestination kafka(io.get_executor(), config_for(cluster, "outage"));
+    // Connect first, so the outage below strikes an established producer.
+    REQUIRE_FALSE(send_all(io, kafka, {text_message("warm-up")})[0].ec);
+
+    cluster.broker_down(2);
+    std::vector<outbox::Message> messages;
+    std::vector<std::string> bodies{"warm-up"};
+    for (int i = 0; i < 60; ++i) {
+        bodies.push_back("during outage " + std::to_string(i));
+        messages.push_back(text_message(bodies.back()));
+    }
+    // The fault schedule: the broker stays down for 1.5 s, while messages are produced.
+    asio::steady_timer outage(io, std::chrono::milliseconds(1500));
+    std::size_t waiting_when_back = 0;
+    outage.async_wait([&](error_code) {
+        waiting_when_back = kafka.stats().in_flight;
+        cluster.broker_up(2);
+    });
+    auto outcomes = send_all(io, kafka, messages);
+    CHECK(waiting_when_back > 0);  // the outage held messages back
+    for (auto& o : outcomes) CHECK_FALSE(o.ec);
+    CHECK_FALSE(close_destination(io, kafka));
+    outcomes.insert(outcomes.begin(), Outcome{{}, {}, 1});
+    const auto records = kcat_read(cluster.bootstrap(), "outage");
+    CHECK(records.size() == 61);
+    std::set<std::string> got;
+    for (const auto& r : records) got.insert(r.payload);
+    CHECK(got.size() == 61);  // none twice
+}
+
+TEST_CASE("a leader change moves production to the new leader", "[kafka]") {
+    KafkaMockCluster cluster(3);
+    cluster.create_topic("moving", 2);
+    cluster.set_leader("moving", 0, 1);
+    cluster.set_leader("moving", 1, 2);
+    asio::io_context io;
+    outbox::KafkaDestination kafka(io.get_executor(), config_for(cluster, "moving"));
+    std::vector<std::string> bodies;
+    std::vector<outbox::Message> first, second;
+    for (int i = 0; i < 40; ++i) {
+        bodies.push_back("before " + std::to_string(i));
+        first.push_back(text_message(bodies.back()));
+    }
+    auto outcomes = send_all(io, kafka, first);
+    cluster.set_leader("moving", 0, 3);
+    cluster.set_leader("moving", 1, 3);
+    for (int i = 0; i < 40; ++i) {
+        bodies.push_back("after " + std::to_string(i));
+        second.push_back(text_message(bodies.back()));
+    }
+    auto more = send_all(io, kafka, second);
+    outcomes.insert(outcomes.end(), more.begin(), more.end());
+    for (auto& o : outcomes) CHECK_FALSE(o.ec);
+    CHECK_FALSE(close_destination(io, kafka));
+    check_exactly_delivered(outcomes, bodies, kcat_read(cluster.bootstrap(), "moving"));
+}
+
+TEST_CASE("retriable produce errors are retried; permanent ones fail their messages; every "
+          "message is accounted for once",
+          "[kafka]") {
+    KafkaMockCluster cluster(3);
+    cluster.create_topic("faults", 3);
+    asio::io_context io;
+    auto config = config_for(cluster, "faults");
+    config.linger = std::chrono::milliseconds(0);
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    const Outcome warm_up = send_all(io, kafka, {text_message("warm-up")})[0];
+    REQUIRE_FALSE(warm_up.ec);
+
+    // Kafka error codes: 6 NOT_LEADER_FOR_PARTITION, 7 REQUEST_TIMED_OUT, 19
+    // NOT_ENOUGH_REPLICAS (retriable); 87 INVALID_RECORD (permanent).
+    cluster.push_produce_errors({6, 19, 7, 19, 6, 87, 19, 6});
+    std::vector<std::string> bodies{"warm-up"};
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 150; ++i) {
+        bodies.push_back("fault " + std::to_string(i));
+        messages.push_back(text_message(bodies.back()));
+    }
+    auto outcomes = send_all(io, kafka, messages);
+    outcomes.insert(outcomes.begin(), warm_up);
+    std::size_t failed = 0;
+    for (auto& o : outcomes) {
+        if (!o.ec) continue;
+        ++failed;
+        INFO(o.ec.message() << " " << o.receipt.diagnostics.code << " "
+                            << o.receipt.diagnostics.message);
+        // Refused; or, when an earlier attempt of the batch timed out (it may have been
+        // written then), of unknown outcome.
+        CHECK((o.ec == outbox::Errc::service_error || o.ec == outbox::Errc::outcome_unknown));
+        CHECK(o.receipt.diagnostics.code == "INVALID_RECORD");
+    }
+    CHECK(failed >= 1);  // one batch met the permanent error
+    CHECK(failed < 150);
+    CHECK_FALSE(close_destination(io, kafka));
+    check_exactly_delivered(outcomes, bodies, kcat_read(cluster.bootstrap(), "faults"));
+    const auto s = kafka.stats();
+    CHECK(s.delivered + s.failed == 151);
+}
+
+TEST_CASE("a full queue makes sends wait; a waiting send can be cancelled", "[kafka]") {
+    KafkaMockCluster cluster(3);
+    cluster.create_topic("full", 2);
+    asio::io_context io;
+    auto config = config_for(cluster, "full");
+    config.max_in_flight_messages = 5;
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+
+    std::vector<Outcome> outcomes(301);
+    std::size_t done = 0;
+    asio::cancellation_signal cancel_last;
+    std::vector<std::string> bodies;
+    for (int i = 0; i < 301; ++i) {
+        bodies.push_back("bounded " + std::to_string(i));
+        auto handler = [&, i](error_code ec, outbox::Receipt r) {
+            outcomes[i].ec = ec;
+            outcomes[i].receipt = std::move(r);
+            ++outcomes[i].completions;
+            ++done;
+        };
+        if (i == 300)
+            kafka.async_send(text_message(bodies.back()),
+                             asio::bind_cancellation_slot(cancel_last.slot(), handler));
+        else
+            kafka.async_send(text_message(bodies.back()), handler);
+    }
+    CHECK(kafka.stats().waits_for_room > 0);
+    cancel_last.emit(asio::cancellation_type::terminal);  // it waits behind 295 others
+    while (done < 301 && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(done == 301);
+    CHECK(outcomes[300].ec == asio::error::operation_aborted);
+    for (int i = 0; i < 300; ++i) CHECK_FALSE(outcomes[i].ec);
+    CHECK_FALSE(close_destination(io, kafka));
+    check_exactly_delivered(outcomes, bodies, kcat_read(cluster.bootstrap(), "full"));
+}
+
+TEST_CASE("close past its deadline purges what is left; destruction never hangs", "[kafka]") {
+    KafkaMockCluster cluster(3);
+    cluster.create_topic("stuck", 3);
+    {
+        asio::io_context io;
+        outbox::KafkaDestination kafka(io.get_executor(), config_for(cluster, "stuck"));
+        REQUIRE_FALSE(send_all(io, kafka, {text_message("warm-up")})[0].ec);
+        for (int b = 1; b <= 3; ++b) cluster.broker_down(b);
+        std::vector<error_code> results;
+        for (int i = 0; i < 20; ++i)
+            kafka.async_send(text_message("stuck " + std::to_string(i)),
+                             [&](error_code ec, outbox::Receipt) { results.push_back(ec); });
+        const auto start = Clock::now();
+        const error_code closed = close_destination(io, kafka, std::chrono::milliseconds(300));
+        CHECK(closed == outbox::Errc::timeout);
+        CHECK(Clock::now() - start < std::chrono::seconds(3));
+        REQUIRE(results.size() == 20);  // all completed before close did
+        for (auto& ec : results) CHECK(ec == asio::error::operation_aborted);
+        auto late = send_all(io, kafka, {text_message("too late")});
+        CHECK(late[0].ec == asio::error::operation_aborted);
+        for (int b = 1; b <= 3; ++b) cluster.broker_up(b);
+    }
+    {
+        asio::io_context io;
+        auto kafka = std::make_unique<outbox::KafkaDestination>(io.get_executor(),
+                                                                config_for(cluster, "stuck"));
+        for (int b = 1; b <= 3; ++b) cluster.broker_down(b);
+        std::vector<error_code> results;
+        for (int i = 0; i < 10; ++i)
+            kafka->async_send(text_message("doomed " + std::to_string(i)),
+                              [&](error_code ec, outbox::Receipt) { results.push_back(ec); });
+        const auto start = Clock::now();
+        kafka.reset();
+        CHECK(Clock::now() - start < std::chrono::seconds(5));
+        io.restart();
+        io.run_for(std::chrono::seconds(10));  // returns once nothing is left to do
+        CHECK(io.stopped());
+        REQUIRE(results.size() == 10);
+        for (auto& ec : results) CHECK(ec == asio::error::operation_aborted);
+    }
+}
+
+TEST_CASE("a topic that neither exists nor can be created fails with a clear error", "[kafka]") {
+    KafkaMockCluster cluster(1);
+    cluster.set_topic_error("missing", 3);  // UNKNOWN_TOPIC_OR_PART
+    asio::io_context io;
+    auto config = config_for(cluster, "missing");
+    config.properties = {{"topic.metadata.propagation.max.ms", "500"}};
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    auto outcomes = send_all(io, kafka, {text_message("nowhere to go")});
+    CHECK(outcomes[0].ec == outbox::Errc::topic_not_found);
+    CHECK(outcomes[0].receipt.diagnostics.message.find("\"missing\"") != std::string::npos);
+}
+
+TEST_CASE("key_hash keeps a group in one partition, in order; CloudEvents binary mode fills "
+          "ce_ headers",
+          "[kafka]") {
+    KafkaMockCluster cluster(3);
+    cluster.create_topic("keyed", 4);
+    asio::io_context io;
+    auto config = config_for(cluster, "keyed");
+    config.partitioner = outbox::KafkaPartitioner::key_hash;
+    config.envelope = outbox::Envelope::cloudevents_binary;
+    config.cloudevents.source = "/outbox/tests";
+    config.cloudevents.type = "com.example.order.created";
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 30; ++i) {
+        outbox::Message m = text_message(R"({"n":)" + std::to_string(i) + "}");
+        m.group_id = "customer-" + std::to_string(i % 3);
+        messages.push_back(std::move(m));
+    }
+    for (auto& o : send_all(io, kafka, messages)) REQUIRE_FALSE(o.ec);
+    CHECK_FALSE(close_destination(io, kafka));
+    std::map<std::string, std::set<int>> partitions_of;
+    std::map<std::string, std::vector<std::string>> order;
+    for (const auto& r : kcat_read(cluster.bootstrap(), "keyed")) {
+        REQUIRE(r.key.has_value());
+        partitions_of[*r.key].insert(r.partition);
+        order[*r.key].push_back(r.payload);
+        std::map<std::string, std::string> h(r.headers.begin(), r.headers.end());
+        CHECK(h["ce_specversion"] == "1.0");
+        CHECK(h["ce_source"] == "/outbox/tests");
+        CHECK(h["ce_type"] == "com.example.order.created");
+        CHECK(h["ce_id"].size() == 36);
+        CHECK(h["content-type"] == "application/json");
+        CHECK_FALSE(h["ce_time"].empty());
+    }
+    REQUIRE(partitions_of.size() == 3);
+    for (auto& [key, parts] : partitions_of) CHECK(parts.size() == 1);
+    for (auto& [key, bodies] : order) {
+        const int first = std::stoi(key.substr(key.find('-') + 1));
+        for (std::size_t i = 0; i < bodies.size(); ++i)
+            CHECK(bodies[i] == R"({"n":)" + std::to_string(first + 3 * static_cast<int>(i)) + "}");
+    }
+}
+
+TEST_CASE("a body over max_message_size: payload_too_large without a stager, staged in S3 "
+          "with one",
+          "[kafka]") {
+    KafkaMockCluster cluster(1);
+    cluster.create_topic("large", 1, 1);
+    asio::io_context io;
+    auto config = config_for(cluster, "large");
+    config.max_message_size = 1000;
+    {
+        outbox::KafkaDestination kafka(io.get_executor(), config);
+        auto outcomes = send_all(io, kafka, {text_message(std::string(1001, 'a'))});
+        CHECK(outcomes[0].ec == outbox::Errc::payload_too_large);
+        CHECK(kafka.stats().accepted == 0);
+    }
+    outbox::PayloadStagerConfig stager_config;
+    stager_config.bucket = "outbox-staging";
+    stager_config.prefix = "kafka";
+    stager_config.region = "us-east-1";
+    stager_config.endpoint = outbox::test::s3rver().url();
+    stager_config.credentials = outbox::make_static_credentials(
+        io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
+    config.stager = std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config);
+    const std::string big(5000, 'b');
+    {
+        outbox::KafkaDestination kafka(io.get_executor(), config);
+        auto outcomes = send_all(io, kafka, {text_message(big), text_message("small")});
+        REQUIRE_FALSE(outcomes[0].ec);
+        REQUIRE_FALSE(outcomes[1].ec);
+        CHECK_FALSE(outcomes[0].receipt.staged_url.empty());
+        CHECK(outcomes[1].receipt.staged_url.empty());
+        CHECK(kafka.stats().staged == 1);
+        CHECK_FALSE(close_destination(io, kafka));
+    }
+    config.stager->close();
+    const auto records = kcat_read(cluster.bootstrap(), "large");
+    REQUIRE(records.size() == 2);
+    const auto& staged = records[0].payload.front() == '{' ? records[0] : records[1];
+    simdjson::dom::parser parser;
+    simdjson::dom::element envelope = parser.parse(staged.payload);
+    CHECK(std::string_view(envelope["type"]) == "s3_payload");
+    const std::string url{std::string_view(envelope["url"])};
+    std::string fetched;
+    REQUIRE(outbox::test::run_command({"curl", "-sf", url}, fetched) == 0);
+    CHECK(fetched == big);
+}
+
+TEST_CASE("messages Kafka cannot carry fail at once; configuration that cannot work throws",
+          "[kafka]") {
+    KafkaMockCluster cluster(1);
+    asio::io_context io;
+    outbox::KafkaDestination kafka(io.get_executor(), config_for(cluster, "refusals"));
+    outbox::Message delayed = text_message("later");
+    delayed.delay = std::chrono::seconds(5);
+    outbox::Message deduplicated = text_message("once");
+    deduplicated.deduplication_id = "d-1";
+    outbox::Message nameless = text_message("header");
+    nameless.attributes.push_back({"", "String", "v"});
+    auto outcomes = send_all(io, kafka, {delayed, deduplicated, nameless});
+    for (auto& o : outcomes) {
+        CHECK(o.ec == outbox::Errc::invalid_message);
+        CHECK_FALSE(o.receipt.diagnostics.message.empty());
+    }
+    CHECK(kafka.stats().accepted == 0);
+
+    auto bad = [&](auto change) {
+        auto c = config_for(cluster, "refusals");
+        change(c);
+        CHECK_THROWS_AS(outbox::KafkaDestination(io.get_executor(), c), std::invalid_argument);
+    };
+    bad([](auto& c) { c.bootstrap_servers.clear(); });
+    bad([](auto& c) { c.topic = "has space"; });
+    bad([](auto& c) { c.security = outbox::KafkaSecurity::sasl_ssl; });  // no user name
+    bad([](auto& c) { c.compression = "brotli"; });
+    bad([](auto& c) { c.partitions = 3; });  // without a replication factor
+    bad([](auto& c) { c.acks = "1"; });      // idempotence needs acks=all
+    bad([](auto& c) { c.properties = {{"no.such.property", "1"}}; });
+    try {
+        auto c = config_for(cluster, "refusals");
+        c.properties = {{"sasl.password", "hunter2-secret"}, {"ssl.key.password.nope", "x"}};
+        outbox::KafkaDestination d(io.get_executor(), c);
+        FAIL("accepted an unknown property");
+    } catch (const std::invalid_argument& e) {
+        CHECK(std::string(e.what()).find("hunter2") == std::string::npos);
+    }
+}
+
+TEST_CASE("send_blocking works with KafkaDestination from a thread without an event loop",
+          "[kafka]") {
+    KafkaMockCluster cluster(1);
+    asio::io_context io;
+    auto guard = asio::make_work_guard(io);
+    std::thread runner([&] { io.run(); });
+    {
+        outbox::KafkaDestination kafka(io.get_executor(), config_for(cluster, "blocking"));
+        error_code ec;
+        auto receipt = outbox::send_blocking(kafka, text_message("blocking hello"), ec);
+        CHECK_FALSE(ec);
+        CHECK(receipt.offset == 0);
+        CHECK_FALSE(outbox::close_blocking(kafka, std::chrono::seconds(5)));
+    }
+    guard.reset();
+    runner.join();
+    const auto records = kcat_read(cluster.bootstrap(), "blocking");
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].payload == "blocking hello");
+}
