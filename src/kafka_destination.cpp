@@ -167,14 +167,12 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         self->config.logger.log(l, self->redact(std::string("kafka: [") + facility + "] " + buf));
     }
 
-    static int32_t partition_least_bytes(const rd_kafka_topic_t* rkt, const void*, size_t,
+    static int32_t partition_least_bytes(const rd_kafka_topic_t*, const void*, size_t,
                                          int32_t partition_cnt, void* rkt_opaque,
                                          void* msg_opaque) {
         auto* self = static_cast<Impl*>(rkt_opaque);
         const auto* e = static_cast<const Entry*>(msg_opaque);
-        return self->least_bytes.pick(partition_cnt, e->wire_bytes, [rkt](std::int32_t p) {
-            return rd_kafka_topic_partition_available(rkt, p) == 1;
-        });
+        return self->least_bytes.pick(partition_cnt, e->wire_bytes);
     }
 
     static int32_t partition_round_robin(const rd_kafka_topic_t* rkt, const void*, size_t,
@@ -764,6 +762,11 @@ KafkaDestination::KafkaDestination(asio::any_io_executor executor, KafkaDestinat
         rd_kafka_AdminOptions_destroy(options);
         rd_kafka_NewTopic_destroy(topic);
     }
+    // The queue event fires when a queue turns non-empty; rd_kafka_new may already have
+    // queued log lines, so serve once now or nothing would ever wake us.
+    asio::post(executor, [weak = std::weak_ptr<Impl>(impl)] {
+        if (auto self = weak.lock()) self->serve();
+    });
     impl_ = std::move(impl);
 }
 

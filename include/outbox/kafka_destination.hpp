@@ -30,8 +30,8 @@ enum class KafkaSecurity {
 enum class SaslMechanism { plain, scram_sha_256, scram_sha_512 };
 
 enum class KafkaPartitioner {
-    /// The partition given the fewest bytes so far (like kafka-go's LeastBytes), among the
-    /// partitions with a leader; messages carry no key.
+    /// The partition given the fewest bytes so far (like kafka-go's LeastBytes); messages
+    /// carry no key.
     least_bytes,
     /// Partitions in turn; messages carry no key.
     round_robin,

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 #include <csignal>
 #include <cstring>
@@ -36,6 +37,8 @@ pid_t spawn(const std::vector<std::string>& argv, int& stdout_fd, int* stdin_fd)
             dup2(devnull, STDIN_FILENO);
         }
         setpgid(0, 0);  // its own group: stopping it stops its children too
+        // A test killed before its destructors run must not leave its peers behind.
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         std::vector<char*> args;
         for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
         args.push_back(nullptr);

@@ -15,31 +15,27 @@ using outbox::detail::LeastBytesBalancer;
 
 TEST_CASE("least bytes: each message goes to the partition given the fewest bytes", "[kafka]") {
     LeastBytesBalancer balancer;
-    auto all = [](std::int32_t) { return true; };
-    CHECK(balancer.pick(3, 100, all) == 0);
-    CHECK(balancer.pick(3, 10, all) == 1);
-    CHECK(balancer.pick(3, 10, all) == 2);
-    CHECK(balancer.pick(3, 10, all) == 1);  // a tie: the lowest number
+    CHECK(balancer.pick(3, 100) == 0);
+    CHECK(balancer.pick(3, 10) == 1);
+    CHECK(balancer.pick(3, 10) == 2);
+    CHECK(balancer.pick(3, 10) == 1);  // a tie: the lowest number
     CHECK(balancer.given() == std::vector<std::uint64_t>{100, 20, 10});
 
     // Random sizes: no two partitions ever differ by more than the largest message.
     LeastBytesBalancer fair;
     std::mt19937 rng(7);
     std::uniform_int_distribution<std::size_t> size(1, 5000);
-    for (int i = 0; i < 20000; ++i) fair.pick(6, size(rng), all);
+    for (int i = 0; i < 20000; ++i) fair.pick(6, size(rng));
     const auto given = fair.given();
     const auto [lo, hi] = std::minmax_element(given.begin(), given.end());
     CHECK(*hi - *lo <= 5000);
 }
 
-TEST_CASE("least bytes: partitions without a leader are skipped unless none has one",
-          "[kafka]") {
+TEST_CASE("least bytes: a new partition count starts the tally afresh", "[kafka]") {
     LeastBytesBalancer balancer;
-    auto not_zero = [](std::int32_t p) { return p != 0; };
-    for (int i = 0; i < 10; ++i) CHECK(balancer.pick(2, 100, not_zero) == 1);
-    CHECK(balancer.pick(2, 100, [](std::int32_t) { return false; }) == 0);
-    // A new partition count starts the tally afresh.
-    CHECK(balancer.pick(4, 1, [](std::int32_t) { return true; }) == 0);
+    for (int i = 0; i < 10; ++i) balancer.pick(2, 100);
+    CHECK(balancer.given() == std::vector<std::uint64_t>{500, 500});
+    CHECK(balancer.pick(4, 1) == 0);
     CHECK(balancer.given() == std::vector<std::uint64_t>{1, 0, 0, 0});
 }
 

@@ -5,6 +5,9 @@
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/json_writer.hpp>
 #include <outbox/sqs_destination.hpp>
+#if OUTBOX_WITH_KAFKA
+#include <outbox/kafka_destination.hpp>
+#endif
 
 #include <simdjson.h>
 #include <unistd.h>
@@ -32,21 +35,29 @@ namespace asio = boost::asio;
 
 constexpr std::string_view usage =
     "usage: outbox send --to QUEUE_URL [--endpoint URL] [--region R] [--objects]\n"
-    "                   [--report FILE] [--max-attempts N]\n"
+    "                   [--report FILE] [--max-attempts N] [--deadline SECONDS]\n"
     "                   [--stage s3://BUCKET/PREFIX [--s3-endpoint URL] [--s3-region R]\n"
     "                    [--stage-always] [--url-expires SECONDS]] [--envelope raw|cloudevents]\n"
     "                   [FILE|-]\n"
+    "       outbox send --to kafka://HOST:PORT[,HOST:PORT...]/TOPIC\n"
+    "                   [--sasl-user U --sasl-password-file F] [--tls-ca FILE] [--plaintext]\n"
+    "                   [same input, report and staging options]\n"
     "Sends JSON Lines (from FILE or standard input): each line is one message body, or with\n"
     "--objects an object {\"body\": \"...\", \"group_id\": \"...\", \"dedup_id\": \"...\",\n"
     "\"attributes\": {\"name\": \"text\" | {\"type\": \"Number\", \"value\": \"42\"}}, \"delay\": "
     "SECONDS}.\n"
     "QUEUE_URL: https://sqs.REGION.amazonaws.com/ACCOUNT/NAME, or a local emulator's URL.\n"
+    "Kafka: SASL PLAIN over TLS with --sasl-user (the password is read from the file, never\n"
+    "from the command line); TLS without SASL otherwise; --plaintext drops TLS (local\n"
+    "brokers). --tls-ca trusts that CA instead of the system's. Group ids become no key:\n"
+    "partitions are balanced by bytes.\n"
     "--endpoint sends the requests elsewhere (an emulator, a VPC endpoint). The region comes\n"
     "from --region, the queue URL, AWS_REGION, AWS_DEFAULT_REGION, else us-east-1.\n"
     "Credentials come from the default chain (environment, web identity, profiles,\n"
     "container, instance metadata). --report FILE writes one JSON line per input line:\n"
     "{\"index\", \"status\": \"delivered\"|\"failed\", \"message_id\", \"attempts\", \"error\"},\n"
-    "plus \"staged_url\" for a staged message.\n"
+    "plus \"partition\" and \"offset\" for Kafka and \"staged_url\" for a staged message.\n"
+    "--deadline bounds each message's time from acceptance to its outcome (default 300).\n"
     "--stage uploads bodies over the queue's limit (every body with --stage-always) to S3\n"
     "and sends {\"status\":\"success\",\"type\":\"s3_payload\",\"url\":...,\"expires_in\":...}\n"
     "instead; --url-expires sets the URL's lifetime (default 600, 1 to 604800). --s3-endpoint\n"
@@ -121,13 +132,23 @@ bool parse_object_line(simdjson::dom::parser& parser, std::string_view line, Mes
     return true;
 }
 
+std::string describe(const boost::system::error_code& ec, const Receipt& r) {
+    std::string text = ec.message();
+    if (!r.diagnostics.code.empty()) text += " (" + r.diagnostics.code + ")";
+    if (!r.diagnostics.message.empty()) text += ": " + r.diagnostics.message;
+    return text;
+}
+
 // Report lines and the final counts; only touched on the I/O thread.
 struct Outcome {
     std::FILE* report = nullptr;
     std::uint64_t delivered = 0, failed = 0;
 
+    std::string first_failure;
+
     void record(std::uint64_t index, const boost::system::error_code& ec, const Receipt& r) {
         (ec ? failed : delivered) += 1;
+        if (ec && first_failure.empty()) first_failure = describe(ec, r);
         if (report == nullptr) return;
         std::string line = "{\"index\":" + std::to_string(index) + ",\"status\":";
         line += ec ? "\"failed\"" : "\"delivered\"";
@@ -137,6 +158,9 @@ struct Outcome {
         else
             detail::append_json_string(line, r.message_id);
         line += ",\"attempts\":" + std::to_string(r.attempts);
+        if (!ec && r.partition >= 0)
+            line += ",\"partition\":" + std::to_string(r.partition) +
+                    ",\"offset\":" + std::to_string(r.offset);
         if (!r.staged_url.empty()) {
             line += ",\"staged_url\":";
             detail::append_json_string(line, r.staged_url);
@@ -145,10 +169,7 @@ struct Outcome {
         if (!ec) {
             line += "null";
         } else {
-            std::string text = ec.message();
-            if (!r.diagnostics.code.empty()) text += " (" + r.diagnostics.code + ")";
-            if (!r.diagnostics.message.empty()) text += ": " + r.diagnostics.message;
-            detail::append_json_string(line, text);
+            detail::append_json_string(line, describe(ec, r));
         }
         line += "}\n";
         std::fwrite(line.data(), 1, line.size(), report);
@@ -163,6 +184,9 @@ int run_send(int argc, char** argv) {
     std::string stage, s3_endpoint, s3_region, envelope = "raw";
     long long url_expires = 600;
     std::uint32_t max_attempts = 0;
+    long long deadline_seconds = 0;
+    std::string sasl_user, sasl_password_file, tls_ca;
+    bool plaintext = false;
     for (int i = 0; i < argc; ++i) {
         const std::string_view a = argv[i];
         auto value = [&](std::string& into) {
@@ -201,6 +225,21 @@ int run_send(int argc, char** argv) {
         } else if (a == "--envelope") {
             if (!value(envelope) || (envelope != "raw" && envelope != "cloudevents"))
                 return usage_error("send: --envelope must be raw or cloudevents");
+        } else if (a == "--deadline") {
+            std::string v;
+            char* end = nullptr;
+            if (!value(v) || (deadline_seconds = std::strtoll(v.c_str(), &end, 10), *end != '\0') ||
+                deadline_seconds < 1 || deadline_seconds > 86400)
+                return usage_error("send: --deadline must be 1 to 86400 seconds");
+        } else if (a == "--sasl-user") {
+            if (!value(sasl_user) || sasl_user.empty())
+                return usage_error("send: --sasl-user needs a user name");
+        } else if (a == "--sasl-password-file") {
+            if (!value(sasl_password_file)) return usage_error("send: --sasl-password-file needs a file");
+        } else if (a == "--tls-ca") {
+            if (!value(tls_ca)) return usage_error("send: --tls-ca needs a PEM file");
+        } else if (a == "--plaintext") {
+            plaintext = true;
         } else if (a == "--objects") {
             objects = true;
         } else if (a == "--max-attempts") {
@@ -219,28 +258,36 @@ int run_send(int argc, char** argv) {
         }
     }
     if (to.empty()) return usage_error("send: missing --to QUEUE_URL\n" + std::string(usage));
-    if (to.starts_with("kafka://"))
-        return usage_error("send: kafka:// destinations are not available in this build yet");
+    const bool to_kafka = to.starts_with("kafka://");
+    if (to_kafka && (!endpoint.empty() || !region.empty()))
+        return usage_error("send: --endpoint and --region are for SQS queues");
+    if (!to_kafka && (!sasl_user.empty() || !sasl_password_file.empty() || !tls_ca.empty() ||
+                      plaintext))
+        return usage_error(
+            "send: --sasl-user, --sasl-password-file, --tls-ca and --plaintext are for kafka://");
+    if (sasl_user.empty() != sasl_password_file.empty())
+        return usage_error("send: --sasl-user and --sasl-password-file go together");
 
     const Logger logger = env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug) : Logger{};
     asio::io_context io;
-    SqsDestinationConfig config;
-    config.queue_url = to;
-    config.endpoint = endpoint;
-    config.region = region;
-    config.logger = logger;
-    config.http.logger = logger;
-    if (max_attempts != 0) config.retry.max_attempts = max_attempts;
-    DefaultCredentialsOptions credentials_options;
-    credentials_options.logger = logger;
-    config.credentials = make_default_credentials(io.get_executor(), credentials_options);
+    RetryPolicy retry;
+    if (max_attempts != 0) retry.max_attempts = max_attempts;
+    if (deadline_seconds != 0) retry.message_deadline = std::chrono::seconds(deadline_seconds);
+    CloudEventAttributes cloudevents;
     if (envelope == "cloudevents") {
-        config.envelope = Envelope::cloudevents;
-        config.cloudevents.source = "outbox";
-        config.cloudevents.type = "outbox.message";
+        cloudevents.source = "outbox";
+        cloudevents.type = "outbox.message";
+    }
+    // Credentials for SQS and for S3 staging; looked up on first use.
+    CredentialsProviderPtr credentials;
+    if (!to_kafka || !stage.empty()) {
+        DefaultCredentialsOptions credentials_options;
+        credentials_options.logger = logger;
+        credentials = make_default_credentials(io.get_executor(), credentials_options);
     }
     if ((stage_always || !s3_endpoint.empty() || !s3_region.empty()) && stage.empty())
         return usage_error("send: --stage-always, --s3-endpoint and --s3-region need --stage");
+    PayloadStagerPtr stager;
     if (!stage.empty()) {
         const std::string rest = stage.substr(5);
         PayloadStagerConfig s3;
@@ -253,31 +300,93 @@ int run_send(int argc, char** argv) {
             !s3_region.empty()
                 ? s3_region
                 : env("AWS_REGION").value_or(env("AWS_DEFAULT_REGION").value_or("us-east-1"));
-        s3.credentials = config.credentials;
+        s3.credentials = credentials;
         s3.url_expires = std::chrono::seconds(url_expires);
         s3.logger = logger;
         s3.http.logger = logger;
         if (max_attempts != 0) s3.retry.max_attempts = max_attempts;
         try {
-            config.stager = std::make_shared<PayloadStager>(io.get_executor(), s3);
+            stager = std::make_shared<PayloadStager>(io.get_executor(), s3);
         } catch (const std::invalid_argument& e) {
             return usage_error(std::string("send: --stage: ") + e.what());
         }
-        config.staging = stage_always ? StagingPolicy::always : StagingPolicy::over_threshold;
     }
-    std::optional<SqsDestination> destination;
-    try {
-        destination.emplace(io.get_executor(), config);
-    } catch (const std::invalid_argument& e) {
-        if (!region.empty() ||
-            std::string_view(e.what()).find("no region") == std::string_view::npos)
-            return usage_error(std::string("send: ") + e.what());
-        // A local URL names no region: fall back as the AWS CLI does.
-        config.region = env("AWS_REGION").value_or(env("AWS_DEFAULT_REGION").value_or("us-east-1"));
+    const StagingPolicy staging = stage_always ? StagingPolicy::always : StagingPolicy::over_threshold;
+
+    std::unique_ptr<Destination> destination;
+    std::function<std::size_t()> in_flight;
+    if (to_kafka) {
+#if OUTBOX_WITH_KAFKA
+        KafkaDestinationConfig config;
+        const std::string rest = to.substr(8);
+        const auto slash = rest.find('/');
+        if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size())
+            return usage_error("send: --to kafka://HOST:PORT[,HOST:PORT...]/TOPIC");
+        config.bootstrap_servers = rest.substr(0, slash);
+        config.topic = rest.substr(slash + 1);
+        if (!sasl_user.empty()) {
+            std::ifstream secret(sasl_password_file, std::ios::binary);
+            if (!secret) return usage_error("send: cannot read " + sasl_password_file);
+            std::getline(secret, config.sasl_password);
+            if (!config.sasl_password.empty() && config.sasl_password.back() == '\r')
+                config.sasl_password.pop_back();
+            config.sasl_username = sasl_user;
+            config.security = plaintext ? KafkaSecurity::sasl_plaintext : KafkaSecurity::sasl_ssl;
+        } else {
+            config.security = plaintext ? KafkaSecurity::plaintext : KafkaSecurity::ssl;
+        }
+        config.tls.ca_file = tls_ca;
+        config.retry = retry;
+        config.stager = stager;
+        config.staging = staging;
+        config.envelope = envelope == "cloudevents" ? Envelope::cloudevents : Envelope::raw;
+        config.cloudevents = cloudevents;
+        // Broker trouble (refused connections, all brokers down) shows while messages wait.
+        config.logger = logger.sink ? logger : stderr_logger(LogLevel::warning);
         try {
-            destination.emplace(io.get_executor(), config);
-        } catch (const std::invalid_argument& again) {
-            return usage_error(std::string("send: ") + again.what());
+            auto kafka = std::make_unique<KafkaDestination>(io.get_executor(), config);
+            in_flight = [d = kafka.get()] { return d->stats().in_flight; };
+            destination = std::move(kafka);
+        } catch (const std::invalid_argument& e) {
+            return usage_error(std::string("send: ") + e.what());
+        }
+#else
+        return usage_error("send: this build has no Kafka support (OUTBOX_WITH_KAFKA=OFF)");
+#endif
+    } else {
+        SqsDestinationConfig config;
+        config.queue_url = to;
+        config.endpoint = endpoint;
+        config.region = region;
+        config.logger = logger;
+        config.http.logger = logger;
+        config.retry = retry;
+        config.credentials = credentials;
+        config.stager = stager;
+        config.staging = staging;
+        if (envelope == "cloudevents") {
+            config.envelope = Envelope::cloudevents;
+            config.cloudevents = cloudevents;
+        }
+        auto make = [&]() -> std::unique_ptr<SqsDestination> {
+            auto sqs = std::make_unique<SqsDestination>(io.get_executor(), config);
+            in_flight = [d = sqs.get()] { return d->stats().in_flight; };
+            return sqs;
+        };
+        try {
+            destination = make();
+        } catch (const std::invalid_argument& e) {
+            if (!region.empty() ||
+                std::string_view(e.what()).find("no region") == std::string_view::npos)
+                return usage_error(std::string("send: ") + e.what());
+            // A local URL names no region: fall back as the AWS CLI does.
+            config.region =
+                env("AWS_REGION").value_or(env("AWS_DEFAULT_REGION").value_or("us-east-1"));
+            try {
+                destination = make();
+            } catch (const std::invalid_argument& again) {
+                return usage_error(std::string("send: ") + again.what());
+            }
         }
     }
 
@@ -309,11 +418,10 @@ int run_send(int argc, char** argv) {
         ticker.expires_after(std::chrono::milliseconds(200));
         ticker.async_wait([&](boost::system::error_code ec) {
             if (ec) return;
-            const auto s = destination->stats();
             std::fprintf(stderr, "\rsent %llu: delivered %llu, failed %llu, in flight %zu   ",
                          static_cast<unsigned long long>(submitted.load()),
                          static_cast<unsigned long long>(outcome.delivered),
-                         static_cast<unsigned long long>(outcome.failed), s.in_flight);
+                         static_cast<unsigned long long>(outcome.failed), in_flight());
             tick();
         });
     };
@@ -363,7 +471,7 @@ int run_send(int argc, char** argv) {
     destination->async_close(std::chrono::seconds(30),
                              [&](boost::system::error_code) { closed.set_value(); });
     closed.get_future().wait();
-    if (config.stager) config.stager->close();  // its idle connections would hold the event loop
+    if (stager) stager->close();  // its idle connections would hold the event loop
     asio::post(io, [&] { ticker.cancel(); });
     destination.reset();
     work.reset();
@@ -373,6 +481,8 @@ int run_send(int argc, char** argv) {
     std::fprintf(stderr, "delivered %llu, failed %llu\n",
                  static_cast<unsigned long long>(outcome.delivered),
                  static_cast<unsigned long long>(outcome.failed));
+    if (!outcome.first_failure.empty())
+        std::fprintf(stderr, "first failure: %s\n", outcome.first_failure.c_str());
     return outcome.failed == 0 ? 0 : 1;
 }
 

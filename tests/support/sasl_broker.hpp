@@ -1,0 +1,39 @@
+// The SASL_SSL test broker (tests/peers/sasl_broker: a TLS and SASL PLAIN front on Sarama's
+// MockBroker), with a throwaway CA and server certificate made by openssl, and the records
+// it received.
+#pragma once
+
+#include "kafka_mock.hpp"
+#include "peer_process.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace outbox::test {
+
+class SaslBroker {
+  public:
+    /// Leads `topic` (one partition); accepts user "alice" with password "s3cret-pw".
+    explicit SaslBroker(const std::string& topic);
+    ~SaslBroker();
+    SaslBroker(const SaslBroker&) = delete;
+    SaslBroker& operator=(const SaslBroker&) = delete;
+
+    std::string bootstrap() const { return "127.0.0.1:" + std::to_string(process_->port()); }
+    static std::string user() { return "alice"; }
+    static std::string password() { return "s3cret-pw"; }
+    std::string password_file() const { return dir_ + "/password"; }
+    std::string wrong_password_file() const { return dir_ + "/wrong-password"; }
+    std::string ca_file() const { return dir_ + "/ca.pem"; }
+    /// A CA that did not sign the broker's certificate.
+    std::string other_ca_file() const { return dir_ + "/other-ca.pem"; }
+    /// What the broker received so far (topic in KafkaRecord::key is unused; no offsets).
+    std::vector<KafkaRecord> records() const;
+
+  private:
+    std::string dir_;
+    std::unique_ptr<PeerProcess> process_;
+};
+
+}  // namespace outbox::test
