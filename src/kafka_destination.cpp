@@ -12,6 +12,7 @@
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
@@ -141,6 +142,14 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     // Set by an authentication or TLS failure: messages purged because of it fail with it.
     std::optional<std::pair<error_code, Diagnostics>> refusal{};
 
+    // Completions gathered while serve() holds the mutex, run once it is released.
+    struct Completion {
+        Destination::SendHandler handler;
+        error_code ec;
+        Receipt receipt;
+    };
+    std::vector<Completion>* collecting = nullptr;
+
     bool closing = false;
     bool close_deadline_passed = false;
     bool stopped = false;  // the destructor ran: librdkafka is gone
@@ -209,13 +218,33 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
 
     // ---- serving librdkafka's queues -----------------------------------------------------
 
+    // Serves librdkafka's queues. Completions found here run after the mutex is released,
+    // dispatched to their handlers' executors (inline when that is this thread's): this runs
+    // on the destination's executor, never inside async_send.
     void serve() {
-        std::lock_guard lock(mutex);
-        if (stopped) return;
-        rd_kafka_poll(handles.rk, 0);
-        if (handles.admin_queue) serve_admin_results();
-        produce_waiting();
-        maybe_finish_close();
+        std::vector<Completion> done;
+        {
+            std::lock_guard lock(mutex);
+            if (stopped) return;
+            collecting = &done;
+            rd_kafka_poll(handles.rk, 0);
+            if (handles.admin_queue) serve_admin_results();
+            produce_waiting();
+            maybe_finish_close();
+            collecting = nullptr;
+        }
+        for (std::size_t i = 0; i < done.size(); ++i) {
+            try {
+                asio::dispatch(asio::append(std::move(done[i].handler), done[i].ec,
+                                            std::move(done[i].receipt)));
+            } catch (...) {
+                // A handler threw: the rest still complete, later.
+                for (std::size_t j = i + 1; j < done.size(); ++j)
+                    asio::post(executor, asio::append(std::move(done[j].handler), done[j].ec,
+                                                      std::move(done[j].receipt)));
+                throw;
+            }
+        }
     }
 
     void serve_admin_results() {
@@ -499,7 +528,10 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         if (slot.is_connected()) slot.clear();
         auto handler = std::move(e->handler);
         e.reset();
-        asio::post(executor, asio::append(std::move(handler), ec, std::move(receipt)));
+        if (collecting)
+            collecting->push_back({std::move(handler), ec, std::move(receipt)});
+        else
+            asio::post(executor, asio::append(std::move(handler), ec, std::move(receipt)));
         if (held.empty() && produced == 0) work.reset();
     }
 

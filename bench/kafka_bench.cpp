@@ -1,0 +1,229 @@
+// KafkaDestination beside plain librdkafka, producing the same 1 KiB messages to the same
+// local mock cluster (tests/peers/kafka_mock: librdkafka's mock brokers in their own process)
+// with the same settings: acks=all, idempotence, linger 5 ms, the same queue limits. Each
+// run happens in a fresh child process so that CPU time and peak memory are its own.
+// Prints messages per second, CPU microseconds per message and peak resident memory.
+//
+// Usage: kafka_bench [MESSAGES] [REPETITIONS]   (default 1000000 2)
+#include <outbox/kafka_destination.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <librdkafka/rdkafka.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::size_t body_size = 1024;
+constexpr int queue_messages = 100000;
+constexpr int queue_kbytes = 65536;
+
+double cpu_seconds() {
+    rusage r{};
+    getrusage(RUSAGE_SELF, &r);
+    return static_cast<double>(r.ru_utime.tv_sec + r.ru_stime.tv_sec) +
+           static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
+}
+
+long peak_kib() {
+    rusage r{};
+    getrusage(RUSAGE_SELF, &r);
+    return r.ru_maxrss;
+}
+
+struct Result {
+    long messages = 0;
+    long failed = 0;
+    double seconds = 0;
+    double cpu = 0;
+};
+
+void report(const char* client, const Result& r) {
+    std::printf("%-28s %12.0f %16.2f %14ld %8ld\n", client, r.messages / r.seconds,
+                r.cpu * 1e6 / r.messages, peak_kib() / 1024, r.failed);
+    std::fflush(stdout);
+}
+
+// ---- plain librdkafka ---------------------------------------------------------------------
+
+long plain_delivered = 0, plain_failed = 0;
+
+void on_plain_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+    (m->err ? plain_failed : plain_delivered) += 1;
+}
+
+Result run_plain(const std::string& bootstrap, const std::string& topic, long messages) {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    auto set = [&](const char* name, const std::string& value) {
+        if (rd_kafka_conf_set(conf, name, value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+            throw std::runtime_error(err);
+    };
+    set("bootstrap.servers", bootstrap);
+    set("acks", "all");
+    set("enable.idempotence", "true");
+    set("linger.ms", "5");
+    set("message.max.bytes", "1001024");
+    set("queue.buffering.max.messages", std::to_string(queue_messages));
+    set("queue.buffering.max.kbytes", std::to_string(queue_kbytes));
+    rd_kafka_conf_set_dr_msg_cb(conf, on_plain_delivery);
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    if (!rk) throw std::runtime_error(err);
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+    const std::string body(body_size, 'p');
+
+    const double cpu0 = cpu_seconds();
+    const auto t0 = Clock::now();
+    for (long i = 0; i < messages; ++i) {
+        while (rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt),
+                                 RD_KAFKA_V_VALUE(const_cast<char*>(body.data()), body.size()),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 1);
+        if (i % 1000 == 0) rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, 120000);
+    Result r;
+    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    r.cpu = cpu_seconds() - cpu0;
+    r.messages = plain_delivered;
+    r.failed = plain_failed + (messages - plain_delivered - plain_failed);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return r;
+}
+
+// ---- outbox --------------------------------------------------------------------------------
+
+Result run_outbox(const std::string& bootstrap, const std::string& topic, long messages) {
+    boost::asio::io_context io(1);
+    outbox::KafkaDestinationConfig config;
+    config.bootstrap_servers = bootstrap;
+    config.topic = topic;
+    config.security = outbox::KafkaSecurity::plaintext;
+    config.linger = std::chrono::milliseconds(5);
+    config.max_in_flight_messages = queue_messages;
+    config.max_in_flight_bytes = std::size_t(queue_kbytes) * 1024;
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    const std::string body(body_size, 'o');
+    long delivered = 0, failed = 0, outstanding = 0;
+    auto on_done = [&](boost::system::error_code ec, const outbox::Receipt&) {
+        (ec ? failed : delivered) += 1;
+        --outstanding;
+    };
+    // Callers hold at most this many sends open, as a backend with its own bound would.
+    const long window = queue_messages + queue_messages / 10;
+
+    const double cpu0 = cpu_seconds();
+    const auto t0 = Clock::now();
+    for (long i = 0; i < messages; ++i) {
+        outbox::Message m;
+        m.body = body;
+        ++outstanding;
+        kafka.async_send(std::move(m), on_done);
+        // run_one and poll stop the context whenever it runs out of work for a moment.
+        while (outstanding >= window) {
+            io.restart();
+            io.run_one();
+        }
+        if (i % 1000 == 0) {
+            io.restart();
+            io.poll();
+        }
+    }
+    while (outstanding > 0) {
+        io.restart();
+        io.run_one();
+    }
+    Result r;
+    r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    r.cpu = cpu_seconds() - cpu0;
+    r.messages = delivered;
+    r.failed = failed;
+    return r;
+}
+
+// ---- the mock cluster, in its own process ----------------------------------------------------
+
+struct MockCluster {
+    pid_t pid = -1;
+    std::string bootstrap;
+
+    MockCluster() {
+        int out[2];
+        if (pipe(out) != 0) throw std::runtime_error("pipe");
+        pid = fork();
+        if (pid == 0) {
+            dup2(out[1], STDOUT_FILENO);
+            close(out[0]);
+            close(out[1]);
+            execl(OUTBOX_KAFKA_MOCK_BROKER, OUTBOX_KAFKA_MOCK_BROKER, "--brokers", "3",
+                  static_cast<char*>(nullptr));
+            _exit(127);
+        }
+        close(out[1]);
+        std::string line;
+        char c;
+        while (read(out[0], &c, 1) == 1 && c != '\n') line += c;
+        close(out[0]);
+        const auto at = line.find("\"bootstrap\": \"");
+        if (at == std::string::npos) throw std::runtime_error("mock cluster did not start");
+        bootstrap = line.substr(at + 14, line.find('"', at + 14) - at - 14);
+    }
+    ~MockCluster() {
+        kill(pid, SIGTERM);
+        waitpid(pid, nullptr, 0);
+    }
+};
+
+template <class Run>
+void in_child(Run run) {
+    std::fflush(stdout);
+    const pid_t child = fork();
+    if (child == 0) {
+        run();
+        std::fflush(stdout);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        std::printf("  (run failed: status %d)\n", status);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const long messages = argc > 1 ? std::atol(argv[1]) : 1000000;
+    const int repetitions = argc > 2 ? std::atoi(argv[2]) : 2;
+    MockCluster cluster;
+    std::printf("%ld messages of %zu bytes, acks=all, idempotence, linger 5 ms, queue %d messages"
+                " / %d KiB;\nmock cluster of 3 brokers in its own process (%s)\n\n",
+                messages, body_size, queue_messages, queue_kbytes, cluster.bootstrap.c_str());
+    std::printf("%-28s %12s %16s %14s %8s\n", "client", "messages/s", "CPU us/message",
+                "peak RSS MiB", "failed");
+    // KAFKA_BENCH_ONLY=plain|outbox runs one side (for perf record).
+    const std::string only = std::getenv("KAFKA_BENCH_ONLY") ? std::getenv("KAFKA_BENCH_ONLY") : "";
+    for (int rep = 0; rep < repetitions; ++rep) {
+        const std::string n = std::to_string(rep);
+        if (only.empty() || only == "plain")
+            in_child([&] {
+                report("plain librdkafka", run_plain(cluster.bootstrap, "plain-" + n, messages));
+            });
+        if (only.empty() || only == "outbox")
+            in_child([&] {
+                report("outbox KafkaDestination",
+                       run_outbox(cluster.bootstrap, "outbox-" + n, messages));
+            });
+    }
+    return 0;
+}
