@@ -37,7 +37,8 @@ constexpr std::string_view usage =
     "usage: outbox send --to QUEUE_URL [--endpoint URL] [--region R] [--objects]\n"
     "                   [--report FILE] [--max-attempts N] [--deadline SECONDS]\n"
     "                   [--stage s3://BUCKET/PREFIX [--s3-endpoint URL] [--s3-region R]\n"
-    "                    [--stage-always] [--url-expires SECONDS]] [--envelope raw|cloudevents]\n"
+    "                    [--stage-always | --stage-threshold BYTES] [--url-expires SECONDS]]\n"
+    "                   [--envelope raw|cloudevents]\n"
     "                   [FILE|-]\n"
     "       outbox send --to kafka://HOST:PORT[,HOST:PORT...]/TOPIC\n"
     "                   [--sasl-user U --sasl-password-file F] [--tls-ca FILE] [--plaintext]\n"
@@ -60,7 +61,7 @@ constexpr std::string_view usage =
     "--deadline bounds each message's time from acceptance to its outcome (default 300).\n"
     "--stage uploads bodies over the queue's limit (every body with --stage-always) to S3\n"
     "and sends {\"status\":\"success\",\"type\":\"s3_payload\",\"url\":...,\"expires_in\":...}\n"
-    "instead; --url-expires sets the URL's lifetime (default 600, 1 to 604800). --s3-endpoint\n"
+    "instead (over BYTES with --stage-threshold); --url-expires sets the URL's lifetime (default 600, 1 to 604800). --s3-endpoint\n"
     "addresses a local S3 path-style. --envelope cloudevents wraps each message in a\n"
     "CloudEvents 1.0 JSON event (source \"outbox\", type \"outbox.message\").\n"
     "Exit status: 0 all delivered, 1 any failed, 2 usage error. OUTBOX_DEBUG=1 logs.\n";
@@ -153,7 +154,7 @@ struct Outcome {
         std::string line = "{\"index\":" + std::to_string(index) + ",\"status\":";
         line += ec ? "\"failed\"" : "\"delivered\"";
         line += ",\"message_id\":";
-        if (ec)
+        if (ec || r.message_id.empty())  // Kafka has partition and offset instead
             line += "null";
         else
             detail::append_json_string(line, r.message_id);
@@ -185,6 +186,7 @@ int run_send(int argc, char** argv) {
     long long url_expires = 600;
     std::uint32_t max_attempts = 0;
     long long deadline_seconds = 0;
+    std::size_t stage_threshold = 0;
     std::string sasl_user, sasl_password_file, tls_ca;
     bool plaintext = false;
     for (int i = 0; i < argc; ++i) {
@@ -214,6 +216,13 @@ int run_send(int argc, char** argv) {
         } else if (a == "--s3-region") {
             if (!value(s3_region) || s3_region.empty())
                 return usage_error("send: --s3-region needs a value");
+        } else if (a == "--stage-threshold") {
+            std::string v;
+            char* end = nullptr;
+            long long n = 0;
+            if (!value(v) || (n = std::strtoll(v.c_str(), &end, 10), *end != '\0') || n < 1)
+                return usage_error("send: --stage-threshold needs a number of bytes");
+            stage_threshold = static_cast<std::size_t>(n);
         } else if (a == "--stage-always") {
             stage_always = true;
         } else if (a == "--url-expires") {
@@ -285,8 +294,10 @@ int run_send(int argc, char** argv) {
         credentials_options.logger = logger;
         credentials = make_default_credentials(io.get_executor(), credentials_options);
     }
-    if ((stage_always || !s3_endpoint.empty() || !s3_region.empty()) && stage.empty())
-        return usage_error("send: --stage-always, --s3-endpoint and --s3-region need --stage");
+    if ((stage_always || stage_threshold || !s3_endpoint.empty() || !s3_region.empty()) &&
+        stage.empty())
+        return usage_error(
+            "send: --stage-always, --stage-threshold, --s3-endpoint and --s3-region need --stage");
     PayloadStagerPtr stager;
     if (!stage.empty()) {
         const std::string rest = stage.substr(5);
@@ -339,6 +350,7 @@ int run_send(int argc, char** argv) {
         config.retry = retry;
         config.stager = stager;
         config.staging = staging;
+        config.staging_threshold = stage_threshold;
         config.envelope = envelope == "cloudevents" ? Envelope::cloudevents : Envelope::raw;
         config.cloudevents = cloudevents;
         // Broker trouble (refused connections, all brokers down) shows while messages wait.
@@ -364,6 +376,7 @@ int run_send(int argc, char** argv) {
         config.credentials = credentials;
         config.stager = stager;
         config.staging = staging;
+        config.staging_threshold = stage_threshold;
         if (envelope == "cloudevents") {
             config.envelope = Envelope::cloudevents;
             config.cloudevents = cloudevents;
