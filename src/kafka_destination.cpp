@@ -164,8 +164,8 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         static_cast<Impl*>(opaque)->delivered(*m);
     }
 
-    static void on_error(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
-        static_cast<Impl*>(opaque)->connection_failed(rk, static_cast<rd_kafka_resp_err_t>(err),
+    static void on_error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+        static_cast<Impl*>(opaque)->connection_failed(static_cast<rd_kafka_resp_err_t>(err),
                                                       reason);
     }
 
@@ -285,16 +285,11 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         topic_ready = true;
     }
 
-    void connection_failed(rd_kafka_t* rk, rd_kafka_resp_err_t err, const char* reason) {
+    void connection_failed(rd_kafka_resp_err_t err, const char* reason) {
         Diagnostics d;
         d.code = rd_kafka_err2name(err);
         d.message = redact(reason ? reason : rd_kafka_err2str(err));
-        if (err == RD_KAFKA_RESP_ERR__FATAL) {
-            char buf[512];
-            const auto fatal = rd_kafka_fatal_error(rk, buf, sizeof buf);
-            d.code = rd_kafka_err2name(fatal);
-            d.message = "fatal producer error (create a new destination): " + redact(buf);
-        }
+        if (err == RD_KAFKA_RESP_ERR__FATAL) d.message = fatal_reason();
         log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? LogLevel::warning : LogLevel::info,
             d.code + ": " + d.message);
         connection_error = d;
@@ -323,27 +318,41 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
             return complete(std::move(e), {}, std::move(r));
         }
         error_code ec = detail::classify_kafka_error(m.err, rd_kafka_message_status(&m));
+        Diagnostics d = explain(m.err, ec, rd_kafka_err2str(m.err));
+        fail(std::move(e), ec, std::move(d));
+    }
+
+    // What a failed message's receipt says, for a delivery report or a refused produce call
+    // alike; may refine `ec` (a purge caused by an authentication or TLS failure).
+    Diagnostics explain(rd_kafka_resp_err_t err, error_code& ec, std::string text) {
         Diagnostics d;
-        d.code = rd_kafka_err2name(m.err);
-        d.message = rd_kafka_err2str(m.err);
-        if (m.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE && refusal) {
+        d.code = rd_kafka_err2name(err);
+        d.message = std::move(text);
+        if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE && refusal) {
             ec = refusal->first;
             d = refusal->second;
-        } else if (m.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+        } else if (err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
             d.message = "abandoned at close while in flight: it may have been written";
+        } else if (err == RD_KAFKA_RESP_ERR__FATAL) {
+            d.message = fatal_reason();
         } else if (ec == Errc::topic_not_found) {
             d.message = "topic \"" + config.topic + "\" does not exist and the broker did not create it" +
                         (topic_creation_error.empty()
                              ? std::string("; enable auto-creation on the broker, or set "
                                            "partitions and replication_factor")
                              : "; creating it failed: " + topic_creation_error);
-        } else if (!connection_error.empty() &&
-                   (m.err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
-                    detail::is_transient_kafka_error(m.err))) {
+        } else if (!connection_error.empty() && (err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
+                                                 detail::is_transient_kafka_error(err))) {
             d.message += "; last connection error: " + connection_error.code + ": " +
                          connection_error.message;
         }
-        fail(std::move(e), ec, std::move(d));
+        return d;
+    }
+
+    std::string fatal_reason() const {
+        char buf[512];
+        rd_kafka_fatal_error(handles.rk, buf, sizeof buf);
+        return "fatal producer error (create a new destination): " + redact(buf);
     }
 
     // ---- accepting and producing ---------------------------------------------------------
@@ -470,19 +479,12 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
             return true;
         }
         const rd_kafka_resp_err_t err = rd_kafka_error_code(error);
-        Diagnostics d;
-        d.code = rd_kafka_err2name(err);
-        d.message = rd_kafka_error_string(error);
+        std::string text = rd_kafka_error_string(error);
         rd_kafka_error_destroy(error);
         if (headers) rd_kafka_headers_destroy(headers);
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) return false;
         error_code ec = detail::classify_kafka_error(err, RD_KAFKA_MSG_STATUS_NOT_PERSISTED);
-        if (err == RD_KAFKA_RESP_ERR__FATAL) {
-            char buf[512];
-            rd_kafka_fatal_error(handles.rk, buf, sizeof buf);
-            d.message = "the producer hit a fatal error (create a new destination): " + std::string(buf);
-            ec = Errc::service_error;
-        }
+        Diagnostics d = explain(err, ec, std::move(text));
         fail(std::move(owned), ec, std::move(d));
         return true;
     }
@@ -611,7 +613,6 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
             // Purged messages report at once; serve those reports so every handler completes.
             const auto give_up = Clock::now() + std::chrono::seconds(10);
             while (produced > 0 && Clock::now() < give_up) rd_kafka_poll(handles.rk, 10);
-            if (handles.admin_queue) serve_admin_results();
             rd_kafka_queue_cb_event_enable(handles.main_queue, nullptr, nullptr);
             if (handles.admin_queue)
                 rd_kafka_queue_cb_event_enable(handles.admin_queue, nullptr, nullptr);
@@ -838,12 +839,10 @@ void KafkaDestination::do_send(Message message, SendHandler handler) {
     } else if (!message.deduplication_id.empty()) {
         ec = Errc::invalid_message;
         why = "Kafka has no deduplication ids; the idempotent producer removes its own duplicates";
-    } else {
-        for (const auto& a : message.attributes)
-            if (a.name.empty()) {
-                ec = Errc::invalid_message;
-                why = "a message attribute (Kafka header) has no name";
-            }
+    } else if (std::any_of(message.attributes.begin(), message.attributes.end(),
+                           [](const MessageAttribute& a) { return a.name.empty(); })) {
+        ec = Errc::invalid_message;
+        why = "a message attribute (Kafka header) has no name";
     }
     const bool may_stage = config.stager && config.staging != StagingPolicy::never;
     const bool stage_all = may_stage && config.staging == StagingPolicy::always;

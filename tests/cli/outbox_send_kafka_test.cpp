@@ -98,4 +98,8 @@ TEST_CASE("send to Kafka: usage errors exit 2") {
     CHECK(run_send("--to kafka://127.0.0.1:9092/t --region eu-west-1", "x\n").status == 2);
     CHECK(run_send("--to https://sqs.eu-west-1.amazonaws.com/1/q --plaintext", "x\n").status == 2);
     CHECK(run_send("--to 'kafka://127.0.0.1:9092/bad topic' --plaintext", "x\n").status == 2);
+    CHECK(run_send("--to kafka://127.0.0.1:9092/t --plaintext --max-attempts 5x", "x\n").status == 2);
+    CHECK(run_send("--to kafka://127.0.0.1:9092/t --plaintext --deadline 0", "x\n").status == 2);
+    CHECK(run_send("--to kafka://127.0.0.1:9092/t --plaintext --stage-threshold 10", "x\n").status ==
+          2);  // needs --stage
 }

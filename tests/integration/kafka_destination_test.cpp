@@ -1,6 +1,7 @@
 // KafkaDestination against librdkafka's mock cluster (three brokers speaking the Kafka
 // protocol on 127.0.0.1, faults on demand), with every record read back by kcat.
 #include "catch.hpp"
+#include "destination_runs.hpp"
 #include "kafka_mock.hpp"
 #include "local_peers.hpp"
 
@@ -22,16 +23,14 @@
 namespace asio = boost::asio;
 using boost::system::error_code;
 using outbox::test::KafkaMockCluster;
+using outbox::test::close_destination;
 using outbox::test::kcat_read;
+using outbox::test::Outcome;
+using outbox::test::send_all;
+using outbox::test::text_message;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-struct Outcome {
-    error_code ec;
-    outbox::Receipt receipt;
-    int completions = 0;
-};
 
 outbox::KafkaDestinationConfig config_for(const KafkaMockCluster& cluster, std::string topic) {
     outbox::KafkaDestinationConfig c;
@@ -39,46 +38,6 @@ outbox::KafkaDestinationConfig config_for(const KafkaMockCluster& cluster, std::
     c.topic = std::move(topic);
     c.security = outbox::KafkaSecurity::plaintext;  // the mock has neither TLS nor SASL
     return c;
-}
-
-outbox::Message text_message(std::string body) {
-    outbox::Message m;
-    m.body = std::move(body);
-    return m;
-}
-
-// Starts every send, then runs `io` until all have completed.
-std::vector<Outcome> send_all(asio::io_context& io, outbox::Destination& d,
-                              std::vector<outbox::Message> messages) {
-    std::vector<Outcome> outcomes(messages.size());
-    std::size_t done = 0;
-    for (std::size_t i = 0; i < messages.size(); ++i)
-        d.async_send(std::move(messages[i]), [&, i](error_code ec, outbox::Receipt r) {
-            outcomes[i].ec = ec;
-            outcomes[i].receipt = std::move(r);
-            ++outcomes[i].completions;
-            ++done;
-        });
-    io.restart();
-    while (done < outcomes.size() && io.run_one_for(std::chrono::seconds(60)) != 0) {
-    }
-    REQUIRE(done == outcomes.size());
-    return outcomes;
-}
-
-error_code close_destination(asio::io_context& io, outbox::Destination& d,
-                             std::chrono::milliseconds deadline = std::chrono::seconds(10)) {
-    bool closed = false;
-    error_code result;
-    d.async_close(deadline, [&](error_code ec) {
-        result = ec;
-        closed = true;
-    });
-    io.restart();
-    while (!closed && io.run_one_for(std::chrono::seconds(60)) != 0) {
-    }
-    REQUIRE(closed);
-    return result;
 }
 
 // Every delivered receipt names a record that kcat found at that partition and offset, with
@@ -338,6 +297,31 @@ TEST_CASE("close past its deadline purges what is left; destruction never hangs"
     }
 }
 
+TEST_CASE("messages that outlive their deadline while the brokers are away fail with timeout, "
+          "naming the connection error",
+          "[kafka]") {
+    KafkaMockCluster cluster(3);
+    cluster.create_topic("deadline", 2);
+    asio::io_context io;
+    auto config = config_for(cluster, "deadline");
+    config.retry.message_deadline = std::chrono::milliseconds(1000);
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    REQUIRE_FALSE(send_all(io, kafka, {text_message("warm-up")})[0].ec);
+    for (int b = 1; b <= 3; ++b) cluster.broker_down(b);
+    const auto start = Clock::now();
+    auto outcomes = send_all(io, kafka, {text_message("late 1"), text_message("late 2")});
+    CHECK(Clock::now() - start < std::chrono::seconds(10));
+    for (auto& o : outcomes) {
+        INFO(o.receipt.diagnostics.code << ": " << o.receipt.diagnostics.message);
+        CHECK(o.ec == outbox::Errc::timeout);
+        CHECK(outbox::is_retryable(o.ec));
+        CHECK(o.receipt.diagnostics.code == "_MSG_TIMED_OUT");
+        CHECK(o.receipt.diagnostics.message.find("last connection error") != std::string::npos);
+    }
+    for (int b = 1; b <= 3; ++b) cluster.broker_up(b);
+    CHECK(kcat_read(cluster.bootstrap(), "deadline").size() == 1);
+}
+
 TEST_CASE("a topic that neither exists nor can be created fails with a clear error", "[kafka]") {
     KafkaMockCluster cluster(1);
     cluster.set_topic_error("missing", 3);  // UNKNOWN_TOPIC_OR_PART
@@ -348,6 +332,16 @@ TEST_CASE("a topic that neither exists nor can be created fails with a clear err
     auto outcomes = send_all(io, kafka, {text_message("nowhere to go")});
     CHECK(outcomes[0].ec == outbox::Errc::topic_not_found);
     CHECK(outcomes[0].receipt.diagnostics.message.find("\"missing\"") != std::string::npos);
+
+    // Asked to create it, and refused (the mock has no CreateTopics): the error says so.
+    config.partitions = 1;
+    config.replication_factor = 1;
+    outbox::KafkaDestination creating(io.get_executor(), config);
+    auto refused = send_all(io, creating, {text_message("still nowhere")});
+    INFO(refused[0].receipt.diagnostics.message);
+    CHECK(refused[0].ec == outbox::Errc::topic_not_found);
+    CHECK(refused[0].receipt.diagnostics.message.find("creating it failed: ") !=
+          std::string::npos);
 }
 
 TEST_CASE("key_hash keeps a group in one partition, in order; CloudEvents binary mode fills "

@@ -2,6 +2,7 @@
 // MockBroker behind tests/peers/sasl_broker): the right credentials deliver, a wrong password
 // and an untrusted CA fail within seconds and say which, and the password never reaches a log.
 #include "catch.hpp"
+#include "destination_runs.hpp"
 #include "sasl_broker.hpp"
 
 #include <outbox/kafka_destination.hpp>
@@ -12,7 +13,9 @@
 
 namespace asio = boost::asio;
 using boost::system::error_code;
+using outbox::test::close_destination;
 using outbox::test::SaslBroker;
+using outbox::test::send_all;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -41,39 +44,6 @@ outbox::KafkaDestinationConfig sasl_config(const SaslBroker& broker, const std::
     return c;  // security: sasl_ssl, the default
 }
 
-struct Outcome {
-    error_code ec;
-    outbox::Receipt receipt;
-};
-
-std::vector<Outcome> send_all(asio::io_context& io, outbox::Destination& d,
-                              std::vector<outbox::Message> messages) {
-    std::vector<Outcome> outcomes(messages.size());
-    std::size_t done = 0;
-    for (std::size_t i = 0; i < messages.size(); ++i)
-        d.async_send(std::move(messages[i]), [&, i](error_code ec, outbox::Receipt r) {
-            outcomes[i] = {ec, std::move(r)};
-            ++done;
-        });
-    io.restart();
-    while (done < outcomes.size() && io.run_one_for(std::chrono::seconds(60)) != 0) {
-    }
-    REQUIRE(done == outcomes.size());
-    return outcomes;
-}
-
-void close(asio::io_context& io, outbox::Destination& d) {
-    bool closed = false;
-    d.async_close(std::chrono::seconds(5), [&](error_code ec) {
-        CHECK_FALSE(ec);
-        closed = true;
-    });
-    io.restart();
-    while (!closed && io.run_one_for(std::chrono::seconds(30)) != 0) {
-    }
-    REQUIRE(closed);
-}
-
 outbox::Message message(std::string body) {
     outbox::Message m;
     m.body = std::move(body);
@@ -100,7 +70,7 @@ TEST_CASE("SASL PLAIN over TLS: the right credentials deliver, idempotently, and
             CHECK_FALSE(o.ec);
             CHECK(o.receipt.partition == 0);
         }
-        close(io, kafka);
+        CHECK_FALSE(close_destination(io, kafka, std::chrono::seconds(5)));
     }
     const auto records = broker.records();
     REQUIRE(records.size() == 20);
@@ -164,9 +134,33 @@ TEST_CASE("with partitions and a replication factor the topic is created through
         outbox::KafkaDestination kafka(io.get_executor(), config);
         auto outcomes = send_all(io, kafka, {message("after creation")});
         CHECK_FALSE(outcomes[0].ec);
-        close(io, kafka);
+        CHECK_FALSE(close_destination(io, kafka, std::chrono::seconds(5)));
     }
     REQUIRE(broker.records().size() == 1);
     std::lock_guard lock(log.mutex);
     CHECK(log.text.find("created topic \"created\" with 1 partitions") != std::string::npos);
+}
+
+TEST_CASE("creating the topic is refused: producing goes ahead when it exists",
+          "[kafka][sasl]") {
+    // The broker refuses to create topics whose names start with "_" (not authorized).
+    SaslBroker broker("_reserved");
+    CapturedLog log;
+    asio::io_context io;
+    auto config = sasl_config(broker, "_reserved");
+    config.partitions = 1;
+    config.replication_factor = 1;
+    config.logger = log.logger();
+    config.logger.level = outbox::LogLevel::warning;
+    {
+        outbox::KafkaDestination kafka(io.get_executor(), config);
+        CHECK_FALSE(send_all(io, kafka, {message("exists anyway")})[0].ec);
+    }
+    REQUIRE(broker.records().size() == 1);
+    {
+        std::lock_guard lock(log.mutex);
+        CHECK(log.text.find("creating topic \"_reserved\" failed: TOPIC_AUTHORIZATION_FAILED") !=
+              std::string::npos);
+    }
+    CHECK(broker.records().size() == 1);
 }

@@ -2,6 +2,7 @@
 // signature with botocore and injects faults on a seeded schedule. Messages are read back
 // with an independent client (the AWS SDK for JavaScript v3).
 #include "catch.hpp"
+#include "destination_runs.hpp"
 #include "local_peers.hpp"
 
 #include <outbox/credentials_providers.hpp>
@@ -26,7 +27,11 @@
 
 namespace asio = boost::asio;
 using boost::system::error_code;
+using outbox::test::close_destination;
 using outbox::test::create_queue;
+using outbox::test::Outcome;
+using outbox::test::send_all;
+using outbox::test::text_message;
 using outbox::test::fauxqs;
 using outbox::test::PeerProcess;
 using outbox::test::peers_dir;
@@ -97,50 +102,6 @@ outbox::SqsDestinationConfig config_for(asio::any_io_executor ex, const std::str
     c.retry.base_delay = std::chrono::milliseconds(5);
     c.retry.max_delay = std::chrono::milliseconds(200);
     return c;
-}
-
-struct Outcome {
-    error_code ec;
-    outbox::Receipt receipt;
-    int completions = 0;
-};
-
-// Sends every message with a callback and runs `io` until all have completed.
-std::vector<Outcome> send_all(asio::io_context& io, outbox::Destination& d,
-                              std::vector<outbox::Message> messages) {
-    std::vector<Outcome> outcomes(messages.size());
-    std::size_t done = 0;
-    for (std::size_t i = 0; i < messages.size(); ++i) {
-        d.async_send(std::move(messages[i]), [&, i](error_code ec, outbox::Receipt r) {
-            outcomes[i].ec = ec;
-            outcomes[i].receipt = std::move(r);
-            ++outcomes[i].completions;
-            ++done;
-        });
-    }
-    io.restart();
-    while (done < outcomes.size() && io.run_one_for(std::chrono::seconds(60)) != 0) {
-    }
-    REQUIRE(done == outcomes.size());
-    return outcomes;
-}
-
-void close_destination(asio::io_context& io, outbox::Destination& d, error_code& result) {
-    bool closed = false;
-    d.async_close(std::chrono::seconds(10), [&](error_code ec) {
-        result = ec;
-        closed = true;
-    });
-    io.restart();
-    while (!closed && io.run_one_for(std::chrono::seconds(60)) != 0) {
-    }
-    REQUIRE(closed);
-}
-
-outbox::Message text_message(std::string body) {
-    outbox::Message m;
-    m.body = std::move(body);
-    return m;
 }
 
 }  // namespace
@@ -500,8 +461,7 @@ TEST_CASE("close flushes what is queued; past its deadline the rest fails, and c
                                CHECK_FALSE(ec);
                                ++done;
                            });
-        error_code closed;
-        close_destination(io, sqs, closed);
+        const error_code closed = close_destination(io, sqs);
         CHECK_FALSE(closed);
         CHECK(done == 25);  // every message completed before close did
         auto after = send_all(io, sqs, {text_message("too late")});

@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -196,6 +197,17 @@ int run_send(int argc, char** argv) {
             into = argv[++i];
             return true;
         };
+        // The option's value as a whole number within [lo, hi].
+        auto number = [&](long long lo, long long hi, long long& into) {
+            std::string v;
+            if (!value(v) || v.empty()) return false;
+            char* end = nullptr;
+            errno = 0;
+            const long long n = std::strtoll(v.c_str(), &end, 10);
+            if (*end != '\0' || errno == ERANGE || n < lo || n > hi) return false;
+            into = n;
+            return true;
+        };
         if (a == "-h" || a == "--help") {
             std::cout << usage;
             return 0;
@@ -217,28 +229,20 @@ int run_send(int argc, char** argv) {
             if (!value(s3_region) || s3_region.empty())
                 return usage_error("send: --s3-region needs a value");
         } else if (a == "--stage-threshold") {
-            std::string v;
-            char* end = nullptr;
             long long n = 0;
-            if (!value(v) || (n = std::strtoll(v.c_str(), &end, 10), *end != '\0') || n < 1)
+            if (!number(1, 1LL << 40, n))
                 return usage_error("send: --stage-threshold needs a number of bytes");
             stage_threshold = static_cast<std::size_t>(n);
         } else if (a == "--stage-always") {
             stage_always = true;
         } else if (a == "--url-expires") {
-            std::string v;
-            char* end = nullptr;
-            if (!value(v) || (url_expires = std::strtoll(v.c_str(), &end, 10), *end != '\0') ||
-                url_expires < 1 || url_expires > 604800)
+            if (!number(1, 604800, url_expires))
                 return usage_error("send: --url-expires must be 1 to 604800 seconds");
         } else if (a == "--envelope") {
             if (!value(envelope) || (envelope != "raw" && envelope != "cloudevents"))
                 return usage_error("send: --envelope must be raw or cloudevents");
         } else if (a == "--deadline") {
-            std::string v;
-            char* end = nullptr;
-            if (!value(v) || (deadline_seconds = std::strtoll(v.c_str(), &end, 10), *end != '\0') ||
-                deadline_seconds < 1 || deadline_seconds > 86400)
+            if (!number(1, 86400, deadline_seconds))
                 return usage_error("send: --deadline must be 1 to 86400 seconds");
         } else if (a == "--sasl-user") {
             if (!value(sasl_user) || sasl_user.empty())
@@ -252,10 +256,10 @@ int run_send(int argc, char** argv) {
         } else if (a == "--objects") {
             objects = true;
         } else if (a == "--max-attempts") {
-            std::string v;
-            if (!value(v) || (max_attempts = static_cast<std::uint32_t>(
-                                  std::strtoul(v.c_str(), nullptr, 10))) == 0)
-                return usage_error("send: --max-attempts needs a number of at least 1");
+            long long n = 0;
+            if (!number(1, 1000, n))
+                return usage_error("send: --max-attempts needs a number from 1 to 1000");
+            max_attempts = static_cast<std::uint32_t>(n);
         } else if (a.size() > 1 && a.front() == '-') {
             return usage_error("send: unknown option " + std::string(a) + "\n" +
                                std::string(usage));
