@@ -5,6 +5,8 @@
 // the destructor can stop librdkafka without an event loop running. librdkafka's callbacks
 // run only inside rd_kafka_poll, which is called with the mutex held, on the destination's
 // executor after librdkafka signals that its queue has events.
+#include "dead_letter_slot.hpp"
+#include "destination_counters.hpp"
 #include "kafka_errors.hpp"
 
 #include <outbox/detail/least_bytes.hpp>
@@ -50,12 +52,23 @@ struct Entry {
     Place place = Place::waiting_room;
     std::string staged_url{};
     std::string staged_key{};
+    std::chrono::steady_clock::time_point accepted_at = std::chrono::steady_clock::now();
 };
 
-struct Stats {
-    std::atomic<std::uint64_t> accepted{0}, delivered{0}, failed{0}, staged{0}, bytes_delivered{0},
-        waits_for_room{0};
-    std::atomic<std::size_t> in_flight{0};
+// A send's completion: its dead letter (a failure, when a handler is set), then its handler
+// on the handler's own executor.
+struct Completion {
+    Destination::SendHandler handler;
+    error_code ec;
+    Receipt receipt;
+    std::optional<DeadLetter> letter{};
+    std::shared_ptr<const DeadLetterHandler> dead_letter{};
+    Logger logger{};
+
+    void run() {
+        if (letter) detail::DeadLetterSlot::deliver(dead_letter, std::move(*letter), logger);
+        asio::dispatch(asio::append(std::move(handler), ec, std::move(receipt)));
+    }
 };
 
 // librdkafka's handles, destroyed in the order that lets rd_kafka_destroy return.
@@ -143,11 +156,6 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     std::optional<std::pair<error_code, Diagnostics>> refusal{};
 
     // Completions gathered while serve() holds the mutex, run once it is released.
-    struct Completion {
-        Destination::SendHandler handler;
-        error_code ec;
-        Receipt receipt;
-    };
     std::vector<Completion>* collecting = nullptr;
 
     bool closing = false;
@@ -156,7 +164,8 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     std::optional<CloseHandler> close_handler;
     asio::steady_timer close_timer;
 
-    Stats stats;
+    detail::DestinationCounters stats;
+    detail::DeadLetterSlot dead_letters;
 
     // ---- librdkafka callbacks (inside rd_kafka_poll, mutex held) -------------------------
 
@@ -235,13 +244,11 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         }
         for (std::size_t i = 0; i < done.size(); ++i) {
             try {
-                asio::dispatch(asio::append(std::move(done[i].handler), done[i].ec,
-                                            std::move(done[i].receipt)));
+                done[i].run();
             } catch (...) {
                 // A handler threw: the rest still complete, later.
                 for (std::size_t j = i + 1; j < done.size(); ++j)
-                    asio::post(executor, asio::append(std::move(done[j].handler), done[j].ec,
-                                                      std::move(done[j].receipt)));
+                    asio::post(executor, [c = std::move(done[j])]() mutable { c.run(); });
                 throw;
             }
         }
@@ -314,7 +321,6 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
             r.attempts = 1;
             r.staged_url = std::move(e->staged_url);
             r.staged_key = std::move(e->staged_key);
-            stats.bytes_delivered.fetch_add(e->message.body.size(), std::memory_order_relaxed);
             return complete(std::move(e), {}, std::move(r));
         }
         error_code ec = detail::classify_kafka_error(m.err, rd_kafka_message_status(&m));
@@ -360,8 +366,6 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     void accept(std::unique_ptr<Entry> owned) {
         Entry& e = *owned;
         e.seq = next_seq++;
-        stats.accepted.fetch_add(1, std::memory_order_relaxed);
-        stats.in_flight.fetch_add(1, std::memory_order_relaxed);
         if (!work) work.emplace(asio::prefer(executor, asio::execution::outstanding_work.tracked));
         if (closing) {
             Diagnostics d;
@@ -375,7 +379,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         }
         if (waiting_room.empty() && topic_ready) {
             if (produce(owned)) return;  // produced, or failed
-            stats.waits_for_room.fetch_add(1, std::memory_order_relaxed);
+            stats.waited_for_room();
         }
         e.place = Place::waiting_room;
         waiting_room.push_back(&e);
@@ -411,7 +415,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
                         (d.message.empty() ? std::string() : ": " + d.message);
             return fail(std::move(owned), ec, std::move(d));
         }
-        stats.staged.fetch_add(1, std::memory_order_relaxed);
+        stats.staged();
         e.staged_url = payload.url;
         e.staged_key = std::move(payload.key);
         e.message.body = staged_payload_message(payload.url, payload.expires_in);
@@ -524,16 +528,23 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     // ---- completion ----------------------------------------------------------------------
 
     void complete(std::unique_ptr<Entry> e, error_code ec, Receipt receipt) {
-        (ec ? stats.failed : stats.delivered).fetch_add(1, std::memory_order_relaxed);
-        stats.in_flight.fetch_sub(1, std::memory_order_relaxed);
         auto slot = asio::get_associated_cancellation_slot(e->handler);
         if (slot.is_connected()) slot.clear();
-        auto handler = std::move(e->handler);
+        Completion c{std::move(e->handler), ec, std::move(receipt)};
+        if (ec) {
+            stats.failed();
+            if ((c.dead_letter = dead_letters.get())) {
+                c.letter.emplace(DeadLetter{std::move(e->message), ec, c.receipt, config.topic});
+                c.logger = config.logger;
+            }
+        } else {
+            stats.delivered(e->message.body.size(), e->accepted_at);
+        }
         e.reset();
         if (collecting)
-            collecting->push_back({std::move(handler), ec, std::move(receipt)});
+            collecting->push_back(std::move(c));
         else
-            asio::post(executor, asio::append(std::move(handler), ec, std::move(receipt)));
+            asio::post(executor, [c = std::move(c)]() mutable { c.run(); });
         if (held.empty() && produced == 0) work.reset();
     }
 
@@ -815,17 +826,12 @@ const std::string& KafkaDestination::topic() const noexcept {
     return impl_->config.topic;
 }
 
-KafkaDestinationStats KafkaDestination::stats() const {
-    const auto& s = impl_->stats;
-    KafkaDestinationStats out;
-    out.accepted = s.accepted.load(std::memory_order_relaxed);
-    out.delivered = s.delivered.load(std::memory_order_relaxed);
-    out.failed = s.failed.load(std::memory_order_relaxed);
-    out.staged = s.staged.load(std::memory_order_relaxed);
-    out.bytes_delivered = s.bytes_delivered.load(std::memory_order_relaxed);
-    out.waits_for_room = s.waits_for_room.load(std::memory_order_relaxed);
-    out.in_flight = s.in_flight.load(std::memory_order_relaxed);
-    return out;
+DestinationStats KafkaDestination::stats() const {
+    return impl_->stats.snapshot();
+}
+
+void KafkaDestination::set_dead_letter_handler(DeadLetterHandler handler) {
+    impl_->dead_letters.set(std::move(handler));
 }
 
 void KafkaDestination::do_send(Message message, SendHandler handler) {
@@ -860,15 +866,14 @@ void KafkaDestination::do_send(Message message, SendHandler handler) {
               " bytes; max_message_size is " + std::to_string(config.max_message_size) +
               " and no stager is set";
     }
-    if (ec) {
-        Receipt r;
-        r.topic = config.topic;
-        r.diagnostics.message = std::move(why);
-        impl.stats.failed.fetch_add(1, std::memory_order_relaxed);
-        asio::post(impl.executor, asio::append(std::move(handler), ec, std::move(r)));
-        return;
-    }
+    impl.stats.accepted(message.body.size());
     auto entry = std::make_unique<Entry>(std::move(message), std::move(handler));
+    if (ec) {
+        Diagnostics d;
+        d.message = std::move(why);
+        std::lock_guard lock(impl.mutex);  // fail() expects it; not collecting, so it posts
+        return impl.fail(std::move(entry), ec, std::move(d));
+    }
     entry->wire_bytes = wire_bytes;
     entry->extra_headers = std::move(extra_headers);
     std::lock_guard lock(impl.mutex);

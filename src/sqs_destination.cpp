@@ -3,6 +3,8 @@
 // the ready queue, a request on the wire, or the backoff queue; it leaves through complete().
 #include "backoff.hpp"
 #include "clock_skew.hpp"
+#include "dead_letter_slot.hpp"
+#include "destination_counters.hpp"
 
 #include <outbox/detail/http_date.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
@@ -58,12 +60,6 @@ struct Entry {
     Clock::time_point accepted_at{};
     Clock::time_point ready_at{};
     Diagnostics last_diagnostics{};
-};
-
-struct Stats {
-    std::atomic<std::uint64_t> accepted{0}, delivered{0}, failed{0}, retried{0}, requests{0},
-        bytes_delivered{0}, staged{0};
-    std::atomic<std::size_t> in_flight{0};
 };
 
 }  // namespace
@@ -128,7 +124,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
 
     detail::ClockSkew clock;
     std::minstd_rand rng;
-    Stats stats;
+    detail::DestinationCounters stats;
+    detail::DeadLetterSlot dead_letters;
 
     // ---- acceptance ----------------------------------------------------------------------
 
@@ -137,14 +134,14 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         e->seq = next_seq++;
         e->accepted_at = Clock::now();
         entries.emplace(e->seq, std::move(owned));
-        stats.accepted.fetch_add(1, std::memory_order_relaxed);
-        stats.in_flight.fetch_add(1, std::memory_order_relaxed);
         install_cancellation(*e);
         if (closing) return fail(*e, asio::error::operation_aborted, "the destination is closed");
-        if (has_room(e->size))
+        if (has_room(e->size)) {
             admit(*e);
-        else
+        } else {
+            stats.waited_for_room();
             waiting_room.push_back(e);
+        }
     }
 
     bool has_room(std::size_t size) const {
@@ -203,7 +200,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                                                           : ": " + e.last_diagnostics.message);
             return fail(e, ec, {});
         }
-        stats.staged.fetch_add(1, std::memory_order_relaxed);
+        stats.staged();
         e.staged_url = payload.url;
         e.staged_key = std::move(payload.key);
         e.message.body = wrap(staged_payload_message(payload.url, payload.expires_in));
@@ -295,12 +292,18 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             admitted_bytes -= e.size;
         }
         receipt.attempts = e.attempts;
-        (ec ? stats.failed : stats.delivered).fetch_add(1, std::memory_order_relaxed);
-        if (!ec) stats.bytes_delivered.fetch_add(e.message.body.size(), std::memory_order_relaxed);
-        stats.in_flight.fetch_sub(1, std::memory_order_relaxed);
         auto slot = asio::get_associated_cancellation_slot(e.handler);
         if (slot.is_connected()) slot.clear();
         auto handler = std::move(e.handler);
+        if (ec) {
+            stats.failed();
+            if (auto dead_letter = dead_letters.get())
+                detail::DeadLetterSlot::deliver(dead_letter,
+                                                DeadLetter{std::move(e.message), ec, receipt, queue_url},
+                                                config.logger);
+        } else {
+            stats.delivered(e.message.body.size(), e.accepted_at);
+        }
         entries.erase(e.seq);  // e is gone from here on
         asio::post(executor, asio::append(std::move(handler), ec, std::move(receipt)));
         if (was_admitted) admit_waiting();
@@ -574,7 +577,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         request->batch = request->entries.size() > 1;
         for (Entry* e : request->entries) {
             e->place = Place::request;
-            if (++e->attempts > 1) stats.retried.fetch_add(1, std::memory_order_relaxed);
+            if (++e->attempts > 1) stats.retried();
             hold_group(*e);
         }
         if (request->batch) {
@@ -586,7 +589,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             sqs::write_send_message(body, queue_url, request->entries[0]->message);
         }
         ++requests_in_flight;
-        stats.requests.fetch_add(1, std::memory_order_relaxed);
+        stats.request();
         open_requests.push_back(request);
         call(
             request->batch ? "SendMessageBatch" : "SendMessage", std::move(body),
@@ -948,18 +951,12 @@ bool SqsDestination::is_fifo() const noexcept {
     return impl_->fifo;
 }
 
-SqsDestinationStats SqsDestination::stats() const {
-    const auto& s = impl_->stats;
-    SqsDestinationStats out;
-    out.accepted = s.accepted.load(std::memory_order_relaxed);
-    out.delivered = s.delivered.load(std::memory_order_relaxed);
-    out.failed = s.failed.load(std::memory_order_relaxed);
-    out.retried = s.retried.load(std::memory_order_relaxed);
-    out.staged = s.staged.load(std::memory_order_relaxed);
-    out.requests = s.requests.load(std::memory_order_relaxed);
-    out.bytes_delivered = s.bytes_delivered.load(std::memory_order_relaxed);
-    out.in_flight = s.in_flight.load(std::memory_order_relaxed);
-    return out;
+DestinationStats SqsDestination::stats() const {
+    return impl_->stats.snapshot();
+}
+
+void SqsDestination::set_dead_letter_handler(DeadLetterHandler handler) {
+    impl_->dead_letters.set(std::move(handler));
 }
 
 void SqsDestination::do_send(Message message, SendHandler handler) {
@@ -983,11 +980,19 @@ void SqsDestination::do_send(Message message, SendHandler handler) {
         why = "the message has " + std::to_string(size) + " bytes; the queue takes at most " +
               std::to_string(impl_->config.max_message_size);
     }
+    impl_->stats.accepted(message.body.size());
     if (ec) {
         Receipt r;
         r.diagnostics.message = std::move(why);
-        impl_->stats.failed.fetch_add(1, std::memory_order_relaxed);
-        asio::post(impl_->executor, asio::append(std::move(handler), ec, std::move(r)));
+        impl_->stats.failed();
+        // The dead letter, like the handler, is never called inside async_send.
+        asio::post(impl_->executor, [dead_letter = impl_->dead_letters.get(), logger = impl_->config.logger,
+                                     target = queue_url(), m = std::move(message), ec, r = std::move(r),
+                                     h = std::move(handler)]() mutable {
+            detail::DeadLetterSlot::deliver(dead_letter, DeadLetter{std::move(m), ec, r, std::move(target)},
+                                            logger);
+            asio::dispatch(asio::append(std::move(h), ec, std::move(r)));
+        });
         return;
     }
     auto entry = std::make_unique<Entry>(std::move(message), std::move(handler));

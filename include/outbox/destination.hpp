@@ -3,6 +3,8 @@
 // KafkaDestination implement it.
 #pragma once
 
+#include <outbox/dead_letter.hpp>
+#include <outbox/destination_stats.hpp>
 #include <outbox/error.hpp>
 #include <outbox/message.hpp>
 #include <outbox/receipt.hpp>
@@ -26,6 +28,14 @@ class Destination {
     virtual ~Destination() = default;
 
     virtual executor_type get_executor() const noexcept = 0;
+
+    /// Counters and the latency histogram so far; cheap, callable from any thread.
+    virtual DestinationStats stats() const = 0;
+
+    /// Every message that fails from now on is handed to `handler` (see DeadLetterHandler)
+    /// before its send completes. Set it before the first send to see every failure; an empty
+    /// handler stops the calls. Callable from any thread.
+    virtual void set_dead_letter_handler(DeadLetterHandler handler) = 0;
 
     /// Queues `message` for delivery. Completion: void(error_code, Receipt), on the
     /// handler's associated executor, never inside this call. Safe to call from any thread.

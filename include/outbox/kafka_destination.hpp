@@ -109,17 +109,6 @@ struct KafkaDestinationConfig {
     Logger logger{};
 };
 
-/// Statistics, readable at any time.
-struct KafkaDestinationStats {
-    std::uint64_t accepted = 0;
-    std::uint64_t delivered = 0;
-    std::uint64_t failed = 0;
-    std::uint64_t staged = 0;
-    std::uint64_t bytes_delivered = 0;
-    std::uint64_t waits_for_room = 0;  // sends that found librdkafka's queue full
-    std::size_t in_flight = 0;
-};
-
 class KafkaDestination final : public Destination {
   public:
     /// Throws std::invalid_argument for a configuration that cannot work (no servers or
@@ -133,7 +122,8 @@ class KafkaDestination final : public Destination {
 
     executor_type get_executor() const noexcept override;
     const std::string& topic() const noexcept;
-    KafkaDestinationStats stats() const;
+    DestinationStats stats() const override;
+    void set_dead_letter_handler(DeadLetterHandler handler) override;
 
     struct Impl;
 

@@ -67,18 +67,6 @@ struct SqsDestinationConfig {
     Logger logger{};
 };
 
-/// Statistics, readable at any time.
-struct SqsDestinationStats {
-    std::uint64_t accepted = 0;
-    std::uint64_t delivered = 0;
-    std::uint64_t failed = 0;
-    std::uint64_t retried = 0;   // message attempts after the first
-    std::uint64_t staged = 0;    // bodies uploaded to S3 by the stager
-    std::uint64_t requests = 0;  // SendMessage and SendMessageBatch requests
-    std::uint64_t bytes_delivered = 0;
-    std::size_t in_flight = 0;
-};
-
 class SqsDestination final : public Destination {
   public:
     /// Throws std::invalid_argument for a configuration that cannot work: a queue URL that
@@ -97,7 +85,8 @@ class SqsDestination final : public Destination {
     /// The queue URL requests address (after GetQueueUrl, when a name was given).
     std::string queue_url() const;
     bool is_fifo() const noexcept;
-    SqsDestinationStats stats() const;
+    DestinationStats stats() const override;
+    void set_dead_letter_handler(DeadLetterHandler handler) override;
 
     struct Impl;
 

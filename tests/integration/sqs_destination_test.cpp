@@ -27,7 +27,9 @@
 
 namespace asio = boost::asio;
 using boost::system::error_code;
+using outbox::test::check_accounted;
 using outbox::test::close_destination;
+using outbox::test::DeadLetters;
 using outbox::test::create_queue;
 using outbox::test::Outcome;
 using outbox::test::send_all;
@@ -274,14 +276,26 @@ TEST_CASE("a batch with entries the server refuses: only those fail, with the se
     Proxy proxy;
     asio::io_context io;
     outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+    DeadLetters dead;
+    dead.attach(sqs);
 
     // fauxqs refuses characters above U+FFFF, which SQS itself accepts: a real per-entry
     // sender fault from the server, mixed into one batch with valid entries.
     std::vector<outbox::Message> messages;
-    for (int i = 0; i < 8; ++i)
-        messages.push_back(text_message(i % 3 == 1 ? "emoji \xf0\x9f\x98\x80 " + std::to_string(i)
-                                                   : "plain " + std::to_string(i)));
+    std::vector<std::string> bodies;
+    for (int i = 0; i < 8; ++i) {
+        bodies.push_back(i % 3 == 1 ? "emoji \xf0\x9f\x98\x80 " + std::to_string(i) : "plain " + std::to_string(i));
+        messages.push_back(text_message(bodies.back()));
+    }
     auto outcomes = send_all(io, sqs, std::move(messages));
+    check_accounted(outcomes, bodies, sqs.stats(), dead);
+    {
+        std::lock_guard lock(dead.mutex);
+        for (auto& letter : dead.letters) {
+            CHECK(letter.target == queue);
+            CHECK(letter.receipt.diagnostics.sender_fault);
+        }
+    }
     int delivered = 0;
     for (int i = 0; i < 8; ++i) {
         if (i % 3 == 1) {
@@ -312,18 +326,26 @@ TEST_CASE(
     config.retry.max_attempts = 30;
     config.max_concurrent_requests = 4;
     outbox::SqsDestination sqs(io.get_executor(), config);
+    DeadLetters dead;
+    dead.attach(sqs);
 
     constexpr int count = 300;
     std::vector<outbox::Message> messages;
-    for (int i = 0; i < count; ++i) messages.push_back(text_message("event " + std::to_string(i)));
-    auto outcomes = send_all(io, sqs, std::move(messages));
-    for (auto& o : outcomes) {
-        CHECK(o.completions == 1);
-        REQUIRE_FALSE(o.ec);
+    std::vector<std::string> bodies;
+    for (int i = 0; i < count; ++i) {
+        bodies.push_back("event " + std::to_string(i));
+        messages.push_back(text_message(bodies.back()));
     }
+    auto outcomes = send_all(io, sqs, std::move(messages));
+    for (auto& o : outcomes) REQUIRE_FALSE(o.ec);
     const auto stats = sqs.stats();
-    CHECK(stats.delivered == count);
+    check_accounted(outcomes, bodies, stats, dead);
     CHECK(stats.retried > 0);
+    CHECK(stats.bytes_delivered == stats.bytes_accepted);
+    // Slow replies (100 ms) and backoff show in the latency: the slowest send waited longer
+    // than the median one.
+    CHECK(stats.latency.percentile(0.5) <= stats.latency.percentile(1.0));
+    CHECK(stats.latency.max >= std::chrono::milliseconds(100));
     for (const char* kind : {"500", "503", "throttle", "reset", "lost", "partial"})
         CHECK(proxy.stat(std::string("faults.") + kind) > 0);
     CHECK(proxy.stat("signature_failures") == 0);

@@ -9,6 +9,9 @@
 #include <boost/asio/io_context.hpp>
 
 #include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -54,6 +57,52 @@ inline boost::system::error_code close_destination(
     }
     REQUIRE(closed);
     return result;
+}
+
+/// Collects a destination's dead letters (its handler may run on any executor thread).
+struct DeadLetters {
+    std::mutex mutex;
+    std::vector<DeadLetter> letters;
+
+    void attach(Destination& d) {
+        d.set_dead_letter_handler([this](DeadLetter&& letter) {
+            std::lock_guard lock(mutex);
+            letters.push_back(std::move(letter));
+        });
+    }
+};
+
+/// Every message accounted for exactly once: each outcome completed once, the counters add
+/// up to the outcomes, and each failure (only failures) went to the dead letters once, with
+/// the send's error, diagnostics and attempts.
+inline void check_accounted(const std::vector<Outcome>& outcomes, const std::vector<std::string>& bodies,
+                            const DestinationStats& stats, DeadLetters& dead) {
+    REQUIRE(outcomes.size() == bodies.size());
+    std::map<std::string, const Outcome*> failed_by_body;
+    std::uint64_t delivered = 0;
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        CHECK(outcomes[i].completions == 1);
+        if (outcomes[i].ec)
+            failed_by_body.emplace(bodies[i], &outcomes[i]);
+        else
+            ++delivered;
+    }
+    CHECK(stats.accepted == outcomes.size());
+    CHECK(stats.delivered == delivered);
+    CHECK(stats.failed == outcomes.size() - delivered);
+    CHECK(stats.in_flight == 0);
+    CHECK(stats.latency.count == delivered);
+    std::lock_guard lock(dead.mutex);
+    CHECK(dead.letters.size() == failed_by_body.size());
+    for (const auto& letter : dead.letters) {
+        auto it = failed_by_body.find(letter.message.body);
+        REQUIRE(it != failed_by_body.end());
+        CHECK(letter.error == it->second->ec);
+        CHECK(letter.receipt.attempts == it->second->receipt.attempts);
+        CHECK(letter.receipt.diagnostics.message == it->second->receipt.diagnostics.message);
+        CHECK_FALSE(letter.target.empty());
+        failed_by_body.erase(it);  // a second letter for the same message fails the REQUIRE
+    }
 }
 
 inline Message text_message(std::string body) {
