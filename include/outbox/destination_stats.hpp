@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace outbox {
 
@@ -43,5 +44,8 @@ struct DestinationStats {
         return *this;
     }
 };
+
+/// Three lines for people: counts and bytes; retries, staging and waits; latency percentiles.
+std::string describe(const DestinationStats& stats);
 
 }  // namespace outbox

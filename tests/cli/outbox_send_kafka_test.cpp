@@ -34,10 +34,14 @@ TEST_CASE("send to Kafka: JSON Lines to a topic, a report line each, read back w
     MockBroker broker;
     std::string input;
     for (int i = 0; i < 30; ++i) input += "{\"event\":" + std::to_string(i) + "}\n";
-    auto r = run_send("--to kafka://" + broker.bootstrap() + "/cli --plaintext", input);
+    auto r = run_send("--to kafka://" + broker.bootstrap() + "/cli --plaintext --stats", input);
     INFO(r.err);
     REQUIRE(r.status == 0);
     CHECK(r.err.find("delivered 30, failed 0") != std::string::npos);
+    // --stats: the destination's own counters agree with the report.
+    CHECK(r.err.find("accepted 30 (350 B), delivered 30 (350 B), failed 0, in flight 0") !=
+          std::string::npos);
+    CHECK(r.err.find("latency (30 delivered): p50 ") != std::string::npos);
     REQUIRE(r.report.size() == 30);
     simdjson::dom::parser parser;
     for (const auto& line : r.report) {

@@ -39,7 +39,7 @@ constexpr std::string_view usage =
     "                   [--report FILE] [--max-attempts N] [--deadline SECONDS]\n"
     "                   [--stage s3://BUCKET/PREFIX [--s3-endpoint URL] [--s3-region R]\n"
     "                    [--stage-always | --stage-threshold BYTES] [--url-expires SECONDS]]\n"
-    "                   [--envelope raw|cloudevents]\n"
+    "                   [--envelope raw|cloudevents] [--stats]\n"
     "                   [FILE|-]\n"
     "       outbox send --to kafka://HOST:PORT[,HOST:PORT...]/TOPIC\n"
     "                   [--sasl-user U --sasl-password-file F] [--tls-ca FILE] [--plaintext]\n"
@@ -65,6 +65,7 @@ constexpr std::string_view usage =
     "instead (over BYTES with --stage-threshold); --url-expires sets the URL's lifetime (default 600, 1 to 604800). --s3-endpoint\n"
     "addresses a local S3 path-style. --envelope cloudevents wraps each message in a\n"
     "CloudEvents 1.0 JSON event (source \"outbox\", type \"outbox.message\").\n"
+    "--stats prints the destination's counters and latency percentiles at the end.\n"
     "Exit status: 0 all delivered, 1 any failed, 2 usage error. OUTBOX_DEBUG=1 logs.\n";
 
 // One --objects line into a Message. False with `why` when it is not one.
@@ -182,7 +183,7 @@ struct Outcome {
 
 int run_send(int argc, char** argv) {
     std::string to, endpoint, region, report_path, input = "-";
-    bool objects = false, input_given = false, stage_always = false;
+    bool objects = false, input_given = false, stage_always = false, print_stats = false;
     std::string stage, s3_endpoint, s3_region, envelope = "raw";
     long long url_expires = 600;
     std::uint32_t max_attempts = 0;
@@ -233,6 +234,8 @@ int run_send(int argc, char** argv) {
             if (!number(1, 1LL << 40, n))
                 return usage_error("send: --stage-threshold needs a number of bytes");
             stage_threshold = static_cast<std::size_t>(n);
+        } else if (a == "--stats") {
+            print_stats = true;
         } else if (a == "--stage-always") {
             stage_always = true;
         } else if (a == "--url-expires") {
@@ -329,7 +332,6 @@ int run_send(int argc, char** argv) {
     const StagingPolicy staging = stage_always ? StagingPolicy::always : StagingPolicy::over_threshold;
 
     std::unique_ptr<Destination> destination;
-    std::function<std::size_t()> in_flight;
     if (to_kafka) {
 #if OUTBOX_WITH_KAFKA
         KafkaDestinationConfig config;
@@ -360,9 +362,7 @@ int run_send(int argc, char** argv) {
         // Broker trouble (refused connections, all brokers down) shows while messages wait.
         config.logger = logger.sink ? logger : stderr_logger(LogLevel::warning);
         try {
-            auto kafka = std::make_unique<KafkaDestination>(io.get_executor(), config);
-            in_flight = [d = kafka.get()] { return d->stats().in_flight; };
-            destination = std::move(kafka);
+            destination = std::make_unique<KafkaDestination>(io.get_executor(), config);
         } catch (const std::invalid_argument& e) {
             return usage_error(std::string("send: ") + e.what());
         }
@@ -385,11 +385,7 @@ int run_send(int argc, char** argv) {
             config.envelope = Envelope::cloudevents;
             config.cloudevents = cloudevents;
         }
-        auto make = [&]() -> std::unique_ptr<SqsDestination> {
-            auto sqs = std::make_unique<SqsDestination>(io.get_executor(), config);
-            in_flight = [d = sqs.get()] { return d->stats().in_flight; };
-            return sqs;
-        };
+        auto make = [&] { return std::make_unique<SqsDestination>(io.get_executor(), config); };
         try {
             destination = make();
         } catch (const std::invalid_argument& e) {
@@ -434,11 +430,12 @@ int run_send(int argc, char** argv) {
     std::function<void()> tick = [&] {
         ticker.expires_after(std::chrono::milliseconds(200));
         ticker.async_wait([&](boost::system::error_code ec) {
-            if (ec) return;
-            std::fprintf(stderr, "\rsent %llu: delivered %llu, failed %llu, in flight %zu   ",
+            if (ec || !destination) return;
+            std::fprintf(stderr, "\rsent %llu: delivered %llu, failed %llu, in flight %llu   ",
                          static_cast<unsigned long long>(submitted.load()),
                          static_cast<unsigned long long>(outcome.delivered),
-                         static_cast<unsigned long long>(outcome.failed), in_flight());
+                         static_cast<unsigned long long>(outcome.failed),
+                         static_cast<unsigned long long>(destination->stats().in_flight));
             tick();
         });
     };
@@ -489,8 +486,15 @@ int run_send(int argc, char** argv) {
                              [&](boost::system::error_code) { closed.set_value(); });
     closed.get_future().wait();
     if (stager) stager->close();  // its idle connections would hold the event loop
-    asio::post(io, [&] { ticker.cancel(); });
-    destination.reset();
+    const DestinationStats stats = destination->stats();
+    // The progress ticker reads the destination on the I/O thread: reset it there.
+    std::promise<void> released;
+    asio::post(io, [&] {
+        ticker.cancel();
+        destination.reset();
+        released.set_value();
+    });
+    released.get_future().wait();
     work.reset();
     io_thread.join();
     if (outcome.report != nullptr) std::fclose(outcome.report);
@@ -500,6 +504,7 @@ int run_send(int argc, char** argv) {
                  static_cast<unsigned long long>(outcome.failed));
     if (!outcome.first_failure.empty())
         std::fprintf(stderr, "first failure: %s\n", outcome.first_failure.c_str());
+    if (print_stats) std::fputs(describe(stats).c_str(), stderr);
     return outcome.failed == 0 ? 0 : 1;
 }
 
