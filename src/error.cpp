@@ -64,6 +64,8 @@ class Category final : public boost::system::error_category {
                 return "TLS handshake failed";
             case Errc::topic_not_found:
                 return "the topic does not exist and could not be created";
+            case Errc::no_route:
+                return "no destination for the message";
         }
         return "unknown outbox error " + std::to_string(ev);
     }

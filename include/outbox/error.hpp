@@ -42,6 +42,8 @@ enum class Errc {
     authentication_failed,  // the broker refused the credentials (SASL)
     tls_error,              // the TLS handshake failed: an untrusted or mismatched certificate
     topic_not_found,        // the topic does not exist and could not be created
+    // Routing.
+    no_route,  // the route function named no target, or no destination could be made for it
 };
 
 /// The category of outbox::Errc; its name is "outbox".

@@ -100,7 +100,6 @@ inline void check_accounted(const std::vector<Outcome>& outcomes, const std::vec
         CHECK(letter.error == it->second->ec);
         CHECK(letter.receipt.attempts == it->second->receipt.attempts);
         CHECK(letter.receipt.diagnostics.message == it->second->receipt.diagnostics.message);
-        CHECK_FALSE(letter.target.empty());
         failed_by_body.erase(it);  // a second letter for the same message fails the REQUIRE
     }
 }

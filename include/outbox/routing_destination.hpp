@@ -1,0 +1,65 @@
+// One Destination in front of many: a user function picks each message's target (a queue
+// URL, a topic, a tenant name), and the destination for a target is made on first use, then
+// kept. See docs/routing.md.
+#pragma once
+
+#include <outbox/destination.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace outbox {
+
+struct RoutingDestinationConfig {
+    /// Names the target of a message. Called inside async_send, on the sending thread (so
+    /// from several threads at once if sends are). Returning an empty string or throwing fails
+    /// the message with Errc::no_route.
+    std::function<std::string(const Message&)> route{};
+    /// Makes the destination for a target seen for the first time. Throwing (say
+    /// std::invalid_argument for a queue URL that does not parse) or returning null fails the
+    /// message with Errc::no_route and the reason; the next message to that target asks again.
+    std::function<std::unique_ptr<Destination>(const std::string& target)> make_destination{};
+    /// Targets kept at once. A message to a new target beyond this fails with
+    /// Errc::no_route: a route function that invents targets cannot exhaust memory.
+    std::size_t max_destinations = 1000;
+};
+
+class RoutingDestination final : public Destination {
+  public:
+    /// Throws std::invalid_argument without route or make_destination, or with
+    /// max_destinations of 0.
+    RoutingDestination(boost::asio::any_io_executor executor, RoutingDestinationConfig config);
+    /// Destroys the destinations it made (each fails what it still holds, as its own
+    /// destructor says).
+    ~RoutingDestination() override;
+    RoutingDestination(const RoutingDestination&) = delete;
+    RoutingDestination& operator=(const RoutingDestination&) = delete;
+
+    executor_type get_executor() const noexcept override;
+
+    /// The sum over every target, plus the messages refused for want of a route.
+    DestinationStats stats() const override;
+    /// Each target's own figures, in the order the targets were first seen.
+    std::vector<std::pair<std::string, DestinationStats>> stats_by_target() const;
+    std::size_t target_count() const;
+
+    /// Applies to the destinations made so far and later ones; letters name their target.
+    void set_dead_letter_handler(DeadLetterHandler handler) override;
+
+    struct Impl;
+
+  protected:
+    void do_send(Message message, SendHandler handler) override;
+    /// Closes every target's destination at once, each with `deadline`; completes when all
+    /// have, with the first error any reported.
+    void do_close(std::chrono::milliseconds deadline, CloseHandler handler) override;
+
+  private:
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace outbox
