@@ -1,0 +1,64 @@
+// 01: send events from a C++20 coroutine, one co_await per message.
+//
+//   01_coroutine QUEUE_URL
+//
+// Credentials come from the default chain (AWS_ACCESS_KEY_ID..., profiles, metadata). With a
+// local emulator, AWS_REGION names the region and AWS_ENDPOINT_URL_SQS where requests go;
+// every SQS example reads them the same way.
+#include <outbox/credentials_providers.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+asio::awaitable<int> send_events(outbox::Destination& queue) {
+    int failed = 0;
+    for (int i = 1; i <= 3; ++i) {
+        outbox::Message event;
+        event.body = R"({"type":"order.created","order":)" + std::to_string(i) + "}";
+        // as_tuple: the error comes back as a value instead of an exception.
+        auto [ec, receipt] = co_await queue.async_send(std::move(event), asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+            ++failed;
+            std::printf("order %d failed: %s (%s)\n", i, ec.message().c_str(),
+                        receipt.diagnostics.message.c_str());
+        } else {
+            std::printf("order %d delivered: message id %s after %u attempt(s)\n", i,
+                        receipt.message_id.c_str(), receipt.attempts);
+        }
+    }
+    // Close flushes what is still queued, within the deadline.
+    auto [closed] = co_await queue.async_close(5s, asio::as_tuple(asio::use_awaitable));
+    co_return failed == 0 && !closed ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+    if (argc != 2) {
+        std::fprintf(stderr, "usage: %s QUEUE_URL\n", argv[0]);
+        return 2;
+    }
+    asio::io_context io;
+    outbox::SqsDestinationConfig config;
+    config.queue_url = argv[1];
+    if (const char* region = std::getenv("AWS_REGION")) config.region = region;
+    // An emulator or a VPC endpoint, named as the AWS SDKs name it.
+    if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) config.endpoint = endpoint;
+    config.credentials = outbox::make_default_credentials(io.get_executor());
+    outbox::SqsDestination queue(io.get_executor(), config);
+
+    int status = 1;
+    asio::co_spawn(io, send_events(queue), [&](std::exception_ptr error, int result) {
+        status = error ? 1 : result;
+    });
+    io.run();
+    return status;
+}
