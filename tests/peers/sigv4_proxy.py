@@ -25,7 +25,8 @@ Pre-signed requests (X-Amz-Signature in the query) are passed through: the serve
 (s3rver) checks those signatures and their expiry itself.
 
 GET /__proxy/stats returns the counters as JSON; GET /__proxy/last the headers of the last
-signed request. Listens on 127.0.0.1 only.
+signed request; GET /__proxy/outage?seconds=S starts an outage: for S seconds every request
+has its connection closed unanswered (counted as outage_drops). Listens on 127.0.0.1 only.
 
 Usage: sigv4_proxy.py --upstream HOST:PORT [--port N] [--service sqs] [--access-key K
        --secret-key S] [--faults 500=0.05,lost=0.05,...] [--seed N] [--clock-offset S]
@@ -68,8 +69,9 @@ class State:
             self.faults[kind] = float(p)
         self.stats = {"requests": 0, "signatures_checked": 0, "signature_failures": 0,
                       "skew_refusals": 0, "forwarded": 0, "presigned_forwarded": 0,
-                      "faults": {k: 0 for k in FAULT_KINDS}}
+                      "outage_drops": 0, "faults": {k: 0 for k in FAULT_KINDS}}
         self.last = {}
+        self.outage_until = 0.0
 
     def pick_fault(self, target):
         is_batch = target.endswith("SendMessageBatch")
@@ -172,6 +174,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pass
 
     def do_GET(self):
+        if self.path.startswith("/__proxy/outage?seconds="):
+            seconds = float(self.path.split("=", 1)[1])
+            with self.server.state.lock:
+                self.server.state.outage_until = time.monotonic() + seconds
+            return self.reply(200, "{}", [("Content-Type", "application/json")])
         if self.path in ("/__proxy/stats", "/__proxy/last"):
             with self.server.state.lock:
                 data = self.server.state.stats if self.path.endswith("stats") else self.server.state.last
@@ -194,6 +201,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_request(self):
         state = self.server.state
         args = state.args
+        if time.monotonic() < state.outage_until:
+            state.count("outage_drops")
+            return self.abort_connection()
         state.count("requests")
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length) if length else b""

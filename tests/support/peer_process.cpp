@@ -20,8 +20,9 @@ namespace {
 
 pid_t spawn(const std::vector<std::string>& argv, int& stdout_fd, int* stdin_fd) {
     int out[2], in[2] = {-1, -1};
-    if (pipe(out) != 0) throw std::runtime_error("pipe failed");
-    if (stdin_fd != nullptr && pipe(in) != 0) throw std::runtime_error("pipe failed");
+    // Close-on-exec: other children must not inherit (and hold open) these pipes.
+    if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+    if (stdin_fd != nullptr && pipe2(in, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     const pid_t pid = fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
@@ -60,9 +61,9 @@ std::string source_dir() {
     return OUTBOX_SOURCE_DIR;
 }
 
-PeerProcess::PeerProcess(std::vector<std::string> argv) {
+PeerProcess::PeerProcess(std::vector<std::string> argv, bool takes_commands) {
     int fd = -1;
-    pid_ = spawn(argv, fd, nullptr);
+    pid_ = spawn(argv, fd, takes_commands ? &commands_in_ : nullptr);
     std::string line;
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
@@ -73,17 +74,44 @@ PeerProcess::PeerProcess(std::vector<std::string> argv) {
         if (n <= 0) break;
         line.append(buf, static_cast<std::size_t>(n));
     }
-    close(fd);  // later output goes nowhere (the peers print nothing else to stdout)
+    if (takes_commands) {
+        answers_out_ = fd;
+    } else {
+        close(fd);  // later output goes nowhere (the peers print nothing else to stdout)
+    }
     const auto at = line.find("\"port\":");
     if (at == std::string::npos) {
         this->~PeerProcess();
         throw std::runtime_error("peer " + argv[0] + " " + (argv.size() > 1 ? argv[1] : "") +
                                  " did not start: " + line);
     }
+    const auto end = line.find('\n');
+    ready_line_ = line.substr(0, end);
+    if (end != std::string::npos) pending_ = line.substr(end + 1);
     port_ = static_cast<unsigned short>(std::stoi(line.substr(at + 7)));
 }
 
+std::string PeerProcess::command(const std::string& line) {
+    if (commands_in_ < 0) throw std::logic_error("this peer takes no commands");
+    const std::string out = line + "\n";
+    if (write(commands_in_, out.data(), out.size()) != static_cast<ssize_t>(out.size()))
+        throw std::runtime_error("the peer stopped reading commands");
+    while (pending_.find('\n') == std::string::npos) {
+        char buf[256];
+        const ssize_t n = read(answers_out_, buf, sizeof buf);
+        if (n <= 0) throw std::runtime_error("the peer stopped answering commands");
+        pending_.append(buf, static_cast<std::size_t>(n));
+    }
+    const auto end = pending_.find('\n');
+    std::string answer = pending_.substr(0, end);
+    pending_.erase(0, end + 1);
+    return answer;
+}
+
 PeerProcess::~PeerProcess() {
+    if (commands_in_ >= 0) close(commands_in_);
+    if (answers_out_ >= 0) close(answers_out_);
+    commands_in_ = answers_out_ = -1;
     if (pid_ <= 0) return;
     kill(-pid_, SIGTERM);
     kill(pid_, SIGTERM);

@@ -14,8 +14,9 @@ std::string source_dir();
 class PeerProcess {
   public:
     /// Starts `argv` and waits (up to 30 s) for its first stdout line, {"port": N}.
-    /// Throws std::runtime_error when it does not start.
-    explicit PeerProcess(std::vector<std::string> argv);
+    /// Throws std::runtime_error when it does not start. With `takes_commands`, its
+    /// standard input and output stay connected for command().
+    explicit PeerProcess(std::vector<std::string> argv, bool takes_commands = false);
     ~PeerProcess();  // SIGTERM, then SIGKILL after 5 s; always reaped
     PeerProcess(const PeerProcess&) = delete;
     PeerProcess& operator=(const PeerProcess&) = delete;
@@ -23,10 +24,17 @@ class PeerProcess {
     unsigned short port() const { return port_; }
     pid_t pid() const { return pid_; }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    /// The line it printed when ready.
+    const std::string& ready_line() const { return ready_line_; }
+    /// Writes one command line and returns the one line it answers (takes_commands only).
+    std::string command(const std::string& line);
 
   private:
     pid_t pid_ = -1;
     unsigned short port_ = 0;
+    std::string ready_line_;
+    int commands_in_ = -1, answers_out_ = -1;
+    std::string pending_;  // read past the last answer
 };
 
 /// Runs a command to completion; returns its exit status and fills `out` with its stdout.
