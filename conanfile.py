@@ -10,8 +10,9 @@ class OutboxConan(ConanFile):
     description = "Deliver events to Amazon SQS and Kafka, large payloads staged in S3"
     topics = ("aws", "sqs", "kafka", "s3", "sigv4", "asio")
     settings = "os", "compiler", "build_type", "arch"
-    options = {"shared": [True, False], "fPIC": [True, False], "tools": [True, False]}
-    default_options = {"shared": False, "fPIC": True, "tools": False}
+    options = {"shared": [True, False], "fPIC": [True, False], "tools": [True, False],
+               "with_kafka": [True, False]}
+    default_options = {"shared": False, "fPIC": True, "tools": False, "with_kafka": True}
     exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*", "src/*", "tools/*"
 
     def config_options(self):
@@ -20,10 +21,11 @@ class OutboxConan(ConanFile):
 
     def requirements(self):
         # The same set that tests/install proves with Debian's packages.
-        self.requires("boost/[>=1.81 <2]", transitive_headers=True)
+        self.requires("boost/[>=1.81 <2]", transitive_headers=True)  # Asio, Beast, URL
         self.requires("openssl/[>=3.0 <4]")
-        if self.options.tools:
-            self.requires("simdjson/[>=3.0 <4]")
+        self.requires("simdjson/[>=3.0 <4]")  # SQS replies, credentials documents
+        if self.options.with_kafka:
+            self.requires("librdkafka/[>=2.0 <3]")
 
     def layout(self):
         cmake_layout(self)
@@ -33,7 +35,9 @@ class OutboxConan(ConanFile):
         tc = CMakeToolchain(self)
         tc.cache_variables["OUTBOX_BUILD_TESTS"] = False
         tc.cache_variables["OUTBOX_BUILD_BENCHMARKS"] = False
+        tc.cache_variables["OUTBOX_BUILD_EXAMPLES"] = False
         tc.cache_variables["OUTBOX_BUILD_TOOLS"] = bool(self.options.tools)
+        tc.cache_variables["OUTBOX_WITH_KAFKA"] = bool(self.options.with_kafka)
         tc.generate()
 
     def build(self):
@@ -50,4 +54,10 @@ class OutboxConan(ConanFile):
         core = self.cpp_info.components["core"]
         core.set_property("cmake_target_name", "outbox::outbox")
         core.libs = ["outbox"]
-        core.requires = ["boost::headers", "openssl::crypto"]
+        core.requires = ["boost::headers", "boost::url", "openssl::ssl", "openssl::crypto",
+                         "simdjson::simdjson"]
+        if self.options.with_kafka:
+            kafka = self.cpp_info.components["kafka"]
+            kafka.set_property("cmake_target_name", "outbox::kafka")
+            kafka.libs = ["outbox_kafka"]
+            kafka.requires = ["core", "librdkafka::rdkafka"]

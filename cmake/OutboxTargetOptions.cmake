@@ -9,6 +9,10 @@ function(outbox_target_options target)
             $<$<BOOL:${OUTBOX_WARNINGS_AS_ERRORS}>:-Werror>)
         if(OUTBOX_SANITIZE)
             target_compile_options(${target} PRIVATE -fsanitize=${OUTBOX_SANITIZE} -fno-omit-frame-pointer)
+            # Undefined behaviour fails the test instead of printing a line and going on.
+            if(OUTBOX_SANITIZE MATCHES "undefined")
+                target_compile_options(${target} PRIVATE -fno-sanitize-recover=undefined)
+            endif()
             # GCC warns that TSan does not model the fences inside Asio; that is Asio's code, not ours.
             if(OUTBOX_SANITIZE MATCHES "thread" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
                 target_compile_options(${target} PRIVATE -Wno-tsan)
