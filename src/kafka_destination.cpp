@@ -45,6 +45,8 @@ struct Entry {
     Entry(Message m, Destination::SendHandler h) : message(std::move(m)), handler(std::move(h)) {}
 
     std::uint64_t seq = 0;
+    // Beside the body's size: a delivery report reads both, and the entry is cold by then.
+    std::chrono::steady_clock::time_point accepted_at = std::chrono::steady_clock::now();
     Message message;
     Destination::SendHandler handler;
     std::vector<std::pair<std::string, std::string>> extra_headers{};  // ce_* (binary mode)
@@ -52,21 +54,27 @@ struct Entry {
     Place place = Place::waiting_room;
     std::string staged_url{};
     std::string staged_key{};
-    std::chrono::steady_clock::time_point accepted_at = std::chrono::steady_clock::now();
+};
+
+// A failed message on its way to the dead-letter handler.
+struct DeadLetterDelivery {
+    DeadLetter letter;
+    std::shared_ptr<const DeadLetterHandler> handler;
+    Logger logger;
 };
 
 // A send's completion: its dead letter (a failure, when a handler is set), then its handler
-// on the handler's own executor.
+// on the handler's own executor. Kept small: one is moved per delivered message.
 struct Completion {
     Destination::SendHandler handler;
     error_code ec;
     Receipt receipt;
-    std::optional<DeadLetter> letter{};
-    std::shared_ptr<const DeadLetterHandler> dead_letter{};
-    Logger logger{};
+    std::unique_ptr<DeadLetterDelivery> dead_letter{};
 
     void run() {
-        if (letter) detail::DeadLetterSlot::deliver(dead_letter, std::move(*letter), logger);
+        if (dead_letter)
+            detail::DeadLetterSlot::deliver(dead_letter->handler, std::move(dead_letter->letter),
+                                            dead_letter->logger);
         asio::dispatch(asio::append(std::move(handler), ec, std::move(receipt)));
     }
 };
@@ -533,10 +541,10 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         Completion c{std::move(e->handler), ec, std::move(receipt)};
         if (ec) {
             stats.failed();
-            if ((c.dead_letter = dead_letters.get())) {
-                c.letter.emplace(DeadLetter{std::move(e->message), ec, c.receipt, config.topic});
-                c.logger = config.logger;
-            }
+            if (auto handler = dead_letters.get())
+                c.dead_letter.reset(new DeadLetterDelivery{
+                    DeadLetter{std::move(e->message), ec, c.receipt, config.topic}, std::move(handler),
+                    config.logger});
         } else {
             stats.delivered(e->message.body.size(), e->accepted_at);
         }

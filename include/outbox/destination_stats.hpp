@@ -10,9 +10,8 @@
 namespace outbox {
 
 struct DestinationStats {
-    /// Every async_send call, including messages refused at once. At any moment
-    /// accepted == delivered + failed + in_flight (counters are read one by one, so a
-    /// snapshot taken while sends run may be off by the sends completing meanwhile).
+    /// Every async_send call, including messages refused at once. In a snapshot
+    /// accepted == delivered + failed + in_flight.
     std::uint64_t accepted = 0;
     std::uint64_t delivered = 0;
     /// Completed with an error, whatever the reason; each of these went to the dead-letter
@@ -25,7 +24,7 @@ struct DestinationStats {
     std::uint64_t bytes_accepted = 0;   // bodies as given to async_send
     std::uint64_t bytes_delivered = 0;  // bodies as sent (a staged body counts as its link)
     std::uint64_t waits_for_room = 0;   // sends that had to wait for in-flight room
-    std::uint64_t in_flight = 0;        // accepted, not yet completed
+    std::uint64_t in_flight = 0;        // accepted, not yet completed (at the snapshot)
     /// From async_send to delivery, for delivered messages.
     LatencyHistogram latency{};
 

@@ -405,6 +405,9 @@ bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spr
     ticker.cancel();
     io.restart();
     io.poll();
+    // Leave the cluster whole, so that everything in it can be read back.
+    if (down_broker) cluster.command("up " + std::to_string(down_broker));
+    if (slow_broker) cluster.command("rtt " + std::to_string(slow_broker) + " 0");
     const auto stats = kafka->stats();
     const Memory idle = Memory::now();
     kafka.reset();

@@ -63,8 +63,9 @@ void KafkaMockCluster::set_topic_error(const std::string& topic, int error) {
 
 std::vector<KafkaRecord> kcat_read(const std::string& bootstrap, const std::string& topic,
                                    const std::vector<std::string>& extra_args) {
-    std::vector<std::string> argv{"kcat", "-b", bootstrap, "-C", "-t", topic, "-o", "beginning",
-                                  "-e", "-J", "-q"};
+    // kcat waits for a partition whose leader is away: bounded, so a test fails instead.
+    std::vector<std::string> argv{"timeout", "120", "kcat", "-b", bootstrap, "-C", "-t", topic,
+                                  "-o", "beginning", "-e", "-J", "-q"};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     std::string out;
     if (const int rc = run_command(argv, out); rc != 0)

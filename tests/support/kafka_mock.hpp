@@ -44,7 +44,8 @@ struct KafkaRecord {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
-/// Every record in `topic`, read from the beginning to the end with kcat (-C -e -J).
+/// Every record in `topic`, read from the beginning to the end with kcat (-C -e -J), within
+/// two minutes.
 /// Throws when kcat fails.
 std::vector<KafkaRecord> kcat_read(const std::string& bootstrap, const std::string& topic,
                                    const std::vector<std::string>& extra_args = {});

@@ -5,6 +5,7 @@
 
 #include <outbox/latency_histogram.hpp>
 
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -58,27 +59,45 @@ TEST_CASE("percentiles come from the buckets and never exceed the largest latenc
     CHECK(sum.percentile(0.5) == p50);
 }
 
-TEST_CASE("counters add up across threads: accepted = delivered + failed + in flight") {
+TEST_CASE("counters add up while senders, the completing context and readers run at once") {
     outbox::detail::DestinationCounters counters;
-    constexpr int threads = 4, per_thread = 10000;
-    std::vector<std::thread> workers;
-    for (int t = 0; t < threads; ++t)
-        workers.emplace_back([&] {
-            for (int i = 0; i < per_thread; ++i) {
-                const auto start = outbox::detail::DestinationCounters::Clock::now();
+    constexpr int senders = 4, per_sender = 10000, total = senders * per_sender;
+    std::atomic<int> accepted{0};
+    std::atomic<bool> done{false};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < senders; ++t)
+        threads.emplace_back([&] {
+            for (int i = 0; i < per_sender; ++i) {
                 counters.accepted(10);
-                if (i % 10 == 0)
-                    counters.failed();
-                else if (i % 10 != 1)
-                    counters.delivered(10, start);  // i % 10 == 1 stays in flight
+                accepted.fetch_add(1, std::memory_order_release);
             }
         });
-    for (auto& w : workers) w.join();
+    // One completing context, as in a destination: every tenth fails, every tenth after that
+    // stays in flight, the rest are delivered.
+    threads.emplace_back([&] {
+        const auto start = outbox::detail::DestinationCounters::Clock::now();
+        for (int i = 0; i < total; ++i) {
+            while (accepted.load(std::memory_order_acquire) <= i) std::this_thread::yield();
+            if (i % 10 == 0)
+                counters.failed();
+            else if (i % 10 != 1)
+                counters.delivered(10, start);
+        }
+        done = true;
+    });
+    std::uint64_t snapshots = 0;
+    while (!done) {
+        const auto s = counters.snapshot();
+        REQUIRE(s.accepted == s.delivered + s.failed + s.in_flight);
+        ++snapshots;
+    }
+    for (auto& t : threads) t.join();
     const auto s = counters.snapshot();
-    CHECK(s.accepted == threads * per_thread);
-    CHECK(s.failed == threads * per_thread / 10);
-    CHECK(s.in_flight == threads * per_thread / 10);
-    CHECK(s.delivered == s.accepted - s.failed - s.in_flight);
+    CHECK(snapshots > 0);
+    CHECK(s.accepted == total);
+    CHECK(s.failed == total / 10);
+    CHECK(s.in_flight == total / 10);
+    CHECK(s.delivered == total - 2 * total / 10);
     CHECK(s.latency.count == s.delivered);
     CHECK(s.bytes_accepted == 10 * s.accepted);
     CHECK(s.bytes_delivered == 10 * s.delivered);
