@@ -17,6 +17,7 @@
 // through the run.
 #include "local_peers.hpp"
 #include "kafka_mock.hpp"
+#include "sigv4_proxy.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/kafka_destination.hpp>
@@ -190,9 +191,25 @@ constexpr bool heap_measured = false;
 constexpr bool heap_measured = true;
 #endif
 
+// The heap at the four moments the drill compares.
+struct HeapReadings {
+    Memory before;  // no destination yet (a first one has come and gone)
+    Memory base;    // the destination warmed up, idle
+    Memory idle;    // after the drill, idle again
+    Memory gone;    // the destination destroyed
+
+    void check(Verdict& v) const {
+        v.check(!heap_measured || idle.heap_in_use <= base.heap_in_use + heap_slack,
+                "the heap did not return to its baseline while idle");
+        v.check(!heap_measured || gone.heap_in_use <= before.heap_in_use + heap_slack,
+                "the heap did not return to its baseline once destroyed");
+    }
+};
+
 void print_report(const Verdict& v, const Tally& t, const outbox::DestinationStats& stats,
-                  const std::string& at_peer, Memory base, Memory idle, Memory before, Memory gone,
-                  double seconds, const std::string& faults) {
+                  const std::string& at_peer, const HeapReadings& heap, double seconds,
+                  const std::string& faults) {
+    const auto& [before, base, idle, gone] = heap;
     std::printf("== %s: %zu delivered, %zu failed in %.1f s\n", v.name.c_str(), t.delivered, t.failed, seconds);
     for (auto& [error, n] : t.failures_by_error) std::printf("   failed with \"%s\": %zu\n", error.c_str(), n);
     std::string described = outbox::describe(stats);
@@ -222,10 +239,8 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     const std::string run = "sqs-drill-" + std::to_string(::getpid());
     const std::string queue = outbox::test::create_queue(run);
     const std::string faults = "500=0.03,503=0.03,throttle=0.03,reset=0.03,lost=0.03,slow=0.03,partial=0.05";
-    outbox::test::PeerProcess proxy({"/usr/bin/python3", outbox::test::peers_dir() + "/sigv4_proxy.py",
-                                     "--upstream", "127.0.0.1:" + std::to_string(outbox::test::fauxqs().port()),
-                                     "--access-key", "AKIDDRILL", "--secret-key", "drill-secret", "--faults", faults,
-                                     "--seed", std::to_string(seed), "--slow-ms", "200"});
+    const outbox::test::SigV4Proxy proxy(outbox::test::fauxqs().port(), "sqs", "AKIDDRILL", "drill-secret",
+                                         {"--faults", faults, "--seed", std::to_string(seed), "--slow-ms", "200"});
     std::mt19937 rng(seed);
     std::vector<std::string> bodies;
     for (std::size_t i = 0; i < count; ++i) bodies.push_back(body_for(run, i, rng, i % 500 == 250));
@@ -234,7 +249,7 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     asio::io_context io;
     auto config = outbox::SqsDestinationConfig{};
     config.queue_url = queue;
-    config.endpoint = proxy.url();
+    config.endpoint = proxy.process.url();
     config.region = "us-east-1";
     config.credentials = outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"AKIDDRILL", "drill-secret"});
     config.retry.base_delay = std::chrono::milliseconds(20);
@@ -249,10 +264,11 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     }
     io.restart();
     io.run_for(std::chrono::seconds(2));
-    const Memory before = Memory::now();
+    HeapReadings heap;
+    heap.before = Memory::now();
     auto sqs = std::make_unique<outbox::SqsDestination>(io.get_executor(), config);
     warm_up(io, *sqs, run + "-warm-up");
-    const Memory base = Memory::now();
+    heap.base = Memory::now();
     sqs->set_dead_letter_handler([&](outbox::DeadLetter&& letter) { ++ledger.dead_letters[index_of(letter.message.body, run)]; });
 
     // Outages: every 2 s, requests are dropped unanswered for 0.6 s.
@@ -262,7 +278,7 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
         outages.expires_after(std::chrono::seconds(2));
         outages.async_wait([&](error_code ec) {
             if (ec) return;
-            outbox::test::http_get(proxy.port(), "/__proxy/outage?seconds=0.6");
+            proxy.outage(0.6);
             ++outages_started;
             schedule();
         });
@@ -275,11 +291,11 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     io.restart();
     io.poll();
     const auto stats = sqs->stats();
-    const Memory idle = Memory::now();
+    heap.idle = Memory::now();
     sqs.reset();
     io.restart();
     io.run_for(std::chrono::seconds(5));
-    const Memory gone = Memory::now();
+    heap.gone = Memory::now();
 
     const Tally t = tally(ledger);
     check_accounting(stats, v, count, t);
@@ -312,12 +328,10 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     std::size_t planted = 0;
     for (std::size_t i = 0; i < count; ++i) planted += ledger.errors[i] == outbox::Errc::service_error ? 1 : 0;
     v.check(t.failed == planted, "failures other than the planted refusals");
-    v.check(!heap_measured || idle.heap_in_use <= base.heap_in_use + heap_slack,
-            "the heap did not return to its baseline while idle");
-    v.check(!heap_measured || gone.heap_in_use <= before.heap_in_use + heap_slack,
-            "the heap did not return to its baseline once destroyed");
+    heap.check(v);
 
-    simdjson::dom::element proxy_stats = parser.parse(outbox::test::http_get(proxy.port(), "/__proxy/stats"));
+    const std::string proxy_json = proxy.stats_json();
+    simdjson::dom::element proxy_stats = parser.parse(proxy_json);
     std::string injected;
     for (auto [kind, n] : simdjson::dom::object(proxy_stats["faults"]))
         injected += std::string(kind) + " " + std::to_string(std::uint64_t(n)) + ", ";
@@ -327,7 +341,7 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     v.check(std::uint64_t(proxy_stats["signature_failures"]) == 0, "the proxy saw bad signatures");
     const std::string at_peer = std::to_string(seen.size()) + " distinct messages, " + std::to_string(duplicates) +
                                 " duplicates (at least once: replies lost after the queue stored them)";
-    print_report(v, t, stats, at_peer, base, idle, before, gone, seconds, injected);
+    print_report(v, t, stats, at_peer, heap, seconds, injected);
     return v.problems.empty();
 }
 
@@ -364,10 +378,11 @@ bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spr
         outbox::KafkaDestination first(io.get_executor(), config);
         warm_up(io, first, run + "-warm-up-first");
     }
-    const Memory before = Memory::now();
+    HeapReadings heap;
+    heap.before = Memory::now();
     auto kafka = std::make_unique<outbox::KafkaDestination>(io.get_executor(), config);
     warm_up(io, *kafka, run + "-warm-up");
-    const Memory base = Memory::now();
+    heap.base = Memory::now();
     kafka->set_dead_letter_handler([&](outbox::DeadLetter&& letter) { ++ledger.dead_letters[index_of(letter.message.body, run)]; });
 
     // Every 400 ms the next fault: retriable produce errors; a broker down, then up; replies
@@ -409,9 +424,9 @@ bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spr
     if (down_broker) cluster.command("up " + std::to_string(down_broker));
     if (slow_broker) cluster.command("rtt " + std::to_string(slow_broker) + " 0");
     const auto stats = kafka->stats();
-    const Memory idle = Memory::now();
+    heap.idle = Memory::now();
     kafka.reset();
-    const Memory gone = Memory::now();
+    heap.gone = Memory::now();
 
     const Tally t = tally(ledger);
     check_accounting(stats, v, count, t);
@@ -433,16 +448,13 @@ bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spr
     v.check(missing == 0, std::to_string(missing) + " delivered messages are not in the topic");
     v.check(misplaced == 0, std::to_string(misplaced) + " delivered messages are not at their receipt's partition and offset");
     v.check(refused_present == 0, std::to_string(refused_present) + " refused messages are in the topic");
-    v.check(!heap_measured || idle.heap_in_use <= base.heap_in_use + heap_slack,
-            "the heap did not return to its baseline while idle");
-    v.check(!heap_measured || gone.heap_in_use <= before.heap_in_use + heap_slack,
-            "the heap did not return to its baseline once destroyed");
+    heap.check(v);
     std::string faults;
     for (auto& [kind, n] : injected) faults += kind + " " + std::to_string(n) + ", ";
     if (!faults.empty()) faults.resize(faults.size() - 2);
     const std::string at_peer = std::to_string(seen.size()) + " distinct messages, " + std::to_string(duplicates) +
                                 " duplicates (at least once: replies held past the timeout, then sent again)";
-    print_report(v, t, stats, at_peer, base, idle, before, gone, seconds, faults);
+    print_report(v, t, stats, at_peer, heap, seconds, faults);
     return v.problems.empty();
 }
 

@@ -3,6 +3,7 @@
 // with curl; SqsDestination staging end to end with fauxqs.
 #include "catch.hpp"
 #include "local_peers.hpp"
+#include "sigv4_proxy.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
@@ -34,33 +35,10 @@ using outbox::test::s3rver;
 
 namespace {
 
-struct Proxy {
-    PeerProcess process;
-    explicit Proxy(std::vector<std::string> extra = {}) : process(args(std::move(extra))) {}
-    static std::vector<std::string> args(std::vector<std::string> extra) {
-        std::vector<std::string> argv = {
-            "/usr/bin/python3", peers_dir() + "/sigv4_proxy.py",
-            "--upstream",       "127.0.0.1:" + std::to_string(s3rver().port()),
-            "--service",        "s3",
-            "--access-key",     "S3RVER",
-            "--secret-key",     "S3RVER"};
-        argv.insert(argv.end(), extra.begin(), extra.end());
-        return argv;
-    }
-    std::uint64_t stat(const char* name) const {
-        simdjson::dom::parser parser;
-        return parser.parse(outbox::test::http_get(process.port(), "/__proxy/stats"))[name]
-            .get_uint64();
-    }
-    std::map<std::string, std::string> last_headers() const {
-        simdjson::dom::parser parser;
-        std::map<std::string, std::string> out;
-        for (auto [k, v] :
-             parser.parse(outbox::test::http_get(process.port(), "/__proxy/last"))["headers"]
-                 .get_object())
-            out[std::string(k)] = std::string(std::string_view(v));
-        return out;
-    }
+// The SigV4-checking proxy in front of s3rver, with s3rver's key pair.
+struct Proxy : outbox::test::SigV4Proxy {
+    explicit Proxy(const std::vector<std::string>& extra = {})
+        : SigV4Proxy(s3rver().port(), "s3", "S3RVER", "S3RVER", extra) {}
 };
 
 outbox::PayloadStagerConfig stager_config(asio::io_context& io, const Proxy& proxy) {

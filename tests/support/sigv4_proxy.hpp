@@ -1,0 +1,33 @@
+// tests/peers/sigv4_proxy.py as a child process: checks every signature with botocore in
+// front of a local SQS or S3 server and injects faults (see the script's docstring).
+#pragma once
+
+#include "peer_process.hpp"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace outbox::test {
+
+class SigV4Proxy {
+  public:
+    /// `service` is "sqs" or "s3"; `extra` are more arguments (--faults, --seed, ...).
+    SigV4Proxy(unsigned short upstream_port, const std::string& service,
+               const std::string& access_key, const std::string& secret_key,
+               const std::vector<std::string>& extra = {});
+
+    /// A counter from /__proxy/stats: "requests", "signature_failures", "faults.lost"...
+    std::uint64_t stat(const std::string& name) const;
+    /// /__proxy/stats as it is (JSON).
+    std::string stats_json() const;
+    /// The headers of the last signed request, names in lower case.
+    std::map<std::string, std::string> last_headers() const;
+    /// For `seconds` from now, every request has its connection closed unanswered.
+    void outage(double seconds) const;
+
+    PeerProcess process;
+};
+
+}  // namespace outbox::test
