@@ -3,7 +3,12 @@
 #pragma once
 
 #include <outbox/dead_letter.hpp>
+#include <outbox/destination.hpp>
 #include <outbox/logging.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 
 #include <exception>
 #include <memory>
@@ -49,5 +54,21 @@ class DeadLetterSlot {
     mutable std::mutex mutex_;
     std::shared_ptr<const DeadLetterHandler> handler_;
 };
+
+/// Completes a send refused before it reached the destination's machinery: the dead letter
+/// (if a handler is set), then the send's handler on its own executor; both posted to
+/// `executor`, so neither runs inside async_send.
+inline void post_refusal(const boost::asio::any_io_executor& executor, const DeadLetterSlot& slot,
+                         Logger logger, Message message, boost::system::error_code ec, std::string why,
+                         std::string target, Destination::SendHandler handler) {
+    Receipt receipt;
+    receipt.diagnostics.message = std::move(why);
+    boost::asio::post(executor, [dead_letter = slot.get(), logger = std::move(logger), m = std::move(message), ec,
+                                 r = std::move(receipt), target = std::move(target),
+                                 h = std::move(handler)]() mutable {
+        DeadLetterSlot::deliver(dead_letter, DeadLetter{std::move(m), ec, r, std::move(target)}, logger);
+        boost::asio::dispatch(boost::asio::append(std::move(h), ec, std::move(r)));
+    });
+}
 
 }  // namespace outbox::detail

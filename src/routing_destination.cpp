@@ -37,18 +37,7 @@ struct RoutingDestination::Impl {
     Destination* find_or_make(const std::string& target, error_code& ec, std::string& why) {
         {
             std::lock_guard lock(mutex);
-            if (closing) {
-                ec = asio::error::operation_aborted;
-                why = "the routing destination is closed";
-                return nullptr;
-            }
-            if (auto it = by_name.find(target); it != by_name.end()) return it->second;
-            if (targets.size() >= config.max_destinations) {
-                ec = Errc::no_route;
-                why = "routing: " + std::to_string(config.max_destinations) +
-                      " targets exist (max_destinations); none made for \"" + target + "\"";
-                return nullptr;
-            }
+            if (Destination* known = keep(target, nullptr, ec, why); known || ec) return known;
         }
         // Made outside the lock (a constructor may take a while); a racing send to the same
         // new target may make a second one, and the loser is dropped unused.
@@ -70,12 +59,27 @@ struct RoutingDestination::Impl {
             if (auto handler = slot->get()) (*handler)(std::move(letter));
         });
         std::lock_guard lock(mutex);
+        return keep(target, std::move(made), ec, why);
+    }
+
+    // Under the lock: the table's entry for `target`; else `made` entered in it, when the
+    // router is open and has room (null `made`: only look). Run before the factory and again
+    // after it, since other sends may have changed the table meanwhile.
+    Destination* keep(const std::string& target, std::unique_ptr<Destination> made, error_code& ec,
+                      std::string& why) {
         if (auto it = by_name.find(target); it != by_name.end()) return it->second;
         if (closing) {
             ec = asio::error::operation_aborted;
             why = "the routing destination is closed";
             return nullptr;
         }
+        if (targets.size() >= config.max_destinations) {
+            ec = Errc::no_route;
+            why = "routing: " + std::to_string(config.max_destinations) +
+                  " targets exist (max_destinations); none made for \"" + target + "\"";
+            return nullptr;
+        }
+        if (!made) return nullptr;
         Destination* d = made.get();
         targets.emplace_back(target, std::move(made));
         by_name.emplace(target, d);
@@ -85,13 +89,8 @@ struct RoutingDestination::Impl {
     void refuse(Message message, SendHandler handler, error_code ec, std::string why, std::string target) {
         refused.accepted(message.body.size());
         refused.failed();
-        Receipt r;
-        r.diagnostics.message = std::move(why);
-        asio::post(executor, [dead_letter = dead_letters->get(), m = std::move(message), ec, r = std::move(r),
-                              target = std::move(target), h = std::move(handler)]() mutable {
-            detail::DeadLetterSlot::deliver(dead_letter, DeadLetter{std::move(m), ec, r, std::move(target)}, {});
-            asio::dispatch(asio::append(std::move(h), ec, std::move(r)));
-        });
+        detail::post_refusal(executor, *dead_letters, {}, std::move(message), ec, std::move(why), std::move(target),
+                             std::move(handler));
     }
 };
 

@@ -982,17 +982,9 @@ void SqsDestination::do_send(Message message, SendHandler handler) {
     }
     impl_->stats.accepted(message.body.size());
     if (ec) {
-        Receipt r;
-        r.diagnostics.message = std::move(why);
         impl_->stats.failed();
-        // The dead letter, like the handler, is never called inside async_send.
-        asio::post(impl_->executor, [dead_letter = impl_->dead_letters.get(), logger = impl_->config.logger,
-                                     target = queue_url(), m = std::move(message), ec, r = std::move(r),
-                                     h = std::move(handler)]() mutable {
-            detail::DeadLetterSlot::deliver(dead_letter, DeadLetter{std::move(m), ec, r, std::move(target)},
-                                            logger);
-            asio::dispatch(asio::append(std::move(h), ec, std::move(r)));
-        });
+        detail::post_refusal(impl_->executor, impl_->dead_letters, impl_->config.logger, std::move(message), ec,
+                             std::move(why), queue_url(), std::move(handler));
         return;
     }
     auto entry = std::make_unique<Entry>(std::move(message), std::move(handler));

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -441,6 +442,34 @@ TEST_CASE("a body over max_message_size: payload_too_large without a stager, sta
     std::string fetched;
     REQUIRE(outbox::test::run_command({"curl", "-sf", url}, fetched) == 0);
     CHECK(fetched == big);
+}
+
+TEST_CASE("a dead-letter handler that throws is logged; its message still completes, and later "
+          "failures still reach it",
+          "[kafka]") {
+    KafkaMockCluster cluster(1);
+    asio::io_context io;
+    auto config = config_for(cluster, "throwing");
+    config.max_message_size = 100;
+    std::string logged;  // the I/O runs on this thread only
+    config.logger = outbox::Logger{outbox::LogLevel::error,
+                                   [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    std::vector<std::string> letters;
+    kafka.set_dead_letter_handler([&](outbox::DeadLetter&& letter) {
+        letters.push_back(letter.message.body);
+        CHECK(letter.error == outbox::Errc::payload_too_large);
+        CHECK(letter.target == "throwing");
+        throw std::runtime_error("the parking table is full");
+    });
+    const std::string big(200, 'x');
+    auto outcomes = send_all(io, kafka, {text_message(big + "1"), text_message("small"), text_message(big + "2")});
+    CHECK(outcomes[0].ec == outbox::Errc::payload_too_large);
+    CHECK_FALSE(outcomes[1].ec);
+    CHECK(outcomes[2].ec == outbox::Errc::payload_too_large);
+    CHECK(letters == std::vector<std::string>{big + "1", big + "2"});
+    CHECK(logged.find("the dead-letter handler threw: the parking table is full") != std::string::npos);
+    CHECK_FALSE(close_destination(io, kafka));
 }
 
 TEST_CASE("messages Kafka cannot carry fail at once; configuration that cannot work throws",

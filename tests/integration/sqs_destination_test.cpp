@@ -4,6 +4,7 @@
 #include "catch.hpp"
 #include "destination_runs.hpp"
 #include "local_peers.hpp"
+#include "sigv4_proxy.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
@@ -24,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stdexcept>
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -69,28 +71,10 @@ std::vector<ReadBack> receive(const std::string& queue_url, std::size_t count, i
     return messages;
 }
 
-struct Proxy {
-    explicit Proxy(std::vector<std::string> extra = {}) : process(args(std::move(extra))) {}
-
-    static std::vector<std::string> args(std::vector<std::string> extra) {
-        std::vector<std::string> argv = {
-            "/usr/bin/python3", peers_dir() + "/sigv4_proxy.py",
-            "--upstream",       "127.0.0.1:" + std::to_string(fauxqs().port()),
-            "--access-key",     access_key,
-            "--secret-key",     secret_key};
-        argv.insert(argv.end(), extra.begin(), extra.end());
-        return argv;
-    }
-
-    std::uint64_t stat(const std::string& name) const {
-        simdjson::dom::parser parser;
-        const std::string json = outbox::test::http_get(process.port(), "/__proxy/stats");
-        simdjson::dom::element doc = parser.parse(json);
-        if (name.starts_with("faults.")) return doc["faults"][name.substr(7)].get_uint64();
-        return doc[name].get_uint64();
-    }
-
-    PeerProcess process;
+// The SigV4-checking proxy in front of fauxqs, with this file's key pair.
+struct Proxy : outbox::test::SigV4Proxy {
+    explicit Proxy(const std::vector<std::string>& extra = {})
+        : SigV4Proxy(fauxqs().port(), "sqs", access_key, secret_key, extra) {}
 };
 
 outbox::SqsDestinationConfig config_for(asio::any_io_executor ex, const std::string& queue_url,
@@ -234,7 +218,17 @@ TEST_CASE("oversize and invalid messages fail at once, before any request", "[sq
     asio::io_context io;
     auto config = config_for(io.get_executor(), queue, proxy);
     config.max_message_size = 1024;
+    std::string logged;  // the I/O runs on this thread only
+    config.logger = outbox::Logger{outbox::LogLevel::error,
+                                   [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
     outbox::SqsDestination sqs(io.get_executor(), config);
+    // Each refused message goes to the dead letters; a handler that throws is logged and the
+    // message still completes.
+    std::size_t letters = 0;
+    sqs.set_dead_letter_handler([&](outbox::DeadLetter&& letter) {
+        CHECK(letter.target == queue);
+        if (++letters % 2 == 0) throw std::runtime_error("the parking table is full");
+    });
 
     std::vector<outbox::Message> bad;
     bad.push_back(text_message(std::string(1025, 'x')));
@@ -268,6 +262,12 @@ TEST_CASE("oversize and invalid messages fail at once, before any request", "[sq
         CHECK_FALSE(outbox::is_retryable(outcomes[i].ec));
     }
     CHECK(proxy.stat("requests") == 0);
+    CHECK(letters == outcomes.size());
+    CHECK(logged.find("the dead-letter handler threw: the parking table is full") != std::string::npos);
+    const auto stats = sqs.stats();
+    CHECK(stats.failed == outcomes.size());
+    CHECK(stats.accepted == outcomes.size());
+    CHECK(stats.in_flight == 0);
 }
 
 TEST_CASE("a batch with entries the server refuses: only those fail, with the server's reason",
