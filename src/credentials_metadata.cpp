@@ -10,6 +10,8 @@
 #include <outbox/detail/credentials_parsing.hpp>
 #include <outbox/detail/sigv4_canonical.hpp>
 
+#include <outbox/detail/aws_environment.hpp>
+#include "bounded_file.hpp"
 #include "credentials_common.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -18,8 +20,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <fstream>
+#include <algorithm>
 #include <iterator>
+#include <stdexcept>
 
 namespace outbox {
 namespace {
@@ -37,11 +40,31 @@ std::string trimmed(std::string s) {
     return first == std::string::npos ? std::string() : s.substr(first, last - first + 1);
 }
 
-std::optional<std::string> read_token_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return std::nullopt;
-    return trimmed(
-        std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+// A token file: a regular file of at most 1 MiB. Nothing (with `why`) otherwise.
+std::optional<std::string> read_token_file(const std::string& path, std::string& why) {
+    std::string text;
+    switch (detail::read_bounded_file(path, detail::max_config_file_bytes, text, why)) {
+        case detail::FileRead::ok:
+            return trimmed(std::move(text));
+        case detail::FileRead::missing:
+            why = "no such file";
+            return std::nullopt;
+        case detail::FileRead::refused:
+            return std::nullopt;
+    }
+    return std::nullopt;
+}
+
+// Plain http carries credentials in the clear: only to this machine or to the link-local
+// container endpoints (ECS 169.254.170.2, EKS Pod Identity 169.254.170.23).
+bool allowed_plain_http_host(const std::string& host) {
+    if (host == "localhost") return true;
+    error_code ec;
+    const auto a = asio::ip::make_address(host, ec);
+    if (ec) return false;
+    if (a.is_loopback()) return true;
+    return host == "169.254.170.2" || host == "169.254.170.23" ||
+           a == asio::ip::make_address("fd00:ec2::23");
 }
 
 std::string without_trailing_slash(std::string s) {
@@ -55,6 +78,7 @@ HttpClientConfig metadata_http_config(const MetadataOptions& o) {
     c.request_timeout = o.timeout;
     c.max_connections_per_origin = 2;
     c.max_response_body_bytes = 64 * 1024;
+    c.idle_timeout = std::chrono::milliseconds(0);  // asked rarely: no idle connection to linger
     c.logger = o.logger;
     return c;
 }
@@ -108,10 +132,12 @@ class ContainerProvider final : public FetchingProvider<ContainerProvider> {
         }
         std::optional<std::string> token;
         if (auto file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")) {
-            token = read_token_file(*file);
+            std::string why;
+            token = read_token_file(*file, why);
             if (!token) {
-                options_.logger.log(LogLevel::error,
-                                    "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE " + *file);
+                options_.logger.log(
+                    LogLevel::error,
+                    "cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE " + *file + ": " + why);
                 co_return Result{Errc::invalid_argument, {}};
             }
         } else {
@@ -135,18 +161,6 @@ class ContainerProvider final : public FetchingProvider<ContainerProvider> {
     }
 
   private:
-    // Plain http carries the credentials in the clear: only to this machine or to the
-    // link-local container endpoints (ECS 169.254.170.2, EKS Pod Identity 169.254.170.23).
-    static bool allowed_plain_http_host(const std::string& host) {
-        if (host == "localhost") return true;
-        error_code ec;
-        const auto a = asio::ip::make_address(host, ec);
-        if (ec) return false;
-        if (a.is_loopback()) return true;
-        return host == "169.254.170.2" || host == "169.254.170.23" ||
-               a == asio::ip::make_address("fd00:ec2::23");
-    }
-
     MetadataOptions options_;
     HttpClient http_;
 };
@@ -243,16 +257,18 @@ class InstanceMetadataProvider final : public FetchingProvider<InstanceMetadataP
 class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
   public:
     WebIdentityProvider(asio::any_io_executor ex, WebIdentityOptions o)
-        : FetchingProvider(ex), options_(std::move(o)), http_(ex, options_.http) {}
+        : FetchingProvider(ex), options_(std::move(o)), http_(ex, sts_http_config(options_.http)) {}
     std::string name() const override { return "web identity"; }
 
     asio::awaitable<Result> fetch() {
         const auto token_file = env("AWS_WEB_IDENTITY_TOKEN_FILE");
         const auto role_arn = env("AWS_ROLE_ARN");
         if (!token_file || !role_arn) co_return Result{Errc::credentials_not_found, {}};
-        const auto token = read_token_file(*token_file);
+        std::string why;
+        const auto token = read_token_file(*token_file, why);
         if (!token || token->empty()) {
-            log(LogLevel::error, "cannot read AWS_WEB_IDENTITY_TOKEN_FILE " + *token_file);
+            log(LogLevel::error, "cannot read AWS_WEB_IDENTITY_TOKEN_FILE " + *token_file + ": " +
+                                     (token ? "it is empty" : why));
             co_return Result{Errc::invalid_argument, {}};
         }
         const std::string session =
@@ -262,8 +278,17 @@ class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
                                              std::chrono::system_clock::now().time_since_epoch())
                                              .count()));
         HttpRequest req;
-        if (parse_http_url(endpoint(), req.origin, req.target))
+        const std::string sts = endpoint();
+        if (parse_http_url(sts, req.origin, req.target, &why)) {
+            log(LogLevel::error, "the STS endpoint " + sts + " is not a URL: " + why);
             co_return Result{Errc::invalid_url, {}};
+        }
+        if (!req.origin.tls && !allowed_plain_http_host(req.origin.host)) {
+            log(LogLevel::error, "the STS endpoint " + sts +
+                                     " must be https, or http to a loopback address: the web "
+                                     "identity token would cross the network in the clear");
+            co_return Result{Errc::invalid_url, {}};
+        }
         req.method = "POST";
         req.headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}};
         auto add = [&req](std::string_view name, std::string_view value) {
@@ -293,9 +318,19 @@ class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
     }
 
   private:
+    static HttpClientConfig sts_http_config(HttpClientConfig c) {
+        c.max_response_body_bytes = std::min<std::size_t>(c.max_response_body_bytes, 64 * 1024);
+        c.idle_timeout = std::chrono::milliseconds(0);  // asked about once an hour
+        return c;
+    }
+
     std::string endpoint() const {
         if (!options_.sts_endpoint.empty()) return options_.sts_endpoint;
-        if (auto e = env("AWS_ENDPOINT_URL_STS")) return *e;
+        try {
+            if (auto e = detail::endpoint_from_environment("STS"); !e.value.empty()) return e.value;
+        } catch (const std::invalid_argument& e) {
+            log(LogLevel::error, e.what());  // an unreadable config file: use the default
+        }
         auto region = env("AWS_REGION");
         if (!region) region = env("AWS_DEFAULT_REGION");
         return region ? "https://sts." + *region + ".amazonaws.com/" : "https://sts.amazonaws.com/";

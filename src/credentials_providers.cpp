@@ -1,6 +1,7 @@
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/profile_file.hpp>
 
+#include "bounded_file.hpp"
 #include "credentials_common.hpp"
 
 #include <boost/asio/bind_executor.hpp>
@@ -58,12 +59,6 @@ class EnvironmentProvider final : public CredentialsProvider {
     asio::any_io_executor ex_;
 };
 
-std::optional<std::string> read_small_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return std::nullopt;
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 std::string home_file(const char* relative) {
     const auto home = env("HOME");
     return home ? *home + "/" + relative : std::string();
@@ -73,7 +68,7 @@ class ProfileProvider final : public CredentialsProvider {
   public:
     ProfileProvider(asio::any_io_executor ex, ProfileOptions o)
         : ex_(std::move(ex)), options_(std::move(o)) {}
-    std::string name() const override { return "profile " + profile(); }
+    std::string name() const override { return "profile \"" + profile() + "\""; }
 
   protected:
     void do_get_credentials(Handler h) override {
@@ -98,10 +93,19 @@ class ProfileProvider final : public CredentialsProvider {
             !options_.config_file.empty()
                 ? options_.config_file
                 : env("AWS_CONFIG_FILE").value_or(home_file(".aws/config"));
-        const auto credentials_text = read_small_file(credentials_path);
-        const auto config_text = read_small_file(config_path);
-        const auto credentials_sections = detail::parse_profile_file(credentials_text.value_or(""));
-        const auto config_sections = detail::parse_profile_file(config_text.value_or(""));
+        std::string credentials_text, config_text;
+        for (auto [path, text] : {std::pair{&credentials_path, &credentials_text},
+                                  std::pair{&config_path, &config_text}}) {
+            std::string why;
+            if (path->empty() || detail::read_bounded_file(*path, detail::max_config_file_bytes,
+                                                           *text, why) != detail::FileRead::refused)
+                continue;
+            options_.logger.log(LogLevel::error,
+                                "cannot read the AWS profile file " + *path + ": " + why);
+            return Errc::unreadable_profile_file;
+        }
+        const auto credentials_sections = detail::parse_profile_file(credentials_text);
+        const auto config_sections = detail::parse_profile_file(config_text);
 
         const std::map<std::string, std::string>* sections[2] = {nullptr, nullptr};
         if (auto it = credentials_sections.find(name); it != credentials_sections.end())
@@ -145,7 +149,12 @@ class ChainProvider final : public CredentialsProvider,
         : strand_(asio::make_strand(ex)),
           providers_(std::move(providers)),
           logger_(std::move(logger)) {}
-    std::string name() const override { return "chain"; }
+    // The sources it tries, in order: what a "no credentials found" message lists.
+    std::string name() const override {
+        std::string names;
+        for (const auto& p : providers_) names += (names.empty() ? "" : ", ") + p->name();
+        return names;
+    }
 
   protected:
     void do_get_credentials(Handler h) override {
@@ -194,7 +203,7 @@ class CachingProvider final : public CredentialsProvider,
         : strand_(asio::make_strand(ex)), inner_(std::move(inner)), options_(std::move(options)) {
         if (!options_.clock) options_.clock = [] { return std::chrono::system_clock::now(); };
     }
-    std::string name() const override { return "cached " + inner_->name(); }
+    std::string name() const override { return inner_->name(); }
 
   protected:
     void do_get_credentials(Handler h) override {
@@ -278,6 +287,9 @@ CredentialsProviderPtr make_caching_credentials(asio::any_io_executor executor,
 
 CredentialsProviderPtr make_default_credentials(asio::any_io_executor executor,
                                                 DefaultCredentialsOptions options) {
+    if (!options.profile.logger.sink) options.profile.logger = options.logger;
+    if (!options.metadata.logger.sink) options.metadata.logger = options.logger;
+    if (!options.web_identity.http.logger.sink) options.web_identity.http.logger = options.logger;
     std::vector<CredentialsProviderPtr> chain = {
         make_environment_credentials(executor),
         make_web_identity_credentials(executor, options.web_identity),

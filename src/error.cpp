@@ -46,6 +46,9 @@ class Category final : public boost::system::error_category {
                 return "the credentials endpoint's answer could not be read";
             case Errc::unsupported_profile:
                 return "the profile uses a credential source outbox does not support";
+            case Errc::unreadable_profile_file:
+                return "an AWS profile file cannot be read (not a regular file, or larger than "
+                       "1 MiB; the log names it)";
             case Errc::payload_too_large:
                 return "message larger than the destination accepts, and no stager is configured";
             case Errc::invalid_message:
@@ -66,6 +69,9 @@ class Category final : public boost::system::error_category {
                 return "the topic does not exist and could not be created";
             case Errc::no_route:
                 return "no destination for the message";
+            case Errc::close_timeout:
+                return "the close deadline passed before every message was delivered; the rest "
+                       "failed";
         }
         return "unknown outbox error " + std::to_string(ev);
     }

@@ -17,11 +17,19 @@
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
+#include <cstdlib>
 #include <deque>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -123,36 +131,95 @@ std::string pool_key(const HttpOrigin& o) {
     return (o.tls ? "https://" : "http://") + o.host + ":" + std::to_string(o.port);
 }
 
+// "host:port" for error messages, with brackets around an IPv6 address.
+std::string where(const HttpOrigin& o) {
+    const bool ipv6 = o.host.find(':') != std::string::npos;
+    return (ipv6 ? "[" + o.host + "]" : o.host) + ":" + std::to_string(o.port);
+}
+
+std::string milliseconds_text(std::chrono::milliseconds ms) {
+    return ms.count() % 1000 == 0 ? std::to_string(ms.count() / 1000) + " s"
+                                  : std::to_string(ms.count()) + " ms";
+}
+
+// One TLS context per (verification, CA file) in the process: loading the system's CA store
+// takes milliseconds, and an SSL_CTX that is no longer changed is safe to share between threads.
+std::shared_ptr<ssl::context> shared_tls_context(bool verify_peer, const std::string& ca_file,
+                                                 const std::string& ca_file_source) {
+    static std::mutex mutex;
+    static std::map<std::pair<bool, std::string>, std::weak_ptr<ssl::context>> contexts;
+    std::lock_guard lock(mutex);
+    auto& slot = contexts[{verify_peer, ca_file}];
+    if (auto known = slot.lock()) return known;
+    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+    error_code no_default_store;  // then only ca_file is trusted
+    ctx->set_default_verify_paths(no_default_store);
+    if (!ca_file.empty()) {
+        error_code ec;
+        ctx->load_verify_file(ca_file, ec);
+        if (ec)
+            throw std::invalid_argument("outbox::HttpClient: cannot load CA file " + ca_file +
+                                        ca_file_source + ": " + ec.message());
+    }
+    ctx->set_verify_mode(verify_peer ? ssl::verify_peer : ssl::verify_none);
+    slot = ctx;
+    return ctx;
+}
+
+// Why a handshake failed, in words a person can act on.
+std::string tls_failure(SSL* ssl, const error_code& ec) {
+    const long verify = SSL_get_verify_result(ssl);
+    if (verify == X509_V_OK) return ec.message();
+    std::string text = "certificate verify failed: ";
+    text += X509_verify_cert_error_string(verify);
+    switch (verify) {
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+        case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+        case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+        case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+            text +=
+                " (the issuer is not trusted: add its CA with TlsOptions::ca_file or "
+                "AWS_CA_BUNDLE)";
+            break;
+        case X509_V_ERR_HOSTNAME_MISMATCH:
+        case X509_V_ERR_IP_ADDRESS_MISMATCH:
+            text += " (the certificate is for another host)";
+            break;
+        default:
+            break;
+    }
+    return text;
+}
+
 }  // namespace
 
 struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     Impl(asio::any_io_executor ex, HttpClientConfig cfg)
-        : executor(ex),
-          strand(asio::make_strand(ex)),
-          config(std::move(cfg)),
-          tls(ssl::context::tls_client) {
-        tls.set_default_verify_paths();
-        if (!config.tls.ca_file.empty()) {
-            error_code ec;
-            tls.load_verify_file(config.tls.ca_file, ec);
-            if (ec)
-                throw std::invalid_argument("outbox::HttpClient: cannot load CA file " +
-                                            config.tls.ca_file + ": " + ec.message());
+        : executor(ex), strand(asio::make_strand(ex)), config(std::move(cfg)) {
+        ca_file = config.tls.ca_file;
+        if (ca_file.empty()) {
+            if (const char* bundle = std::getenv("AWS_CA_BUNDLE"); bundle && *bundle) {
+                ca_file = bundle;
+                ca_file_source = " (AWS_CA_BUNDLE)";
+            }
         }
-        if (config.tls.verify_peer) {
-            tls.set_verify_mode(ssl::verify_peer);
-        } else {
-            tls.set_verify_mode(ssl::verify_none);
+        // A CA file is loaded now, so a bad one fails construction; the system store waits
+        // for the first TLS connection (plain-HTTP clients never load it).
+        if (!ca_file.empty())
+            tls = shared_tls_context(config.tls.verify_peer, ca_file, ca_file_source);
+        if (!config.tls.verify_peer)
             config.logger.log(
                 LogLevel::warning,
                 "TLS certificate verification is turned off: connections can be intercepted");
-        }
     }
 
     asio::any_io_executor executor;
     Strand strand;
     HttpClientConfig config;
-    ssl::context tls;
+    std::string ca_file;                // TlsOptions::ca_file, else AWS_CA_BUNDLE
+    std::string ca_file_source;         // for messages
+    std::shared_ptr<ssl::context> tls;  // on the strand after construction
     std::unordered_map<HttpOrigin, OriginPool, OriginHash> pools;  // nodes never move or go
     std::unordered_map<std::string, DnsEntry> dns;
     bool closed = false;
@@ -224,7 +291,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
     void release(const ConnectionPtr& c) {
         OriginPool& pool = *c->pool;
-        if (closed || c->buffer.size() != 0) {
+        if (closed || c->buffer.size() != 0 || config.idle_timeout.count() <= 0) {
             discard(pool, c);
             return;
         }
@@ -249,9 +316,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
         discard(pool, c);
     }
 
-    void close_all() {
-        closed = true;
-        sweeper.cancel();
+    void close_idle() {
         for (auto& [key, pool] : pools) {
             for (auto& c : pool.idle) {
                 c->close();
@@ -259,12 +324,19 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
                 --idle_count;
             }
             pool.idle.clear();
-            while (!pool.waiters.empty()) wake_one(pool);
         }
     }
 
+    void close_all() {
+        closed = true;
+        sweeper.cancel();
+        close_idle();
+        for (auto& [key, pool] : pools)
+            while (!pool.waiters.empty()) wake_one(pool);
+    }
+
     asio::awaitable<error_code> resolve(const HttpOrigin& o, Clock::time_point deadline,
-                                        tcp::resolver::results_type& out) {
+                                        tcp::resolver::results_type& out, std::string& failure) {
         if (is_ip_literal(o.host)) {
             out = tcp::resolver::results_type::create(
                 tcp::endpoint(asio::ip::make_address(o.host), o.port), o.host,
@@ -286,35 +358,67 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
         auto [ec, results] =
             co_await resolver->async_resolve(o.host, std::to_string(o.port), use_tuple);
         const bool timed_out = timer.cancel() == 0 && ec == asio::error::operation_aborted;
-        if (timed_out) co_return make_error_code(Errc::timeout);
-        if (ec) co_return ec;
+        if (timed_out) {
+            failure = "looking up " + o.host + " timed out";
+            co_return make_error_code(Errc::timeout);
+        }
+        if (ec) {
+            failure = "cannot resolve " + o.host + ": " + ec.message();
+            co_return ec;
+        }
         dns[key] = {results, Clock::now() + config.dns_cache_ttl};
         out = results;
         co_return error_code{};
     }
 
     asio::awaitable<error_code> connect(const HttpOrigin& o, OriginPool& pool,
-                                        Clock::time_point deadline, ConnectionPtr& out) {
+                                        Clock::time_point deadline, ConnectionPtr& out,
+                                        std::string& failure) {
         const auto connect_deadline = std::min(deadline, Clock::now() + config.connect_timeout);
         tcp::resolver::results_type endpoints;
-        if (auto ec = co_await resolve(o, connect_deadline, endpoints)) co_return ec;
+        if (auto ec = co_await resolve(o, connect_deadline, endpoints, failure)) co_return ec;
         auto c = std::make_shared<Connection>(strand, o, pool);
         beast::tcp_stream stream(strand);
         stream.expires_at(connect_deadline);
         auto [ec, endpoint] = co_await stream.async_connect(endpoints, use_tuple);
-        if (ec) co_return ec == beast::error::timeout ? make_error_code(Errc::timeout) : ec;
+        if (ec == beast::error::timeout) {
+            failure = "connecting to " + where(o) + " timed out";
+            co_return make_error_code(Errc::timeout);
+        }
+        if (ec) {
+            failure = "cannot connect to " + where(o) + ": " + ec.message();
+            co_return ec;
+        }
         stream.socket().set_option(tcp::no_delay(true));
         if (!o.tls) {
             c->plain.emplace(std::move(stream));
         } else {
-            c->secure.emplace(std::move(stream), tls);
+            if (!tls) tls = shared_tls_context(config.tls.verify_peer, ca_file, ca_file_source);
+            c->secure.emplace(std::move(stream), *tls);
             auto& s = *c->secure;
-            if (!is_ip_literal(o.host)) SSL_set_tlsext_host_name(s.native_handle(), o.host.c_str());
-            if (config.tls.verify_peer) s.set_verify_callback(ssl::host_name_verification(o.host));
+            SSL* handle = s.native_handle();
+            const bool ip = is_ip_literal(o.host);
+            if (!ip) SSL_set_tlsext_host_name(handle, o.host.c_str());
+            if (config.tls.verify_peer) {
+                // OpenSSL checks the name itself, so a mismatch has its own verify result.
+                X509_VERIFY_PARAM* param = SSL_get0_param(handle);
+                X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                if (ip)
+                    X509_VERIFY_PARAM_set1_ip_asc(param, o.host.c_str());
+                else
+                    X509_VERIFY_PARAM_set1_host(param, o.host.c_str(), o.host.size());
+            }
             s.next_layer().expires_at(
                 std::min(deadline, Clock::now() + config.tls_handshake_timeout));
             auto [hec] = co_await s.async_handshake(ssl::stream_base::client, use_tuple);
-            if (hec) co_return hec == beast::error::timeout ? make_error_code(Errc::timeout) : hec;
+            if (hec == beast::error::timeout) {
+                failure = "the TLS handshake with " + where(o) + " timed out";
+                co_return make_error_code(Errc::timeout);
+            }
+            if (hec) {
+                failure = "TLS handshake with " + where(o) + " failed: " + tls_failure(handle, hec);
+                co_return hec;
+            }
         }
         ++opened;
         out = std::move(c);
@@ -324,10 +428,13 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     // A connection for `o`: an idle pooled one that is still open, a new one while under the
     // limit, or the next one released, whichever comes first before the deadline.
     asio::awaitable<error_code> acquire(const HttpOrigin& o, Clock::time_point deadline,
-                                        ConnectionPtr& out) {
+                                        ConnectionPtr& out, std::string& failure) {
         OriginPool& pool = pools[o];
         for (;;) {
-            if (closed) co_return make_error_code(asio::error::operation_aborted);
+            if (closed) {
+                failure = "the HTTP client is closed";
+                co_return make_error_code(asio::error::operation_aborted);
+            }
             while (!pool.idle.empty()) {
                 ConnectionPtr c = std::move(pool.idle.back());
                 pool.idle.pop_back();
@@ -347,7 +454,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             }
             if (pool.open < config.max_connections_per_origin) {
                 ++pool.open;
-                const error_code ec = co_await connect(o, pool, deadline, out);
+                const error_code ec = co_await connect(o, pool, deadline, out, failure);
                 if (ec) {
                     --pool.open;
                     wake_one(pool);
@@ -361,9 +468,12 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             if (!waiter->woken) {
                 waiter->woken = true;  // leaves the queue lazily
                 const auto cs = co_await asio::this_coro::cancellation_state;
-                co_return cs.cancelled() != asio::cancellation_type::none
-                    ? make_error_code(asio::error::operation_aborted)
-                    : make_error_code(Errc::timeout);
+                if (cs.cancelled() != asio::cancellation_type::none) {
+                    failure = "cancelled while waiting for a connection to " + where(o);
+                    co_return make_error_code(asio::error::operation_aborted);
+                }
+                failure = "no connection to " + where(o) + " became free before the deadline";
+                co_return make_error_code(Errc::timeout);
             }
         }
     }
@@ -387,7 +497,13 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
         auto self = shared_from_this();
         co_await asio::this_coro::throw_if_cancelled(false);
         co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
-        const auto deadline = Clock::now() + request.timeout.value_or(config.request_timeout);
+        const auto timeout = request.timeout.value_or(config.request_timeout);
+        const auto deadline = Clock::now() + timeout;
+        auto failed = [](error_code ec, std::string failure) {
+            HttpResponse res;
+            res.failure = std::move(failure);
+            return std::pair{ec, std::move(res)};
+        };
 
         http::request<http::string_body> req;
         const http::verb verb = http::string_to_verb(request.method);
@@ -405,8 +521,9 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
         for (int attempt = 0;; ++attempt) {
             ConnectionPtr c;
-            if (error_code ec = co_await acquire(request.origin, deadline, c))
-                co_return std::pair{ec, HttpResponse{}};
+            std::string failure;
+            if (error_code ec = co_await acquire(request.origin, deadline, c, failure))
+                co_return failed(ec, std::move(failure));
             OriginPool& pool = *c->pool;
 
             c->tcp().expires_never();
@@ -426,9 +543,16 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
                     log(LogLevel::debug, "retrying on a fresh connection after: " + wec.message());
                     continue;
                 }
-                co_return std::pair{cancelled ? make_error_code(asio::error::operation_aborted)
-                                              : not_sent_error(wec),
-                                    HttpResponse{}};
+                if (cancelled)
+                    co_return failed(
+                        asio::error::operation_aborted,
+                        "cancelled before the request to " + where(request.origin) + " was sent");
+                co_return failed(not_sent_error(wec),
+                                 wec == beast::error::timeout
+                                     ? "sending the request to " + where(request.origin) +
+                                           " did not finish within " + milliseconds_text(timeout)
+                                     : "sending the request to " + where(request.origin) +
+                                           " failed: " + wec.message());
             }
 
             http::response_parser<http::string_body> parser;
@@ -444,7 +568,16 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
                 discard(pool, c);
                 log(LogLevel::debug,
                     "no complete response from " + pool_key(request.origin) + ": " + rec.message());
-                co_return std::pair{after_sent_error(rec), HttpResponse{}};
+                const auto cs = co_await asio::this_coro::cancellation_state;
+                std::string why =
+                    cs.cancelled() != asio::cancellation_type::none
+                        ? "cancelled after the request to " + where(request.origin) + " was sent"
+                    : rec == beast::error::timeout
+                        ? "no complete reply from " + where(request.origin) + " within " +
+                              milliseconds_text(timeout) + " (the request was sent)"
+                        : "the reply from " + where(request.origin) +
+                              " was cut short: " + rec.message();
+                co_return failed(after_sent_error(rec), std::move(why));
             }
             auto res = parser.release();
             HttpResponse out;
@@ -470,26 +603,53 @@ std::string HttpOrigin::host_header() const {
 }
 
 boost::system::error_code parse_http_url(std::string_view url, HttpOrigin& origin,
-                                         std::string& target) {
+                                         std::string& target, std::string* why) {
+    auto refuse = [why](const char* reason) {
+        if (why != nullptr) *why = reason;
+        return make_error_code(Errc::invalid_url);
+    };
     const auto parsed = boost::urls::parse_uri(url);
-    if (!parsed) return Errc::invalid_url;
+    if (!parsed) return refuse("not an absolute URL");
     const auto scheme = parsed->scheme_id();
     if (scheme != boost::urls::scheme::http && scheme != boost::urls::scheme::https)
-        return Errc::invalid_url;
-    if (parsed->host_type() == boost::urls::host_type::none || parsed->encoded_host().empty())
-        return Errc::invalid_url;
-    if (parsed->has_userinfo()) return Errc::invalid_url;
+        return refuse("the scheme must be http or https");
+    if (parsed->has_userinfo()) return refuse("user information (user@) is not allowed");
+    // Boost.URL 1.81 reads "http://127.0.0.1.evil.example/" as host 127.0.0.1 with the path
+    // ".evil.example/": after an authority, a path must start with '/'.
+    const auto path = parsed->encoded_path();
+    if (!path.empty() && path.front() != '/') return refuse("the host is not a valid host name");
+    switch (parsed->host_type()) {
+        case boost::urls::host_type::ipv4:
+        case boost::urls::host_type::ipv6:
+            break;
+        case boost::urls::host_type::name: {
+            const std::string_view host = parsed->encoded_host();
+            const bool ok = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+                return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '-' || c == '.' || c == '_';
+            });
+            if (!ok) return refuse("the host is not a valid host name");
+            break;
+        }
+        default:
+            return refuse("the URL has no host");
+    }
     origin.tls = scheme == boost::urls::scheme::https;
     origin.host = parsed->host_type() == boost::urls::host_type::ipv6 ? parsed->host_address()
                                                                       : parsed->host();
     if (parsed->has_port()) {
-        const auto port = parsed->port_number();
-        if (port == 0) return Errc::invalid_url;
-        origin.port = port;
+        // port_number() wraps 99999 to 34463: read the digits ourselves.
+        const std::string_view digits = parsed->port();
+        unsigned port = 0;
+        const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+        if (digits.empty() || r.ec != std::errc() || r.ptr != digits.data() + digits.size() ||
+            port == 0 || port > 65535)
+            return refuse("the port must be a number from 1 to 65535");
+        origin.port = static_cast<std::uint16_t>(port);
     } else {
         origin.port = origin.tls ? 443 : 80;
     }
-    target = parsed->encoded_path().empty() ? "/" : std::string(parsed->encoded_path());
+    target = path.empty() ? "/" : std::string(path);
     if (parsed->has_query()) target += "?" + std::string(parsed->encoded_query());
     return {};
 }
@@ -509,6 +669,10 @@ HttpClient::~HttpClient() {
 
 void HttpClient::close() {
     asio::dispatch(impl_->strand, [impl = impl_] { impl->close_all(); });
+}
+
+void HttpClient::close_idle() {
+    asio::dispatch(impl_->strand, [impl = impl_] { impl->close_idle(); });
 }
 
 HttpClient::executor_type HttpClient::get_executor() const noexcept {

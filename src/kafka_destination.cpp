@@ -12,6 +12,7 @@
 #include <outbox/detail/least_bytes.hpp>
 #include <outbox/kafka_destination.hpp>
 
+#include <librdkafka/rdkafka.h>
 #include <boost/asio/append.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -19,7 +20,6 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <librdkafka/rdkafka.h>
 
 #include <algorithm>
 #include <atomic>
@@ -50,7 +50,7 @@ struct Entry {
     Message message;
     Destination::SendHandler handler;
     std::vector<std::pair<std::string, std::string>> extra_headers{};  // ce_* (binary mode)
-    std::size_t wire_bytes = 0;  // value, key and headers
+    std::size_t wire_bytes = 0;                                        // value, key and headers
     Place place = Place::waiting_room;
     std::string staged_url{};
     std::string staged_key{};
@@ -162,6 +162,9 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     Diagnostics connection_error{};
     // Set by an authentication or TLS failure: messages purged because of it fail with it.
     std::optional<std::pair<error_code, Diagnostics>> refusal{};
+    // Why messages were purged otherwise: "the close deadline passed", "the destination was
+    // destroyed".
+    std::string purge_reason = "purged";
 
     // Completions gathered while serve() holds the mutex, run once it is released.
     std::vector<Completion>* collecting = nullptr;
@@ -264,8 +267,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
 
     void serve_admin_results() {
         while (rd_kafka_event_t* ev = rd_kafka_queue_poll(handles.admin_queue, 0)) {
-            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_CREATETOPICS_RESULT)
-                topic_created(ev);
+            if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_CREATETOPICS_RESULT) topic_created(ev);
             rd_kafka_event_destroy(ev);
         }
     }
@@ -277,7 +279,8 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         } else {
             const auto* result = rd_kafka_event_CreateTopics_result(ev);
             size_t n = 0;
-            const rd_kafka_topic_result_t** topics = rd_kafka_CreateTopics_result_topics(result, &n);
+            const rd_kafka_topic_result_t** topics =
+                rd_kafka_CreateTopics_result_topics(result, &n);
             for (size_t i = 0; i < n; ++i) {
                 const auto err = rd_kafka_topic_result_error(topics[i]);
                 if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -287,7 +290,8 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
                     log(LogLevel::debug, "topic \"" + config.topic + "\" exists");
                 } else {
                     const char* why = rd_kafka_topic_result_error_string(topics[i]);
-                    error = std::string(rd_kafka_err2name(err)) + (why ? std::string(": ") + why : "");
+                    error =
+                        std::string(rd_kafka_err2name(err)) + (why ? std::string(": ") + why : "");
                 }
             }
         }
@@ -310,8 +314,9 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         connection_error = d;
         if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) {
             // Not worth retrying for minutes: what is queued fails now with the reason.
-            const error_code ec = err == RD_KAFKA_RESP_ERR__SSL ? error_code(Errc::tls_error)
-                                                                 : error_code(Errc::authentication_failed);
+            const error_code ec = err == RD_KAFKA_RESP_ERR__SSL
+                                      ? error_code(Errc::tls_error)
+                                      : error_code(Errc::authentication_failed);
             refusal.emplace(ec, d);
             rd_kafka_purge(handles.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
         }
@@ -346,11 +351,20 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
             ec = refusal->first;
             d = refusal->second;
         } else if (err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
-            d.message = "abandoned at close while in flight: it may have been written";
+            d.message = purge_reason + " while the message was in flight: it may have been written";
+            if (!connection_error.empty())
+                d.message += "; last connection error: " + connection_error.code + ": " +
+                             connection_error.message;
+        } else if (err == RD_KAFKA_RESP_ERR__PURGE_QUEUE) {
+            d.message = purge_reason + " before the message was sent";
+            if (!connection_error.empty())
+                d.message += "; last connection error: " + connection_error.code + ": " +
+                             connection_error.message;
         } else if (err == RD_KAFKA_RESP_ERR__FATAL) {
             d.message = fatal_reason();
         } else if (ec == Errc::topic_not_found) {
-            d.message = "topic \"" + config.topic + "\" does not exist and the broker did not create it" +
+            d.message = "topic \"" + config.topic +
+                        "\" does not exist and the broker did not create it" +
                         (topic_creation_error.empty()
                              ? std::string("; enable auto-creation on the broker, or set "
                                            "partitions and replication_factor")
@@ -404,10 +418,10 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         e.place = Place::staging;
         config.stager->async_stage(
             std::move(e.message.body),
-            asio::bind_executor(executor, [self = shared_from_this(), seq = e.seq](
-                                              error_code ec, StagedPayload p) {
-                self->staged(seq, ec, std::move(p));
-            }));
+            asio::bind_executor(
+                executor, [self = shared_from_this(), seq = e.seq](error_code ec, StagedPayload p) {
+                    self->staged(seq, ec, std::move(p));
+                }));
     }
 
     void staged(std::uint64_t seq, error_code ec, StagedPayload payload) {
@@ -543,8 +557,8 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
             stats.failed();
             if (auto handler = dead_letters.get())
                 c.dead_letter.reset(new DeadLetterDelivery{
-                    DeadLetter{std::move(e->message), ec, c.receipt, config.topic}, std::move(handler),
-                    config.logger});
+                    DeadLetter{std::move(e->message), ec, c.receipt, config.topic},
+                    std::move(handler), config.logger});
         } else {
             stats.delivered(e->message.body.size(), e->accepted_at);
         }
@@ -562,14 +576,16 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
                                      (d.message.empty() ? "" : ": " + d.message));
         Receipt r;
         r.topic = config.topic;
+        r.attempts = e->place == Place::produced ? 1 : 0;  // librdkafka's retries are its own
         r.diagnostics = std::move(d);
         r.staged_url = std::move(e->staged_url);  // an object may exist though the send failed
         r.staged_key = std::move(e->staged_key);
         complete(std::move(e), ec, std::move(r));
     }
 
-    // Fails what has not reached librdkafka; purges what has (its reports follow).
+    // Fails what has not reached librdkafka; purges what has (its reports follow, and say why).
     void abandon_all(const std::string& why, int purge_flags) {
+        purge_reason = why;
         waiting_room.clear();
         std::vector<std::unique_ptr<Entry>> list;
         for (auto& [seq, e] : held) list.push_back(std::move(e));
@@ -605,9 +621,9 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         std::lock_guard lock(mutex);
         if (stopped || !close_handler) return;
         close_deadline_passed = true;
-        abandon_all("the close deadline passed",
-                    RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
-                        RD_KAFKA_PURGE_F_NON_BLOCKING);
+        abandon_all("the close deadline passed", RD_KAFKA_PURGE_F_QUEUE |
+                                                     RD_KAFKA_PURGE_F_INFLIGHT |
+                                                     RD_KAFKA_PURGE_F_NON_BLOCKING);
         maybe_finish_close();
     }
 
@@ -616,7 +632,8 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
         close_timer.cancel();
         auto h = std::move(*close_handler);
         close_handler.reset();
-        const error_code ec = close_deadline_passed ? error_code(Errc::timeout) : error_code();
+        const error_code ec =
+            close_deadline_passed ? error_code(Errc::close_timeout) : error_code();
         asio::post(executor, asio::append(std::move(h), ec));
     }
 
@@ -664,8 +681,8 @@ class ConfBuilder {
         if (rd_kafka_conf_set(conf_, name.c_str(), value.c_str(), err, sizeof err) !=
             RD_KAFKA_CONF_OK) {
             // librdkafka's message may quote the value: not for secrets.
-            throw std::invalid_argument("KafkaDestination: property \"" + name + "\": " +
-                                        (is_secret_property(name) ? "refused" : err));
+            throw std::invalid_argument("KafkaDestination: property \"" + name +
+                                        "\": " + (is_secret_property(name) ? "refused" : err));
         }
     }
     rd_kafka_conf_t* get() noexcept { return conf_; }
@@ -708,9 +725,9 @@ KafkaDestination::KafkaDestination(asio::any_io_executor executor, KafkaDestinat
         if (!ok) throw std::invalid_argument("KafkaDestination: " + what);
     };
     require(!config.bootstrap_servers.empty(), "no bootstrap_servers");
-    require(is_valid_topic_name(config.topic),
-            "topic \"" + config.topic +
-                "\" is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)");
+    require(
+        is_valid_topic_name(config.topic),
+        "topic \"" + config.topic + "\" is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)");
     const bool sasl = config.security == KafkaSecurity::sasl_ssl ||
                       config.security == KafkaSecurity::sasl_plaintext;
     require(!sasl || !config.sasl_username.empty(),
@@ -751,7 +768,8 @@ KafkaDestination::KafkaDestination(asio::any_io_executor executor, KafkaDestinat
     conf.set("enable.idempotence", c.idempotence ? "true" : "false");
     conf.set("compression.codec", c.compression);
     conf.set("linger.ms", std::to_string(c.linger.count()));
-    conf.set("message.max.bytes", std::to_string(std::max<std::size_t>(c.max_message_size + 1024, 1000)));
+    conf.set("message.max.bytes",
+             std::to_string(std::max<std::size_t>(c.max_message_size + 1024, 1000)));
     conf.set("queue.buffering.max.messages", std::to_string(c.max_in_flight_messages));
     conf.set("queue.buffering.max.kbytes",
              std::to_string(std::max<std::size_t>(1, (c.max_in_flight_bytes + 1023) / 1024)));
@@ -870,9 +888,8 @@ void KafkaDestination::do_send(Message message, SendHandler handler) {
     const std::size_t wire_bytes = wire_size(message, key_bytes, extra_headers);
     if (!ec && !may_stage && wire_bytes > config.max_message_size) {
         ec = Errc::payload_too_large;
-        why = "the message has " + std::to_string(wire_bytes) +
-              " bytes; max_message_size is " + std::to_string(config.max_message_size) +
-              " and no stager is set";
+        why = "the message has " + std::to_string(wire_bytes) + " bytes; max_message_size is " +
+              std::to_string(config.max_message_size) + " and no stager is set";
     }
     impl.stats.accepted(message.body.size());
     auto entry = std::make_unique<Entry>(std::move(message), std::move(handler));

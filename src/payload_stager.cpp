@@ -1,8 +1,10 @@
 // PayloadStager: PutObject signed with the body's SHA-256, retried as the destinations
 // retry, then a pre-signed GET that never outlives the credentials that signed it. The body
 // is hashed on the caller's thread; every other step of every stage runs on one strand.
+#include <outbox/detail/aws_environment.hpp>
 #include "backoff.hpp"
 #include "clock_skew.hpp"
+#include "redact.hpp"
 
 #include <outbox/detail/http_date.hpp>
 #include <outbox/detail/s3_protocol.hpp>
@@ -161,8 +163,10 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
             return presign(*op, creds);
         }
         if (ec) {
-            d.message = "transport: " + ec.message();
+            d.message = res.failure.empty() ? ec.message() : res.failure;
+            detail::redact(d.message, creds.session_token);
         } else {
+            detail::redact(res.body, creds.session_token);  // S3 errors may echo the request
             ec = detail::s3::parse_error_response(res, d);
             asked = detail::parse_retry_after(res.header("Retry-After"),
                                               std::chrono::system_clock::now());
@@ -238,12 +242,23 @@ PayloadStager::PayloadStager(asio::any_io_executor executor, PayloadStagerConfig
     require(config.key_template.find("{uuid}") != std::string::npos,
             "key_template needs {uuid}: staged objects must not overwrite each other");
 
-    require(!config.endpoint.empty() || !config.region.empty(), "no region (or give an endpoint)");
+    // Empty fields from the environment, as every AWS SDK reads it (docs/configuration.md).
+    try {
+        if (!config.region.empty()) detail::require_valid_region(config.region, "region");
+        if (config.endpoint.empty())
+            config.endpoint = detail::endpoint_from_environment("S3").value;
+        if (config.region.empty()) config.region = detail::region_from_environment().value;
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string("PayloadStager: ") + e.what());
+    }
+    require(!config.endpoint.empty() || !config.region.empty(),
+            "no region: set PayloadStagerConfig::region, AWS_REGION or the profile's region (or "
+            "give an endpoint)");
     detail::s3::BucketAddress address;
     if (detail::s3::bucket_address(config.bucket, config.region, config.endpoint,
                                    config.addressing == S3Addressing::path_style, address))
         throw std::invalid_argument("PayloadStager: endpoint \"" + config.endpoint +
-                                    "\" is not a plain http(s) URL");
+                                    "\" is not a plain http(s) URL without query or fragment");
     auto impl = std::make_shared<Impl>(executor, std::move(config));
     impl->origin = address.origin;
     impl->host_header = address.origin.host_header();
@@ -262,6 +277,10 @@ const PayloadStagerConfig& PayloadStager::config() const noexcept {
 
 void PayloadStager::close() {
     impl_->http.close();
+}
+
+void PayloadStager::close_idle_connections() {
+    impl_->http.close_idle();
 }
 
 void PayloadStager::start(std::string body, Handler handler) {

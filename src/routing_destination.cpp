@@ -25,7 +25,8 @@ struct RoutingDestination::Impl {
     asio::any_io_executor executor;
     RoutingDestinationConfig config;
     // Shared with the targets' dead-letter handlers, which may outlive a failed make.
-    std::shared_ptr<detail::DeadLetterSlot> dead_letters = std::make_shared<detail::DeadLetterSlot>();
+    std::shared_ptr<detail::DeadLetterSlot> dead_letters =
+        std::make_shared<detail::DeadLetterSlot>();
     detail::DestinationCounters refused;  // messages that never reached a target
 
     mutable std::mutex mutex;  // guards the two below; never held while a target works
@@ -86,18 +87,21 @@ struct RoutingDestination::Impl {
         return d;
     }
 
-    void refuse(Message message, SendHandler handler, error_code ec, std::string why, std::string target) {
+    void refuse(Message message, SendHandler handler, error_code ec, std::string why,
+                std::string target) {
         refused.accepted(message.body.size());
         refused.failed();
-        detail::post_refusal(executor, *dead_letters, {}, std::move(message), ec, std::move(why), std::move(target),
-                             std::move(handler));
+        detail::post_refusal(executor, *dead_letters, {}, std::move(message), ec, std::move(why),
+                             std::move(target), std::move(handler));
     }
 };
 
-RoutingDestination::RoutingDestination(asio::any_io_executor executor, RoutingDestinationConfig config) {
-    if (!config.route) throw std::invalid_argument("RoutingDestination: route is required");
-    if (!config.make_destination) throw std::invalid_argument("RoutingDestination: make_destination is required");
-    if (config.max_destinations == 0) throw std::invalid_argument("RoutingDestination: max_destinations must be positive");
+RoutingDestination::RoutingDestination(asio::any_io_executor executor,
+                                       RoutingDestinationConfig config) {
+    if (!config.make_destination)
+        throw std::invalid_argument("RoutingDestination: make_destination is required");
+    if (config.max_destinations == 0)
+        throw std::invalid_argument("RoutingDestination: max_destinations must be positive");
     impl_ = std::make_shared<Impl>(std::move(executor), std::move(config));
 }
 
@@ -138,7 +142,7 @@ void RoutingDestination::do_send(Message message, SendHandler handler) {
     Impl& impl = *impl_;
     std::string target;
     try {
-        target = impl.config.route(message);
+        target = impl.config.route ? impl.config.route(message) : message.target;
     } catch (const std::exception& e) {
         return impl.refuse(std::move(message), std::move(handler), Errc::no_route,
                            std::string("routing: the route function threw: ") + e.what(), {});
@@ -148,11 +152,16 @@ void RoutingDestination::do_send(Message message, SendHandler handler) {
     }
     if (target.empty())
         return impl.refuse(std::move(message), std::move(handler), Errc::no_route,
-                           "routing: the route function named no target", {});
+                           impl.config.route
+                               ? "routing: the route function named no target"
+                               : "routing: the message has no target (Message::target)",
+                           {});
     error_code ec;
     std::string why;
     Destination* d = impl.find_or_make(target, ec, why);
-    if (!d) return impl.refuse(std::move(message), std::move(handler), ec, std::move(why), std::move(target));
+    if (!d)
+        return impl.refuse(std::move(message), std::move(handler), ec, std::move(why),
+                           std::move(target));
     d->async_send(std::move(message), std::move(handler));
 }
 

@@ -1,10 +1,12 @@
 // SqsDestination: a queue of accepted messages, batched into SendMessageBatch requests on a
 // strand. Every entry is in exactly one place at a time: the waiting room (no capacity yet),
 // the ready queue, a request on the wire, or the backoff queue; it leaves through complete().
+#include <outbox/detail/aws_environment.hpp>
 #include "backoff.hpp"
 #include "clock_skew.hpp"
 #include "dead_letter_slot.hpp"
 #include "destination_counters.hpp"
+#include "redact.hpp"
 
 #include <outbox/detail/http_date.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
@@ -58,9 +60,21 @@ struct Entry {
     bool maybe_delivered = false;  // an earlier attempt's reply was lost
     bool solo = false;             // send alone: its batch was refused as a whole
     Clock::time_point accepted_at{};
+    Clock::time_point deadline = Clock::time_point::max();  // accepted_at + message_deadline
     Clock::time_point ready_at{};
     Diagnostics last_diagnostics{};
 };
+
+// "Code: message" of what a service or transport said, for messages that add context.
+std::string describe(const Diagnostics& d) {
+    if (d.code.empty() || d.message.find(d.code) != std::string::npos) return d.message;
+    return d.message.empty() ? d.code : d.code + ": " + d.message;
+}
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    return ms.count() % 1000 == 0 ? std::to_string(ms.count() / 1000) + " s"
+                                  : std::to_string(ms.count()) + " ms";
+}
 
 }  // namespace
 
@@ -80,6 +94,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
           http(ex, config.http),
           linger_timer(strand),
           retry_timer(strand),
+          deadline_timer(strand),
           close_timer(strand),
           rng(std::random_device{}()) {}
 
@@ -100,9 +115,9 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     std::optional<bool> content_based_dedup;
     std::uint32_t resolve_attempts = 0;
 
-    // Messages.
+    // Messages, by seq: the oldest first, which is also the order of their deadlines.
     std::uint64_t next_seq = 1;
-    std::unordered_map<std::uint64_t, std::unique_ptr<Entry>> entries;
+    std::map<std::uint64_t, std::unique_ptr<Entry>> entries;
     std::deque<Entry*> waiting_room;
     std::deque<Entry*> ready;  // by seq
     std::multimap<Clock::time_point, Entry*> backoff;
@@ -116,8 +131,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     bool linger_armed = false;
     asio::steady_timer retry_timer;
     Clock::time_point retry_timer_at = Clock::time_point::max();
+    asio::steady_timer deadline_timer;  // at the oldest deadline of a message not on the wire
+    Clock::time_point deadline_timer_at = Clock::time_point::max();
+    asio::cancellation_signal resolve_cancel;  // the queue lookup in flight, if any
 
     bool closing = false;
+    bool stopped = false;  // closed or destroyed: nothing more goes on the wire
     bool close_deadline_passed = false;
     std::optional<CloseHandler> close_handler;
     asio::steady_timer close_timer;
@@ -133,9 +152,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         Entry* e = owned.get();
         e->seq = next_seq++;
         e->accepted_at = Clock::now();
-        entries.emplace(e->seq, std::move(owned));
+        if (config.retry.message_deadline.count() > 0)
+            e->deadline = e->accepted_at + config.retry.message_deadline;
+        entries.emplace_hint(entries.end(), e->seq, std::move(owned));
         install_cancellation(*e);
         if (closing) return fail(*e, asio::error::operation_aborted, "the destination is closed");
+        if (deadline_timer_at == Clock::time_point::max()) arm_deadline_timer();
         if (has_room(e->size)) {
             admit(*e);
         } else {
@@ -254,20 +276,20 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             });
     }
 
-    void cancel_entry(std::uint64_t seq) {
-        auto it = entries.find(seq);
-        if (it == entries.end()) return;
-        Entry& e = *it->second;
+    // Removes a message that is not on the wire from the list it waits in.
+    void take_out(Entry& e) {
         switch (e.place) {
             case Place::request:
+                return;
             case Place::staging:
-                return;  // completes with its request's (or upload's) outcome
+                release_group(e);  // held while its upload runs; the upload's result is dropped
+                return;
             case Place::waiting_room:
                 waiting_room.erase(std::find(waiting_room.begin(), waiting_room.end(), &e));
-                break;
+                return;
             case Place::ready:
                 ready.erase(std::find(ready.begin(), ready.end(), &e));
-                break;
+                return;
             case Place::backoff:
                 for (auto b = backoff.begin(); b != backoff.end(); ++b)
                     if (b->second == &e) {
@@ -275,12 +297,87 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                         break;
                     }
                 release_group(e);
-                break;
+                return;
         }
+    }
+
+    void cancel_entry(std::uint64_t seq) {
+        auto it = entries.find(seq);
+        if (it == entries.end()) return;
+        Entry& e = *it->second;
+        if (e.place == Place::request || e.place == Place::staging)
+            return;  // completes with its request's (or upload's) outcome
+        take_out(e);
         if (e.maybe_delivered)
             fail(e, Errc::outcome_unknown, "cancelled after a reply was lost");
         else
             fail(e, asio::error::operation_aborted, "cancelled");
+    }
+
+    // ---- message deadlines ---------------------------------------------------------------
+
+    // A message on the wire is bounded by its request's timeout (never past its deadline);
+    // every other one by this timer, armed at the first deadline still ahead.
+    void arm_deadline_timer() {
+        if (config.retry.message_deadline.count() <= 0 || stopped) return;
+        const auto now = Clock::now();
+        Clock::time_point next = Clock::time_point::max();
+        for (const auto& [seq, e] : entries)
+            if (e->deadline > now) {
+                next = e->deadline;
+                break;
+            }
+        if (next == deadline_timer_at) return;
+        deadline_timer_at = next;
+        if (next == Clock::time_point::max()) {
+            deadline_timer.cancel();
+            return;
+        }
+        deadline_timer.expires_at(next);
+        deadline_timer.async_wait([self = shared_from_this(), next](error_code ec) {
+            if (ec || self->deadline_timer_at != next) return;  // re-armed, or shutting down
+            self->deadline_timer_at = Clock::time_point::max();
+            self->expire_due();
+        });
+    }
+
+    void expire_due() {
+        const auto now = Clock::now();
+        std::vector<Entry*> due;
+        for (const auto& [seq, e] : entries) {
+            if (e->deadline > now) break;
+            if (e->place != Place::request) due.push_back(e.get());
+        }
+        for (Entry* e : due) {
+            const char* where = e->place == Place::waiting_room    ? "waiting for room"
+                                : e->place == Place::staging       ? "its payload was being staged"
+                                : e->place == Place::backoff       ? "waiting to be retried"
+                                : queue_state != QueueState::ready ? "the queue was being looked up"
+                                                                   : "waiting to be sent";
+            take_out(*e);
+            std::string why = "the message deadline (" +
+                              seconds_text(config.retry.message_deadline) + ") passed while " +
+                              where;
+            if (!e->last_diagnostics.empty())
+                why += "; last attempt: " + describe(e->last_diagnostics);
+            fail(*e,
+                 e->maybe_delivered ? error_code(Errc::outcome_unknown) : error_code(Errc::timeout),
+                 std::move(why));
+        }
+        arm_deadline_timer();
+        dispatch_ready();
+    }
+
+    // The request timeout for these messages: the configured one, cut short by the earliest
+    // deadline among them.
+    std::chrono::milliseconds request_timeout(Clock::time_point earliest_deadline) const {
+        auto timeout = config.http.request_timeout;
+        if (earliest_deadline != Clock::time_point::max()) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                earliest_deadline - Clock::now());
+            timeout = std::clamp(left, std::chrono::milliseconds(1), timeout);
+        }
+        return timeout;
     }
 
     // ---- completion ----------------------------------------------------------------------
@@ -298,9 +395,9 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         if (ec) {
             stats.failed();
             if (auto dead_letter = dead_letters.get())
-                detail::DeadLetterSlot::deliver(dead_letter,
-                                                DeadLetter{std::move(e.message), ec, receipt, queue_url},
-                                                config.logger);
+                detail::DeadLetterSlot::deliver(
+                    dead_letter, DeadLetter{std::move(e.message), ec, receipt, queue_url},
+                    config.logger);
         } else {
             stats.delivered(e.message.body.size(), e.accepted_at);
         }
@@ -331,32 +428,40 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // ---- queue resolution: GetQueueUrl, GetQueueAttributes --------------------------------
 
     void resolve() {
+        if (stopped) return;
         queue_state = QueueState::resolving;
+        // The lookup is bounded by the deadline of the oldest message waiting for it.
+        const auto timeout =
+            request_timeout(ready.empty() ? Clock::time_point::max() : ready.front()->deadline);
         if (queue_url.empty()) {
             std::string body;
             sqs::write_get_queue_url(body, config.queue_name);
-            call("GetQueueUrl", std::move(body),
-                 [self = shared_from_this()](error_code ec, HttpResponse res) {
-                     self->on_get_queue_url(ec, std::move(res));
-                 });
+            call(
+                "GetQueueUrl", std::move(body),
+                [self = shared_from_this()](error_code ec, HttpResponse res) {
+                    self->on_get_queue_url(ec, std::move(res));
+                },
+                resolve_cancel.slot(), timeout);
             return;
         }
         if (config.max_message_size != 0 && !fifo) return resolved(config.max_message_size);
         std::string body;
         sqs::write_get_queue_attributes(body, queue_url);
-        call("GetQueueAttributes", std::move(body),
-             [self = shared_from_this()](error_code ec, HttpResponse res) {
-                 self->on_get_queue_attributes(ec, std::move(res));
-             });
+        call(
+            "GetQueueAttributes", std::move(body),
+            [self = shared_from_this()](error_code ec, HttpResponse res) {
+                self->on_get_queue_attributes(ec, std::move(res));
+            },
+            resolve_cancel.slot(), timeout);
     }
 
     // Retries resolution with backoff, or fails everything queued when it cannot work.
     void resolve_failed(error_code ec, const Diagnostics& d, const HttpResponse* res) {
         ++resolve_attempts;
         if (is_retryable(ec) && resolve_attempts < config.retry.max_attempts &&
-            !close_deadline_passed) {
+            !close_deadline_passed && !stopped && !ready.empty()) {
             auto delay = backoff_delay(resolve_attempts, res);
-            config.logger.log(LogLevel::info, "sqs: looking up the queue failed (" + ec.message() +
+            config.logger.log(LogLevel::info, "sqs: looking up the queue failed (" + describe(d) +
                                                   "), trying again in " +
                                                   std::to_string(delay.count()) + " ms");
             retry_timer.expires_after(delay);
@@ -367,24 +472,32 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             });
             return;
         }
-        config.logger.log(LogLevel::warning,
-                          "sqs: cannot look up the queue: " + ec.message() +
-                              (d.code.empty() ? "" : " (" + d.code + ": " + d.message + ")"));
+        if (!stopped)
+            config.logger.log(LogLevel::warning, "sqs: cannot look up the queue: " + describe(d));
         queue_state = QueueState::unresolved;
         resolve_attempts = 0;
         auto pending = std::move(ready);
         ready.clear();
-        for (Entry* e : pending) {
-            e->attempts = std::max<std::uint32_t>(e->attempts, 1);
-            fail_with_last(*e, ec, d);
-        }
+        Diagnostics lookup = d;
+        lookup.message = "looking up the queue failed: " + describe(d);
+        for (Entry* e : pending) fail_with_last(*e, ec, lookup);
+    }
+
+    // What a failed call says: the transport's account, or the error's own words.
+    static Diagnostics transport_diagnostics(error_code ec, const HttpResponse& res) {
+        Diagnostics d;
+        d.message = res.failure.empty() ? ec.message() : res.failure;
+        return d;
     }
 
     void on_get_queue_url(error_code ec, HttpResponse res) {
-        Diagnostics d;
+        Diagnostics d = ec ? transport_diagnostics(ec, res) : Diagnostics{};
         if (!ec && res.status != 200) ec = sqs::parse_error_response(res, d);
         std::string url;
-        if (!ec && sqs::parse_get_queue_url_result(res.body, url)) ec = Errc::malformed_response;
+        if (!ec && sqs::parse_get_queue_url_result(res.body, url)) {
+            ec = Errc::malformed_response;
+            d.message = "unreadable GetQueueUrl reply";
+        }
         sqs::QueueAddress address;
         std::string why;
         if (!ec && sqs::parse_queue_url(url, address, why)) {
@@ -401,15 +514,16 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     void on_get_queue_attributes(error_code ec, HttpResponse res) {
-        Diagnostics d;
+        Diagnostics d = ec ? transport_diagnostics(ec, res) : Diagnostics{};
         if (!ec && res.status != 200) ec = sqs::parse_error_response(res, d);
         std::size_t size = 0;
         bool content_dedup = false;
-        if (!ec && sqs::parse_get_queue_attributes_result(res.body, size, content_dedup))
+        if (!ec && sqs::parse_get_queue_attributes_result(res.body, size, content_dedup)) {
             ec = Errc::malformed_response;
-        const bool no_queue =
-            d.code.find("NonExistentQueue") != std::string::npos || d.code == "QueueDoesNotExist";
-        if (ec && (is_retryable(ec) || no_queue)) return resolve_failed(ec, d, &res);
+            d.message = "unreadable GetQueueAttributes reply";
+        }
+        if (ec && (is_retryable(ec) || sqs::is_missing_queue_error(d)))
+            return resolve_failed(ec, d, &res);
         if (ec) {
             // Send-only credentials often lack sqs:GetQueueAttributes: go on with the default.
             config.logger.log(LogLevel::info, "sqs: GetQueueAttributes refused (" +
@@ -445,20 +559,33 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
 
     // Signs and sends one SQS JSON-protocol call; `done` runs on the strand.
     void call(std::string_view action, std::string body, ResponseHandler done,
-              asio::cancellation_slot slot = {}) {
+              asio::cancellation_slot slot, std::chrono::milliseconds timeout) {
         config.credentials->async_get_credentials(asio::bind_executor(
             strand, [self = shared_from_this(), target = "AmazonSQS." + std::string(action),
-                     body = std::move(body), done = std::move(done),
-                     slot](error_code ec, Credentials creds) mutable {
-                if (ec) return done(ec, {});
+                     body = std::move(body), done = std::move(done), slot,
+                     timeout](error_code ec, Credentials creds) mutable {
+                if (ec) {
+                    HttpResponse res;
+                    res.failure = self->credentials_failure(ec);
+                    return done(ec, std::move(res));
+                }
                 // Abandoned (close deadline, destruction) while the credentials were fetched.
-                if (self->close_deadline_passed) return done(asio::error::operation_aborted, {});
-                self->send_signed(target, std::move(body), creds, std::move(done), slot);
+                if (self->close_deadline_passed || self->stopped)
+                    return done(asio::error::operation_aborted, {});
+                self->send_signed(target, std::move(body), std::move(creds), std::move(done), slot,
+                                  timeout);
             }));
     }
 
-    void send_signed(const std::string& target, std::string body, const Credentials& creds,
-                     ResponseHandler done, asio::cancellation_slot slot) {
+    std::string credentials_failure(error_code ec) const {
+        if (ec == Errc::credentials_not_found)
+            return "no AWS credentials found; tried " + config.credentials->name();
+        return "cannot get AWS credentials (" + config.credentials->name() + "): " + ec.message();
+    }
+
+    void send_signed(const std::string& target, std::string body, Credentials creds,
+                     ResponseHandler done, asio::cancellation_slot slot,
+                     std::chrono::milliseconds timeout) {
         static constexpr std::string_view content_type = "application/x-amz-json-1.0";
         const sigv4::Header signed_headers[] = {{"content-type", content_type},
                                                 {"x-amz-target", target}};
@@ -475,13 +602,23 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         req.method = "POST";
         req.origin = origin;
         req.target = "/";
+        req.timeout = timeout;
         req.headers.reserve(5);
         req.headers.emplace_back("Content-Type", content_type);
         req.headers.emplace_back("X-Amz-Target", target);
         req.headers.emplace_back("X-Amz-Date", std::move(sig.amz_date));
         req.headers.emplace_back("Authorization", std::move(sig.authorization));
-        if (creds.has_session_token())
+        if (creds.has_session_token()) {
             req.headers.emplace_back("X-Amz-Security-Token", creds.session_token);
+            // A service error may echo it (SignatureDoesNotMatch quotes the canonical request):
+            // it never reaches a receipt, a report or a log.
+            done = [done = std::move(done), token = std::move(creds.session_token)](
+                       error_code ec, HttpResponse res) {
+                if (res.status != 200) detail::redact(res.body, token);
+                detail::redact(res.failure, token);
+                done(ec, std::move(res));
+            };
+        }
         req.body = std::move(body);
         http.async_request(std::move(req), asio::bind_cancellation_slot(
                                                slot, asio::bind_executor(strand, std::move(done))));
@@ -591,12 +728,15 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         ++requests_in_flight;
         stats.request();
         open_requests.push_back(request);
+        // Never past the earliest deadline among its messages.
+        Clock::time_point earliest = Clock::time_point::max();
+        for (const Entry* e : request->entries) earliest = std::min(earliest, e->deadline);
         call(
             request->batch ? "SendMessageBatch" : "SendMessage", std::move(body),
             [self = shared_from_this(), request](error_code ec, HttpResponse res) {
                 self->on_send_response(*request, ec, std::move(res));
             },
-            request->cancel.slot());
+            request->cancel.slot(), request_timeout(earliest));
     }
 
     void on_send_response(Request& request, error_code ec, HttpResponse res) {
@@ -605,10 +745,9 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         for (Entry* e : request.entries) release_group(*e);
 
         if (ec) {
-            Diagnostics d;
-            d.message = "transport: " + ec.message();
+            Diagnostics d = transport_diagnostics(ec, res);
             if (ec == asio::error::operation_aborted)
-                d.message = "not sent: the close deadline passed";
+                d.message = "not sent: the destination was closing";
             for (Entry* e : request.entries) {
                 if (ec == Errc::outcome_unknown) e->maybe_delivered = true;
                 retry_or_fail(*e, ec, d, nullptr);
@@ -622,7 +761,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                 for (Entry* e : request.entries) requeue_now(*e, err, d);
                 return dispatch_ready();
             }
-            if (err == Errc::service_error && request.entries.size() > 1 && splits_batch(d.code)) {
+            if (err == Errc::service_error && request.entries.size() > 1 &&
+                sqs::is_batch_refusal_of_one_entry(d.code)) {
                 // One bad entry can refuse a whole batch: send each alone to find it.
                 for (Entry* e : request.entries) {
                     e->solo = true;
@@ -669,8 +809,10 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         // stored them, so they count as lost replies.
         Diagnostics d;
         d.http_status = res.status;
-        d.message =
-            parse_ec ? "unreadable SendMessage reply" : "the reply does not mention this entry";
+        d.request_id = std::string(res.header("x-amzn-RequestId"));
+        d.message = parse_ec ? "unreadable SendMessage reply: it may or may not have been stored"
+                             : "the reply does not mention this message: it may or may not have "
+                               "been stored";
         for (std::size_t i = 0; i < request.entries.size(); ++i) {
             if (settled[i]) continue;
             request.entries[i]->maybe_delivered = true;
@@ -679,28 +821,33 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         dispatch_ready();
     }
 
-    static bool splits_batch(std::string_view code) {
-        return code == "InvalidParameterValue" || code == "InvalidMessageContents" ||
-               code == "BatchRequestTooLong" || code == "InvalidParameterValueException" ||
-               code == "InvalidMessageContentsException";
-    }
-
     void deliver(Entry& e, sqs::SentEntry& sent, std::string_view request_id) {
+        Diagnostics d;
+        d.http_status = 200;
+        d.request_id = std::string(request_id);
+        // A reply we cannot check is no proof that SQS stored what we sent: as if it were lost.
+        const bool want_attributes_md5 = !e.message.attributes.empty();
+        if (config.require_md5 &&
+            (sent.md5_of_body.empty() || (want_attributes_md5 && sent.md5_of_attributes.empty()))) {
+            d.message = std::string("the reply has no ") +
+                        (sent.md5_of_body.empty() ? "MD5OfMessageBody" : "MD5OfMessageAttributes") +
+                        " to check (message id " + sent.message_id +
+                        "): it may or may not have been stored";
+            e.maybe_delivered = true;
+            return retry_or_fail(e, Errc::malformed_response, d, nullptr);
+        }
         bool body_ok = true;
         if (!sent.md5_of_body.empty()) {
             const auto body_md5 = sqs::md5_of_body(e.message.body);
             body_ok = std::string_view(body_md5.data(), body_md5.size()) == sent.md5_of_body;
         }
         bool attributes_ok = true;
-        if (!e.message.attributes.empty()) {
+        if (want_attributes_md5 && !sent.md5_of_attributes.empty()) {
             const auto attr_md5 = sqs::md5_of_attributes(e.message.attributes);
             attributes_ok =
                 std::string_view(attr_md5.data(), attr_md5.size()) == sent.md5_of_attributes;
         }
         if (!body_ok || !attributes_ok) {
-            Diagnostics d;
-            d.http_status = 200;
-            d.request_id = std::string(request_id);
             d.message = std::string(body_ok ? "MD5OfMessageAttributes" : "MD5OfMessageBody") +
                         " does not match what was sent; message id " + sent.message_id;
             return fail_with_last(e, Errc::checksum_mismatch, d);
@@ -724,19 +871,26 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         return detail::backoff_delay(config.retry, attempts, rng, asked);
     }
 
+    // An attempt failed: another one later, or the message fails. A message an earlier
+    // attempt may have delivered fails with outcome_unknown unless the service refused it.
     void retry_or_fail(Entry& e, error_code ec, const Diagnostics& d, const HttpResponse* res) {
         e.last_diagnostics = d;
-        if (!is_retryable(ec) || e.attempts >= config.retry.max_attempts || close_deadline_passed) {
-            const error_code final_ec = ec == asio::error::operation_aborted && e.maybe_delivered
-                                            ? error_code(Errc::outcome_unknown)
-                                            : ec;
-            return fail(e, final_ec, {});
-        }
+        const auto final_error = [&] {
+            return e.maybe_delivered && (is_retryable(ec) || ec == asio::error::operation_aborted)
+                       ? error_code(Errc::outcome_unknown)
+                       : ec;
+        };
+        if (!is_retryable(ec) || close_deadline_passed) return fail(e, final_error(), {});
+        if (e.attempts >= config.retry.max_attempts)
+            return fail(e, final_error(),
+                        "gave up after " + std::to_string(e.attempts) +
+                            " attempts; last attempt: " + describe(d));
         const auto delay = backoff_delay(e.attempts, res);
         const auto when = Clock::now() + delay;
-        if (config.retry.message_deadline.count() > 0 &&
-            when > e.accepted_at + config.retry.message_deadline)
-            return fail(e, ec, {});
+        if (when >= e.deadline)
+            return fail(e, final_error(),
+                        "the message deadline (" + seconds_text(config.retry.message_deadline) +
+                            ") leaves no time for another attempt; last attempt: " + describe(d));
         e.place = Place::backoff;
         hold_group(e);
         backoff.emplace(when, &e);
@@ -746,7 +900,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // A retry without waiting (clock corrected, or batch split); still counts as an attempt.
     void requeue_now(Entry& e, error_code ec, const Diagnostics& d) {
         e.last_diagnostics = d;
-        if (e.attempts >= config.retry.max_attempts) return fail(e, ec, {});
+        if (e.attempts >= config.retry.max_attempts)
+            return fail(e, e.maybe_delivered ? error_code(Errc::outcome_unknown) : ec, {});
         insert_ready(e);
     }
 
@@ -830,14 +985,17 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         abandon_all("the close deadline passed");
     }
 
-    // Fails everything not on the wire and cancels requests on the wire.
+    // Fails everything not on the wire and cancels requests on the wire. A message's own
+    // trouble (the last attempt's error) stays in its receipt beside the reason.
     void abandon_all(const std::string& why) {
         auto fail_list = [&](std::vector<Entry*> list) {
             for (Entry* e : list)
                 fail(*e,
                      e->maybe_delivered ? error_code(Errc::outcome_unknown)
                                         : error_code(asio::error::operation_aborted),
-                     why);
+                     e->last_diagnostics.empty()
+                         ? why
+                         : why + "; last attempt: " + describe(e->last_diagnostics));
         };
         std::vector<Entry*> list(waiting_room.begin(), waiting_room.end());
         waiting_room.clear();
@@ -850,10 +1008,28 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         backoff.clear();
         for (Entry* e : list) release_group(*e);
         fail_list(std::move(list));
+        list.clear();
+        for (auto& [seq, e] : entries)  // uploads in progress
+            if (e->place == Place::staging) list.push_back(e.get());
+        for (Entry* e : list) release_group(*e);
+        fail_list(std::move(list));
         for (auto& r : std::vector(open_requests))
             r->cancel.emit(asio::cancellation_type::terminal);
         linger_timer.cancel();
         retry_timer.cancel();
+    }
+
+    // Nothing of this destination keeps an event loop busy from here on: timers, the queue
+    // lookup, pooled connections, the stager's idle connections.
+    void stop_io() {
+        stopped = true;
+        linger_timer.cancel();
+        retry_timer.cancel();
+        deadline_timer.cancel();
+        deadline_timer_at = Clock::time_point::max();
+        resolve_cancel.emit(asio::cancellation_type::terminal);
+        http.close();
+        if (config.stager) config.stager->close_idle_connections();
     }
 
     void maybe_finish_close() {
@@ -861,8 +1037,9 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         close_timer.cancel();
         auto h = std::move(*close_handler);
         close_handler.reset();
-        const error_code ec = close_deadline_passed ? error_code(Errc::timeout) : error_code();
-        http.close();  // pooled connections would keep the event loop busy until they idle out
+        const error_code ec =
+            close_deadline_passed ? error_code(Errc::close_timeout) : error_code();
+        stop_io();
         asio::post(executor, asio::append(std::move(h), ec));
     }
 
@@ -872,7 +1049,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         abandon_all("the destination was destroyed");
         close_timer.cancel();
         if (close_handler) maybe_finish_close();
-        http.close();
+        stop_io();
     }
 };
 
@@ -902,24 +1079,54 @@ SqsDestination::SqsDestination(asio::any_io_executor executor, SqsDestinationCon
         if (sqs::parse_queue_url(config.queue_url, address, why))
             throw std::invalid_argument("SqsDestination: queue URL \"" + config.queue_url +
                                         "\": " + why);
+        if (!address.region.empty() && !detail::is_valid_region(address.region))
+            throw std::invalid_argument("SqsDestination: queue URL \"" + config.queue_url +
+                                        "\": the host names no valid region");
     } else {
         require(config.queue_name.find('/') == std::string::npos,
                 "queue_name is a name, not a URL");
         address.name = config.queue_name;
         address.fifo = config.queue_name.ends_with(".fifo");
     }
-    std::string region = !config.region.empty() ? config.region : address.region;
+    // Region: the configuration, the queue URL's AWS host, the endpoint's, then the
+    // environment and profile as every AWS SDK reads them. Endpoint: the configuration, then
+    // AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL and the profile's endpoint_url, then the queue URL.
+    std::string region = config.region;
+    if (!region.empty()) detail::require_valid_region(region, "SqsDestination: region");
+    if (region.empty()) region = address.region;
+    std::string endpoint = config.endpoint, endpoint_source = "endpoint";
+    if (endpoint.empty()) {
+        auto from_environment = [](auto lookup) {
+            try {
+                return lookup();
+            } catch (const std::invalid_argument& e) {
+                throw std::invalid_argument(std::string("SqsDestination: ") + e.what());
+            }
+        };
+        const auto found =
+            from_environment([] { return detail::endpoint_from_environment("SQS"); });
+        endpoint = found.value;
+        endpoint_source = found.source;
+    }
     HttpOrigin origin = address.origin;
-    if (!config.endpoint.empty()) {
-        std::string target;
-        if (parse_http_url(config.endpoint, origin, target))
-            throw std::invalid_argument("SqsDestination: endpoint \"" + config.endpoint +
-                                        "\" is not an http(s) URL");
+    if (!endpoint.empty()) {
+        std::string target, why;
+        if (parse_http_url(endpoint, origin, target, &why))
+            throw std::invalid_argument("SqsDestination: " + endpoint_source + " \"" + endpoint +
+                                        "\": " + why);
         if (region.empty()) region = sqs::region_from_host(origin.host);
     }
+    if (region.empty()) {
+        try {
+            region = detail::region_from_environment().value;
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(std::string("SqsDestination: ") + e.what());
+        }
+    }
     require(!region.empty(),
-            "no region: the queue URL's host does not name one; set SqsDestinationConfig::region");
-    if (config.queue_url.empty() && config.endpoint.empty()) {
+            "no region: the queue URL's host does not name one, and neither SqsDestinationConfig::"
+            "region, AWS_REGION, AWS_DEFAULT_REGION nor the profile's region is set");
+    if (config.queue_url.empty() && endpoint.empty()) {
         origin.tls = true;
         origin.host = "sqs." + region + ".amazonaws.com";
         origin.port = 443;
@@ -983,8 +1190,9 @@ void SqsDestination::do_send(Message message, SendHandler handler) {
     impl_->stats.accepted(message.body.size());
     if (ec) {
         impl_->stats.failed();
-        detail::post_refusal(impl_->executor, impl_->dead_letters, impl_->config.logger, std::move(message), ec,
-                             std::move(why), queue_url(), std::move(handler));
+        detail::post_refusal(impl_->executor, impl_->dead_letters, impl_->config.logger,
+                             std::move(message), ec, std::move(why), queue_url(),
+                             std::move(handler));
         return;
     }
     auto entry = std::make_unique<Entry>(std::move(message), std::move(handler));

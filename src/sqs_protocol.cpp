@@ -113,10 +113,7 @@ std::string region_from_host(std::string_view host) {
 
 error_code parse_queue_url(std::string_view url, QueueAddress& out, std::string& why) {
     std::string target;
-    if (parse_http_url(url, out.origin, target)) {
-        why = "not an absolute http or https URL";
-        return Errc::invalid_url;
-    }
+    if (parse_http_url(url, out.origin, target, &why)) return Errc::invalid_url;
     // "/ACCOUNT/NAME": two non-empty segments, no query.
     std::string_view path(target);
     const auto second = path.size() > 1 ? path.find('/', 1) : std::string_view::npos;
@@ -463,6 +460,16 @@ bool is_throttling_code(std::string_view code) noexcept {
            code == "TooManyRequestsException" || code == "RequestLimitExceeded" ||
            code == "AWS.SimpleQueueService.RequestThrottled" || code == "KmsThrottled" ||
            code == "SlowDown";
+}
+
+bool is_missing_queue_error(const Diagnostics& d) noexcept {
+    return d.code.find("NonExistentQueue") != std::string::npos || d.code == "QueueDoesNotExist";
+}
+
+bool is_batch_refusal_of_one_entry(std::string_view code) noexcept {
+    return code == "InvalidParameterValue" || code == "InvalidMessageContents" ||
+           code == "BatchRequestTooLong" || code == "InvalidParameterValueException" ||
+           code == "InvalidMessageContentsException";
 }
 
 bool is_clock_skew_error(const Diagnostics& d) noexcept {

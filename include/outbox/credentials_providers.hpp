@@ -26,12 +26,15 @@ struct ProfileOptions {
     std::string profile{};           // empty: AWS_PROFILE, else "default"
     std::string credentials_file{};  // empty: AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials
     std::string config_file{};       // empty: AWS_CONFIG_FILE, else ~/.aws/config
+    Logger logger{};                 // says which file could not be read, and why
 };
 
 /// Static keys from the shared credentials and config files (the credentials file wins).
 /// A profile that assumes a role, runs a process or uses SSO fails with
 /// Errc::unsupported_profile rather than being skipped silently. The files are small local
-/// files read at each call; wrap the provider in make_caching_credentials.
+/// files read at each call; wrap the provider in make_caching_credentials. A file that is
+/// not a regular file (a FIFO, /dev/zero) or is larger than 1 MiB is never read: the call
+/// fails with Errc::unreadable_profile_file and the logger names the file and the cause.
 CredentialsProviderPtr make_profile_credentials(boost::asio::any_io_executor executor,
                                                 ProfileOptions options = {});
 
@@ -55,8 +58,10 @@ CredentialsProviderPtr make_instance_metadata_credentials(boost::asio::any_io_ex
                                                           MetadataOptions options = {});
 
 struct WebIdentityOptions {
-    // STS endpoint: this, else AWS_ENDPOINT_URL_STS, else https://sts.REGION.amazonaws.com
-    // (REGION from AWS_REGION or AWS_DEFAULT_REGION), else https://sts.amazonaws.com.
+    // STS endpoint: this, else AWS_ENDPOINT_URL_STS, else AWS_ENDPOINT_URL, else
+    // https://sts.REGION.amazonaws.com (REGION from AWS_REGION or AWS_DEFAULT_REGION), else
+    // https://sts.amazonaws.com. Plain http only to a loopback address: the token and the
+    // credentials would otherwise cross the network in the clear.
     std::string sts_endpoint{};
     HttpClientConfig http{};
 };
@@ -68,7 +73,8 @@ CredentialsProviderPtr make_web_identity_credentials(boost::asio::any_io_executo
 
 /// Asks each provider in turn; the first that has credentials wins and is asked first next
 /// time. When none has any: the first error other than Errc::credentials_not_found, else
-/// Errc::credentials_not_found. Each provider's answer is logged at debug level.
+/// Errc::credentials_not_found. Each provider's answer is logged at debug level. Its name()
+/// lists the providers' names, in order.
 CredentialsProviderPtr make_credentials_chain(boost::asio::any_io_executor executor,
                                               std::vector<CredentialsProviderPtr> providers,
                                               Logger logger = {});
@@ -85,7 +91,7 @@ struct CachingOptions {
 };
 
 /// Caches what `inner` returns. Concurrent callers share one refresh; a failed refresh keeps
-/// serving credentials that are still valid. Thread-safe.
+/// serving credentials that are still valid. Thread-safe. Its name() is inner's.
 CredentialsProviderPtr make_caching_credentials(boost::asio::any_io_executor executor,
                                                 CredentialsProviderPtr inner,
                                                 CachingOptions options = {});

@@ -28,6 +28,7 @@ enum class Errc {
     credentials_endpoint_error,    // a credentials endpoint answered with an HTTP error
     invalid_credentials_response,  // a credentials endpoint's answer could not be read
     unsupported_profile,           // the profile needs a feature outbox lacks (role_arn, sso, ...)
+    unreadable_profile_file,       // a profile file is not a regular file, or over 1 MiB (logged)
 
     // Messages rejected before any request is made.
     payload_too_large,  // larger than the destination's limit, and no stager takes it
@@ -44,6 +45,8 @@ enum class Errc {
     topic_not_found,        // the topic does not exist and could not be created
     // Routing.
     no_route,  // the route function named no target, or no destination could be made for it
+    // Closing.
+    close_timeout,  // the close deadline passed first: what was left failed with operation_aborted
 };
 
 /// The category of outbox::Errc; its name is "outbox".

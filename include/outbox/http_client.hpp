@@ -34,9 +34,11 @@ struct HttpOrigin {
 };
 
 /// Splits an absolute http or https URL into its origin and request target (path and
-/// query). Errors: Errc::invalid_url.
+/// query). Errors: Errc::invalid_url, with `why` (when given) saying what is wrong: not a URL,
+/// another scheme, user information, a host that is not a plain name or IP address, a port
+/// outside 1-65535.
 boost::system::error_code parse_http_url(std::string_view url, HttpOrigin& origin,
-                                         std::string& target);
+                                         std::string& target, std::string* why = nullptr);
 
 struct HttpRequest {
     std::string method = "GET";
@@ -53,6 +55,10 @@ struct HttpResponse {
     unsigned status = 0;
     std::vector<std::pair<std::string, std::string>> headers{};
     std::string body{};
+    /// When the request failed: what failed and where, for people ("cannot connect to
+    /// 127.0.0.1:4566: Connection refused", "TLS handshake with sqs.eu-west-1.amazonaws.com:443
+    /// failed: certificate verify failed: certificate has expired"). Empty otherwise.
+    std::string failure{};
 
     /// The first header of that name (case-insensitive), or empty.
     std::string_view header(std::string_view name) const noexcept;
@@ -61,7 +67,8 @@ struct HttpResponse {
 struct TlsOptions {
     // Peer certificate and host name verification. Turning it off is logged as a warning.
     bool verify_peer = true;
-    // A PEM file of CA certificates to trust in addition to the system store.
+    // A PEM file of CA certificates to trust in addition to the system store. Empty: the file
+    // AWS_CA_BUNDLE names, if set.
     std::string ca_file{};
 };
 
@@ -72,6 +79,7 @@ struct HttpClientConfig {
     std::size_t max_connections_per_origin = 32;
     // Pooled connections are closed after this long unused, before servers close them
     // (S3 and SQS load balancers drop idle connections after about 20 to 60 seconds).
+    // Zero: no pooling, each connection is closed after its response.
     std::chrono::milliseconds idle_timeout{15000};
     std::chrono::milliseconds dns_cache_ttl{30000};
     std::size_t max_response_header_bytes = 64 * 1024;
@@ -90,10 +98,13 @@ struct HttpClientStats {
 };
 
 /// Thread-safe: requests may be started from any thread; the client serialises its state
-/// on a strand of the executor it was given.
+/// on a strand of the executor it was given. TLS contexts (with the CA store they load) are
+/// shared by every client in the process with the same TlsOptions, and loaded on the first
+/// TLS connection, so constructing a client costs no file reads.
 class HttpClient {
   public:
-    /// Throws std::invalid_argument for an unreadable CA file.
+    /// Throws std::invalid_argument for an unreadable CA file (TlsOptions::ca_file or
+    /// AWS_CA_BUNDLE).
     HttpClient(boost::asio::any_io_executor executor, HttpClientConfig config = {});
     ~HttpClient();  // closes idle connections; requests in flight finish or fail, never hang
     HttpClient(const HttpClient&) = delete;
@@ -106,6 +117,7 @@ class HttpClient {
     /// on the handler's associated executor, never inside this call. An HTTP error status is
     /// not an error here: look at HttpResponse::status.
     ///
+    /// On failure HttpResponse::failure says what failed and where.
     /// Errors: Errc::timeout (deadline passed before the request was written: not sent),
     /// Errc::outcome_unknown (written, but no complete reply: the server may have acted),
     /// Errc::response_too_large, Errc::malformed_response, connection errors from the
@@ -130,6 +142,10 @@ class HttpClient {
     /// Closes idle connections and fails later requests with operation_aborted; requests in
     /// flight finish. Lets an event loop run out of work once its users are done.
     void close();
+
+    /// Closes idle connections only; later requests open new ones. For a client shared by
+    /// users that come and go (a stager behind several destinations).
+    void close_idle();
 
     HttpClientStats stats() const;
 

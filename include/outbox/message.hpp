@@ -27,6 +27,10 @@ struct Message {
     std::string deduplication_id{};
     /// SQS standard queues: hide the message for this long (0 to 900 seconds).
     std::chrono::seconds delay{0};
+    /// Where a RoutingDestination sends it (a queue URL, a topic, a customer's id), when the
+    /// router has no route function of its own. Never sent: queues and topics do not see it,
+    /// and it counts against no size limit.
+    std::string target{};
 };
 
 }  // namespace outbox

@@ -38,8 +38,12 @@ struct PayloadStagerConfig {
     /// {yyyy}, {mm}, {dd}, {hh}, {uuid}. A key never starts with '/'.
     std::string key_template = "{prefix}/{yyyy}/{mm}/{dd}/{uuid}";
     std::string prefix = "outbox";
-    std::string region{};    // required for AWS; local servers accept any
-    std::string endpoint{};  // e.g. "http://127.0.0.1:4568": path-style on that server
+    /// Empty: AWS_REGION, AWS_DEFAULT_REGION, then the profile's region (docs/configuration.md).
+    /// Required for AWS; local servers accept any.
+    std::string region{};
+    /// e.g. "http://127.0.0.1:4568": path-style on that server. Empty: AWS_ENDPOINT_URL_S3,
+    /// AWS_ENDPOINT_URL, the profile's endpoint_url, else AWS's own.
+    std::string endpoint{};
     S3Addressing addressing = S3Addressing::virtual_hosted;  // ignored with an endpoint
     CredentialsProviderPtr credentials{};                    // required
 
@@ -97,8 +101,13 @@ class PayloadStager {
             token, std::move(body));
     }
 
-    /// Closes idle connections; stages in flight finish.
+    /// Closes idle connections and fails later stages with operation_aborted; stages in
+    /// flight finish.
     void close();
+
+    /// Closes idle connections only; later stages open new ones. Destinations call it when
+    /// they close, so a stager they share keeps no event loop busy.
+    void close_idle_connections();
 
     struct Impl;
 

@@ -13,8 +13,10 @@ struct RetryPolicy {
     std::uint32_t max_attempts = 10;  // 1 disables retries
     std::chrono::milliseconds base_delay{100};
     std::chrono::milliseconds max_delay{std::chrono::minutes(3)};
-    /// From acceptance to the last attempt's start; a message still undelivered then fails
-    /// with the last attempt's error. Zero: no deadline, only max_attempts.
+    /// From acceptance to outcome: a message still undelivered then fails (Errc::timeout, or
+    /// Errc::outcome_unknown when an attempt may have delivered it, with the last attempt's
+    /// error in its diagnostics). SQS cuts requests short to meet it; Kafka hands it to
+    /// librdkafka as message.timeout.ms. Zero: no deadline, only max_attempts.
     std::chrono::milliseconds message_deadline{std::chrono::minutes(5)};
 };
 

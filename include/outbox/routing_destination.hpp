@@ -17,7 +17,8 @@ namespace outbox {
 struct RoutingDestinationConfig {
     /// Names the target of a message. Called inside async_send, on the sending thread (so
     /// from several threads at once if sends are). Returning an empty string or throwing fails
-    /// the message with Errc::no_route.
+    /// the message with Errc::no_route. Empty: the target is Message::target, which is never
+    /// sent (unlike an attribute, which would reach the customer's queue).
     std::function<std::string(const Message&)> route{};
     /// Makes the destination for a target seen for the first time. Throwing (say
     /// std::invalid_argument for a queue URL that does not parse) or returning null fails the
@@ -30,8 +31,7 @@ struct RoutingDestinationConfig {
 
 class RoutingDestination final : public Destination {
   public:
-    /// Throws std::invalid_argument without route or make_destination, or with
-    /// max_destinations of 0.
+    /// Throws std::invalid_argument without make_destination, or with max_destinations of 0.
     RoutingDestination(boost::asio::any_io_executor executor, RoutingDestinationConfig config);
     /// Destroys the destinations it made (each fails what it still holds, as its own
     /// destructor says).

@@ -26,9 +26,13 @@ struct SqsDestinationConfig {
     std::string queue_url{};
     /// A queue name, looked up with GetQueueUrl on first use; needs region (or endpoint).
     std::string queue_name{};
-    /// Taken from the queue URL's host when empty (sqs.REGION.amazonaws.com).
+    /// Empty: the queue URL's host (sqs.REGION.amazonaws.com), else AWS_REGION,
+    /// AWS_DEFAULT_REGION, then `region` in the profile's section of ~/.aws/config (see
+    /// docs/configuration.md). A region is 1 to 64 of a-z, 0-9 and '-'.
     std::string region{};
-    /// Where requests go instead of the queue URL's origin (emulators, VPC endpoints).
+    /// Where requests go instead of the queue URL's origin (emulators, VPC endpoints). Empty:
+    /// AWS_ENDPOINT_URL_SQS, else AWS_ENDPOINT_URL, else the profile's endpoint_url (none with
+    /// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true), else the queue URL's origin.
     std::string endpoint{};
     /// Required: where signing keys come from (make_default_credentials,
     /// make_static_credentials...).
@@ -62,6 +66,15 @@ struct SqsDestinationConfig {
     Envelope envelope = Envelope::raw;
     CloudEventAttributes cloudevents{};
 
+    /// A reply must carry MD5OfMessageBody (and MD5OfMessageAttributes when the message has
+    /// attributes) equal to what was sent. A reply without them is no proof of delivery: the
+    /// message is retried, and fails with Errc::outcome_unknown when attempts run out. Turn
+    /// this off only for an emulator that omits them (digests that are present are still
+    /// checked).
+    bool require_md5 = true;
+
+    /// Attempts, backoff, and the message deadline: from acceptance to outcome, the queue
+    /// lookup and every request included (requests are cut short to meet it).
     RetryPolicy retry{};
     HttpClientConfig http{};
     Logger logger{};

@@ -285,7 +285,9 @@ TEST_CASE("presign: bad arguments exit 2, missing credentials exit 1, secrets ne
     const Run r =
         run_outbox("presign s3://bucket/key", "-u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY");
     CHECK(r.status == 1);
-    CHECK(r.err.find("no credentials (no AWS credentials found)") != std::string::npos);
+    CHECK(r.err.find("no credentials (no AWS credentials found; tried environment, web "
+                     "identity, profile \"default\", container, instance metadata)") !=
+          std::string::npos);
     CHECK(run_outbox("frobnicate").status == 2);
     CHECK(run_outbox("--help").status == 0);
 }

@@ -10,6 +10,7 @@
 #include <boost/asio/post.hpp>
 
 #include <boost/asio/ssl/error.hpp>
+#include <cstdlib>
 #include <future>
 #include <thread>
 
@@ -70,10 +71,24 @@ TEST_CASE("parse_http_url splits origin and target") {
     CHECK(t == "/");
     CHECK(o.host_header() == "[::1]:4566");
     for (const char* bad :
-         {"ftp://x/", "not a url", "http://", "https://user:pw@host/", "http://host:0/"}) {
+         {"ftp://x/", "not a url", "http://", "https://user:pw@host/", "http://host:0/",
+          // Boost.URL 1.81 reads these as 127.0.0.1 (rest of the host into the path) and port
+          // 34463: the checks on top of it refuse them.
+          "http://127.0.0.1.evil.example/", "http://1.2.3.4.5/", "http://127.0.0.1:99999/",
+          "http://127.0.0.1:100000/", "http://host:65536/", "http://a%2Fb/", "http://exa mple/"}) {
         CAPTURE(bad);
-        CHECK(parse_http_url(bad, o, t) == Errc::invalid_url);
+        std::string why;
+        CHECK(parse_http_url(bad, o, t, &why) == Errc::invalid_url);
+        CHECK_FALSE(why.empty());
     }
+    std::string why;
+    CHECK(parse_http_url("http://127.0.0.1:99999/", o, t, &why) == Errc::invalid_url);
+    CHECK(why == "the port must be a number from 1 to 65535");
+    CHECK(parse_http_url("http://127.0.0.1.evil.example/x", o, t, &why) == Errc::invalid_url);
+    CHECK(why == "the host is not a valid host name");
+    REQUIRE_FALSE(parse_http_url("http://127.0.0.1:65535/", o, t));
+    CHECK(o.port == 65535);
+    REQUIRE_FALSE(parse_http_url("http://my_host.local:1/", o, t));  // underscores occur in names
 }
 
 TEST_CASE("keep-alive: sequential requests share one connection") {
@@ -164,6 +179,8 @@ TEST_CASE("connection refused is a not-sent error") {
     req.origin = {.tls = false, .host = "127.0.0.1", .port = port};
     auto res = send(io, client, req);
     CHECK(res.ec == asio::error::connection_refused);
+    CHECK(res.response.failure ==
+          "cannot connect to 127.0.0.1:" + std::to_string(port) + ": Connection refused");
 }
 
 TEST_CASE("a reply that never comes: outcome unknown after the deadline") {
@@ -347,18 +364,52 @@ TEST_CASE("TLS: verified against a CA file, by host name") {
     REQUIRE_FALSE(send(io, client, req).ec);
     CHECK(server.connections() == 1);  // kept alive over TLS too
 
-    SECTION("a certificate for another name fails") {
+    SECTION("a certificate for another name fails, and says so") {
         HttpRequest by_ip = req;
         by_ip.origin.host = "127.0.0.1";  // the certificate names only localhost
         auto bad = send(io, client, by_ip);
         CHECK(bad.ec);
         CHECK(bad.ec.category() == asio::error::get_ssl_category());
+        CHECK_FALSE(is_retryable(bad.ec));
+        CHECK(bad.response.failure ==
+              "TLS handshake with 127.0.0.1:" + std::to_string(server.port()) +
+                  " failed: certificate verify failed: IP address "
+                  "mismatch (the certificate is for another host)");
     }
-    SECTION("without the CA, the system store does not trust it") {
+    SECTION("without the CA, the system store does not trust it, and the reason says so") {
         HttpClient untrusting(io.get_executor());
         auto bad = send(io, untrusting, req);
         CHECK(bad.ec.category() == asio::error::get_ssl_category());
+        INFO(bad.response.failure);
+        CHECK(bad.response.failure.starts_with(
+            "TLS handshake with localhost:" + std::to_string(server.port()) +
+            " failed: certificate verify failed: "));
+        CHECK(bad.response.failure.find("the issuer is not trusted") != std::string::npos);
     }
+    SECTION("AWS_CA_BUNDLE names the CA file when TlsOptions::ca_file is empty") {
+        ::setenv("AWS_CA_BUNDLE", certs.ca_file.c_str(), 1);
+        HttpClient from_environment(io.get_executor());
+        ::unsetenv("AWS_CA_BUNDLE");
+        auto res2 = send(io, from_environment, req);
+        REQUIRE_FALSE(res2.ec);
+        CHECK(res2.response.body == "secure");
+    }
+}
+
+TEST_CASE("TLS: an expired certificate fails, and the reason names it") {
+    const auto& certs = outbox::test::test_certificates();
+    TestHttpServer server(
+        [](const TestRequest&) { return ok("stale"); },
+        {.tls = true, .cert_file = certs.expired_cert_file, .key_file = certs.key_file});
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {.tls = {.ca_file = certs.ca_file}});
+    HttpRequest req;
+    req.origin = {.tls = true, .host = "localhost", .port = server.port()};
+    auto bad = send(io, client, req);
+    CHECK(bad.ec.category() == asio::error::get_ssl_category());
+    CHECK(bad.response.failure ==
+          "TLS handshake with localhost:" + std::to_string(server.port()) +
+              " failed: certificate verify failed: certificate has expired");
 }
 
 TEST_CASE(
@@ -391,4 +442,43 @@ TEST_CASE("an unreadable CA file is a constructor error") {
     asio::io_context io;
     CHECK_THROWS_AS(HttpClient(io.get_executor(), {.tls = {.ca_file = "/nonexistent/ca.pem"}}),
                     std::invalid_argument);
+    ::setenv("AWS_CA_BUNDLE", "/nonexistent/bundle.pem", 1);
+    try {
+        HttpClient client(io.get_executor());
+        FAIL("no exception");
+    } catch (const std::invalid_argument& e) {
+        CHECK(std::string(e.what()).find("/nonexistent/bundle.pem (AWS_CA_BUNDLE)") !=
+              std::string::npos);
+    }
+    ::unsetenv("AWS_CA_BUNDLE");
+}
+
+TEST_CASE("idle_timeout zero: no pooling, every request on its own connection") {
+    TestHttpServer server([](const TestRequest&) { return ok(); });
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {.idle_timeout = 0ms});
+    REQUIRE_FALSE(send(io, client, get(server)).ec);
+    REQUIRE_FALSE(send(io, client, get(server)).ec);
+    CHECK(server.connections() == 2);
+    CHECK(client.stats().idle_connections == 0);
+    io.restart();
+    const auto start = std::chrono::steady_clock::now();
+    io.run();  // returns: no idle connection's timer keeps it busy
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+}
+
+TEST_CASE("close_idle drops idle connections and the client stays usable") {
+    TestHttpServer server([](const TestRequest&) { return ok(); });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    REQUIRE_FALSE(send(io, client, get(server)).ec);
+    CHECK(client.stats().idle_connections == 1);
+    client.close_idle();
+    io.restart();
+    const auto start = std::chrono::steady_clock::now();
+    io.run();  // returns: the idle connection's timer is gone
+    CHECK(std::chrono::steady_clock::now() - start < 2s);
+    CHECK(client.stats().idle_connections == 0);
+    REQUIRE_FALSE(send(io, client, get(server)).ec);
+    CHECK(server.connections() == 2);
 }

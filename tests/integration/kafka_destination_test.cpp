@@ -9,11 +9,11 @@
 #include <outbox/kafka_destination.hpp>
 #include <outbox/send_blocking.hpp>
 
+#include <simdjson.h>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <simdjson.h>
 
 #include <algorithm>
 #include <map>
@@ -23,10 +23,10 @@
 
 namespace asio = boost::asio;
 using boost::system::error_code;
-using outbox::test::KafkaMockCluster;
 using outbox::test::check_accounted;
 using outbox::test::close_destination;
 using outbox::test::DeadLetters;
+using outbox::test::KafkaMockCluster;
 using outbox::test::kcat_read;
 using outbox::test::Outcome;
 using outbox::test::send_all;
@@ -179,9 +179,10 @@ TEST_CASE("a leader change moves production to the new leader", "[kafka]") {
     check_exactly_delivered(outcomes, bodies, kcat_read(cluster.bootstrap(), "moving"));
 }
 
-TEST_CASE("retriable produce errors are retried; permanent ones fail their messages; every "
-          "message is accounted for once",
-          "[kafka]") {
+TEST_CASE(
+    "retriable produce errors are retried; permanent ones fail their messages; every "
+    "message is accounted for once",
+    "[kafka]") {
     KafkaMockCluster cluster(3);
     cluster.create_topic("faults", 3);
     asio::io_context io;
@@ -278,7 +279,7 @@ TEST_CASE("close past its deadline purges what is left; destruction never hangs"
                              [&](error_code ec, outbox::Receipt) { results.push_back(ec); });
         const auto start = Clock::now();
         const error_code closed = close_destination(io, kafka, std::chrono::milliseconds(300));
-        CHECK(closed == outbox::Errc::timeout);
+        CHECK(closed == outbox::Errc::close_timeout);
         CHECK(Clock::now() - start < std::chrono::seconds(3));
         REQUIRE(results.size() == 20);  // all completed before close did
         for (auto& ec : results) CHECK(ec == asio::error::operation_aborted);
@@ -306,9 +307,10 @@ TEST_CASE("close past its deadline purges what is left; destruction never hangs"
     }
 }
 
-TEST_CASE("messages that outlive their deadline while the brokers are away fail with timeout, "
-          "naming the connection error",
-          "[kafka]") {
+TEST_CASE(
+    "messages that outlive their deadline while the brokers are away fail with timeout, "
+    "naming the connection error",
+    "[kafka]") {
     KafkaMockCluster cluster(3);
     cluster.create_topic("deadline", 2);
     asio::io_context io;
@@ -349,13 +351,13 @@ TEST_CASE("a topic that neither exists nor can be created fails with a clear err
     auto refused = send_all(io, creating, {text_message("still nowhere")});
     INFO(refused[0].receipt.diagnostics.message);
     CHECK(refused[0].ec == outbox::Errc::topic_not_found);
-    CHECK(refused[0].receipt.diagnostics.message.find("creating it failed: ") !=
-          std::string::npos);
+    CHECK(refused[0].receipt.diagnostics.message.find("creating it failed: ") != std::string::npos);
 }
 
-TEST_CASE("key_hash keeps a group in one partition, in order; CloudEvents binary mode fills "
-          "ce_ headers",
-          "[kafka]") {
+TEST_CASE(
+    "key_hash keeps a group in one partition, in order; CloudEvents binary mode fills "
+    "ce_ headers",
+    "[kafka]") {
     KafkaMockCluster cluster(3);
     cluster.create_topic("keyed", 4);
     asio::io_context io;
@@ -396,9 +398,10 @@ TEST_CASE("key_hash keeps a group in one partition, in order; CloudEvents binary
     }
 }
 
-TEST_CASE("a body over max_message_size: payload_too_large without a stager, staged in S3 "
-          "with one",
-          "[kafka]") {
+TEST_CASE(
+    "a body over max_message_size: payload_too_large without a stager, staged in S3 "
+    "with one",
+    "[kafka]") {
     KafkaMockCluster cluster(1);
     cluster.create_topic("large", 1, 1);
     asio::io_context io;
@@ -417,8 +420,8 @@ TEST_CASE("a body over max_message_size: payload_too_large without a stager, sta
     stager_config.prefix = "kafka";
     stager_config.region = "us-east-1";
     stager_config.endpoint = outbox::test::s3rver().url();
-    stager_config.credentials = outbox::make_static_credentials(
-        io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
+    stager_config.credentials =
+        outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
     config.stager = std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config);
     const std::string big(5000, 'b');
     {
@@ -444,16 +447,18 @@ TEST_CASE("a body over max_message_size: payload_too_large without a stager, sta
     CHECK(fetched == big);
 }
 
-TEST_CASE("a dead-letter handler that throws is logged; its message still completes, and later "
-          "failures still reach it",
-          "[kafka]") {
+TEST_CASE(
+    "a dead-letter handler that throws is logged; its message still completes, and later "
+    "failures still reach it",
+    "[kafka]") {
     KafkaMockCluster cluster(1);
     asio::io_context io;
     auto config = config_for(cluster, "throwing");
     config.max_message_size = 100;
     std::string logged;  // the I/O runs on this thread only
-    config.logger = outbox::Logger{outbox::LogLevel::error,
-                                   [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
+    config.logger = outbox::Logger{
+        outbox::LogLevel::error,
+        [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
     outbox::KafkaDestination kafka(io.get_executor(), config);
     std::vector<std::string> letters;
     kafka.set_dead_letter_handler([&](outbox::DeadLetter&& letter) {
@@ -463,12 +468,14 @@ TEST_CASE("a dead-letter handler that throws is logged; its message still comple
         throw std::runtime_error("the parking table is full");
     });
     const std::string big(200, 'x');
-    auto outcomes = send_all(io, kafka, {text_message(big + "1"), text_message("small"), text_message(big + "2")});
+    auto outcomes = send_all(
+        io, kafka, {text_message(big + "1"), text_message("small"), text_message(big + "2")});
     CHECK(outcomes[0].ec == outbox::Errc::payload_too_large);
     CHECK_FALSE(outcomes[1].ec);
     CHECK(outcomes[2].ec == outbox::Errc::payload_too_large);
     CHECK(letters == std::vector<std::string>{big + "1", big + "2"});
-    CHECK(logged.find("the dead-letter handler threw: the parking table is full") != std::string::npos);
+    CHECK(logged.find("the dead-letter handler threw: the parking table is full") !=
+          std::string::npos);
     CHECK_FALSE(close_destination(io, kafka));
 }
 

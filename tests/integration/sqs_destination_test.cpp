@@ -31,14 +31,14 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 using outbox::test::check_accounted;
 using outbox::test::close_destination;
-using outbox::test::DeadLetters;
 using outbox::test::create_queue;
-using outbox::test::Outcome;
-using outbox::test::send_all;
-using outbox::test::text_message;
+using outbox::test::DeadLetters;
 using outbox::test::fauxqs;
+using outbox::test::Outcome;
 using outbox::test::PeerProcess;
 using outbox::test::peers_dir;
+using outbox::test::send_all;
+using outbox::test::text_message;
 
 namespace {
 
@@ -219,8 +219,9 @@ TEST_CASE("oversize and invalid messages fail at once, before any request", "[sq
     auto config = config_for(io.get_executor(), queue, proxy);
     config.max_message_size = 1024;
     std::string logged;  // the I/O runs on this thread only
-    config.logger = outbox::Logger{outbox::LogLevel::error,
-                                   [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
+    config.logger = outbox::Logger{
+        outbox::LogLevel::error,
+        [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
     outbox::SqsDestination sqs(io.get_executor(), config);
     // Each refused message goes to the dead letters; a handler that throws is logged and the
     // message still completes.
@@ -263,7 +264,8 @@ TEST_CASE("oversize and invalid messages fail at once, before any request", "[sq
     }
     CHECK(proxy.stat("requests") == 0);
     CHECK(letters == outcomes.size());
-    CHECK(logged.find("the dead-letter handler threw: the parking table is full") != std::string::npos);
+    CHECK(logged.find("the dead-letter handler threw: the parking table is full") !=
+          std::string::npos);
     const auto stats = sqs.stats();
     CHECK(stats.failed == outcomes.size());
     CHECK(stats.accepted == outcomes.size());
@@ -284,7 +286,8 @@ TEST_CASE("a batch with entries the server refuses: only those fail, with the se
     std::vector<outbox::Message> messages;
     std::vector<std::string> bodies;
     for (int i = 0; i < 8; ++i) {
-        bodies.push_back(i % 3 == 1 ? "emoji \xf0\x9f\x98\x80 " + std::to_string(i) : "plain " + std::to_string(i));
+        bodies.push_back(i % 3 == 1 ? "emoji \xf0\x9f\x98\x80 " + std::to_string(i)
+                                    : "plain " + std::to_string(i));
         messages.push_back(text_message(bodies.back()));
     }
     auto outcomes = send_all(io, sqs, std::move(messages));
@@ -508,7 +511,7 @@ TEST_CASE("close flushes what is queued; past its deadline the rest fails, and c
         while (!closed && io.run_one_for(std::chrono::seconds(30)) != 0) {
         }
         REQUIRE(closed);
-        CHECK(close_result == outbox::Errc::timeout);
+        CHECK(close_result == outbox::Errc::close_timeout);
         REQUIRE(results.size() == 3);  // all completed before close did
         for (auto& ec : results)
             CHECK((ec == outbox::Errc::outcome_unknown || ec == asio::error::operation_aborted));

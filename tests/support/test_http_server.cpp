@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -110,7 +111,10 @@ struct TestHttpServer::State {
                 changed.notify_all();
             }
             const TestReply reply = handler(r);
-            if (reply.delay.count() > 0) std::this_thread::sleep_for(reply.delay);
+            if (reply.delay.count() > 0) {
+                std::unique_lock lock(mutex);
+                changed.wait_for(lock, reply.delay, [&] { return stopping.load(); });
+            }
             if (stopping) return false;
             try {
                 switch (reply.action) {
@@ -119,6 +123,20 @@ struct TestHttpServer::State {
                     case TestReply::Action::raw:
                         write_all(stream, reply.raw);
                         return false;
+                    case TestReply::Action::hold: {
+                        // Until the client closes (readable at EOF), or the destructor shuts
+                        // the socket down.
+                        pollfd p{fd, POLLIN, 0};
+                        while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+                        }
+                        return !stopping;
+                    }
+                    case TestReply::Action::stream_forever: {
+                        write_all(stream, reply.raw);
+                        const std::string zeros(64 * 1024, '0');
+                        while (!stopping) write_all(stream, zeros);  // throws once the client goes
+                        return false;
+                    }
                     case TestReply::Action::respond_and_close:
                         write_all(stream, serialize(reply, true));
                         return false;
@@ -205,7 +223,11 @@ TestHttpServer::TestHttpServer(std::function<TestReply(const TestRequest&)> hand
 }
 
 TestHttpServer::~TestHttpServer() {
-    state_->stopping = true;
+    {
+        std::lock_guard lock(state_->mutex);
+        state_->stopping = true;
+        state_->changed.notify_all();  // ends delays
+    }
     ::shutdown(state_->acceptor.native_handle(), SHUT_RDWR);
     state_->accept_thread.join();
     std::vector<std::thread> threads;
@@ -272,6 +294,10 @@ void make_ca_and_server(const std::string& dir, const std::string& prefix) {
         ".key -CAcreateserial -days 2 "
         "-extfile " +
         server + ".ext -out " + server + ".pem");
+    // The same server, certified by the same CA, but expired a day ago.
+    run("openssl x509 -req -in " + server + ".csr -CA " + ca + ".pem -CAkey " + ca +
+        ".key -CAcreateserial -days -1 -extfile " + server + ".ext -out " + server +
+        "-expired.pem");
 }
 
 }  // namespace
@@ -292,6 +318,7 @@ const TestCertificates& test_certificates() {
             other_ca_file = dir + "/other-ca.pem";
             other_cert_file = dir + "/other-server.pem";
             other_key_file = dir + "/other-server.key";
+            expired_cert_file = dir + "/server-expired.pem";
         }
         ~Owned() { std::filesystem::remove_all(dir); }
     };

@@ -31,12 +31,14 @@ struct TestReply {
         close,              // close without answering (the reply is lost)
         drip,               // send the response a few bytes at a time, drip_interval apart
         raw,                // send `raw` verbatim, then close
+        hold,               // never answer: keep the connection until the client closes it
+        stream_forever,     // send `raw` (a header), then zero bytes until the client stops reading
     };
     unsigned status = 200;
     std::vector<std::pair<std::string, std::string>> headers{};
     std::string body{};
     Action action = Action::respond;
-    std::chrono::milliseconds delay{0};  // before answering
+    std::chrono::milliseconds delay{0};  // before answering (cut short when the server stops)
     std::chrono::milliseconds drip_interval{20};
     std::string raw{};
 };
@@ -81,11 +83,13 @@ class TestHttpServer {
 
 /// A CA and certificates made with the openssl program in a fresh temporary folder:
 /// ca.pem/server.pem/server.key (SAN DNS:localhost only) and a second, untrusted CA with
-/// its own server certificate (other-ca.pem, other-server.pem/key, also for localhost).
+/// its own server certificate (other-ca.pem, other-server.pem/key, also for localhost), and
+/// an expired certificate for localhost from the first CA (server-expired.pem, key_file).
 struct TestCertificates {
     std::string dir;
     std::string ca_file, cert_file, key_file;
     std::string other_ca_file, other_cert_file, other_key_file;
+    std::string expired_cert_file;
 };
 const TestCertificates& test_certificates();
 

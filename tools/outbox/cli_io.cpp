@@ -1,6 +1,14 @@
 #include "cli_io.hpp"
 
+#include <outbox/http_client.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -8,8 +16,41 @@
 
 namespace outbox::cli {
 
+namespace {
+bool stdin_closed = false;
+}
+
+void guard_standard_streams() {
+    for (int fd = 0; fd <= 2; ++fd) {
+        if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        const int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (opened != fd && opened >= 0) {  // cannot happen: the lowest free number is fd
+            ::dup2(opened, fd);
+            ::close(opened);
+        }
+        if (fd == 0) stdin_closed = true;
+    }
+}
+
+bool standard_input_was_closed() {
+    return stdin_closed;
+}
+
+bool flush_standard_output(std::string& why) {
+    std::cout.flush();
+    if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0 || !std::cout) {
+        why = std::strerror(errno != 0 ? errno : EIO);
+        return false;
+    }
+    return true;
+}
+
 bool read_input(std::string_view source, std::string& out, std::string& error) {
     if (source == "-") {
+        if (stdin_closed) {
+            error = "standard input is closed";
+            return false;
+        }
         std::ostringstream ss;
         ss << std::cin.rdbuf();
         out = ss.str();
@@ -17,10 +58,14 @@ bool read_input(std::string_view source, std::string& out, std::string& error) {
     }
     std::ifstream in{std::string(source), std::ios::binary};
     if (!in) {
-        error = "cannot open " + std::string(source);
+        error = "cannot open " + std::string(source) + ": " + std::strerror(errno);
         return false;
     }
     out.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    if (in.bad()) {  // a directory, or an I/O error: not the end of the input
+        error = "cannot read " + std::string(source) + ": " + std::strerror(errno);
+        return false;
+    }
     return true;
 }
 
@@ -51,35 +96,13 @@ bool split_url(std::string_view url, UrlParts& out, std::string& why) {
         why = "has no host";
         return false;
     }
-    if (authority.find('@') != std::string_view::npos) {
-        why = "must not carry user information";
+    // The authority goes through the library's (Boost.URL) parser: host and port strictly.
+    HttpOrigin origin;
+    std::string target;
+    if (parse_http_url(out.scheme + "://" + std::string(authority) + "/", origin, target, &why))
         return false;
-    }
-    for (char c : authority) {
-        if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
-            why = "host contains a space or control character";
-            return false;
-        }
-    }
     out.authority = std::string(authority);
-    // The port follows the last ':' unless that ':' is inside an IPv6 literal.
-    const std::size_t colon = authority.rfind(':');
-    const std::size_t bracket = authority.rfind(']');
-    std::string_view host = authority;
-    std::string_view port;
-    if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
-        host = authority.substr(0, colon);
-        port = authority.substr(colon + 1);
-        for (char c : port) {
-            if (c < '0' || c > '9') {
-                why = "port is not a number";
-                return false;
-            }
-        }
-    }
-    const bool default_port = port.empty() || (out.scheme == "https" && port == "443") ||
-                              (out.scheme == "http" && port == "80");
-    out.host_header = default_port ? std::string(host) : std::string(authority);
+    out.host_header = origin.host_header();
 
     rest = auth_end == std::string_view::npos ? std::string_view{} : rest.substr(auth_end);
     const std::size_t q = rest.find('?');

@@ -7,6 +7,18 @@
 
 namespace outbox::cli {
 
+/// Run first in main: a program started with descriptor 0, 1 or 2 closed would hand that
+/// number to the next file it opens (Asio's eventfd, say) and then read or write it as a
+/// standard stream. Each closed one is pointed at /dev/null instead.
+void guard_standard_streams();
+
+/// True when descriptor 0 was closed at start: input from "-" is then an error, not a hang.
+bool standard_input_was_closed();
+
+/// Flushes standard output; false (with `why`) when what was written there did not arrive
+/// (a full disk, a closed pipe).
+bool flush_standard_output(std::string& why);
+
 /// Reads FILE, or standard input for "-".
 bool read_input(std::string_view source, std::string& out, std::string& error);
 

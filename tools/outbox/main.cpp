@@ -19,11 +19,9 @@ constexpr std::string_view usage =
     "  presign s3://BUCKET/KEY   print a pre-signed S3 URL\n"
     "\n"
     "'outbox COMMAND --help' describes a command. Exit status: 0 success, 1 failure,\n"
-    "2 usage or input error.\n";
+    "2 usage, input or output error; 128+N stopped by signal N.\n";
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
     if (argc < 2) return outbox::cli::usage_error("missing command\n" + std::string(usage));
     const std::string_view command = argv[1];
     try {
@@ -44,4 +42,17 @@ int main(int argc, char** argv) {
     }
     return outbox::cli::usage_error("unknown command " + std::string(command) + "\n" +
                                     std::string(usage));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    outbox::cli::guard_standard_streams();
+    int status = run(argc, argv);
+    // Output that never arrived (a full disk, a closed pipe) is a failed run.
+    if (std::string why; !outbox::cli::flush_standard_output(why)) {
+        std::cerr << "outbox: cannot write standard output: " << why << "\n";
+        if (status < 2) status = 2;
+    }
+    return status;
 }

@@ -3,6 +3,7 @@
 #include "cli_io.hpp"
 
 #include <outbox/credentials_providers.hpp>
+#include <outbox/detail/aws_environment.hpp>
 #include <outbox/detail/s3_protocol.hpp>
 #include <outbox/detail/sigv4_canonical.hpp>
 #include <outbox/sigv4.hpp>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 
 namespace outbox::cli {
 namespace {
@@ -22,7 +24,7 @@ constexpr std::string_view usage =
     "                      [--region R] [--endpoint URL]\n"
     "Prints a pre-signed URL. Credentials come from the default chain: environment\n"
     "(AWS_ACCESS_KEY_ID, ...), web identity, profile files, container, instance metadata.\n"
-    "The region from --region, AWS_REGION, AWS_DEFAULT_REGION, or\n"
+    "The region from --region, AWS_REGION, AWS_DEFAULT_REGION, the profile's region, or\n"
     "us-east-1. --expires defaults to 3600 (1 to 604800). --endpoint gives a path-style URL\n"
     "on that server (a local S3 such as http://127.0.0.1:4568).\n";
 
@@ -80,11 +82,24 @@ int run_presign(int argc, char** argv) {
                            "\" is not a valid S3 bucket name (3-63 of a-z 0-9 . -)");
     if (key.empty()) return usage_error("presign: missing object key after the bucket");
 
-    if (!region) region = env("AWS_REGION");
-    if (!region) region = env("AWS_DEFAULT_REGION");
-    if (!region) region = "us-east-1";
+    try {
+        if (region)
+            detail::require_valid_region(*region, "--region");
+        else if (auto found = detail::region_from_environment(); !found.value.empty())
+            region = found.value;
+        else
+            region = "us-east-1";
+    } catch (const std::invalid_argument& e) {
+        return usage_error(std::string("presign: ") + e.what());
+    }
 
     detail::s3::BucketAddress address;
+    if (!endpoint.empty()) {
+        HttpOrigin origin;
+        std::string ignored, why;
+        if (parse_http_url(endpoint, origin, ignored, &why))
+            return usage_error("presign: --endpoint \"" + std::string(endpoint) + "\": " + why);
+    }
     if (detail::s3::bucket_address(bucket, *region, endpoint, false, address))
         return usage_error(
             "presign: --endpoint must be an http or https URL such as http://127.0.0.1:4568");
@@ -96,15 +111,17 @@ int run_presign(int argc, char** argv) {
     boost::system::error_code creds_error;
     Credentials creds;
     DefaultCredentialsOptions options;
-    if (env("OUTBOX_DEBUG")) options.logger = stderr_logger(LogLevel::debug);
-    make_default_credentials(io.get_executor(), options)
-        ->async_get_credentials([&](boost::system::error_code ec, Credentials c) {
-            creds_error = ec;
-            creds = std::move(c);
-        });
+    options.logger = env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug)
+                                         : stderr_logger(LogLevel::error);  // unreadable files
+    const auto chain = make_default_credentials(io.get_executor(), options);
+    chain->async_get_credentials([&](boost::system::error_code ec, Credentials c) {
+        creds_error = ec;
+        creds = std::move(c);
+    });
     io.run();
     if (creds_error) {
-        std::cerr << "outbox: presign: no credentials (" << creds_error.message()
+        std::cerr << "outbox: presign: no credentials (" << creds_error.message() << "; tried "
+                  << chain->name()
                   << "): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, use a profile "
                      "(AWS_PROFILE), or run "
                      "where container or instance credentials exist; OUTBOX_DEBUG=1 shows each "

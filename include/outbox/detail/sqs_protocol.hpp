@@ -103,6 +103,10 @@ boost::system::error_code parse_error_response(const HttpResponse& response, Dia
 
 /// Classifies a service error code (for batch entries and error replies).
 bool is_throttling_code(std::string_view code) noexcept;
+/// The queue does not exist (worth a few retries: a queue just created may not be visible).
+bool is_missing_queue_error(const Diagnostics& diagnostics) noexcept;
+/// An error that refuses a whole batch for one bad entry: sending each alone finds it.
+bool is_batch_refusal_of_one_entry(std::string_view code) noexcept;
 bool is_clock_skew_error(const Diagnostics& diagnostics) noexcept;
 
 }  // namespace outbox::detail::sqs

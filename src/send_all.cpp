@@ -1,0 +1,113 @@
+#include <outbox/send_all.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/post.hpp>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+
+namespace outbox::detail {
+namespace {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+// Shared by the sends in flight; the last completion hands the outcomes over.
+struct SendAll : std::enable_shared_from_this<SendAll> {
+    SendAll(Destination& d, std::vector<Message> m, std::size_t limit, SendAllHandler h)
+        : destination(d), messages(std::move(m)), outcomes(messages.size()), max_in_flight(limit) {
+        handler.emplace(std::move(h));  // any_completion_handler: move-construct only
+        executor = destination.get_executor();
+    }
+
+    Destination& destination;
+    std::vector<Message> messages;
+    std::vector<SendOutcome> outcomes;
+    std::size_t max_in_flight;
+    std::optional<SendAllHandler> handler;
+    asio::any_io_executor executor;  // posts the completion; it runs on the handler's own
+
+    std::mutex mutex;  // completions arrive on any thread
+    std::size_t next = 0;
+    std::size_t completed = 0;
+    bool finished = false;
+
+    // Under the lock: true for the one caller that sees the last completion.
+    bool take_finish() {
+        if (finished || completed != messages.size()) return false;
+        finished = true;
+        return true;
+    }
+
+    void start() {
+        auto slot = asio::get_associated_cancellation_slot(*handler);
+        if (slot.is_connected())
+            slot.assign([weak = weak_from_this()](asio::cancellation_type) {
+                if (auto self = weak.lock()) self->cancel();
+            });
+        std::vector<std::size_t> first;
+        bool empty = false;
+        {
+            std::lock_guard lock(mutex);
+            while (next < messages.size() && next < max_in_flight) first.push_back(next++);
+            empty = take_finish();
+        }
+        for (std::size_t i : first) send(i);
+        if (empty) finish();
+    }
+
+    void send(std::size_t i) {
+        // async_send never completes inside the call, so this never recurses.
+        destination.async_send(std::move(messages[i]),
+                               [self = shared_from_this(), i](error_code ec, Receipt r) {
+                                   self->on_sent(i, ec, std::move(r));
+                               });
+    }
+
+    void on_sent(std::size_t i, error_code ec, Receipt r) {
+        std::optional<std::size_t> launch;
+        bool all_done = false;
+        {
+            std::lock_guard lock(mutex);
+            outcomes[i] = {ec, std::move(r)};
+            ++completed;
+            if (next < messages.size()) launch = next++;
+            all_done = take_finish();
+        }
+        if (launch) send(*launch);
+        if (all_done) finish();
+    }
+
+    void cancel() {
+        bool all_done = false;
+        {
+            std::lock_guard lock(mutex);
+            for (; next < messages.size(); ++next) {
+                outcomes[next].error = asio::error::operation_aborted;
+                outcomes[next].receipt.diagnostics.message = "cancelled before it was sent";
+                ++completed;
+            }
+            all_done = take_finish();
+        }
+        if (all_done) finish();
+    }
+
+    void finish() {
+        auto slot = asio::get_associated_cancellation_slot(*handler);
+        if (slot.is_connected()) slot.clear();
+        asio::post(executor, asio::append(std::move(*handler), std::move(outcomes)));
+    }
+};
+
+}  // namespace
+
+void start_send_all(Destination& destination, std::vector<Message> messages,
+                    std::size_t max_in_flight, SendAllHandler handler) {
+    auto op = std::make_shared<SendAll>(destination, std::move(messages),
+                                        max_in_flight == 0 ? 1 : max_in_flight, std::move(handler));
+    op->start();
+}
+
+}  // namespace outbox::detail
