@@ -3,8 +3,8 @@
 //   01_coroutine QUEUE_URL
 //
 // Credentials come from the default chain (AWS_ACCESS_KEY_ID..., profiles, metadata). With a
-// local emulator, AWS_REGION names the region and AWS_ENDPOINT_URL_SQS where requests go;
-// every SQS example reads them the same way.
+// local emulator, AWS_REGION names the region and AWS_ENDPOINT_URL_SQS where requests go: the
+// library reads both, as every AWS SDK does (docs/configuration.md).
 #include <outbox/credentials_providers.hpp>
 #include <outbox/sqs_destination.hpp>
 
@@ -14,7 +14,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 namespace asio = boost::asio;
@@ -26,7 +25,8 @@ asio::awaitable<int> send_events(outbox::Destination& queue) {
         outbox::Message event;
         event.body = R"({"type":"order.created","order":)" + std::to_string(i) + "}";
         // as_tuple: the error comes back as a value instead of an exception.
-        auto [ec, receipt] = co_await queue.async_send(std::move(event), asio::as_tuple(asio::use_awaitable));
+        auto [ec, receipt] =
+            co_await queue.async_send(std::move(event), asio::as_tuple(asio::use_awaitable));
         if (ec) {
             ++failed;
             std::printf("order %d failed: %s (%s)\n", i, ec.message().c_str(),
@@ -49,16 +49,12 @@ int main(int argc, char** argv) {
     asio::io_context io;
     outbox::SqsDestinationConfig config;
     config.queue_url = argv[1];
-    if (const char* region = std::getenv("AWS_REGION")) config.region = region;
-    // An emulator or a VPC endpoint, named as the AWS SDKs name it.
-    if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) config.endpoint = endpoint;
     config.credentials = outbox::make_default_credentials(io.get_executor());
     outbox::SqsDestination queue(io.get_executor(), config);
 
     int status = 1;
-    asio::co_spawn(io, send_events(queue), [&](std::exception_ptr error, int result) {
-        status = error ? 1 : result;
-    });
+    asio::co_spawn(io, send_events(queue),
+                   [&](std::exception_ptr error, int result) { status = error ? 1 : result; });
     io.run();
     return status;
 }

@@ -7,7 +7,6 @@
 #include <boost/asio/io_context.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 namespace asio = boost::asio;
@@ -21,9 +20,6 @@ int main(int argc, char** argv) {
     asio::io_context io;
     outbox::SqsDestinationConfig config;
     config.queue_url = argv[1];
-    if (const char* region = std::getenv("AWS_REGION")) config.region = region;
-    // An emulator or a VPC endpoint, named as the AWS SDKs name it.
-    if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) config.endpoint = endpoint;
     config.credentials = outbox::make_default_credentials(io.get_executor());
     outbox::SqsDestination queue(io.get_executor(), config);
 

@@ -9,7 +9,6 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -22,9 +21,6 @@ int main(int argc, char** argv) {
     asio::thread_pool pool(1);  // outbox's I/O runs here; this thread only waits
     outbox::SqsDestinationConfig config;
     config.queue_url = argv[1];
-    if (const char* region = std::getenv("AWS_REGION")) config.region = region;
-    // An emulator or a VPC endpoint, named as the AWS SDKs name it.
-    if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) config.endpoint = endpoint;
     config.credentials = outbox::make_default_credentials(pool.get_executor());
     int status = 0;
     {
@@ -34,7 +30,8 @@ int main(int argc, char** argv) {
         boost::system::error_code ec;
         const outbox::Receipt receipt = outbox::send_blocking(queue, std::move(event), ec);
         if (ec) {
-            std::printf("failed: %s (%s)\n", ec.message().c_str(), receipt.diagnostics.message.c_str());
+            std::printf("failed: %s (%s)\n", ec.message().c_str(),
+                        receipt.diagnostics.message.c_str());
             status = 1;
         } else {
             std::printf("delivered: message id %s\n", receipt.message_id.c_str());

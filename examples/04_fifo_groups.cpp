@@ -8,7 +8,6 @@
 #include <boost/asio/io_context.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 namespace asio = boost::asio;
@@ -22,9 +21,6 @@ int main(int argc, char** argv) {
     asio::io_context io;
     outbox::SqsDestinationConfig config;
     config.queue_url = argv[1];
-    if (const char* region = std::getenv("AWS_REGION")) config.region = region;
-    // An emulator or a VPC endpoint, named as the AWS SDKs name it.
-    if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) config.endpoint = endpoint;
     config.credentials = outbox::make_default_credentials(io.get_executor());
     outbox::SqsDestination queue(io.get_executor(), config);
     if (!queue.is_fifo()) {
@@ -36,7 +32,8 @@ int main(int argc, char** argv) {
     for (const std::string customer : {"alice", "bob"}) {
         for (int step = 1; step <= 3; ++step) {
             outbox::Message event;
-            event.body = R"({"customer":")" + customer + R"(","step":)" + std::to_string(step) + "}";
+            event.body =
+                R"({"customer":")" + customer + R"(","step":)" + std::to_string(step) + "}";
             event.group_id = customer;  // required on FIFO queues
             event.deduplication_id = customer + "-" + std::to_string(step);
             queue.async_send(std::move(event), [&, customer, step](boost::system::error_code ec,

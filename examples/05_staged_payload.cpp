@@ -9,7 +9,6 @@
 #include <boost/asio/io_context.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -22,13 +21,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     asio::io_context io;
-    const char* region = std::getenv("AWS_REGION");
     auto credentials = outbox::make_default_credentials(io.get_executor());
 
     outbox::PayloadStagerConfig s3;
     s3.bucket = argv[2];
     s3.prefix = "examples";
-    s3.region = region ? region : "us-east-1";
     if (argc == 4) s3.endpoint = argv[3];  // a local S3 such as s3rver, addressed path-style
     s3.credentials = credentials;
     s3.url_expires = 600s;
@@ -36,8 +33,6 @@ int main(int argc, char** argv) {
 
     outbox::SqsDestinationConfig config;
     config.queue_url = argv[1];
-    if (region) config.region = region;
-    if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) config.endpoint = endpoint;
     config.credentials = credentials;
     config.stager = stager;
     // Bodies over 256 KiB are staged, even on a queue that takes up to 1 MiB (without a

@@ -13,7 +13,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 
 namespace asio = boost::asio;
@@ -26,12 +25,13 @@ asio::awaitable<int> publish(outbox::Destination& queue, outbox::Destination& to
         event.body = R"({"type":"price.changed","sku":"sku-)" + std::to_string(i) + R"("})";
         // wait_for_all: both sends run to completion, whatever the other's outcome.
         auto [order, queue_error, queue_receipt, topic_error, topic_receipt] =
-            co_await asio::experimental::make_parallel_group(queue.async_send(event, asio::deferred),
-                                                             topic.async_send(event, asio::deferred))
+            co_await asio::experimental::make_parallel_group(
+                queue.async_send(event, asio::deferred), topic.async_send(event, asio::deferred))
                 .async_wait(asio::experimental::wait_for_all(), asio::use_awaitable);
         std::printf("sku-%d: queue %s, topic %s (partition %d)\n", i,
                     queue_error ? queue_error.message().c_str() : "delivered",
-                    topic_error ? topic_error.message().c_str() : "delivered", topic_receipt.partition);
+                    topic_error ? topic_error.message().c_str() : "delivered",
+                    topic_receipt.partition);
         failed += (queue_error ? 1 : 0) + (topic_error ? 1 : 0);
     }
     co_await queue.async_close(5s, asio::deferred);
@@ -47,8 +47,6 @@ int main(int argc, char** argv) {
     asio::io_context io;
     outbox::SqsDestinationConfig sqs;
     sqs.queue_url = argv[1];
-    if (const char* region = std::getenv("AWS_REGION")) sqs.region = region;
-    if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) sqs.endpoint = endpoint;
     sqs.credentials = outbox::make_default_credentials(io.get_executor());
     outbox::SqsDestination queue(io.get_executor(), sqs);
 
@@ -59,7 +57,8 @@ int main(int argc, char** argv) {
     outbox::KafkaDestination topic(io.get_executor(), kafka);
 
     int status = 1;
-    asio::co_spawn(io, publish(queue, topic), [&](std::exception_ptr e, int r) { status = e ? 1 : r; });
+    asio::co_spawn(io, publish(queue, topic),
+                   [&](std::exception_ptr e, int r) { status = e ? 1 : r; });
     io.run();
     return status;
 }

@@ -13,7 +13,6 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -54,9 +53,6 @@ int main(int argc, char** argv) {
     asio::thread_pool pool(1);
     outbox::SqsDestinationConfig config;
     config.queue_url = argv[1];
-    if (const char* region = std::getenv("AWS_REGION")) config.region = region;
-    // An emulator or a VPC endpoint, named as the AWS SDKs name it.
-    if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) config.endpoint = endpoint;
     config.credentials = outbox::make_caching_credentials(
         pool.get_executor(), std::make_shared<KeysFileCredentials>(pool.get_executor(), argv[2]));
     int status = 0;

@@ -1,6 +1,7 @@
 // 09: one destination in front of many: each tenant's events go to the tenant's own queue,
 // looked up per message; each queue's destination is made on first use and kept. Failures
-// of any of them reach one dead-letter handler, which parks them.
+// of any of them reach one dead-letter handler, which parks them. The tenant travels in
+// Message::target, which is never sent: the tenant's queue sees only the event.
 //
 //   09_routing QUEUE_URL_FOR_ACME QUEUE_URL_FOR_GLOBEX
 #include <outbox/credentials_providers.hpp>
@@ -10,7 +11,6 @@
 #include <boost/asio/io_context.hpp>
 
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,15 +29,12 @@ int main(int argc, char** argv) {
 
     outbox::RoutingDestinationConfig config;
     config.route = [&](const outbox::Message& m) -> std::string {
-        for (const auto& a : m.attributes)
-            if (a.name == "tenant" && queue_of.count(a.value)) return queue_of.at(a.value);
-        return {};  // no route: the message fails with Errc::no_route
+        const auto it = queue_of.find(m.target);
+        return it == queue_of.end() ? std::string() : it->second;  // none: Errc::no_route
     };
     config.make_destination = [&](const std::string& queue_url) {
         outbox::SqsDestinationConfig sqs;
         sqs.queue_url = queue_url;
-        if (const char* region = std::getenv("AWS_REGION")) sqs.region = region;
-        if (const char* endpoint = std::getenv("AWS_ENDPOINT_URL_SQS")) sqs.endpoint = endpoint;
         sqs.credentials = credentials;
         return std::make_unique<outbox::SqsDestination>(io.get_executor(), sqs);
     };
@@ -54,13 +51,14 @@ int main(int argc, char** argv) {
     for (const std::string tenant : {"acme", "globex", "acme", "initech"}) {
         outbox::Message event;
         event.body = R"({"tenant":")" + tenant + R"(","type":"plan.upgraded"})";
-        event.attributes.push_back({"tenant", "String", tenant});
+        event.target = tenant;
         router.async_send(std::move(event), [](boost::system::error_code, outbox::Receipt) {});
     }
     router.async_close(5s, [](boost::system::error_code) {});
     io.run();
     for (const auto& [queue, stats] : router.stats_by_target())
-        std::printf("%s: delivered %llu\n", queue.c_str(), static_cast<unsigned long long>(stats.delivered));
+        std::printf("%s: delivered %llu\n", queue.c_str(),
+                    static_cast<unsigned long long>(stats.delivered));
     // initech has no queue: exactly one message parked, three delivered.
     const auto total = router.stats();
     return parked == 1 && total.delivered == 3 ? 0 : 1;

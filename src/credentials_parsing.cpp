@@ -21,7 +21,7 @@ bool number(std::string_view s, std::size_t at, std::size_t len, int& out) {
 
 bool parse_iso8601(std::string_view s, std::chrono::system_clock::time_point& out) {
     using namespace std::chrono;
-    int y, mo, d, h, mi, sec;
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;  // GCC 12 -O3 cannot see they are set
     if (!number(s, 0, 4, y) || s.size() < 19 || s[4] != '-' || !number(s, 5, 2, mo) ||
         s[7] != '-' || !number(s, 8, 2, d) || (s[10] != 'T' && s[10] != 't') ||
         !number(s, 11, 2, h) || s[13] != ':' || !number(s, 14, 2, mi) || s[16] != ':' ||
@@ -38,7 +38,7 @@ bool parse_iso8601(std::string_view s, std::chrono::system_clock::time_point& ou
     if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
         ++i;
     } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
-        int oh, om;
+        int oh = 0, om = 0;
         if (!number(s, i + 1, 2, oh) || i + 3 >= s.size() || s[i + 3] != ':' ||
             !number(s, i + 4, 2, om) || oh > 23 || om > 59)
             return false;

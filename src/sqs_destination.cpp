@@ -402,6 +402,11 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             stats.delivered(e.message.body.size(), e.accepted_at);
         }
         entries.erase(e.seq);  // e is gone from here on
+        if (entries.empty() && deadline_timer_at != Clock::time_point::max()) {
+            // Nothing left to time out: the timer must not keep the event loop running.
+            deadline_timer_at = Clock::time_point::max();
+            deadline_timer.cancel();
+        }
         asio::post(executor, asio::append(std::move(handler), ec, std::move(receipt)));
         if (was_admitted) admit_waiting();
         maybe_finish_close();

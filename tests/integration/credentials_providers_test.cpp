@@ -15,6 +15,8 @@
 #include <fstream>
 #include <map>
 
+#include <sys/stat.h>
+
 using namespace outbox;
 using outbox::test::TestHttpServer;
 using outbox::test::TestReply;
@@ -30,14 +32,26 @@ class ScopedEnv {
   public:
     ScopedEnv(std::initializer_list<std::pair<const char*, const char*>> vars) {
         // Every variable a provider reads starts unset, so the host's own never leak in.
-        for (const char* name :
-             {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-              "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE",
-              "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-              "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-              "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-              "AWS_ROLE_SESSION_NAME", "AWS_ENDPOINT_URL_STS", "AWS_REGION", "AWS_DEFAULT_REGION",
-              "HOME"})
+        for (const char* name : {"AWS_ACCESS_KEY_ID",
+                                 "AWS_SECRET_ACCESS_KEY",
+                                 "AWS_SESSION_TOKEN",
+                                 "AWS_PROFILE",
+                                 "AWS_SHARED_CREDENTIALS_FILE",
+                                 "AWS_CONFIG_FILE",
+                                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                                 "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                 "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                                 "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                                 "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                                 "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                 "AWS_ROLE_ARN",
+                                 "AWS_ROLE_SESSION_NAME",
+                                 "AWS_ENDPOINT_URL_STS",
+                                 "AWS_ENDPOINT_URL",
+                                 "AWS_REGION",
+                                 "AWS_DEFAULT_REGION",
+                                 "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+                                 "HOME"})
             set(name, nullptr);
         set("AWS_EC2_METADATA_DISABLED", "true");
         for (const auto& [name, value] : vars) set(name, value);
@@ -243,6 +257,26 @@ TEST_CASE("container credentials: relative URI, full URI with a token file, erro
             get(io, *make_container_credentials(io.get_executor(), {.logger = log.logger()})).ec ==
             Errc::invalid_url);
     }
+    SECTION("a host that only starts like a loopback address is not one") {
+        // Boost.URL 1.81 alone reads this as 127.0.0.1 with the path ".evil.example:PORT/...".
+        const std::string url = "http://127.0.0.1.evil.example:" + std::to_string(server.port()) +
+                                "/v2/credentials/task-1";
+        ScopedEnv env{{"AWS_CONTAINER_CREDENTIALS_FULL_URI", url.c_str()},
+                      {"AWS_CONTAINER_AUTHORIZATION_TOKEN", "Bearer pod-token"}};
+        CHECK(get(io, *make_container_credentials(io.get_executor())).ec == Errc::invalid_url);
+        CHECK(server.requests() == 0);
+    }
+    SECTION("a token file that is not a regular file is refused, named, and never read") {
+        const std::string url = server.url("/v2/credentials/task-1");
+        ScopedEnv env{{"AWS_CONTAINER_CREDENTIALS_FULL_URI", url.c_str()},
+                      {"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "/dev/zero"}};
+        CHECK(
+            get(io, *make_container_credentials(io.get_executor(), {.logger = log.logger()})).ec ==
+            Errc::invalid_argument);
+        CHECK(log.text.find("cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE /dev/zero: it is "
+                            "not a regular file") != std::string::npos);
+        CHECK(server.requests() == 0);
+    }
     SECTION("nothing configured: not found") {
         ScopedEnv env{};
         CHECK(get(io, *make_container_credentials(io.get_executor())).ec ==
@@ -423,6 +457,83 @@ TEST_CASE("web identity: STS AssumeRoleWithWebIdentity with the token file") {
     ::unsetenv("AWS_ROLE_ARN");
     CHECK(get(io, *make_web_identity_credentials(io.get_executor())).ec ==
           Errc::credentials_not_found);
+}
+
+TEST_CASE("web identity: the token never crosses the network in the clear; AWS_ENDPOINT_URL") {
+    TestHttpServer sts([](const TestRequest&) {
+        TestReply reply;
+        reply.body =
+            "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>"
+            "<SessionToken>t</SessionToken><SecretAccessKey>s</SecretAccessKey>"
+            "<Expiration>2099-01-01T00:00:00Z</Expiration><AccessKeyId>ASIAGENERIC</AccessKeyId>"
+            "</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>";
+        return reply;
+    });
+    TempDir dir;
+    const auto token_file = dir.write("token", "eyJ.token.sig\n");
+    asio::io_context io;
+    LogCapture log;
+    WebIdentityOptions options;
+    options.http.logger = log.logger();
+    SECTION("plain http to another machine: refused before connecting") {
+        // 192.0.2.0/24 is TEST-NET-1: nothing answers there, and nothing is asked.
+        ScopedEnv env{{"AWS_WEB_IDENTITY_TOKEN_FILE", token_file.c_str()},
+                      {"AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/app"},
+                      {"AWS_ENDPOINT_URL_STS", "http://192.0.2.10/"}};
+        const auto start = std::chrono::steady_clock::now();
+        CHECK(get(io, *make_web_identity_credentials(io.get_executor(), options)).ec ==
+              Errc::invalid_url);
+        CHECK(std::chrono::steady_clock::now() - start < 1s);  // no connection was tried
+        CHECK(log.text.find("must be https, or http to a loopback address") != std::string::npos);
+    }
+    SECTION("AWS_ENDPOINT_URL when no STS-specific endpoint is set") {
+        const std::string endpoint = sts.url("/");
+        ScopedEnv env{{"AWS_WEB_IDENTITY_TOKEN_FILE", token_file.c_str()},
+                      {"AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/app"},
+                      {"AWS_ENDPOINT_URL", endpoint.c_str()}};
+        auto got = get(io, *make_web_identity_credentials(io.get_executor(), options));
+        REQUIRE_FALSE(got.ec);
+        CHECK(got.credentials.access_key_id == "ASIAGENERIC");
+    }
+    SECTION("a token file that is a FIFO is refused without waiting for a writer") {
+        const std::string fifo = (dir.path / "fifo").string();
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        const std::string endpoint = sts.url("/");
+        ScopedEnv env{{"AWS_WEB_IDENTITY_TOKEN_FILE", fifo.c_str()},
+                      {"AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/app"},
+                      {"AWS_ENDPOINT_URL_STS", endpoint.c_str()}};
+        CHECK(get(io, *make_web_identity_credentials(io.get_executor(), options)).ec ==
+              Errc::invalid_argument);
+        CHECK(log.text.find("it is not a regular file") != std::string::npos);
+        CHECK(sts.requests() == 0);
+    }
+}
+
+TEST_CASE("profile files that are not small regular files are refused and named") {
+    TempDir dir;
+    const std::string big = dir.write("big", "[default]\n");
+    fs::resize_file(big, 2 * 1024 * 1024);
+    asio::io_context io;
+    for (const auto& [file, says] : std::vector<std::pair<std::string, std::string>>{
+             {"/dev/zero", "it is not a regular file"},
+             {dir.path.string(), "it is a directory"},
+             {big, "it is larger than 1048576 bytes"}}) {
+        CAPTURE(file);
+        LogCapture log;
+        ScopedEnv env{{"AWS_SHARED_CREDENTIALS_FILE", file.c_str()},
+                      {"AWS_CONFIG_FILE", "/nonexistent"}};
+        auto p = make_profile_credentials(io.get_executor(), {.logger = log.logger()});
+        CHECK(get(io, *p).ec == Errc::unreadable_profile_file);
+        CHECK(log.text.find("cannot read the AWS profile file " + file + ": " + says) !=
+              std::string::npos);
+    }
+}
+
+TEST_CASE("the default chain's name lists the sources it tries") {
+    ScopedEnv env{};
+    asio::io_context io;
+    CHECK(make_default_credentials(io.get_executor())->name() ==
+          "environment, web identity, profile \"default\", container, instance metadata");
 }
 
 namespace {

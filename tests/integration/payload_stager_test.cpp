@@ -465,3 +465,28 @@ TEST_CASE("FIFO order holds when some messages of a group are staged and others 
         }
     }
 }
+
+TEST_CASE("closing a destination lets run() return: the stager's idle connections go too",
+          "[s3][sqs]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto stager =
+        std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
+    const std::string queue = create_queue("staging-close");
+    auto c = sqs_config(io, queue, stager);
+    c.staging = outbox::StagingPolicy::always;
+    outbox::SqsDestination sqs(io.get_executor(), c);
+    outbox::Message m;
+    m.body = "staged then closed";
+    error_code sent = asio::error::would_block, closed = asio::error::would_block;
+    sqs.async_send(std::move(m), [&](error_code ec, outbox::Receipt) {
+        sent = ec;
+        sqs.async_close(std::chrono::seconds(5), [&](error_code cec) { closed = cec; });
+    });
+    const auto start = std::chrono::steady_clock::now();
+    io.run();  // returns once nothing is left: no idle connection holds it for 15 s
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));
+    CHECK_FALSE(sent);
+    CHECK_FALSE(closed);
+    CHECK(receive_bodies(queue, 1).size() == 1);
+}

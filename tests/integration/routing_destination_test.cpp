@@ -55,7 +55,8 @@ struct Routes {
             auto it = tenants.find(tenant);
             return it == tenants.end() ? std::string() : it->second;
         };
-        c.make_destination = [this](const std::string& target) -> std::unique_ptr<outbox::Destination> {
+        c.make_destination =
+            [this](const std::string& target) -> std::unique_ptr<outbox::Destination> {
             ++made;
             if (target.starts_with("sqs:")) {
                 outbox::SqsDestinationConfig sqs;
@@ -81,15 +82,17 @@ struct Routes {
 
 }  // namespace
 
-TEST_CASE("messages reach the target their tenant routes to; each target's destination is "
-          "made once",
-          "[routing]") {
+TEST_CASE(
+    "messages reach the target their tenant routes to; each target's destination is "
+    "made once",
+    "[routing]") {
     KafkaMockCluster cluster(1);
     cluster.create_topic("tenant-c", 2, 1);
     asio::io_context io;
     const std::string queue_a = outbox::test::create_queue("routing-tenant-a");
     const std::string queue_b = outbox::test::create_queue("routing-tenant-b");
-    Routes routes{io, cluster, {{"a", "sqs:" + queue_a}, {"b", "sqs:" + queue_b}, {"c", "kafka:tenant-c"}}};
+    Routes routes{
+        io, cluster, {{"a", "sqs:" + queue_a}, {"b", "sqs:" + queue_b}, {"c", "kafka:tenant-c"}}};
     outbox::RoutingDestination router(io.get_executor(), routes.config());
     DeadLetters dead;
     dead.attach(router);
@@ -123,13 +126,15 @@ TEST_CASE("messages reach the target their tenant routes to; each target's desti
     for (auto& record : c) {
         CHECK(record.payload.starts_with("c-event-"));
         CHECK(std::find(record.headers.begin(), record.headers.end(),
-                        std::pair<std::string, std::string>("tenant", "c")) != record.headers.end());
+                        std::pair<std::string, std::string>("tenant", "c")) !=
+              record.headers.end());
     }
 }
 
-TEST_CASE("a message with no route, a target no destination can be made for, or one past "
-          "max_destinations fails alone with no_route and goes to the dead letters",
-          "[routing]") {
+TEST_CASE(
+    "a message with no route, a target no destination can be made for, or one past "
+    "max_destinations fails alone with no_route and goes to the dead letters",
+    "[routing]") {
     KafkaMockCluster cluster(1);
     asio::io_context io;
     const std::string queue = outbox::test::create_queue("routing-fine");
@@ -147,7 +152,8 @@ TEST_CASE("a message with no route, a target no destination can be made for, or 
 
     // The factory's refusals come first: they make nothing, so they do not count against
     // max_destinations; "second" then finds the one place taken by "fine".
-    const std::vector<std::string> tenants{"broken", "strange", "nowhere", "explode", "fine", "second", "fine"};
+    const std::vector<std::string> tenants{"broken", "strange", "nowhere", "explode",
+                                           "fine",   "second",  "fine"};
     std::vector<std::string> bodies;
     std::vector<outbox::Message> messages;
     for (std::size_t i = 0; i < tenants.size(); ++i) {
@@ -166,7 +172,8 @@ TEST_CASE("a message with no route, a target no destination can be made for, or 
         INFO(outcomes[i].receipt.diagnostics.message);
         return outcomes[i].receipt.diagnostics.message.find(text) != std::string::npos;
     };
-    CHECK(says(0, "no destination for \"sqs:not a url\""));  // the target, then the factory's reason
+    CHECK(
+        says(0, "no destination for \"sqs:not a url\""));  // the target, then the factory's reason
     CHECK(says(0, "queue"));
     CHECK(says(1, "unknown kind of target"));
     CHECK(says(2, "named no target"));
@@ -191,7 +198,8 @@ TEST_CASE("a target's own failures reach the router's dead letters, naming the t
     asio::io_context io;
     Routes routes{io, cluster, {{"big", "kafka:big"}}};
     auto config = routes.config();
-    config.make_destination = [&](const std::string& target) -> std::unique_ptr<outbox::Destination> {
+    config.make_destination =
+        [&](const std::string& target) -> std::unique_ptr<outbox::Destination> {
         outbox::KafkaDestinationConfig kafka;
         kafka.bootstrap_servers = cluster.bootstrap();
         kafka.topic = target.substr(6);
@@ -203,7 +211,8 @@ TEST_CASE("a target's own failures reach the router's dead letters, naming the t
     DeadLetters dead;
     dead.attach(router);
     const std::vector<std::string> bodies{std::string(200, 'x'), "small"};
-    auto outcomes = send_all(io, router, {tenant_message("big", bodies[0]), tenant_message("big", bodies[1])});
+    auto outcomes =
+        send_all(io, router, {tenant_message("big", bodies[0]), tenant_message("big", bodies[1])});
     CHECK(outcomes[0].ec == outbox::Errc::payload_too_large);
     CHECK_FALSE(outcomes[1].ec);
     check_accounted(outcomes, bodies, router.stats(), dead);
@@ -211,4 +220,31 @@ TEST_CASE("a target's own failures reach the router's dead letters, naming the t
     REQUIRE(dead.letters.size() == 1);
     CHECK(dead.letters[0].target == "big");  // the Kafka destination names its topic
     CHECK(dead.letters[0].message.attributes.size() == 1);
+}
+
+TEST_CASE("without a route function, Message::target routes, and it never reaches the queue",
+          "[routing]") {
+    KafkaMockCluster cluster(1);
+    asio::io_context io;
+    const std::string queue = outbox::test::create_queue("routing-by-target");
+    Routes routes{io, cluster, {}};
+    auto config = routes.config();
+    config.route = nullptr;  // Message::target decides
+    outbox::RoutingDestination router(io.get_executor(), config);
+    outbox::Message routed;
+    routed.body = "routed by its target";
+    routed.target = "sqs:" + queue;
+    outbox::Message lost;
+    lost.body = "no target";
+    auto outcomes = send_all(io, router, {std::move(routed), std::move(lost)});
+    CHECK_FALSE(outcomes[0].ec);
+    CHECK(outcomes[1].ec == outbox::Errc::no_route);
+    CHECK(outcomes[1].receipt.diagnostics.message ==
+          "routing: the message has no target (Message::target)");
+    // What the customer's queue holds: the body, and no attribute naming the target.
+    const std::string json = outbox::test::receive_json(queue, 1);
+    CHECK(json.find("routed by its target") != std::string::npos);
+    CHECK(json.find("\"attributes\":{}") != std::string::npos);
+    CHECK(json.find("sqs:") == std::string::npos);
+    CHECK(close_destination(io, router) == boost::system::error_code{});
 }

@@ -8,6 +8,7 @@
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
+#include <outbox/send_all.hpp>
 #include <outbox/send_blocking.hpp>
 #include <outbox/sqs_destination.hpp>
 
@@ -18,9 +19,12 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -582,4 +586,151 @@ TEST_CASE("configuration that cannot work is refused at construction", "[sqs]") 
     CHECK(fifo.is_fifo());
     c.credentials = nullptr;
     CHECK_THROWS_AS(outbox::SqsDestination(io.get_executor(), c), std::invalid_argument);
+}
+
+TEST_CASE("a message cut off by the close deadline keeps the reason it was retrying", "[sqs]") {
+    const std::string queue = create_queue("outbox-close-reason");
+    std::uint16_t closed_port;
+    {
+        Proxy gone;
+        closed_port = gone.process.port();
+    }
+    asio::io_context io;
+    Proxy proxy;
+    auto config = config_for(io.get_executor(), queue, proxy);
+    config.endpoint = "http://127.0.0.1:" + std::to_string(closed_port);  // refuses connections
+    config.max_message_size = 262144;  // no lookup: the sends themselves are refused
+    config.retry.base_delay = std::chrono::milliseconds(50);
+    outbox::SqsDestination sqs(io.get_executor(), config);
+    std::optional<Outcome> outcome;
+    sqs.async_send(text_message("never arrives"), [&](error_code ec, outbox::Receipt r) {
+        outcome = Outcome{ec, std::move(r), 1};
+    });
+    error_code closed;
+    io.run_for(std::chrono::milliseconds(300));  // a few refused attempts
+    sqs.async_close(std::chrono::milliseconds(200), [&](error_code ec) { closed = ec; });
+    io.restart();
+    io.run();
+    REQUIRE(outcome);
+    CHECK(outcome->ec == asio::error::operation_aborted);
+    CHECK(closed == outbox::Errc::close_timeout);
+    CHECK(closed.message().find("close deadline passed") != std::string::npos);
+    const std::string& why = outcome->receipt.diagnostics.message;
+    INFO(why);
+    CHECK(why.starts_with("the close deadline passed; last attempt: cannot connect to 127.0.0.1:" +
+                          std::to_string(closed_port) + ": Connection refused"));
+    CHECK(outcome->receipt.attempts >= 1);
+}
+
+TEST_CASE("the message deadline bounds acceptance to outcome, request and lookup included",
+          "[sqs]") {
+    const std::string queue = create_queue("outbox-deadline");
+    Proxy proxy({"--faults", "slow=1.0", "--slow-ms", "20000"});
+    asio::io_context io;
+    auto config = config_for(io.get_executor(), queue, proxy);
+    config.retry.message_deadline = std::chrono::milliseconds(1500);
+    outbox::SqsDestination sqs(io.get_executor(), config);
+    const auto start = std::chrono::steady_clock::now();
+    auto outcomes = send_all(io, sqs, {text_message("a"), text_message("b"), text_message("c")});
+    const auto took = std::chrono::steady_clock::now() - start;
+    CHECK(took < std::chrono::seconds(4));  // the request timeout alone is 30 s
+    for (const auto& o : outcomes) {
+        INFO(o.receipt.diagnostics.message);
+        CHECK((o.ec == outbox::Errc::timeout || o.ec == outbox::Errc::outcome_unknown));
+        CHECK(o.receipt.diagnostics.message.find("deadline") != std::string::npos);
+    }
+}
+
+TEST_CASE("a message refused before any request has attempts 0; one sent once has 1", "[sqs]") {
+    const std::string queue = create_queue("outbox-attempts");
+    Proxy proxy;
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+    outbox::Message empty;  // SQS refuses empty bodies: refused here, before a request
+    auto outcomes = send_all(io, sqs, {std::move(empty), text_message("fine")});
+    CHECK(outcomes[0].ec == outbox::Errc::invalid_message);
+    CHECK(outcomes[0].receipt.attempts == 0);
+    CHECK_FALSE(outcomes[1].ec);
+    CHECK(outcomes[1].receipt.attempts == 1);
+}
+
+TEST_CASE("async_send_all: many messages, at most N in flight, outcomes in order", "[sqs]") {
+    const std::string queue = create_queue("outbox-send-all");
+    Proxy proxy;
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 500; ++i) messages.push_back(text_message("many " + std::to_string(i)));
+    messages[250].body.clear();  // one refused: its outcome says so, in its place
+    std::optional<std::vector<outbox::SendOutcome>> outcomes;
+    std::size_t most_in_flight = 0;
+    asio::steady_timer watch(io);
+    std::function<void()> sample = [&] {  // how many the destination holds, while it runs
+        most_in_flight = std::max<std::size_t>(most_in_flight, sqs.stats().in_flight);
+        if (outcomes) return;
+        watch.expires_after(std::chrono::milliseconds(1));
+        watch.async_wait([&](error_code) { sample(); });
+    };
+    sample();
+    outbox::async_send_all(sqs, std::move(messages), 32,
+                           [&](std::vector<outbox::SendOutcome> o) { outcomes = std::move(o); });
+    while (!outcomes && io.run_one() != 0) {
+    }
+    REQUIRE(outcomes);
+    REQUIRE(outcomes->size() == 500);
+    for (std::size_t i = 0; i < 500; ++i) {
+        CAPTURE(i);
+        if (i == 250) {
+            CHECK((*outcomes)[i].error == outbox::Errc::invalid_message);
+        } else {
+            CHECK_FALSE((*outcomes)[i].error);
+            CHECK_FALSE((*outcomes)[i].receipt.message_id.empty());
+        }
+    }
+    CHECK(most_in_flight <= 32);
+    CHECK(receive(queue, 499).size() == 499);
+
+    SECTION("cancelled: what was not handed over fails with operation_aborted") {
+        std::vector<outbox::Message> more;
+        for (int i = 0; i < 200; ++i) more.push_back(text_message("more " + std::to_string(i)));
+        asio::cancellation_signal cancel;
+        std::optional<std::vector<outbox::SendOutcome>> partial;
+        outbox::async_send_all(
+            sqs, std::move(more), 4,
+            asio::bind_cancellation_slot(cancel.slot(), [&](std::vector<outbox::SendOutcome> o) {
+                partial = std::move(o);
+            }));
+        cancel.emit(asio::cancellation_type::terminal);
+        io.restart();
+        while (!partial && io.run_one() != 0) {
+        }
+        REQUIRE(partial);
+        std::size_t sent = 0, aborted = 0;
+        for (const auto& o : *partial) (o.error ? aborted : sent) += 1;
+        CHECK(sent <= 4);
+        CHECK(aborted >= 196);
+        for (std::size_t i = 4; i < partial->size(); ++i)
+            CHECK((*partial)[i].error == asio::error::operation_aborted);
+    }
+}
+
+TEST_CASE("the endpoint and region from AWS_ENDPOINT_URL_SQS and AWS_REGION", "[sqs]") {
+    const std::string queue = create_queue("outbox-env-endpoint");
+    Proxy proxy;
+    const std::string endpoint = proxy.process.url();
+    ::setenv("AWS_ENDPOINT_URL_SQS", endpoint.c_str(), 1);
+    ::setenv("AWS_REGION", "us-east-1", 1);
+    asio::io_context io;
+    auto config = config_for(io.get_executor(), queue, proxy);
+    config.endpoint.clear();
+    config.region.clear();
+    std::optional<outbox::SqsDestination> sqs;
+    sqs.emplace(io.get_executor(), config);
+    ::unsetenv("AWS_ENDPOINT_URL_SQS");
+    ::unsetenv("AWS_REGION");
+    auto outcomes = send_all(io, *sqs, {text_message("via the environment")});
+    CHECK_FALSE(outcomes[0].ec);
+    CHECK(proxy.stat("requests") >= 1);  // through the endpoint the environment named
+    CHECK(proxy.stat("signature_failures") == 0);
+    CHECK(receive(queue, 1).size() == 1);
 }
