@@ -274,15 +274,24 @@ TEST_CASE("close past its deadline purges what is left; destruction never hangs"
         REQUIRE_FALSE(send_all(io, kafka, {text_message("warm-up")})[0].ec);
         for (int b = 1; b <= 3; ++b) cluster.broker_down(b);
         std::vector<error_code> results;
+        std::vector<outbox::Receipt> receipts;
         for (int i = 0; i < 20; ++i)
             kafka.async_send(text_message("stuck " + std::to_string(i)),
-                             [&](error_code ec, outbox::Receipt) { results.push_back(ec); });
+                             [&](error_code ec, outbox::Receipt r) {
+                                 results.push_back(ec);
+                                 receipts.push_back(std::move(r));
+                             });
         const auto start = Clock::now();
         const error_code closed = close_destination(io, kafka, std::chrono::milliseconds(300));
         CHECK(closed == outbox::Errc::close_timeout);
         CHECK(Clock::now() - start < std::chrono::seconds(3));
         REQUIRE(results.size() == 20);  // all completed before close did
         for (auto& ec : results) CHECK(ec == asio::error::operation_aborted);
+        for (auto& r : receipts) {
+            INFO(r.diagnostics.message);
+            CHECK(r.diagnostics.message.starts_with("the close deadline passed"));
+            CHECK(r.attempts == 1);  // librdkafka had it
+        }
         auto late = send_all(io, kafka, {text_message("too late")});
         CHECK(late[0].ec == asio::error::operation_aborted);
         for (int b = 1; b <= 3; ++b) cluster.broker_up(b);
@@ -293,9 +302,13 @@ TEST_CASE("close past its deadline purges what is left; destruction never hangs"
                                                                 config_for(cluster, "stuck"));
         for (int b = 1; b <= 3; ++b) cluster.broker_down(b);
         std::vector<error_code> results;
+        std::vector<std::string> reasons;
         for (int i = 0; i < 10; ++i)
             kafka->async_send(text_message("doomed " + std::to_string(i)),
-                              [&](error_code ec, outbox::Receipt) { results.push_back(ec); });
+                              [&](error_code ec, outbox::Receipt r) {
+                                  results.push_back(ec);
+                                  reasons.push_back(r.diagnostics.message);
+                              });
         const auto start = Clock::now();
         kafka.reset();
         CHECK(Clock::now() - start < std::chrono::seconds(5));
@@ -304,6 +317,11 @@ TEST_CASE("close past its deadline purges what is left; destruction never hangs"
         CHECK(io.stopped());
         REQUIRE(results.size() == 10);
         for (auto& ec : results) CHECK(ec == asio::error::operation_aborted);
+        for (auto& why : reasons) {
+            INFO(why);
+            CHECK(why.starts_with("the destination was destroyed"));
+            CHECK(why.find("at close") == std::string::npos);
+        }
     }
 }
 
