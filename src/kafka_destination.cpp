@@ -417,7 +417,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     void stage(Entry& e) {
         e.place = Place::staging;
         config.stager->async_stage(
-            std::move(e.message.body),
+            e.message.body,  // a copy: a failed message's dead letter still carries it
             asio::bind_executor(
                 executor, [self = shared_from_this(), seq = e.seq](error_code ec, StagedPayload p) {
                     self->staged(seq, ec, std::move(p));

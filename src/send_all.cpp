@@ -94,11 +94,10 @@ struct SendAll : std::enable_shared_from_this<SendAll> {
         if (all_done) finish();
     }
 
-    void finish() {
-        auto slot = asio::get_associated_cancellation_slot(*handler);
-        if (slot.is_connected()) slot.clear();
-        asio::post(executor, asio::append(std::move(*handler), std::move(outcomes)));
-    }
+    // The slot's handler is left in place: clearing it here, on a send's completion thread,
+    // could race an emit on the caller's executor. It holds only a weak reference, and a late
+    // cancel finds nothing left to do.
+    void finish() { asio::post(executor, asio::append(std::move(*handler), std::move(outcomes))); }
 };
 
 }  // namespace

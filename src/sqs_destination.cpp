@@ -41,7 +41,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-enum class Place { waiting_room, staging, ready, request, backoff };
+// `leaving`: taken out of every list, about to be completed.
+enum class Place { waiting_room, staging, ready, request, backoff, leaving };
 
 struct Entry {
     // Boost 1.81's any_completion_handler move-assignment recurses forever: only ever
@@ -200,12 +201,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     void stage(Entry& e) {
         e.place = Place::staging;
         hold_group(e);  // FIFO: later messages of the group wait for this one
+        // A copy: should the message fail, its dead letter still carries the body.
         config.stager->async_stage(
-            std::move(e.message.body),
-            asio::bind_executor(
-                strand, [self = shared_from_this(), seq = e.seq](error_code ec, StagedPayload p) {
-                    self->on_staged(seq, ec, std::move(p));
-                }));
+            e.message.body, asio::bind_executor(strand, [self = shared_from_this(), seq = e.seq](
+                                                            error_code ec, StagedPayload p) {
+                self->on_staged(seq, ec, std::move(p));
+            }));
     }
 
     void on_staged(std::uint64_t seq, error_code ec, StagedPayload payload) {
@@ -280,6 +281,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     void take_out(Entry& e) {
         switch (e.place) {
             case Place::request:
+            case Place::leaving:
                 return;
             case Place::staging:
                 release_group(e);  // held while its upload runs; the upload's result is dropped
@@ -305,8 +307,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         auto it = entries.find(seq);
         if (it == entries.end()) return;
         Entry& e = *it->second;
-        if (e.place == Place::request || e.place == Place::staging)
-            return;  // completes with its request's (or upload's) outcome
+        if (e.place == Place::request || e.place == Place::staging || e.place == Place::leaving)
+            return;  // completes with its request's (or upload's) outcome, or is completing
         take_out(e);
         if (e.maybe_delivered)
             fail(e, Errc::outcome_unknown, "cancelled after a reply was lost");
@@ -342,40 +344,47 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     void expire_due() {
+        // Every due message leaves its list before any is completed: completing one admits
+        // waiting messages and may send a batch, which must not pick up (or free) another.
         const auto now = Clock::now();
-        std::vector<Entry*> due;
+        std::vector<std::pair<std::uint64_t, const char*>> due;
         for (const auto& [seq, e] : entries) {
             if (e->deadline > now) break;
-            if (e->place != Place::request) due.push_back(e.get());
-        }
-        for (Entry* e : due) {
-            const char* where = e->place == Place::waiting_room    ? "waiting for room"
-                                : e->place == Place::staging       ? "its payload was being staged"
-                                : e->place == Place::backoff       ? "waiting to be retried"
-                                : queue_state != QueueState::ready ? "the queue was being looked up"
-                                                                   : "waiting to be sent";
+            if (e->place == Place::request || e->place == Place::leaving) continue;
+            due.emplace_back(seq, e->place == Place::waiting_room ? "waiting for room"
+                                  : e->place == Place::staging    ? "its payload was being staged"
+                                  : e->place == Place::backoff    ? "waiting to be retried"
+                                  : queue_state != QueueState::ready
+                                      ? "the queue was being looked up"
+                                      : "waiting to be sent");
             take_out(*e);
+            e->place = Place::leaving;
+        }
+        for (const auto& [seq, where] : due) {
+            const auto it = entries.find(seq);
+            if (it == entries.end()) continue;
+            Entry& e = *it->second;
             std::string why = "the message deadline (" +
                               seconds_text(config.retry.message_deadline) + ") passed while " +
                               where;
-            if (!e->last_diagnostics.empty())
-                why += "; last attempt: " + describe(e->last_diagnostics);
-            fail(*e,
-                 e->maybe_delivered ? error_code(Errc::outcome_unknown) : error_code(Errc::timeout),
+            if (!e.last_diagnostics.empty())
+                why += "; last attempt: " + describe(e.last_diagnostics);
+            fail(e,
+                 e.maybe_delivered ? error_code(Errc::outcome_unknown) : error_code(Errc::timeout),
                  std::move(why));
         }
         arm_deadline_timer();
         dispatch_ready();
     }
 
-    // The request timeout for these messages: the configured one, cut short by the earliest
-    // deadline among them.
-    std::chrono::milliseconds request_timeout(Clock::time_point earliest_deadline) const {
+    // The timeout of a request starting now: the configured one, cut short by `deadline`
+    // (the earliest among its messages). Zero when that deadline has passed.
+    std::chrono::milliseconds request_timeout(Clock::time_point deadline) const {
         auto timeout = config.http.request_timeout;
-        if (earliest_deadline != Clock::time_point::max()) {
-            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                earliest_deadline - Clock::now());
-            timeout = std::clamp(left, std::chrono::milliseconds(1), timeout);
+        if (deadline != Clock::time_point::max()) {
+            const auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+            timeout = std::clamp(left, std::chrono::milliseconds(0), timeout);
         }
         return timeout;
     }
@@ -413,6 +422,11 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     void fail(Entry& e, error_code ec, std::string why) {
+        if (!session_token.empty()) {
+            why = redact_token(std::move(why));
+            e.last_diagnostics.message = redact_token(std::move(e.last_diagnostics.message));
+            e.last_diagnostics.code = redact_token(std::move(e.last_diagnostics.code));
+        }
         if (config.logger.enabled(LogLevel::debug))
             config.logger.log(LogLevel::debug, "sqs: message " + std::to_string(e.seq) +
                                                    " failed: " + ec.message() +
@@ -436,8 +450,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         if (stopped) return;
         queue_state = QueueState::resolving;
         // The lookup is bounded by the deadline of the oldest message waiting for it.
-        const auto timeout =
-            request_timeout(ready.empty() ? Clock::time_point::max() : ready.front()->deadline);
+        const auto deadline = ready.empty() ? Clock::time_point::max() : ready.front()->deadline;
         if (queue_url.empty()) {
             std::string body;
             sqs::write_get_queue_url(body, config.queue_name);
@@ -446,7 +459,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                 [self = shared_from_this()](error_code ec, HttpResponse res) {
                     self->on_get_queue_url(ec, std::move(res));
                 },
-                resolve_cancel.slot(), timeout);
+                resolve_cancel.slot(), deadline);
             return;
         }
         if (config.max_message_size != 0 && !fifo) return resolved(config.max_message_size);
@@ -457,7 +470,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             [self = shared_from_this()](error_code ec, HttpResponse res) {
                 self->on_get_queue_attributes(ec, std::move(res));
             },
-            resolve_cancel.slot(), timeout);
+            resolve_cancel.slot(), deadline);
     }
 
     // Retries resolution with backoff, or fails everything queued when it cannot work.
@@ -466,9 +479,9 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         if (is_retryable(ec) && resolve_attempts < config.retry.max_attempts &&
             !close_deadline_passed && !stopped && !ready.empty()) {
             auto delay = backoff_delay(resolve_attempts, res);
-            config.logger.log(LogLevel::info, "sqs: looking up the queue failed (" + describe(d) +
-                                                  "), trying again in " +
-                                                  std::to_string(delay.count()) + " ms");
+            config.logger.log(LogLevel::info,
+                              "sqs: looking up the queue failed (" + redact_token(describe(d)) +
+                                  "), trying again in " + std::to_string(delay.count()) + " ms");
             retry_timer.expires_after(delay);
             retry_timer_at = Clock::now() + delay;
             retry_timer.async_wait([self = shared_from_this()](error_code wait_ec) {
@@ -478,7 +491,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             return;
         }
         if (!stopped)
-            config.logger.log(LogLevel::warning, "sqs: cannot look up the queue: " + describe(d));
+            config.logger.log(LogLevel::warning,
+                              "sqs: cannot look up the queue: " + redact_token(describe(d)));
         queue_state = QueueState::unresolved;
         resolve_attempts = 0;
         auto pending = std::move(ready);
@@ -562,24 +576,65 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
 
     using ResponseHandler = std::function<void(error_code, HttpResponse)>;
 
-    // Signs and sends one SQS JSON-protocol call; `done` runs on the strand.
+    // A call waiting for credentials, which can take seconds (instance metadata, STS): the
+    // deadline answers it if they come too late.
+    struct PendingCall {
+        explicit PendingCall(Strand& s) : timer(s) {}
+        ResponseHandler done;
+        asio::steady_timer timer;
+        bool answered = false;
+    };
+
+    // Signs and sends one SQS JSON-protocol call, to end by `deadline` (the earliest of its
+    // messages'); `done` runs on the strand, once.
     void call(std::string_view action, std::string body, ResponseHandler done,
-              asio::cancellation_slot slot, std::chrono::milliseconds timeout) {
+              asio::cancellation_slot slot, Clock::time_point deadline) {
+        auto pending = std::make_shared<PendingCall>(strand);
+        pending->done = std::move(done);
+        if (deadline != Clock::time_point::max()) {
+            pending->timer.expires_at(deadline);
+            pending->timer.async_wait([pending](error_code ec) {
+                if (ec || pending->answered) return;
+                pending->answered = true;
+                HttpResponse res;
+                res.failure = "the message deadline passed while credentials were fetched";
+                pending->done(Errc::timeout, std::move(res));
+            });
+        }
         config.credentials->async_get_credentials(asio::bind_executor(
             strand, [self = shared_from_this(), target = "AmazonSQS." + std::string(action),
-                     body = std::move(body), done = std::move(done), slot,
-                     timeout](error_code ec, Credentials creds) mutable {
+                     body = std::move(body), pending, slot,
+                     deadline](error_code ec, Credentials creds) mutable {
+                if (pending->answered) return;  // the deadline came first
+                pending->answered = true;
+                pending->timer.cancel();
+                auto answer = std::move(pending->done);
                 if (ec) {
                     HttpResponse res;
                     res.failure = self->credentials_failure(ec);
-                    return done(ec, std::move(res));
+                    return answer(ec, std::move(res));
                 }
                 // Abandoned (close deadline, destruction) while the credentials were fetched.
                 if (self->close_deadline_passed || self->stopped)
-                    return done(asio::error::operation_aborted, {});
-                self->send_signed(target, std::move(body), std::move(creds), std::move(done), slot,
-                                  timeout);
+                    return answer(asio::error::operation_aborted, {});
+                const auto timeout = self->request_timeout(deadline);
+                if (timeout.count() <= 0) {
+                    HttpResponse res;
+                    res.failure = "the message deadline passed before the request was sent";
+                    return answer(Errc::timeout, std::move(res));
+                }
+                self->send_signed(target, std::move(body), std::move(creds), std::move(answer),
+                                  slot, timeout);
             }));
+    }
+
+    // The session token of the latest request: a service error may echo it, and only the
+    // parsed (unescaped) text shows it reliably, so receipts and logs are redacted too.
+    std::string session_token;
+
+    std::string redact_token(std::string text) const {
+        detail::redact(text, session_token);
+        return text;
     }
 
     std::string credentials_failure(error_code ec) const {
@@ -615,6 +670,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         req.headers.emplace_back("Authorization", std::move(sig.authorization));
         if (creds.has_session_token()) {
             req.headers.emplace_back("X-Amz-Security-Token", creds.session_token);
+            if (session_token != creds.session_token) session_token = creds.session_token;
             // A service error may echo it (SignatureDoesNotMatch quotes the canonical request):
             // it never reaches a receipt, a report or a log.
             done = [done = std::move(done), token = std::move(creds.session_token)](
@@ -741,7 +797,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             [self = shared_from_this(), request](error_code ec, HttpResponse res) {
                 self->on_send_response(*request, ec, std::move(res));
             },
-            request->cancel.slot(), request_timeout(earliest));
+            request->cancel.slot(), earliest);
     }
 
     void on_send_response(Request& request, error_code ec, HttpResponse res) {
@@ -863,6 +919,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         r.staged_url = std::move(e.staged_url);
         r.staged_key = std::move(e.staged_key);
         r.diagnostics = std::move(e.last_diagnostics);
+        if (!session_token.empty())
+            r.diagnostics.message = redact_token(std::move(r.diagnostics.message));
         complete(e, {}, std::move(r));
     }
 
@@ -905,7 +963,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // A retry without waiting (clock corrected, or batch split); still counts as an attempt.
     void requeue_now(Entry& e, error_code ec, const Diagnostics& d) {
         e.last_diagnostics = d;
-        if (e.attempts >= config.retry.max_attempts)
+        if (e.attempts >= config.retry.max_attempts || Clock::now() >= e.deadline)
             return fail(e, e.maybe_delivered ? error_code(Errc::outcome_unknown) : ec, {});
         insert_ready(e);
     }

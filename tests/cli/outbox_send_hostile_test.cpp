@@ -82,13 +82,20 @@ class HostileSqs {
                 reply.action = TestReply::Action::raw;
                 reply.raw = "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"Successful\":[";
                 return reply;
-            case Sends::echo_token:
+            case Sends::echo_token: {
+                // As a JSON writer that escapes '/' would quote it.
+                std::string token;
+                for (char c : r.header("X-Amz-Security-Token")) {
+                    if (c == '/') token += '\\';
+                    token += c;
+                }
                 reply.status = 403;
                 reply.body =
                     R"({"__type":"com.amazon.coral.service#SignatureDoesNotMatch",)"
                     R"("message":"The canonical request was POST / x-amz-security-token:)" +
-                    r.header("X-Amz-Security-Token") + R"( ..."})";
+                    token + R"( ..."})";
                 return reply;
+            }
             default:
                 break;
         }
@@ -245,6 +252,14 @@ TEST_CASE("reports: write errors fail the run, the input is never the report, fi
     TempDir dir;
     const std::string in = dir.file("in.jsonl");
     write_file(in, lines(5));
+    SECTION("an unreadable AWS_CA_BUNDLE is a usage error") {
+        ProgramOptions o = with_keys();
+        o.set_env.push_back("AWS_CA_BUNDLE=/nonexistent/bundle.pem");
+        const ProgramRun r = run_program(send_args({"--to", sqs.queue_url(), in}), o);
+        INFO(r.err);
+        CHECK(r.status == 2);
+        CHECK(contains(r.err, "cannot load CA file /nonexistent/bundle.pem (AWS_CA_BUNDLE)"));
+    }
     SECTION("a full disk") {
         const ProgramRun r = run_program(
             send_args({"--to", sqs.queue_url(), "--report", "/dev/full", in}), with_keys());
@@ -287,6 +302,16 @@ TEST_CASE("reports: write errors fail the run, the input is never the report, fi
                 .status == 0);
         REQUIRE(::stat(fresh.c_str(), &st) == 0);
         CHECK((st.st_mode & 0777) == 0600);
+    }
+    SECTION("a reader that went away is a write error, not a silent death by SIGPIPE") {
+        ProgramOptions o = with_keys();
+        o.output = ProgramOptions::Output::broken_pipe;
+        const ProgramRun r = run_program(
+            {OUTBOX_CLI_PATH, "presign", "s3://bucket/key", "--region", "eu-west-1"}, o);
+        INFO(r.err);
+        CHECK(r.signal == 0);
+        CHECK(r.status == 2);
+        CHECK(contains(r.err, "cannot write standard output: Broken pipe"));
     }
     SECTION("standard output that cannot be written fails the command") {
         ProgramOptions o = with_keys();
@@ -379,6 +404,7 @@ TEST_CASE("--deadline bounds everything from acceptance to outcome") {
         const auto report_lines = parse_report(report);
         CHECK(report_lines.size() == 20);
         for (const auto& l : report_lines) {
+            INFO(l.error);
             CHECK(l.status == "failed");
             CHECK(contains(l.error,
                            "the message deadline (3 s) passed while the queue was being "
@@ -572,7 +598,7 @@ TEST_CASE("a session token echoed by the service never reaches the report or the
     write_file(in, lines(2));
     const std::string report = dir.file("report.jsonl");
     ProgramOptions o = with_keys();
-    const std::string token = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN0123456789";
+    const std::string token = "IQoJb3JpZ2luX2Vj/EXAMPLE+SESSION/TOKEN0123456789==";
     o.set_env.push_back("AWS_SESSION_TOKEN=" + token);
     o.set_env.push_back("OUTBOX_DEBUG=1");
     const ProgramRun r =
@@ -586,6 +612,8 @@ TEST_CASE("a session token echoed by the service never reaches the report or the
     for (const auto& l : read_lines(report)) report_text += l + "\n";
     CHECK_FALSE(contains(report_text, token));
     CHECK_FALSE(contains(r.err, token));
+    CHECK_FALSE(contains(report_text, "SESSION"));  // no part of it, escaped or not
+    CHECK_FALSE(contains(r.err, "SESSION"));
     CHECK(contains(report_text, "x-amz-security-token:[redacted]"));
 }
 

@@ -5,6 +5,7 @@
 #include "destination_runs.hpp"
 #include "local_peers.hpp"
 #include "sigv4_proxy.hpp"
+#include "test_http_server.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/sqs_protocol.hpp>
@@ -25,11 +26,13 @@
 
 #include <cstdlib>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -733,4 +736,83 @@ TEST_CASE("the endpoint and region from AWS_ENDPOINT_URL_SQS and AWS_REGION", "[
     CHECK(proxy.stat("requests") >= 1);  // through the endpoint the environment named
     CHECK(proxy.stat("signature_failures") == 0);
     CHECK(receive(queue, 1).size() == 1);
+}
+
+namespace {
+
+// Credentials that take their time, as instance metadata or STS can.
+class SlowCredentials final : public outbox::CredentialsProvider {
+  public:
+    SlowCredentials(asio::any_io_executor ex, std::chrono::milliseconds delay)
+        : ex_(std::move(ex)), delay_(delay) {}
+    std::string name() const override { return "slow"; }
+
+  protected:
+    void do_get_credentials(Handler h) override {
+        auto timer = std::make_shared<asio::steady_timer>(ex_, delay_);
+        timer->async_wait([timer, h = std::move(h)](error_code) mutable {
+            std::move(h)(error_code{}, outbox::Credentials{access_key, secret_key});
+        });
+    }
+
+  private:
+    asio::any_io_executor ex_;
+    std::chrono::milliseconds delay_;
+};
+
+}  // namespace
+
+TEST_CASE("the deadline holds while credentials are slow to come", "[sqs]") {
+    const std::string queue = create_queue("outbox-slow-credentials");
+    Proxy proxy;
+    asio::io_context io;
+    auto config = config_for(io.get_executor(), queue, proxy);
+    config.max_message_size = 262144;  // no lookup
+    config.retry.message_deadline = std::chrono::milliseconds(800);
+    config.credentials =
+        std::make_shared<SlowCredentials>(io.get_executor(), std::chrono::seconds(5));
+    outbox::SqsDestination sqs(io.get_executor(), config);
+    const auto start = std::chrono::steady_clock::now();
+    auto outcomes = send_all(io, sqs, {text_message("late credentials")});
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(4));  // not 5 s
+    CHECK(outcomes[0].ec == outbox::Errc::timeout);
+    INFO(outcomes[0].receipt.diagnostics.message);
+    CHECK(outcomes[0].receipt.diagnostics.message.find(
+              "the message deadline passed while credentials were fetched") != std::string::npos);
+    io.restart();
+    io.run_for(std::chrono::seconds(5));  // the credentials arrive: nothing is sent after all
+    CHECK(proxy.stat("requests") == 0);
+}
+
+TEST_CASE("the queue lookup is cut short by the deadline of the messages waiting for it", "[sqs]") {
+    // GetQueueAttributes never answers: without the cut, the lookup would hold its
+    // connection for the whole request timeout (30 s).
+    outbox::test::TestHttpServer server([](const outbox::test::TestRequest&) {
+        outbox::test::TestReply reply;
+        reply.action = outbox::test::TestReply::Action::hold;
+        return reply;
+    });
+    asio::io_context io;
+    outbox::SqsDestinationConfig config;
+    config.queue_url = server.url("/000000000000/silent");
+    config.region = "us-east-1";
+    config.credentials = outbox::make_static_credentials(
+        io.get_executor(), outbox::Credentials{access_key, secret_key});
+    config.retry.message_deadline = std::chrono::milliseconds(1000);
+    config.retry.max_attempts = 1;
+    outbox::SqsDestination sqs(io.get_executor(), config);
+    std::promise<Outcome> done;
+    sqs.async_send(text_message("waits for the lookup"), [&](error_code ec, outbox::Receipt r) {
+        done.set_value(Outcome{ec, std::move(r), 1});
+    });
+    const auto start = std::chrono::steady_clock::now();
+    std::thread runner([&] { io.run_for(std::chrono::seconds(20)); });
+    REQUIRE(server.wait_for_requests(1));
+    // The client gives the lookup up at the deadline: the server sees the connection go.
+    CHECK(server.wait_for_client_closes(1, std::chrono::seconds(10)));
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));  // not 30 s
+    const auto outcome = done.get_future().get();
+    CHECK(outcome.ec == outbox::Errc::timeout);
+    io.stop();
+    runner.join();
 }

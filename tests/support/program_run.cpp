@@ -57,9 +57,18 @@ ProgramRun run_program(const std::vector<std::string>& argv, const ProgramOption
                                     ? options.input_file
                                     : std::string("/dev/null");
 
+    // Standard output into a pipe nobody reads (its read end is closed before the start).
+    int broken_pipe_write_end = -1;
+    if (options.output == ProgramOptions::Output::broken_pipe) {
+        int fds[2];
+        if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+        ::close(fds[0]);
+        broken_pipe_write_end = fds[1];
+    }
     const auto start = std::chrono::steady_clock::now();
     const pid_t pid = ::fork();
     if (pid < 0) throw std::runtime_error("fork failed");
+    if (broken_pipe_write_end >= 0 && pid > 0) ::close(broken_pipe_write_end);
     if (pid == 0) {
         if (options.input == ProgramOptions::Input::closed) {
             ::close(STDIN_FILENO);
@@ -69,7 +78,12 @@ ProgramRun run_program(const std::vector<std::string>& argv, const ProgramOption
             ::dup2(fd, STDIN_FILENO);
             ::close(fd);
         }
-        const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int out = -1;
+        if (options.output == ProgramOptions::Output::broken_pipe) {
+            out = broken_pipe_write_end;
+        } else {
+            out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        }
         if (out < 0) ::_exit(126);
         const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
         ::dup2(out, STDOUT_FILENO);
@@ -92,17 +106,28 @@ ProgramRun run_program(const std::vector<std::string>& argv, const ProgramOption
             ::kill(pid, SIGKILL);
         }
     });
-    if (options.while_running) options.while_running(pid);
     int raw = 0;
     rusage usage{};
-    while (::wait4(pid, &raw, 0, &usage) < 0 && errno == EINTR) {
+    const auto reap = [&] {
+        while (::wait4(pid, &raw, 0, &usage) < 0 && errno == EINTR) {
+        }
+        {
+            std::lock_guard lock(mutex);
+            reaped = true;
+        }
+        reaped_cv.notify_all();
+        watchdog.join();
+    };
+    if (options.while_running) {
+        try {
+            options.while_running(pid);
+        } catch (...) {  // a failed REQUIRE: end the child and the watchdog, then report it
+            ::kill(pid, SIGKILL);
+            reap();
+            throw;
+        }
     }
-    {
-        std::lock_guard lock(mutex);
-        reaped = true;
-    }
-    reaped_cv.notify_all();
-    watchdog.join();
+    reap();
 
     ProgramRun run;
     run.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -111,7 +136,8 @@ ProgramRun run_program(const std::vector<std::string>& argv, const ProgramOption
     if (WIFSIGNALED(raw)) run.signal = WTERMSIG(raw);
     run.killed = killed;
     run.max_rss_kib = usage.ru_maxrss;
-    if (options.output_file.empty()) run.out = slurp(out_path);
+    if (options.output_file.empty() && options.output == ProgramOptions::Output::captured)
+        run.out = slurp(out_path);
     run.err = slurp(err_path);
     return run;
 }

@@ -19,6 +19,8 @@ struct ProgramOptions {
     std::string input_file{};
     /// Where standard output goes (captured into ProgramRun::out when empty).
     std::string output_file{};
+    /// broken_pipe: standard output is a pipe whose reader has gone (writes fail with EPIPE).
+    enum class Output { captured, broken_pipe } output = Output::captured;
     /// Runs in this process once the child started (e.g. waits for a server to see requests,
     /// then signals the child). The child is still running when it is called.
     std::function<void(pid_t)> while_running{};

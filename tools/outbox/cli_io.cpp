@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +22,9 @@ bool stdin_closed = false;
 }
 
 void guard_standard_streams() {
+    // A reader that went away (a pipe to head, a FIFO) is a write error to report, not a
+    // silent death that loses the summary and the rest of the report.
+    ::signal(SIGPIPE, SIG_IGN);
     for (int fd = 0; fd <= 2; ++fd) {
         if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
         const int opened = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);

@@ -9,7 +9,8 @@ namespace outbox::cli {
 
 /// Run first in main: a program started with descriptor 0, 1 or 2 closed would hand that
 /// number to the next file it opens (Asio's eventfd, say) and then read or write it as a
-/// standard stream. Each closed one is pointed at /dev/null instead.
+/// standard stream. Each closed one is pointed at /dev/null instead. SIGPIPE is ignored, so a
+/// reader that went away is a write error (EPIPE) the command reports.
 void guard_standard_streams();
 
 /// True when descriptor 0 was closed at start: input from "-" is then an error, not a hang.

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -46,11 +47,11 @@ LineReader::Next LineReader::fill() {
         begin_ = 0;
     }
     if (end_ == buffer_.size()) {
-        if (buffer_.size() > max_line_bytes) {
+        if (end_ >= max_line_bytes) {  // begin_ is 0 here: the whole buffer is one line
             error_ = "a line is longer than " + std::to_string(max_line_bytes >> 20) + " MiB";
             return Next::error;
         }
-        buffer_.resize(buffer_.size() * 2);
+        buffer_.resize(std::min(buffer_.size() * 2, max_line_bytes + 1));
     }
     for (;;) {
         pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};

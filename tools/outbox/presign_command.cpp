@@ -113,7 +113,12 @@ int run_presign(int argc, char** argv) {
     DefaultCredentialsOptions options;
     options.logger = env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug)
                                          : stderr_logger(LogLevel::error);  // unreadable files
-    const auto chain = make_default_credentials(io.get_executor(), options);
+    CredentialsProviderPtr chain;
+    try {
+        chain = make_default_credentials(io.get_executor(), options);
+    } catch (const std::invalid_argument& e) {  // an unreadable AWS_CA_BUNDLE
+        return usage_error(std::string("presign: ") + e.what());
+    }
     chain->async_get_credentials([&](boost::system::error_code ec, Credentials c) {
         creds_error = ec;
         creds = std::move(c);

@@ -442,7 +442,11 @@ int run_send(int argc, char** argv) {
         DefaultCredentialsOptions credentials_options;
         // Unreadable profile files are reported even without OUTBOX_DEBUG.
         credentials_options.logger = logger.sink ? logger : stderr_logger(LogLevel::error);
-        credentials = make_default_credentials(io.get_executor(), credentials_options);
+        try {
+            credentials = make_default_credentials(io.get_executor(), credentials_options);
+        } catch (const std::invalid_argument& e) {  // an unreadable AWS_CA_BUNDLE
+            return usage_error(std::string("send: ") + e.what());
+        }
     }
     if ((stage_always || stage_threshold || !s3_endpoint.empty() || !s3_region.empty()) &&
         stage.empty())
@@ -730,20 +734,18 @@ int run_send(int argc, char** argv) {
     if (!outcome.first_failure.empty())
         std::fprintf(stderr, "first failure: %s\n", outcome.first_failure.c_str());
     if (print_stats) std::fputs(describe(stats).c_str(), stderr);
+    // Every reason the run is incomplete is said, whichever decides the exit status: a report
+    // that is missing lines must never pass for a complete one.
+    if (!input_error.empty()) std::fprintf(stderr, "outbox: send: %s\n", input_error.c_str());
+    if (!report_ok)
+        std::fprintf(stderr, "outbox: send: %s%s\n", outcome.report.error().c_str(),
+                     stopped_reading ? "; no more input was read after it" : "");
     if (signal_seen != 0) {
         std::fprintf(stderr, "outbox: send: stopped by %s after %llu input lines\n",
                      signal_name(signal_seen), static_cast<unsigned long long>(index));
         return 128 + signal_seen;
     }
-    if (!input_error.empty()) {
-        std::fprintf(stderr, "outbox: send: %s\n", input_error.c_str());
-        return 2;
-    }
-    if (!report_ok) {
-        std::fprintf(stderr, "outbox: send: %s%s\n", outcome.report.error().c_str(),
-                     stopped_reading ? "; no more input was read after it" : "");
-        return 2;
-    }
+    if (!input_error.empty() || !report_ok) return 2;
     return outcome.failed == 0 ? 0 : 1;
 }
 
