@@ -319,13 +319,13 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // ---- message deadlines ---------------------------------------------------------------
 
     // A message on the wire is bounded by its request's timeout (never past its deadline);
-    // every other one by this timer, armed at the first deadline still ahead.
+    // every other one by this timer, armed at the earliest deadline among them — which may
+    // have passed already (then it fires at once). Deadlines grow with seq.
     void arm_deadline_timer() {
         if (config.retry.message_deadline.count() <= 0 || stopped) return;
-        const auto now = Clock::now();
         Clock::time_point next = Clock::time_point::max();
         for (const auto& [seq, e] : entries)
-            if (e->deadline > now) {
+            if (e->place != Place::request && e->place != Place::leaving) {
                 next = e->deadline;
                 break;
             }
@@ -957,6 +957,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         e.place = Place::backoff;
         hold_group(e);
         backoff.emplace(when, &e);
+        watch_deadline(e);
         arm_retry_timer();
     }
 
@@ -968,9 +969,15 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         insert_ready(e);
     }
 
+    // A message back from a request waits again: the timer must cover its deadline.
+    void watch_deadline(const Entry& e) {
+        if (e.deadline < deadline_timer_at) arm_deadline_timer();
+    }
+
     void insert_ready(Entry& e) {
         e.place = Place::ready;
         e.ready_at = Clock::now();
+        watch_deadline(e);
         auto pos = std::upper_bound(ready.begin(), ready.end(), e.seq,
                                     [](std::uint64_t seq, const Entry* x) { return seq < x->seq; });
         ready.insert(pos, &e);

@@ -34,6 +34,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Under AddressSanitizer or ThreadSanitizer the program's memory is the sanitizer's (shadow
+// memory, quarantine): resident-size bounds hold only for a plain build.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool memory_is_measurable = false;
+#else
+constexpr bool memory_is_measurable = true;
+#endif
+
 // An SQS JSON-protocol server whose SendMessage(Batch) replies are broken in one chosen way.
 class HostileSqs {
   public:
@@ -566,7 +574,7 @@ TEST_CASE("profile files that never end, block, or are huge: refused, bounded, n
         CHECK_FALSE(r.killed);
         CHECK(r.status == 1);
         CHECK(contains(r.err, "cannot read the AWS profile file " + file + ": " + says));
-        CHECK(r.max_rss_kib < 100 * 1024);
+        if (memory_is_measurable) CHECK(r.max_rss_kib < 100 * 1024);
     }
     CHECK(sqs.server().requests() == 0);
 }
@@ -588,7 +596,7 @@ TEST_CASE("memory is bounded in bytes, not only in lines") {
     CHECK(r.status == 1);
     CHECK(parse_report(report).size() == 1000);
     // 200 MB of input; the read-ahead holds at most 32 MiB of it.
-    CHECK(r.max_rss_kib < 150 * 1024);
+    if (memory_is_measurable) CHECK(r.max_rss_kib < 150 * 1024);
 }
 
 TEST_CASE("a session token echoed by the service never reaches the report or the log") {
@@ -684,6 +692,6 @@ TEST_CASE("errors say what is wrong and where") {
             send_args({"--to", sqs.queue_url(), "--max-attempts", "1", in}), with_keys());
         INFO(r.err);
         CHECK(r.status == 1);
-        CHECK(r.max_rss_kib < 100 * 1024);
+        if (memory_is_measurable) CHECK(r.max_rss_kib < 100 * 1024);
     }
 }
