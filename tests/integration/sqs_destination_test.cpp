@@ -603,7 +603,9 @@ TEST_CASE("a message cut off by the close deadline keeps the reason it was retry
     auto config = config_for(io.get_executor(), queue, proxy);
     config.endpoint = "http://127.0.0.1:" + std::to_string(closed_port);  // refuses connections
     config.max_message_size = 262144;  // no lookup: the sends themselves are refused
-    config.retry.base_delay = std::chrono::milliseconds(50);
+    config.retry.base_delay = std::chrono::milliseconds(20);
+    config.retry.max_delay = std::chrono::milliseconds(50);
+    config.retry.max_attempts = 100000;  // attempts never run out first, however fast they fail
     outbox::SqsDestination sqs(io.get_executor(), config);
     std::optional<Outcome> outcome;
     sqs.async_send(text_message("never arrives"), [&](error_code ec, outbox::Receipt r) {
