@@ -24,6 +24,7 @@ class OutboxConan(ConanFile):
         self.requires("boost/[>=1.81 <2]", transitive_headers=True)  # Asio, Beast, URL
         self.requires("openssl/[>=3.0 <4]")
         self.requires("simdjson/[>=3.0 <4]")  # SQS replies, credentials documents
+        self.requires("sqlite3/[>=3.31 <4]")  # the durable outbox's embedded store
         if self.options.with_kafka:
             self.requires("librdkafka/[>=2.0 <3]")
 
@@ -55,7 +56,7 @@ class OutboxConan(ConanFile):
         core.set_property("cmake_target_name", "outbox::outbox")
         core.libs = ["outbox"]
         core.requires = ["boost::headers", "boost::url", "openssl::ssl", "openssl::crypto",
-                         "simdjson::simdjson"]
+                         "simdjson::simdjson", "sqlite3::sqlite3"]
         if self.options.with_kafka:
             kafka = self.cpp_info.components["kafka"]
             kafka.set_property("cmake_target_name", "outbox::kafka")

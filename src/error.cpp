@@ -69,6 +69,10 @@ class Category final : public boost::system::error_category {
                 return "the topic does not exist and could not be created";
             case Errc::no_route:
                 return "no destination for the message";
+            case Errc::store_error:
+                return "the outbox's store failed";
+            case Errc::store_full:
+                return "the outbox's store is full (max_store_bytes)";
             case Errc::close_timeout:
                 return "the close deadline passed before every message was delivered; the rest "
                        "failed";

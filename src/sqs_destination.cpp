@@ -1242,6 +1242,9 @@ void SqsDestination::do_send(Message message, SendHandler handler) {
     const bool stage_all = may_stage && config.staging == StagingPolicy::always;
     if (config.envelope == Envelope::cloudevents && !stage_all)
         message.body = cloudevents_structured(config.cloudevents, message.body);
+    // The same event sent again (a relay restarted) carries the same key: SQS drops the copy.
+    if (impl_->fifo && message.deduplication_id.empty() && !message.idempotency_key.empty())
+        message.deduplication_id = message.idempotency_key.substr(0, 128);
     const std::size_t size = sqs::message_size(message);
     std::string why;
     // A body bound for S3 may hold any bytes; everything else must suit SQS.

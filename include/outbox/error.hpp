@@ -47,6 +47,9 @@ enum class Errc {
     no_route,  // the route function named no target, or no destination could be made for it
     // Closing.
     close_timeout,  // the close deadline passed first: what was left failed with operation_aborted
+    // The durable outbox's store.
+    store_error,  // the store failed (the result's text names the file and the cause)
+    store_full,   // the store holds max_store_bytes of events and fail_when_full is set
 };
 
 /// The category of outbox::Errc; its name is "outbox".

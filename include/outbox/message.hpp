@@ -31,6 +31,11 @@ struct Message {
     /// router has no route function of its own. Never sent: queues and topics do not see it,
     /// and it counts against no size limit.
     std::string target{};
+    /// A stable identity of the event, the same on every delivery of it (the durable outbox
+    /// sets its store's identity and the event's id). Destinations that can drop duplicates
+    /// use it: SQS FIFO queues take it as the deduplication id when the message has none.
+    /// Never sent otherwise.
+    std::string idempotency_key{};
 };
 
 }  // namespace outbox

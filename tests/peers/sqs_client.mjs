@@ -1,7 +1,7 @@
 // An independent SQS client for the tests (the AWS SDK for JavaScript v3, JSON protocol).
 // Usage:
 //   node sqs_client.mjs create-queue ENDPOINT NAME [ATTRIBUTES_JSON]   prints the queue URL
-//   node sqs_client.mjs receive ENDPOINT QUEUE_URL COUNT [SECONDS [--pretty]]   prints a JSON array
+//   node sqs_client.mjs receive ENDPOINT QUEUE_URL COUNT|all [SECONDS [--pretty]]   prints a JSON array
 // `receive` reads until COUNT messages came (or SECONDS passed, default 20), deletes them,
 // and prints each with its attributes and the MD5s the server computed.
 import {
@@ -23,7 +23,9 @@ if (command === "create-queue") {
     process.stdout.write(out.QueueUrl + "\n");
 } else if (command === "receive") {
     const [queueUrl, countText, secondsText] = rest;
-    const want = Number(countText);
+    // "all": until two receives in a row come back empty (the queue is drained).
+    const want = countText === "all" ? Infinity : Number(countText);
+    let empty = 0;
     const until = Date.now() + 1000 * Number(secondsText ?? 20);
     const messages = [];
     while (messages.length < want && Date.now() < until) {
@@ -32,6 +34,8 @@ if (command === "create-queue") {
             MessageAttributeNames: ["All"], MessageSystemAttributeNames: ["All"],
         }));
         const got = out.Messages ?? [];
+        empty = got.length === 0 ? empty + 1 : 0;
+        if (want === Infinity && empty >= 2) break;
         for (const m of got) {
             const attributes = {};
             for (const [name, v] of Object.entries(m.MessageAttributes ?? {})) {

@@ -46,6 +46,19 @@ std::string receive_json(const std::string& queue_url, std::size_t count, int se
     return out;
 }
 
+std::vector<std::string> drain_bodies(const std::string& queue_url, int seconds) {
+    std::string out;
+    if (run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs", "receive",
+                     fauxqs().url(), queue_url, "all", std::to_string(seconds)},
+                    out) != 0)
+        throw std::runtime_error("ReceiveMessage from " + queue_url + " failed");
+    simdjson::dom::parser parser;
+    std::vector<std::string> bodies;
+    for (simdjson::dom::element m : parser.parse(out).get_array())
+        bodies.emplace_back(std::string_view(m["body"]));
+    return bodies;
+}
+
 std::vector<std::string> receive_bodies(const std::string& queue_url, std::size_t count,
                                         int seconds) {
     simdjson::dom::parser parser;

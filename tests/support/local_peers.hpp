@@ -25,6 +25,9 @@ std::string create_queue(const std::string& name, const std::string& attributes_
 /// printed by tests/peers/sqs_client.mjs.
 std::string receive_json(const std::string& queue_url, std::size_t count, int seconds = 5);
 /// The bodies only.
+/// Every body the queue holds: receives (and deletes) until it comes back empty twice, within
+/// `seconds`.
+std::vector<std::string> drain_bodies(const std::string& queue_url, int seconds = 60);
 std::vector<std::string> receive_bodies(const std::string& queue_url, std::size_t count,
                                         int seconds = 5);
 

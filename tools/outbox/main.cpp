@@ -1,5 +1,6 @@
 // The `outbox` command-line program.
 #include "cli_io.hpp"
+#include "outbox_commands.hpp"
 #include "presign_command.hpp"
 #include "send_command.hpp"
 #include "sign_command.hpp"
@@ -17,6 +18,11 @@ constexpr std::string_view usage =
     "  send --to QUEUE_URL [FILE|-]  send JSON Lines messages to an SQS queue\n"
     "  sign [FILE|-]             sign request descriptions (JSON) and show each step\n"
     "  presign s3://BUCKET/KEY   print a pre-signed S3 URL\n"
+    "  enqueue --store FILE      store JSON Lines events durably for the relay\n"
+    "  relay --store FILE        deliver a store's backlog, retrying for hours\n"
+    "  inspect --store FILE      what a store holds, per target\n"
+    "  redrive --store FILE      dead letters back to pending\n"
+    "  purge --store FILE --target T   remove a target's events\n"
     "\n"
     "'outbox COMMAND --help' describes a command. Exit status: 0 success, 1 failure,\n"
     "2 usage, input or output error; 128+N stopped by signal N.\n";
@@ -28,6 +34,11 @@ int run(int argc, char** argv) {
         if (command == "send") return outbox::cli::run_send(argc - 2, argv + 2);
         if (command == "sign") return outbox::cli::run_sign(argc - 2, argv + 2);
         if (command == "presign") return outbox::cli::run_presign(argc - 2, argv + 2);
+        if (command == "enqueue") return outbox::cli::run_enqueue(argc - 2, argv + 2);
+        if (command == "relay") return outbox::cli::run_relay(argc - 2, argv + 2);
+        if (command == "inspect") return outbox::cli::run_inspect(argc - 2, argv + 2);
+        if (command == "redrive") return outbox::cli::run_redrive(argc - 2, argv + 2);
+        if (command == "purge") return outbox::cli::run_purge(argc - 2, argv + 2);
         if (command == "-h" || command == "--help" || command == "help") {
             std::cout << usage;
             return 0;

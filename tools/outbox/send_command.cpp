@@ -1,7 +1,10 @@
 #include "send_command.hpp"
 
 #include "cli_io.hpp"
+#include "delivery.hpp"
+#include "json_lines.hpp"
 #include "line_reader.hpp"
+#include "report_file.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/detail/aws_environment.hpp>
@@ -85,113 +88,6 @@ constexpr std::string_view usage =
     "Exit status: 0 all delivered, 1 any failed, 2 usage, input or report error (what was\n"
     "read is still delivered or failed), 128+N stopped by signal N. OUTBOX_DEBUG=1 logs.\n";
 
-// Why simdjson refused a line, in words that say what to fix.
-std::string json_refusal(simdjson::error_code err, std::string_view line) {
-    using namespace simdjson;
-    switch (err) {
-        case UTF8_ERROR: {
-            std::size_t i = 0;  // the first invalid sequence: a slow path on bad input only
-            while (i < line.size()) {
-                const auto b = static_cast<unsigned char>(line[i]);
-                const std::size_t len = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-                if (i + len > line.size() || !validate_utf8(line.data() + i, len)) break;
-                i += len;
-            }
-            return "invalid UTF-8 at byte " + std::to_string(i);
-        }
-        case STRING_ERROR:
-            return "a string has an invalid escape: a lone surrogate (\\ud800 to \\udfff "
-                   "without its pair) or an unknown escape";
-        case UNESCAPED_CHARS:
-            return "a string contains an unescaped control character";
-        case UNCLOSED_STRING:
-            return "a string is not closed";
-        case NUMBER_ERROR:
-        case NUMBER_OUT_OF_RANGE:
-            return "a number is malformed or out of range";
-        case EMPTY:
-            return "the line is empty";
-        default:
-            return std::string("not valid JSON (") + error_message(err) + ")";
-    }
-}
-
-// One --objects line into a Message. False with `why` when it is not one.
-bool parse_object_line(simdjson::dom::parser& parser, std::string_view line, Message& m,
-                       std::string& why) {
-    using namespace simdjson;
-    if (line.starts_with("\xEF\xBB\xBF")) {
-        why = "the line starts with a UTF-8 byte order mark (remove it)";
-        return false;
-    }
-    const padded_string padded(line);
-    dom::element root;
-    if (auto err = parser.parse(padded).get(root); err != SUCCESS) {
-        why = json_refusal(err, line);
-        return false;
-    }
-    dom::object obj;
-    if (root.get_object().get(obj) != SUCCESS) {
-        why = "not a JSON object";
-        return false;
-    }
-    std::string_view s;
-    if (obj["body"].get_string().get(s) != SUCCESS) {
-        why = "field \"body\" must be a string";
-        return false;
-    }
-    m.body = std::string(s);
-    for (auto [key, field] :
-         {std::pair{"group_id", &m.group_id}, std::pair{"dedup_id", &m.deduplication_id}}) {
-        auto v = obj[key];
-        if (v.error() == NO_SUCH_FIELD || v.is_null()) continue;
-        if (v.get_string().get(s) != SUCCESS) {
-            why = std::string("field \"") + key + "\" must be a string";
-            return false;
-        }
-        *field = std::string(s);
-    }
-    if (auto d = obj["delay"]; d.error() != NO_SUCH_FIELD) {
-        int64_t seconds = 0;
-        if (d.get_int64().get(seconds) != SUCCESS) {
-            why = "field \"delay\" must be a whole number of seconds";
-            return false;
-        }
-        m.delay = std::chrono::seconds(seconds);
-    }
-    if (auto a = obj["attributes"]; a.error() != NO_SUCH_FIELD) {
-        dom::object attributes;
-        if (a.get_object().get(attributes) != SUCCESS) {
-            why = "field \"attributes\" must be an object";
-            return false;
-        }
-        for (auto [name, value] : attributes) {
-            MessageAttribute attr;
-            attr.name = std::string(name);
-            if (value.get_string().get(s) == SUCCESS) {
-                attr.value = std::string(s);
-            } else if (value.is_number()) {
-                attr.data_type = "Number";
-                attr.value = simdjson::minify(value);
-            } else {
-                dom::object typed;
-                std::string_view type, text;
-                if (value.get_object().get(typed) != SUCCESS ||
-                    typed["type"].get_string().get(type) != SUCCESS ||
-                    typed["value"].get_string().get(text) != SUCCESS) {
-                    why = "attribute \"" + attr.name +
-                          "\" must be a string, a number or {\"type\": ..., \"value\": \"...\"}";
-                    return false;
-                }
-                attr.data_type = std::string(type);
-                attr.value = std::string(text);
-            }
-            m.attributes.push_back(std::move(attr));
-        }
-    }
-    return true;
-}
-
 std::string describe(const boost::system::error_code& ec, const Receipt& r) {
     std::string text = ec.message();
     if (!r.diagnostics.code.empty() &&
@@ -200,67 +96,6 @@ std::string describe(const boost::system::error_code& ec, const Receipt& r) {
     if (!r.diagnostics.message.empty()) text += ": " + r.diagnostics.message;
     return text;
 }
-
-// The report file: whole lines, created 0600 (lines may hold pre-signed URLs), and every
-// write error remembered so the run can fail with it.
-class ReportFile {
-  public:
-    ~ReportFile() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-
-    bool open(const std::string& path, std::string& why) {
-        path_ = path;
-        fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd_ < 0) {
-            why = std::strerror(errno);
-            return false;
-        }
-        struct stat st {};
-        if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0)
-            ::fchmod(fd_, 0600);  // an existing report gets the same protection as a new one
-        return true;
-    }
-    bool is_open() const noexcept { return fd_ >= 0; }
-
-    void write_line(std::string_view line) {
-        if (fd_ < 0 || failed()) return;
-        buffer_.append(line);
-        if (buffer_.size() >= 64 * 1024) flush();
-    }
-
-    bool flush() {
-        std::size_t done = 0;
-        while (done < buffer_.size() && !failed()) {
-            const ssize_t n = ::write(fd_, buffer_.data() + done, buffer_.size() - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0)
-                error_ = std::strerror(errno);
-            else
-                done += static_cast<std::size_t>(n);
-        }
-        buffer_.clear();
-        return !failed();
-    }
-
-    // Flushes and closes; false when any line did not make it to the file.
-    bool close() {
-        if (fd_ < 0) return !failed();
-        flush();
-        if (::close(fd_) != 0 && !failed()) error_ = std::strerror(errno);
-        fd_ = -1;
-        return !failed();
-    }
-
-    bool failed() const noexcept { return !error_.empty(); }
-    std::string error() const { return "cannot write the report " + path_ + ": " + error_; }
-
-  private:
-    int fd_ = -1;
-    std::string path_;
-    std::string buffer_;
-    std::string error_;
-};
 
 // Report lines and the final counts; only touched on the I/O thread.
 struct Outcome {
@@ -301,14 +136,6 @@ struct Outcome {
     }
 };
 
-// True when both name the same file (so writing one would truncate the other).
-bool same_file(int fd, const std::string& path) {
-    struct stat a {
-    }, b{};
-    return ::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
-           a.st_ino == b.st_ino;
-}
-
 const char* signal_name(int sig) {
     return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
 }
@@ -316,33 +143,20 @@ const char* signal_name(int sig) {
 }  // namespace
 
 int run_send(int argc, char** argv) {
-    std::string to, endpoint, region, report_path, input = "-";
-    bool objects = false, input_given = false, stage_always = false, print_stats = false;
-    std::string stage, s3_endpoint, s3_region, envelope = "raw";
-    long long url_expires = 600;
-    std::uint32_t max_attempts = 0;
-    long long deadline_seconds = 0;
+    std::string to, report_path, input = "-";
+    bool objects = false, input_given = false, print_stats = false;
     long long grace_seconds = 10;
-    bool allow_missing_md5 = false;
-    std::size_t stage_threshold = 0;
-    std::string sasl_user, sasl_password_file, tls_ca;
-    bool plaintext = false;
+    DeliveryOptions delivery;
     for (int i = 0; i < argc; ++i) {
         const std::string_view a = argv[i];
+        std::string error;
+        if (take_delivery_option("send", argc, argv, i, delivery, error)) {
+            if (!error.empty()) return usage_error(error);
+            continue;
+        }
         auto value = [&](std::string& into) {
             if (i + 1 >= argc) return false;
             into = argv[++i];
-            return true;
-        };
-        // The option's value as a whole number within [lo, hi].
-        auto number = [&](long long lo, long long hi, long long& into) {
-            std::string v;
-            if (!value(v) || v.empty()) return false;
-            char* end = nullptr;
-            errno = 0;
-            const long long n = std::strtoll(v.c_str(), &end, 10);
-            if (*end != '\0' || errno == ERANGE || n < lo || n > hi) return false;
-            into = n;
             return true;
         };
         if (a == "-h" || a == "--help") {
@@ -350,61 +164,18 @@ int run_send(int argc, char** argv) {
             return 0;
         } else if (a == "--to") {
             if (!value(to)) return usage_error("send: --to needs a queue URL");
-        } else if (a == "--endpoint") {
-            if (!value(endpoint)) return usage_error("send: --endpoint needs a URL");
-        } else if (a == "--region") {
-            if (!value(region) || region.empty())
-                return usage_error("send: --region needs a value");
         } else if (a == "--report") {
             if (!value(report_path)) return usage_error("send: --report needs a file name");
-        } else if (a == "--stage") {
-            if (!value(stage) || !stage.starts_with("s3://") || stage.size() <= 5)
-                return usage_error("send: --stage needs s3://BUCKET[/PREFIX]");
-        } else if (a == "--s3-endpoint") {
-            if (!value(s3_endpoint)) return usage_error("send: --s3-endpoint needs a URL");
-        } else if (a == "--s3-region") {
-            if (!value(s3_region) || s3_region.empty())
-                return usage_error("send: --s3-region needs a value");
-        } else if (a == "--stage-threshold") {
-            long long n = 0;
-            if (!number(1, 1LL << 40, n))
-                return usage_error("send: --stage-threshold needs a number of bytes");
-            stage_threshold = static_cast<std::size_t>(n);
         } else if (a == "--stats") {
             print_stats = true;
-        } else if (a == "--stage-always") {
-            stage_always = true;
-        } else if (a == "--url-expires") {
-            if (!number(1, 604800, url_expires))
-                return usage_error("send: --url-expires must be 1 to 604800 seconds");
-        } else if (a == "--envelope") {
-            if (!value(envelope) || (envelope != "raw" && envelope != "cloudevents"))
-                return usage_error("send: --envelope must be raw or cloudevents");
-        } else if (a == "--deadline") {
-            if (!number(1, 86400, deadline_seconds))
-                return usage_error("send: --deadline must be 1 to 86400 seconds");
         } else if (a == "--grace") {
-            if (!number(0, 3600, grace_seconds))
+            std::string v;
+            char* end = nullptr;
+            if (!value(v) || v.empty() || (grace_seconds = std::strtoll(v.c_str(), &end, 10)) < 0 ||
+                grace_seconds > 3600 || *end != '\0')
                 return usage_error("send: --grace must be 0 to 3600 seconds");
-        } else if (a == "--allow-missing-md5") {
-            allow_missing_md5 = true;
-        } else if (a == "--sasl-user") {
-            if (!value(sasl_user) || sasl_user.empty())
-                return usage_error("send: --sasl-user needs a user name");
-        } else if (a == "--sasl-password-file") {
-            if (!value(sasl_password_file))
-                return usage_error("send: --sasl-password-file needs a file");
-        } else if (a == "--tls-ca") {
-            if (!value(tls_ca)) return usage_error("send: --tls-ca needs a PEM file");
-        } else if (a == "--plaintext") {
-            plaintext = true;
         } else if (a == "--objects") {
             objects = true;
-        } else if (a == "--max-attempts") {
-            long long n = 0;
-            if (!number(1, 1000, n))
-                return usage_error("send: --max-attempts needs a number from 1 to 1000");
-            max_attempts = static_cast<std::uint32_t>(n);
         } else if (a.size() > 1 && a.front() == '-') {
             return usage_error("send: unknown option " + std::string(a) + "\n" +
                                std::string(usage));
@@ -416,144 +187,23 @@ int run_send(int argc, char** argv) {
         }
     }
     if (to.empty()) return usage_error("send: missing --to QUEUE_URL\n" + std::string(usage));
-    const bool to_kafka = to.starts_with("kafka://");
-    if (to_kafka && (!endpoint.empty() || !region.empty() || allow_missing_md5))
-        return usage_error("send: --endpoint, --region and --allow-missing-md5 are for SQS queues");
-    if (!to_kafka &&
-        (!sasl_user.empty() || !sasl_password_file.empty() || !tls_ca.empty() || plaintext))
-        return usage_error(
-            "send: --sasl-user, --sasl-password-file, --tls-ca and --plaintext are for kafka://");
-    if (sasl_user.empty() != sasl_password_file.empty())
-        return usage_error("send: --sasl-user and --sasl-password-file go together");
+    const bool to_kafka = is_kafka_target(to);
+    if (auto why = check_delivery_options("send", delivery, !to_kafka, to_kafka); !why.empty())
+        return usage_error(why);
 
     const Logger logger = env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug) : Logger{};
     asio::io_context io;
     RetryPolicy retry;
-    if (max_attempts != 0) retry.max_attempts = max_attempts;
-    if (deadline_seconds != 0) retry.message_deadline = std::chrono::seconds(deadline_seconds);
-    CloudEventAttributes cloudevents;
-    if (envelope == "cloudevents") {
-        cloudevents.source = "outbox";
-        cloudevents.type = "outbox.message";
-    }
-    // Credentials for SQS and for S3 staging; looked up on first use.
-    CredentialsProviderPtr credentials;
-    if (!to_kafka || !stage.empty()) {
-        DefaultCredentialsOptions credentials_options;
-        // Unreadable profile files are reported even without OUTBOX_DEBUG.
-        credentials_options.logger = logger.sink ? logger : stderr_logger(LogLevel::error);
-        try {
-            credentials = make_default_credentials(io.get_executor(), credentials_options);
-        } catch (const std::invalid_argument& e) {  // an unreadable AWS_CA_BUNDLE
-            return usage_error(std::string("send: ") + e.what());
-        }
-    }
-    if ((stage_always || stage_threshold || !s3_endpoint.empty() || !s3_region.empty()) &&
-        stage.empty())
-        return usage_error(
-            "send: --stage-always, --stage-threshold, --s3-endpoint and --s3-region need --stage");
-    PayloadStagerPtr stager;
-    if (!stage.empty()) {
-        const std::string rest = stage.substr(5);
-        PayloadStagerConfig s3;
-        s3.bucket = rest.substr(0, rest.find('/'));
-        s3.prefix =
-            rest.find('/') == std::string::npos ? std::string() : rest.substr(rest.find('/') + 1);
-        while (!s3.prefix.empty() && s3.prefix.back() == '/') s3.prefix.pop_back();
-        s3.endpoint = s3_endpoint;
-        s3.region = s3_region;
-        if (s3.region.empty()) {
-            try {
-                s3.region = detail::region_from_environment().value;
-            } catch (const std::invalid_argument& e) {
-                return usage_error(std::string("send: ") + e.what());
-            }
-        }
-        if (s3.region.empty()) s3.region = "us-east-1";
-        s3.credentials = credentials;
-        s3.url_expires = std::chrono::seconds(url_expires);
-        s3.logger = logger;
-        s3.http.logger = logger;
-        if (max_attempts != 0) s3.retry.max_attempts = max_attempts;
-        try {
-            stager = std::make_shared<PayloadStager>(io.get_executor(), s3);
-        } catch (const std::invalid_argument& e) {
-            return usage_error(std::string("send: --stage: ") + e.what());
-        }
-    }
-    const StagingPolicy staging =
-        stage_always ? StagingPolicy::always : StagingPolicy::over_threshold;
-
+    if (delivery.max_attempts != 0) retry.max_attempts = delivery.max_attempts;
+    if (delivery.deadline_seconds != 0)
+        retry.message_deadline = std::chrono::seconds(delivery.deadline_seconds);
+    std::optional<Delivery> destinations;
     std::unique_ptr<Destination> destination;
-    if (to_kafka) {
-#if OUTBOX_WITH_KAFKA
-        KafkaDestinationConfig config;
-        const std::string rest = to.substr(8);
-        const auto slash = rest.find('/');
-        if (slash == std::string::npos || slash == 0 || slash + 1 == rest.size())
-            return usage_error("send: --to kafka://HOST:PORT[,HOST:PORT...]/TOPIC");
-        config.bootstrap_servers = rest.substr(0, slash);
-        config.topic = rest.substr(slash + 1);
-        if (!sasl_user.empty()) {
-            std::ifstream secret(sasl_password_file, std::ios::binary);
-            if (!secret) return usage_error("send: cannot read " + sasl_password_file);
-            std::getline(secret, config.sasl_password);
-            if (!config.sasl_password.empty() && config.sasl_password.back() == '\r')
-                config.sasl_password.pop_back();
-            config.sasl_username = sasl_user;
-            config.security = plaintext ? KafkaSecurity::sasl_plaintext : KafkaSecurity::sasl_ssl;
-        } else {
-            config.security = plaintext ? KafkaSecurity::plaintext : KafkaSecurity::ssl;
-        }
-        config.tls.ca_file = tls_ca;
-        config.retry = retry;
-        config.stager = stager;
-        config.staging = staging;
-        config.staging_threshold = stage_threshold;
-        config.envelope = envelope == "cloudevents" ? Envelope::cloudevents : Envelope::raw;
-        config.cloudevents = cloudevents;
-        // Broker trouble (refused connections, all brokers down) shows while messages wait.
-        config.logger = logger.sink ? logger : stderr_logger(LogLevel::warning);
-        try {
-            destination = std::make_unique<KafkaDestination>(io.get_executor(), config);
-        } catch (const std::invalid_argument& e) {
-            return usage_error(std::string("send: ") + e.what());
-        }
-#else
-        return usage_error("send: this build has no Kafka support (OUTBOX_WITH_KAFKA=OFF)");
-#endif
-    } else {
-        SqsDestinationConfig config;
-        config.queue_url = to;
-        config.endpoint = endpoint;
-        config.region = region;
-        config.logger = logger;
-        config.http.logger = logger;
-        config.retry = retry;
-        config.credentials = credentials;
-        config.stager = stager;
-        config.staging = staging;
-        config.staging_threshold = stage_threshold;
-        config.require_md5 = !allow_missing_md5;
-        if (envelope == "cloudevents") {
-            config.envelope = Envelope::cloudevents;
-            config.cloudevents = cloudevents;
-        }
-        auto make = [&] { return std::make_unique<SqsDestination>(io.get_executor(), config); };
-        try {
-            destination = make();
-        } catch (const std::invalid_argument& e) {
-            if (!region.empty() ||
-                std::string_view(e.what()).find("no region") == std::string_view::npos)
-                return usage_error(std::string("send: ") + e.what());
-            // A local URL names no region, nor does the environment: sign for us-east-1.
-            config.region = "us-east-1";
-            try {
-                destination = make();
-            } catch (const std::invalid_argument& again) {
-                return usage_error(std::string("send: ") + again.what());
-            }
-        }
+    try {
+        destinations.emplace(io.get_executor(), delivery, logger);
+        destination = destinations->make(to, retry);
+    } catch (const std::invalid_argument& e) {
+        return usage_error(std::string("send: ") + e.what());
     }
 
     LineReader reader;
@@ -712,7 +362,7 @@ int run_send(int argc, char** argv) {
     } else {
         close_destination(std::chrono::seconds(30));
     }
-    if (stager) stager->close();  // its idle connections would hold the event loop
+    destinations->close();  // the stager's idle connections would hold the event loop
     const DestinationStats stats = destination->stats();
     // The progress ticker reads the destination on the I/O thread: reset it there, and let
     // the report lines posted before this finish first.

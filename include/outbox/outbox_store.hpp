@@ -1,0 +1,133 @@
+// Where the durable outbox keeps its events: the interface of a store. outbox ships the
+// embedded SQLite store (sqlite_store.hpp); a PostgreSQL store comes next. Calls are
+// synchronous and come from one thread at a time: an Outbox makes them on a thread of its
+// own, never on the caller's executor. See docs/outbox.md.
+#pragma once
+
+#include <outbox/message.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace outbox {
+
+/// A stored event's id: unique in its store, increasing in the order events were stored.
+using EventId = std::int64_t;
+using SystemTime = std::chrono::system_clock::time_point;
+
+/// An event on its way into the store.
+struct NewEvent {
+    std::string target{};
+    Message message{};  // Message::target is not stored: `target` is
+};
+
+/// An event as the store keeps it.
+struct StoredEvent {
+    EventId id = 0;
+    std::string target{};
+    Message message{};
+    std::uint32_t attempts = 0;  // deliveries tried so far
+    SystemTime enqueued_at{};
+    SystemTime next_attempt_at{};
+    bool dead = false;
+    std::string last_error{};
+    /// The row could not be read whole (its attributes are damaged): the relay makes it a
+    /// dead letter with that reason instead of stopping on it.
+    bool damaged = false;
+};
+
+/// What became of a delivery attempt, for OutboxStore::settle.
+struct EventOutcome {
+    enum class Kind {
+        delivered,  // removed from the store
+        retry,      // kept; due again at next_attempt_at
+        dead,       // kept as a dead letter until redriven or purged
+    };
+    Kind kind = Kind::delivered;
+    EventId id = 0;
+    std::uint32_t attempts = 0;    // retry, dead: attempts so far
+    SystemTime next_attempt_at{};  // retry
+    std::string error{};           // retry, dead: the last attempt's error
+    std::string target{};          // for reports; stores need not keep it
+};
+
+/// One target's backlog.
+struct TargetSummary {
+    std::string target{};
+    std::uint64_t pending = 0;   // not delivered and not dead: waiting, in flight or retrying
+    std::uint64_t retrying = 0;  // pending events that failed at least once
+    std::uint64_t dead = 0;
+    std::optional<SystemTime> oldest_pending{};  // when the oldest pending event was stored
+    std::string last_error{};                    // of the most recent failure
+};
+
+/// A store's failure: the message names the store (its file) and the cause.
+class StoreError : public std::runtime_error {
+  public:
+    enum class Kind { io, full, busy, corrupt, locked };
+    StoreError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+    Kind kind() const noexcept { return kind_; }
+
+  private:
+    Kind kind_;
+};
+
+class OutboxStore {
+  public:
+    virtual ~OutboxStore() = default;
+
+    /// "sqlite:/var/lib/app/events.db": for messages.
+    virtual std::string describe() const = 0;
+
+    /// A random identity made when the store was created (16 hex digits): with an event's
+    /// id, a key no other store's events share (SQS FIFO deduplication ids).
+    virtual std::string identity() const = 0;
+
+    /// Stores every event in one transaction, durable when this returns; `ids` receives
+    /// their ids in order. Throws StoreError; then none of them is stored.
+    virtual void enqueue(std::span<const NewEvent> events, std::vector<EventId>& ids) = 0;
+
+    /// Claims up to `limit` events due at `now`, oldest first: of each (target, group) only
+    /// the oldest event not yet delivered or dead, and none while that one is claimed. A
+    /// claimed event is not returned again until it is settled or its claim released.
+    virtual std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) = 0;
+
+    /// Records outcomes (and ends their claims) in one transaction.
+    virtual void settle(std::span<const EventOutcome> outcomes) = 0;
+
+    /// Makes every claimed event claimable again: a relay starting (after a crash, the
+    /// events it had in flight are delivered again) or stopping with events unsettled.
+    virtual void release_claims() = 0;
+
+    /// Makes this the only relay of the store until the store is closed. Throws StoreError
+    /// (Kind::locked) naming who holds it when another relay does.
+    virtual void lock_for_relay() = 0;
+
+    /// When the next pending event that is not claimed becomes due, if there is one.
+    virtual std::optional<SystemTime> next_due() = 0;
+
+    /// One event, pending or dead; nothing when it is not in the store.
+    virtual std::optional<StoredEvent> find(EventId id) = 0;
+
+    virtual std::vector<TargetSummary> summarize() = 0;
+    /// Dead letters of `target` (every target when empty), oldest first.
+    virtual std::vector<StoredEvent> dead_letters(const std::string& target, std::size_t limit) = 0;
+    /// Dead letters of `target` (every target when empty) back to pending, due now, with their
+    /// attempts and age counted afresh (their stored time becomes `now`). Returns how many.
+    virtual std::uint64_t redrive(const std::string& target, SystemTime now) = 0;
+    /// Removes every event of `target`, pending or dead. Returns how many.
+    virtual std::uint64_t purge(const std::string& target) = 0;
+    /// The bytes its events take (space freed by delivered events is reused, so this falls
+    /// as the backlog drains even though the file does not shrink).
+    virtual std::uint64_t size_bytes() = 0;
+};
+
+using OutboxStorePtr = std::unique_ptr<OutboxStore>;
+
+}  // namespace outbox

@@ -1,0 +1,34 @@
+// The embedded store of the durable outbox: one SQLite file in WAL mode. See docs/outbox.md.
+#pragma once
+
+#include <outbox/outbox_store.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace outbox {
+
+struct SqliteStoreOptions {
+    /// true: PRAGMA synchronous = FULL, every commit reaches the disk before it is reported
+    /// (an enqueue that completed survives a power loss). false: NORMAL, faster, and a power
+    /// loss (not a process crash) may lose the last transactions before the WAL is synced.
+    bool sync_every_commit = true;
+    /// How long a write waits for another process's transaction (enqueuers and a relay may
+    /// share one file) before it fails with StoreError::Kind::busy.
+    std::chrono::milliseconds busy_timeout{10000};
+    /// PRAGMA quick_check when the file is opened: a damaged file is an error naming it, never
+    /// reset. It reads the whole file (about a second per GB here).
+    bool check_integrity = true;
+    /// The file never grows past about this many bytes: a write that would fails with
+    /// StoreError::Kind::full (the relay's deletions make room again). 0: the disk's limit.
+    std::uint64_t max_file_bytes = 0;
+};
+
+/// Opens the store in `path`, creating the file when it does not exist. Throws StoreError
+/// naming the file and the cause: it cannot be opened or created (a missing or read-only
+/// directory), it is not an outbox store, it fails its integrity check. Never resets or
+/// repairs anything.
+OutboxStorePtr open_sqlite_store(const std::string& path, SqliteStoreOptions options = {});
+
+}  // namespace outbox

@@ -1,0 +1,650 @@
+// Outbox: a thread that owns the store (group commits of enqueues, claims, settlements) and
+// a relay on a strand of the caller's executor that claims windows of due events, hands them
+// to destinations made per target, and settles each outcome. The store is only ever touched
+// on its thread; the relay's state only on the strand.
+#include <outbox/error.hpp>
+#include <outbox/outbox.hpp>
+
+#include "../dead_letter_slot.hpp"
+#include "relay_policy.hpp"
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+namespace outbox {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using SteadyClock = std::chrono::steady_clock;
+
+std::vector<std::chrono::seconds> default_retry_schedule() {
+    using namespace std::chrono;
+    return {seconds(5), minutes(5), minutes(30), hours(2), hours(5), hours(10), hours(10)};
+}
+
+namespace {
+
+std::string describe_failure(const error_code& ec, const Receipt& r) {
+    std::string text = ec.message();
+    const Diagnostics& d = r.diagnostics;
+    if (!d.code.empty() && d.message.find(d.code) == std::string::npos) text += " (" + d.code + ")";
+    if (!d.message.empty()) text += ": " + d.message;
+    return text;
+}
+
+error_code store_error_code(const StoreError& e) {
+    return e.kind() == StoreError::Kind::full ? error_code(Errc::store_full)
+                                              : error_code(Errc::store_error);
+}
+
+}  // namespace
+
+struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
+    Impl(asio::any_io_executor ex, OutboxConfig cfg)
+        : executor(ex),
+          strand(asio::make_strand(ex)),
+          config(std::move(cfg)),
+          wake_timer(strand),
+          settle_retry_timer(strand) {}
+
+    asio::any_io_executor executor;
+    asio::strand<asio::any_io_executor> strand;
+    OutboxConfig config;
+    std::string identity;  // the store's, for idempotency keys
+
+    // ---- the store's thread: everything that touches config.store runs here ------------
+
+    // The executor, counting as work while something is pending on the store's thread: an
+    // event loop must not run out of work while an operation of ours is outstanding.
+    asio::any_io_executor tracked() const {
+        return asio::prefer(executor, asio::execution::outstanding_work.tracked);
+    }
+
+    struct PendingEnqueue {
+        PendingEnqueue(NewEvent e, EnqueueHandler h, asio::any_io_executor w)
+            : event(std::move(e)), handler(std::move(h)), work(std::move(w)) {}
+        NewEvent event;
+        EnqueueHandler handler;  // Boost 1.81: move-construct only, never move-assign
+        asio::any_io_executor work;
+    };
+
+    std::mutex mutex;
+    std::condition_variable store_wakeup;
+    std::deque<std::unique_ptr<PendingEnqueue>> enqueues;  // under mutex
+    std::deque<std::function<void()>> jobs;                // under mutex
+    bool accepting = true;                                 // under mutex
+    bool store_stopping = false;                           // under mutex
+    SteadyClock::time_point full_until{};                  // under mutex: waiting for room
+    std::thread store_thread;
+
+    OutboxStore& store() { return *config.store; }
+
+    void post_job(std::function<void()> job) {
+        {
+            std::lock_guard lock(mutex);
+            if (store_stopping) return;  // the relay is gone; the store keeps the events
+            jobs.push_back([work = tracked(), job = std::move(job)] { job(); });
+        }
+        store_wakeup.notify_one();
+    }
+
+    void store_loop() {
+        std::deque<std::function<void()>> todo;
+        std::vector<std::unique_ptr<PendingEnqueue>> batch;
+        for (;;) {
+            {
+                std::unique_lock lock(mutex);
+                const auto ready = [&] {
+                    return store_stopping || !jobs.empty() ||
+                           (!enqueues.empty() && SteadyClock::now() >= full_until);
+                };
+                if (full_until > SteadyClock::now())
+                    store_wakeup.wait_until(lock, full_until, ready);
+                else
+                    store_wakeup.wait(lock, ready);
+                todo.swap(jobs);
+                if (SteadyClock::now() >= full_until || store_stopping)
+                    while (!enqueues.empty() && batch.size() < config.max_enqueue_batch) {
+                        batch.push_back(std::move(enqueues.front()));
+                        enqueues.pop_front();
+                    }
+                if (store_stopping && todo.empty() && batch.empty() && enqueues.empty()) return;
+            }
+            for (auto& job : todo) job();
+            todo.clear();
+            if (!batch.empty()) commit(batch);
+            batch.clear();
+        }
+    }
+
+    // One transaction for every enqueue waiting: durability costs a flush per batch.
+    void commit(std::vector<std::unique_ptr<PendingEnqueue>>& batch) {
+        bool stopping = false;
+        {
+            std::lock_guard lock(mutex);
+            stopping = store_stopping;
+        }
+        if (config.max_store_bytes != 0) {
+            std::uint64_t size = 0;
+            std::string error;
+            try {
+                size = store().size_bytes();
+            } catch (const StoreError& e) {
+                error = e.what();
+            }
+            if (error.empty() && size >= config.max_store_bytes) {
+                const std::string why = store().describe() + " holds " + std::to_string(size) +
+                                        " bytes of events, its limit (max_store_bytes) is " +
+                                        std::to_string(config.max_store_bytes);
+                if (config.fail_when_full || stopping)
+                    return fail_all(batch, Errc::store_full, why);
+                // Wait for the relay to make room: back to the front, looked at again shortly.
+                std::lock_guard lock(mutex);
+                for (auto it = batch.rbegin(); it != batch.rend(); ++it)
+                    enqueues.push_front(std::move(*it));
+                full_until = SteadyClock::now() + std::chrono::milliseconds(100);
+                return;
+            }
+        }
+        std::vector<NewEvent> events;
+        events.reserve(batch.size());
+        for (auto& p : batch) events.push_back(std::move(p->event));
+        std::vector<EventId> ids;
+        try {
+            store().enqueue(events, ids);
+        } catch (const StoreError& e) {
+            config.logger.log(LogLevel::error, std::string("outbox: enqueue failed: ") + e.what());
+            return fail_all(batch, store_error_code(e), e.what());
+        }
+        enqueued += batch.size();
+        ++commits;
+        for (std::size_t i = 0; i < batch.size(); ++i)
+            asio::post(executor, asio::append(std::move(batch[i]->handler), error_code{},
+                                              EnqueueResult{ids[i], {}}));
+        asio::post(strand, [self = shared_from_this()] { self->on_enqueued(); });
+    }
+
+    void fail_all(std::vector<std::unique_ptr<PendingEnqueue>>& batch, error_code ec,
+                  const std::string& why) {
+        refused += batch.size();
+        for (auto& p : batch)
+            asio::post(executor, asio::append(std::move(p->handler), ec, EnqueueResult{0, why}));
+    }
+
+    // ---- the relay, on the strand --------------------------------------------------------
+
+    bool relaying = false;
+    bool claiming = false;
+    bool enqueued_while_claiming = false;
+    bool closing = false;
+    bool settling = false;
+    bool delivering = false;  // handing a claimed window out: no new claim until it is done
+    std::size_t in_flight_count = 0;
+    std::vector<EventOutcome> unsettled;
+    std::unordered_map<EventId, error_code> dead_errors;  // for the dead letters' error codes
+    asio::steady_timer wake_timer;
+    asio::steady_timer settle_retry_timer;
+    std::unordered_map<std::string, std::unique_ptr<Destination>> destinations;
+    std::optional<CloseHandler> close_handler;
+    std::size_t destinations_closing = 0;
+
+    detail::DeadLetterSlot dead_letters;
+    std::atomic<std::uint64_t> enqueued{0}, commits{0}, refused{0}, delivered{0}, retried{0},
+        dead{0}, in_flight{0};
+
+    void start_relay() {
+        relaying = true;
+        pump();
+    }
+
+    void on_enqueued() {
+        if (claiming)
+            enqueued_while_claiming = true;
+        else
+            pump();
+    }
+
+    void pump() {
+        if (!relaying || closing || claiming || delivering) return;
+        const std::size_t room = config.max_in_flight - in_flight_count;
+        if (room == 0) return;
+        const std::size_t limit = std::min(config.claim_window, room);
+        claiming = true;
+        enqueued_while_claiming = false;
+        post_job([self = shared_from_this(), limit] {
+            std::vector<StoredEvent> events;
+            std::optional<SystemTime> next;
+            std::string error;
+            try {
+                events = self->store().claim(std::chrono::system_clock::now(), limit);
+                if (events.size() < limit) next = self->store().next_due();
+            } catch (const StoreError& e) {
+                error = e.what();
+            }
+            asio::post(self->strand,
+                       [self, events = std::move(events), next, error, limit]() mutable {
+                           self->on_claimed(std::move(events), next, error, limit);
+                       });
+        });
+    }
+
+    void on_claimed(std::vector<StoredEvent> events, std::optional<SystemTime> next,
+                    const std::string& error, std::size_t limit) {
+        claiming = false;
+        if (closing) return maybe_finish_close();  // the claims are released when it closes
+        if (!error.empty()) {
+            config.logger.log(LogLevel::error, "outbox: reading the backlog failed: " + error +
+                                                   "; trying again in 1 s");
+            return wake_at(SteadyClock::now() + std::chrono::seconds(1));
+        }
+        delivering = true;
+        for (auto& e : events) deliver(std::move(e));
+        delivering = false;
+        if (events.size() == limit || enqueued_while_claiming) return pump();
+        // Nothing more is due: wake when the next event is, or to look for events stored by
+        // other processes.
+        auto when = SteadyClock::now() + config.poll_interval;
+        if (next) {
+            const auto wait = *next - std::chrono::system_clock::now();
+            when = std::min(when,
+                            SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
+                                                     std::max(wait, decltype(wait)::zero())));
+        }
+        wake_at(when);
+    }
+
+    void wake_at(SteadyClock::time_point when) {
+        wake_timer.expires_at(when);
+        wake_timer.async_wait([self = shared_from_this()](error_code ec) {
+            if (!ec) self->pump();
+        });
+    }
+
+    Destination* destination_for(const std::string& target, std::string& why) {
+        if (auto it = destinations.find(target); it != destinations.end()) return it->second.get();
+        std::unique_ptr<Destination> made;
+        try {
+            made = config.make_destination(target);
+            if (!made) why = "make_destination returned no destination";
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        if (!made) return nullptr;
+        Destination* d = made.get();
+        destinations.emplace(target, std::move(made));
+        return d;
+    }
+
+    void deliver(StoredEvent e) {
+        ++in_flight_count;
+        ++in_flight;
+        if (e.damaged)
+            return failed(e.id, e.target, e.attempts + 1, e.enqueued_at, Errc::invalid_message,
+                          e.last_error);
+        std::string why;
+        Destination* d = destination_for(e.target, why);
+        if (!d)
+            return failed(e.id, e.target, e.attempts + 1, e.enqueued_at, Errc::no_route,
+                          "no destination for \"" + e.target + "\": " + why);
+        Message m = std::move(e.message);
+        m.idempotency_key = identity + "-" + std::to_string(e.id);
+        // A weak reference: the destination belongs to this Impl, and a strong one in its
+        // handlers would keep both alive after the Outbox is gone.
+        d->async_send(
+            std::move(m),
+            asio::bind_executor(strand, [weak = weak_from_this(), id = e.id,
+                                         target = std::move(e.target), attempts = e.attempts,
+                                         since = e.enqueued_at](error_code ec, Receipt r) mutable {
+                if (auto self = weak.lock())
+                    self->on_sent(id, std::move(target), attempts + 1, since, ec, r);
+            }));
+    }
+
+    void on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
+                 error_code ec, const Receipt& r) {
+        if (!ec) {
+            --in_flight_count;
+            --in_flight;
+            unsettled.push_back(
+                {EventOutcome::Kind::delivered, id, attempt, {}, {}, std::move(target)});
+        } else if (closing && ec == asio::error::operation_aborted) {
+            // Cut off by close: not an attempt that failed; it stays for the next relay.
+            --in_flight_count;
+            --in_flight;
+        } else {
+            failed(id, std::move(target), attempt, since, ec, describe_failure(ec, r));
+            return;
+        }
+        flush_settles();
+        pump();
+        maybe_finish_close();
+    }
+
+    // Attempt `attempt` of event `id` failed: retry on the schedule, or a dead letter.
+    void failed(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
+                error_code ec, const std::string& error) {
+        --in_flight_count;
+        --in_flight;
+        const bool retryable = is_retryable(ec) || ec == asio::error::operation_aborted;
+        EventOutcome o = detail::after_failure(id, attempt, retryable, error, since,
+                                               std::chrono::system_clock::now(),
+                                               config.retry_schedule, config.max_age);
+        o.target = std::move(target);
+        if (o.kind == EventOutcome::Kind::dead) dead_errors[id] = ec;
+        config.logger.log(o.kind == EventOutcome::Kind::dead ? LogLevel::warning : LogLevel::info,
+                          "outbox: event " + std::to_string(id) +
+                              (o.kind == EventOutcome::Kind::dead ? " is a dead letter: "
+                                                                  : " failed, retrying: ") +
+                              o.error);
+        unsettled.push_back(std::move(o));
+        flush_settles();
+        pump();
+        maybe_finish_close();
+    }
+
+    void flush_settles() {
+        if (settling || unsettled.empty()) return;
+        settling = true;
+        auto batch = std::make_shared<std::vector<EventOutcome>>(std::move(unsettled));
+        unsettled.clear();
+        const bool want_letters = dead_letters.get() != nullptr;
+        post_job([self = shared_from_this(), batch, want_letters] {
+            std::string error;
+            std::vector<StoredEvent> letters;
+            try {
+                self->store().settle(*batch);
+                if (want_letters)
+                    for (const auto& o : *batch)
+                        if (o.kind == EventOutcome::Kind::dead)
+                            if (auto e = self->store().find(o.id)) letters.push_back(std::move(*e));
+            } catch (const StoreError& e) {
+                error = e.what();
+            }
+            asio::post(self->strand, [self, batch, letters = std::move(letters), error]() mutable {
+                self->on_settled(std::move(*batch), std::move(letters), error);
+            });
+        });
+    }
+
+    void on_settled(std::vector<EventOutcome> batch, std::vector<StoredEvent> letters,
+                    const std::string& error) {
+        settling = false;
+        if (!error.empty()) {
+            // Nothing is lost: the events stay claimed until these outcomes are recorded.
+            config.logger.log(LogLevel::error, "outbox: recording outcomes failed: " + error +
+                                                   "; trying again in 1 s");
+            unsettled.insert(unsettled.begin(), std::make_move_iterator(batch.begin()),
+                             std::make_move_iterator(batch.end()));
+            settle_retry_timer.expires_after(std::chrono::seconds(1));
+            settle_retry_timer.async_wait([self = shared_from_this()](error_code ec) {
+                if (!ec) self->flush_settles();
+            });
+            return;
+        }
+        for (const auto& o : batch) {
+            if (config.on_settled) config.on_settled(o);
+            switch (o.kind) {
+                case EventOutcome::Kind::delivered:
+                    ++delivered;
+                    break;
+                case EventOutcome::Kind::retry:
+                    ++retried;
+                    break;
+                case EventOutcome::Kind::dead:
+                    ++dead;
+                    break;
+            }
+        }
+        const auto handler = dead_letters.get();
+        for (auto& e : letters) {
+            DeadLetter letter;
+            letter.error =
+                dead_errors.count(e.id) ? dead_errors[e.id] : error_code(Errc::service_error);
+            letter.receipt.attempts = e.attempts;
+            letter.receipt.diagnostics.message = e.last_error;
+            letter.target = e.target;
+            letter.message = std::move(e.message);
+            detail::DeadLetterSlot::deliver(handler, std::move(letter), config.logger);
+        }
+        for (const auto& o : batch)
+            if (o.kind == EventOutcome::Kind::dead) dead_errors.erase(o.id);
+        flush_settles();
+        pump();
+        maybe_finish_close();
+    }
+
+    // ---- closing ---------------------------------------------------------------------------
+
+    void close(std::chrono::milliseconds deadline, CloseHandler handler) {
+        if (closing) {
+            asio::post(executor, asio::append(std::move(handler),
+                                              error_code(asio::error::operation_aborted)));
+            return;
+        }
+        closing = true;
+        close_handler.emplace(std::move(handler));
+        {
+            std::lock_guard lock(mutex);
+            accepting = false;
+        }
+        wake_timer.cancel();
+        // Destinations deliver what they hold within the deadline and fail the rest.
+        destinations_closing = destinations.size();
+        for (auto& [target, d] : destinations)
+            d->async_close(deadline,
+                           asio::bind_executor(strand, [self = shared_from_this()](error_code) {
+                               --self->destinations_closing;
+                               self->maybe_finish_close();
+                           }));
+        maybe_finish_close();
+    }
+
+    void maybe_finish_close() {
+        if (!close_handler || destinations_closing != 0 || in_flight_count != 0 || claiming ||
+            settling || !unsettled.empty())
+            return;
+        auto handler = std::make_shared<CloseHandler>(std::move(*close_handler));
+        close_handler.reset();
+        settle_retry_timer.cancel();
+        // What is claimed and unsettled (a claim that came back while closing) is released:
+        // the next relay delivers it.
+        post_job([self = shared_from_this(), handler] {
+            error_code ec;
+            try {
+                self->store().release_claims();
+            } catch (const StoreError& e) {
+                self->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
+                ec = Errc::store_error;
+            }
+            asio::post(self->executor, asio::append(std::move(*handler), ec));
+        });
+    }
+
+    // The destructor's part: no waiting for deliveries; accepted enqueues are committed.
+    void shutdown() {
+        {
+            std::lock_guard lock(mutex);
+            accepting = false;
+            store_stopping = true;
+        }
+        store_wakeup.notify_all();
+        if (store_thread.joinable()) store_thread.join();
+        std::deque<std::function<void()>> dropped;
+        {
+            std::lock_guard lock(mutex);
+            dropped.swap(jobs);  // they hold references to this Impl
+        }
+        dropped.clear();
+        // Nothing touches the store from here on (jobs are dropped): close it now, so its file
+        // and the relay lock are free for the next Outbox at once.
+        config.store.reset();
+        // The destinations and timers belong to the strand.
+        asio::dispatch(strand, [self = shared_from_this()] {
+            self->closing = true;
+            self->wake_timer.cancel();
+            self->settle_retry_timer.cancel();
+            self->destinations.clear();  // each fails what it holds: those events stay stored
+        });
+    }
+};
+
+// ---- Outbox ------------------------------------------------------------------------------
+
+Outbox::Outbox(asio::any_io_executor executor, OutboxConfig config) {
+    auto require = [](bool ok, const std::string& what) {
+        if (!ok) throw std::invalid_argument("Outbox: " + what);
+    };
+    require(config.store != nullptr, "no store (OutboxConfig::store)");
+    require(!config.relay || static_cast<bool>(config.make_destination),
+            "a relay needs make_destination");
+    require(!config.retry_schedule.empty(), "retry_schedule is empty");
+    require(config.max_in_flight >= 1 && config.claim_window >= 1 && config.max_enqueue_batch >= 1,
+            "max_in_flight, claim_window and max_enqueue_batch must be at least 1");
+    require(config.max_age.count() > 0, "max_age must be positive");
+    auto impl = std::make_shared<Impl>(executor, std::move(config));
+    impl->identity = impl->store().identity();
+    if (impl->config.relay) {
+        impl->store().lock_for_relay();  // throws StoreError naming the other relay
+        impl->store().release_claims();
+    }
+    impl->store_thread = std::thread([raw = impl.get()] { raw->store_loop(); });
+    if (impl->config.relay) asio::post(impl->strand, [impl] { impl->start_relay(); });
+    impl_ = std::move(impl);
+}
+
+Outbox::~Outbox() {
+    impl_->shutdown();
+}
+
+Outbox::executor_type Outbox::get_executor() const noexcept {
+    return impl_->executor;
+}
+
+void Outbox::set_dead_letter_handler(DeadLetterHandler handler) {
+    impl_->dead_letters.set(std::move(handler));
+}
+
+OutboxStats Outbox::stats() const {
+    const Impl& i = *impl_;
+    return {i.enqueued.load(), i.commits.load(), i.refused.load(),  i.delivered.load(),
+            i.retried.load(),  i.dead.load(),    i.in_flight.load()};
+}
+
+void Outbox::do_enqueue(std::string target, Message message, EnqueueHandler handler) {
+    Impl& impl = *impl_;
+    auto refuse = [&](error_code ec, std::string why) {
+        ++impl.refused;
+        asio::post(impl.executor,
+                   asio::append(std::move(handler), ec, EnqueueResult{0, std::move(why)}));
+    };
+    if (target.empty()) return refuse(Errc::invalid_argument, "the event has no target");
+    if (impl.config.validate) {
+        std::string why;
+        try {
+            why = impl.config.validate(target, message);
+        } catch (const std::exception& e) {
+            why = std::string("the validate function threw: ") + e.what();
+        }
+        if (!why.empty()) return refuse(Errc::invalid_message, std::move(why));
+    }
+    message.target.clear();
+    bool accepted = false;
+    {
+        std::lock_guard lock(impl.mutex);
+        if (impl.accepting) {
+            impl.enqueues.push_back(std::make_unique<Impl::PendingEnqueue>(
+                NewEvent{std::move(target), std::move(message)}, std::move(handler),
+                impl.tracked()));
+            accepted = true;
+        }
+    }
+    if (accepted) {
+        impl.store_wakeup.notify_one();
+        return;
+    }
+    refuse(asio::error::operation_aborted, "the outbox is closed");
+}
+
+void Outbox::do_close(std::chrono::milliseconds deadline, CloseHandler handler) {
+    asio::dispatch(impl_->strand, [impl = impl_, deadline, h = std::move(handler)]() mutable {
+        impl->close(deadline, std::move(h));
+    });
+}
+
+void Outbox::do_summarize(SummaryHandler handler) {
+    auto h = std::make_shared<SummaryHandler>(std::move(handler));
+    impl_->post_job([impl = impl_, h] {
+        std::vector<TargetSummary> out;
+        error_code ec;
+        try {
+            out = impl->store().summarize();
+        } catch (const StoreError& e) {
+            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
+            ec = store_error_code(e);
+        }
+        asio::post(impl->executor, asio::append(std::move(*h), ec, std::move(out)));
+    });
+}
+
+void Outbox::do_dead_letters(std::string target, std::size_t limit, EventsHandler handler) {
+    auto h = std::make_shared<EventsHandler>(std::move(handler));
+    impl_->post_job([impl = impl_, h, target = std::move(target), limit] {
+        std::vector<StoredEvent> out;
+        error_code ec;
+        try {
+            out = impl->store().dead_letters(target, limit);
+        } catch (const StoreError& e) {
+            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
+            ec = store_error_code(e);
+        }
+        asio::post(impl->executor, asio::append(std::move(*h), ec, std::move(out)));
+    });
+}
+
+void Outbox::do_redrive(std::string target, CountHandler handler) {
+    auto h = std::make_shared<CountHandler>(std::move(handler));
+    impl_->post_job([impl = impl_, h, target = std::move(target)] {
+        std::uint64_t n = 0;
+        error_code ec;
+        try {
+            n = impl->store().redrive(target, std::chrono::system_clock::now());
+        } catch (const StoreError& e) {
+            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
+            ec = store_error_code(e);
+        }
+        asio::post(impl->executor, asio::append(std::move(*h), ec, n));
+        if (n > 0) asio::post(impl->strand, [impl] { impl->on_enqueued(); });
+    });
+}
+
+void Outbox::do_purge(std::string target, CountHandler handler) {
+    auto h = std::make_shared<CountHandler>(std::move(handler));
+    impl_->post_job([impl = impl_, h, target = std::move(target)] {
+        std::uint64_t n = 0;
+        error_code ec;
+        try {
+            n = impl->store().purge(target);
+        } catch (const StoreError& e) {
+            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
+            ec = store_error_code(e);
+        }
+        asio::post(impl->executor, asio::append(std::move(*h), ec, n));
+    });
+}
+
+}  // namespace outbox

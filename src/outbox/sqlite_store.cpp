@@ -1,0 +1,557 @@
+// The SQLite store: one table of events, WAL mode, a claim set that lives in a temporary
+// table (claims are never written to disk, so a crash releases them), and a relay lock taken
+// with flock on the database file.
+#include <outbox/sqlite_store.hpp>
+
+#include "event_codec.hpp"
+
+#include <sqlite3.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace outbox {
+namespace {
+
+using Millis = std::chrono::milliseconds;
+
+std::int64_t to_ms(SystemTime t) {
+    return std::chrono::duration_cast<Millis>(t.time_since_epoch()).count();
+}
+SystemTime from_ms(std::int64_t ms) {
+    return SystemTime(std::chrono::duration_cast<SystemTime::duration>(Millis(ms)));
+}
+
+constexpr int schema_version = 1;
+
+constexpr const char* schema = R"sql(
+CREATE TABLE IF NOT EXISTS outbox_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_events(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    group_key TEXT NOT NULL DEFAULT '',
+    body BLOB NOT NULL,
+    attributes BLOB,
+    dedup_id TEXT NOT NULL DEFAULT '',
+    delay_s INTEGER NOT NULL DEFAULT 0,
+    enqueued_at INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    dead INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    failed_at INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS outbox_events_due ON outbox_events(dead, next_attempt_at, id);
+CREATE INDEX IF NOT EXISTS outbox_events_group ON outbox_events(target, group_key, dead, id);
+)sql";
+
+class Statement {
+  public:
+    Statement() = default;
+    Statement(sqlite3* db, const char* sql, const std::string& where) {
+        if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr) !=
+            SQLITE_OK)
+            throw StoreError(StoreError::Kind::io, where + ": " + sqlite3_errmsg(db));
+    }
+    ~Statement() { sqlite3_finalize(stmt_); }
+    Statement(Statement&& o) noexcept : stmt_(std::exchange(o.stmt_, nullptr)) {}
+    Statement& operator=(Statement&& o) noexcept {
+        std::swap(stmt_, o.stmt_);
+        return *this;
+    }
+    sqlite3_stmt* get() const noexcept { return stmt_; }
+
+  private:
+    sqlite3_stmt* stmt_ = nullptr;
+};
+
+// Resets a statement when a use of it ends, however it ends.
+struct Use {
+    explicit Use(const Statement& s) : stmt(s.get()) {}
+    ~Use() {
+        sqlite3_reset(stmt);
+        sqlite3_clear_bindings(stmt);
+    }
+    sqlite3_stmt* stmt;
+};
+
+void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+void bind_blob(sqlite3_stmt* s, int i, std::string_view v) {
+    sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+std::string column_text(sqlite3_stmt* s, int i) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_blob(s, i));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
+}
+
+class SqliteStore final : public OutboxStore {
+  public:
+    SqliteStore(std::string path, SqliteStoreOptions options)
+        : path_(std::move(path)), options_(options) {
+        const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+        if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+            const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
+            sqlite3_close(db_);
+            db_ = nullptr;
+            throw StoreError(StoreError::Kind::io,
+                             where() + ": cannot open: " + why + hint_for_open(path_));
+        }
+        try {
+            open();
+        } catch (...) {
+            sqlite3_close_v2(db_);
+            db_ = nullptr;
+            throw;
+        }
+    }
+
+    ~SqliteStore() override {
+        // close_v2: the connection goes once the prepared statements (members, finalized
+        // after this body) are gone.
+        sqlite3_close_v2(db_);
+        if (relay_lock_fd_ >= 0) ::close(relay_lock_fd_);  // releases the flock
+    }
+
+    std::string describe() const override { return "sqlite:" + path_; }
+    std::string identity() const override { return identity_; }
+
+    std::optional<StoredEvent> find(EventId id) override {
+        Use use(select_one_);
+        sqlite3_bind_int64(use.stmt, 1, id);
+        const int rc = sqlite3_step(use.stmt);
+        if (rc == SQLITE_ROW) return read_event(use.stmt);
+        if (rc != SQLITE_DONE) fail(rc, "find");
+        return std::nullopt;
+    }
+
+    void enqueue(std::span<const NewEvent> events, std::vector<EventId>& ids) override {
+        ids.clear();
+        ids.reserve(events.size());
+        const std::int64_t now = to_ms(std::chrono::system_clock::now());
+        Transaction tx(*this, "enqueue");
+        std::string attributes;
+        for (const NewEvent& e : events) {
+            Use use(insert_);
+            sqlite3_stmt* s = use.stmt;
+            bind_text(s, 1, e.target);
+            bind_text(s, 2, e.message.group_id);
+            bind_blob(s, 3, e.message.body);
+            attributes.clear();
+            detail::encode_attributes(e.message.attributes, attributes);
+            if (attributes.empty())
+                sqlite3_bind_null(s, 4);
+            else
+                bind_blob(s, 4, attributes);
+            bind_text(s, 5, e.message.deduplication_id);
+            sqlite3_bind_int64(s, 6, e.message.delay.count());
+            sqlite3_bind_int64(s, 7, now);
+            sqlite3_bind_int64(s, 8, now);
+            step_done(s, "enqueue");
+            ids.push_back(sqlite3_last_insert_rowid(db_));
+        }
+        tx.commit();
+    }
+
+    std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) override {
+        std::vector<StoredEvent> out;
+        if (limit == 0) return out;
+        Transaction tx(*this, "claim");
+        {
+            Use use(select_due_);
+            sqlite3_bind_int64(use.stmt, 1, to_ms(now));
+            sqlite3_bind_int64(use.stmt, 2, static_cast<std::int64_t>(limit));
+            for (;;) {
+                const int rc = sqlite3_step(use.stmt);
+                if (rc == SQLITE_DONE) break;
+                if (rc != SQLITE_ROW) fail(rc, "claim");
+                out.push_back(read_event(use.stmt));
+            }
+        }
+        for (const StoredEvent& e : out) {
+            Use use(insert_claim_);
+            sqlite3_bind_int64(use.stmt, 1, e.id);
+            step_done(use.stmt, "claim");
+        }
+        tx.commit();
+        return out;
+    }
+
+    void settle(std::span<const EventOutcome> outcomes) override {
+        if (outcomes.empty()) return;
+        Transaction tx(*this, "settle");
+        const std::int64_t now = to_ms(std::chrono::system_clock::now());
+        for (const EventOutcome& o : outcomes) {
+            switch (o.kind) {
+                case EventOutcome::Kind::delivered: {
+                    Use use(delete_event_);
+                    sqlite3_bind_int64(use.stmt, 1, o.id);
+                    step_done(use.stmt, "settle");
+                    break;
+                }
+                case EventOutcome::Kind::retry:
+                case EventOutcome::Kind::dead: {
+                    Use use(update_failed_);
+                    sqlite3_bind_int64(use.stmt, 1, o.attempts);
+                    sqlite3_bind_int64(use.stmt, 2, to_ms(o.next_attempt_at));
+                    sqlite3_bind_int(use.stmt, 3, o.kind == EventOutcome::Kind::dead ? 1 : 0);
+                    bind_text(use.stmt, 4, o.error);
+                    sqlite3_bind_int64(use.stmt, 5, now);
+                    sqlite3_bind_int64(use.stmt, 6, o.id);
+                    step_done(use.stmt, "settle");
+                    break;
+                }
+            }
+            Use use(delete_claim_);
+            sqlite3_bind_int64(use.stmt, 1, o.id);
+            step_done(use.stmt, "settle");
+        }
+        tx.commit();
+    }
+
+    void release_claims() override { exec("DELETE FROM temp.outbox_claims", "release claims"); }
+
+    void lock_for_relay() override {
+        if (relay_lock_fd_ >= 0) return;
+        const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) throw StoreError(StoreError::Kind::io, where() + ": " + std::strerror(errno));
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            const int err = errno;
+            ::close(fd);
+            if (err == EWOULDBLOCK)
+                throw StoreError(StoreError::Kind::locked,
+                                 where() + ": another relay is running on it (" +
+                                     meta("relay_pid", "process unknown") +
+                                     "); one relay per SQLite store");
+            throw StoreError(StoreError::Kind::io, where() + ": " + std::strerror(err));
+        }
+        relay_lock_fd_ = fd;
+        set_meta("relay_pid", "pid " + std::to_string(::getpid()));
+    }
+
+    std::optional<SystemTime> next_due() override {
+        Use use(select_next_due_);
+        const int rc = sqlite3_step(use.stmt);
+        if (rc == SQLITE_ROW && sqlite3_column_type(use.stmt, 0) != SQLITE_NULL)
+            return from_ms(sqlite3_column_int64(use.stmt, 0));
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail(rc, "next due");
+        return std::nullopt;
+    }
+
+    std::vector<TargetSummary> summarize() override {
+        std::vector<TargetSummary> out;
+        Statement s(db_,
+                    "SELECT target, SUM(dead = 0), SUM(dead = 0 AND attempts > 0), SUM(dead), "
+                    "MIN(CASE WHEN dead = 0 THEN enqueued_at END), "
+                    "(SELECT last_error FROM outbox_events l WHERE l.target = e.target AND "
+                    "l.failed_at > 0 ORDER BY l.failed_at DESC, l.id DESC LIMIT 1) "
+                    "FROM outbox_events e GROUP BY target ORDER BY target",
+                    where() + ": summarize");
+        for (;;) {
+            const int rc = sqlite3_step(s.get());
+            if (rc == SQLITE_DONE) break;
+            if (rc != SQLITE_ROW) fail(rc, "summarize");
+            TargetSummary t;
+            t.target = column_text(s.get(), 0);
+            t.pending = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 1));
+            t.retrying = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 2));
+            t.dead = static_cast<std::uint64_t>(sqlite3_column_int64(s.get(), 3));
+            if (sqlite3_column_type(s.get(), 4) != SQLITE_NULL)
+                t.oldest_pending = from_ms(sqlite3_column_int64(s.get(), 4));
+            t.last_error = column_text(s.get(), 5);
+            out.push_back(std::move(t));
+        }
+        return out;
+    }
+
+    std::vector<StoredEvent> dead_letters(const std::string& target, std::size_t limit) override {
+        Statement s(db_,
+                    "SELECT id, target, group_key, body, attributes, dedup_id, delay_s, "
+                    "enqueued_at, next_attempt_at, attempts, dead, last_error FROM outbox_events "
+                    "WHERE dead = 1 AND (?1 = '' OR target = ?1) ORDER BY id LIMIT ?2",
+                    where() + ": dead letters");
+        bind_text(s.get(), 1, target);
+        sqlite3_bind_int64(s.get(), 2, static_cast<std::int64_t>(limit));
+        std::vector<StoredEvent> out;
+        for (;;) {
+            const int rc = sqlite3_step(s.get());
+            if (rc == SQLITE_DONE) break;
+            if (rc != SQLITE_ROW) fail(rc, "dead letters");
+            out.push_back(read_event(s.get()));
+        }
+        return out;
+    }
+
+    std::uint64_t redrive(const std::string& target, SystemTime now) override {
+        Transaction tx(*this, "redrive");
+        Statement s(db_,
+                    "UPDATE outbox_events SET dead = 0, attempts = 0, next_attempt_at = ?2, "
+                    "enqueued_at = ?2 WHERE dead = 1 AND (?1 = '' OR target = ?1)",
+                    where() + ": redrive");
+        bind_text(s.get(), 1, target);
+        sqlite3_bind_int64(s.get(), 2, to_ms(now));
+        step_done(s.get(), "redrive");
+        const auto n = static_cast<std::uint64_t>(sqlite3_changes64(db_));
+        tx.commit();
+        return n;
+    }
+
+    std::uint64_t purge(const std::string& target) override {
+        Transaction tx(*this, "purge");
+        Statement s(db_, "DELETE FROM outbox_events WHERE target = ?1", where() + ": purge");
+        bind_text(s.get(), 1, target);
+        step_done(s.get(), "purge");
+        const auto n = static_cast<std::uint64_t>(sqlite3_changes64(db_));
+        exec("DELETE FROM temp.outbox_claims WHERE id NOT IN (SELECT id FROM outbox_events)",
+             "purge");
+        tx.commit();
+        return n;
+    }
+
+    std::uint64_t size_bytes() override {
+        const std::int64_t pages = pragma_int("PRAGMA page_count");
+        const std::int64_t free_pages = pragma_int("PRAGMA freelist_count");
+        return static_cast<std::uint64_t>(std::max<std::int64_t>(0, pages - free_pages) *
+                                          pragma_int("PRAGMA page_size"));
+    }
+
+  private:
+    // BEGIN IMMEDIATE ... COMMIT, rolled back unless committed.
+    class Transaction {
+      public:
+        Transaction(SqliteStore& store, const char* what) : store_(store), what_(what) {
+            store_.exec("BEGIN IMMEDIATE", what);
+        }
+        ~Transaction() {
+            if (!done_) sqlite3_exec(store_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        }
+        void commit() {
+            store_.exec("COMMIT", what_);
+            done_ = true;
+        }
+
+      private:
+        SqliteStore& store_;
+        const char* what_;
+        bool done_ = false;
+    };
+
+    std::string where() const { return "outbox store " + path_; }
+
+    // Why a file may not open, from what can be seen of it.
+    static std::string hint_for_open(const std::string& path) {
+        const auto slash = path.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+        if (::access(dir.c_str(), F_OK) != 0) return " (its directory does not exist)";
+        if (::access(dir.c_str(), W_OK) != 0)
+            return " (its directory is not writable: WAL mode creates FILE-wal and FILE-shm "
+                   "beside the file)";
+        if (::access(path.c_str(), F_OK) == 0 && ::access(path.c_str(), R_OK | W_OK) != 0)
+            return " (the file is not readable and writable)";
+        return {};
+    }
+
+    [[noreturn]] void fail(int rc, const char* what) const {
+        const int primary = rc & 0xff;
+        const StoreError::Kind kind =
+            primary == SQLITE_FULL                                  ? StoreError::Kind::full
+            : primary == SQLITE_BUSY || primary == SQLITE_LOCKED    ? StoreError::Kind::busy
+            : primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB ? StoreError::Kind::corrupt
+                                                                    : StoreError::Kind::io;
+        throw StoreError(kind, where() + ": " + what + ": " + sqlite3_errmsg(db_) +
+                                   (kind == StoreError::Kind::full
+                                        ? " (the disk is full, or the file reached its limit)"
+                                        : ""));
+    }
+
+    void exec(const char* sql, const char* what) {
+        const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+        if (rc != SQLITE_OK) fail(rc, what);
+    }
+
+    void step_done(sqlite3_stmt* s, const char* what) {
+        const int rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW) fail(rc, what);
+    }
+
+    std::int64_t pragma_int(const char* sql) {
+        Statement s(db_, sql, where());
+        const int rc = sqlite3_step(s.get());
+        if (rc != SQLITE_ROW) fail(rc, sql);
+        return sqlite3_column_int64(s.get(), 0);
+    }
+
+    std::string meta(const char* key, const char* fallback) {
+        Statement s(db_, "SELECT value FROM outbox_meta WHERE key = ?1", where() + ": meta");
+        bind_text(s.get(), 1, key);
+        if (sqlite3_step(s.get()) == SQLITE_ROW) return column_text(s.get(), 0);
+        return fallback;
+    }
+
+    void set_meta(const char* key, const std::string& value) {
+        Statement s(db_, "INSERT OR REPLACE INTO outbox_meta(key, value) VALUES (?1, ?2)",
+                    where() + ": meta");
+        bind_text(s.get(), 1, key);
+        bind_text(s.get(), 2, value);
+        step_done(s.get(), "meta");
+    }
+
+    void open() {
+        sqlite3_extended_result_codes(db_, 1);
+        sqlite3_busy_timeout(db_, static_cast<int>(options_.busy_timeout.count()));
+        // The first read tells a file that is not a database from one that is.
+        std::string mode;
+        {
+            sqlite3_stmt* raw = nullptr;
+            int rc = sqlite3_prepare_v2(db_, "PRAGMA journal_mode = WAL", -1, &raw, nullptr);
+            if (rc == SQLITE_OK) rc = sqlite3_step(raw);
+            if (rc == SQLITE_ROW) mode = column_text(raw, 0);
+            const std::string why = sqlite3_errmsg(db_);
+            sqlite3_finalize(raw);
+            if (rc != SQLITE_ROW) {
+                const int primary = rc & 0xff;
+                throw StoreError(primary == SQLITE_NOTADB || primary == SQLITE_CORRUPT
+                                     ? StoreError::Kind::corrupt
+                                     : StoreError::Kind::io,
+                                 where() + ": cannot use it: " + why +
+                                     (primary == SQLITE_NOTADB
+                                          ? " (it is not an SQLite file; nothing was changed)"
+                                          : hint_for_open(path_)));
+            }
+        }
+        if (mode != "wal")
+            throw StoreError(StoreError::Kind::io,
+                             where() + ": cannot switch to WAL mode (journal mode is " + mode +
+                                 "); the file system may not support it");
+        exec(options_.sync_every_commit ? "PRAGMA synchronous = FULL"
+                                        : "PRAGMA synchronous = NORMAL",
+             "settings");
+        if (options_.check_integrity) check_integrity();
+        if (options_.max_file_bytes != 0) {
+            const auto page = static_cast<std::uint64_t>(pragma_int("PRAGMA page_size"));
+            const std::string sql =
+                "PRAGMA max_page_count = " +
+                std::to_string(std::max<std::uint64_t>(1, options_.max_file_bytes / page));
+            exec(sql.c_str(), "settings");
+        }
+        exec(schema, "creating its tables");
+        const std::string version = meta("schema_version", "");
+        if (version.empty()) {
+            set_meta("schema_version", std::to_string(schema_version));
+            unsigned char random[8];
+            sqlite3_randomness(sizeof random, random);
+            static constexpr char hex[] = "0123456789abcdef";
+            std::string made;
+            for (unsigned char b : random) {
+                made.push_back(hex[b >> 4]);
+                made.push_back(hex[b & 15]);
+            }
+            set_meta("identity", made);
+        } else if (version != std::to_string(schema_version))
+            throw StoreError(StoreError::Kind::corrupt, where() + ": schema version " + version +
+                                                            "; this outbox reads " +
+                                                            std::to_string(schema_version));
+        identity_ = meta("identity", "");
+        exec("CREATE TEMP TABLE IF NOT EXISTS outbox_claims(id INTEGER PRIMARY KEY)", "settings");
+
+        constexpr const char* columns =
+            "id, target, group_key, body, attributes, dedup_id, delay_s, enqueued_at, "
+            "next_attempt_at, attempts, dead, last_error";
+        insert_ = Statement(db_,
+                            "INSERT INTO outbox_events(target, group_key, body, attributes, "
+                            "dedup_id, delay_s, enqueued_at, next_attempt_at) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            where());
+        // Due, not claimed, and the oldest living event of its group (none earlier that is
+        // neither delivered nor dead: a claimed or retrying head holds the rest back).
+        select_due_ =
+            Statement(db_,
+                      (std::string("SELECT ") + columns +
+                       " FROM outbox_events e WHERE e.dead = 0 AND e.next_attempt_at <= ?1 "
+                       "AND e.id NOT IN (SELECT id FROM temp.outbox_claims) "
+                       "AND (e.group_key = '' OR NOT EXISTS (SELECT 1 FROM outbox_events g "
+                       "WHERE g.target = e.target AND g.group_key = e.group_key AND g.dead = 0 "
+                       "AND g.id < e.id)) "
+                       "ORDER BY e.next_attempt_at, e.id LIMIT ?2")
+                          .c_str(),
+                      where());
+        insert_claim_ =
+            Statement(db_, "INSERT OR IGNORE INTO temp.outbox_claims(id) VALUES (?1)", where());
+        delete_claim_ = Statement(db_, "DELETE FROM temp.outbox_claims WHERE id = ?1", where());
+        delete_event_ = Statement(db_, "DELETE FROM outbox_events WHERE id = ?1", where());
+        update_failed_ = Statement(db_,
+                                   "UPDATE outbox_events SET attempts = ?1, next_attempt_at = ?2, "
+                                   "dead = ?3, last_error = ?4, failed_at = ?5 WHERE id = ?6",
+                                   where());
+        select_one_ = Statement(
+            db_, (std::string("SELECT ") + columns + " FROM outbox_events WHERE id = ?1").c_str(),
+            where());
+        select_next_due_ =
+            Statement(db_,
+                      "SELECT MIN(next_attempt_at) FROM outbox_events WHERE dead = 0 "
+                      "AND id NOT IN (SELECT id FROM temp.outbox_claims)",
+                      where());
+    }
+
+    void check_integrity() {
+        Statement s(db_, "PRAGMA quick_check", where() + ": integrity check");
+        std::string problems;
+        for (int rows = 0;; ++rows) {
+            const int rc = sqlite3_step(s.get());
+            if (rc == SQLITE_DONE) break;
+            if (rc != SQLITE_ROW) fail(rc, "integrity check");
+            const std::string line = column_text(s.get(), 0);
+            if (line == "ok") continue;
+            if (rows < 5) problems += (problems.empty() ? "" : "; ") + line;
+        }
+        if (!problems.empty())
+            throw StoreError(StoreError::Kind::corrupt,
+                             where() + ": fails its integrity check: " + problems +
+                                 " (nothing was changed; restore it from a backup, or move it "
+                                 "aside to start empty)");
+    }
+
+    StoredEvent read_event(sqlite3_stmt* s) const {
+        StoredEvent e;
+        e.id = sqlite3_column_int64(s, 0);
+        e.target = column_text(s, 1);
+        e.message.group_id = column_text(s, 2);
+        e.message.body = column_text(s, 3);
+        if (sqlite3_column_type(s, 4) != SQLITE_NULL &&
+            !detail::decode_attributes(column_text(s, 4), e.message.attributes)) {
+            e.damaged = true;
+            e.last_error = "its stored attributes are damaged and cannot be read";
+        }
+        e.message.deduplication_id = column_text(s, 5);
+        e.message.delay = std::chrono::seconds(sqlite3_column_int64(s, 6));
+        e.enqueued_at = from_ms(sqlite3_column_int64(s, 7));
+        e.next_attempt_at = from_ms(sqlite3_column_int64(s, 8));
+        e.attempts = static_cast<std::uint32_t>(sqlite3_column_int64(s, 9));
+        e.dead = sqlite3_column_int(s, 10) != 0;
+        if (!e.damaged) e.last_error = column_text(s, 11);
+        return e;
+    }
+
+    std::string path_;
+    SqliteStoreOptions options_;
+    sqlite3* db_ = nullptr;
+    int relay_lock_fd_ = -1;
+    std::string identity_;
+    Statement select_one_, insert_, select_due_, insert_claim_, delete_claim_, delete_event_,
+        update_failed_, select_next_due_;
+};
+
+}  // namespace
+
+OutboxStorePtr open_sqlite_store(const std::string& path, SqliteStoreOptions options) {
+    return std::make_unique<SqliteStore>(path, options);
+}
+
+}  // namespace outbox

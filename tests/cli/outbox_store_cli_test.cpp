@@ -1,0 +1,246 @@
+// `outbox enqueue`, `relay`, `inspect`, `redrive` and `purge`: the real program against a
+// store file, fauxqs behind the signature-checking proxy, and a server that never answers.
+#include "catch.hpp"
+#include "local_peers.hpp"
+#include "program_run.hpp"
+#include "sigv4_proxy.hpp"
+#include "test_http_server.hpp"
+
+#include <simdjson.h>
+
+#include <signal.h>
+
+#include <fstream>
+#include <map>
+#include <thread>
+
+using outbox::test::ProgramOptions;
+using outbox::test::ProgramRun;
+using outbox::test::read_lines;
+using outbox::test::run_program;
+using outbox::test::TempDir;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string access_key = "AKIDOUTBOXTEST";
+const std::string secret_key = "outbox-test-secret";
+
+ProgramOptions keys() {
+    ProgramOptions o;
+    o.unset_env = {"AWS_SESSION_TOKEN", "AWS_PROFILE",          "AWS_REGION",  "AWS_DEFAULT_REGION",
+                   "AWS_ENDPOINT_URL",  "AWS_ENDPOINT_URL_SQS", "OUTBOX_DEBUG"};
+    o.set_env = {"AWS_ACCESS_KEY_ID=" + access_key, "AWS_SECRET_ACCESS_KEY=" + secret_key,
+                 "AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/nonexistent",
+                 "AWS_SHARED_CREDENTIALS_FILE=/nonexistent"};
+    o.kill_after = 90s;
+    return o;
+}
+
+std::vector<std::string> outbox_args(std::vector<std::string> rest) {
+    std::vector<std::string> argv = {OUTBOX_CLI_PATH};
+    argv.insert(argv.end(), rest.begin(), rest.end());
+    return argv;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+struct Totals {
+    std::uint64_t pending = 0, dead = 0;
+    std::string last_error;
+};
+
+Totals inspect(const std::string& store) {
+    const ProgramRun r = run_program(outbox_args({"inspect", "--store", store, "--json"}), keys());
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    simdjson::dom::parser parser;
+    Totals t;
+    for (simdjson::dom::object target : parser.parse(r.out)["targets"].get_array()) {
+        t.pending += std::uint64_t(target["pending"]);
+        t.dead += std::uint64_t(target["dead"]);
+        if (target["last_error"].is_string())
+            t.last_error = std::string(std::string_view(target["last_error"]));
+    }
+    return t;
+}
+
+outbox::test::SigV4Proxy& proxy() {
+    static outbox::test::SigV4Proxy p(outbox::test::fauxqs().port(), "sqs", access_key, secret_key);
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("enqueue stores every line durably, relay delivers them all and stops when empty") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    const std::string queue = outbox::test::create_queue("cli-outbox-basic");
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        for (int i = 0; i < 120; ++i) in << "{\"event\":" << i << "}\n";
+    }
+    const ProgramRun e =
+        run_program(outbox_args({"enqueue", "--store", store, "--to", queue, "--report",
+                                 dir.file("stored.jsonl"), dir.file("in.jsonl")}),
+                    keys());
+    INFO(e.err);
+    REQUIRE(e.status == 0);
+    CHECK(contains(e.err, "stored 120, refused 0"));
+    const auto report = read_lines(dir.file("stored.jsonl"));
+    REQUIRE(report.size() == 120);
+    CHECK(contains(report[0], "\"status\":\"stored\",\"id\":\""));
+    CHECK(inspect(store).pending == 120);
+
+    const ProgramRun r =
+        run_program(outbox_args({"relay", "--store", store, "--endpoint", proxy().process.url(),
+                                 "--until-empty", "--report", dir.file("relayed.jsonl")}),
+                    keys());
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(contains(r.err, "delivered 120, retried 0, dead 0"));
+    CHECK(read_lines(dir.file("relayed.jsonl")).size() == 120);
+    CHECK(inspect(store).pending == 0);
+    const auto bodies = outbox::test::receive_bodies(queue, 120, 30);
+    CHECK(bodies.size() == 120);
+    CHECK(proxy().stat("signature_failures") == 0);
+}
+
+TEST_CASE("enqueue refuses what can never be delivered, line by line, and says why") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    const std::string queue = outbox::test::create_queue("cli-outbox-refusals");
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        in << "{\"body\":\"fine\"}\n"
+           << "{\"body\":\"a control \\u0001 character\"}\n"
+           << "{\"body\":\"nowhere\",\"to\":\"\"}\n"
+           << "{\"body\":\"elsewhere\",\"to\":\"" << queue << "-other\"}\n"
+           << "not json\n";
+    }
+    const ProgramRun e =
+        run_program(outbox_args({"enqueue", "--store", store, "--objects", "--to", queue,
+                                 "--report", dir.file("report.jsonl"), dir.file("in.jsonl")}),
+                    keys());
+    INFO(e.err);
+    CHECK(e.status == 1);
+    CHECK(contains(e.err, "stored 2, refused 3"));
+    std::map<int, std::string> lines;
+    simdjson::dom::parser parser;
+    for (const auto& l : read_lines(dir.file("report.jsonl"))) {
+        simdjson::dom::object o = parser.parse(l);
+        lines[static_cast<int>(std::int64_t(o["index"]))] = l;
+    }
+    CHECK(contains(lines[0], "\"stored\""));
+    CHECK(contains(lines[1], "character SQS does not accept at byte 10"));
+    CHECK(contains(lines[2], "field \\\"to\\\" must be a non-empty string"));
+    CHECK(contains(lines[3], "\"stored\""));
+    CHECK(contains(lines[4], "line 5"));
+}
+
+TEST_CASE("dead letters stay in the store: inspect shows them, redrive and purge act on them") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    const std::string missing = outbox::test::fauxqs().url() + "/000000000000/cli-outbox-missing";
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        in << "lost in the post\n";
+    }
+    REQUIRE(run_program(
+                outbox_args({"enqueue", "--store", store, "--to", missing, dir.file("in.jsonl")}),
+                keys())
+                .status == 0);
+    const ProgramRun r = run_program(outbox_args({"relay", "--store", store, "--endpoint",
+                                                  proxy().process.url(), "--until-empty"}),
+                                     keys());
+    INFO(r.err);
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "1 dead letters are left"));
+    Totals t = inspect(store);
+    CHECK(t.pending == 0);
+    CHECK(t.dead == 1);
+    CHECK((contains(t.last_error, "QueueDoesNotExist") ||
+           contains(t.last_error, "NonExistentQueue")));
+    const ProgramRun table = run_program(outbox_args({"inspect", "--store", store}), keys());
+    CHECK(contains(table.out, missing));
+    const ProgramRun redrive = run_program(outbox_args({"redrive", "--store", store}), keys());
+    CHECK(redrive.status == 0);
+    CHECK(redrive.out == "redriven 1\n");
+    CHECK(inspect(store).pending == 1);
+    const ProgramRun purge =
+        run_program(outbox_args({"purge", "--store", store, "--target", missing}), keys());
+    CHECK(purge.out == "purged 1\n");
+    t = inspect(store);
+    CHECK(t.pending + t.dead == 0);
+}
+
+TEST_CASE("SIGTERM stops a relay within its grace; what it could not deliver stays stored") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    outbox::test::TestHttpServer silent([](const outbox::test::TestRequest&) {
+        outbox::test::TestReply reply;
+        reply.action = outbox::test::TestReply::Action::hold;
+        return reply;
+    });
+    const std::string queue = silent.url("/000000000000/silent");
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        for (int i = 0; i < 10; ++i) in << "waiting " << i << "\n";
+    }
+    REQUIRE(
+        run_program(outbox_args({"enqueue", "--store", store, "--to", queue, dir.file("in.jsonl")}),
+                    keys())
+            .status == 0);
+    std::chrono::steady_clock::time_point signalled;
+    ProgramOptions o = keys();
+    o.while_running = [&](pid_t pid) {
+        REQUIRE(silent.wait_for_requests(1, 30s));
+        signalled = std::chrono::steady_clock::now();
+        ::kill(pid, SIGTERM);
+    };
+    const ProgramRun r = run_program(outbox_args({"relay", "--store", store, "--grace", "1"}), o);
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(std::chrono::steady_clock::now() - signalled < 8s);
+    CHECK(contains(r.err, "SIGTERM: no new deliveries"));
+    CHECK(inspect(store).pending == 10);  // nothing lost, nothing dead
+}
+
+TEST_CASE("stores that cannot be used are usage errors naming the file; one relay at a time") {
+    TempDir dir;
+    const ProgramRun missing =
+        run_program(outbox_args({"inspect", "--store", dir.file("no/such/dir/events.db")}), keys());
+    CHECK(missing.status == 2);
+    CHECK(contains(missing.err, "its directory does not exist"));
+    { std::ofstream(dir.file("text.db")) << std::string(10000, 't'); }
+    const ProgramRun text =
+        run_program(outbox_args({"inspect", "--store", dir.file("text.db")}), keys());
+    CHECK(text.status == 2);
+    CHECK(contains(text.err, "not an SQLite file"));
+
+    const std::string store = dir.file("events.db");
+    ProgramOptions o = keys();
+    ProgramRun second;
+    o.while_running = [&](pid_t pid) {
+        // Once the first relay holds the store (it writes its pid beside the lock), a second
+        // one is refused; then the first is stopped.
+        const std::string holder = "pid " + std::to_string(pid);
+        bool held = false;
+        for (int i = 0; i < 200 && !held; ++i) {
+            std::string out;
+            outbox::test::run_command(
+                {"sqlite3", store, "SELECT value FROM outbox_meta WHERE key = 'relay_pid'"}, out);
+            held = out.find(holder) != std::string::npos;
+            if (!held) std::this_thread::sleep_for(50ms);  // polling the file, not a guess
+        }
+        REQUIRE(held);
+        second = run_program(outbox_args({"relay", "--store", store, "--until-empty"}), keys());
+        ::kill(pid, SIGTERM);
+    };
+    const ProgramRun first = run_program(outbox_args({"relay", "--store", store}), o);
+    CHECK(first.status == 0);
+    CHECK(second.status == 2);
+    CHECK(contains(second.err, "another relay is running on it"));
+}

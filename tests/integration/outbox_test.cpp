@@ -1,0 +1,314 @@
+// The durable outbox end to end: events stored in SQLite, relayed to a real local SQS
+// (fauxqs) behind the signature-checking proxy, read back by an independent client. Outages
+// longer than any in-memory deadline, dead letters, redrive, restarts, per-group order.
+#include "catch.hpp"
+#include "local_peers.hpp"
+#include "program_run.hpp"
+#include "sigv4_proxy.hpp"
+
+#include <outbox/credentials_providers.hpp>
+#include <outbox/outbox.hpp>
+#include <outbox/sqlite_store.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <simdjson.h>
+#include <boost/asio/io_context.hpp>
+
+#include <map>
+#include <mutex>
+#include <set>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using namespace std::chrono_literals;
+using outbox::test::create_queue;
+using outbox::test::fauxqs;
+using outbox::test::TempDir;
+
+namespace {
+
+const std::string access_key = "AKIDOUTBOXTEST";
+const std::string secret_key = "outbox-test-secret";
+
+struct Proxy : outbox::test::SigV4Proxy {
+    explicit Proxy(const std::vector<std::string>& extra = {})
+        : SigV4Proxy(fauxqs().port(), "sqs", access_key, secret_key, extra) {}
+};
+
+// Destinations through `proxy`, with short retries of their own (the outbox retries).
+std::function<std::unique_ptr<outbox::Destination>(const std::string&)> factory(
+    asio::io_context& io, const Proxy& proxy) {
+    return [&io, endpoint = proxy.process.url()](const std::string& queue_url) {
+        outbox::SqsDestinationConfig c;
+        c.queue_url = queue_url;
+        c.endpoint = endpoint;
+        c.region = "us-east-1";
+        c.credentials = outbox::make_static_credentials(
+            io.get_executor(), outbox::Credentials{access_key, secret_key});
+        c.retry.max_attempts = 2;
+        c.retry.base_delay = 10ms;
+        c.retry.message_deadline = 2s;
+        c.http.request_timeout = 1s;
+        return std::make_unique<outbox::SqsDestination>(io.get_executor(), c);
+    };
+}
+
+outbox::OutboxConfig config_for(asio::io_context& io, const std::string& path, const Proxy& proxy) {
+    outbox::OutboxConfig c;
+    c.store = outbox::open_sqlite_store(path);
+    c.make_destination = factory(io, proxy);
+    c.retry_schedule = {std::chrono::seconds(1)};  // retries in a test's time
+    c.poll_interval = 100ms;
+    return c;
+}
+
+outbox::Message text(std::string body, std::string group = {}) {
+    outbox::Message m;
+    m.body = std::move(body);
+    m.group_id = std::move(group);
+    return m;
+}
+
+// Enqueues every body to `target`; returns the ids once all are durable.
+std::vector<outbox::EventId> enqueue_all(asio::io_context& io, outbox::Outbox& box,
+                                         const std::string& target,
+                                         const std::vector<outbox::Message>& messages) {
+    std::vector<outbox::EventId> ids(messages.size());
+    std::size_t done = 0;
+    for (std::size_t i = 0; i < messages.size(); ++i)
+        box.async_enqueue(target, messages[i], [&, i](error_code ec, outbox::EnqueueResult r) {
+            INFO(r.error);
+            CHECK_FALSE(ec);
+            ids[i] = r.id;
+            ++done;
+        });
+    io.restart();
+    while (done < messages.size() && io.run_one_for(30s) != 0) {
+    }
+    REQUIRE(done == messages.size());
+    return ids;
+}
+
+std::uint64_t pending(asio::io_context& io, outbox::Outbox& box, std::uint64_t* dead = nullptr) {
+    std::optional<std::vector<outbox::TargetSummary>> out;
+    box.async_summarize([&](error_code ec, std::vector<outbox::TargetSummary> t) {
+        REQUIRE_FALSE(ec);
+        out = std::move(t);
+    });
+    io.restart();
+    while (!out && io.run_one_for(10s) != 0) {
+    }
+    REQUIRE(out);
+    std::uint64_t n = 0, d = 0;
+    for (const auto& t : *out) {
+        n += t.pending;
+        d += t.dead;
+    }
+    if (dead) *dead = d;
+    return n;
+}
+
+// Runs `io` until `done()` holds (checked after each handler) or `limit` passes.
+template <class Done>
+bool run_until(asio::io_context& io, Done done, std::chrono::seconds limit = 60s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    io.restart();
+    while (!done() && std::chrono::steady_clock::now() < until)
+        io.run_one_for(std::chrono::milliseconds(100));
+    return done();
+}
+
+// What the queue holds, read back by the AWS SDK for JavaScript: body -> how many times.
+std::map<std::string, int> read_back(const std::string& queue, std::size_t count) {
+    std::map<std::string, int> seen;
+    for (const auto& b : outbox::test::receive_bodies(queue, count, 30)) ++seen[b];
+    return seen;
+}
+
+}  // namespace
+
+TEST_CASE("enqueued events are durable at once and delivered by the relay, many per commit",
+          "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    const std::string queue = create_queue("outbox-relay-basic");
+    asio::io_context io;
+    outbox::Outbox box(io.get_executor(), config_for(io, dir.file("events.db"), proxy));
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 300; ++i) messages.push_back(text("event " + std::to_string(i)));
+    const auto ids = enqueue_all(io, box, queue, messages);
+    CHECK(std::set<outbox::EventId>(ids.begin(), ids.end()).size() == 300);
+    CHECK(box.stats().commits < 300);  // group commit: concurrent enqueues share transactions
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 300; }));
+    CHECK(pending(io, box) == 0);
+    const auto seen = read_back(queue, 300);
+    CHECK(seen.size() == 300);
+    for (const auto& [body, n] : seen) CHECK(n == 1);
+    CHECK(proxy.stat("signature_failures") == 0);
+}
+
+TEST_CASE(
+    "a destination down for longer than any in-memory deadline: events wait in the "
+    "store, none dead, and arrive when it is back",
+    "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    const std::string queue = create_queue("outbox-relay-outage");
+    asio::io_context io;
+    auto config = config_for(io, dir.file("events.db"), proxy);
+    config.max_age = 1h;
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    proxy.outage(6);  // three times the destination's own 2 s message deadline
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 20; ++i) messages.push_back(text("patient " + std::to_string(i)));
+    enqueue_all(io, box, queue, messages);
+    REQUIRE(run_until(io, [&] { return box.stats().retried > 0; }));
+    CHECK(box.stats().dead == 0);
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 20; }));
+    CHECK(box.stats().dead == 0);
+    CHECK(read_back(queue, 20).size() == 20);
+}
+
+TEST_CASE(
+    "past its maximum age an event is a dead letter kept in the store; redrive delivers "
+    "it",
+    "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    const std::string queue = create_queue("outbox-relay-dead");
+    asio::io_context io;
+    auto config = config_for(io, dir.file("events.db"), proxy);
+    config.max_age = 2s;
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::mutex mutex;
+    std::vector<outbox::DeadLetter> letters;
+    box.set_dead_letter_handler([&](outbox::DeadLetter&& l) {
+        std::lock_guard lock(mutex);
+        letters.push_back(std::move(l));
+    });
+    proxy.outage(8);
+    enqueue_all(io, box, queue, {text("too late")});
+    REQUIRE(run_until(io, [&] { return box.stats().dead == 1; }));
+    {
+        std::lock_guard lock(mutex);
+        REQUIRE(letters.size() == 1);
+        CHECK(letters[0].message.body == "too late");
+        CHECK(letters[0].target == queue);
+        INFO(letters[0].receipt.diagnostics.message);
+        CHECK(letters[0].receipt.diagnostics.message.starts_with(
+            "still failing after its maximum age (2 s"));
+    }
+    std::uint64_t dead = 0;
+    CHECK(pending(io, box, &dead) == 0);
+    CHECK(dead == 1);
+    run_until(
+        io, [] { return false; }, 7s);  // the outage ends
+    std::optional<std::uint64_t> redriven;
+    box.async_redrive("", [&](error_code ec, std::uint64_t n) {
+        CHECK_FALSE(ec);
+        redriven = n;
+    });
+    REQUIRE(run_until(io, [&] { return redriven.has_value(); }));
+    CHECK(*redriven == 1);
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 1; }));
+    CHECK(read_back(queue, 1).count("too late") == 1);
+}
+
+TEST_CASE("a refusal is a dead letter at once; a target no destination can be made for too",
+          "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    asio::io_context io;
+    outbox::Outbox box(io.get_executor(), config_for(io, dir.file("events.db"), proxy));
+    const std::string missing = fauxqs().url() + "/000000000000/outbox-no-such-queue";
+    enqueue_all(io, box, missing, {text("nowhere")});
+    enqueue_all(io, box, "not a queue url", {text("nothing")});
+    REQUIRE(run_until(io, [&] { return box.stats().dead == 2; }));
+    CHECK(box.stats().retried == 0);
+    std::optional<std::vector<outbox::StoredEvent>> letters;
+    box.async_dead_letters("", 10, [&](error_code ec, std::vector<outbox::StoredEvent> l) {
+        CHECK_FALSE(ec);
+        letters = std::move(l);
+    });
+    REQUIRE(run_until(io, [&] { return letters.has_value(); }));
+    REQUIRE(letters->size() == 2);
+    CHECK(((*letters)[0].last_error.find("QueueDoesNotExist") != std::string::npos ||
+           (*letters)[0].last_error.find("NonExistentQueue") != std::string::npos));
+    CHECK((*letters)[1].last_error.starts_with("no destination for \"not a queue url\""));
+}
+
+TEST_CASE(
+    "a restart delivers what was in flight; on a FIFO queue the store's ids drop the "
+    "duplicates; order holds per group",
+    "[outbox]") {
+    TempDir dir;
+    const std::string path = dir.file("events.db");
+    const std::string queue = create_queue(
+        "outbox-relay-restart.fifo", R"({"FifoQueue":"true","ContentBasedDeduplication":"false"})");
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 60; ++i)
+        messages.push_back(text(std::string(1, "abc"[i % 3]) + "-" + std::to_string(i / 3),
+                                std::string(1, "abc"[i % 3])));
+    {
+        // Replies lost half the time: events are in flight, some stored, when it stops.
+        Proxy lossy({"--faults", "lost=0.5", "--seed", "7"});
+        asio::io_context io;
+        outbox::Outbox box(io.get_executor(), config_for(io, path, lossy));
+        enqueue_all(io, box, queue, messages);
+        run_until(io, [&] { return box.stats().delivered >= 10; });
+    }  // destroyed mid-flight, as a crash would leave it
+    Proxy proxy;
+    asio::io_context io;
+    outbox::Outbox box(io.get_executor(), config_for(io, path, proxy));
+    REQUIRE(run_until(
+        io, [&] { return pending(io, box) == 0; }, 90s));
+    // Read back in order: FIFO queues keep each group's order.
+    std::map<char, std::vector<int>> per_group;
+    std::map<std::string, int> copies;
+    for (const auto& b : outbox::test::receive_bodies(queue, 60, 30)) {
+        ++copies[b];
+        per_group[b[0]].push_back(std::stoi(b.substr(2)));
+    }
+    CHECK(copies.size() == 60);
+    for (const auto& [body, n] : copies) CHECK(n == 1);  // deduplicated by the event ids
+    for (const auto& [group, seq] : per_group) {
+        CAPTURE(group);
+        CHECK(std::is_sorted(seq.begin(), seq.end()));
+    }
+}
+
+TEST_CASE(
+    "enqueue refuses what can never be delivered, and waits or fails when the store is "
+    "full",
+    "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    asio::io_context io;
+    auto config = config_for(io, dir.file("events.db"), proxy);
+    config.relay = false;
+    config.validate = [](const std::string&, const outbox::Message& m) {
+        return m.body.empty() ? std::string("the body is empty") : std::string();
+    };
+    config.max_store_bytes = 64 * 1024;
+    config.fail_when_full = true;
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::vector<std::pair<error_code, outbox::EnqueueResult>> results;
+    auto keep = [&](error_code ec, outbox::EnqueueResult r) { results.emplace_back(ec, r); };
+    box.async_enqueue("", text("no target"), keep);
+    box.async_enqueue("q", text(""), keep);
+    io.run();
+    REQUIRE(results.size() == 2);
+    CHECK(results[0].first == outbox::Errc::invalid_argument);
+    CHECK(results[1].first == outbox::Errc::invalid_message);
+    CHECK(results[1].second.error == "the body is empty");
+    results.clear();
+    for (int i = 0; i < 200; ++i) {
+        box.async_enqueue("q", text(std::string(2000, 'x')), keep);
+        io.restart();
+        io.run();
+        if (results.back().first) break;
+    }
+    CHECK(results.back().first == outbox::Errc::store_full);
+    CHECK(results.back().second.error.find("its limit (max_store_bytes) is 65536") !=
+          std::string::npos);
+}

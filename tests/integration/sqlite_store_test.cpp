@@ -1,0 +1,290 @@
+// The SQLite store on a real file: what it keeps, what it hands out and in which order, and
+// how it refuses files it cannot trust (not a database, damaged, read-only, another relay).
+#include <outbox/sqlite_store.hpp>
+
+#include "catch.hpp"
+#include "program_run.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+using namespace outbox;
+using namespace std::chrono_literals;
+using outbox::test::TempDir;
+
+namespace {
+
+NewEvent event(std::string target, std::string body, std::string group = {}) {
+    NewEvent e;
+    e.target = std::move(target);
+    e.message.body = std::move(body);
+    e.message.group_id = std::move(group);
+    return e;
+}
+
+std::vector<EventId> enqueue(OutboxStore& store, std::vector<NewEvent> events) {
+    std::vector<EventId> ids;
+    store.enqueue(events, ids);
+    return ids;
+}
+
+std::vector<std::string> bodies(const std::vector<StoredEvent>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events) out.push_back(e.message.body);
+    return out;
+}
+
+EventOutcome delivered(EventId id) {
+    EventOutcome o;
+    o.kind = EventOutcome::Kind::delivered;
+    o.id = id;
+    return o;
+}
+
+EventOutcome retry(EventId id, SystemTime when, std::string error = "HTTP 503") {
+    EventOutcome o;
+    o.kind = EventOutcome::Kind::retry;
+    o.id = id;
+    o.attempts = 1;
+    o.next_attempt_at = when;
+    o.error = std::move(error);
+    return o;
+}
+
+EventOutcome dead(EventId id, std::string error) {
+    EventOutcome o;
+    o.kind = EventOutcome::Kind::dead;
+    o.id = id;
+    o.attempts = 1;
+    o.error = std::move(error);
+    return o;
+}
+
+SystemTime now() {
+    return std::chrono::system_clock::now();
+}
+
+}  // namespace
+
+TEST_CASE("events are kept whole and handed out oldest first, each once until settled") {
+    TempDir dir;
+    auto store = open_sqlite_store(dir.file("events.db"));
+    NewEvent full = event("q1", std::string("with\0nul", 8), "g");
+    full.message.attributes = {{"kind", "String", "order"}, {"blob", "Binary", "\x01\x02"}};
+    full.message.deduplication_id = "d-1";
+    full.message.delay = 30s;
+    const auto ids = enqueue(*store, {full, event("q1", "two"), event("q2", "three")});
+    REQUIRE(ids.size() == 3);
+    CHECK(ids[0] < ids[1]);
+    CHECK(ids[1] < ids[2]);
+
+    auto claimed = store->claim(now(), 10);
+    REQUIRE(claimed.size() == 3);
+    CHECK(claimed[0].id == ids[0]);
+    CHECK(claimed[0].target == "q1");
+    CHECK(claimed[0].message.body == std::string("with\0nul", 8));
+    CHECK(claimed[0].message.group_id == "g");
+    CHECK(claimed[0].message.deduplication_id == "d-1");
+    CHECK(claimed[0].message.delay == 30s);
+    REQUIRE(claimed[0].message.attributes.size() == 2);
+    CHECK(claimed[0].message.attributes[1].value == "\x01\x02");
+    CHECK(store->claim(now(), 10).empty());  // all claimed
+
+    store->settle(std::vector{delivered(ids[0]), delivered(ids[2])});
+    CHECK_FALSE(store->find(ids[0]));
+    CHECK(store->find(ids[1]));
+    store->release_claims();
+    const auto again = store->claim(now(), 10);
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].id == ids[1]);
+}
+
+TEST_CASE(
+    "a group gives out one event at a time, in order, across retries; dead letters do "
+    "not hold it") {
+    TempDir dir;
+    auto store = open_sqlite_store(dir.file("events.db"));
+    const auto ids = enqueue(
+        *store, {event("fifo", "a1", "a"), event("fifo", "a2", "a"), event("fifo", "b1", "b"),
+                 event("fifo", "a3", "a"), event("fifo", "loose")});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a1", "b1", "loose"});
+    CHECK(store->claim(now(), 10).empty());  // a2 waits for a1
+    // a1 fails: the group waits for its retry, even though a2 is due.
+    store->settle(std::vector{retry(ids[0], now() + 1h), delivered(ids[2]), delivered(ids[4])});
+    CHECK(store->claim(now(), 10).empty());
+    auto retried = store->claim(now() + 2h, 10);
+    CHECK(bodies(retried) == std::vector<std::string>{"a1"});
+    CHECK(retried[0].attempts == 1);
+    CHECK(retried[0].last_error == "HTTP 503");
+    // a1 becomes a dead letter: the group goes on with a2, then a3.
+    store->settle(std::vector{dead(ids[0], "AccessDenied")});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a2"});
+    store->settle(std::vector{delivered(ids[1])});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a3"});
+}
+
+TEST_CASE("summaries, next due, dead letters, redrive and purge") {
+    TempDir dir;
+    auto store = open_sqlite_store(dir.file("events.db"));
+    const auto ids = enqueue(*store, {event("q1", "1"), event("q1", "2"), event("q2", "3")});
+    CHECK(store->claim(now(), 10).size() == 3);
+    const auto later = now() + 10min;
+    store->settle(std::vector{retry(ids[0], later, "throttled"), dead(ids[1], "AccessDenied"),
+                              delivered(ids[2])});
+    const auto due = store->next_due();
+    REQUIRE(due);
+    CHECK(std::chrono::abs(*due - later) < 2ms);
+    auto summary = store->summarize();
+    REQUIRE(summary.size() == 1);  // q2 has nothing left
+    CHECK(summary[0].target == "q1");
+    CHECK(summary[0].pending == 1);
+    CHECK(summary[0].retrying == 1);
+    CHECK(summary[0].dead == 1);
+    CHECK(summary[0].oldest_pending);
+    CHECK((summary[0].last_error == "AccessDenied" || summary[0].last_error == "throttled"));
+    const auto letters = store->dead_letters("", 10);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].message.body == "2");
+    CHECK(letters[0].last_error == "AccessDenied");
+    CHECK(store->redrive("q2", now()) == 0);
+    CHECK(store->redrive("", now()) == 1);
+    store->release_claims();
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"2"});
+    CHECK(store->purge("q1") == 2);
+    CHECK(store->summarize().empty());
+    CHECK_FALSE(store->next_due());
+}
+
+TEST_CASE("what was stored survives the store being closed and opened again; claims do not") {
+    TempDir dir;
+    const std::string path = dir.file("events.db");
+    std::vector<EventId> ids;
+    std::string identity;
+    {
+        auto store = open_sqlite_store(path);
+        identity = store->identity();
+        ids = enqueue(*store, {event("q", "kept"), event("q", "claimed")});
+        CHECK(store->claim(now(), 1).size() == 1);  // in flight when the process ends
+    }
+    auto store = open_sqlite_store(path);
+    CHECK(store->identity() == identity);
+    CHECK(identity.size() == 16);
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"kept", "claimed"});
+    CHECK(enqueue(*store, {event("q", "later")})[0] > ids[1]);  // ids are never reused
+}
+
+TEST_CASE("files it cannot trust are refused, naming the file and the cause; nothing is reset") {
+    TempDir dir;
+    SECTION("not a database") {
+        const std::string path = dir.file("notes.txt");
+        std::ofstream(path) << std::string(8192, 'x');
+        try {
+            open_sqlite_store(path);
+            FAIL("opened");
+        } catch (const StoreError& e) {
+            CHECK(e.kind() == StoreError::Kind::corrupt);
+            CHECK(std::string(e.what()).find(path) != std::string::npos);
+            CHECK(std::string(e.what()).find("not an SQLite file") != std::string::npos);
+        }
+        std::ifstream in(path);
+        CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == std::string(8192, 'x'));
+    }
+    SECTION("a damaged database fails its integrity check") {
+        const std::string path = dir.file("events.db");
+        {
+            auto store = open_sqlite_store(path);
+            std::vector<NewEvent> many;
+            for (int i = 0; i < 2000; ++i)
+                many.push_back(event("q", std::string(300, 'a' + i % 26)));
+            enqueue(*store, many);
+        }
+        // Scribble over a page in the middle (an index or table page), as a bad disk would.
+        {
+            std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) / 2));
+            const std::string junk(4096, '\x5a');
+            f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+        }
+        const auto size = std::filesystem::file_size(path);
+        try {
+            open_sqlite_store(path);
+            FAIL("opened");
+        } catch (const StoreError& e) {
+            INFO(e.what());
+            CHECK(e.kind() == StoreError::Kind::corrupt);
+            CHECK(std::string(e.what()).find(path) != std::string::npos);
+        }
+        CHECK(std::filesystem::file_size(path) == size);
+    }
+    SECTION("a directory that does not exist, or cannot be written") {
+        try {
+            open_sqlite_store(dir.file("missing/events.db"));
+            FAIL("opened");
+        } catch (const StoreError& e) {
+            CHECK(std::string(e.what()).find("its directory does not exist") != std::string::npos);
+        }
+        const std::string locked = dir.file("locked");
+        std::filesystem::create_directory(locked);
+        ::chmod(locked.c_str(), 0500);
+        if (::geteuid() != 0) {  // root writes anywhere
+            try {
+                open_sqlite_store(locked + "/events.db");
+                FAIL("opened");
+            } catch (const StoreError& e) {
+                CHECK(std::string(e.what()).find("not writable") != std::string::npos);
+            }
+        }
+        ::chmod(locked.c_str(), 0700);
+    }
+    SECTION("one relay at a time") {
+        const std::string path = dir.file("events.db");
+        auto first = open_sqlite_store(path);
+        auto second = open_sqlite_store(path);
+        first->lock_for_relay();
+        try {
+            second->lock_for_relay();
+            FAIL("locked twice");
+        } catch (const StoreError& e) {
+            CHECK(e.kind() == StoreError::Kind::locked);
+            CHECK(std::string(e.what()).find("another relay is running on it (pid " +
+                                             std::to_string(::getpid()) + ")") !=
+                  std::string::npos);
+        }
+        first.reset();
+        second->lock_for_relay();  // the lock went with the first store
+        // Both may enqueue at once: SQLite serialises the writers.
+        auto third = open_sqlite_store(path);
+        enqueue(*third, {event("q", "from another process")});
+        CHECK(second->claim(now(), 10).size() == 1);
+    }
+}
+
+TEST_CASE("a full store refuses writes with a clear error and stores nothing of them") {
+    TempDir dir;
+    SqliteStoreOptions options;
+    options.max_file_bytes = 256 * 1024;
+    auto store = open_sqlite_store(dir.file("events.db"), options);
+    std::vector<NewEvent> batch;
+    for (int i = 0; i < 20; ++i) batch.push_back(event("q", std::string(4000, 'f')));
+    std::size_t stored = 0;
+    try {
+        for (int round = 0; round < 100; ++round) stored += enqueue(*store, batch).size();
+        FAIL("never full");
+    } catch (const StoreError& e) {
+        CHECK(e.kind() == StoreError::Kind::full);
+        CHECK(std::string(e.what()).find("full") != std::string::npos);
+    }
+    std::uint64_t pending = 0;
+    for (const auto& t : store->summarize()) pending += t.pending;
+    CHECK(pending == stored);  // the failed batch left nothing behind
+    // Delivering makes room again.
+    auto claimed = store->claim(now(), 100);
+    std::vector<EventOutcome> done;
+    for (const auto& e : claimed) done.push_back(delivered(e.id));
+    store->settle(done);
+    CHECK(enqueue(*store, batch).size() == 20);
+}

@@ -1,0 +1,676 @@
+// The durable outbox from the command line: enqueue (store events), relay (deliver the
+// backlog), inspect, redrive and purge. See docs/cli.md and docs/outbox.md.
+#include "outbox_commands.hpp"
+
+#include "cli_io.hpp"
+#include "delivery.hpp"
+#include "json_lines.hpp"
+#include "line_reader.hpp"
+#include "report_file.hpp"
+
+#include <outbox/detail/json_writer.hpp>
+#include <outbox/outbox.hpp>
+#include <outbox/sqlite_store.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+namespace outbox::cli {
+namespace {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+constexpr std::string_view enqueue_usage =
+    "usage: outbox enqueue --store FILE [--to TARGET] [--objects] [--report FILE] [FILE|-]\n"
+    "Stores each JSON line (from FILE or standard input) durably for the relay: the line is\n"
+    "the body, or with --objects an object as for send, which may name its own target in\n"
+    "\"to\". A target is an SQS queue URL or kafka://HOST:PORT[,...]/TOPIC. --report writes\n"
+    "{\"index\":N,\"status\":\"stored\",\"id\":\"ID\"} once a line is durable, or\n"
+    "{\"index\":N,\"status\":\"refused\",\"error\":\"...\"} for one that can never be delivered.\n"
+    "Exit status: 0 all stored, 1 some refused, 2 usage, input, store or report error,\n"
+    "128+N stopped by signal N (what was read is stored first).\n";
+
+constexpr std::string_view relay_usage =
+    "usage: outbox relay --store FILE [--until-empty] [--retry-schedule 5s,5m,30m,2h,5h,10h,10h]\n"
+    "                    [--max-age 72h] [--report FILE] [--grace SECONDS] [--stats]\n"
+    "                    [delivery options]\n"
+    "Delivers the store's backlog to each event's target until SIGINT or SIGTERM (then it\n"
+    "starts no new delivery, gives those in flight --grace seconds, default 10, leaves the\n"
+    "rest stored for the next relay, and exits 0), or with --until-empty until nothing is left\n"
+    "but dead letters (exit 0 when there are none, 1 when there are). A retryable failure\n"
+    "waits the next step of --retry-schedule (the last step repeats); an event still failing\n"
+    "--max-age after it was stored, or failing for good, becomes a dead letter kept in the\n"
+    "store. --report writes {\"id\",\"target\",\"status\":\"delivered\"|\"retry\"|\"dead\",\n"
+    "\"attempts\",\"error\"} per outcome. Delivery options (as for send):\n";
+
+constexpr std::string_view inspect_usage =
+    "usage: outbox inspect --store FILE [--json]\n"
+    "Per target: events pending (waiting, in flight or retrying), retrying, dead, the age of\n"
+    "the oldest pending event, the last error. --json prints\n"
+    "{\"targets\":[{\"target\",\"pending\",\"retrying\",\"dead\",\"oldest_pending_age_s\",\n"
+    "\"last_error\"}]}.\n";
+
+constexpr std::string_view redrive_usage =
+    "usage: outbox redrive --store FILE [--target TARGET]\n"
+    "Dead letters (of TARGET, or all) back to pending, due now; prints how many.\n";
+
+constexpr std::string_view purge_usage =
+    "usage: outbox purge --store FILE --target TARGET\n"
+    "Removes every event of TARGET, pending or dead; prints how many.\n";
+
+// "5s", "5m", "2h", "3d" into seconds; false when it is not that.
+bool parse_duration(std::string_view text, std::chrono::seconds& out) {
+    if (text.size() < 2) return false;
+    long long n = 0;
+    const auto r = std::from_chars(text.data(), text.data() + text.size() - 1, n);
+    if (r.ec != std::errc() || r.ptr != text.data() + text.size() - 1 || n <= 0) return false;
+    switch (text.back()) {
+        case 's':
+            out = std::chrono::seconds(n);
+            return true;
+        case 'm':
+            out = std::chrono::minutes(n);
+            return true;
+        case 'h':
+            out = std::chrono::hours(n);
+            return true;
+        case 'd':
+            out = std::chrono::hours(24 * n);
+            return true;
+        default:
+            return false;
+    }
+}
+
+OutboxStorePtr open_store(const std::string& path, std::string& error) {
+    try {
+        return open_sqlite_store(path);
+    } catch (const StoreError& e) {
+        error = e.what();
+        return nullptr;
+    }
+}
+
+// Signals stop the reading (through a wake pipe) and are remembered for the exit status.
+class StopSignals {
+  public:
+    explicit StopSignals(asio::io_context& io) : signals_(io, SIGINT, SIGTERM) {
+        if (::pipe2(wake_, O_CLOEXEC | O_NONBLOCK) != 0) wake_[0] = wake_[1] = -1;
+        arm();
+    }
+    ~StopSignals() {
+        for (int fd : wake_)
+            if (fd >= 0) ::close(fd);
+    }
+    int wake_fd() const { return wake_[0]; }
+    int signal() const { return signal_.load(); }
+    void on_signal(std::function<void(int)> f) { on_signal_ = std::move(f); }
+    void cancel() { signals_.cancel(); }
+
+  private:
+    void arm() {
+        signals_.async_wait([this](error_code ec, int sig) {
+            if (ec) return;
+            int expected = 0;
+            if (signal_.compare_exchange_strong(expected, sig)) {
+                const char byte = 1;
+                [[maybe_unused]] const auto n = ::write(wake_[1], &byte, 1);
+                if (on_signal_) on_signal_(sig);
+            }
+            arm();
+        });
+    }
+    asio::signal_set signals_;
+    int wake_[2] = {-1, -1};
+    std::atomic<int> signal_{0};
+    std::function<void(int)> on_signal_;
+};
+
+const char* signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+}
+
+}  // namespace
+
+int run_enqueue(int argc, char** argv) {
+    std::string store_path, to, report_path, input = "-";
+    bool objects = false, input_given = false;
+    for (int i = 0; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        auto value = [&](std::string& into) {
+            if (i + 1 >= argc) return false;
+            into = argv[++i];
+            return true;
+        };
+        if (a == "-h" || a == "--help") {
+            std::cout << enqueue_usage;
+            return 0;
+        } else if (a == "--store") {
+            if (!value(store_path) || store_path.empty())
+                return usage_error("enqueue: --store needs a file");
+        } else if (a == "--to") {
+            if (!value(to) || to.empty()) return usage_error("enqueue: --to needs a target");
+        } else if (a == "--report") {
+            if (!value(report_path)) return usage_error("enqueue: --report needs a file name");
+        } else if (a == "--objects") {
+            objects = true;
+        } else if (a.size() > 1 && a.front() == '-') {
+            return usage_error("enqueue: unknown option " + std::string(a) + "\n" +
+                               std::string(enqueue_usage));
+        } else if (!input_given) {
+            input = a;
+            input_given = true;
+        } else {
+            return usage_error("enqueue: more than one input file");
+        }
+    }
+    if (store_path.empty())
+        return usage_error("enqueue: missing --store FILE\n" + std::string(enqueue_usage));
+    if (to.empty() && !objects)
+        return usage_error("enqueue: --to TARGET is needed unless --objects lines carry \"to\"");
+    if (!to.empty()) {
+        Message probe;
+        probe.body = "x";
+        probe.group_id = "g";  // a FIFO queue needs one; what is checked here is the target
+        if (auto why = why_undeliverable(to, probe, false, false);
+            !why.empty() && why.find("group id") == std::string::npos)
+            return usage_error("enqueue: --to: " + why);
+    }
+
+    LineReader reader;
+    if (std::string why; !reader.open(input, why))
+        return usage_error("enqueue: cannot read " + (input == "-" ? "standard input" : input) +
+                           ": " + why);
+    ReportFile report;
+    if (!report_path.empty()) {
+        if (same_file(reader.fd(), report_path))
+            return usage_error("enqueue: the report " + report_path + " is the input file");
+        if (std::string why; !report.open(report_path, why))
+            return usage_error("enqueue: cannot write the report " + report_path + ": " + why);
+    }
+    std::string error;
+    OutboxStorePtr store = open_store(store_path, error);
+    if (!store) return usage_error("enqueue: " + error);
+
+    asio::io_context io;
+    OutboxConfig config;
+    config.store = std::move(store);
+    config.relay = false;
+    // Refused at once: what its destination would refuse before any request. Size is left to
+    // the relay, which may stage large bodies.
+    config.validate = [](const std::string& target, const Message& m) {
+        return why_undeliverable(target, m, false, false);
+    };
+    if (env("OUTBOX_DEBUG")) config.logger = stderr_logger(LogLevel::debug);
+    std::optional<Outbox> outbox;
+    try {
+        outbox.emplace(io.get_executor(), std::move(config));
+    } catch (const std::exception& e) {
+        return usage_error(std::string("enqueue: ") + e.what());
+    }
+
+    auto work = asio::make_work_guard(io);
+    StopSignals signals(io);
+    reader.stop_on(signals.wake_fd());
+    std::mutex mutex;
+    std::condition_variable room;
+    std::size_t outstanding = 0;
+    std::uint64_t stored = 0, refused = 0;
+    std::string first_refusal, store_failure;
+    signals.on_signal([&](int) {
+        std::lock_guard lock(mutex);
+        room.notify_all();
+    });
+    std::thread io_thread([&] { io.run(); });
+
+    auto record = [&](std::uint64_t index, error_code ec, const EnqueueResult& r) {
+        std::string line = "{\"index\":" + std::to_string(index) + ",\"status\":";
+        if (!ec) {
+            line += "\"stored\",\"id\":\"" + std::to_string(r.id) + "\"}\n";
+        } else {
+            std::string why = ec.message() + (r.error.empty() ? "" : ": " + r.error);
+            line += "\"refused\",\"error\":";
+            detail::append_json_string(line, why);
+            line += "}\n";
+            std::lock_guard lock(mutex);
+            if (first_refusal.empty()) first_refusal = why;
+            if (ec == Errc::store_error || ec == Errc::store_full) store_failure = why;
+        }
+        report.write_line(line);
+    };
+
+    simdjson::dom::parser parser;
+    std::string_view text;
+    std::uint64_t index = 0;
+    std::string input_error;
+    constexpr std::size_t window = 8192;
+    for (;; ++index) {
+        const LineReader::Next next = reader.next(text);
+        if (next == LineReader::Next::end) break;
+        if (next == LineReader::Next::error) {
+            input_error = "cannot read " + (input == "-" ? std::string("standard input") : input) +
+                          " after " + std::to_string(index) + " lines: " + reader.error();
+            break;
+        }
+        if (next == LineReader::Next::stopped || report.failed()) break;
+        if (text.find_first_not_of(" \t") == std::string_view::npos) continue;
+        Message message;
+        std::string target = to, why;
+        if (objects && !parse_object_line(parser, text, message, why, &target)) {
+            asio::post(io, [&, index, why] {
+                record(index, Errc::invalid_message,
+                       {0, "line " + std::to_string(index + 1) + ": " + why});
+                std::lock_guard lock(mutex);
+                ++refused;
+            });
+            continue;
+        }
+        if (!objects) message.body.assign(text);
+        if (target.empty()) {
+            asio::post(io, [&, index] {
+                record(index, Errc::invalid_message,
+                       {0, "line " + std::to_string(index + 1) + ": no target (--to, or \"to\")"});
+                std::lock_guard lock(mutex);
+                ++refused;
+            });
+            continue;
+        }
+        {
+            std::unique_lock lock(mutex);
+            room.wait(lock, [&] { return signals.signal() != 0 || outstanding < window; });
+            if (signals.signal() != 0) break;
+            ++outstanding;
+        }
+        outbox->async_enqueue(std::move(target), std::move(message),
+                              [&, index](error_code ec, EnqueueResult r) {
+                                  record(index, ec, r);
+                                  std::lock_guard lock(mutex);
+                                  (ec ? refused : stored) += 1;
+                                  --outstanding;
+                                  room.notify_all();
+                              });
+    }
+    {
+        std::unique_lock lock(mutex);
+        room.wait(lock, [&] { return outstanding == 0; });  // stored (durable) or refused
+    }
+    std::promise<void> released;
+    asio::post(io, [&] {
+        signals.cancel();
+        outbox.reset();  // commits nothing more: every enqueue has completed
+        released.set_value();
+    });
+    released.get_future().wait();
+    work.reset();
+    io_thread.join();
+    const bool report_ok = report.close();
+    std::fprintf(stderr, "stored %llu, refused %llu\n", static_cast<unsigned long long>(stored),
+                 static_cast<unsigned long long>(refused));
+    if (!first_refusal.empty()) std::fprintf(stderr, "first refusal: %s\n", first_refusal.c_str());
+    if (!input_error.empty()) std::fprintf(stderr, "outbox: enqueue: %s\n", input_error.c_str());
+    if (!report_ok) std::fprintf(stderr, "outbox: enqueue: %s\n", report.error().c_str());
+    if (signals.signal() != 0) {
+        std::fprintf(stderr, "outbox: enqueue: stopped by %s after %llu input lines\n",
+                     signal_name(signals.signal()), static_cast<unsigned long long>(index));
+        return 128 + signals.signal();
+    }
+    if (!input_error.empty() || !report_ok || !store_failure.empty()) return 2;
+    return refused == 0 ? 0 : 1;
+}
+
+int run_relay(int argc, char** argv) {
+    std::string store_path, report_path;
+    bool until_empty = false, print_stats = false;
+    long long grace_seconds = 10;
+    std::vector<std::chrono::seconds> schedule = default_retry_schedule();
+    std::chrono::seconds max_age = std::chrono::hours(72);
+    DeliveryOptions delivery;
+    for (int i = 0; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        std::string error;
+        if (take_delivery_option("relay", argc, argv, i, delivery, error)) {
+            if (!error.empty()) return usage_error(error);
+            continue;
+        }
+        auto value = [&](std::string& into) {
+            if (i + 1 >= argc) return false;
+            into = argv[++i];
+            return true;
+        };
+        std::string v;
+        if (a == "-h" || a == "--help") {
+            std::cout << relay_usage << delivery_usage;
+            return 0;
+        } else if (a == "--store") {
+            if (!value(store_path) || store_path.empty())
+                return usage_error("relay: --store needs a file");
+        } else if (a == "--report") {
+            if (!value(report_path)) return usage_error("relay: --report needs a file name");
+        } else if (a == "--until-empty") {
+            until_empty = true;
+        } else if (a == "--stats") {
+            print_stats = true;
+        } else if (a == "--grace") {
+            long long n = -1;
+            if (!value(v) ||
+                std::from_chars(v.data(), v.data() + v.size(), n).ptr != v.data() + v.size() ||
+                n < 0 || n > 3600)
+                return usage_error("relay: --grace must be 0 to 3600 seconds");
+            grace_seconds = n;
+        } else if (a == "--retry-schedule") {
+            schedule.clear();
+            if (!value(v))
+                return usage_error("relay: --retry-schedule needs steps such as 5s,5m,2h");
+            std::string_view rest = v;
+            while (!rest.empty()) {
+                const auto comma = rest.find(',');
+                std::chrono::seconds step;
+                if (!parse_duration(rest.substr(0, comma), step))
+                    return usage_error("relay: --retry-schedule: \"" +
+                                       std::string(rest.substr(0, comma)) +
+                                       "\" is not a duration such as 5s, 5m, 2h or 3d");
+                schedule.push_back(step);
+                rest =
+                    comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+            }
+            if (schedule.empty()) return usage_error("relay: --retry-schedule is empty");
+        } else if (a == "--max-age") {
+            if (!value(v) || !parse_duration(v, max_age))
+                return usage_error("relay: --max-age needs a duration such as 72h or 3d");
+        } else {
+            return usage_error("relay: unknown option " + std::string(a) + "\n" +
+                               std::string(relay_usage) + std::string(delivery_usage));
+        }
+    }
+    if (store_path.empty())
+        return usage_error("relay: missing --store FILE\n" + std::string(relay_usage));
+    if (auto why = check_delivery_options("relay", delivery, true, true); !why.empty())
+        return usage_error(why);
+
+    ReportFile report;
+    if (!report_path.empty())
+        if (std::string why; !report.open(report_path, why))
+            return usage_error("relay: cannot write the report " + report_path + ": " + why);
+    std::string error;
+    OutboxStorePtr store = open_store(store_path, error);
+    if (!store) return usage_error("relay: " + error);
+
+    const Logger logger = env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug) : Logger{};
+    asio::io_context io;
+    std::optional<Delivery> destinations;
+    try {
+        destinations.emplace(io.get_executor(), delivery, logger);
+    } catch (const std::invalid_argument& e) {
+        return usage_error(std::string("relay: ") + e.what());
+    }
+    // The destinations' own retries are short: the outbox retries on its schedule.
+    RetryPolicy retry;
+    retry.max_attempts = delivery.max_attempts != 0 ? delivery.max_attempts : 3;
+    retry.message_deadline =
+        std::chrono::seconds(delivery.deadline_seconds != 0 ? delivery.deadline_seconds : 60);
+    retry.max_delay = std::chrono::seconds(5);
+
+    OutboxConfig config;
+    config.store = std::move(store);
+    config.make_destination = [&](const std::string& target) {
+        return destinations->make(target, retry);
+    };
+    config.retry_schedule = schedule;
+    config.max_age = max_age;
+    config.logger = logger.sink ? logger : stderr_logger(LogLevel::warning);
+    config.on_settled = [&](const EventOutcome& o) {
+        if (!report.is_open()) return;
+        std::string line = "{\"id\":\"" + std::to_string(o.id) + "\",\"target\":";
+        detail::append_json_string(line, o.target);
+        line += ",\"status\":";
+        line += o.kind == EventOutcome::Kind::delivered ? "\"delivered\""
+                : o.kind == EventOutcome::Kind::retry   ? "\"retry\""
+                                                        : "\"dead\"";
+        line += ",\"attempts\":" + std::to_string(o.attempts) + ",\"error\":";
+        if (o.error.empty())
+            line += "null";
+        else
+            detail::append_json_string(line, o.error);
+        line += "}\n";
+        report.write_line(line);
+    };
+    std::optional<Outbox> outbox;
+    try {
+        outbox.emplace(io.get_executor(), std::move(config));
+    } catch (const std::exception& e) {
+        return usage_error(std::string("relay: ") + e.what());
+    }
+
+    StopSignals signals(io);
+    std::uint64_t dead_left = 0;
+    bool closing = false;
+    std::function<void()> close_outbox = [&] {
+        if (closing) return;
+        closing = true;
+        outbox->async_close(std::chrono::seconds(grace_seconds), [&](error_code) {
+            signals.cancel();
+            destinations->close();
+        });
+    };
+    signals.on_signal([&](int sig) {
+        std::fprintf(stderr,
+                     "%soutbox: relay: %s: no new deliveries; those in flight get up to "
+                     "%lld s\n",
+                     isatty(STDERR_FILENO) ? "\r\033[K" : "", signal_name(sig), grace_seconds);
+        close_outbox();
+    });
+
+    // --until-empty: look at the backlog every 200 ms; stop when nothing but dead letters is left.
+    asio::steady_timer watch(io);
+    std::function<void()> look = [&] {
+        watch.expires_after(std::chrono::milliseconds(200));
+        watch.async_wait([&](error_code ec) {
+            if (ec || closing) return;
+            outbox->async_summarize([&](error_code sec, std::vector<TargetSummary> targets) {
+                if (closing) return;
+                std::uint64_t pending = 0, dead = 0;
+                for (const auto& t : targets) {
+                    pending += t.pending;
+                    dead += t.dead;
+                }
+                if (!sec && pending == 0) {
+                    dead_left = dead;
+                    return close_outbox();
+                }
+                look();
+            });
+        });
+    };
+    if (until_empty) look();
+
+    const bool progress = isatty(STDERR_FILENO) != 0;
+    asio::steady_timer ticker(io);
+    const auto started = std::chrono::steady_clock::now();
+    std::function<void()> tick = [&] {
+        ticker.expires_after(std::chrono::milliseconds(200));
+        ticker.async_wait([&](error_code ec) {
+            if (ec || closing) return;
+            const OutboxStats s = outbox->stats();
+            const double seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            std::fprintf(
+                stderr,
+                "\rdelivered %llu, retrying %llu, in flight %llu, dead %llu, %.0f events/s   ",
+                static_cast<unsigned long long>(s.delivered),
+                static_cast<unsigned long long>(s.retried),
+                static_cast<unsigned long long>(s.in_flight),
+                static_cast<unsigned long long>(s.dead),
+                seconds > 0 ? static_cast<double>(s.delivered) / seconds : 0.0);
+            tick();
+        });
+    };
+    if (progress) tick();
+
+    io.run();  // returns once the outbox is closed and nothing else is left
+    const OutboxStats stats = outbox->stats();
+    outbox.reset();
+    io.restart();
+    io.run();  // the destinations are released on their executor
+    const bool report_ok = report.close();
+    if (progress) std::fputs("\r\033[K", stderr);
+    std::fprintf(stderr, "delivered %llu, retried %llu, dead %llu\n",
+                 static_cast<unsigned long long>(stats.delivered),
+                 static_cast<unsigned long long>(stats.retried),
+                 static_cast<unsigned long long>(stats.dead));
+    if (print_stats)
+        std::fprintf(stderr, "commits %llu, in flight at the end %llu\n",
+                     static_cast<unsigned long long>(stats.commits),
+                     static_cast<unsigned long long>(stats.in_flight));
+    if (!report_ok) {
+        std::fprintf(stderr, "outbox: relay: %s\n", report.error().c_str());
+        return 2;
+    }
+    if (signals.signal() != 0) return 0;  // a requested stop: what is left stays stored
+    if (until_empty && dead_left > 0) {
+        std::fprintf(stderr,
+                     "outbox: relay: %llu dead letters are left (outbox inspect shows them)\n",
+                     static_cast<unsigned long long>(dead_left));
+        return 1;
+    }
+    return 0;
+}
+
+int run_inspect(int argc, char** argv) {
+    std::string store_path;
+    bool json = false;
+    for (int i = 0; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        if (a == "-h" || a == "--help") {
+            std::cout << inspect_usage;
+            return 0;
+        } else if (a == "--store" && i + 1 < argc) {
+            store_path = argv[++i];
+        } else if (a == "--json") {
+            json = true;
+        } else {
+            return usage_error("inspect: unknown option " + std::string(a) + "\n" +
+                               std::string(inspect_usage));
+        }
+    }
+    if (store_path.empty())
+        return usage_error("inspect: missing --store FILE\n" + std::string(inspect_usage));
+    std::string error;
+    OutboxStorePtr store = open_store(store_path, error);
+    if (!store) return usage_error("inspect: " + error);
+    std::vector<TargetSummary> targets;
+    try {
+        targets = store->summarize();
+    } catch (const StoreError& e) {
+        return usage_error(std::string("inspect: ") + e.what());
+    }
+    const auto now = std::chrono::system_clock::now();
+    auto age = [&](const TargetSummary& t) -> long long {
+        if (!t.oldest_pending) return -1;
+        return std::chrono::duration_cast<std::chrono::seconds>(now - *t.oldest_pending).count();
+    };
+    if (json) {
+        std::string out = "{\"targets\":[";
+        for (std::size_t i = 0; i < targets.size(); ++i) {
+            const auto& t = targets[i];
+            if (i) out += ',';
+            out += "{\"target\":";
+            detail::append_json_string(out, t.target);
+            out += ",\"pending\":" + std::to_string(t.pending) +
+                   ",\"retrying\":" + std::to_string(t.retrying) +
+                   ",\"dead\":" + std::to_string(t.dead) + ",\"oldest_pending_age_s\":" +
+                   (t.oldest_pending ? std::to_string(age(t)) : std::string("null")) +
+                   ",\"last_error\":";
+            if (t.last_error.empty())
+                out += "null";
+            else
+                detail::append_json_string(out, t.last_error);
+            out += '}';
+        }
+        out += "]}\n";
+        std::cout << out;
+        return 0;
+    }
+    if (targets.empty()) {
+        std::cout << "the store is empty\n";
+        return 0;
+    }
+    std::printf("%-60s %9s %9s %9s %12s  %s\n", "target", "pending", "retrying", "dead", "oldest",
+                "last error");
+    for (const auto& t : targets)
+        std::printf("%-60s %9llu %9llu %9llu %12s  %s\n", t.target.c_str(),
+                    static_cast<unsigned long long>(t.pending),
+                    static_cast<unsigned long long>(t.retrying),
+                    static_cast<unsigned long long>(t.dead),
+                    t.oldest_pending ? (std::to_string(age(t)) + " s").c_str() : "-",
+                    t.last_error.substr(0, 120).c_str());
+    return 0;
+}
+
+namespace {
+
+int run_count_command(std::string_view name, std::string_view usage, int argc, char** argv,
+                      bool target_required,
+                      const std::function<std::uint64_t(OutboxStore&, const std::string&)>& act) {
+    std::string store_path, target;
+    for (int i = 0; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        if (a == "-h" || a == "--help") {
+            std::cout << usage;
+            return 0;
+        } else if (a == "--store" && i + 1 < argc) {
+            store_path = argv[++i];
+        } else if (a == "--target" && i + 1 < argc) {
+            target = argv[++i];
+        } else {
+            return usage_error(std::string(name) + ": unknown option " + std::string(a) + "\n" +
+                               std::string(usage));
+        }
+    }
+    if (store_path.empty() || (target_required && target.empty()))
+        return usage_error(std::string(name) + ": missing an option\n" + std::string(usage));
+    std::string error;
+    OutboxStorePtr store = open_store(store_path, error);
+    if (!store) return usage_error(std::string(name) + ": " + error);
+    try {
+        std::cout << (name == "redrive" ? "redriven " : "purged ") << act(*store, target) << "\n";
+    } catch (const StoreError& e) {
+        return usage_error(std::string(name) + ": " + e.what());
+    }
+    return 0;
+}
+
+}  // namespace
+
+int run_redrive(int argc, char** argv) {
+    return run_count_command("redrive", redrive_usage, argc, argv, false,
+                             [](OutboxStore& s, const std::string& target) {
+                                 return s.redrive(target, std::chrono::system_clock::now());
+                             });
+}
+
+int run_purge(int argc, char** argv) {
+    return run_count_command(
+        "purge", purge_usage, argc, argv, true,
+        [](OutboxStore& s, const std::string& target) { return s.purge(target); });
+}
+
+}  // namespace outbox::cli
