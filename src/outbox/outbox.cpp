@@ -76,11 +76,9 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     }
 
     struct PendingEnqueue {
-        PendingEnqueue(NewEvent e, EnqueueHandler h, asio::any_io_executor w)
-            : event(std::move(e)), handler(std::move(h)), work(std::move(w)) {}
+        PendingEnqueue(NewEvent e, EnqueueHandler h) : event(std::move(e)), handler(std::move(h)) {}
         NewEvent event;
         EnqueueHandler handler;  // Boost 1.81: move-construct only, never move-assign
-        asio::any_io_executor work;
     };
 
     std::mutex mutex;
@@ -88,8 +86,11 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     std::deque<std::unique_ptr<PendingEnqueue>> enqueues;  // under mutex
     std::deque<std::function<void()>> jobs;                // under mutex
     bool accepting = true;                                 // under mutex
-    bool store_stopping = false;                           // under mutex
-    SteadyClock::time_point full_until{};                  // under mutex: waiting for room
+    // Counts as work on the executor while enqueues are waiting or being committed (one for
+    // all of them, not one each).
+    std::optional<asio::any_io_executor> enqueue_work;  // under mutex
+    bool store_stopping = false;                        // under mutex
+    SteadyClock::time_point full_until{};               // under mutex: waiting for room
     std::thread store_thread;
 
     OutboxStore& store() { return *config.store; }
@@ -129,6 +130,11 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
             todo.clear();
             if (!batch.empty()) commit(batch);
             batch.clear();
+            std::optional<asio::any_io_executor> idle;  // released after the completions went out
+            {
+                std::lock_guard lock(mutex);
+                if (enqueues.empty()) idle.swap(enqueue_work);
+            }
         }
     }
 
@@ -173,9 +179,15 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         }
         enqueued += batch.size();
         ++commits;
-        for (std::size_t i = 0; i < batch.size(); ++i)
-            asio::post(executor, asio::append(std::move(batch[i]->handler), error_code{},
-                                              EnqueueResult{ids[i], {}}));
+        // One post for the whole batch; each handler then runs on its own executor.
+        auto done =
+            std::make_shared<std::vector<std::unique_ptr<PendingEnqueue>>>(std::move(batch));
+        batch.clear();
+        asio::post(executor, [done, ids = std::move(ids)] {
+            for (std::size_t i = 0; i < done->size(); ++i)
+                asio::dispatch(asio::append(std::move((*done)[i]->handler), error_code{},
+                                            EnqueueResult{ids[i], {}}));
+        });
         asio::post(strand, [self = shared_from_this()] { self->on_enqueued(); });
     }
 
@@ -563,18 +575,21 @@ void Outbox::do_enqueue(std::string target, Message message, EnqueueHandler hand
         if (!why.empty()) return refuse(Errc::invalid_message, std::move(why));
     }
     message.target.clear();
-    bool accepted = false;
+    bool accepted = false, wake = false;
     {
         std::lock_guard lock(impl.mutex);
         if (impl.accepting) {
+            // The store's thread looks at the queue again after each batch: it needs waking
+            // only when the queue was empty.
+            wake = impl.enqueues.empty();
+            if (!impl.enqueue_work) impl.enqueue_work.emplace(impl.tracked());
             impl.enqueues.push_back(std::make_unique<Impl::PendingEnqueue>(
-                NewEvent{std::move(target), std::move(message)}, std::move(handler),
-                impl.tracked()));
+                NewEvent{std::move(target), std::move(message)}, std::move(handler)));
             accepted = true;
         }
     }
     if (accepted) {
-        impl.store_wakeup.notify_one();
+        if (wake) impl.store_wakeup.notify_one();
         return;
     }
     refuse(asio::error::operation_aborted, "the outbox is closed");

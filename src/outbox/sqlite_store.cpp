@@ -168,6 +168,7 @@ class SqliteStore final : public OutboxStore {
             Use use(select_due_);
             sqlite3_bind_int64(use.stmt, 1, to_ms(now));
             sqlite3_bind_int64(use.stmt, 2, static_cast<std::int64_t>(limit));
+
             for (;;) {
                 const int rc = sqlite3_step(use.stmt);
                 if (rc == SQLITE_DONE) break;
@@ -433,6 +434,11 @@ class SqliteStore final : public OutboxStore {
         exec(options_.sync_every_commit ? "PRAGMA synchronous = FULL"
                                         : "PRAGMA synchronous = NORMAL",
              "settings");
+        // 16 MiB of page cache (the default is 2): claims and settlements re-read the pages at
+        // the head of the backlog, and a pread per page costs more than the rest of a claim.
+        exec("PRAGMA cache_size = -16384", "settings");
+        // The claims' temporary table in memory, not in a temporary file read back with pread.
+        exec("PRAGMA temp_store = MEMORY", "settings");
         if (options_.check_integrity) check_integrity();
         if (options_.max_file_bytes != 0) {
             const auto page = static_cast<std::uint64_t>(pragma_int("PRAGMA page_size"));
@@ -475,6 +481,7 @@ class SqliteStore final : public OutboxStore {
             Statement(db_,
                       (std::string("SELECT ") + columns +
                        " FROM outbox_events e WHERE e.dead = 0 AND e.next_attempt_at <= ?1 "
+
                        "AND e.id NOT IN (SELECT id FROM temp.outbox_claims) "
                        "AND (e.group_key = '' OR NOT EXISTS (SELECT 1 FROM outbox_events g "
                        "WHERE g.target = e.target AND g.group_key = e.group_key AND g.dead = 0 "
@@ -544,6 +551,7 @@ class SqliteStore final : public OutboxStore {
     sqlite3* db_ = nullptr;
     int relay_lock_fd_ = -1;
     std::string identity_;
+
     Statement select_one_, insert_, select_due_, insert_claim_, delete_claim_, delete_event_,
         update_failed_, select_next_due_;
 };

@@ -1,0 +1,266 @@
+// The durable outbox beside its floors, in one run:
+//   1. Durable enqueue of 1 KiB events: a plain SQLite program inserting the same rows in
+//      transactions of 1000 with the same durability (WAL, synchronous = FULL) — the floor —
+//      beside Outbox::async_enqueue with 4096 enqueues outstanding, and beside the `outbox
+//      enqueue` program reading the events from a file.
+//   2. Relay: client CPU per delivered event of `outbox relay --until-empty` beside `outbox send`
+//      for the same events to the same server (nginx answering a canned SendMessageBatch
+//      reply), and the relay's peak memory for a backlog and for one ten times larger.
+//
+// Usage: outbox_bench [EVENTS] [ROUNDS]   (defaults 100000 and 3; needs nginx)
+#include "bench_support.hpp"
+
+#include <outbox/detail/sqs_protocol.hpp>
+#include <outbox/outbox.hpp>
+#include <outbox/sqlite_store.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <sqlite3.h>
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using outbox::bench::cpu_seconds;
+
+namespace {
+
+std::string body_of_1kib() {
+    std::string body = "{\"event\":\"order.created\",\"payload\":\"";
+    while (body.size() < 1024 - 2) body += static_cast<char>('a' + body.size() % 26);
+    return body + "\"}";
+}
+
+std::string canned_batch_reply(const std::string& body) {
+    const auto md5 = outbox::detail::sqs::md5_of_body(body);
+    std::string reply = "{\"Successful\":[";
+    for (int i = 0; i < 10; ++i) {
+        if (i) reply += ',';
+        reply += "{\"Id\":\"" + std::to_string(i) + "\",\"MessageId\":\"m-" + std::to_string(i) +
+                 "\",\"MD5OfMessageBody\":\"" + std::string(md5.data(), md5.size()) + "\"}";
+    }
+    return reply + "],\"Failed\":[]}";
+}
+
+void remove_store(const std::string& path) {
+    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
+}
+
+struct Run {
+    double seconds = 0;
+    double cpu = 0;
+    long max_rss_kib = 0;
+};
+
+// The floor: plain SQLite, the same rows, the same durability, transactions of 1000.
+Run plain_sqlite(const std::string& path, long events, const std::string& body) {
+    remove_store(path);
+    sqlite3* db = nullptr;
+    if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("sqlite3_open");
+    sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;", nullptr, nullptr,
+                 nullptr);
+    sqlite3_exec(db,
+                 "CREATE TABLE events(id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, "
+                 "body BLOB NOT NULL, enqueued_at INTEGER NOT NULL)",
+                 nullptr, nullptr, nullptr);
+    sqlite3_stmt* insert = nullptr;
+    sqlite3_prepare_v2(db, "INSERT INTO events(target, body, enqueued_at) VALUES (?1, ?2, ?3)", -1,
+                       &insert, nullptr);
+    const std::string target = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders";
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    const auto start = Clock::now();
+    for (long done = 0; done < events;) {
+        sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+        for (int i = 0; i < 1000 && done < events; ++i, ++done) {
+            sqlite3_bind_text(insert, 1, target.data(), static_cast<int>(target.size()),
+                              SQLITE_STATIC);
+            sqlite3_bind_blob(insert, 2, body.data(), static_cast<int>(body.size()), SQLITE_STATIC);
+            sqlite3_bind_int64(insert, 3, done);
+            sqlite3_step(insert);
+            sqlite3_reset(insert);
+        }
+        sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+    }
+    Run r;
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    getrusage(RUSAGE_SELF, &after);
+    r.cpu = cpu_seconds(after) - cpu_seconds(before);
+    sqlite3_finalize(insert);
+    sqlite3_close(db);
+    return r;
+}
+
+// Outbox::async_enqueue from a program: 4096 enqueues outstanding at once.
+Run outbox_library(const std::string& path, long events, const std::string& body) {
+    remove_store(path);
+    boost::asio::io_context io(1);
+    outbox::OutboxConfig config;
+    config.store = outbox::open_sqlite_store(path);
+    config.relay = false;
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    const std::string target = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders";
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    const auto start = Clock::now();
+    long started = 0, done = 0;
+    std::function<void()> launch = [&] {
+        ++started;
+        outbox::Message m;
+        m.body = body;
+        box.async_enqueue(target, std::move(m),
+                          [&](boost::system::error_code ec, outbox::EnqueueResult) {
+                              if (ec) throw std::runtime_error("enqueue failed: " + ec.message());
+                              ++done;
+                              if (started < events) launch();
+                          });
+    };
+    while (started < std::min<long>(4096, events)) launch();
+    io.run();
+    Run r;
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    getrusage(RUSAGE_SELF, &after);
+    r.cpu = cpu_seconds(after) - cpu_seconds(before);
+    if (done != events) throw std::runtime_error("not every event was stored");
+    return r;
+}
+
+// A program run to its end: wall time, its CPU, its peak memory. OUTBOX_BENCH_PROFILE_RELAY=FILE
+// runs the relay under `perf record -g -o FILE` (the figures then include perf's own cost).
+Run program(std::vector<std::string> argv) {
+    if (const char* perf = std::getenv("OUTBOX_BENCH_PROFILE_RELAY"); perf && argv[1] == "relay")
+        argv.insert(argv.begin(), {"/usr/bin/perf", "record", "-g", "-o", perf, "--"});
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    const auto start = Clock::now();
+    const pid_t pid = fork();
+    if (pid == 0) {
+        const int null = ::open("/dev/null", O_WRONLY);
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+        ::execv(args[0], args.data());
+        ::_exit(127);
+    }
+    int status = 0;
+    rusage usage{};
+    ::wait4(pid, &status, 0, &usage);
+    Run r;
+    r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    r.cpu = cpu_seconds(usage);
+    r.max_rss_kib = usage.ru_maxrss;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        throw std::runtime_error(argv.back() + " exited " + std::to_string(WEXITSTATUS(status)));
+    return r;
+}
+
+void write_lines(const std::string& path, long events, const std::string& body) {
+    std::ofstream out(path, std::ios::binary);
+    for (long i = 0; i < events; ++i) out << body << '\n';
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines as they come, into a pipe too
+    const long events = argc > 1 ? std::atol(argv[1]) : 100000;
+    const int rounds = argc > 2 ? std::atoi(argv[2]) : 3;
+    ::setenv("AWS_ACCESS_KEY_ID", "AKIDOUTBOXBENCH", 1);
+    ::setenv("AWS_SECRET_ACCESS_KEY", "outbox-bench-secret", 1);
+    ::setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+    ::setenv("AWS_CONFIG_FILE", "/nonexistent", 1);
+    ::unsetenv("AWS_SESSION_TOKEN");
+    const fs::path dir = fs::temp_directory_path() / ("outbox-bench-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string store = (dir / "events.db").string(), input = (dir / "events.jsonl").string();
+    const std::string body = body_of_1kib();
+    write_lines(input, events, body);
+
+    std::printf("durable enqueue of %ld events of 1 KiB (WAL, synchronous = FULL), %d rounds\n",
+                events, rounds);
+    std::printf("%-44s %12s %12s %14s\n", "", "events/s", "time (s)", "CPU us/event");
+    double floor_best = 1e9, library_best = 1e9, cli_best = 1e9;
+    for (int round = 0; round < rounds; ++round) {
+        const Run floor = plain_sqlite(store, events, body);
+        const Run library = outbox_library(store, events, body);
+        remove_store(store);
+        const Run cli = program({OUTBOX_CLI_PATH, "enqueue", "--store", store, "--to",
+                                 "https://sqs.eu-west-1.amazonaws.com/123456789012/orders", input});
+        for (const auto& [name, r] :
+             {std::pair{"plain SQLite, transactions of 1000 (floor)", floor},
+              std::pair{"Outbox::async_enqueue, 4096 outstanding", library},
+              std::pair{"outbox enqueue FILE (the program)", cli}})
+            std::printf("%-44s %12.0f %12.2f %14.2f\n", name, events / r.seconds, r.seconds,
+                        r.cpu * 1e6 / static_cast<double>(events));
+        floor_best = std::min(floor_best, floor.seconds);
+        library_best = std::min(library_best, library.seconds);
+        cli_best = std::min(cli_best, cli.seconds);
+    }
+    std::printf("best of each: library %.2fx the floor's time, program %.2fx\n\n",
+                library_best / floor_best, cli_best / floor_best);
+
+    // The relay beside `outbox send`, to nginx answering every request with the batch reply.
+    const auto md5 = outbox::detail::sqs::md5_of_body(body);
+    const std::string single = "{\"MessageId\":\"m-1\",\"MD5OfMessageBody\":\"" +
+                               std::string(md5.data(), md5.size()) + "\"}";
+    outbox::bench::Nginx nginx(
+        "default_type application/x-amz-json-1.0; "
+        "if ($http_x_amz_target = \"AmazonSQS.SendMessage\") { return 200 '" +
+        single +
+        "'; } "
+        "return 200 '" +
+        canned_batch_reply(body) + "';");
+    const std::string queue =
+        "http://127.0.0.1:" + std::to_string(nginx.port()) + "/000000000000/bench";
+    std::printf("relay beside send: %ld events of 1 KiB to nginx (canned SendMessageBatch reply)\n",
+                events);
+    std::printf("%-44s %12s %14s %14s\n", "", "events/s", "CPU us/event", "peak RSS KiB");
+    double send_cpu = 0, relay_cpu = 0;
+    long relay_rss = 0;
+    for (int round = 0; round < rounds; ++round) {
+        const Run send = program({OUTBOX_CLI_PATH, "send", "--to", queue, input});
+        remove_store(store);
+        program({OUTBOX_CLI_PATH, "enqueue", "--store", store, "--to", queue, input});
+        const Run relay = program({OUTBOX_CLI_PATH, "relay", "--store", store, "--until-empty"});
+        std::printf("%-44s %12.0f %14.2f %14ld\n", "outbox send FILE", events / send.seconds,
+                    send.cpu * 1e6 / static_cast<double>(events), send.max_rss_kib);
+        std::printf("%-44s %12.0f %14.2f %14ld\n",
+                    "outbox relay --until-empty (store filled first)", events / relay.seconds,
+                    relay.cpu * 1e6 / static_cast<double>(events), relay.max_rss_kib);
+        send_cpu += send.cpu;
+        relay_cpu += relay.cpu;
+        relay_rss = std::max(relay_rss, relay.max_rss_kib);
+    }
+    std::printf("relay CPU per event: %.2fx send's (sums over the rounds)\n\n",
+                relay_cpu / send_cpu);
+
+    // Memory whatever the backlog: ten times the events, the relay's peak again.
+    const std::string big = (dir / "big.jsonl").string();
+    write_lines(big, events * 10, body);
+    remove_store(store);
+    program({OUTBOX_CLI_PATH, "enqueue", "--store", store, "--to", queue, big});
+    const Run relay_big = program({OUTBOX_CLI_PATH, "relay", "--store", store, "--until-empty"});
+    std::printf("relay peak memory: %ld KiB for %ld events, %ld KiB for %ld (%.2fx)\n", relay_rss,
+                events, relay_big.max_rss_kib, events * 10,
+                static_cast<double>(relay_big.max_rss_kib) / static_cast<double>(relay_rss));
+    fs::remove_all(dir);
+    return 0;
+}
