@@ -23,7 +23,7 @@ struct LatencyHistogram {
     /// The bucket a latency of `us` microseconds falls in.
     static constexpr std::size_t bucket_of(std::uint64_t us) noexcept {
         if (us < 4) return static_cast<std::size_t>(us);  // 0..3 exactly
-        const int octave = 63 - std::countl_zero(us);  // us in [2^octave, 2^(octave+1))
+        const int octave = 63 - std::countl_zero(us);     // us in [2^octave, 2^(octave+1))
         const auto quarter = static_cast<std::size_t>((us >> (octave - 2)) & 3);
         const std::size_t i = 4 * static_cast<std::size_t>(octave - 1) + quarter;
         return i < bucket_count ? i : bucket_count - 1;
@@ -45,15 +45,17 @@ struct LatencyHistogram {
         for (std::size_t i = 0; i < bucket_count; ++i) {
             seen += buckets[i];
             if (double(seen) >= wanted) {
-                const auto bound = std::chrono::microseconds(static_cast<std::int64_t>(upper_bound(i)));
+                const auto bound =
+                    std::chrono::microseconds(static_cast<std::int64_t>(upper_bound(i)));
                 return bound < max ? bound : max;
             }
         }
         return max;
     }
     std::chrono::microseconds mean() const noexcept {
-        return count == 0 ? std::chrono::microseconds(0)
-                          : std::chrono::microseconds(sum.count() / static_cast<std::int64_t>(count));
+        return count == 0
+                   ? std::chrono::microseconds(0)
+                   : std::chrono::microseconds(sum.count() / static_cast<std::int64_t>(count));
     }
 
     LatencyHistogram& operator+=(const LatencyHistogram& other) noexcept {

@@ -105,6 +105,7 @@ class Outbox {
     using EventsHandler = boost::asio::any_completion_handler<void(boost::system::error_code,
                                                                    std::vector<StoredEvent>)>;
     using CloseHandler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+    using FlagHandler = boost::asio::any_completion_handler<void(boost::system::error_code, bool)>;
 
     /// Stores the event for `target` (a queue URL, a kafka:// URL, the application's own id:
     /// whatever make_destination understands). Completion: void(error_code, EnqueueResult)
@@ -140,6 +141,14 @@ class Outbox {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code,
                                                                  std::vector<TargetSummary>)>(
             [this](auto handler) { do_summarize(SummaryHandler(std::move(handler))); }, token);
+    }
+
+    /// Whether any event is pending (stored, not yet delivered or dead): cheap, for a relay
+    /// that runs until its store is empty. Completion: void(error_code, bool).
+    template <class CompletionToken>
+    auto async_has_pending(CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code, bool)>(
+            [this](auto handler) { do_has_pending(FlagHandler(std::move(handler))); }, token);
     }
 
     /// Dead letters of `target` (every target when empty), oldest first, at most `limit`.
@@ -187,6 +196,7 @@ class Outbox {
     void do_enqueue(std::string target, Message message, EnqueueHandler handler);
     void do_close(std::chrono::milliseconds deadline, CloseHandler handler);
     void do_summarize(SummaryHandler handler);
+    void do_has_pending(FlagHandler handler);
     void do_dead_letters(std::string target, std::size_t limit, EventsHandler handler);
     void do_redrive(std::string target, CountHandler handler);
     void do_purge(std::string target, CountHandler handler);

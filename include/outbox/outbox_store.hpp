@@ -115,6 +115,9 @@ class OutboxStore {
     /// One event, pending or dead; nothing when it is not in the store.
     virtual std::optional<StoredEvent> find(EventId id) = 0;
 
+    /// Whether any event is pending (not delivered, not dead): cheap, unlike summarize().
+    virtual bool has_pending() = 0;
+
     virtual std::vector<TargetSummary> summarize() = 0;
     /// Dead letters of `target` (every target when empty), oldest first.
     virtual std::vector<StoredEvent> dead_letters(const std::string& target, std::size_t limit) = 0;

@@ -616,6 +616,21 @@ void Outbox::do_summarize(SummaryHandler handler) {
     });
 }
 
+void Outbox::do_has_pending(FlagHandler handler) {
+    auto h = std::make_shared<FlagHandler>(std::move(handler));
+    impl_->post_job([impl = impl_, h] {
+        bool pending = false;
+        error_code ec;
+        try {
+            pending = impl->store().has_pending();
+        } catch (const StoreError& e) {
+            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
+            ec = store_error_code(e);
+        }
+        asio::post(impl->executor, asio::append(std::move(*h), ec, pending));
+    });
+}
+
 void Outbox::do_dead_letters(std::string target, std::size_t limit, EventsHandler handler) {
     auto h = std::make_shared<EventsHandler>(std::move(handler));
     impl_->post_job([impl = impl_, h, target = std::move(target), limit] {

@@ -246,6 +246,13 @@ class SqliteStore final : public OutboxStore {
         return std::nullopt;
     }
 
+    bool has_pending() override {
+        Use use(select_any_pending_);
+        const int rc = sqlite3_step(use.stmt);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail(rc, "has pending");
+        return rc == SQLITE_ROW;
+    }
+
     std::vector<TargetSummary> summarize() override {
         std::vector<TargetSummary> out;
         Statement s(db_,
@@ -500,6 +507,8 @@ class SqliteStore final : public OutboxStore {
         select_one_ = Statement(
             db_, (std::string("SELECT ") + columns + " FROM outbox_events WHERE id = ?1").c_str(),
             where());
+        select_any_pending_ =
+            Statement(db_, "SELECT 1 FROM outbox_events WHERE dead = 0 LIMIT 1", where());
         select_next_due_ =
             Statement(db_,
                       "SELECT MIN(next_attempt_at) FROM outbox_events WHERE dead = 0 "
@@ -552,8 +561,8 @@ class SqliteStore final : public OutboxStore {
     int relay_lock_fd_ = -1;
     std::string identity_;
 
-    Statement select_one_, insert_, select_due_, insert_claim_, delete_claim_, delete_event_,
-        update_failed_, select_next_due_;
+    Statement select_any_pending_, select_one_, insert_, select_due_, insert_claim_, delete_claim_,
+        delete_event_, update_failed_, select_next_due_;
 };
 
 }  // namespace

@@ -479,24 +479,20 @@ int run_relay(int argc, char** argv) {
         close_outbox();
     });
 
-    // --until-empty: look at the backlog every 200 ms; stop when nothing but dead letters is left.
+    // --until-empty: every 200 ms ask whether anything is pending (cheap); once nothing is,
+    // count the dead letters left and stop.
     asio::steady_timer watch(io);
     std::function<void()> look = [&] {
         watch.expires_after(std::chrono::milliseconds(200));
         watch.async_wait([&](error_code ec) {
             if (ec || closing) return;
-            outbox->async_summarize([&](error_code sec, std::vector<TargetSummary> targets) {
+            outbox->async_has_pending([&](error_code pec, bool pending) {
                 if (closing) return;
-                std::uint64_t pending = 0, dead = 0;
-                for (const auto& t : targets) {
-                    pending += t.pending;
-                    dead += t.dead;
-                }
-                if (!sec && pending == 0) {
-                    dead_left = dead;
-                    return close_outbox();
-                }
-                look();
+                if (pec || pending) return look();
+                outbox->async_summarize([&](error_code, std::vector<TargetSummary> targets) {
+                    for (const auto& t : targets) dead_left += t.dead;
+                    close_outbox();
+                });
             });
         });
     };
