@@ -23,9 +23,12 @@ struct SqliteStoreOptions {
     /// The file never grows past about this many bytes: a write that would fails with
     /// StoreError::Kind::full (the relay's deletions make room again). 0: the disk's limit.
     std::uint64_t max_file_bytes = 0;
+    /// false: a file that does not exist is an error (tools that only look at a store).
+    bool create_if_missing = true;
 };
 
-/// Opens the store in `path`, creating the file when it does not exist. Throws StoreError
+/// Opens the store in `path`, creating the file when it does not exist (unless told not to).
+/// The relay lock is `path`-relay.lock beside it. Throws StoreError
 /// naming the file and the cause: it cannot be opened or created (a missing or read-only
 /// directory), it is not an outbox store, it fails its integrity check. Never resets or
 /// repairs anything.

@@ -157,7 +157,12 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
                 const std::string why = store().describe() + " holds " + std::to_string(size) +
                                         " bytes of events, its limit (max_store_bytes) is " +
                                         std::to_string(config.max_store_bytes);
-                if (config.fail_when_full || stopping)
+                bool closed = false;
+                {
+                    std::lock_guard lock(mutex);
+                    closed = !accepting;  // no relay will make room any more
+                }
+                if (config.fail_when_full || stopping || closed)
                     return fail_all(batch, Errc::store_full, why);
                 // Wait for the relay to make room: back to the front, looked at again shortly.
                 std::lock_guard lock(mutex);
@@ -205,8 +210,11 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     bool enqueued_while_claiming = false;
     bool closing = false;
     bool settling = false;
-    bool delivering = false;  // handing a claimed window out: no new claim until it is done
-    std::size_t in_flight_count = 0;
+    bool delivering = false;          // handing a claimed window out: no new claim until it is done
+    std::size_t in_flight_count = 0;  // claimed and not yet settled (or released)
+    bool close_deadline_passed = false;
+    asio::steady_timer close_timer{strand};
+    std::atomic<bool> stopped{false};  // the destructor ran: no handler of ours does anything
     std::vector<EventOutcome> unsettled;
     std::unordered_map<EventId, error_code> dead_errors;  // for the dead letters' error codes
     asio::steady_timer wake_timer;
@@ -232,7 +240,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     }
 
     void pump() {
-        if (!relaying || closing || claiming || delivering) return;
+        if (stopped || !relaying || closing || claiming || delivering) return;
         const std::size_t room = config.max_in_flight - in_flight_count;
         if (room == 0) return;
         const std::size_t limit = std::min(config.claim_window, room);
@@ -244,10 +252,14 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
             std::string error;
             try {
                 events = self->store().claim(std::chrono::system_clock::now(), limit);
-                if (events.size() < limit) next = self->store().next_due();
             } catch (const StoreError& e) {
                 error = e.what();
             }
+            // Claimed events go out whatever happens here: when the next one is due is a hint.
+            if (error.empty() && events.size() < limit) try {
+                    next = self->store().next_due();
+                } catch (const StoreError&) {
+                }
             asio::post(self->strand,
                        [self, events = std::move(events), next, error, limit]() mutable {
                            self->on_claimed(std::move(events), next, error, limit);
@@ -258,6 +270,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void on_claimed(std::vector<StoredEvent> events, std::optional<SystemTime> next,
                     const std::string& error, std::size_t limit) {
         claiming = false;
+        if (stopped) return;
         if (closing) return maybe_finish_close();  // the claims are released when it closes
         if (!error.empty()) {
             config.logger.log(LogLevel::error, "outbox: reading the backlog failed: " + error +
@@ -269,9 +282,10 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         delivering = false;
         if (events.size() == limit || enqueued_while_claiming) return pump();
         // Nothing more is due: wake when the next event is, or to look for events stored by
-        // other processes.
+        // other processes. A next event that is due already but was not claimed waits behind
+        // its group's head: the head's settlement wakes the relay, the poll is the fallback.
         auto when = SteadyClock::now() + config.poll_interval;
-        if (next) {
+        if (next && (!events.empty() || *next > std::chrono::system_clock::now())) {
             const auto wait = *next - std::chrono::system_clock::now();
             when = std::min(when,
                             SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
@@ -305,6 +319,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void deliver(StoredEvent e) {
         ++in_flight_count;
         ++in_flight;
+        if (stopped) return;
         if (e.damaged)
             return failed(e.id, e.target, e.attempts + 1, e.enqueued_at, Errc::invalid_message,
                           e.last_error);
@@ -322,7 +337,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
             asio::bind_executor(strand, [weak = weak_from_this(), id = e.id,
                                          target = std::move(e.target), attempts = e.attempts,
                                          since = e.enqueued_at](error_code ec, Receipt r) mutable {
-                if (auto self = weak.lock())
+                if (auto self = weak.lock(); self && !self->stopped)
                     self->on_sent(id, std::move(target), attempts + 1, since, ec, r);
             }));
     }
@@ -330,12 +345,11 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
                  error_code ec, const Receipt& r) {
         if (!ec) {
-            --in_flight_count;
-            --in_flight;
             unsettled.push_back(
                 {EventOutcome::Kind::delivered, id, attempt, {}, {}, std::move(target)});
         } else if (closing && ec == asio::error::operation_aborted) {
-            // Cut off by close: not an attempt that failed; it stays for the next relay.
+            // Cut off by close: not an attempt that failed; its claim is released at the end
+            // and the next relay delivers it.
             --in_flight_count;
             --in_flight;
         } else {
@@ -350,8 +364,6 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     // Attempt `attempt` of event `id` failed: retry on the schedule, or a dead letter.
     void failed(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
                 error_code ec, const std::string& error) {
-        --in_flight_count;
-        --in_flight;
         const bool retryable = is_retryable(ec) || ec == asio::error::operation_aborted;
         EventOutcome o = detail::after_failure(id, attempt, retryable, error, since,
                                                std::chrono::system_clock::now(),
@@ -370,44 +382,53 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     }
 
     void flush_settles() {
-        if (settling || unsettled.empty()) return;
+        if (stopped || settling || unsettled.empty()) return;
         settling = true;
         auto batch = std::make_shared<std::vector<EventOutcome>>(std::move(unsettled));
         unsettled.clear();
         const bool want_letters = dead_letters.get() != nullptr;
         post_job([self = shared_from_this(), batch, want_letters] {
             std::string error;
-            std::vector<StoredEvent> letters;
+            std::vector<EventOutcome> kept;  // not recorded: tried again later
             try {
                 self->store().settle(*batch);
-                if (want_letters)
-                    for (const auto& o : *batch)
-                        if (o.kind == EventOutcome::Kind::dead)
-                            if (auto e = self->store().find(o.id)) letters.push_back(std::move(*e));
             } catch (const StoreError& e) {
+                // Deliveries alone, so a full store still gets the room they free; the rest
+                // waits for the next try.
                 error = e.what();
+                std::vector<EventOutcome> deliveries;
+                for (auto& o : *batch)
+                    (o.kind == EventOutcome::Kind::delivered ? deliveries : kept)
+                        .push_back(std::move(o));
+                try {
+                    self->store().settle(deliveries);
+                } catch (const StoreError&) {
+                    kept.insert(kept.end(), std::make_move_iterator(deliveries.begin()),
+                                std::make_move_iterator(deliveries.end()));
+                    deliveries.clear();
+                }
+                *batch = std::move(deliveries);
             }
-            asio::post(self->strand, [self, batch, letters = std::move(letters), error]() mutable {
-                self->on_settled(std::move(*batch), std::move(letters), error);
+            std::vector<StoredEvent> letters;
+            if (want_letters)
+                for (const auto& o : *batch)
+                    if (o.kind == EventOutcome::Kind::dead) try {
+                            if (auto e = self->store().find(o.id)) letters.push_back(std::move(*e));
+                        } catch (const StoreError&) {
+                        }
+            asio::post(self->strand, [self, batch, kept = std::move(kept),
+                                      letters = std::move(letters), error]() mutable {
+                self->on_settled(std::move(*batch), std::move(kept), std::move(letters), error);
             });
         });
     }
 
-    void on_settled(std::vector<EventOutcome> batch, std::vector<StoredEvent> letters,
-                    const std::string& error) {
+    void on_settled(std::vector<EventOutcome> batch, std::vector<EventOutcome> kept,
+                    std::vector<StoredEvent> letters, const std::string& error) {
         settling = false;
-        if (!error.empty()) {
-            // Nothing is lost: the events stay claimed until these outcomes are recorded.
-            config.logger.log(LogLevel::error, "outbox: recording outcomes failed: " + error +
-                                                   "; trying again in 1 s");
-            unsettled.insert(unsettled.begin(), std::make_move_iterator(batch.begin()),
-                             std::make_move_iterator(batch.end()));
-            settle_retry_timer.expires_after(std::chrono::seconds(1));
-            settle_retry_timer.async_wait([self = shared_from_this()](error_code ec) {
-                if (!ec) self->flush_settles();
-            });
-            return;
-        }
+        if (stopped) return;
+        in_flight_count -= batch.size();
+        in_flight -= batch.size();
         for (const auto& o : batch) {
             if (config.on_settled) config.on_settled(o);
             switch (o.kind) {
@@ -435,7 +456,20 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         }
         for (const auto& o : batch)
             if (o.kind == EventOutcome::Kind::dead) dead_errors.erase(o.id);
-        flush_settles();
+        if (!error.empty()) {
+            // Nothing is lost: those events stay claimed (and count against max_in_flight)
+            // until their outcomes are recorded.
+            config.logger.log(LogLevel::error, "outbox: recording outcomes failed: " + error +
+                                                   "; trying again in 1 s");
+            unsettled.insert(unsettled.begin(), std::make_move_iterator(kept.begin()),
+                             std::make_move_iterator(kept.end()));
+            settle_retry_timer.expires_after(std::chrono::seconds(1));
+            settle_retry_timer.async_wait([self = shared_from_this()](error_code ec) {
+                if (!ec) self->flush_settles();
+            });
+        } else {
+            flush_settles();
+        }
         pump();
         maybe_finish_close();
     }
@@ -455,6 +489,14 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
             accepting = false;
         }
         wake_timer.cancel();
+        // Past the deadline (and a little for the destinations to report), close completes
+        // whatever is still unsettled: those claims are released, the next relay delivers them.
+        close_timer.expires_after(deadline + std::chrono::seconds(1));
+        close_timer.async_wait([self = shared_from_this()](error_code ec) {
+            if (ec) return;
+            self->close_deadline_passed = true;
+            self->maybe_finish_close();
+        });
         // Destinations deliver what they hold within the deadline and fail the rest.
         destinations_closing = destinations.size();
         for (auto& [target, d] : destinations)
@@ -467,12 +509,14 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     }
 
     void maybe_finish_close() {
-        if (!close_handler || destinations_closing != 0 || in_flight_count != 0 || claiming ||
-            settling || !unsettled.empty())
-            return;
+        if (!close_handler) return;
+        const bool drained = destinations_closing == 0 && in_flight_count == 0 && !claiming &&
+                             !settling && unsettled.empty();
+        if (!drained && !close_deadline_passed) return;
         auto handler = std::make_shared<CloseHandler>(std::move(*close_handler));
         close_handler.reset();
         settle_retry_timer.cancel();
+        close_timer.cancel();
         // What is claimed and unsettled (a claim that came back while closing) is released:
         // the next relay delivers it.
         post_job([self = shared_from_this(), handler] {
@@ -489,6 +533,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
 
     // The destructor's part: no waiting for deliveries; accepted enqueues are committed.
     void shutdown() {
+        stopped = true;  // handlers still queued on the strand do nothing from here on
         {
             std::lock_guard lock(mutex);
             accepting = false;
@@ -510,6 +555,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
             self->closing = true;
             self->wake_timer.cancel();
             self->settle_retry_timer.cancel();
+            self->close_timer.cancel();
             self->destinations.clear();  // each fails what it holds: those events stay stored
         });
     }

@@ -1,6 +1,6 @@
 // The SQLite store: one table of events, WAL mode, a claim set that lives in a temporary
 // table (claims are never written to disk, so a crash releases them), and a relay lock taken
-// with flock on the database file.
+// with flock on a file beside the database (FILE-relay.lock).
 #include <outbox/sqlite_store.hpp>
 
 #include "event_codec.hpp"
@@ -96,7 +96,11 @@ class SqliteStore final : public OutboxStore {
   public:
     SqliteStore(std::string path, SqliteStoreOptions options)
         : path_(std::move(path)), options_(options) {
-        const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+        if (!options_.create_if_missing && ::access(path_.c_str(), F_OK) != 0)
+            throw StoreError(StoreError::Kind::io,
+                             where() + ": no such file" + hint_for_open(path_));
+        const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
+                          (options_.create_if_missing ? SQLITE_OPEN_CREATE : 0);
         if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
             const std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
             sqlite3_close(db_);
@@ -179,6 +183,8 @@ class SqliteStore final : public OutboxStore {
         for (const StoredEvent& e : out) {
             Use use(insert_claim_);
             sqlite3_bind_int64(use.stmt, 1, e.id);
+            bind_text(use.stmt, 2, e.target);
+            bind_text(use.stmt, 3, e.message.group_id);
             step_done(use.stmt, "claim");
         }
         tx.commit();
@@ -219,10 +225,15 @@ class SqliteStore final : public OutboxStore {
 
     void release_claims() override { exec("DELETE FROM temp.outbox_claims", "release claims"); }
 
+    // A file of its own beside the database: closing a descriptor of the database file itself
+    // would drop SQLite's POSIX locks on it for the whole process.
     void lock_for_relay() override {
         if (relay_lock_fd_ >= 0) return;
-        const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) throw StoreError(StoreError::Kind::io, where() + ": " + std::strerror(errno));
+        const std::string lock_path = path_ + "-relay.lock";
+        const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            throw StoreError(StoreError::Kind::io,
+                             where() + ": cannot open " + lock_path + ": " + std::strerror(errno));
         if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
             const int err = errno;
             ::close(fd);
@@ -472,7 +483,14 @@ class SqliteStore final : public OutboxStore {
                                                             "; this outbox reads " +
                                                             std::to_string(schema_version));
         identity_ = meta("identity", "");
-        exec("CREATE TEMP TABLE IF NOT EXISTS outbox_claims(id INTEGER PRIMARY KEY)", "settings");
+        // Claims know their group: no event of a group with a claimed member is handed out, even
+        // when a redrive or a purge makes an older one the group's head meanwhile.
+        exec(
+            "CREATE TEMP TABLE IF NOT EXISTS outbox_claims(id INTEGER PRIMARY KEY, "
+            "target TEXT NOT NULL, group_key TEXT NOT NULL); "
+            "CREATE INDEX IF NOT EXISTS temp.outbox_claims_group "
+            "ON outbox_claims(target, group_key)",
+            "settings");
 
         constexpr const char* columns =
             "id, target, group_key, body, attributes, dedup_id, delay_s, enqueued_at, "
@@ -490,14 +508,18 @@ class SqliteStore final : public OutboxStore {
                        " FROM outbox_events e WHERE e.dead = 0 AND e.next_attempt_at <= ?1 "
 
                        "AND e.id NOT IN (SELECT id FROM temp.outbox_claims) "
+                       "AND (e.group_key = '' OR NOT EXISTS (SELECT 1 FROM temp.outbox_claims c "
+                       "WHERE c.target = e.target AND c.group_key = e.group_key)) "
                        "AND (e.group_key = '' OR NOT EXISTS (SELECT 1 FROM outbox_events g "
                        "WHERE g.target = e.target AND g.group_key = e.group_key AND g.dead = 0 "
                        "AND g.id < e.id)) "
                        "ORDER BY e.next_attempt_at, e.id LIMIT ?2")
                           .c_str(),
                       where());
-        insert_claim_ =
-            Statement(db_, "INSERT OR IGNORE INTO temp.outbox_claims(id) VALUES (?1)", where());
+        insert_claim_ = Statement(db_,
+                                  "INSERT OR IGNORE INTO temp.outbox_claims(id, target, group_key) "
+                                  "VALUES (?1, ?2, ?3)",
+                                  where());
         delete_claim_ = Statement(db_, "DELETE FROM temp.outbox_claims WHERE id = ?1", where());
         delete_event_ = Statement(db_, "DELETE FROM outbox_events WHERE id = ?1", where());
         update_failed_ = Statement(db_,

@@ -5,6 +5,8 @@
 //   - every event whose enqueue was reported durable is in the queue (read back by the AWS SDK
 //     for JavaScript), at least once; how many arrived twice is printed;
 //   - nothing arrived that was never enqueued;
+//   - a quarter of the events go to a FIFO queue in four groups: each group's first copies
+//     arrive in the order they were enqueued (a copy stored twice after a kill comes later);
 //   - the store's dead letters are exactly the planted ones (events to a queue that does not
 //     exist), and nothing is left pending.
 // Exit status 0 when all hold, 1 otherwise. ctest runs a short drill (outbox_crash_drill_short);
@@ -13,6 +15,8 @@
 //   outbox_crash_drill [--events N] [--kills K] [--seed S]
 #include "local_peers.hpp"
 #include "sigv4_proxy.hpp"
+
+#include <outbox/sqlite_store.hpp>
 
 #include <simdjson.h>
 
@@ -138,6 +142,9 @@ int main(int argc, char** argv) {
 
     const std::string queue =
         outbox::test::create_queue("crash-drill-" + std::to_string(::getpid()));
+    const std::string fifo =
+        outbox::test::create_queue("crash-drill-" + std::to_string(::getpid()) + ".fifo",
+                                   R"({"FifoQueue":"true","ContentBasedDeduplication":"false"})");
     const std::string missing =
         outbox::test::fauxqs().url() + "/000000000000/crash-drill-no-such-queue";
     outbox::test::SigV4Proxy proxy(outbox::test::fauxqs().port(), "sqs", access_key, secret_key,
@@ -149,8 +156,12 @@ int main(int argc, char** argv) {
     for (int i = 0; i < events; ++i) {
         const bool refuse = i % 250 == 125;
         if (refuse) planted.insert(i);
-        lines.push_back("{\"body\":\"drill-" + std::to_string(i) + "\",\"to\":\"" +
-                        (refuse ? missing : queue) + "\"}");
+        if (!refuse && i % 4 == 1)  // the FIFO queue, groups g0 to g3
+            lines.push_back("{\"body\":\"drill-" + std::to_string(i) + "\",\"to\":\"" + fifo +
+                            "\",\"group_id\":\"g" + std::to_string(i % 16 / 4) + "\"}");
+        else
+            lines.push_back("{\"body\":\"drill-" + std::to_string(i) + "\",\"to\":\"" +
+                            (refuse ? missing : queue) + "\"}");
     }
     const std::vector<std::string> relay = {
         OUTBOX_CLI_PATH,    "relay", "--store",   store, "--endpoint",     proxy.process.url(),
@@ -223,9 +234,19 @@ int main(int argc, char** argv) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    // Count what the queue holds, and what the store kept.
+    // Count what the queues hold, and what the store kept.
     std::map<std::string, int> copies;
     for (const auto& body : outbox::test::drain_bodies(queue, 120)) ++copies[body];
+    // The FIFO queue hands its messages out in order: each group's first copies must be.
+    std::map<int, int> last_of_group;
+    std::size_t out_of_order = 0;
+    for (const auto& body : outbox::test::drain_bodies(fifo, 120)) {
+        if (copies[body]++ > 0) continue;  // a later copy
+        const int index = std::stoi(body.substr(6));
+        const int group = index % 16 / 4;
+        if (last_of_group.count(group) && last_of_group[group] > index) ++out_of_order;
+        last_of_group[group] = index;
+    }
     std::string inspect;
     outbox::test::run_command({OUTBOX_CLI_PATH, "inspect", "--store", store, "--json"}, inspect);
     simdjson::dom::parser parser;
@@ -233,6 +254,17 @@ int main(int argc, char** argv) {
     for (simdjson::dom::object t : parser.parse(inspect)["targets"].get_array()) {
         pending += std::uint64_t(t["pending"]);
         dead += std::uint64_t(t["dead"]);
+    }
+    // The dead letters, read from the store: every planted event, once or more (one stored
+    // twice after a kill is two letters), and nothing else.
+    std::set<int> dead_planted;
+    std::size_t dead_others = 0;
+    for (const auto& letter : outbox::open_sqlite_store(store)->dead_letters("", 1000000)) {
+        const int index = std::stoi(letter.message.body.substr(6));
+        if (planted.count(index))
+            dead_planted.insert(index);
+        else
+            ++dead_others;
     }
 
     bool ok = stored.size() == static_cast<std::size_t>(events);
@@ -247,19 +279,22 @@ int main(int argc, char** argv) {
     }
     for (const auto& [body, n] : copies)
         if (!body.starts_with("drill-")) strangers += static_cast<std::size_t>(n);
-    ok = ok && lost == 0 && strangers == 0 && pending == 0 && dead == planted.size() &&
-         relay_status == 1;
+    ok = ok && lost == 0 && strangers == 0 && out_of_order == 0 && pending == 0 &&
+         dead_planted.size() == planted.size() && dead_others == 0 && relay_status == 1;
     std::printf(
         "crash drill: %d events, %d rounds of SIGKILL, %.1f s\n"
         "  stored (enqueue reported durable): %zu of %d\n"
-        "  in the queue: %zu distinct, %zu duplicates (at least once), %zu lost, %zu never "
+        "  in the queues: %zu distinct, %zu duplicates (at least once), %zu lost, %zu never "
         "enqueued\n"
-        "  store afterwards: %llu pending, %llu dead letters (planted: %zu); last relay exited %d\n"
+        "  FIFO groups: %zu first copies out of order\n"
+        "  store afterwards: %llu pending, %llu dead letters (%zu of the %zu planted, %zu "
+        "others); the last relay exited %d\n"
         "  proxy: %llu requests, %llu faults injected\n"
         "%s\n",
         events, kills, seconds, stored.size(), events, copies.size(), duplicates, lost, strangers,
-        static_cast<unsigned long long>(pending), static_cast<unsigned long long>(dead),
-        planted.size(), relay_status, static_cast<unsigned long long>(proxy.stat("requests")),
+        out_of_order, static_cast<unsigned long long>(pending),
+        static_cast<unsigned long long>(dead), dead_planted.size(), planted.size(), dead_others,
+        relay_status, static_cast<unsigned long long>(proxy.stat("requests")),
         static_cast<unsigned long long>(proxy.stat("faults.500") + proxy.stat("faults.lost") +
                                         proxy.stat("faults.throttle") + proxy.stat("faults.reset")),
         ok ? "drill passed" : "drill FAILED");

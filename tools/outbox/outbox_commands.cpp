@@ -101,9 +101,13 @@ bool parse_duration(std::string_view text, std::chrono::seconds& out) {
     }
 }
 
-OutboxStorePtr open_store(const std::string& path, std::string& error) {
+// `create`: enqueue and relay make a new store; the commands that only look at one do not
+// (a mistyped path is an error, not an empty store left behind).
+OutboxStorePtr open_store(const std::string& path, std::string& error, bool create = true) {
     try {
-        return open_sqlite_store(path);
+        SqliteStoreOptions options;
+        options.create_if_missing = create;
+        return open_sqlite_store(path, options);
     } catch (const StoreError& e) {
         error = e.what();
         return nullptr;
@@ -242,6 +246,7 @@ int run_enqueue(int argc, char** argv) {
     });
     std::thread io_thread([&] { io.run(); });
 
+    bool flush_posted = false;  // on the I/O thread
     auto record = [&](std::uint64_t index, error_code ec, const EnqueueResult& r) {
         std::string line = "{\"index\":" + std::to_string(index) + ",\"status\":";
         if (!ec) {
@@ -256,6 +261,15 @@ int run_enqueue(int argc, char** argv) {
             if (ec == Errc::store_error || ec == Errc::store_full) store_failure = why;
         }
         report.write_line(line);
+        // Once per batch of completions (they arrive together): a line is in the file soon
+        // after its event is durable, and a crash loses few.
+        if (!flush_posted) {
+            flush_posted = true;
+            asio::post(io, [&] {
+                flush_posted = false;
+                report.flush();
+            });
+        }
     };
 
     simdjson::dom::parser parser;
@@ -295,9 +309,10 @@ int run_enqueue(int argc, char** argv) {
             continue;
         }
         {
+            // After a signal the line read last is still stored (no waiting for room), then
+            // the reading stops.
             std::unique_lock lock(mutex);
             room.wait(lock, [&] { return signals.signal() != 0 || outstanding < window; });
-            if (signals.signal() != 0) break;
             ++outstanding;
         }
         outbox->async_enqueue(std::move(target), std::move(message),
@@ -308,6 +323,10 @@ int run_enqueue(int argc, char** argv) {
                                   --outstanding;
                                   room.notify_all();
                               });
+        if (signals.signal() != 0) {
+            ++index;
+            break;
+        }
     }
     {
         std::unique_lock lock(mutex);
@@ -570,7 +589,7 @@ int run_inspect(int argc, char** argv) {
     if (store_path.empty())
         return usage_error("inspect: missing --store FILE\n" + std::string(inspect_usage));
     std::string error;
-    OutboxStorePtr store = open_store(store_path, error);
+    OutboxStorePtr store = open_store(store_path, error, false);
     if (!store) return usage_error("inspect: " + error);
     std::vector<TargetSummary> targets;
     try {
@@ -644,7 +663,7 @@ int run_count_command(std::string_view name, std::string_view usage, int argc, c
     if (store_path.empty() || (target_required && target.empty()))
         return usage_error(std::string(name) + ": missing an option\n" + std::string(usage));
     std::string error;
-    OutboxStorePtr store = open_store(store_path, error);
+    OutboxStorePtr store = open_store(store_path, error, false);
     if (!store) return usage_error(std::string(name) + ": " + error);
     try {
         std::cout << (name == "redrive" ? "redriven " : "purged ") << act(*store, target) << "\n";
