@@ -63,13 +63,14 @@ TEST_CASE("send to Kafka: JSON Lines to a topic, a report line each, read back w
     CHECK(partitions.size() == 3);  // balanced by bytes: equal bodies spread over all three
 }
 
-TEST_CASE("send to Kafka over SASL_SSL: delivers with the right password; a wrong password or "
-          "an untrusted CA fails in seconds with exit 1, saying which, never printing it") {
+TEST_CASE(
+    "send to Kafka over SASL_SSL: delivers with the right password; a wrong password or "
+    "an untrusted CA fails in seconds with exit 1, saying which, never printing it") {
     SaslBroker broker("secure");
     const std::string to = "--to kafka://" + broker.bootstrap() + "/secure --sasl-user alice ";
-    auto ok = run_send(to + "--sasl-password-file " + broker.password_file() + " --tls-ca " +
-                           broker.ca_file(),
-                       "one\ntwo\nthree\n");
+    auto ok = run_send(
+        to + "--sasl-password-file " + broker.password_file() + " --tls-ca " + broker.ca_file(),
+        "one\ntwo\nthree\n");
     INFO(ok.err);
     CHECK(ok.status == 0);
     CHECK(broker.records().size() == 3);
@@ -85,8 +86,8 @@ TEST_CASE("send to Kafka over SASL_SSL: delivers with the right password; a wron
     CHECK(wrong.err.find("not-the-password") == std::string::npos);
 
     start = Clock::now();
-    auto untrusted = run_send(to + "--sasl-password-file " + broker.password_file() +
-                                  " --tls-ca " + broker.other_ca_file(),
+    auto untrusted = run_send(to + "--sasl-password-file " + broker.password_file() + " --tls-ca " +
+                                  broker.other_ca_file(),
                               "five\n");
     CHECK(Clock::now() - start < std::chrono::seconds(10));
     CHECK(untrusted.status == 1);
@@ -102,8 +103,35 @@ TEST_CASE("send to Kafka: usage errors exit 2") {
     CHECK(run_send("--to kafka://127.0.0.1:9092/t --region eu-west-1", "x\n").status == 2);
     CHECK(run_send("--to https://sqs.eu-west-1.amazonaws.com/1/q --plaintext", "x\n").status == 2);
     CHECK(run_send("--to 'kafka://127.0.0.1:9092/bad topic' --plaintext", "x\n").status == 2);
-    CHECK(run_send("--to kafka://127.0.0.1:9092/t --plaintext --max-attempts 5x", "x\n").status == 2);
+    CHECK(run_send("--to kafka://127.0.0.1:9092/t --plaintext --max-attempts 5x", "x\n").status ==
+          2);
     CHECK(run_send("--to kafka://127.0.0.1:9092/t --plaintext --deadline 0", "x\n").status == 2);
-    CHECK(run_send("--to kafka://127.0.0.1:9092/t --plaintext --stage-threshold 10", "x\n").status ==
-          2);  // needs --stage
+    CHECK(
+        run_send("--to kafka://127.0.0.1:9092/t --plaintext --stage-threshold 10", "x\n").status ==
+        2);  // needs --stage
+}
+
+TEST_CASE("send to Kafka: -X sets librdkafka properties; ones it refuses are usage errors") {
+    MockBroker broker;
+    // A producer limit of 1000 bytes, set with -X: a 2000-byte event is refused by it.
+    const std::string big = "{\"pad\":\"" + std::string(2000, 'x') + "\"}\n";
+    auto limited = run_send(
+        "--to kafka://" + broker.bootstrap() + "/cli --plaintext -X message.max.bytes=1000 --stats",
+        "{\"small\":1}\n" + big);
+    INFO(limited.err);
+    CHECK(limited.status == 1);
+    CHECK(limited.err.find("delivered 1, failed 1") != std::string::npos);
+    CHECK(limited.err.find("larger than the destination accepts") != std::string::npos);
+
+    const std::string to = "--to kafka://127.0.0.1:9092/t --plaintext ";
+    auto unknown = run_send(to + "-X no.such.property=1", "x\n");
+    CHECK(unknown.status == 2);
+    CHECK(unknown.err.find("-X no.such.property: ") != std::string::npos);
+    CHECK(unknown.err.find("No such configuration property") != std::string::npos);
+    auto bad_value = run_send(to + "--kafka-property linger.ms=soon", "x\n");
+    CHECK(bad_value.status == 2);
+    CHECK(bad_value.err.find("--kafka-property linger.ms: ") != std::string::npos);
+    CHECK(run_send(to + "-X linger.ms", "x\n").status == 2);  // no =VALUE
+    CHECK(run_send("--to https://sqs.eu-west-1.amazonaws.com/1/q -X linger.ms=5", "x\n").status ==
+          2);  // -X is for Kafka
 }

@@ -9,6 +9,8 @@
 #include <outbox/sqs_destination.hpp>
 #if OUTBOX_WITH_KAFKA
 #include <outbox/kafka_destination.hpp>
+
+#include <librdkafka/rdkafka.h>
 #endif
 
 #include <cerrno>
@@ -23,7 +25,33 @@ const std::string_view delivery_usage =
     "  [--allow-missing-md5] [--envelope raw|cloudevents]\n"
     "  [--stage s3://BUCKET/PREFIX [--s3-endpoint URL] [--s3-region R]\n"
     "   [--stage-always | --stage-threshold BYTES] [--url-expires SECONDS]]\n"
-    "  kafka://: [--sasl-user U --sasl-password-file F] [--tls-ca FILE] [--plaintext]\n";
+    "  kafka://: [--sasl-user U --sasl-password-file F] [--tls-ca FILE] [--plaintext]\n"
+    "   [-X LIBRDKAFKA_PROPERTY=VALUE]...\n";
+
+namespace {
+
+// Why librdkafka refuses NAME=VALUE (empty: it takes it), asked at once so that a typo is a
+// usage error, not a dead letter per event once the relay makes the destination.
+std::string kafka_property_error(const std::string& name, const std::string& value) {
+#if OUTBOX_WITH_KAFKA
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    char err[512] = "";
+    const bool ok =
+        rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof err) == RD_KAFKA_CONF_OK;
+    rd_kafka_conf_destroy(conf);
+    if (ok) return {};
+    // librdkafka's message may quote the value: not for secrets.
+    const bool secret =
+        name.find("password") != std::string::npos || name.find("secret") != std::string::npos;
+    return secret ? std::string("refused by librdkafka") : std::string(err);
+#else
+    (void)name;
+    (void)value;
+    return "this build has no Kafka support (OUTBOX_WITH_KAFKA=OFF)";
+#endif
+}
+
+}  // namespace
 
 bool take_delivery_option(std::string_view command, int argc, char** argv, int& i,
                           DeliveryOptions& o, std::string& error) {
@@ -85,6 +113,15 @@ bool take_delivery_option(std::string_view command, int argc, char** argv, int& 
         if (!value(o.tls_ca)) return bad("--tls-ca needs a PEM file");
     } else if (a == "--plaintext") {
         o.plaintext = true;
+    } else if (a == "-X" || a == "--kafka-property") {
+        std::string v;
+        const auto eq = value(v) ? v.find('=') : std::string::npos;
+        if (eq == std::string::npos || eq == 0)
+            return bad(std::string(a) + " needs a librdkafka property as NAME=VALUE");
+        std::string name = v.substr(0, eq), setting = v.substr(eq + 1);
+        if (const std::string why = kafka_property_error(name, setting); !why.empty())
+            return bad(std::string(a) + " " + name + ": " + why);
+        o.kafka_properties.emplace_back(std::move(name), std::move(setting));
     } else if (a == "--max-attempts") {
         if (!number(1, 1000, n)) return bad("--max-attempts needs a number from 1 to 1000");
         o.max_attempts = static_cast<std::uint32_t>(n);
@@ -99,10 +136,10 @@ std::string check_delivery_options(std::string_view command, const DeliveryOptio
     const std::string prefix = std::string(command) + ": ";
     if (!sqs_targets && (!o.endpoint.empty() || !o.region.empty() || o.allow_missing_md5))
         return prefix + "--endpoint, --region and --allow-missing-md5 are for SQS queues";
-    if (!kafka_targets &&
-        (!o.sasl_user.empty() || !o.sasl_password_file.empty() || !o.tls_ca.empty() || o.plaintext))
+    if (!kafka_targets && (!o.sasl_user.empty() || !o.sasl_password_file.empty() ||
+                           !o.tls_ca.empty() || o.plaintext || !o.kafka_properties.empty()))
         return prefix +
-               "--sasl-user, --sasl-password-file, --tls-ca and --plaintext are for kafka://";
+               "--sasl-user, --sasl-password-file, --tls-ca, --plaintext and -X are for kafka://";
     if (o.sasl_user.empty() != o.sasl_password_file.empty())
         return prefix + "--sasl-user and --sasl-password-file go together";
     if ((o.stage_always || o.stage_threshold || !o.s3_endpoint.empty() || !o.s3_region.empty()) &&
@@ -191,6 +228,7 @@ std::unique_ptr<Destination> Delivery::make(const std::string& target,
             config.security = options_.plaintext ? KafkaSecurity::plaintext : KafkaSecurity::ssl;
         }
         config.tls.ca_file = options_.tls_ca;
+        config.properties = options_.kafka_properties;
         config.retry = retry;
         config.stager = stager_;
         config.staging = staging;

@@ -15,6 +15,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace outbox::cli {
 
@@ -30,6 +32,7 @@ struct DeliveryOptions {
     bool allow_missing_md5 = false;
     std::string sasl_user, sasl_password_file, tls_ca;  // Kafka
     bool plaintext = false;
+    std::vector<std::pair<std::string, std::string>> kafka_properties;  // -X NAME=VALUE
 };
 
 /// The usage lines of the delivery options, for a command's --help.
