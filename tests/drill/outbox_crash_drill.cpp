@@ -1,20 +1,26 @@
 // The crash drill of the durable outbox: the real `outbox enqueue` and `outbox relay`
-// programs store and deliver N events (to a local SQS behind the fault-injecting proxy) while
-// this program kills them with SIGKILL at random moments, again and again, and starts them
-// again. Then a last relay runs until only dead letters are left, and the drill counts:
-//   - every event whose enqueue was reported durable is in the queue (read back by the AWS SDK
-//     for JavaScript), at least once; how many arrived twice is printed;
+// programs store and deliver N events while this program kills them with SIGKILL at random
+// moments, again and again, and starts them again. The events go to a local SQS behind the
+// fault-injecting proxy, or with --kafka to librdkafka's mock cluster (in this process) whose
+// brokers go down and come back at random moments. Then a last relay runs until only dead
+// letters are left, and the drill counts:
+//   - every event whose enqueue was reported durable is at the destination (read back by the
+//     AWS SDK for JavaScript, or kcat), at least once; how many arrived twice is printed;
 //   - nothing arrived that was never enqueued;
-//   - a quarter of the events go to a FIFO queue in four groups: each group's first copies
-//     arrive in the order they were enqueued (a copy stored twice after a kill comes later);
+//   - a quarter of the events are in four groups. SQS: they go to a FIFO queue, and each
+//     group's first copies arrive in the order they were enqueued. Kafka (no keys): within
+//     each partition, a group's events written once are in the order they were enqueued;
 //   - the store's dead letters are exactly the planted ones (events to a queue that does not
-//     exist), and nothing is left pending.
-// Exit status 0 when all hold, 1 otherwise. ctest runs a short drill (outbox_crash_drill_short);
-// `scripts/dev drill` a long one.
+//     exist, or a topic the cluster refuses), and nothing is left pending.
+// Exit status 0 when all hold, 1 otherwise. ctest runs short drills (outbox_crash_drill_short,
+// outbox_crash_drill_kafka_short); `scripts/dev drill` long ones.
 //
-//   outbox_crash_drill [--events N] [--kills K] [--seed S]
+//   outbox_crash_drill [--kafka] [--events N] [--kills K] [--seed S]
 #include "local_peers.hpp"
 #include "sigv4_proxy.hpp"
+#if OUTBOX_WITH_KAFKA
+#include "kafka_mock.hpp"
+#endif
 
 #include <outbox/sqlite_store.hpp>
 
@@ -31,6 +37,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -105,21 +113,140 @@ std::set<int> stored_in(const std::string& report) {
     return out;
 }
 
+// Where the drill's events go, and how they are read back.
+struct Destinations {
+    std::string queue, grouped, refused;  // targets: plain, four groups, planted dead letters
+    std::vector<std::string> relay_options;
+    virtual ~Destinations() = default;
+    // Called at random moments of a round, and with `end_of_round` before the next starts.
+    virtual void trouble(std::mt19937&, bool /*end_of_round*/) {}
+    // What arrived: each body, and for grouped events whether the order held.
+    virtual std::vector<std::string> read_plain() = 0;
+    virtual std::vector<std::string> read_grouped(std::size_t& out_of_order) = 0;
+    virtual std::string faults() const = 0;
+};
+
+int index_of(const std::string& body) {
+    return std::stoi(body.substr(6));
+}
+int group_of(int index) {
+    return index % 16 / 4;
+}
+
+struct SqsDestinations : Destinations {
+    outbox::test::SigV4Proxy proxy;
+    explicit SqsDestinations(unsigned seed)
+        : proxy(outbox::test::fauxqs().port(), "sqs", access_key, secret_key,
+                {"--faults", "500=0.03,lost=0.03,throttle=0.02,reset=0.02", "--seed",
+                 std::to_string(seed)}) {
+        const std::string run = "crash-drill-" + std::to_string(::getpid());
+        queue = outbox::test::create_queue(run);
+        grouped = outbox::test::create_queue(
+            run + ".fifo", R"({"FifoQueue":"true","ContentBasedDeduplication":"false"})");
+        refused = outbox::test::fauxqs().url() + "/000000000000/crash-drill-no-such-queue";
+        relay_options = {"--endpoint", proxy.process.url()};
+    }
+    std::vector<std::string> read_plain() override {
+        return outbox::test::drain_bodies(queue, 120);
+    }
+    // The FIFO queue hands its messages out in order: each group's first copies must be.
+    std::vector<std::string> read_grouped(std::size_t& out_of_order) override {
+        const auto bodies = outbox::test::drain_bodies(grouped, 120);
+        std::set<std::string> seen;
+        std::map<int, int> last_of_group;
+        for (const auto& body : bodies) {
+            if (!seen.insert(body).second) continue;  // a later copy
+            const int index = index_of(body), group = group_of(index);
+            if (last_of_group.count(group) && last_of_group[group] > index) ++out_of_order;
+            last_of_group[group] = index;
+        }
+        return bodies;
+    }
+    std::string faults() const override {
+        return "proxy: " + std::to_string(proxy.stat("requests")) + " requests, " +
+               std::to_string(proxy.stat("faults.500") + proxy.stat("faults.lost") +
+                              proxy.stat("faults.throttle") + proxy.stat("faults.reset")) +
+               " faults injected";
+    }
+};
+
+#if OUTBOX_WITH_KAFKA
+struct KafkaDestinations : Destinations {
+    outbox::test::KafkaMockCluster cluster{3};
+    std::optional<int> down;  // the broker that is down, if one is
+    int outages = 0;
+    KafkaDestinations() {
+        cluster.create_topic("drill", 3);
+        cluster.create_topic("drill-grouped", 3);
+        cluster.set_topic_error("drill-refused", 3);  // UNKNOWN_TOPIC_OR_PART: never delivered
+        const std::string base = "kafka://" + cluster.bootstrap() + "/";
+        queue = base + "drill";
+        grouped = base + "drill-grouped";
+        refused = base + "drill-refused";
+        // A refused topic is known as such after a second, not librdkafka's default 30.
+        relay_options = {"--plaintext", "-X", "topic.metadata.propagation.max.ms=1000"};
+    }
+    void trouble(std::mt19937& rng, bool end_of_round) override {
+        if (down) {
+            cluster.broker_up(*down);
+            down.reset();
+        }
+        if (!end_of_round && rng() % 2 == 0) {
+            down = 1 + static_cast<int>(rng() % 3);
+            cluster.broker_down(*down);
+            ++outages;
+        }
+    }
+    std::vector<std::string> read_plain() override {
+        std::vector<std::string> bodies;
+        for (auto& r : outbox::test::kcat_read(cluster.bootstrap(), "drill"))
+            bodies.push_back(std::move(r.payload));
+        return bodies;
+    }
+    // No keys, so a group spans partitions; but its next event is written only once the one
+    // before is acknowledged, so within a partition the events written once are in order.
+    std::vector<std::string> read_grouped(std::size_t& out_of_order) override {
+        const auto records = outbox::test::kcat_read(cluster.bootstrap(), "drill-grouped");
+        std::map<std::string, int> copies;
+        for (const auto& r : records) ++copies[r.payload];
+        std::map<std::pair<int, int>, int> last;  // (partition, group) -> index
+        std::vector<std::string> bodies;
+        for (const auto& r : records) {  // kcat -e: each partition in offset order
+            bodies.push_back(r.payload);
+            if (copies[r.payload] > 1) continue;
+            const int index = index_of(r.payload);
+            const std::pair<int, int> key{r.partition, group_of(index)};
+            if (last.count(key) && last[key] > index) ++out_of_order;
+            last[key] = index;
+        }
+        return bodies;
+    }
+    std::string faults() const override {
+        return "brokers: " + std::to_string(outages) + " outages";
+    }
+};
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
     int events = 3000, kills = 10;
     unsigned seed = 11;
+    bool kafka = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--events" && i + 1 < argc)
+        if (a == "--kafka")
+            kafka = true;
+        else if (a == "--events" && i + 1 < argc)
             events = std::stoi(argv[++i]);
         else if (a == "--kills" && i + 1 < argc)
             kills = std::stoi(argv[++i]);
         else if (a == "--seed" && i + 1 < argc)
             seed = static_cast<unsigned>(std::stoul(argv[++i]));
         else {
-            std::fprintf(stderr, "usage: outbox_crash_drill [--events N] [--kills K] [--seed S]\n");
+            std::fprintf(stderr,
+                         "usage: outbox_crash_drill [--kafka] [--events N] [--kills K] [--seed "
+                         "S]\n");
             return 2;
         }
     }
@@ -140,33 +267,35 @@ int main(int argc, char** argv) {
     const std::string log = (dir / "programs.log").string();
     std::mt19937 rng(seed);
 
-    const std::string queue =
-        outbox::test::create_queue("crash-drill-" + std::to_string(::getpid()));
-    const std::string fifo =
-        outbox::test::create_queue("crash-drill-" + std::to_string(::getpid()) + ".fifo",
-                                   R"({"FifoQueue":"true","ContentBasedDeduplication":"false"})");
-    const std::string missing =
-        outbox::test::fauxqs().url() + "/000000000000/crash-drill-no-such-queue";
-    outbox::test::SigV4Proxy proxy(outbox::test::fauxqs().port(), "sqs", access_key, secret_key,
-                                   {"--faults", "500=0.03,lost=0.03,throttle=0.02,reset=0.02",
-                                    "--seed", std::to_string(seed)});
-    // One event in 250 goes to a queue that does not exist: the planted dead letters.
+    std::unique_ptr<Destinations> to;
+    if (kafka) {
+#if OUTBOX_WITH_KAFKA
+        to = std::make_unique<KafkaDestinations>();
+#else
+        std::fprintf(stderr, "outbox_crash_drill: this build has no Kafka support\n");
+        return 2;
+#endif
+    } else {
+        to = std::make_unique<SqsDestinations>(seed);
+    }
+    // One event in 250 goes to a queue (topic) that does not exist: the planted dead letters.
     std::vector<std::string> lines;
     std::set<int> planted;
     for (int i = 0; i < events; ++i) {
         const bool refuse = i % 250 == 125;
         if (refuse) planted.insert(i);
-        if (!refuse && i % 4 == 1)  // the FIFO queue, groups g0 to g3
-            lines.push_back("{\"body\":\"drill-" + std::to_string(i) + "\",\"to\":\"" + fifo +
-                            "\",\"group_id\":\"g" + std::to_string(i % 16 / 4) + "\"}");
+        if (!refuse && i % 4 == 1)  // groups g0 to g3
+            lines.push_back("{\"body\":\"drill-" + std::to_string(i) + "\",\"to\":\"" +
+                            to->grouped + "\",\"group_id\":\"g" + std::to_string(group_of(i)) +
+                            "\"}");
         else
             lines.push_back("{\"body\":\"drill-" + std::to_string(i) + "\",\"to\":\"" +
-                            (refuse ? missing : queue) + "\"}");
+                            (refuse ? to->refused : to->queue) + "\"}");
     }
-    const std::vector<std::string> relay = {
-        OUTBOX_CLI_PATH,    "relay", "--store",   store, "--endpoint",     proxy.process.url(),
-        "--retry-schedule", "1s",    "--max-age", "1h",  "--max-attempts", "2",
-        "--deadline",       "5"};
+    std::vector<std::string> relay = {OUTBOX_CLI_PATH,    "relay", "--store",    store,
+                                      "--retry-schedule", "1s",    "--max-age",  "1h",
+                                      "--max-attempts",   "2",     "--deadline", "5"};
+    relay.insert(relay.end(), to->relay_options.begin(), to->relay_options.end());
 
     std::set<int> stored;
     int next = 0;  // the first line not yet handed to an enqueue
@@ -189,8 +318,11 @@ int main(int argc, char** argv) {
         Child enqueueing(
             {OUTBOX_CLI_PATH, "enqueue", "--store", store, "--objects", "--report", report, input},
             log);
-        // A random moment, then SIGKILL: to both, or to one while the other goes on.
-        std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 1200));
+        // A random moment, then SIGKILL: to both, or to one while the other goes on. Brokers
+        // may go down on the way (Kafka).
+        std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 400));
+        to->trouble(rng, false);
+        std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 800));
         switch (rng() % 3) {
             case 0:
                 relaying.kill();
@@ -207,6 +339,7 @@ int main(int argc, char** argv) {
         }
         enqueueing.wait();
         relaying.wait();
+        to->trouble(rng, true);
         // Report lines are indexes into the chunk.
         for (int local : stored_in(report)) stored.insert(chunk[static_cast<std::size_t>(local)]);
     }
@@ -234,19 +367,11 @@ int main(int argc, char** argv) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    // Count what the queues hold, and what the store kept.
+    // Count what the destinations hold, and what the store kept.
     std::map<std::string, int> copies;
-    for (const auto& body : outbox::test::drain_bodies(queue, 120)) ++copies[body];
-    // The FIFO queue hands its messages out in order: each group's first copies must be.
-    std::map<int, int> last_of_group;
+    for (const auto& body : to->read_plain()) ++copies[body];
     std::size_t out_of_order = 0;
-    for (const auto& body : outbox::test::drain_bodies(fifo, 120)) {
-        if (copies[body]++ > 0) continue;  // a later copy
-        const int index = std::stoi(body.substr(6));
-        const int group = index % 16 / 4;
-        if (last_of_group.count(group) && last_of_group[group] > index) ++out_of_order;
-        last_of_group[group] = index;
-    }
+    for (const auto& body : to->read_grouped(out_of_order)) ++copies[body];
     std::string inspect;
     outbox::test::run_command({OUTBOX_CLI_PATH, "inspect", "--store", store, "--json"}, inspect);
     simdjson::dom::parser parser;
@@ -260,7 +385,7 @@ int main(int argc, char** argv) {
     std::set<int> dead_planted;
     std::size_t dead_others = 0;
     for (const auto& letter : outbox::open_sqlite_store(store)->dead_letters("", 1000000)) {
-        const int index = std::stoi(letter.message.body.substr(6));
+        const int index = index_of(letter.message.body);
         if (planted.count(index))
             dead_planted.insert(index);
         else
@@ -282,22 +407,19 @@ int main(int argc, char** argv) {
     ok = ok && lost == 0 && strangers == 0 && out_of_order == 0 && pending == 0 &&
          dead_planted.size() == planted.size() && dead_others == 0 && relay_status == 1;
     std::printf(
-        "crash drill: %d events, %d rounds of SIGKILL, %.1f s\n"
+        "crash drill (%s): %d events, %d rounds of SIGKILL, %.1f s\n"
         "  stored (enqueue reported durable): %zu of %d\n"
-        "  in the queues: %zu distinct, %zu duplicates (at least once), %zu lost, %zu never "
+        "  delivered: %zu distinct, %zu duplicates (at least once), %zu lost, %zu never "
         "enqueued\n"
-        "  FIFO groups: %zu first copies out of order\n"
+        "  groups: %zu first copies out of order\n"
         "  store afterwards: %llu pending, %llu dead letters (%zu of the %zu planted, %zu "
         "others); the last relay exited %d\n"
-        "  proxy: %llu requests, %llu faults injected\n"
+        "  %s\n"
         "%s\n",
-        events, kills, seconds, stored.size(), events, copies.size(), duplicates, lost, strangers,
-        out_of_order, static_cast<unsigned long long>(pending),
+        kafka ? "Kafka" : "SQS", events, kills, seconds, stored.size(), events, copies.size(),
+        duplicates, lost, strangers, out_of_order, static_cast<unsigned long long>(pending),
         static_cast<unsigned long long>(dead), dead_planted.size(), planted.size(), dead_others,
-        relay_status, static_cast<unsigned long long>(proxy.stat("requests")),
-        static_cast<unsigned long long>(proxy.stat("faults.500") + proxy.stat("faults.lost") +
-                                        proxy.stat("faults.throttle") + proxy.stat("faults.reset")),
-        ok ? "drill passed" : "drill FAILED");
+        relay_status, to->faults().c_str(), ok ? "drill passed" : "drill FAILED");
     if (ok)
         fs::remove_all(dir);
     else
