@@ -21,7 +21,8 @@ namespace outbox::detail {
 class DeadLetterSlot {
   public:
     void set(DeadLetterHandler handler) {
-        auto shared = handler ? std::make_shared<const DeadLetterHandler>(std::move(handler)) : nullptr;
+        auto shared =
+            handler ? std::make_shared<const DeadLetterHandler>(std::move(handler)) : nullptr;
         std::lock_guard lock(mutex_);
         handler_ = std::move(shared);
     }
@@ -31,8 +32,8 @@ class DeadLetterSlot {
     }
 
     /// Calls `handler` (if any); what it throws is logged, not propagated.
-    static void deliver(const std::shared_ptr<const DeadLetterHandler>& handler, DeadLetter&& letter,
-                        const Logger& logger) noexcept {
+    static void deliver(const std::shared_ptr<const DeadLetterHandler>& handler,
+                        DeadLetter&& letter, const Logger& logger) noexcept {
         if (!handler) return;
         try {
             (*handler)(std::move(letter));
@@ -59,14 +60,15 @@ class DeadLetterSlot {
 /// (if a handler is set), then the send's handler on its own executor; both posted to
 /// `executor`, so neither runs inside async_send.
 inline void post_refusal(const boost::asio::any_io_executor& executor, const DeadLetterSlot& slot,
-                         Logger logger, Message message, boost::system::error_code ec, std::string why,
-                         std::string target, Destination::SendHandler handler) {
+                         Logger logger, Message message, boost::system::error_code ec,
+                         std::string why, std::string target, Destination::SendHandler handler) {
     Receipt receipt;
     receipt.diagnostics.message = std::move(why);
-    boost::asio::post(executor, [dead_letter = slot.get(), logger = std::move(logger), m = std::move(message), ec,
-                                 r = std::move(receipt), target = std::move(target),
-                                 h = std::move(handler)]() mutable {
-        DeadLetterSlot::deliver(dead_letter, DeadLetter{std::move(m), ec, r, std::move(target)}, logger);
+    boost::asio::post(executor, [dead_letter = slot.get(), logger = std::move(logger),
+                                 m = std::move(message), ec, r = std::move(receipt),
+                                 target = std::move(target), h = std::move(handler)]() mutable {
+        DeadLetterSlot::deliver(dead_letter, DeadLetter{std::move(m), ec, r, std::move(target)},
+                                logger);
         boost::asio::dispatch(boost::asio::append(std::move(h), ec, std::move(r)));
     });
 }

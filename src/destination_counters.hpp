@@ -24,7 +24,8 @@ class DestinationCounters {
     void delivered(std::size_t body_bytes, Clock::time_point accepted_at) noexcept {
         bump(delivered_, 1);
         bump(bytes_delivered_, body_bytes);
-        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - accepted_at);
+        const auto us =
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - accepted_at);
         const auto value = static_cast<std::uint64_t>(us.count() < 0 ? 0 : us.count());
         bump(latency_buckets_[LatencyHistogram::bucket_of(value)], 1);
         bump(latency_sum_us_, value);
@@ -36,7 +37,6 @@ class DestinationCounters {
     void staged() noexcept { add(staged_, 1); }
     void request() noexcept { add(requests_, 1); }
     void waited_for_room() noexcept { add(waits_for_room_, 1); }
-
 
     DestinationStats snapshot() const noexcept {
         DestinationStats s;
@@ -64,12 +64,16 @@ class DestinationCounters {
 
   private:
     using Counter = std::atomic<std::uint64_t>;
-    static void add(Counter& c, std::uint64_t n) noexcept { c.fetch_add(n, std::memory_order_relaxed); }
+    static void add(Counter& c, std::uint64_t n) noexcept {
+        c.fetch_add(n, std::memory_order_relaxed);
+    }
     // A single writer's increment: readers see the old or the new value, never a torn one.
     static void bump(Counter& c, std::uint64_t n) noexcept {
         c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
     }
-    static std::uint64_t load(const Counter& c) noexcept { return c.load(std::memory_order_relaxed); }
+    static std::uint64_t load(const Counter& c) noexcept {
+        return c.load(std::memory_order_relaxed);
+    }
 
     // Sending threads write the first line, the completing thread the rest: apart, so that
     // they do not take the same cache line from each other on every message.

@@ -46,9 +46,10 @@ std::string describe(const DestinationStats& s) {
     if (l.count == 0) {
         out += "latency: nothing delivered\n";
     } else {
-        out += "latency (" + number(l.count) + " delivered): p50 " + duration_text(l.percentile(0.5)) +
-               ", p90 " + duration_text(l.percentile(0.9)) + ", p99 " + duration_text(l.percentile(0.99)) +
-               ", max " + duration_text(l.max) + ", mean " + duration_text(l.mean()) + "\n";
+        out += "latency (" + number(l.count) + " delivered): p50 " +
+               duration_text(l.percentile(0.5)) + ", p90 " + duration_text(l.percentile(0.9)) +
+               ", p99 " + duration_text(l.percentile(0.99)) + ", max " + duration_text(l.max) +
+               ", mean " + duration_text(l.mean()) + "\n";
     }
     return out;
 }

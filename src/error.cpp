@@ -72,7 +72,7 @@ class Category final : public boost::system::error_category {
             case Errc::store_error:
                 return "the outbox's store failed";
             case Errc::store_full:
-                return "the outbox's store is full (max_store_bytes)";
+                return "the outbox's store is full";
             case Errc::close_timeout:
                 return "the close deadline passed before every message was delivered; the rest "
                        "failed";

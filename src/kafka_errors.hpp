@@ -4,8 +4,8 @@
 
 #include <outbox/error.hpp>
 
-#include <boost/asio/error.hpp>
 #include <librdkafka/rdkafka.h>
+#include <boost/asio/error.hpp>
 
 namespace outbox::detail {
 

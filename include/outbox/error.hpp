@@ -49,7 +49,7 @@ enum class Errc {
     close_timeout,  // the close deadline passed first: what was left failed with operation_aborted
     // The durable outbox's store.
     store_error,  // the store failed (the result's text names the file and the cause)
-    store_full,   // the store holds max_store_bytes of events and fail_when_full is set
+    store_full,   // the disk is full, or the store holds max_store_bytes and fail_when_full is set
 };
 
 /// The category of outbox::Errc; its name is "outbox".

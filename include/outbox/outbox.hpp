@@ -53,7 +53,8 @@ struct OutboxConfig {
     std::size_t max_in_flight = 1024;
     /// Events read from the store at a time: memory stays flat whatever the backlog.
     std::size_t claim_window = 256;
-    /// Events stored in one transaction, at most (concurrent enqueues share a commit).
+    /// Events stored in one transaction, at most (concurrent enqueues share a commit); a
+    /// transaction also stops at 8 MiB of bodies.
     std::size_t max_enqueue_batch = 4096;
     /// How often an idle relay looks for events other processes stored.
     std::chrono::milliseconds poll_interval{1000};

@@ -23,6 +23,11 @@ struct SqliteStoreOptions {
     /// The file never grows past about this many bytes: a write that would fails with
     /// StoreError::Kind::full (the relay's deletions make room again). 0: the disk's limit.
     std::uint64_t max_file_bytes = 0;
+    /// Enqueues fail with StoreError::Kind::full while the disk holding the file has less than
+    /// this much free beyond what the transaction needs: the room is kept for the relay to
+    /// record its deliveries (a delete needs room in the WAL too), which is what frees the
+    /// disk again. 0: no reserve (a disk filled to the last byte may stop the relay).
+    std::uint64_t min_free_disk_bytes = 64ull << 20;
     /// false: a file that does not exist is an error (tools that only look at a store).
     bool create_if_missing = true;
 };

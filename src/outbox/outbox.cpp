@@ -39,6 +39,10 @@ std::vector<std::chrono::seconds> default_retry_schedule() {
 
 namespace {
 
+// A commit's bodies, at most (beyond its first event): a flush per 8 MiB still costs little,
+// and it bounds what a full disk refuses at once and the room a commit needs.
+constexpr std::size_t max_enqueue_batch_bytes = 8u << 20;
+
 std::string describe_failure(const error_code& ec, const Receipt& r) {
     std::string text = ec.message();
     const Diagnostics& d = r.diagnostics;
@@ -119,11 +123,15 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
                 else
                     store_wakeup.wait(lock, ready);
                 todo.swap(jobs);
-                if (SteadyClock::now() >= full_until || store_stopping)
-                    while (!enqueues.empty() && batch.size() < config.max_enqueue_batch) {
+                if (SteadyClock::now() >= full_until || store_stopping) {
+                    std::size_t batch_bytes = 0;
+                    while (!enqueues.empty() && batch.size() < config.max_enqueue_batch &&
+                           batch_bytes < max_enqueue_batch_bytes) {
+                        batch_bytes += enqueues.front()->event.message.body.size();
                         batch.push_back(std::move(enqueues.front()));
                         enqueues.pop_front();
                     }
+                }
                 if (store_stopping && todo.empty() && batch.empty() && enqueues.empty()) return;
             }
             for (auto& job : todo) job();

@@ -10,11 +10,14 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <utility>
 
 namespace outbox {
@@ -137,6 +140,30 @@ class SqliteStore final : public OutboxStore {
     }
 
     void enqueue(std::span<const NewEvent> events, std::vector<EventId>& ids) override {
+        keep_disk_reserve(events);
+        with_room([&] { insert_events(events, ids); });
+    }
+
+    // Refuses an enqueue that would leave less than min_free_disk_bytes free. A transaction
+    // takes about twice its bytes (the WAL, then the checkpoint into the file).
+    void keep_disk_reserve(std::span<const NewEvent> events) {
+        if (options_.min_free_disk_bytes == 0) return;
+        struct statvfs disk {};
+        if (::statvfs(directory_of(path_).c_str(), &disk) != 0) return;  // then SQLite says
+        std::uint64_t bytes = 0;
+        for (const NewEvent& e : events)
+            bytes += e.message.body.size() + e.target.size() + e.message.group_id.size() + 64;
+        const std::uint64_t free = std::uint64_t(disk.f_bavail) * disk.f_frsize;
+        const std::uint64_t needed = options_.min_free_disk_bytes + 2 * bytes;
+        if (free < needed)
+            throw StoreError(StoreError::Kind::full,
+                             where() + ": enqueue: the disk has " + std::to_string(free) +
+                                 " bytes free; " + std::to_string(options_.min_free_disk_bytes) +
+                                 " are kept for the relay to record deliveries "
+                                 "(min_free_disk_bytes)");
+    }
+
+    void insert_events(std::span<const NewEvent> events, std::vector<EventId>& ids) {
         ids.clear();
         ids.reserve(events.size());
         const std::int64_t now = to_ms(std::chrono::system_clock::now());
@@ -193,6 +220,10 @@ class SqliteStore final : public OutboxStore {
 
     void settle(std::span<const EventOutcome> outcomes) override {
         if (outcomes.empty()) return;
+        with_room([&] { settle_outcomes(outcomes); });
+    }
+
+    void settle_outcomes(std::span<const EventOutcome> outcomes) {
         Transaction tx(*this, "settle");
         const std::int64_t now = to_ms(std::chrono::system_clock::now());
         for (const EventOutcome& o : outcomes) {
@@ -240,12 +271,23 @@ class SqliteStore final : public OutboxStore {
             if (err == EWOULDBLOCK)
                 throw StoreError(StoreError::Kind::locked,
                                  where() + ": another relay is running on it (" +
-                                     meta("relay_pid", "process unknown") +
-                                     "); one relay per SQLite store");
+                                     lock_holder(lock_path) + "); one relay per SQLite store");
             throw StoreError(StoreError::Kind::io, where() + ": " + std::strerror(err));
         }
         relay_lock_fd_ = fd;
-        set_meta("relay_pid", "pid " + std::to_string(::getpid()));
+        // Who holds it, for the next relay's refusal. In the lock file, not the database: a
+        // relay must start on a full disk, where a write to the database may fail, to free it.
+        const std::string holder = "pid " + std::to_string(::getpid()) + "\n";
+        if (::ftruncate(fd, 0) == 0) {
+            [[maybe_unused]] const auto written = ::pwrite(fd, holder.data(), holder.size(), 0);
+        }
+    }
+
+    static std::string lock_holder(const std::string& lock_path) {
+        std::ifstream in(lock_path);
+        std::string line;
+        if (!std::getline(in, line) || line.empty()) return "process unknown";
+        return line;
     }
 
     std::optional<SystemTime> next_due() override {
@@ -342,6 +384,20 @@ class SqliteStore final : public OutboxStore {
     }
 
   private:
+    // On a full disk the WAL may hold what a checkpoint would give back: it grows until a
+    // checkpoint, and a delivered event's delete needs room in it too. Checkpoint, truncate it
+    // and try the transaction once more before the caller hears "full".
+    template <class Transact>
+    void with_room(Transact&& transact) {
+        try {
+            transact();
+        } catch (const StoreError& e) {
+            if (e.kind() != StoreError::Kind::full) throw;
+            sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+            transact();
+        }
+    }
+
     // BEGIN IMMEDIATE ... COMMIT, rolled back unless committed.
     class Transaction {
       public:
@@ -365,9 +421,13 @@ class SqliteStore final : public OutboxStore {
     std::string where() const { return "outbox store " + path_; }
 
     // Why a file may not open, from what can be seen of it.
-    static std::string hint_for_open(const std::string& path) {
+    static std::string directory_of(const std::string& path) {
         const auto slash = path.rfind('/');
-        const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+        return slash == std::string::npos ? "." : path.substr(0, slash + 1);
+    }
+
+    static std::string hint_for_open(const std::string& path) {
+        const std::string dir = directory_of(path);
         if (::access(dir.c_str(), F_OK) != 0) return " (its directory does not exist)";
         if (::access(dir.c_str(), W_OK) != 0)
             return " (its directory is not writable: WAL mode creates FILE-wal and FILE-shm "

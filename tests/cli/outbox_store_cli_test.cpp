@@ -9,9 +9,12 @@
 #include <simdjson.h>
 
 #include <signal.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 using outbox::test::ProgramOptions;
@@ -223,16 +226,17 @@ TEST_CASE("stores that cannot be used are usage errors naming the file; one rela
     const std::string store = dir.file("events.db");
     ProgramOptions o = keys();
     ProgramRun second;
+    pid_t first_pid = -1;
     o.while_running = [&](pid_t pid) {
-        // Once the first relay holds the store (it writes its pid beside the lock), a second
-        // one is refused; then the first is stopped.
+        // Once the first relay holds the store (it writes its pid into the lock file), a
+        // second one is refused, naming it; then the first is stopped.
         const std::string holder = "pid " + std::to_string(pid);
+        first_pid = pid;
         bool held = false;
         for (int i = 0; i < 200 && !held; ++i) {
-            std::string out;
-            outbox::test::run_command(
-                {"sqlite3", store, "SELECT value FROM outbox_meta WHERE key = 'relay_pid'"}, out);
-            held = out.find(holder) != std::string::npos;
+            std::ifstream lock(store + "-relay.lock");
+            std::string line;
+            held = std::getline(lock, line) && line == holder;
             if (!held) std::this_thread::sleep_for(50ms);  // polling the file, not a guess
         }
         REQUIRE(held);
@@ -242,5 +246,84 @@ TEST_CASE("stores that cannot be used are usage errors naming the file; one rela
     const ProgramRun first = run_program(outbox_args({"relay", "--store", store}), o);
     CHECK(first.status == 0);
     CHECK(second.status == 2);
-    CHECK(contains(second.err, "another relay is running on it"));
+    CHECK(contains(second.err,
+                   "another relay is running on it (pid " + std::to_string(first_pid) + ")"));
+}
+
+namespace {
+
+// A 96 MiB tmpfs mounted for the test (a disk that really fills, not a configured limit);
+// root only.
+struct SmallDisk {
+    std::string path;
+    bool mounted = false;
+    explicit SmallDisk(std::string where) : path(std::move(where)) {
+        std::filesystem::create_directories(path);
+        std::string out;
+        mounted =
+            ::geteuid() == 0 &&
+            outbox::test::run_command(
+                {"mount", "-t", "tmpfs", "-o", "size=96m,mode=0700", "tmpfs", path}, out) == 0;
+    }
+    ~SmallDisk() {
+        std::string out;
+        if (mounted) outbox::test::run_command({"umount", "-l", path}, out);
+    }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "a full disk: lines that do not fit are refused with the cause; what was stored is "
+    "delivered") {
+    TempDir dir;
+    SmallDisk disk(dir.file("small"));
+    if (!disk.mounted) {
+        WARN("skipped: mounting a 96 MiB tmpfs needs root");
+        return;
+    }
+    const std::string store = disk.path + "/events.db";
+    const std::string queue = outbox::test::create_queue("cli-outbox-full-disk");
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        for (int i = 0; i < 6000; ++i)
+            in << "{\"event\":" << i << ",\"pad\":\"" << std::string(12000, 'p') << "\"}\n";
+    }
+    const ProgramRun e =
+        run_program(outbox_args({"enqueue", "--store", store, "--to", queue, "--report",
+                                 dir.file("stored.jsonl"), dir.file("in.jsonl")}),
+                    keys());
+    INFO(e.err);
+    CHECK(e.status == 2);
+    CHECK(contains(e.err, "full"));
+    std::set<int> stored;
+    std::size_t refused = 0;
+    simdjson::dom::parser parser;
+    for (const auto& line : read_lines(dir.file("stored.jsonl"))) {
+        simdjson::dom::object o = parser.parse(line);
+        if (std::string_view(o["status"]) == "stored") {
+            stored.insert(static_cast<int>(std::int64_t(o["index"])));
+        } else {
+            ++refused;
+            CHECK(contains(std::string(std::string_view(o["error"])), "full"));
+        }
+    }
+    CHECK(stored.size() + refused == 6000);  // every line has its outcome
+    // 64 MiB of the 96 stay free for the relay (min_free_disk_bytes); a commit (at most 8 MiB
+    // of bodies) is all or nothing, so how many fit depends on how lines fell into commits.
+    REQUIRE(stored.size() > 500);
+    REQUIRE(refused > 100);
+    CHECK(inspect(store).pending == stored.size());
+
+    // Deliveries free room on the same full disk: the relay empties the store.
+    const ProgramRun r = run_program(outbox_args({"relay", "--store", store, "--endpoint",
+                                                  proxy().process.url(), "--until-empty"}),
+                                     keys());
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(inspect(store).pending == 0);
+    std::set<int> arrived;
+    for (const auto& body : outbox::test::receive_bodies(queue, stored.size(), 30))
+        arrived.insert(static_cast<int>(std::int64_t(parser.parse(body)["event"])));
+    CHECK(arrived == stored);
 }
