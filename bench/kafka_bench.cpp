@@ -7,11 +7,11 @@
 // Usage: kafka_bench [MESSAGES] [REPETITIONS]   (default 1000000 2)
 #include <outbox/kafka_destination.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <librdkafka/rdkafka.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <boost/asio/io_context.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -206,9 +206,10 @@ int main(int argc, char** argv) {
     const long messages = argc > 1 ? std::atol(argv[1]) : 1000000;
     const int repetitions = argc > 2 ? std::atoi(argv[2]) : 2;
     MockCluster cluster;
-    std::printf("%ld messages of %zu bytes, acks=all, idempotence, linger 5 ms, queue %d messages"
-                " / %d KiB;\nmock cluster of 3 brokers in its own process (%s)\n\n",
-                messages, body_size, queue_messages, queue_kbytes, cluster.bootstrap.c_str());
+    std::printf(
+        "%ld messages of %zu bytes, acks=all, idempotence, linger 5 ms, queue %d messages"
+        " / %d KiB;\nmock cluster of 3 brokers in its own process (%s)\n\n",
+        messages, body_size, queue_messages, queue_kbytes, cluster.bootstrap.c_str());
     std::printf("%-28s %12s %16s %14s %8s\n", "client", "messages/s", "CPU us/message",
                 "peak RSS MiB", "failed");
     // KAFKA_BENCH_ONLY=plain|outbox runs one side (for perf record).

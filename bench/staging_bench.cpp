@@ -51,7 +51,10 @@ double offline_us(const std::string& body, long iterations) {
     for (long i = 0; i < iterations; ++i) {
         const auto now = std::chrono::system_clock::now();
         const auto hash = outbox::sigv4::payload_hash(body);
-        (void)signer.sign_headers({.method = "PUT", .host = host, .path = path, .headers = headers,
+        (void)signer.sign_headers({.method = "PUT",
+                                   .host = host,
+                                   .path = path,
+                                   .headers = headers,
                                    .payload_hash = hash.view()},
                                   credentials, now, sig);
         (void)signer.presign({.method = "GET", .host = host, .path = path}, credentials, now,
@@ -67,7 +70,8 @@ double offline_us(const std::string& body, long iterations) {
 struct S3rver {
     pid_t pid = -1;
     int port = 0;
-    fs::path dir = fs::temp_directory_path() / ("outbox-bench-s3rver-" + std::to_string(::getpid()));
+    fs::path dir =
+        fs::temp_directory_path() / ("outbox-bench-s3rver-" + std::to_string(::getpid()));
     explicit S3rver(const std::string& peers) {
         int out[2];
         if (::pipe(out) != 0) std::exit(1);
@@ -75,8 +79,8 @@ struct S3rver {
         if (pid == 0) {
             ::dup2(out[1], STDOUT_FILENO);
             ::close(out[0]);
-            ::execlp("node", "node", "--no-warnings", (peers + "/s3rver_peer.mjs").c_str(), "0", dir.c_str(),
-                     "bench-staging", static_cast<char*>(nullptr));
+            ::execlp("node", "node", "--no-warnings", (peers + "/s3rver_peer.mjs").c_str(), "0",
+                     dir.c_str(), "bench-staging", static_cast<char*>(nullptr));
             std::_Exit(127);
         }
         ::close(out[1]);
@@ -101,11 +105,12 @@ struct S3rver {
 void end_to_end(const std::string& peers, long payloads, std::size_t size) {
     S3rver server(peers);
     boost::asio::io_context io(1);
-    outbox::PayloadStager stager(io.get_executor(),
-                                 {.bucket = "bench-staging",
-                                  .region = "us-east-1",
-                                  .endpoint = "http://127.0.0.1:" + std::to_string(server.port),
-                                  .credentials = outbox::make_static_credentials(io.get_executor(), credentials)});
+    outbox::PayloadStager stager(
+        io.get_executor(),
+        {.bucket = "bench-staging",
+         .region = "us-east-1",
+         .endpoint = "http://127.0.0.1:" + std::to_string(server.port),
+         .credentials = outbox::make_static_credentials(io.get_executor(), credentials)});
     const std::string body(size, 'p');
     long started = 0, done = 0, failed = 0;
     std::function<void()> launch = [&] {
@@ -124,9 +129,12 @@ void end_to_end(const std::string& peers, long payloads, std::size_t size) {
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     ::getrusage(RUSAGE_SELF, &after);
-    std::printf("  %7zu-byte payloads: %8.0f staged/s, client CPU %7.1f us per payload (%ld payloads, %ld failed)\n",
-                size, static_cast<double>(payloads) / seconds,
-                (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(payloads), payloads, failed);
+    std::printf(
+        "  %7zu-byte payloads: %8.0f staged/s, client CPU %7.1f us per payload (%ld payloads, %ld "
+        "failed)\n",
+        size, static_cast<double>(payloads) / seconds,
+        (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(payloads), payloads,
+        failed);
     stager.close();
 }
 
@@ -135,10 +143,12 @@ void end_to_end(const std::string& peers, long payloads, std::size_t size) {
 int main(int argc, char** argv) {
     const long iterations = argc > 1 ? std::atol(argv[1]) : 20000;
     const long payloads = argc > 2 ? std::atol(argv[2]) : 2000;
-    std::printf("Staging without the network (SHA-256 of the body, PutObject signature, pre-signed GET,\n"
-                "staged-payload message), CPU per payload:\n");
+    std::printf(
+        "Staging without the network (SHA-256 of the body, PutObject signature, pre-signed GET,\n"
+        "staged-payload message), CPU per payload:\n");
     std::printf("  1 KiB: %.2f us\n", offline_us(std::string(1024, 'x'), iterations));
-    std::printf("  1 MiB: %.1f us\n", offline_us(std::string(1024 * 1024, 'x'), std::max(1L, iterations / 100)));
+    std::printf("  1 MiB: %.1f us\n",
+                offline_us(std::string(1024 * 1024, 'x'), std::max(1L, iterations / 100)));
     std::printf("\nEnd to end through PayloadStager against s3rver on 127.0.0.1 (16 in flight):\n");
     const std::string peers = OUTBOX_PEERS_DIR;
     end_to_end(peers, payloads, 1024);

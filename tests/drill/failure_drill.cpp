@@ -15,17 +15,17 @@
 //   failure_drill [--messages N] [--seconds S] [--only sqs|kafka] [--seed S]
 // The sends are spread over S seconds (default: 8 ms per message), so faults land all
 // through the run.
-#include "local_peers.hpp"
 #include "kafka_mock.hpp"
+#include "local_peers.hpp"
 #include "sigv4_proxy.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/kafka_destination.hpp>
 #include <outbox/sqs_destination.hpp>
 
+#include <simdjson.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <simdjson.h>
 
 #include <malloc.h>
 #include <unistd.h>
@@ -76,7 +76,8 @@ double signed_kib(std::size_t after, std::size_t before) {
 
 // What happened to each message, kept in memory allocated before the baseline is taken.
 struct Ledger {
-    explicit Ledger(std::size_t n) : completions(n), errors(n), dead_letters(n), partitions(n), offsets(n) {}
+    explicit Ledger(std::size_t n)
+        : completions(n), errors(n), dead_letters(n), partitions(n), offsets(n) {}
     std::vector<int> completions;
     std::vector<error_code> errors;
     std::vector<std::atomic<int>> dead_letters;
@@ -110,7 +111,8 @@ void drive(asio::io_context& io, outbox::Destination& d, const std::vector<std::
            Ledger& ledger, Verdict& v, std::chrono::milliseconds spread) {
     std::size_t done = 0, next = 0;
     constexpr auto slice = std::chrono::milliseconds(10);
-    const std::size_t per_slice = std::max<std::size_t>(1, bodies.size() * slice.count() / std::max<long>(1, spread.count()));
+    const std::size_t per_slice =
+        std::max<std::size_t>(1, bodies.size() * slice.count() / std::max<long>(1, spread.count()));
     asio::steady_timer pacer(io);
     std::function<void()> send_slice = [&] {
         for (std::size_t k = 0; k < per_slice && next < bodies.size(); ++k, ++next) {
@@ -160,12 +162,15 @@ Tally tally(const Ledger& ledger) {
 }
 
 // The destination's counters, which also saw the one warm-up message, against the receipts.
-void check_accounting(const outbox::DestinationStats& stats, Verdict& v, std::size_t count, const Tally& t) {
-    v.check(t.not_once == 0, std::to_string(t.not_once) + " messages did not complete exactly once");
+void check_accounting(const outbox::DestinationStats& stats, Verdict& v, std::size_t count,
+                      const Tally& t) {
+    v.check(t.not_once == 0,
+            std::to_string(t.not_once) + " messages did not complete exactly once");
     v.check(t.letters_wrong == 0,
             std::to_string(t.letters_wrong) + " messages with a wrong number of dead letters");
     v.check(stats.accepted == count + 1, "accepted " + std::to_string(stats.accepted));
-    v.check(stats.delivered == t.delivered + 1, "the delivered counter disagrees with the receipts");
+    v.check(stats.delivered == t.delivered + 1,
+            "the delivered counter disagrees with the receipts");
     v.check(stats.failed == t.failed, "the failed counter disagrees with the receipts");
     v.check(stats.in_flight == 0, "in flight " + std::to_string(stats.in_flight) + " after close");
 }
@@ -210,19 +215,26 @@ void print_report(const Verdict& v, const Tally& t, const outbox::DestinationSta
                   const std::string& at_peer, const HeapReadings& heap, double seconds,
                   const std::string& faults) {
     const auto& [before, base, idle, gone] = heap;
-    std::printf("== %s: %zu delivered, %zu failed in %.1f s\n", v.name.c_str(), t.delivered, t.failed, seconds);
-    for (auto& [error, n] : t.failures_by_error) std::printf("   failed with \"%s\": %zu\n", error.c_str(), n);
+    std::printf("== %s: %zu delivered, %zu failed in %.1f s\n", v.name.c_str(), t.delivered,
+                t.failed, seconds);
+    for (auto& [error, n] : t.failures_by_error)
+        std::printf("   failed with \"%s\": %zu\n", error.c_str(), n);
     std::string described = outbox::describe(stats);
-    for (std::size_t at = 0; (at = described.find('\n', at)) != std::string::npos && at + 1 < described.size(); at += 4)
+    for (std::size_t at = 0;
+         (at = described.find('\n', at)) != std::string::npos && at + 1 < described.size(); at += 4)
         described.insert(at + 1, "   ");
     std::printf("   %s", described.c_str());
     std::printf("   faults: %s\n", faults.c_str());
     std::printf("   at the peer: %s\n", at_peer.c_str());
-    std::printf("   heap in use: %.2f MiB with the destination idle before, %.2f MiB idle after (%+.0f KiB);"
-                " %.2f MiB before it existed, %.2f MiB once destroyed (%+.0f KiB)\n",
-                mib(base.heap_in_use), mib(idle.heap_in_use), signed_kib(idle.heap_in_use, base.heap_in_use),
-                mib(before.heap_in_use), mib(gone.heap_in_use), signed_kib(gone.heap_in_use, before.heap_in_use));
-    std::printf("   resident: %.1f MiB idle before, %.1f MiB idle after\n", mib(base.resident), mib(idle.resident));
+    std::printf(
+        "   heap in use: %.2f MiB with the destination idle before, %.2f MiB idle after (%+.0f "
+        "KiB);"
+        " %.2f MiB before it existed, %.2f MiB once destroyed (%+.0f KiB)\n",
+        mib(base.heap_in_use), mib(idle.heap_in_use),
+        signed_kib(idle.heap_in_use, base.heap_in_use), mib(before.heap_in_use),
+        mib(gone.heap_in_use), signed_kib(gone.heap_in_use, before.heap_in_use));
+    std::printf("   resident: %.1f MiB idle before, %.1f MiB idle after\n", mib(base.resident),
+                mib(idle.resident));
     if (!heap_measured) std::printf("   (heap not checked: a sanitizer's allocator is in use)\n");
     if (v.problems.empty()) {
         std::printf("   OK: every message accounted for exactly once\n");
@@ -231,16 +243,17 @@ void print_report(const Verdict& v, const Tally& t, const outbox::DestinationSta
     }
 }
 
-
 // ---- SQS ---------------------------------------------------------------------------------
 
 bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds spread) {
     Verdict v{"SQS (fauxqs behind the fault-injecting proxy)", {}};
     const std::string run = "sqs-drill-" + std::to_string(::getpid());
     const std::string queue = outbox::test::create_queue(run);
-    const std::string faults = "500=0.03,503=0.03,throttle=0.03,reset=0.03,lost=0.03,slow=0.03,partial=0.05";
-    const outbox::test::SigV4Proxy proxy(outbox::test::fauxqs().port(), "sqs", "AKIDDRILL", "drill-secret",
-                                         {"--faults", faults, "--seed", std::to_string(seed), "--slow-ms", "200"});
+    const std::string faults =
+        "500=0.03,503=0.03,throttle=0.03,reset=0.03,lost=0.03,slow=0.03,partial=0.05";
+    const outbox::test::SigV4Proxy proxy(
+        outbox::test::fauxqs().port(), "sqs", "AKIDDRILL", "drill-secret",
+        {"--faults", faults, "--seed", std::to_string(seed), "--slow-ms", "200"});
     std::mt19937 rng(seed);
     std::vector<std::string> bodies;
     for (std::size_t i = 0; i < count; ++i) bodies.push_back(body_for(run, i, rng, i % 500 == 250));
@@ -251,7 +264,8 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     config.queue_url = queue;
     config.endpoint = proxy.process.url();
     config.region = "us-east-1";
-    config.credentials = outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"AKIDDRILL", "drill-secret"});
+    config.credentials = outbox::make_static_credentials(
+        io.get_executor(), outbox::Credentials{"AKIDDRILL", "drill-secret"});
     config.retry.base_delay = std::chrono::milliseconds(20);
     config.retry.max_delay = std::chrono::seconds(1);
     config.retry.max_attempts = 60;
@@ -269,7 +283,9 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     auto sqs = std::make_unique<outbox::SqsDestination>(io.get_executor(), config);
     warm_up(io, *sqs, run + "-warm-up");
     heap.base = Memory::now();
-    sqs->set_dead_letter_handler([&](outbox::DeadLetter&& letter) { ++ledger.dead_letters[index_of(letter.message.body, run)]; });
+    sqs->set_dead_letter_handler([&](outbox::DeadLetter&& letter) {
+        ++ledger.dead_letters[index_of(letter.message.body, run)];
+    });
 
     // Outages: every 2 s, requests are dropped unanswered for 0.6 s.
     asio::steady_timer outages(io);
@@ -306,7 +322,8 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     simdjson::dom::parser parser;
     std::map<std::size_t, int> seen;
     for (std::size_t want = t.delivered + 1, seconds_left = 60;; want = 1000, seconds_left = 3) {
-        const std::string json = outbox::test::receive_json(queue, want, static_cast<int>(seconds_left));
+        const std::string json =
+            outbox::test::receive_json(queue, want, static_cast<int>(seconds_left));
         std::size_t got = 0;
         for (simdjson::dom::element m : parser.parse(json).get_array()) {
             ++got;
@@ -321,12 +338,15 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
         const auto it = seen.find(i);
         if (!ledger.errors[i] && it == seen.end()) ++missing;
         if (ledger.errors[i] == outbox::Errc::service_error && it != seen.end()) ++refused_present;
-        if (it != seen.end() && it->second > 1) duplicates += static_cast<std::size_t>(it->second - 1);
+        if (it != seen.end() && it->second > 1)
+            duplicates += static_cast<std::size_t>(it->second - 1);
     }
     v.check(missing == 0, std::to_string(missing) + " delivered messages are not in the queue");
-    v.check(refused_present == 0, std::to_string(refused_present) + " refused messages are in the queue");
+    v.check(refused_present == 0,
+            std::to_string(refused_present) + " refused messages are in the queue");
     std::size_t planted = 0;
-    for (std::size_t i = 0; i < count; ++i) planted += ledger.errors[i] == outbox::Errc::service_error ? 1 : 0;
+    for (std::size_t i = 0; i < count; ++i)
+        planted += ledger.errors[i] == outbox::Errc::service_error ? 1 : 0;
     v.check(t.failed == planted, "failures other than the planted refusals");
     heap.check(v);
 
@@ -336,22 +356,26 @@ bool drill_sqs(std::size_t count, unsigned seed, std::chrono::milliseconds sprea
     for (auto [kind, n] : simdjson::dom::object(proxy_stats["faults"]))
         injected += std::string(kind) + " " + std::to_string(std::uint64_t(n)) + ", ";
     injected += "outages " + std::to_string(outages_started) + " (" +
-                std::to_string(std::uint64_t(proxy_stats["outage_drops"])) + " requests dropped), signature failures " +
+                std::to_string(std::uint64_t(proxy_stats["outage_drops"])) +
+                " requests dropped), signature failures " +
                 std::to_string(std::uint64_t(proxy_stats["signature_failures"]));
     v.check(std::uint64_t(proxy_stats["signature_failures"]) == 0, "the proxy saw bad signatures");
-    const std::string at_peer = std::to_string(seen.size()) + " distinct messages, " + std::to_string(duplicates) +
-                                " duplicates (at least once: replies lost after the queue stored them)";
+    const std::string at_peer =
+        std::to_string(seen.size()) + " distinct messages, " + std::to_string(duplicates) +
+        " duplicates (at least once: replies lost after the queue stored them)";
     print_report(v, t, stats, at_peer, heap, seconds, injected);
     return v.problems.empty();
 }
 
 // ---- Kafka -------------------------------------------------------------------------------
 
-bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spread, const std::string& broker_path) {
+bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spread,
+                 const std::string& broker_path) {
     Verdict v{"Kafka (the mock cluster, faults on a schedule)", {}};
     const std::string run = "kafka-drill-" + std::to_string(::getpid());
     const std::string topic = run;
-    outbox::test::PeerProcess cluster({broker_path, "--brokers", "3", "--topic", topic + ":6", "--commands"}, true);
+    outbox::test::PeerProcess cluster(
+        {broker_path, "--brokers", "3", "--topic", topic + ":6", "--commands"}, true);
     simdjson::dom::parser parser;
     const std::string bootstrap{std::string_view(parser.parse(cluster.ready_line())["bootstrap"])};
     std::mt19937 rng(seed);
@@ -383,7 +407,9 @@ bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spr
     auto kafka = std::make_unique<outbox::KafkaDestination>(io.get_executor(), config);
     warm_up(io, *kafka, run + "-warm-up");
     heap.base = Memory::now();
-    kafka->set_dead_letter_handler([&](outbox::DeadLetter&& letter) { ++ledger.dead_letters[index_of(letter.message.body, run)]; });
+    kafka->set_dead_letter_handler([&](outbox::DeadLetter&& letter) {
+        ++ledger.dead_letters[index_of(letter.message.body, run)];
+    });
 
     // Every 400 ms the next fault: retriable produce errors; a broker down, then up; replies
     // held past the request timeout (lost), then not; a leader moved; once, a permanent error.
@@ -401,14 +427,40 @@ bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spr
             if (ec) return;
             const int broker = std::uniform_int_distribution<int>(1, 3)(faults_rng);
             switch (tick++ % 8) {
-                case 0: command("errors 6,19,7,5", "retriable produce errors (4 each)"); break;
-                case 1: if (!down_broker) { down_broker = broker; command("down " + std::to_string(broker), "broker outages"); } break;
-                case 3: if (down_broker) { command("up " + std::to_string(down_broker), "broker recoveries"); down_broker = 0; } break;
-                case 4: slow_broker = broker; command("rtt " + std::to_string(broker) + " 2500", "replies held past the timeout"); break;
-                case 5: command("rtt " + std::to_string(slow_broker) + " 0", "replies back to normal"); break;
-                case 6: command("leader " + topic + " " + std::to_string(broker % 6) + " " + std::to_string(broker), "leader moves"); break;
-                case 7: if (tick == 8) command("errors 87", "permanent produce errors (INVALID_RECORD)"); break;
-                default: break;
+                case 0:
+                    command("errors 6,19,7,5", "retriable produce errors (4 each)");
+                    break;
+                case 1:
+                    if (!down_broker) {
+                        down_broker = broker;
+                        command("down " + std::to_string(broker), "broker outages");
+                    }
+                    break;
+                case 3:
+                    if (down_broker) {
+                        command("up " + std::to_string(down_broker), "broker recoveries");
+                        down_broker = 0;
+                    }
+                    break;
+                case 4:
+                    slow_broker = broker;
+                    command("rtt " + std::to_string(broker) + " 2500",
+                            "replies held past the timeout");
+                    break;
+                case 5:
+                    command("rtt " + std::to_string(slow_broker) + " 0", "replies back to normal");
+                    break;
+                case 6:
+                    command("leader " + topic + " " + std::to_string(broker % 6) + " " +
+                                std::to_string(broker),
+                            "leader moves");
+                    break;
+                case 7:
+                    if (tick == 8)
+                        command("errors 87", "permanent produce errors (INVALID_RECORD)");
+                    break;
+                default:
+                    break;
             }
             schedule();
         });
@@ -439,21 +491,27 @@ bool drill_kafka(std::size_t count, unsigned seed, std::chrono::milliseconds spr
     for (std::size_t i = 0; i < count; ++i) {
         const auto it = seen.find(i);
         if (!ledger.errors[i]) {
-            if (it == seen.end()) ++missing;
-            else if (!it->second.count({ledger.partitions[i], ledger.offsets[i]})) ++misplaced;
+            if (it == seen.end())
+                ++missing;
+            else if (!it->second.count({ledger.partitions[i], ledger.offsets[i]}))
+                ++misplaced;
         }
         if (ledger.errors[i] == outbox::Errc::service_error && it != seen.end()) ++refused_present;
         if (it != seen.end()) duplicates += it->second.size() - 1;
     }
     v.check(missing == 0, std::to_string(missing) + " delivered messages are not in the topic");
-    v.check(misplaced == 0, std::to_string(misplaced) + " delivered messages are not at their receipt's partition and offset");
-    v.check(refused_present == 0, std::to_string(refused_present) + " refused messages are in the topic");
+    v.check(misplaced == 0,
+            std::to_string(misplaced) +
+                " delivered messages are not at their receipt's partition and offset");
+    v.check(refused_present == 0,
+            std::to_string(refused_present) + " refused messages are in the topic");
     heap.check(v);
     std::string faults;
     for (auto& [kind, n] : injected) faults += kind + " " + std::to_string(n) + ", ";
     if (!faults.empty()) faults.resize(faults.size() - 2);
-    const std::string at_peer = std::to_string(seen.size()) + " distinct messages, " + std::to_string(duplicates) +
-                                " duplicates (at least once: replies held past the timeout, then sent again)";
+    const std::string at_peer =
+        std::to_string(seen.size()) + " distinct messages, " + std::to_string(duplicates) +
+        " duplicates (at least once: replies held past the timeout, then sent again)";
     print_report(v, t, stats, at_peer, heap, seconds, faults);
     return v.problems.empty();
 }
@@ -467,22 +525,29 @@ int main(int argc, char** argv) {
     unsigned seed = 7;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "--messages" && i + 1 < argc) count = std::stoul(argv[++i]);
-        else if (a == "--only" && i + 1 < argc) only = argv[++i];
-        else if (a == "--seed" && i + 1 < argc) seed = static_cast<unsigned>(std::stoul(argv[++i]));
-        else if (a == "--seconds" && i + 1 < argc) seconds = std::stol(argv[++i]);
+        if (a == "--messages" && i + 1 < argc)
+            count = std::stoul(argv[++i]);
+        else if (a == "--only" && i + 1 < argc)
+            only = argv[++i];
+        else if (a == "--seed" && i + 1 < argc)
+            seed = static_cast<unsigned>(std::stoul(argv[++i]));
+        else if (a == "--seconds" && i + 1 < argc)
+            seconds = std::stol(argv[++i]);
         else {
-            std::fprintf(stderr, "usage: failure_drill [--messages N] [--seconds S] [--only sqs|kafka] [--seed S]\n");
+            std::fprintf(stderr,
+                         "usage: failure_drill [--messages N] [--seconds S] [--only sqs|kafka] "
+                         "[--seed S]\n");
             return 2;
         }
     }
     ::setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
-    const std::chrono::milliseconds spread =
-        seconds > 0 ? std::chrono::milliseconds(seconds * 1000) : std::chrono::milliseconds(count * 8);
+    const std::chrono::milliseconds spread = seconds > 0 ? std::chrono::milliseconds(seconds * 1000)
+                                                         : std::chrono::milliseconds(count * 8);
     bool ok = true;
     try {
         if (only.empty() || only == "sqs") ok = drill_sqs(count, seed, spread) && ok;
-        if (only.empty() || only == "kafka") ok = drill_kafka(count, seed, spread, OUTBOX_KAFKA_MOCK_BROKER_PATH) && ok;
+        if (only.empty() || only == "kafka")
+            ok = drill_kafka(count, seed, spread, OUTBOX_KAFKA_MOCK_BROKER_PATH) && ok;
     } catch (const std::exception& e) {
         std::printf("the drill itself failed: %s\n", e.what());
         return 1;

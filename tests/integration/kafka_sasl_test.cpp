@@ -53,9 +53,10 @@ outbox::Message message(std::string body) {
 
 }  // namespace
 
-TEST_CASE("SASL PLAIN over TLS: the right credentials deliver, idempotently, and the password "
-          "never reaches the log",
-          "[kafka][sasl]") {
+TEST_CASE(
+    "SASL PLAIN over TLS: the right credentials deliver, idempotently, and the password "
+    "never reaches the log",
+    "[kafka][sasl]") {
     SaslBroker broker("secure");
     CapturedLog log;
     asio::io_context io;
@@ -119,9 +120,10 @@ TEST_CASE("SASL PLAIN over TLS: a broker certificate from an untrusted CA fails 
     CHECK(broker.records().empty());
 }
 
-TEST_CASE("with partitions and a replication factor the topic is created through the Admin "
-          "API before the first message",
-          "[kafka][sasl]") {
+TEST_CASE(
+    "with partitions and a replication factor the topic is created through the Admin "
+    "API before the first message",
+    "[kafka][sasl]") {
     SaslBroker broker("created");
     CapturedLog log;
     asio::io_context io;
@@ -141,8 +143,7 @@ TEST_CASE("with partitions and a replication factor the topic is created through
     CHECK(log.text.find("created topic \"created\" with 1 partitions") != std::string::npos);
 }
 
-TEST_CASE("creating the topic is refused: producing goes ahead when it exists",
-          "[kafka][sasl]") {
+TEST_CASE("creating the topic is refused: producing goes ahead when it exists", "[kafka][sasl]") {
     // The broker refuses to create topics whose names start with "_" (not authorized).
     SaslBroker broker("_reserved");
     CapturedLog log;

@@ -75,8 +75,9 @@ struct DeadLetters {
 /// Every message accounted for exactly once: each outcome completed once, the counters add
 /// up to the outcomes, and each failure (only failures) went to the dead letters once, with
 /// the send's error, diagnostics and attempts.
-inline void check_accounted(const std::vector<Outcome>& outcomes, const std::vector<std::string>& bodies,
-                            const DestinationStats& stats, DeadLetters& dead) {
+inline void check_accounted(const std::vector<Outcome>& outcomes,
+                            const std::vector<std::string>& bodies, const DestinationStats& stats,
+                            DeadLetters& dead) {
     REQUIRE(outcomes.size() == bodies.size());
     std::map<std::string, const Outcome*> failed_by_body;
     std::uint64_t delivered = 0;

@@ -53,8 +53,7 @@ constexpr int16_t produce_api_key = 0;  // RD_KAFKAP_Produce, not in the public 
 void KafkaMockCluster::push_produce_errors(const std::vector<int>& errors) {
     std::vector<rd_kafka_resp_err_t> errs;
     for (int e : errors) errs.push_back(static_cast<rd_kafka_resp_err_t>(e));
-    rd_kafka_mock_push_request_errors_array(cluster_, produce_api_key, errs.size(),
-                                            errs.data());
+    rd_kafka_mock_push_request_errors_array(cluster_, produce_api_key, errs.size(), errs.data());
 }
 
 void KafkaMockCluster::set_topic_error(const std::string& topic, int error) {
@@ -64,8 +63,8 @@ void KafkaMockCluster::set_topic_error(const std::string& topic, int error) {
 std::vector<KafkaRecord> kcat_read(const std::string& bootstrap, const std::string& topic,
                                    const std::vector<std::string>& extra_args) {
     // kcat waits for a partition whose leader is away: bounded, so a test fails instead.
-    std::vector<std::string> argv{"timeout", "120", "kcat", "-b", bootstrap, "-C", "-t", topic,
-                                  "-o", "beginning", "-e", "-J", "-q"};
+    std::vector<std::string> argv{"timeout", "120", "kcat",      "-b", bootstrap, "-C", "-t",
+                                  topic,     "-o",  "beginning", "-e", "-J",      "-q"};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     std::string out;
     if (const int rc = run_command(argv, out); rc != 0)

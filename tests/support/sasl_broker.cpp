@@ -34,14 +34,13 @@ SaslBroker::SaslBroker(const std::string& topic) {
     const std::string d = dir_ + "/";
     auto self_signed = [&](const std::string& name, const std::string& cn) {
         openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                 "-nodes", "-keyout", d + name + ".key",
-                 "-out", d + name + ".pem", "-days", "2", "-subj", "/CN=" + cn});
+                 "-nodes", "-keyout", d + name + ".key", "-out", d + name + ".pem", "-days", "2",
+                 "-subj", "/CN=" + cn});
     };
     self_signed("ca", "outbox test CA");
     self_signed("other-ca", "someone else's CA");
     openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", d + "server.key", "-out",
-             d + "server.csr", "-subj", "/CN=127.0.0.1"});
+             "-keyout", d + "server.key", "-out", d + "server.csr", "-subj", "/CN=127.0.0.1"});
     std::ofstream(d + "san.ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
     openssl({"x509", "-req", "-in", d + "server.csr", "-CA", d + "ca.pem", "-CAkey", d + "ca.key",
              "-CAcreateserial", "-out", d + "server.pem", "-days", "2", "-extfile", d + "san.ext"});

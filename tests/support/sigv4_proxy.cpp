@@ -10,11 +10,12 @@ namespace {
 std::vector<std::string> proxy_argv(unsigned short upstream_port, const std::string& service,
                                     const std::string& access_key, const std::string& secret_key,
                                     const std::vector<std::string>& extra) {
-    std::vector<std::string> argv = {"/usr/bin/python3", peers_dir() + "/sigv4_proxy.py",
-                                     "--upstream", "127.0.0.1:" + std::to_string(upstream_port),
-                                     "--service", service,
-                                     "--access-key", access_key,
-                                     "--secret-key", secret_key};
+    std::vector<std::string> argv = {
+        "/usr/bin/python3", peers_dir() + "/sigv4_proxy.py",
+        "--upstream",       "127.0.0.1:" + std::to_string(upstream_port),
+        "--service",        service,
+        "--access-key",     access_key,
+        "--secret-key",     secret_key};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return argv;
 }

@@ -12,6 +12,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -19,12 +20,13 @@
 #include <iostream>
 #include <sstream>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace {
 volatile std::sig_atomic_t stop_requested = 0;
-void on_signal(int) { stop_requested = 1; }
+void on_signal(int) {
+    stop_requested = 1;
+}
 
 std::string run_command(rd_kafka_mock_cluster_t* cluster, const std::string& line) {
     std::istringstream in(line);
@@ -44,7 +46,8 @@ std::string run_command(rd_kafka_mock_cluster_t* cluster, const std::string& lin
         for (std::string item; std::getline(items, item, ',');)
             codes.push_back(static_cast<rd_kafka_resp_err_t>(std::atoi(item.c_str())));
         if (codes.empty()) return "error: errors CODE[,CODE...]";
-        rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */, codes.size(), codes.data());
+        rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */, codes.size(),
+                                                codes.data());
     } else if (verb == "rtt") {
         int broker = 0, ms = 0;
         if (!(in >> broker >> ms)) return "error: rtt BROKER MS";
