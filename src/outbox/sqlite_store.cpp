@@ -17,7 +17,10 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 namespace outbox {
@@ -32,7 +35,8 @@ SystemTime from_ms(std::int64_t ms) {
     return SystemTime(std::chrono::duration_cast<SystemTime::duration>(Millis(ms)));
 }
 
-constexpr int schema_version = 1;
+// 2: `waiting` marks the events behind their group's head.
+constexpr int schema_version = 2;
 
 constexpr const char* schema = R"sql(
 CREATE TABLE IF NOT EXISTS outbox_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,10 +53,25 @@ CREATE TABLE IF NOT EXISTS outbox_events(
     attempts INTEGER NOT NULL DEFAULT 0,
     dead INTEGER NOT NULL DEFAULT 0,
     last_error TEXT NOT NULL DEFAULT '',
-    failed_at INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS outbox_events_due ON outbox_events(dead, next_attempt_at, id);
+    failed_at INTEGER NOT NULL DEFAULT 0,
+    waiting INTEGER NOT NULL DEFAULT 0);
+)sql";
+
+// `waiting` is 1 for a living event with an older living one in its group. The claims' index
+// holds only the living heads (partial: its two columns cost an enqueue less than three), so a
+// claim never walks dead letters or the backlog behind a group's head.
+constexpr const char* indexes = R"sql(
+CREATE INDEX IF NOT EXISTS outbox_events_ready ON outbox_events(next_attempt_at, id)
+    WHERE dead = 0 AND waiting = 0;
 CREATE INDEX IF NOT EXISTS outbox_events_group ON outbox_events(target, group_key, dead, id);
 )sql";
+
+// Recomputes `waiting` for the living events of ?1 (every target when empty).
+constexpr const char* recompute_waiting =
+    "UPDATE outbox_events SET waiting = (group_key != '' AND EXISTS (SELECT 1 FROM "
+    "outbox_events g WHERE g.target = outbox_events.target AND g.group_key = "
+    "outbox_events.group_key AND g.dead = 0 AND g.id < outbox_events.id)) "
+    "WHERE dead = 0 AND (?1 = '' OR target = ?1)";
 
 class Statement {
   public:
@@ -191,30 +210,34 @@ class SqliteStore final : public OutboxStore {
         tx.commit();
     }
 
+    // Claims live in this object, not in the file: a crash releases them with the process.
+    // The due index holds only groups' heads, so the rows passed over are the claimed ones (at
+    // most what is in flight).
     std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) override {
         std::vector<StoredEvent> out;
         if (limit == 0) return out;
-        Transaction tx(*this, "claim");
-        {
-            Use use(select_due_);
-            sqlite3_bind_int64(use.stmt, 1, to_ms(now));
-            sqlite3_bind_int64(use.stmt, 2, static_cast<std::int64_t>(limit));
-
-            for (;;) {
-                const int rc = sqlite3_step(use.stmt);
-                if (rc == SQLITE_DONE) break;
-                if (rc != SQLITE_ROW) fail(rc, "claim");
-                out.push_back(read_event(use.stmt));
+        Use use(select_due_);
+        sqlite3_bind_int64(use.stmt, 1, to_ms(now));
+        while (out.size() < limit) {
+            const int rc = sqlite3_step(use.stmt);
+            if (rc == SQLITE_DONE) break;
+            if (rc != SQLITE_ROW) fail(rc, "claim");
+            if (claimed_.count(sqlite3_column_int64(use.stmt, 0))) continue;
+            // A group with a member out gives nothing (after a redrive, say, an older member
+            // may head it meanwhile), nor does one already taken by this claim.
+            GroupKey group;
+            if (sqlite3_column_bytes(use.stmt, 2) != 0) {
+                group = {column_text(use.stmt, 1), column_text(use.stmt, 2)};
+                if (claimed_groups_.count(group)) continue;
             }
+            StoredEvent e = read_event(use.stmt);
+            claimed_.insert(e.id);
+            if (!group.second.empty()) {
+                claimed_groups_.insert(group);
+                grouped_claims_.emplace(e.id, std::move(group));
+            }
+            out.push_back(std::move(e));
         }
-        for (const StoredEvent& e : out) {
-            Use use(insert_claim_);
-            sqlite3_bind_int64(use.stmt, 1, e.id);
-            bind_text(use.stmt, 2, e.target);
-            bind_text(use.stmt, 3, e.message.group_id);
-            step_done(use.stmt, "claim");
-        }
-        tx.commit();
         return out;
     }
 
@@ -229,9 +252,14 @@ class SqliteStore final : public OutboxStore {
         for (const EventOutcome& o : outcomes) {
             switch (o.kind) {
                 case EventOutcome::Kind::delivered: {
-                    Use use(delete_event_);
+                    // Claimed without a group: no head to hand on, a plain delete.
+                    const bool ungrouped = claimed_.count(o.id) && !grouped_claims_.count(o.id);
+                    Use use(ungrouped ? delete_event_ : delete_event_returning_);
                     sqlite3_bind_int64(use.stmt, 1, o.id);
-                    step_done(use.stmt, "settle");
+                    if (ungrouped)
+                        step_done(use.stmt, "settle");
+                    else
+                        promote_next_of_group(use.stmt);
                     break;
                 }
                 case EventOutcome::Kind::retry:
@@ -243,18 +271,46 @@ class SqliteStore final : public OutboxStore {
                     bind_text(use.stmt, 4, o.error);
                     sqlite3_bind_int64(use.stmt, 5, now);
                     sqlite3_bind_int64(use.stmt, 6, o.id);
-                    step_done(use.stmt, "settle");
+                    if (o.kind == EventOutcome::Kind::dead)
+                        promote_next_of_group(use.stmt);
+                    else
+                        step_done(use.stmt, "settle");
                     break;
                 }
             }
-            Use use(delete_claim_);
-            sqlite3_bind_int64(use.stmt, 1, o.id);
-            step_done(use.stmt, "settle");
         }
         tx.commit();
+        for (const EventOutcome& o : outcomes) unclaim(o.id);  // recorded: no longer out
     }
 
-    void release_claims() override { exec("DELETE FROM temp.outbox_claims", "release claims"); }
+    void unclaim(EventId id) {
+        claimed_.erase(id);
+        if (auto it = grouped_claims_.find(id); it != grouped_claims_.end()) {
+            claimed_groups_.erase(it->second);
+            grouped_claims_.erase(it);
+        }
+    }
+
+    // Steps a statement that took an event out of its group's living members (RETURNING
+    // target, group_key) and makes the group's next living event its head.
+    void promote_next_of_group(sqlite3_stmt* taken) {
+        const int rc = sqlite3_step(taken);
+        if (rc == SQLITE_DONE) return;  // no such event
+        if (rc != SQLITE_ROW) fail(rc, "settle");
+        if (sqlite3_column_bytes(taken, 1) != 0) {
+            Use use(promote_);
+            sqlite3_bind_value(use.stmt, 1, sqlite3_column_value(taken, 0));
+            sqlite3_bind_value(use.stmt, 2, sqlite3_column_value(taken, 1));
+            step_done(use.stmt, "settle");
+        }
+        step_done(taken, "settle");
+    }
+
+    void release_claims() override {
+        claimed_.clear();
+        grouped_claims_.clear();
+        claimed_groups_.clear();
+    }
 
     // A file of its own beside the database: closing a descriptor of the database file itself
     // would drop SQLite's POSIX locks on it for the whole process.
@@ -290,13 +346,16 @@ class SqliteStore final : public OutboxStore {
         return line;
     }
 
+    // The first head that is not out: past the claimed ones, at most what is in flight.
     std::optional<SystemTime> next_due() override {
         Use use(select_next_due_);
-        const int rc = sqlite3_step(use.stmt);
-        if (rc == SQLITE_ROW && sqlite3_column_type(use.stmt, 0) != SQLITE_NULL)
-            return from_ms(sqlite3_column_int64(use.stmt, 0));
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) fail(rc, "next due");
-        return std::nullopt;
+        for (;;) {
+            const int rc = sqlite3_step(use.stmt);
+            if (rc == SQLITE_DONE) return std::nullopt;
+            if (rc != SQLITE_ROW) fail(rc, "next due");
+            if (!claimed_.count(sqlite3_column_int64(use.stmt, 1)))
+                return from_ms(sqlite3_column_int64(use.stmt, 0));
+        }
     }
 
     bool has_pending() override {
@@ -360,6 +419,11 @@ class SqliteStore final : public OutboxStore {
         sqlite3_bind_int64(s.get(), 2, to_ms(now));
         step_done(s.get(), "redrive");
         const auto n = static_cast<std::uint64_t>(sqlite3_changes64(db_));
+        if (n != 0) {  // a redriven event may now head its group
+            Statement r(db_, recompute_waiting, where() + ": redrive");
+            bind_text(r.get(), 1, target);
+            step_done(r.get(), "redrive");
+        }
         tx.commit();
         return n;
     }
@@ -370,8 +434,6 @@ class SqliteStore final : public OutboxStore {
         bind_text(s.get(), 1, target);
         step_done(s.get(), "purge");
         const auto n = static_cast<std::uint64_t>(sqlite3_changes64(db_));
-        exec("DELETE FROM temp.outbox_claims WHERE id NOT IN (SELECT id FROM outbox_events)",
-             "purge");
         tx.commit();
         return n;
     }
@@ -474,6 +536,22 @@ class SqliteStore final : public OutboxStore {
         return fallback;
     }
 
+    // Version 1 had no `waiting`: add it, compute it, replace the claims' index. Once, in one
+    // transaction; another process may have done it first.
+    void migrate_from_1() {
+        Transaction tx(*this, "upgrading its schema");
+        if (meta("schema_version", "") != "1") return;
+        exec(
+            "ALTER TABLE outbox_events ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0; "
+            "DROP INDEX IF EXISTS outbox_events_due",
+            "upgrading its schema");
+        Statement r(db_, recompute_waiting, where() + ": upgrading its schema");
+        bind_text(r.get(), 1, "");
+        step_done(r.get(), "upgrading its schema");
+        set_meta("schema_version", std::to_string(schema_version));
+        tx.commit();
+    }
+
     void set_meta(const char* key, const std::string& value) {
         Statement s(db_, "INSERT OR REPLACE INTO outbox_meta(key, value) VALUES (?1, ?2)",
                     where() + ": meta");
@@ -515,7 +593,7 @@ class SqliteStore final : public OutboxStore {
         // 16 MiB of page cache (the default is 2): claims and settlements re-read the pages at
         // the head of the backlog, and a pread per page costs more than the rest of a claim.
         exec("PRAGMA cache_size = -16384", "settings");
-        // The claims' temporary table in memory, not in a temporary file read back with pread.
+        // Temporary b-trees (a summary's grouping) in memory, not in a file read back with pread.
         exec("PRAGMA temp_store = MEMORY", "settings");
         if (options_.check_integrity) check_integrity();
         if (options_.max_file_bytes != 0) {
@@ -527,7 +605,9 @@ class SqliteStore final : public OutboxStore {
         }
         exec(schema, "creating its tables");
         const std::string version = meta("schema_version", "");
-        if (version.empty()) {
+        if (version == "1") {
+            migrate_from_1();
+        } else if (version.empty()) {
             set_meta("schema_version", std::to_string(schema_version));
             unsigned char random[8];
             sqlite3_randomness(sizeof random, random);
@@ -542,60 +622,49 @@ class SqliteStore final : public OutboxStore {
             throw StoreError(StoreError::Kind::corrupt, where() + ": schema version " + version +
                                                             "; this outbox reads " +
                                                             std::to_string(schema_version));
+        exec(indexes, "creating its indexes");
         identity_ = meta("identity", "");
-        // Claims know their group: no event of a group with a claimed member is handed out, even
-        // when a redrive or a purge makes an older one the group's head meanwhile.
-        exec(
-            "CREATE TEMP TABLE IF NOT EXISTS outbox_claims(id INTEGER PRIMARY KEY, "
-            "target TEXT NOT NULL, group_key TEXT NOT NULL); "
-            "CREATE INDEX IF NOT EXISTS temp.outbox_claims_group "
-            "ON outbox_claims(target, group_key)",
-            "settings");
 
         constexpr const char* columns =
             "id, target, group_key, body, attributes, dedup_id, delay_s, enqueued_at, "
             "next_attempt_at, attempts, dead, last_error";
         insert_ = Statement(db_,
                             "INSERT INTO outbox_events(target, group_key, body, attributes, "
-                            "dedup_id, delay_s, enqueued_at, next_attempt_at) "
-                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            "dedup_id, delay_s, enqueued_at, next_attempt_at, waiting) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?2 = '' THEN 0 "
+                            "ELSE EXISTS (SELECT 1 FROM outbox_events WHERE target = ?1 AND "
+                            "group_key = ?2 AND dead = 0) END)",
                             where());
-        // Due, not claimed, and the oldest living event of its group (none earlier that is
-        // neither delivered nor dead: a claimed or retrying head holds the rest back).
-        select_due_ =
-            Statement(db_,
-                      (std::string("SELECT ") + columns +
-                       " FROM outbox_events e WHERE e.dead = 0 AND e.next_attempt_at <= ?1 "
-
-                       "AND e.id NOT IN (SELECT id FROM temp.outbox_claims) "
-                       "AND (e.group_key = '' OR NOT EXISTS (SELECT 1 FROM temp.outbox_claims c "
-                       "WHERE c.target = e.target AND c.group_key = e.group_key)) "
-                       "AND (e.group_key = '' OR NOT EXISTS (SELECT 1 FROM outbox_events g "
-                       "WHERE g.target = e.target AND g.group_key = e.group_key AND g.dead = 0 "
-                       "AND g.id < e.id)) "
-                       "ORDER BY e.next_attempt_at, e.id LIMIT ?2")
-                          .c_str(),
-                      where());
-        insert_claim_ = Statement(db_,
-                                  "INSERT OR IGNORE INTO temp.outbox_claims(id, target, group_key) "
-                                  "VALUES (?1, ?2, ?3)",
-                                  where());
-        delete_claim_ = Statement(db_, "DELETE FROM temp.outbox_claims WHERE id = ?1", where());
+        // Due heads of their groups (`waiting` 0: a claimed or retrying head holds the rest
+        // back), oldest first; claim() passes over the claimed ones.
+        select_due_ = Statement(db_,
+                                (std::string("SELECT ") + columns +
+                                 " FROM outbox_events WHERE dead = 0 AND waiting = 0 "
+                                 "AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id")
+                                    .c_str(),
+                                where());
         delete_event_ = Statement(db_, "DELETE FROM outbox_events WHERE id = ?1", where());
+        delete_event_returning_ = Statement(
+            db_, "DELETE FROM outbox_events WHERE id = ?1 RETURNING target, group_key", where());
         update_failed_ = Statement(db_,
                                    "UPDATE outbox_events SET attempts = ?1, next_attempt_at = ?2, "
-                                   "dead = ?3, last_error = ?4, failed_at = ?5 WHERE id = ?6",
+                                   "dead = ?3, last_error = ?4, failed_at = ?5 WHERE id = ?6 "
+                                   "RETURNING target, group_key",
                                    where());
+        promote_ = Statement(db_,
+                             "UPDATE outbox_events SET waiting = 0 WHERE id = (SELECT id FROM "
+                             "outbox_events WHERE target = ?1 AND group_key = ?2 AND dead = 0 "
+                             "ORDER BY id LIMIT 1)",
+                             where());
         select_one_ = Statement(
             db_, (std::string("SELECT ") + columns + " FROM outbox_events WHERE id = ?1").c_str(),
             where());
-        select_any_pending_ =
-            Statement(db_, "SELECT 1 FROM outbox_events WHERE dead = 0 LIMIT 1", where());
-        select_next_due_ =
-            Statement(db_,
-                      "SELECT MIN(next_attempt_at) FROM outbox_events WHERE dead = 0 "
-                      "AND id NOT IN (SELECT id FROM temp.outbox_claims)",
-                      where());
+        select_any_pending_ = Statement(
+            db_, "SELECT 1 FROM outbox_events WHERE dead = 0 AND waiting = 0 LIMIT 1", where());
+        select_next_due_ = Statement(db_,
+                                     "SELECT next_attempt_at, id FROM outbox_events WHERE dead = 0 "
+                                     "AND waiting = 0 ORDER BY next_attempt_at, id",
+                                     where());
     }
 
     void check_integrity() {
@@ -641,10 +710,14 @@ class SqliteStore final : public OutboxStore {
     SqliteStoreOptions options_;
     sqlite3* db_ = nullptr;
     int relay_lock_fd_ = -1;
+    using GroupKey = std::pair<std::string, std::string>;  // target, group
+    std::unordered_set<EventId> claimed_;                  // handed out, not yet settled
+    std::unordered_map<EventId, GroupKey> grouped_claims_;
+    std::set<GroupKey> claimed_groups_;
     std::string identity_;
 
-    Statement select_any_pending_, select_one_, insert_, select_due_, insert_claim_, delete_claim_,
-        delete_event_, update_failed_, select_next_due_;
+    Statement select_any_pending_, select_one_, insert_, select_due_, delete_event_,
+        delete_event_returning_, update_failed_, promote_, select_next_due_;
 };
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include "catch.hpp"
 #include "program_run.hpp"
 
+#include <sqlite3.h>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -125,6 +127,64 @@ TEST_CASE(
     CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a2"});
     store->settle(std::vector{delivered(ids[1])});
     CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a3"});
+}
+
+TEST_CASE("redriven dead letters go out before the younger members of their group, in order") {
+    TempDir dir;
+    auto store = open_sqlite_store(dir.file("events.db"));
+    const auto ids = enqueue(
+        *store, {event("fifo", "a1", "a"), event("fifo", "a2", "a"), event("fifo", "a3", "a")});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a1"});
+    store->settle(std::vector{dead(ids[0], "AccessDenied")});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a2"});
+    store->settle(std::vector{dead(ids[1], "AccessDenied")});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a3"});
+    store->settle(std::vector{retry(ids[2], now() - 1s)});  // due again, older than a redrive
+    CHECK(store->redrive("fifo", now()) == 2);
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a1"});
+    store->settle(std::vector{delivered(ids[0])});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a2"});
+    store->settle(std::vector{delivered(ids[1])});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a3"});
+}
+
+TEST_CASE("a store of schema version 1 is upgraded in place: groups keep their order") {
+    TempDir dir;
+    const std::string path = dir.file("v1.db");
+    {
+        // The tables as version 1 made them, with events of a group, one of them dead.
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+        const char* v1 = R"sql(
+PRAGMA journal_mode = WAL;
+CREATE TABLE outbox_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE outbox_events(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL,
+    group_key TEXT NOT NULL DEFAULT '', body BLOB NOT NULL, attributes BLOB,
+    dedup_id TEXT NOT NULL DEFAULT '', delay_s INTEGER NOT NULL DEFAULT 0,
+    enqueued_at INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, dead INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '', failed_at INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX outbox_events_due ON outbox_events(dead, next_attempt_at, id);
+CREATE INDEX outbox_events_group ON outbox_events(target, group_key, dead, id);
+INSERT INTO outbox_meta VALUES ('schema_version', '1'), ('identity', '0123456789abcdef');
+INSERT INTO outbox_events(target, group_key, body, enqueued_at, next_attempt_at, dead) VALUES
+    ('fifo', 'a', 'a0', 1, 1, 1), ('fifo', 'a', 'a1', 1, 1, 0), ('fifo', 'a', 'a2', 1, 1, 0),
+    ('fifo', 'b', 'b1', 1, 1, 0), ('std', '', 'loose', 1, 1, 0);
+)sql";
+        CHECK(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    auto store = open_sqlite_store(path);
+    CHECK(store->identity() == "0123456789abcdef");
+    auto claimed = store->claim(now(), 10);
+    CHECK(bodies(claimed) == std::vector<std::string>{"a1", "b1", "loose"});
+    store->settle(std::vector{delivered(claimed[0].id)});
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a2"});
+    store.reset();
+    // Opened again: nothing to upgrade; the claims went with the connection.
+    store = open_sqlite_store(path);
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a2", "b1", "loose"});
 }
 
 TEST_CASE("summaries, next due, dead letters, redrive and purge") {
