@@ -1,6 +1,6 @@
-// The SQLite store: one table of events, WAL mode, a claim set that lives in a temporary
-// table (claims are never written to disk, so a crash releases them), and a relay lock taken
-// with flock on a file beside the database (FILE-relay.lock).
+// The SQLite store: one table of events, WAL mode, claims kept in the relay's memory (never
+// written to disk, so a crash releases them), and a relay lock taken with flock on a file
+// beside the database (FILE-relay.lock).
 #include <outbox/sqlite_store.hpp>
 
 #include "event_codec.hpp"
@@ -66,12 +66,13 @@ CREATE INDEX IF NOT EXISTS outbox_events_ready ON outbox_events(next_attempt_at,
 CREATE INDEX IF NOT EXISTS outbox_events_group ON outbox_events(target, group_key, dead, id);
 )sql";
 
-// Recomputes `waiting` for the living events of ?1 (every target when empty).
+// Corrects `waiting` for the living events of ?1 (every target when empty), writing only the
+// rows whose mark is wrong.
 constexpr const char* recompute_waiting =
-    "UPDATE outbox_events SET waiting = (group_key != '' AND EXISTS (SELECT 1 FROM "
-    "outbox_events g WHERE g.target = outbox_events.target AND g.group_key = "
-    "outbox_events.group_key AND g.dead = 0 AND g.id < outbox_events.id)) "
-    "WHERE dead = 0 AND (?1 = '' OR target = ?1)";
+    "UPDATE outbox_events SET waiting = 1 - waiting WHERE dead = 0 AND (?1 = '' OR target = ?1) "
+    "AND waiting IS NOT (group_key != '' AND EXISTS (SELECT 1 FROM outbox_events g WHERE "
+    "g.target = outbox_events.target AND g.group_key = outbox_events.group_key AND g.dead = 0 "
+    "AND g.id < outbox_events.id))";
 
 class Statement {
   public:
@@ -143,7 +144,10 @@ class SqliteStore final : public OutboxStore {
         // close_v2: the connection goes once the prepared statements (members, finalized
         // after this body) are gone.
         sqlite3_close_v2(db_);
-        if (relay_lock_fd_ >= 0) ::close(relay_lock_fd_);  // releases the flock
+        if (relay_lock_fd_ >= 0) {
+            [[maybe_unused]] const int cleared = ::ftruncate(relay_lock_fd_, 0);  // no holder
+            ::close(relay_lock_fd_);  // releases the flock
+        }
     }
 
     std::string describe() const override { return "sqlite:" + path_; }
@@ -336,6 +340,17 @@ class SqliteStore final : public OutboxStore {
         const std::string holder = "pid " + std::to_string(::getpid()) + "\n";
         if (::ftruncate(fd, 0) == 0) {
             [[maybe_unused]] const auto written = ::pwrite(fd, holder.data(), holder.size(), 0);
+        }
+        // Repairs group marks a writer that did not keep them may have left (an enqueuer of
+        // schema version 1 still running after the upgrade). Writes nothing when they are right;
+        // on failure (a full disk) the relay still runs on the marks as they are.
+        try {
+            Transaction tx(*this, "checking group marks");
+            Statement r(db_, recompute_waiting, where() + ": checking group marks");
+            bind_text(r.get(), 1, "");
+            step_done(r.get(), "checking group marks");
+            tx.commit();
+        } catch (const StoreError&) {
         }
     }
 
@@ -539,6 +554,23 @@ class SqliteStore final : public OutboxStore {
     // Version 1 had no `waiting`: add it, compute it, replace the claims' index. Once, in one
     // transaction; another process may have done it first.
     void migrate_from_1() {
+        // A relay of version 1 would settle without keeping the marks: it must be stopped.
+        const std::string lock_path = path_ + "-relay.lock";
+        const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0 && ::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            ::close(fd);
+            throw StoreError(StoreError::Kind::locked,
+                             where() + ": upgrading it to schema version " +
+                                 std::to_string(schema_version) +
+                                 " needs its relay of an older version stopped first (" +
+                                 lock_holder(lock_path) + ")");
+        }
+        struct Unlock {
+            int fd;
+            ~Unlock() {
+                if (fd >= 0) ::close(fd);
+            }
+        } unlock{fd};
         Transaction tx(*this, "upgrading its schema");
         if (meta("schema_version", "") != "1") return;
         exec(

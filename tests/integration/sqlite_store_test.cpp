@@ -7,6 +7,8 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -175,6 +177,14 @@ INSERT INTO outbox_events(target, group_key, body, enqueued_at, next_attempt_at,
         CHECK(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
         sqlite3_close(db);
     }
+    {
+        // A relay of version 1 still running (holding the relay lock) stops the upgrade.
+        const int held = ::open((path + "-relay.lock").c_str(), O_RDWR | O_CREAT, 0600);
+        REQUIRE(::flock(held, LOCK_EX | LOCK_NB) == 0);
+        CHECK_THROWS_WITH(open_sqlite_store(path),
+                          Catch::Contains("needs its relay of an older version stopped first"));
+        ::close(held);
+    }
     auto store = open_sqlite_store(path);
     CHECK(store->identity() == "0123456789abcdef");
     auto claimed = store->claim(now(), 10);
@@ -184,7 +194,26 @@ INSERT INTO outbox_events(target, group_key, body, enqueued_at, next_attempt_at,
     store.reset();
     // Opened again: nothing to upgrade; the claims went with the connection.
     store = open_sqlite_store(path);
-    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a2", "b1", "loose"});
+    claimed = store->claim(now(), 10);
+    CHECK(bodies(claimed) == std::vector<std::string>{"a2", "b1", "loose"});
+
+    // a2 waits for a retry; an enqueuer of version 1 adds a3 without the mark. A relay
+    // starting on the file repairs it: a3 does not overtake a2.
+    store->settle(std::vector{retry(claimed[0].id, now() + 1h)});
+    store.reset();
+    {
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+        CHECK(sqlite3_exec(db,
+                           "INSERT INTO outbox_events(target, group_key, body, enqueued_at, "
+                           "next_attempt_at) VALUES ('fifo', 'a', 'a3', 1, 1)",
+                           nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    store = open_sqlite_store(path);
+    store->lock_for_relay();
+    CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"b1", "loose"});
+    CHECK(bodies(store->claim(now() + 2h, 10)) == std::vector<std::string>{"a2"});
 }
 
 TEST_CASE("summaries, next due, dead letters, redrive and purge") {
