@@ -108,6 +108,24 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         store_wakeup.notify_one();
     }
 
+    // Runs `query` on the store's thread and hands its result, or the store's error, to
+    // `handler` on the Outbox's executor.
+    template <class Handler, class Query>
+    void answer_from_store(Handler handler, Query query) {
+        auto h = std::make_shared<Handler>(std::move(handler));  // jobs are copyable
+        post_job([self = shared_from_this(), h, query = std::move(query)] {
+            decltype(query(self->store())) out{};
+            error_code ec;
+            try {
+                out = query(self->store());
+            } catch (const StoreError& e) {
+                self->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
+                ec = store_error_code(e);
+            }
+            asio::post(self->executor, asio::append(std::move(*h), ec, std::move(out)));
+        });
+    }
+
     void store_loop() {
         std::deque<std::function<void()>> todo;
         std::vector<std::unique_ptr<PendingEnqueue>> batch;
@@ -656,78 +674,34 @@ void Outbox::do_close(std::chrono::milliseconds deadline, CloseHandler handler) 
 }
 
 void Outbox::do_summarize(SummaryHandler handler) {
-    auto h = std::make_shared<SummaryHandler>(std::move(handler));
-    impl_->post_job([impl = impl_, h] {
-        std::vector<TargetSummary> out;
-        error_code ec;
-        try {
-            out = impl->store().summarize();
-        } catch (const StoreError& e) {
-            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
-            ec = store_error_code(e);
-        }
-        asio::post(impl->executor, asio::append(std::move(*h), ec, std::move(out)));
-    });
+    impl_->answer_from_store(std::move(handler),
+                             [](OutboxStore& store) { return store.summarize(); });
 }
 
 void Outbox::do_has_pending(FlagHandler handler) {
-    auto h = std::make_shared<FlagHandler>(std::move(handler));
-    impl_->post_job([impl = impl_, h] {
-        bool pending = false;
-        error_code ec;
-        try {
-            pending = impl->store().has_pending();
-        } catch (const StoreError& e) {
-            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
-            ec = store_error_code(e);
-        }
-        asio::post(impl->executor, asio::append(std::move(*h), ec, pending));
-    });
+    impl_->answer_from_store(std::move(handler),
+                             [](OutboxStore& store) { return store.has_pending(); });
 }
 
 void Outbox::do_dead_letters(std::string target, std::size_t limit, EventsHandler handler) {
-    auto h = std::make_shared<EventsHandler>(std::move(handler));
-    impl_->post_job([impl = impl_, h, target = std::move(target), limit] {
-        std::vector<StoredEvent> out;
-        error_code ec;
-        try {
-            out = impl->store().dead_letters(target, limit);
-        } catch (const StoreError& e) {
-            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
-            ec = store_error_code(e);
-        }
-        asio::post(impl->executor, asio::append(std::move(*h), ec, std::move(out)));
-    });
+    impl_->answer_from_store(std::move(handler),
+                             [target = std::move(target), limit](OutboxStore& store) {
+                                 return store.dead_letters(target, limit);
+                             });
 }
 
 void Outbox::do_redrive(std::string target, CountHandler handler) {
-    auto h = std::make_shared<CountHandler>(std::move(handler));
-    impl_->post_job([impl = impl_, h, target = std::move(target)] {
-        std::uint64_t n = 0;
-        error_code ec;
-        try {
-            n = impl->store().redrive(target, std::chrono::system_clock::now());
-        } catch (const StoreError& e) {
-            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
-            ec = store_error_code(e);
-        }
-        asio::post(impl->executor, asio::append(std::move(*h), ec, n));
-        if (n > 0) asio::post(impl->strand, [impl] { impl->on_enqueued(); });
-    });
+    impl_->answer_from_store(
+        std::move(handler), [impl = impl_, target = std::move(target)](OutboxStore& store) {
+            const std::uint64_t n = store.redrive(target, std::chrono::system_clock::now());
+            if (n > 0) asio::post(impl->strand, [impl] { impl->on_enqueued(); });
+            return n;
+        });
 }
 
 void Outbox::do_purge(std::string target, CountHandler handler) {
-    auto h = std::make_shared<CountHandler>(std::move(handler));
-    impl_->post_job([impl = impl_, h, target = std::move(target)] {
-        std::uint64_t n = 0;
-        error_code ec;
-        try {
-            n = impl->store().purge(target);
-        } catch (const StoreError& e) {
-            impl->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
-            ec = store_error_code(e);
-        }
-        asio::post(impl->executor, asio::append(std::move(*h), ec, n));
+    impl_->answer_from_store(std::move(handler), [target = std::move(target)](OutboxStore& store) {
+        return store.purge(target);
     });
 }
 
