@@ -1,5 +1,5 @@
 // Where the durable outbox keeps its events: the interface of a store. outbox ships the
-// embedded SQLite store (sqlite_store.hpp); a PostgreSQL store comes next. Calls are
+// embedded SQLite store (sqlite_store.hpp) and a PostgreSQL one (postgresql_store.hpp). Calls are
 // synchronous and come from one thread at a time: an Outbox makes them on a thread of its
 // own, never on the caller's executor. See docs/outbox.md.
 #pragma once
@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -108,6 +109,11 @@ class OutboxStore {
     /// Makes this the only relay of the store until the store is closed. Throws StoreError
     /// (Kind::locked) naming who holds it when another relay does.
     virtual void lock_for_relay() = 0;
+
+    /// Stores that learn when other processes store events (PostgreSQL's LISTEN/NOTIFY) call
+    /// `on_arrival` then, from a thread of their own, until the store is destroyed; the relay
+    /// then claims at once instead of at its next poll. Others ignore it.
+    virtual void watch_arrivals(std::function<void()> on_arrival) { (void)on_arrival; }
 
     /// When the next pending event that is not claimed becomes due, if there is one.
     virtual std::optional<SystemTime> next_due() = 0;

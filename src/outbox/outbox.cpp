@@ -605,6 +605,11 @@ Outbox::Outbox(asio::any_io_executor executor, OutboxConfig config) {
     if (impl->config.relay) {
         impl->store().lock_for_relay();  // throws StoreError naming the other relay
         impl->store().release_claims();
+        // Called from a thread of the store's: only posts.
+        impl->store().watch_arrivals([weak = std::weak_ptr<Impl>(impl)] {
+            if (auto self = weak.lock())
+                asio::post(self->strand, [self] { self->on_enqueued(); });
+        });
     }
     impl->store_thread = std::thread([raw = impl.get()] { raw->store_loop(); });
     if (impl->config.relay) asio::post(impl->strand, [impl] { impl->start_relay(); });
@@ -637,6 +642,13 @@ void Outbox::do_enqueue(std::string target, Message message, EnqueueHandler hand
                    asio::append(std::move(handler), ec, EnqueueResult{0, std::move(why)}));
     };
     if (target.empty()) return refuse(Errc::invalid_argument, "the event has no target");
+    // No queue, topic or store's text column takes a NUL byte in these.
+    for (const auto& [field, text] : {std::pair<const char*, const std::string*>{"target", &target},
+                                      {"group_id", &message.group_id},
+                                      {"deduplication_id", &message.deduplication_id}})
+        if (text->find('\0') != std::string::npos)
+            return refuse(Errc::invalid_argument,
+                          std::string("the event's ") + field + " contains a NUL byte");
     if (impl.config.validate) {
         std::string why;
         try {

@@ -11,6 +11,9 @@
 #include <outbox/detail/json_writer.hpp>
 #include <outbox/outbox.hpp>
 #include <outbox/sqlite_store.hpp>
+#if OUTBOX_WITH_POSTGRESQL
+#include <outbox/postgresql_store.hpp>
+#endif
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -40,7 +43,7 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 
 constexpr std::string_view enqueue_usage =
-    "usage: outbox enqueue --store FILE [--to TARGET] [--objects] [--report FILE] [FILE|-]\n"
+    "usage: outbox enqueue --store FILE|URI [--to TARGET] [--objects] [--report FILE] [FILE|-]\n"
     "Stores each JSON line (from FILE or standard input) durably for the relay: the line is\n"
     "the body, or with --objects an object as for send, which may name its own target in\n"
     "\"to\". A target is an SQS queue URL or kafka://HOST:PORT[,...]/TOPIC. --report writes\n"
@@ -50,7 +53,7 @@ constexpr std::string_view enqueue_usage =
     "128+N stopped by signal N (what was read is stored first).\n";
 
 constexpr std::string_view relay_usage =
-    "usage: outbox relay --store FILE [--until-empty] [--retry-schedule 5s,5m,30m,2h,5h,10h,10h]\n"
+    "usage: outbox relay --store FILE|URI [--until-empty] [--retry-schedule 5s,5m,30m,2h,5h,10h,10h]\n"
     "                    [--max-age 72h] [--report FILE] [--grace SECONDS] [--stats]\n"
     "                    [delivery options]\n"
     "Delivers the store's backlog to each event's target until SIGINT or SIGTERM (then it\n"
@@ -60,21 +63,22 @@ constexpr std::string_view relay_usage =
     "waits the next step of --retry-schedule (the last step repeats); an event still failing\n"
     "--max-age after it was stored, or failing for good, becomes a dead letter kept in the\n"
     "store. --report writes {\"id\",\"target\",\"status\":\"delivered\"|\"retry\"|\"dead\",\n"
-    "\"attempts\",\"error\"} per outcome. Delivery options (as for send):\n";
+    "\"attempts\",\"error\"} per outcome. A postgresql:// store may have relays on many\n"
+    "machines at once. Delivery options (as for send):\n";
 
 constexpr std::string_view inspect_usage =
-    "usage: outbox inspect --store FILE [--json]\n"
+    "usage: outbox inspect --store FILE|URI [--json]\n"
     "Per target: events pending (waiting, in flight or retrying), retrying, dead, the age of\n"
     "the oldest pending event, the last error. --json prints\n"
     "{\"targets\":[{\"target\",\"pending\",\"retrying\",\"dead\",\"oldest_pending_age_s\",\n"
     "\"last_error\"}]}.\n";
 
 constexpr std::string_view redrive_usage =
-    "usage: outbox redrive --store FILE [--target TARGET]\n"
+    "usage: outbox redrive --store FILE|URI [--target TARGET]\n"
     "Dead letters (of TARGET, or all) back to pending, due now; prints how many.\n";
 
 constexpr std::string_view purge_usage =
-    "usage: outbox purge --store FILE --target TARGET\n"
+    "usage: outbox purge --store FILE|URI --target TARGET\n"
     "Removes every event of TARGET, pending or dead; prints how many.\n";
 
 // "5s", "5m", "2h", "3d" into seconds; false when it is not that.
@@ -101,10 +105,19 @@ bool parse_duration(std::string_view text, std::chrono::seconds& out) {
     }
 }
 
-// `create`: enqueue and relay make a new store; the commands that only look at one do not
-// (a mistyped path is an error, not an empty store left behind).
+// `create`: enqueue and relay make a new SQLite file; the commands that only look at one do
+// not (a mistyped path is an error, not an empty store left behind). A PostgreSQL database
+// always gets its schema: the application's transactions need outbox.enqueue.
 OutboxStorePtr open_store(const std::string& path, std::string& error, bool create = true) {
     try {
+        if (path.rfind("postgresql://", 0) == 0 || path.rfind("postgres://", 0) == 0) {
+#if OUTBOX_WITH_POSTGRESQL
+            return open_postgresql_store(path);
+#else
+            error = "this outbox was built without PostgreSQL (OUTBOX_WITH_POSTGRESQL)";
+            return nullptr;
+#endif
+        }
         SqliteStoreOptions options;
         options.create_if_missing = create;
         return open_sqlite_store(path, options);
@@ -170,7 +183,7 @@ int run_enqueue(int argc, char** argv) {
             return 0;
         } else if (a == "--store") {
             if (!value(store_path) || store_path.empty())
-                return usage_error("enqueue: --store needs a file");
+                return usage_error("enqueue: --store needs a file or a postgresql:// URI");
         } else if (a == "--to") {
             if (!value(to) || to.empty()) return usage_error("enqueue: --to needs a target");
         } else if (a == "--report") {
@@ -188,7 +201,7 @@ int run_enqueue(int argc, char** argv) {
         }
     }
     if (store_path.empty())
-        return usage_error("enqueue: missing --store FILE\n" + std::string(enqueue_usage));
+        return usage_error("enqueue: missing --store FILE|URI\n" + std::string(enqueue_usage));
     if (to.empty() && !objects)
         return usage_error("enqueue: --to TARGET is needed unless --objects lines carry \"to\"");
     if (!to.empty()) {
@@ -381,7 +394,7 @@ int run_relay(int argc, char** argv) {
             return 0;
         } else if (a == "--store") {
             if (!value(store_path) || store_path.empty())
-                return usage_error("relay: --store needs a file");
+                return usage_error("relay: --store needs a file or a postgresql:// URI");
         } else if (a == "--report") {
             if (!value(report_path)) return usage_error("relay: --report needs a file name");
         } else if (a == "--until-empty") {
@@ -421,7 +434,7 @@ int run_relay(int argc, char** argv) {
         }
     }
     if (store_path.empty())
-        return usage_error("relay: missing --store FILE\n" + std::string(relay_usage));
+        return usage_error("relay: missing --store FILE|URI\n" + std::string(relay_usage));
     if (auto why = check_delivery_options("relay", delivery, true, true); !why.empty())
         return usage_error(why);
 
@@ -587,7 +600,7 @@ int run_inspect(int argc, char** argv) {
         }
     }
     if (store_path.empty())
-        return usage_error("inspect: missing --store FILE\n" + std::string(inspect_usage));
+        return usage_error("inspect: missing --store FILE|URI\n" + std::string(inspect_usage));
     std::string error;
     OutboxStorePtr store = open_store(store_path, error, false);
     if (!store) return usage_error("inspect: " + error);

@@ -1,0 +1,879 @@
+// The PostgreSQL store. Relays on many processes share it: a claim is a lease written into the
+// row (claimed_by, and next_attempt_at moved to when the lease runs out, so an expired claim is
+// simply due again), taken with FOR UPDATE SKIP LOCKED so no relay waits on another's rows.
+// Group order: the application's enqueues of one group take a transaction-scoped advisory
+// lock, so ids within a group follow commit order; a claim takes only a group's oldest living
+// event, and marks the events it finds behind a head `waiting` so later claims skip them.
+// Marking and promoting the next head are serialized by one more advisory lock (the marking
+// only tries it), which is what keeps a mark from outliving its head. See
+// docs/outbox-postgresql.md.
+#include <outbox/postgresql_store.hpp>
+#include <outbox/sqlite_store.hpp>
+
+#include "postgresql_text.hpp"
+
+#include <libpq-fe.h>
+#include <simdjson.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+namespace outbox {
+namespace {
+
+using Millis = std::chrono::milliseconds;
+
+std::int64_t to_ms(SystemTime t) {
+    return std::chrono::duration_cast<Millis>(t.time_since_epoch()).count();
+}
+SystemTime from_ms(std::int64_t ms) {
+    return SystemTime(std::chrono::duration_cast<SystemTime::duration>(Millis(ms)));
+}
+
+constexpr int schema_version = 1;
+// Advisory lock keys (two-int form): the first names outbox's use, so an application's own
+// advisory locks do not meet them. 'obxs' schema changes, 'obxm' group marks, 'obxg' groups.
+constexpr const char* migrate_lock = "SELECT pg_advisory_xact_lock(1868724339, 0)";
+constexpr const char* marks_lock = "SELECT pg_advisory_xact_lock(1868724333, 0)";
+constexpr const char* try_marks_lock = "SELECT pg_try_advisory_xact_lock(1868724333, 0)";
+constexpr const char* notify_channel = "outbox_events";
+
+constexpr const char* schema = R"sql(
+CREATE TABLE outbox.events(
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target text NOT NULL CHECK (target <> ''),
+    group_id text NOT NULL DEFAULT '',
+    body bytea NOT NULL,
+    attributes jsonb,
+    deduplication_id text NOT NULL DEFAULT '',
+    delay_seconds integer NOT NULL DEFAULT 0 CHECK (delay_seconds BETWEEN 0 AND 900),
+    enqueued_at timestamptz NOT NULL DEFAULT now(),
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    dead boolean NOT NULL DEFAULT false,
+    waiting boolean NOT NULL DEFAULT false,
+    last_error text NOT NULL DEFAULT '',
+    failed_at timestamptz,
+    claimed_by text);
+COMMENT ON TABLE outbox.events IS
+    'Events not yet delivered, and dead letters. Write with outbox.enqueue(); see outbox''s docs/outbox-postgresql.md';
+-- Claims read the living heads in due order; the group index finds a group's oldest event.
+CREATE INDEX events_ready ON outbox.events(next_attempt_at, id) WHERE NOT dead AND NOT waiting;
+CREATE INDEX events_group ON outbox.events(target, group_id, id) WHERE NOT dead;
+CREATE INDEX events_dead ON outbox.events(target, id) WHERE dead;
+
+CREATE FUNCTION outbox.enqueue_bytes(target text, body bytea, group_id text DEFAULT NULL,
+        deduplication_id text DEFAULT NULL, delay_seconds integer DEFAULT 0,
+        attributes jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    event_id bigint;
+BEGIN
+    IF $1 IS NULL OR $1 = '' THEN
+        RAISE EXCEPTION 'outbox.enqueue: target is empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $2 IS NULL THEN
+        RAISE EXCEPTION 'outbox.enqueue: body is null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF coalesce($5, 0) NOT BETWEEN 0 AND 900 THEN
+        RAISE EXCEPTION 'outbox.enqueue: delay_seconds is %, it must be 0 to 900', $5
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF $6 IS NOT NULL AND jsonb_typeof($6) <> 'object' THEN
+        RAISE EXCEPTION 'outbox.enqueue: attributes must be a JSON object like {"name": {"DataType": "String", "StringValue": "value"}}'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce($3, '') <> '' THEN
+        -- One transaction at a time per group, until it commits: ids within a group follow
+        -- commit order, which is the order the relays deliver them in.
+        PERFORM pg_advisory_xact_lock(1868724327, hashtext(length($1)::text || ':' || $1 || $3));
+    END IF;
+    INSERT INTO outbox.events(target, group_id, body, deduplication_id, delay_seconds, attributes)
+        VALUES ($1, coalesce($3, ''), $2, coalesce($4, ''), coalesce($5, 0), $6)
+        RETURNING id INTO event_id;
+    PERFORM pg_notify('outbox_events', '');
+    RETURN event_id;
+END
+$fn$;
+
+CREATE FUNCTION outbox.enqueue(target text, body text, group_id text DEFAULT NULL,
+        deduplication_id text DEFAULT NULL, delay_seconds integer DEFAULT 0,
+        attributes jsonb DEFAULT NULL)
+    RETURNS bigint LANGUAGE sql AS $fn$
+    SELECT outbox.enqueue_bytes($1, convert_to($2, 'UTF8'), $3, $4, $5, $6)
+$fn$;
+)sql";
+
+// Columns of an event as the store reads it, times in milliseconds since the epoch.
+#define OUTBOX_EVENT_COLUMNS(e)                                                                  \
+    e ".id, " e ".target, " e ".group_id, " e ".body, " e ".attributes::text, " e                \
+      ".deduplication_id, " e ".delay_seconds, (extract(epoch FROM " e                           \
+      ".enqueued_at) * 1000)::int8, (extract(epoch FROM " e ".next_attempt_at) * 1000)::int8, " e \
+      ".attempts, " e ".dead, " e ".last_error"
+
+struct PreparedStatement {
+    const char* name;
+    const char* sql;
+};
+
+// $1 due at (ms), $2 how many, $3 lease until (ms), $4 this relay, $5 may mark.
+const PreparedStatement claim_sql{
+    "outbox_claim",
+    "WITH candidates AS (SELECT e.id, (e.group_id <> '' AND EXISTS (SELECT 1 FROM outbox.events "
+    "o WHERE o.target = e.target AND o.group_id = e.group_id AND NOT o.dead AND o.id < e.id)) "
+    "AS behind FROM outbox.events e WHERE NOT e.dead AND NOT e.waiting AND e.next_attempt_at <= "
+    "to_timestamp($1::int8 / 1000.0) ORDER BY e.next_attempt_at, e.id LIMIT $2 FOR UPDATE OF e "
+    "SKIP LOCKED), "
+    "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id = c.id "
+    "AND c.behind AND $5::bool RETURNING e.id), "
+    "claimed AS (UPDATE outbox.events e SET next_attempt_at = to_timestamp($3::int8 / 1000.0), "
+    "claimed_by = $4 FROM candidates c WHERE e.id = c.id AND NOT c.behind RETURNING " OUTBOX_EVENT_COLUMNS(
+        "e") ") "
+             "SELECT k.*, c.behind FROM candidates c LEFT JOIN claimed k ON k.id = c.id ORDER BY "
+             "c.id"};
+
+// $1 ids delivered. The next living event of each group becomes its head; the statement's
+// snapshot still shows the deleted rows, hence `<> ALL($1)`.
+const PreparedStatement delete_sql{
+    "outbox_delete",
+    "WITH gone AS (DELETE FROM outbox.events WHERE id = ANY($1::int8[]) RETURNING id, target, "
+    "group_id), "
+    "heads AS (SELECT (SELECT o.id FROM outbox.events o WHERE o.target = g.target AND o.group_id "
+    "= g.group_id AND NOT o.dead AND o.id <> ALL($1::int8[]) ORDER BY o.id LIMIT 1) AS id FROM "
+    "gone g WHERE g.group_id <> '') "
+    "UPDATE outbox.events e SET waiting = false FROM heads h WHERE e.id = h.id AND e.waiting"};
+
+// $1 ids, $2 attempts, $3 next attempt (ms), $4 dead, $5 errors, $6 this relay. A claim another
+// relay took over (our lease ran out) is not ours to record a failure on.
+const PreparedStatement fail_sql{
+    "outbox_fail",
+    "WITH o AS (SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::bool[], $5::text[]) "
+    "AS o(id, attempts, next_ms, dead, error)), "
+    "failed AS (UPDATE outbox.events e SET attempts = o.attempts, next_attempt_at = "
+    "to_timestamp(o.next_ms / 1000.0), dead = o.dead, last_error = o.error, failed_at = now(), "
+    "claimed_by = NULL FROM o WHERE e.id = o.id AND e.claimed_by = $6 RETURNING e.id, e.target, "
+    "e.group_id, e.dead), "
+    "heads AS (SELECT (SELECT x.id FROM outbox.events x WHERE x.target = f.target AND x.group_id "
+    "= f.group_id AND NOT x.dead AND x.id <> ALL($1::int8[]) ORDER BY x.id LIMIT 1) AS id FROM "
+    "failed f WHERE f.dead AND f.group_id <> '') "
+    "UPDATE outbox.events e SET waiting = false FROM heads h WHERE e.id = h.id AND e.waiting"};
+
+const PreparedStatement release_sql{
+    "outbox_release",
+    "UPDATE outbox.events SET next_attempt_at = now(), claimed_by = NULL WHERE id = "
+    "ANY($1::int8[]) AND claimed_by = $2 AND NOT dead"};
+
+const PreparedStatement next_due_sql{
+    "outbox_next_due",
+    "SELECT (extract(epoch FROM next_attempt_at) * 1000)::int8 FROM outbox.events WHERE NOT "
+    "dead AND NOT waiting AND claimed_by IS DISTINCT FROM $1 ORDER BY next_attempt_at, id LIMIT "
+    "1"};
+
+const PreparedStatement find_sql{
+    "outbox_find",
+    "SELECT " OUTBOX_EVENT_COLUMNS("e") " FROM outbox.events e WHERE e.id = $1::int8"};
+
+const PreparedStatement any_pending_sql{
+    "outbox_any_pending", "SELECT EXISTS (SELECT 1 FROM outbox.events WHERE NOT dead)"};
+
+const PreparedStatement enqueue_sql{
+    "outbox_enqueue", "SELECT outbox.enqueue_bytes($1, $2, $3, $4, $5::int4, $6::jsonb)"};
+
+const PreparedStatement all_statements[] = {claim_sql,   delete_sql,      fail_sql,
+                                            release_sql, next_due_sql,    find_sql,
+                                            any_pending_sql, enqueue_sql};
+
+// Corrects `waiting` for the living events of $1 (every target when empty).
+constexpr const char* recompute_waiting =
+    "UPDATE outbox.events e SET waiting = NOT e.waiting WHERE NOT e.dead AND ($1 = '' OR "
+    "e.target = $1) AND e.waiting IS DISTINCT FROM (e.group_id <> '' AND EXISTS (SELECT 1 FROM "
+    "outbox.events g WHERE g.target = e.target AND g.group_id = e.group_id AND NOT g.dead AND "
+    "g.id < e.id))";
+
+struct ResultDeleter {
+    void operator()(PGresult* r) const { PQclear(r); }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+struct ConnectionDeleter {
+    void operator()(PGconn* c) const { PQfinish(c); }
+};
+using Connection = std::unique_ptr<PGconn, ConnectionDeleter>;
+
+// Binary results: integers big-endian, text and bytea as their bytes.
+std::int64_t get_i64(const PGresult* r, int row, int col) {
+    const auto* p = reinterpret_cast<const unsigned char*>(PQgetvalue(r, row, col));
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+    return static_cast<std::int64_t>(v);
+}
+std::int32_t get_i32(const PGresult* r, int row, int col) {
+    const auto* p = reinterpret_cast<const unsigned char*>(PQgetvalue(r, row, col));
+    std::uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v = (v << 8) | p[i];
+    return static_cast<std::int32_t>(v);
+}
+bool get_bool(const PGresult* r, int row, int col) {
+    return PQgetvalue(r, row, col)[0] != 0;
+}
+std::string get_bytes(const PGresult* r, int row, int col) {
+    return std::string(PQgetvalue(r, row, col), static_cast<std::size_t>(PQgetlength(r, row, col)));
+}
+
+// Thrown inside the store when the connection is gone: idempotent calls reconnect and retry.
+struct ConnectionLost {
+    std::string what;
+};
+
+class PostgresqlStore final : public OutboxStore {
+  public:
+    PostgresqlStore(std::string uri, PostgresqlStoreOptions options)
+        : uri_(std::move(uri)), options_(options) {
+        describe_ = detail::redact_connection_string(uri_);
+        me_ = relay_name();
+        connect();
+        migrate();
+    }
+
+    ~PostgresqlStore() override { stop_listening(); }
+
+    std::string describe() const override { return describe_; }
+    std::string identity() const override { return identity_; }
+
+    void enqueue(std::span<const NewEvent> events, std::vector<EventId>& ids) override {
+        // Lost before COMMIT went out: nothing was stored, so once more on a new connection.
+        for (int attempt = 0;; ++attempt) {
+            bool commit_sent = false;
+            try {
+                ensure_connected("enqueue");
+                insert_events(events, ids, commit_sent);
+                return;
+            } catch (const ConnectionLost& lost) {
+                drop_connection();
+                if (commit_sent)
+                    throw StoreError(StoreError::Kind::io,
+                                     where() + ": enqueue: the connection was lost while "
+                                               "committing; the events may or may not be "
+                                               "stored: " +
+                                         lost.what);
+                if (attempt > 0)
+                    throw StoreError(StoreError::Kind::io, where() + ": enqueue: " + lost.what);
+            }
+        }
+    }
+
+    std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) override {
+        return retrying("claim", [&] { return claim_events(now, limit); });
+    }
+
+    void settle(std::span<const EventOutcome> outcomes) override {
+        if (outcomes.empty()) return;
+        retrying("settle", [&] {
+            settle_outcomes(outcomes);
+            return 0;
+        });
+        for (const EventOutcome& o : outcomes) claimed_.erase(o.id);
+    }
+
+    void release_claims() override {
+        if (claimed_.empty()) return;
+        std::vector<EventId> ids;
+        for (const auto& c : claimed_) ids.push_back(c.first);
+        retrying("releasing claims", [&] {
+            const std::string array = int_array(ids);
+            exec_prepared(release_sql, {array.c_str(), me_.c_str()}, "releasing claims");
+            return 0;
+        });
+        claimed_.clear();
+    }
+
+    // Many relays share a PostgreSQL store: nothing to take. Arrivals are watched from here,
+    // only relays need them.
+    void lock_for_relay() override {}
+
+    void watch_arrivals(std::function<void()> on_arrival) override {
+        if (!options_.listen || listener_.joinable()) return;
+        if (::pipe2(stop_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) return;  // then polling only
+        on_arrival_ = std::move(on_arrival);
+        listener_ = std::thread([this] { listen_loop(); });
+    }
+
+    std::optional<SystemTime> next_due() override {
+        return retrying("next due", [&]() -> std::optional<SystemTime> {
+            Result r = exec_prepared(next_due_sql, {me_.c_str()}, "next due");
+            if (PQntuples(r.get()) == 0) return std::nullopt;
+            return from_ms(get_i64(r.get(), 0, 0));
+        });
+    }
+
+    std::optional<StoredEvent> find(EventId id) override {
+        return retrying("find", [&]() -> std::optional<StoredEvent> {
+            const std::string text = std::to_string(id);
+            Result r = exec_prepared(find_sql, {text.c_str()}, "find");
+            if (PQntuples(r.get()) == 0) return std::nullopt;
+            return read_event(r.get(), 0);
+        });
+    }
+
+    bool has_pending() override {
+        return retrying("has pending", [&] {
+            Result r = exec_prepared(any_pending_sql, {}, "has pending");
+            return get_bool(r.get(), 0, 0);
+        });
+    }
+
+    std::vector<TargetSummary> summarize() override {
+        return retrying("summarize", [&] {
+            Result r = exec(
+                "SELECT e.target, count(*) FILTER (WHERE NOT e.dead), count(*) FILTER (WHERE NOT "
+                "e.dead AND e.attempts > 0), count(*) FILTER (WHERE e.dead), (extract(epoch FROM "
+                "min(e.enqueued_at) FILTER (WHERE NOT e.dead)) * 1000)::int8, (SELECT l.last_error "
+                "FROM outbox.events l WHERE l.target = e.target AND l.failed_at IS NOT NULL ORDER "
+                "BY l.failed_at DESC, l.id DESC LIMIT 1) FROM outbox.events e GROUP BY e.target "
+                "ORDER BY e.target",
+                {}, "summarize");
+            std::vector<TargetSummary> out;
+            for (int i = 0; i < PQntuples(r.get()); ++i) {
+                TargetSummary t;
+                t.target = get_bytes(r.get(), i, 0);
+                t.pending = static_cast<std::uint64_t>(get_i64(r.get(), i, 1));
+                t.retrying = static_cast<std::uint64_t>(get_i64(r.get(), i, 2));
+                t.dead = static_cast<std::uint64_t>(get_i64(r.get(), i, 3));
+                if (!PQgetisnull(r.get(), i, 4)) t.oldest_pending = from_ms(get_i64(r.get(), i, 4));
+                t.last_error = get_bytes(r.get(), i, 5);
+                out.push_back(std::move(t));
+            }
+            return out;
+        });
+    }
+
+    std::vector<StoredEvent> dead_letters(const std::string& target, std::size_t limit) override {
+        return retrying("dead letters", [&] {
+            const std::string max = std::to_string(limit);
+            Result r = exec("SELECT " OUTBOX_EVENT_COLUMNS(
+                                "e") " FROM outbox.events e WHERE e.dead AND ($1 = '' OR "
+                                     "e.target = $1) ORDER BY e.id LIMIT $2::int8",
+                            {target.c_str(), max.c_str()}, "dead letters");
+            std::vector<StoredEvent> out;
+            for (int i = 0; i < PQntuples(r.get()); ++i) out.push_back(read_event(r.get(), i));
+            return out;
+        });
+    }
+
+    std::uint64_t redrive(const std::string& target, SystemTime now) override {
+        return retrying("redrive", [&] {
+            const std::string at = std::to_string(to_ms(now));
+            Transaction tx(*this, "redrive");
+            exec(marks_lock, {}, "redrive");
+            Result r = exec(
+                "UPDATE outbox.events SET dead = false, attempts = 0, claimed_by = NULL, "
+                "next_attempt_at = to_timestamp($2::int8 / 1000.0), enqueued_at = "
+                "to_timestamp($2::int8 / 1000.0) WHERE dead AND ($1 = '' OR target = $1)",
+                {target.c_str(), at.c_str()}, "redrive");
+            const std::uint64_t n = std::strtoull(PQcmdTuples(r.get()), nullptr, 10);
+            if (n != 0) exec(recompute_waiting, {target.c_str()}, "redrive");  // new heads
+            tx.commit();
+            return n;
+        });
+    }
+
+    std::uint64_t purge(const std::string& target) override {
+        return retrying("purge", [&] {
+            Result r = exec("DELETE FROM outbox.events WHERE target = $1", {target.c_str()},
+                            "purge");
+            return static_cast<std::uint64_t>(std::strtoull(PQcmdTuples(r.get()), nullptr, 10));
+        });
+    }
+
+    std::uint64_t size_bytes() override {
+        return retrying("size", [&] {
+            Result r = exec("SELECT pg_total_relation_size('outbox.events')", {}, "size");
+            return static_cast<std::uint64_t>(get_i64(r.get(), 0, 0));
+        });
+    }
+
+  private:
+    class Transaction {
+      public:
+        Transaction(PostgresqlStore& store, const char* what) : store_(store), what_(what) {
+            store_.exec("BEGIN", {}, what);
+        }
+        ~Transaction() {
+            if (!done_ && store_.conn_ && PQstatus(store_.conn_.get()) == CONNECTION_OK)
+                PQclear(PQexec(store_.conn_.get(), "ROLLBACK"));
+        }
+        void commit() {
+            store_.exec("COMMIT", {}, what_);
+            done_ = true;
+        }
+
+      private:
+        PostgresqlStore& store_;
+        const char* what_;
+        bool done_ = false;
+    };
+
+    std::string where() const { return "outbox store " + describe_; }
+
+    static std::string relay_name() {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        std::random_device rd;
+        char tag[9];
+        std::snprintf(tag, sizeof tag, "%08x", rd());
+        return std::string(host) + ":" + std::to_string(::getpid()) + ":" + tag;
+    }
+
+    // ---- connection -------------------------------------------------------------------
+
+    Connection open_connection(const char* what) const {
+        Connection c(PQconnectdb(uri_.c_str()));
+        if (!c) throw StoreError(StoreError::Kind::io, where() + ": " + what + ": out of memory");
+        if (PQstatus(c.get()) != CONNECTION_OK)
+            throw StoreError(StoreError::Kind::io, where() + ": " + what + ": cannot connect: " +
+                                                       trimmed(PQerrorMessage(c.get())));
+        // Errors keep their text, not the server's locale; no notices on stderr.
+        PQsetNoticeProcessor(c.get(), [](void*, const char*) {}, nullptr);
+        return c;
+    }
+
+    void connect() {
+        conn_ = open_connection("connecting");
+        Result r(PQexec(conn_.get(), "SET application_name = 'outbox'"));
+        prepared_ = false;
+    }
+
+    void drop_connection() {
+        conn_.reset();
+        prepared_ = false;
+    }
+
+    void ensure_connected(const char* what) {
+        if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK) {
+            drop_connection();
+            try {
+                connect();
+            } catch (const StoreError& e) {
+                throw StoreError(e.kind(), std::string(e.what()) + " (during " + what + ")");
+            }
+        }
+        if (!prepared_ && schema_ready_) {
+            for (const PreparedStatement& s : all_statements) {
+                Result r(PQprepare(conn_.get(), s.name, s.sql, 0, nullptr));
+                check(r.get(), PGRES_COMMAND_OK, what);
+            }
+            prepared_ = true;
+        }
+    }
+
+    // Runs `f` on a live connection; a connection lost on the way is made again and `f` run
+    // once more (the calls that use this are idempotent).
+    template <class F>
+    auto retrying(const char* what, F&& f) -> decltype(f()) {
+        for (int attempt = 0;; ++attempt) {
+            try {
+                ensure_connected(what);
+                return f();
+            } catch (const ConnectionLost& lost) {
+                drop_connection();
+                if (attempt > 0)
+                    throw StoreError(StoreError::Kind::io, where() + ": " + what + ": " + lost.what);
+            }
+        }
+    }
+
+    static std::string trimmed(const char* message) {
+        std::string s = message ? message : "";
+        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+        return s;
+    }
+
+    // Throws for a result that is not `expected`: ConnectionLost when the connection went,
+    // StoreError with PostgreSQL's message otherwise.
+    void check(const PGresult* r, ExecStatusType expected, const char* what) const {
+        const ExecStatusType status = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (status == expected) return;
+        const std::string message =
+            trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_.get()));
+        if (!conn_ || PQstatus(conn_.get()) != CONNECTION_OK)
+            throw ConnectionLost{message.empty() ? "the connection was lost" : message};
+        const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+        const std::string code = state ? state : "";
+        const StoreError::Kind kind =
+            code == "53100"                                               ? StoreError::Kind::full
+            : code == "40001" || code == "40P01" || code.rfind("55", 0) == 0 ? StoreError::Kind::busy
+                                                                             : StoreError::Kind::io;
+        throw StoreError(kind, where() + ": " + what + ": " + message);
+    }
+
+    // Text parameters, binary results.
+    Result exec(const char* sql, std::initializer_list<const char*> params, const char* what) {
+        std::vector<const char*> values(params);
+        Result r(PQexecParams(conn_.get(), sql, static_cast<int>(values.size()), nullptr,
+                              values.data(), nullptr, nullptr, 1));
+        const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+        check(r.get(), status == PGRES_TUPLES_OK ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, what);
+        return r;
+    }
+
+    Result exec_prepared(const PreparedStatement& s, std::initializer_list<const char*> params,
+                         const char* what) {
+        std::vector<const char*> values(params);
+        Result r(PQexecPrepared(conn_.get(), s.name, static_cast<int>(values.size()),
+                                values.data(), nullptr, nullptr, 1));
+        const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+        check(r.get(), status == PGRES_TUPLES_OK ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, what);
+        return r;
+    }
+
+    // ---- schema -----------------------------------------------------------------------
+
+    void migrate() {
+        retrying("creating the schema", [&] {
+            Transaction tx(*this, "creating the schema");
+            exec(migrate_lock, {}, "creating the schema");  // processes starting together
+            exec("CREATE SCHEMA IF NOT EXISTS outbox", {}, "creating the schema");
+            exec("CREATE TABLE IF NOT EXISTS outbox.meta(key text PRIMARY KEY, value text NOT "
+                 "NULL)",
+                 {}, "creating the schema");
+            Result v = exec("SELECT value FROM outbox.meta WHERE key = 'schema_version'", {},
+                            "reading the schema version");
+            int version = 0;
+            if (PQntuples(v.get()) == 1) version = std::atoi(get_bytes(v.get(), 0, 0).c_str());
+            if (version > schema_version)
+                throw StoreError(StoreError::Kind::io,
+                                 where() + ": its outbox schema is version " +
+                                     std::to_string(version) + ", newer than this outbox (" +
+                                     std::to_string(schema_version) + "): upgrade outbox");
+            if (version == 0) {
+                Result r(PQexec(conn_.get(), schema));  // several statements: simple protocol
+                check(r.get(), PGRES_COMMAND_OK, "creating the schema");
+                exec("INSERT INTO outbox.meta VALUES ('schema_version', $1), ('identity', "
+                     "substr(replace(gen_random_uuid()::text, '-', ''), 1, 16))",
+                     {std::to_string(schema_version).c_str()}, "creating the schema");
+            }
+            Result id = exec("SELECT value FROM outbox.meta WHERE key = 'identity'", {},
+                             "reading the store's identity");
+            if (PQntuples(id.get()) != 1)
+                throw StoreError(StoreError::Kind::corrupt,
+                                 where() + ": outbox.meta has no identity row");
+            identity_ = get_bytes(id.get(), 0, 0);
+            tx.commit();
+            schema_ready_ = true;
+            return 0;
+        });
+    }
+
+    // ---- enqueue ----------------------------------------------------------------------
+
+    // One transaction, sent as pipelines of a few hundred statements (one round trip each),
+    // small enough that neither side's socket buffer fills while the other is still writing.
+    void insert_events(std::span<const NewEvent> events, std::vector<EventId>& ids,
+                       bool& commit_sent) {
+        ids.clear();
+        ids.reserve(events.size());
+        PGconn* c = conn_.get();
+        // BEGIN alone first: a connection the server dropped while it sat idle shows here,
+        // before anything could have been stored, and the caller retries on a new one.
+        {
+            Result begin(PQexec(c, "BEGIN"));
+            check(begin.get(), PGRES_COMMAND_OK, "enqueue");
+        }
+        if (PQenterPipelineMode(c) != 1) throw ConnectionLost{trimmed(PQerrorMessage(c))};
+        struct PipelineExit {
+            PGconn* c;
+            ~PipelineExit() { PQexitPipelineMode(c); }
+        } exit_pipeline{c};
+        constexpr std::size_t chunk = 256;
+        std::string first_error, sqlstate;
+        std::vector<std::string> texts(3);
+        std::string attributes, delay;
+        std::size_t next = 0;
+        bool done = false;
+        while (!done) {
+            std::size_t sent = 0;
+            for (; next < events.size() && sent < chunk; ++next, ++sent) {
+                const NewEvent& e = events[next];
+                delay = std::to_string(e.message.delay.count());
+                attributes.clear();
+                detail::append_attributes_json(e.message.attributes, attributes);
+                const char* values[6] = {e.target.c_str(), e.message.body.data(),
+                                         e.message.group_id.empty() ? nullptr
+                                                                    : e.message.group_id.c_str(),
+                                         e.message.deduplication_id.empty()
+                                             ? nullptr
+                                             : e.message.deduplication_id.c_str(),
+                                         delay.c_str(),
+                                         attributes.empty() ? nullptr : attributes.c_str()};
+                const int lengths[6] = {0, static_cast<int>(e.message.body.size()), 0, 0, 0, 0};
+                const int formats[6] = {0, 1, 0, 0, 0, 0};
+                if (!PQsendQueryPrepared(c, enqueue_sql.name, 6, values, lengths, formats, 1))
+                    throw ConnectionLost{trimmed(PQerrorMessage(c))};
+            }
+            if (next == events.size()) {
+                if (!PQsendQueryParams(c, "COMMIT", 0, nullptr, nullptr, nullptr, nullptr, 1))
+                    throw ConnectionLost{trimmed(PQerrorMessage(c))};
+                ++sent;
+                commit_sent = true;
+                done = true;
+            }
+            if (!PQpipelineSync(c)) throw ConnectionLost{trimmed(PQerrorMessage(c))};
+            // Each statement's result, then the sync.
+            for (std::size_t i = 0; i < sent; ++i) {
+                Result r(PQgetResult(c));
+                if (!r) throw ConnectionLost{trimmed(PQerrorMessage(c))};
+                const ExecStatusType status = PQresultStatus(r.get());
+                if (status == PGRES_TUPLES_OK && PQntuples(r.get()) == 1)
+                    ids.push_back(get_i64(r.get(), 0, 0));
+                else if (status == PGRES_FATAL_ERROR && first_error.empty()) {
+                    first_error = trimmed(PQresultErrorMessage(r.get()));
+                    const char* s = PQresultErrorField(r.get(), PG_DIAG_SQLSTATE);
+                    sqlstate = s ? s : "";
+                }
+                while (PGresult* more = PQgetResult(c)) PQclear(more);  // ends this statement
+            }
+            Result sync(PQgetResult(c));
+            if (!sync || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC)
+                throw ConnectionLost{trimmed(PQerrorMessage(c))};
+            if (PQstatus(c) != CONNECTION_OK) throw ConnectionLost{"the connection was lost"};
+            if (!first_error.empty()) break;
+        }
+        if (!first_error.empty()) {
+            PQexitPipelineMode(c);
+            PQclear(PQexec(c, "ROLLBACK"));
+            ids.clear();
+            throw StoreError(sqlstate == "53100" ? StoreError::Kind::full : StoreError::Kind::io,
+                             where() + ": enqueue: " + first_error);
+        }
+        if (ids.size() != events.size())
+            throw StoreError(StoreError::Kind::io,
+                             where() + ": enqueue: the server returned " +
+                                 std::to_string(ids.size()) + " ids for " +
+                                 std::to_string(events.size()) + " events");
+    }
+
+    // ---- claims and settlements -------------------------------------------------------
+
+    std::vector<StoredEvent> claim_events(SystemTime now, std::size_t limit) {
+        std::vector<StoredEvent> out;
+        const std::string due = std::to_string(to_ms(now));
+        const std::string until = std::to_string(to_ms(now + options_.claim_lease));
+        // Events found behind their group's head are marked and the claim goes on, so a long
+        // group costs one pass, not one per claim.
+        for (int round = 0; round < 16 && out.size() < limit; ++round) {
+            const std::size_t asked = limit - out.size();
+            const std::string count = std::to_string(asked);
+            Transaction tx(*this, "claim");
+            Result lock = exec(try_marks_lock, {}, "claim");
+            const bool may_mark = get_bool(lock.get(), 0, 0);
+            Result r = exec_prepared(
+                claim_sql,
+                {due.c_str(), count.c_str(), until.c_str(), me_.c_str(), may_mark ? "t" : "f"},
+                "claim");
+            tx.commit();
+            const int rows = PQntuples(r.get());
+            const int behind_col = PQnfields(r.get()) - 1;
+            std::size_t behind = 0;
+            for (int i = 0; i < rows; ++i) {
+                if (get_bool(r.get(), i, behind_col)) {
+                    ++behind;
+                    continue;
+                }
+                StoredEvent e = read_event(r.get(), i);
+                claimed_[e.id] = !e.message.group_id.empty();
+                out.push_back(std::move(e));
+            }
+            if (static_cast<std::size_t>(rows) < asked || behind == 0 || !may_mark) break;
+        }
+        return out;
+    }
+
+    void settle_outcomes(std::span<const EventOutcome> outcomes) {
+        std::vector<EventId> delivered;
+        std::vector<const EventOutcome*> failed;
+        bool grouped = false;
+        for (const EventOutcome& o : outcomes) {
+            auto it = claimed_.find(o.id);
+            grouped |= it == claimed_.end() || it->second;  // unknown: assume a group
+            if (o.kind == EventOutcome::Kind::delivered)
+                delivered.push_back(o.id);
+            else
+                failed.push_back(&o);
+        }
+        Transaction tx(*this, "settle");
+        // A new group head is promoted only under the marks lock (see the top of the file).
+        if (grouped) exec(marks_lock, {}, "settle");
+        if (!delivered.empty()) {
+            const std::string ids = int_array(delivered);
+            exec_prepared(delete_sql, {ids.c_str()}, "settle");
+        }
+        if (!failed.empty()) {
+            std::string ids = "{", attempts = "{", next = "{", dead = "{", errors = "{";
+            for (const EventOutcome* o : failed) {
+                const char* sep = ids.size() > 1 ? "," : "";
+                ids += sep + std::to_string(o->id);
+                attempts += sep + std::to_string(o->attempts);
+                next += sep + std::to_string(to_ms(o->next_attempt_at));
+                dead += sep + std::string(o->kind == EventOutcome::Kind::dead ? "t" : "f");
+                errors += sep;
+                detail::append_array_text(errors, o->error);
+            }
+            for (std::string* s : {&ids, &attempts, &next, &dead, &errors}) s->push_back('}');
+            exec_prepared(fail_sql,
+                          {ids.c_str(), attempts.c_str(), next.c_str(), dead.c_str(),
+                           errors.c_str(), me_.c_str()},
+                          "settle");
+        }
+        tx.commit();
+    }
+
+    static std::string int_array(const std::vector<EventId>& ids) {
+        std::string s = "{";
+        for (EventId id : ids) {
+            if (s.size() > 1) s.push_back(',');
+            s += std::to_string(id);
+        }
+        s.push_back('}');
+        return s;
+    }
+
+    StoredEvent read_event(const PGresult* r, int row) const {
+        StoredEvent e;
+        e.id = get_i64(r, row, 0);
+        e.target = get_bytes(r, row, 1);
+        e.message.group_id = get_bytes(r, row, 2);
+        e.message.body = get_bytes(r, row, 3);
+        if (!PQgetisnull(r, row, 4)) {
+            std::string why;
+            if (!detail::parse_attributes_json(get_bytes(r, row, 4), e.message.attributes, why)) {
+                e.damaged = true;
+                e.last_error = "its attributes cannot be read: " + why;
+            }
+        }
+        e.message.deduplication_id = get_bytes(r, row, 5);
+        e.message.delay = std::chrono::seconds(get_i32(r, row, 6));
+        e.enqueued_at = from_ms(get_i64(r, row, 7));
+        e.next_attempt_at = from_ms(get_i64(r, row, 8));
+        e.attempts = static_cast<std::uint32_t>(get_i32(r, row, 9));
+        e.dead = get_bool(r, row, 10);
+        if (!e.damaged) e.last_error = get_bytes(r, row, 11);
+        return e;
+    }
+
+    // ---- LISTEN/NOTIFY ----------------------------------------------------------------
+
+    // Its own connection and thread: waits for notifications and the stop pipe; a lost
+    // connection is made again after a second (polling covers the gap).
+    void listen_loop() {
+        Connection c;
+        while (true) {
+            if (!c) {
+                try {
+                    c = open_connection("listening");
+                    Result r(PQexec(c.get(), (std::string("LISTEN ") + notify_channel).c_str()));
+                    if (!r || PQresultStatus(r.get()) != PGRES_COMMAND_OK) c.reset();
+                } catch (const StoreError&) {
+                    c.reset();
+                }
+                if (c && on_arrival_) on_arrival_();  // what arrived while we were away
+            }
+            pollfd fds[2] = {{stop_pipe_[0], POLLIN, 0}, {c ? PQsocket(c.get()) : -1, POLLIN, 0}};
+            const int n = ::poll(fds, 2, c ? -1 : 1000);
+            if (n < 0 && errno != EINTR) return;
+            if (fds[0].revents != 0) return;  // stopping
+            if (!c) continue;
+            if (fds[1].revents != 0) {
+                if (!PQconsumeInput(c.get())) {
+                    c.reset();
+                    continue;
+                }
+                bool arrived = false;
+                while (PGnotify* note = PQnotifies(c.get())) {
+                    arrived = true;
+                    PQfreemem(note);
+                }
+                if (arrived && on_arrival_) on_arrival_();
+            }
+        }
+    }
+
+    void stop_listening() {
+        if (listener_.joinable()) {
+            [[maybe_unused]] const auto w = ::write(stop_pipe_[1], "x", 1);
+            listener_.join();
+        }
+        for (int& fd : stop_pipe_)
+            if (fd >= 0) ::close(std::exchange(fd, -1));
+    }
+
+    std::string uri_;
+    PostgresqlStoreOptions options_;
+    std::string describe_;
+    std::string me_;  // this relay's name in claimed_by: host:pid:random
+    std::string identity_;
+    Connection conn_;
+    bool prepared_ = false;
+    bool schema_ready_ = false;  // statements are prepared once it exists
+    std::unordered_map<EventId, bool> claimed_;  // our claims not yet settled; true: in a group
+    std::thread listener_;
+    int stop_pipe_[2] = {-1, -1};
+    std::function<void()> on_arrival_;
+};
+
+bool is_postgresql_uri(const std::string& s) {
+    return s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0;
+}
+
+}  // namespace
+
+OutboxStorePtr open_postgresql_store(const std::string& uri, PostgresqlStoreOptions options) {
+    return std::make_unique<PostgresqlStore>(uri, options);
+}
+
+OutboxStorePtr open_store(const std::string& location) {
+    if (is_postgresql_uri(location)) return open_postgresql_store(location);
+    const std::string path = location.rfind("sqlite:", 0) == 0 ? location.substr(7) : location;
+    return open_sqlite_store(path);
+}
+
+EventId enqueue_in_transaction(::pg_conn* connection, const std::string& target,
+                               const Message& message) {
+    for (const std::string* text : {&target, &message.group_id, &message.deduplication_id})
+        if (text->find('\0') != std::string::npos)
+            throw StoreError(StoreError::Kind::io,
+                             "outbox.enqueue_bytes: the target, group id or deduplication id "
+                             "contains a NUL byte");
+    const std::string delay = std::to_string(message.delay.count());
+    std::string attributes;
+    detail::append_attributes_json(message.attributes, attributes);
+    const char* values[6] = {
+        target.c_str(),
+        message.body.data(),
+        message.group_id.empty() ? nullptr : message.group_id.c_str(),
+        message.deduplication_id.empty() ? nullptr : message.deduplication_id.c_str(),
+        delay.c_str(),
+        attributes.empty() ? nullptr : attributes.c_str()};
+    const int lengths[6] = {0, static_cast<int>(message.body.size()), 0, 0, 0, 0};
+    const int formats[6] = {0, 1, 0, 0, 0, 0};
+    Result r(PQexecParams(connection,
+                          "SELECT outbox.enqueue_bytes($1, $2, $3, $4, $5::int4, $6::jsonb)", 6,
+                          nullptr, values, lengths, formats, 1));
+    if (!r || PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) != 1) {
+        std::string message_text = r ? PQresultErrorMessage(r.get()) : PQerrorMessage(connection);
+        while (!message_text.empty() && message_text.back() == '\n') message_text.pop_back();
+        throw StoreError(StoreError::Kind::io, "outbox.enqueue_bytes: " + message_text);
+    }
+    return get_i64(r.get(), 0, 0);
+}
+
+}  // namespace outbox

@@ -1,0 +1,31 @@
+// Text the PostgreSQL store writes and reads: message attributes as a JSON object in SQS's own
+// shape, array literals, and a connection string with its password hidden. Free of libpq so
+// the parser is fuzzed with the core (tests/fuzz/fuzz_attributes_json.cpp). Not API.
+#pragma once
+
+#include <outbox/message.hpp>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace outbox::detail {
+
+/// {"name": {"DataType": "String", "StringValue": "v"}, "bin": {"DataType": "Binary",
+/// "BinaryValue": "base64"}}; nothing at all when there are no attributes.
+void append_attributes_json(const std::vector<MessageAttribute>& attributes, std::string& out);
+
+/// Reads what append_attributes_json writes (or an application wrote by hand through
+/// outbox.enqueue). False, with `why` naming the attribute and the fault, for anything else.
+bool parse_attributes_json(std::string_view json, std::vector<MessageAttribute>& out,
+                           std::string& why);
+
+/// Appends `text` as one element of a PostgreSQL array literal: quoted, '"' and '\\'
+/// escaped, NUL bytes dropped and bytes that are not UTF-8 replaced (a text column takes
+/// neither).
+void append_array_text(std::string& out, std::string_view text);
+
+/// The connection string or URI with any password replaced by "***", for messages.
+std::string redact_connection_string(std::string_view conninfo);
+
+}  // namespace outbox::detail

@@ -1,0 +1,320 @@
+// The PostgreSQL store against a real PostgreSQL server of the test's own: the schema and
+// outbox.enqueue in the application's transactions (committed events delivered, rolled back
+// ones never), claims shared by several relays (SKIP LOCKED, leases, group order), a server
+// restart under a relay, LISTEN/NOTIFY, and the relay end to end to a local SQS (fauxqs).
+#include "catch.hpp"
+#include "local_peers.hpp"
+#include "postgres_server.hpp"
+
+#include <outbox/credentials_providers.hpp>
+#include <outbox/outbox.hpp>
+#include <outbox/postgresql_store.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using namespace std::chrono_literals;
+using outbox::test::postgres;
+
+namespace {
+
+// A database of its own per test, so tests do not see each other's events.
+std::string fresh_database(const std::string& name) {
+    postgres().psql("DROP DATABASE IF EXISTS " + name);
+    postgres().psql("CREATE DATABASE " + name);
+    return "postgresql://outbox@127.0.0.1:" + std::to_string(postgres().port()) + "/" + name;
+}
+
+std::string psql_in(const std::string& uri, const std::string& sql) {
+    const std::string db = uri.substr(uri.rfind('/') + 1);
+    return postgres().psql(sql, db);
+}
+
+std::uint64_t count_rows(const std::string& uri, const std::string& where = "true") {
+    PGconn* c = PQconnectdb(uri.c_str());
+    PGresult* r = PQexec(c, ("SELECT count(*) FROM outbox.events WHERE " + where).c_str());
+    const std::uint64_t n = std::strtoull(PQgetvalue(r, 0, 0), nullptr, 10);
+    PQclear(r);
+    PQfinish(c);
+    return n;
+}
+
+outbox::Message text(std::string body, std::string group = {}) {
+    outbox::Message m;
+    m.body = std::move(body);
+    m.group_id = std::move(group);
+    return m;
+}
+
+std::vector<outbox::EventId> store_events(outbox::OutboxStore& store, const std::string& target,
+                                          const std::vector<outbox::Message>& messages) {
+    std::vector<outbox::NewEvent> events;
+    for (const auto& m : messages) events.push_back({target, m});
+    std::vector<outbox::EventId> ids;
+    store.enqueue(events, ids);
+    return ids;
+}
+
+outbox::EventOutcome delivered(outbox::EventId id) {
+    outbox::EventOutcome o;
+    o.kind = outbox::EventOutcome::Kind::delivered;
+    o.id = id;
+    return o;
+}
+
+std::function<std::unique_ptr<outbox::Destination>(const std::string&)> sqs_factory(
+    asio::io_context& io) {
+    return [&io](const std::string& queue_url) {
+        outbox::SqsDestinationConfig c;
+        c.queue_url = queue_url;
+        c.endpoint = outbox::test::fauxqs().url();
+        c.region = "us-east-1";
+        c.credentials =
+            outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"AKID", "s"});
+        c.retry.max_attempts = 2;
+        c.retry.base_delay = 10ms;
+        c.retry.message_deadline = 2s;
+        c.http.request_timeout = 1s;
+        return std::make_unique<outbox::SqsDestination>(io.get_executor(), c);
+    };
+}
+
+template <class Done>
+bool run_until(asio::io_context& io, Done done, std::chrono::seconds limit = 60s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    io.restart();
+    while (!done() && std::chrono::steady_clock::now() < until)
+        io.run_one_for(std::chrono::milliseconds(100));
+    return done();
+}
+
+}  // namespace
+
+TEST_CASE("the schema is made on first use; outbox.enqueue validates what it is given",
+          "[postgresql]") {
+    const std::string uri = fresh_database("schema_made");
+    auto store = outbox::open_postgresql_store(uri);
+    CHECK(store->identity().size() == 16);
+    CHECK(store->describe() == uri);
+    // A second store (another process starting at the same time) finds it made.
+    auto again = outbox::open_postgresql_store(uri);
+    CHECK(again->identity() == store->identity());
+    CHECK(psql_in(uri, "SELECT value FROM outbox.meta WHERE key = 'schema_version'") == "1");
+    CHECK(psql_in(uri, "SELECT outbox.enqueue('q', 'hello')") == "1");
+    CHECK_THROWS(psql_in(uri, "SELECT outbox.enqueue('', 'no target')"));
+    CHECK_THROWS(psql_in(uri, "SELECT outbox.enqueue('q', 'late', delay_seconds => 901)"));
+    CHECK_THROWS(psql_in(uri, "SELECT outbox.enqueue('q', 'x', attributes => '[1]')"));
+    const auto e = store->find(1);
+    REQUIRE(e);
+    CHECK(e->target == "q");
+    CHECK(e->message.body == "hello");
+    // A password never appears in what the store says about itself.
+    CHECK_THROWS_WITH(outbox::open_postgresql_store("postgresql://outbox:hunter2@127.0.0.1:1/x"),
+                      !Catch::Contains("hunter2") && Catch::Contains("***"));
+}
+
+TEST_CASE("events written in the application's transactions: rolled back ones never exist",
+          "[postgresql]") {
+    const std::string uri = fresh_database("app_transactions");
+    auto store = outbox::open_postgresql_store(uri);
+    PGconn* app = PQconnectdb(uri.c_str());
+    REQUIRE(PQstatus(app) == CONNECTION_OK);
+    std::set<std::string> committed;
+    for (int t = 0; t < 200; ++t) {
+        PQclear(PQexec(app, "BEGIN"));
+        PQclear(PQexec(app, "CREATE TEMP TABLE IF NOT EXISTS orders(n int)"));
+        PQclear(PQexec(app, ("INSERT INTO orders VALUES (" + std::to_string(t) + ")").c_str()));
+        for (int i = 0; i < 5; ++i) {
+            outbox::Message m = text("order " + std::to_string(t) + "/" + std::to_string(i),
+                                     i % 2 ? "customer-" + std::to_string(t % 7) : "");
+            m.attributes = {{"kind", "String", "order"}, {"raw", "Binary", std::string("\0\xff", 2)}};
+            CHECK(outbox::enqueue_in_transaction(app, "q", m) > 0);
+            if (t % 3 != 0) committed.insert(m.body);
+        }
+        PQclear(PQexec(app, t % 3 == 0 ? "ROLLBACK" : "COMMIT"));
+    }
+    PQfinish(app);
+    std::set<std::string> stored;
+    std::size_t rounds = 0;
+    while (true) {
+        auto claimed = store->claim(std::chrono::system_clock::now(), 100);
+        if (claimed.empty()) break;
+        std::vector<outbox::EventOutcome> done;
+        for (const auto& e : claimed) {
+            CHECK_FALSE(e.damaged);
+            REQUIRE(e.message.attributes.size() == 2);
+            for (const auto& a : e.message.attributes) {
+                if (a.name == "raw") CHECK(a.value == std::string("\0\xff", 2));
+                if (a.name == "kind") CHECK(a.value == "order");
+            }
+            CHECK(stored.insert(e.message.body).second);
+            done.push_back(delivered(e.id));
+        }
+        store->settle(done);
+        REQUIRE(++rounds < 100);
+    }
+    CHECK(stored == committed);
+    CHECK(count_rows(uri) == 0);
+}
+
+TEST_CASE("a group's events go out one at a time, in order, whichever relay claims",
+          "[postgresql]") {
+    const std::string uri = fresh_database("group_order");
+    auto a = outbox::open_postgresql_store(uri);
+    auto b = outbox::open_postgresql_store(uri);
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 300; ++i)
+        messages.push_back(text(std::to_string(i), i % 3 == 0 ? "" : "g" + std::to_string(i % 3)));
+    store_events(*a, "q", messages);
+    std::map<std::string, std::vector<int>> order;  // group -> bodies in delivery order
+    std::set<outbox::EventId> seen;
+    for (int round = 0; round < 1000; ++round) {
+        const auto now = std::chrono::system_clock::now();
+        auto from_a = a->claim(now, 50);
+        auto from_b = b->claim(now, 50);
+        if (from_a.empty() && from_b.empty()) break;
+        std::map<std::string, int> heads;  // per group, claimed at this moment
+        for (auto* batch : {&from_a, &from_b})
+            for (const auto& e : *batch) {
+                CHECK(seen.insert(e.id).second);  // never handed out twice
+                if (!e.message.group_id.empty()) CHECK(++heads[e.message.group_id] == 1);
+                order[e.message.group_id].push_back(std::stoi(e.message.body));
+            }
+        for (auto [store, batch] : {std::pair{a.get(), &from_a}, std::pair{b.get(), &from_b}}) {
+            std::vector<outbox::EventOutcome> done;
+            for (const auto& e : *batch) done.push_back(delivered(e.id));
+            store->settle(done);
+        }
+    }
+    CHECK(seen.size() == 300);
+    for (const auto& [group, bodies] : order)
+        if (!group.empty()) CHECK(std::is_sorted(bodies.begin(), bodies.end()));
+    CHECK(order["g1"].size() == 100);
+}
+
+TEST_CASE("retries, dead letters, redrive and purge keep their meaning", "[postgresql]") {
+    const std::string uri = fresh_database("failures");
+    auto store = outbox::open_postgresql_store(uri);
+    const auto ids = store_events(*store, "q", {text("a", "g"), text("b", "g"), text("c")});
+    const auto now = std::chrono::system_clock::now();
+    auto claimed = store->claim(now, 10);
+    REQUIRE(claimed.size() == 2);  // a (head of g) and c
+    outbox::EventOutcome retry;
+    retry.kind = outbox::EventOutcome::Kind::retry;
+    retry.id = ids[0];
+    retry.attempts = 1;
+    retry.next_attempt_at = now + 1h;
+    retry.error = "HTTP 503 \"busy\"\\ \xff";  // quotes, a backslash, a byte that is not UTF-8
+    outbox::EventOutcome dead;
+    dead.kind = outbox::EventOutcome::Kind::dead;
+    dead.id = ids[2];
+    dead.attempts = 1;
+    dead.error = "AccessDenied";
+    store->settle(std::vector{retry, dead});
+    CHECK(store->claim(now, 10).empty());  // a waits an hour; b waits behind it
+    auto summary = store->summarize();
+    REQUIRE(summary.size() == 1);
+    CHECK(summary[0].pending == 2);
+    CHECK(summary[0].retrying == 1);
+    CHECK(summary[0].dead == 1);
+    CHECK(summary[0].last_error == "AccessDenied");
+    CHECK(store->find(ids[0])->last_error == "HTTP 503 \"busy\"\\ ?");
+    auto letters = store->dead_letters("", 10);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].message.body == "c");
+    CHECK(store->redrive("q", now) == 1);
+    claimed = store->claim(now, 10);
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].message.body == "c");
+    store->settle(std::vector{delivered(ids[2])});
+    // An hour later a is due, and b only once a is gone.
+    claimed = store->claim(now + 2h, 10);
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].message.body == "a");
+    store->settle(std::vector{delivered(ids[0])});
+    claimed = store->claim(now + 2h, 10);
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].message.body == "b");
+    CHECK(store->purge("q") == 1);
+    CHECK_FALSE(store->has_pending());
+}
+
+TEST_CASE("a relay that dies holding claims: another takes them over when the lease runs out",
+          "[postgresql]") {
+    const std::string uri = fresh_database("leases");
+    outbox::PostgresqlStoreOptions short_lease;
+    short_lease.claim_lease = 2s;
+    auto survivor = outbox::open_postgresql_store(uri, short_lease);
+    store_events(*survivor, "q", {text("1", "g"), text("2", "g"), text("3")});
+    const auto now = std::chrono::system_clock::now();
+    {
+        auto doomed = outbox::open_postgresql_store(uri, short_lease);
+        CHECK(doomed->claim(now, 10).size() == 2);
+        // Gone without settling or releasing, as a SIGKILL leaves it.
+    }
+    CHECK(survivor->claim(now, 10).empty());           // the lease still holds
+    auto taken = survivor->claim(now + 3s, 10);         // it has run out
+    CHECK(taken.size() == 2);
+    std::vector<outbox::EventOutcome> done;
+    for (const auto& e : taken) done.push_back(delivered(e.id));
+    survivor->settle(done);
+    taken = survivor->claim(now + 3s, 10);
+    REQUIRE(taken.size() == 1);
+    CHECK(taken[0].message.body == "2");
+}
+
+TEST_CASE("a server restart under a store: the next call connects again, nothing is lost",
+          "[postgresql]") {
+    const std::string uri = fresh_database("restart");
+    auto store = outbox::open_postgresql_store(uri);
+    store_events(*store, "q", {text("before")});
+    postgres().restart();
+    store_events(*store, "q", {text("after")});
+    const auto claimed = store->claim(std::chrono::system_clock::now(), 10);
+    CHECK(claimed.size() == 2);
+}
+
+TEST_CASE("the relay delivers what the application commits, woken by NOTIFY, not the poll",
+          "[postgresql]") {
+    const std::string uri = fresh_database("relay_notify");
+    const std::string queue = outbox::test::create_queue("outbox-pg-relay");
+    asio::io_context io;
+    outbox::OutboxConfig config;
+    config.store = outbox::open_postgresql_store(uri);
+    config.make_destination = sqs_factory(io);
+    config.retry_schedule = {1s};
+    config.poll_interval = std::chrono::hours(1);  // only NOTIFY can wake it in time
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::set<std::string> expected;
+    std::string sql = "BEGIN;";
+    for (int i = 0; i < 50; ++i) {
+        sql += "SELECT outbox.enqueue('" + queue + "', 'committed " + std::to_string(i) + "');";
+        expected.insert("committed " + std::to_string(i));
+    }
+    sql += "COMMIT; BEGIN; SELECT outbox.enqueue('" + queue + "', 'rolled back'); ROLLBACK;";
+    // The relay's first claim (it found nothing) is done before the second question is
+    // answered: the store's thread takes its work in order.
+    for (int i = 0; i < 2; ++i) {
+        bool answered = false;
+        box.async_has_pending([&](error_code ec, bool any) {
+            CHECK_FALSE(ec);
+            CHECK_FALSE(any);
+            answered = true;
+        });
+        REQUIRE(run_until(io, [&] { return answered; }, 10s));
+    }
+    psql_in(uri, sql);
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 50; }, 30s));
+    std::set<std::string> got;
+    for (const auto& b : outbox::test::drain_bodies(queue, 30)) CHECK(got.insert(b).second);
+    CHECK(got == expected);
+    CHECK(count_rows(uri) == 0);
+}
