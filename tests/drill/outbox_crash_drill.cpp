@@ -12,10 +12,15 @@
 //     each partition, a group's events written once are in the order they were enqueued;
 //   - the store's dead letters are exactly the planted ones (events to a queue that does not
 //     exist, or a topic the cluster refuses), and nothing is left pending.
+// With --postgresql the store is a PostgreSQL server of the drill's own and three relays run
+// at once on it: each round one is killed with SIGKILL at a random moment, one is stopped
+// with SIGTERM, and the third is killed with the enqueue; the others take over the killed
+// one's events when its claims' lease (8 s) runs out.
 // Exit status 0 when all hold, 1 otherwise. ctest runs short drills (outbox_crash_drill_short,
-// outbox_crash_drill_kafka_short); `scripts/dev drill` long ones.
+// outbox_crash_drill_kafka_short, outbox_crash_drill_postgresql_short); `scripts/dev drill`
+// long ones.
 //
-//   outbox_crash_drill [--kafka] [--events N] [--kills K] [--seed S]
+//   outbox_crash_drill [--kafka] [--postgresql] [--events N] [--kills K] [--seed S]
 #include "local_peers.hpp"
 #include "sigv4_proxy.hpp"
 #if OUTBOX_WITH_KAFKA
@@ -23,6 +28,11 @@
 #endif
 
 #include <outbox/sqlite_store.hpp>
+#if OUTBOX_WITH_POSTGRESQL
+#include "postgres_server.hpp"
+
+#include <outbox/postgresql_store.hpp>
+#endif
 
 #include <simdjson.h>
 
@@ -77,6 +87,7 @@ class Child {
         }
     }
     void kill() { ::kill(pid_, SIGKILL); }
+    void terminate() { ::kill(pid_, SIGTERM); }
     int wait() {
         int status = 0;
         while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
@@ -232,11 +243,13 @@ struct KafkaDestinations : Destinations {
 int main(int argc, char** argv) {
     int events = 3000, kills = 10;
     unsigned seed = 11;
-    bool kafka = false;
+    bool kafka = false, postgresql = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         if (a == "--kafka")
             kafka = true;
+        else if (a == "--postgresql")
+            postgresql = true;
         else if (a == "--events" && i + 1 < argc)
             events = std::stoi(argv[++i]);
         else if (a == "--kills" && i + 1 < argc)
@@ -245,8 +258,8 @@ int main(int argc, char** argv) {
             seed = static_cast<unsigned>(std::stoul(argv[++i]));
         else {
             std::fprintf(stderr,
-                         "usage: outbox_crash_drill [--kafka] [--events N] [--kills K] [--seed "
-                         "S]\n");
+                         "usage: outbox_crash_drill [--kafka] [--postgresql] [--events N] [--kills "
+                         "K] [--seed S]\n");
             return 2;
         }
     }
@@ -263,7 +276,19 @@ int main(int argc, char** argv) {
     const fs::path dir =
         fs::temp_directory_path() / ("outbox-crash-drill-" + std::to_string(::getpid()));
     fs::create_directories(dir);
-    const std::string store = (dir / "events.db").string();
+    std::string store = (dir / "events.db").string();
+#if OUTBOX_WITH_POSTGRESQL
+    std::optional<outbox::test::PostgresServer> server;
+    if (postgresql) {
+        server.emplace();
+        store = server->uri();
+    }
+#else
+    if (postgresql) {
+        std::fprintf(stderr, "outbox_crash_drill: this build has no PostgreSQL support\n");
+        return 2;
+    }
+#endif
     const std::string log = (dir / "programs.log").string();
     std::mt19937 rng(seed);
 
@@ -296,6 +321,7 @@ int main(int argc, char** argv) {
                                       "--retry-schedule", "1s",    "--max-age",  "1h",
                                       "--max-attempts",   "2",     "--deadline", "5"};
     relay.insert(relay.end(), to->relay_options.begin(), to->relay_options.end());
+    if (postgresql) relay.insert(relay.end(), {"--claim-lease", "8s"});
 
     std::set<int> stored;
     int next = 0;  // the first line not yet handed to an enqueue
@@ -315,6 +341,13 @@ int main(int argc, char** argv) {
             for (int i : chunk) out << lines[static_cast<std::size_t>(i)] << "\n";
         }
         Child relaying(relay, log);
+        // PostgreSQL: two more relays on the same store, one to be killed at a random moment,
+        // one to be stopped with SIGTERM.
+        std::optional<Child> doomed, stopped;
+        if (postgresql) {
+            doomed.emplace(relay, log);
+            stopped.emplace(relay, log);
+        }
         Child enqueueing(
             {OUTBOX_CLI_PATH, "enqueue", "--store", store, "--objects", "--report", report, input},
             log);
@@ -322,7 +355,15 @@ int main(int argc, char** argv) {
         // may go down on the way (Kafka).
         std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 400));
         to->trouble(rng, false);
-        std::this_thread::sleep_for(std::chrono::milliseconds(150 + rng() % 800));
+        const unsigned until_kill = 150 + rng() % 800;
+        if (doomed) {  // mid-run, holding claims
+            const unsigned at = rng() % until_kill;
+            std::this_thread::sleep_for(std::chrono::milliseconds(at));
+            doomed->kill();
+            std::this_thread::sleep_for(std::chrono::milliseconds(until_kill - at));
+        } else {
+            std::this_thread::sleep_for(std::chrono::milliseconds(until_kill));
+        }
         switch (rng() % 3) {
             case 0:
                 relaying.kill();
@@ -336,6 +377,11 @@ int main(int argc, char** argv) {
             default:  // the enqueue finishes its chunk without a relay
                 relaying.kill();
                 break;
+        }
+        if (stopped) {
+            stopped->terminate();
+            stopped->wait();
+            doomed->wait();
         }
         enqueueing.wait();
         relaying.wait();
@@ -384,7 +430,12 @@ int main(int argc, char** argv) {
     // twice after a kill is two letters), and nothing else.
     std::set<int> dead_planted;
     std::size_t dead_others = 0;
-    for (const auto& letter : outbox::open_sqlite_store(store)->dead_letters("", 1000000)) {
+#if OUTBOX_WITH_POSTGRESQL
+    auto kept = outbox::open_store(store);
+#else
+    auto kept = outbox::open_sqlite_store(store);
+#endif
+    for (const auto& letter : kept->dead_letters("", 1000000)) {
         const int index = index_of(letter.message.body);
         if (planted.count(index))
             dead_planted.insert(index);
@@ -416,7 +467,9 @@ int main(int argc, char** argv) {
         "others); the last relay exited %d\n"
         "  %s\n"
         "%s\n",
-        kafka ? "Kafka" : "SQS", events, kills, seconds, stored.size(), events, copies.size(),
+        kafka ? (postgresql ? "Kafka, PostgreSQL store, 3 relays" : "Kafka")
+              : (postgresql ? "SQS, PostgreSQL store, 3 relays" : "SQS"),
+        events, kills, seconds, stored.size(), events, copies.size(),
         duplicates, lost, strangers, out_of_order, static_cast<unsigned long long>(pending),
         static_cast<unsigned long long>(dead), dead_planted.size(), planted.size(), dead_others,
         relay_status, to->faults().c_str(), ok ? "drill passed" : "drill FAILED");

@@ -55,6 +55,7 @@ constexpr std::string_view enqueue_usage =
 constexpr std::string_view relay_usage =
     "usage: outbox relay --store FILE|URI [--until-empty] [--retry-schedule 5s,5m,30m,2h,5h,10h,10h]\n"
     "                    [--max-age 72h] [--report FILE] [--grace SECONDS] [--stats]\n"
+    "                    [--claim-lease 5m]\n"
     "                    [delivery options]\n"
     "Delivers the store's backlog to each event's target until SIGINT or SIGTERM (then it\n"
     "starts no new delivery, gives those in flight --grace seconds, default 10, leaves the\n"
@@ -64,7 +65,8 @@ constexpr std::string_view relay_usage =
     "--max-age after it was stored, or failing for good, becomes a dead letter kept in the\n"
     "store. --report writes {\"id\",\"target\",\"status\":\"delivered\"|\"retry\"|\"dead\",\n"
     "\"attempts\",\"error\"} per outcome. A postgresql:// store may have relays on many\n"
-    "machines at once. Delivery options (as for send):\n";
+    "machines at once; a relay that dies has its events taken over after --claim-lease\n"
+    "(default 5m: keep it above --deadline). Delivery options (as for send):\n";
 
 constexpr std::string_view inspect_usage =
     "usage: outbox inspect --store FILE|URI [--json]\n"
@@ -108,11 +110,18 @@ bool parse_duration(std::string_view text, std::chrono::seconds& out) {
 // `create`: enqueue and relay make a new SQLite file; the commands that only look at one do
 // not (a mistyped path is an error, not an empty store left behind). A PostgreSQL database
 // always gets its schema: the application's transactions need outbox.enqueue.
-OutboxStorePtr open_store(const std::string& path, std::string& error, bool create = true) {
+bool is_postgresql(const std::string& location) {
+    return location.rfind("postgresql://", 0) == 0 || location.rfind("postgres://", 0) == 0;
+}
+
+OutboxStorePtr open_store(const std::string& path, std::string& error, bool create = true,
+                          std::chrono::seconds claim_lease = std::chrono::seconds(300)) {
     try {
-        if (path.rfind("postgresql://", 0) == 0 || path.rfind("postgres://", 0) == 0) {
+        if (is_postgresql(path)) {
 #if OUTBOX_WITH_POSTGRESQL
-            return open_postgresql_store(path);
+            PostgresqlStoreOptions options;
+            options.claim_lease = claim_lease;
+            return open_postgresql_store(path, options);
 #else
             error = "this outbox was built without PostgreSQL (OUTBOX_WITH_POSTGRESQL)";
             return nullptr;
@@ -375,6 +384,7 @@ int run_relay(int argc, char** argv) {
     long long grace_seconds = 10;
     std::vector<std::chrono::seconds> schedule = default_retry_schedule();
     std::chrono::seconds max_age = std::chrono::hours(72);
+    std::chrono::seconds claim_lease{300};
     DeliveryOptions delivery;
     for (int i = 0; i < argc; ++i) {
         const std::string_view a = argv[i];
@@ -428,6 +438,9 @@ int run_relay(int argc, char** argv) {
         } else if (a == "--max-age") {
             if (!value(v) || !parse_duration(v, max_age))
                 return usage_error("relay: --max-age needs a duration such as 72h or 3d");
+        } else if (a == "--claim-lease") {
+            if (!value(v) || !parse_duration(v, claim_lease) || claim_lease.count() < 1)
+                return usage_error("relay: --claim-lease needs a duration such as 90s or 5m");
         } else {
             return usage_error("relay: unknown option " + std::string(a) + "\n" +
                                std::string(relay_usage) + std::string(delivery_usage));
@@ -435,6 +448,9 @@ int run_relay(int argc, char** argv) {
     }
     if (store_path.empty())
         return usage_error("relay: missing --store FILE|URI\n" + std::string(relay_usage));
+    if (claim_lease != std::chrono::seconds(300) && !is_postgresql(store_path))
+        return usage_error("relay: --claim-lease is for a postgresql:// store (an SQLite store "
+                           "has one relay)");
     if (auto why = check_delivery_options("relay", delivery, true, true); !why.empty())
         return usage_error(why);
 
@@ -443,7 +459,7 @@ int run_relay(int argc, char** argv) {
         if (std::string why; !report.open(report_path, why))
             return usage_error("relay: cannot write the report " + report_path + ": " + why);
     std::string error;
-    OutboxStorePtr store = open_store(store_path, error);
+    OutboxStorePtr store = open_store(store_path, error, true, claim_lease);
     if (!store) return usage_error("relay: " + error);
 
     const Logger logger = env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug) : Logger{};
