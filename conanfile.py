@@ -11,8 +11,9 @@ class OutboxConan(ConanFile):
     topics = ("aws", "sqs", "kafka", "s3", "sigv4", "asio")
     settings = "os", "compiler", "build_type", "arch"
     options = {"shared": [True, False], "fPIC": [True, False], "tools": [True, False],
-               "with_kafka": [True, False]}
-    default_options = {"shared": False, "fPIC": True, "tools": False, "with_kafka": True}
+               "with_kafka": [True, False], "with_postgresql": [True, False]}
+    default_options = {"shared": False, "fPIC": True, "tools": False, "with_kafka": True,
+                       "with_postgresql": True}
     exports_sources = "CMakeLists.txt", "LICENSE", "cmake/*", "include/*", "src/*", "tools/*"
 
     def config_options(self):
@@ -27,6 +28,8 @@ class OutboxConan(ConanFile):
         self.requires("sqlite3/[>=3.31 <4]")  # the durable outbox's embedded store
         if self.options.with_kafka:
             self.requires("librdkafka/[>=2.0 <3]")
+        if self.options.with_postgresql:
+            self.requires("libpq/[>=14 <18]")  # pipeline mode
 
     def layout(self):
         cmake_layout(self)
@@ -39,6 +42,7 @@ class OutboxConan(ConanFile):
         tc.cache_variables["OUTBOX_BUILD_EXAMPLES"] = False
         tc.cache_variables["OUTBOX_BUILD_TOOLS"] = bool(self.options.tools)
         tc.cache_variables["OUTBOX_WITH_KAFKA"] = bool(self.options.with_kafka)
+        tc.cache_variables["OUTBOX_WITH_POSTGRESQL"] = bool(self.options.with_postgresql)
         tc.generate()
 
     def build(self):
@@ -62,3 +66,8 @@ class OutboxConan(ConanFile):
             kafka.set_property("cmake_target_name", "outbox::kafka")
             kafka.libs = ["outbox_kafka"]
             kafka.requires = ["core", "librdkafka::rdkafka"]
+        if self.options.with_postgresql:
+            postgresql = self.cpp_info.components["postgresql"]
+            postgresql.set_property("cmake_target_name", "outbox::postgresql")
+            postgresql.libs = ["outbox_postgresql"]
+            postgresql.requires = ["core", "libpq::pq"]

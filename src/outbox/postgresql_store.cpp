@@ -492,9 +492,18 @@ class PostgresqlStore final : public OutboxStore {
         }
     }
 
+    // libpq's messages end in a newline and may hold more lines ("\n\tIs the server
+    // running..."): one line, for logs.
     static std::string trimmed(const char* message) {
-        std::string s = message ? message : "";
-        while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+        std::string s;
+        for (const char* p = message ? message : ""; *p != '\0'; ++p) {
+            if (*p == '\n' || *p == '\t') {
+                if (!s.empty() && s.back() != ' ') s.push_back(' ');
+            } else {
+                s.push_back(*p);
+            }
+        }
+        while (!s.empty() && s.back() == ' ') s.pop_back();
         return s;
     }
 

@@ -7,6 +7,9 @@
 #ifdef OUTBOX_CONSUMER_KAFKA
 #include <outbox/kafka_destination.hpp>
 #endif
+#ifdef OUTBOX_CONSUMER_POSTGRESQL
+#include <outbox/postgresql_store.hpp>
+#endif
 
 #include <boost/asio/io_context.hpp>
 
@@ -66,6 +69,19 @@ int main() {
     std::cout << "outbox consumer: KafkaDestination refused a delayed message: "
               << kafka_result.message() << "\n";
     if (kafka_result != outbox::Errc::invalid_message) return 1;
+#endif
+#ifdef OUTBOX_CONSUMER_POSTGRESQL
+    // outbox::postgresql from the same package: nothing listens on port 9, and the error says
+    // where it tried without the password.
+    try {
+        outbox::open_postgresql_store("postgresql://app:secret@127.0.0.1:9/app?connect_timeout=2");
+        return 1;
+    } catch (const outbox::StoreError& e) {
+        const std::string what = e.what();
+        std::cout << "outbox consumer: the PostgreSQL store could not connect: " << what << "\n";
+        if (what.find("secret") != std::string::npos || what.find("127.0.0.1:9") == std::string::npos)
+            return 1;
+    }
 #endif
     return 0;
 }
