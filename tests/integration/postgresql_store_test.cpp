@@ -72,10 +72,12 @@ outbox::EventOutcome delivered(outbox::EventId id) {
 
 std::function<std::unique_ptr<outbox::Destination>(const std::string&)> sqs_factory(
     asio::io_context& io) {
-    return [&io](const std::string& queue_url) {
+    return [&io](const std::string& target) {
         outbox::SqsDestinationConfig c;
-        c.queue_url = queue_url;
-        c.endpoint = outbox::test::fauxqs().url();
+        // "dead:URL": a queue whose endpoint refuses every connection.
+        const bool dead = target.starts_with("dead:");
+        c.queue_url = dead ? target.substr(5) : target;
+        c.endpoint = dead ? "http://127.0.0.1:9" : outbox::test::fauxqs().url();
         c.region = "us-east-1";
         c.credentials =
             outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"AKID", "s"});
@@ -317,4 +319,37 @@ TEST_CASE("the relay delivers what the application commits, woken by NOTIFY, not
     for (const auto& b : outbox::test::drain_bodies(queue, 30)) CHECK(got.insert(b).second);
     CHECK(got == expected);
     CHECK(count_rows(uri) == 0);
+}
+
+TEST_CASE("a poison event and a dead target beside healthy ones: the healthy ones flow",
+          "[postgresql]") {
+    const std::string uri = fresh_database("isolation");
+    const std::string queue = outbox::test::create_queue("outbox-pg-healthy");
+    asio::io_context io;
+    outbox::OutboxConfig config;
+    config.store = outbox::open_postgresql_store(uri);
+    config.make_destination = sqs_factory(io);
+    config.retry_schedule = {1s};
+    config.max_age = 1h;
+    config.poll_interval = 100ms;
+    config.max_in_flight = 64;
+    // First in the table: 200 events for a queue nobody answers for, and one event no queue
+    // takes (a control character); then the healthy ones.
+    psql_in(uri, "SELECT outbox.enqueue('dead:http://127.0.0.1:9/000000000000/gone', 'd' || n) "
+                 "FROM generate_series(1, 200) n");
+    psql_in(uri, "SELECT outbox.enqueue('" + queue + "', E'poison \\x01')");
+    psql_in(uri, "SELECT outbox.enqueue('" + queue + "', 'healthy ' || n, group_id => 'g' || n % 3) "
+                 "FROM generate_series(1, 100) n");
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 100; }, 60s));
+    CHECK(box.stats().retried > 0);  // the dead target's events wait for their next attempt
+    CHECK(box.stats().dead == 1);
+    const auto seen = outbox::test::drain_bodies(queue, 30);
+    CHECK(seen.size() == 100);
+    auto store = outbox::open_postgresql_store(uri);
+    const auto letters = store->dead_letters("", 10);
+    REQUIRE(letters.size() == 1);
+    CHECK(letters[0].message.body == "poison \x01");
+    CHECK_FALSE(letters[0].last_error.empty());
+    CHECK(count_rows(uri, "NOT dead AND target LIKE 'dead:%' AND attempts >= 1") == 200);
 }
