@@ -1,5 +1,7 @@
 #include "bench_support.hpp"
 
+#include <outbox/detail/sqs_protocol.hpp>
+
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -85,6 +87,30 @@ long resident_kib() {
     long pages = 0, resident = 0;
     std::ifstream("/proc/self/statm") >> pages >> resident;
     return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
+std::string body_of_1kib() {
+    std::string body = "{\"event\":\"order.created\",\"payload\":\"";
+    while (body.size() < 1024 - 2) body += static_cast<char>('a' + body.size() % 26);
+    return body + "\"}";
+}
+
+std::string canned_batch_reply(const std::string& body) {
+    const auto md5 = outbox::detail::sqs::md5_of_body(body);
+    std::string reply = "{\"Successful\":[";
+    for (int i = 0; i < 10; ++i) {
+        if (i) reply += ',';
+        reply += "{\"Id\":\"" + std::to_string(i) +
+                 "\",\"MessageId\":\"5fea7756-0ea4-451a-a703-a558b933e27" + std::to_string(i) +
+                 "\",\"MD5OfMessageBody\":\"" + std::string(md5.data(), md5.size()) + "\"}";
+    }
+    return reply + "],\"Failed\":[]}";
+}
+
+std::string canned_single_reply(const std::string& body) {
+    const auto md5 = outbox::detail::sqs::md5_of_body(body);
+    return "{\"MessageId\":\"m-1\",\"MD5OfMessageBody\":\"" + std::string(md5.data(), md5.size()) +
+           "\"}";
 }
 
 }  // namespace outbox::bench

@@ -33,4 +33,13 @@ class Nginx {
 /// Resident set size of this process now, in KiB (from /proc/self/statm).
 long resident_kib();
 
+/// A JSON event of exactly 1 KiB, the body every side-by-side benchmark sends.
+std::string body_of_1kib();
+
+/// SQS's reply to a SendMessageBatch of ten messages with `body` (MD5s that check out).
+std::string canned_batch_reply(const std::string& body);
+
+/// SQS's reply to a SendMessage of `body`.
+std::string canned_single_reply(const std::string& body);
+
 }  // namespace outbox::bench

@@ -10,7 +10,6 @@
 // Usage: outbox_bench [EVENTS] [ROUNDS]   (defaults 100000 and 3; needs nginx)
 #include "bench_support.hpp"
 
-#include <outbox/detail/sqs_protocol.hpp>
 #include <outbox/outbox.hpp>
 #include <outbox/sqlite_store.hpp>
 
@@ -39,26 +38,11 @@
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using outbox::bench::body_of_1kib;
+using outbox::bench::canned_batch_reply;
 using outbox::bench::cpu_seconds;
 
 namespace {
-
-std::string body_of_1kib() {
-    std::string body = "{\"event\":\"order.created\",\"payload\":\"";
-    while (body.size() < 1024 - 2) body += static_cast<char>('a' + body.size() % 26);
-    return body + "\"}";
-}
-
-std::string canned_batch_reply(const std::string& body) {
-    const auto md5 = outbox::detail::sqs::md5_of_body(body);
-    std::string reply = "{\"Successful\":[";
-    for (int i = 0; i < 10; ++i) {
-        if (i) reply += ',';
-        reply += "{\"Id\":\"" + std::to_string(i) + "\",\"MessageId\":\"m-" + std::to_string(i) +
-                 "\",\"MD5OfMessageBody\":\"" + std::string(md5.data(), md5.size()) + "\"}";
-    }
-    return reply + "],\"Failed\":[]}";
-}
 
 void remove_store(const std::string& path) {
     for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path + suffix);
@@ -218,9 +202,7 @@ int main(int argc, char** argv) {
                 library_best / floor_best, cli_best / floor_best);
 
     // The relay beside `outbox send`, to nginx answering every request with the batch reply.
-    const auto md5 = outbox::detail::sqs::md5_of_body(body);
-    const std::string single = "{\"MessageId\":\"m-1\",\"MD5OfMessageBody\":\"" +
-                               std::string(md5.data(), md5.size()) + "\"}";
+    const std::string single = outbox::bench::canned_single_reply(body);
     outbox::bench::Nginx nginx(
         "default_type application/x-amz-json-1.0; "
         "if ($http_x_amz_target = \"AmazonSQS.SendMessage\") { return 200 '" +

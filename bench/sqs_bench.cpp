@@ -7,7 +7,6 @@
 #include "bench_support.hpp"
 
 #include <outbox/credentials_providers.hpp>
-#include <outbox/detail/sqs_protocol.hpp>
 #include <outbox/sqs_destination.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -27,6 +26,8 @@
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using outbox::bench::body_of_1kib;
+using outbox::bench::canned_batch_reply;
 using outbox::bench::cpu_seconds;
 
 namespace {
@@ -34,24 +35,6 @@ namespace {
 constexpr int concurrency = 16;
 const std::string access_key = "AKIDOUTBOXBENCH";
 const std::string secret_key = "outbox-bench-secret";
-
-std::string body_of_1kib() {
-    std::string body = "{\"event\":\"order.created\",\"payload\":\"";
-    while (body.size() < 1024 - 2) body += static_cast<char>('a' + body.size() % 26);
-    return body + "\"}";
-}
-
-std::string canned_batch_reply(const std::string& body) {
-    const auto md5 = outbox::detail::sqs::md5_of_body(body);
-    std::string reply = "{\"Successful\":[";
-    for (int i = 0; i < 10; ++i) {
-        if (i) reply += ',';
-        reply += "{\"Id\":\"" + std::to_string(i) +
-                 "\",\"MessageId\":\"5fea7756-0ea4-451a-a703-a558b933e27" + std::to_string(i) +
-                 "\",\"MD5OfMessageBody\":\"" + std::string(md5.data(), md5.size()) + "\"}";
-    }
-    return reply + "],\"Failed\":[]}";
-}
 
 struct Figures {
     double messages_per_second = 0;

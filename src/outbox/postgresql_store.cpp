@@ -1,6 +1,7 @@
-// The PostgreSQL store. Relays on many processes share it: a claim is a lease written into the
-// row (claimed_by, and next_attempt_at moved to when the lease runs out, so an expired claim is
-// simply due again), taken with FOR UPDATE SKIP LOCKED so no relay waits on another's rows.
+// The PostgreSQL store. Relays on many processes share it: a claim is a lease, a small row in
+// outbox.claims (rewriting the event's own row would copy its body), taken with FOR NO KEY
+// UPDATE SKIP LOCKED on the events so no relay waits on another's rows; an expired claim is
+// taken over by the next relay that finds the event.
 // Group order: the application's enqueues of one group take a transaction-scoped advisory
 // lock, so ids within a group follow commit order; a claim takes only a group's oldest living
 // event, and marks the events it finds behind a head `waiting` so later claims skip them.
@@ -45,7 +46,15 @@ constexpr int schema_version = 1;
 // advisory locks do not meet them. 'obxs' schema changes, 'obxm' group marks, 'obxg' groups.
 constexpr const char* migrate_lock = "SELECT pg_advisory_xact_lock(1868724339, 0)";
 constexpr const char* marks_lock = "SELECT pg_advisory_xact_lock(1868724333, 0)";
-constexpr const char* try_marks_lock = "SELECT pg_try_advisory_xact_lock(1868724333, 0)";
+// Claims and settlements commit without waiting for the disk: one lost in a database crash
+// only means the event is delivered again (at least once holds). Enqueues, redrives and purges
+// keep the server's own setting.
+constexpr const char* begin_claim =
+    "BEGIN; SET LOCAL synchronous_commit = off; "
+    "SELECT pg_try_advisory_xact_lock(1868724333, 0)";
+constexpr const char* begin_settle = "BEGIN; SET LOCAL synchronous_commit = off";
+constexpr const char* begin_grouped_settle =
+    "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(1868724333, 0)";
 constexpr const char* notify_channel = "outbox_events";
 
 constexpr const char* schema = R"sql(
@@ -63,8 +72,13 @@ CREATE TABLE outbox.events(
     dead boolean NOT NULL DEFAULT false,
     waiting boolean NOT NULL DEFAULT false,
     last_error text NOT NULL DEFAULT '',
-    failed_at timestamptz,
-    claimed_by text);
+    failed_at timestamptz);
+CREATE TABLE outbox.claims(
+    event_id bigint PRIMARY KEY,
+    relay text NOT NULL,
+    until timestamptz NOT NULL);
+COMMENT ON TABLE outbox.claims IS
+    'Events a relay is delivering: its lease runs until `until`, then any relay takes the event';
 COMMENT ON TABLE outbox.events IS
     'Events not yet delivered, and dead letters. Write with outbox.enqueue(); see outbox''s docs/outbox-postgresql.md';
 -- Claims read the living heads in due order; the group index finds a group's oldest event.
@@ -115,32 +129,38 @@ $fn$;
 )sql";
 
 // Columns of an event as the store reads it, times in milliseconds since the epoch.
-#define OUTBOX_EVENT_COLUMNS(e)                                                                  \
-    e ".id, " e ".target, " e ".group_id, " e ".body, " e ".attributes::text, " e                \
-      ".deduplication_id, " e ".delay_seconds, (extract(epoch FROM " e                           \
-      ".enqueued_at) * 1000)::int8, (extract(epoch FROM " e ".next_attempt_at) * 1000)::int8, " e \
-      ".attempts, " e ".dead, " e ".last_error"
+#define OUTBOX_EVENT_COLUMNS(e)                                                                   \
+    e ".id, " e ".target, " e ".group_id, " e ".body, " e ".attributes::text AS attributes, " e   \
+      ".deduplication_id, " e ".delay_seconds, (extract(epoch FROM " e                            \
+      ".enqueued_at) * 1000)::int8 AS enqueued_ms, (extract(epoch FROM " e                        \
+      ".next_attempt_at) * 1000)::int8 AS next_ms, " e ".attempts, " e ".dead, " e ".last_error"
 
 struct PreparedStatement {
     const char* name;
     const char* sql;
 };
 
-// $1 due at (ms), $2 how many, $3 lease until (ms), $4 this relay, $5 may mark.
+// $1 now (ms), $2 how many, $3 the lease (ms), $4 this relay, $5 may mark. Returns the
+// candidates' columns and whether each is behind its group's head (not claimed). "Now" is the
+// later of the relay's clock and the database's: a relay whose clock is behind still sees what
+// was just committed, and its lease lasts as long in the database's time.
 const PreparedStatement claim_sql{
     "outbox_claim",
-    "WITH candidates AS (SELECT e.id, (e.group_id <> '' AND EXISTS (SELECT 1 FROM outbox.events "
-    "o WHERE o.target = e.target AND o.group_id = e.group_id AND NOT o.dead AND o.id < e.id)) "
-    "AS behind FROM outbox.events e WHERE NOT e.dead AND NOT e.waiting AND e.next_attempt_at <= "
-    "to_timestamp($1::int8 / 1000.0) ORDER BY e.next_attempt_at, e.id LIMIT $2 FOR UPDATE OF e "
-    "SKIP LOCKED), "
-    "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id = c.id "
-    "AND c.behind AND $5::bool RETURNING e.id), "
-    "claimed AS (UPDATE outbox.events e SET next_attempt_at = to_timestamp($3::int8 / 1000.0), "
-    "claimed_by = $4 FROM candidates c WHERE e.id = c.id AND NOT c.behind RETURNING " OUTBOX_EVENT_COLUMNS(
-        "e") ") "
-             "SELECT k.*, c.behind FROM candidates c LEFT JOIN claimed k ON k.id = c.id ORDER BY "
-             "c.id"};
+    "WITH candidates AS (SELECT " OUTBOX_EVENT_COLUMNS(
+        "e") ", (e.group_id <> '' AND EXISTS (SELECT 1 FROM outbox.events o WHERE o.target = "
+             "e.target AND o.group_id = e.group_id AND NOT o.dead AND o.id < e.id)) AS behind "
+             "FROM outbox.events e WHERE NOT e.dead AND NOT e.waiting AND e.next_attempt_at <= "
+             "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) AND NOT EXISTS "
+             "(SELECT 1 FROM outbox.claims c WHERE c.event_id = e.id AND c.until > "
+             "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp())) ORDER BY "
+             "e.next_attempt_at, e.id LIMIT $2 FOR NO KEY UPDATE OF e SKIP LOCKED), "
+             "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id "
+             "= c.id AND c.behind AND $5::bool), "
+             "claimed AS (INSERT INTO outbox.claims(event_id, relay, until) SELECT id, $4, "
+             "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) + $3::int8 * "
+             "interval '1 ms' FROM candidates WHERE NOT behind ON CONFLICT "
+             "(event_id) DO UPDATE SET relay = excluded.relay, until = excluded.until) "
+             "SELECT * FROM candidates ORDER BY id"};
 
 // $1 ids delivered. The next living event of each group becomes its head; the statement's
 // snapshot still shows the deleted rows, hence `<> ALL($1)`.
@@ -148,6 +168,7 @@ const PreparedStatement delete_sql{
     "outbox_delete",
     "WITH gone AS (DELETE FROM outbox.events WHERE id = ANY($1::int8[]) RETURNING id, target, "
     "group_id), "
+    "unclaimed AS (DELETE FROM outbox.claims WHERE event_id = ANY($1::int8[])), "
     "heads AS (SELECT (SELECT o.id FROM outbox.events o WHERE o.target = g.target AND o.group_id "
     "= g.group_id AND NOT o.dead AND o.id <> ALL($1::int8[]) ORDER BY o.id LIMIT 1) AS id FROM "
     "gone g WHERE g.group_id <> '') "
@@ -158,11 +179,12 @@ const PreparedStatement delete_sql{
 const PreparedStatement fail_sql{
     "outbox_fail",
     "WITH o AS (SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::bool[], $5::text[]) "
-    "AS o(id, attempts, next_ms, dead, error)), "
+    "AS o(id, attempts, next_ms, dead, error) WHERE EXISTS (SELECT 1 FROM outbox.claims c WHERE "
+    "c.event_id = o.id AND c.relay = $6)), "
     "failed AS (UPDATE outbox.events e SET attempts = o.attempts, next_attempt_at = "
-    "to_timestamp(o.next_ms / 1000.0), dead = o.dead, last_error = o.error, failed_at = now(), "
-    "claimed_by = NULL FROM o WHERE e.id = o.id AND e.claimed_by = $6 RETURNING e.id, e.target, "
-    "e.group_id, e.dead), "
+    "to_timestamp(o.next_ms / 1000.0), dead = o.dead, last_error = o.error, failed_at = now() "
+    "FROM o WHERE e.id = o.id RETURNING e.id, e.target, e.group_id, e.dead), "
+    "unclaimed AS (DELETE FROM outbox.claims WHERE event_id IN (SELECT id FROM o)), "
     "heads AS (SELECT (SELECT x.id FROM outbox.events x WHERE x.target = f.target AND x.group_id "
     "= f.group_id AND NOT x.dead AND x.id <> ALL($1::int8[]) ORDER BY x.id LIMIT 1) AS id FROM "
     "failed f WHERE f.dead AND f.group_id <> '') "
@@ -170,14 +192,15 @@ const PreparedStatement fail_sql{
 
 const PreparedStatement release_sql{
     "outbox_release",
-    "UPDATE outbox.events SET next_attempt_at = now(), claimed_by = NULL WHERE id = "
-    "ANY($1::int8[]) AND claimed_by = $2 AND NOT dead"};
+    "DELETE FROM outbox.claims WHERE event_id = ANY($1::int8[]) AND relay = $2"};
 
+// $1 now (ms): the next event no live claim holds.
 const PreparedStatement next_due_sql{
     "outbox_next_due",
-    "SELECT (extract(epoch FROM next_attempt_at) * 1000)::int8 FROM outbox.events WHERE NOT "
-    "dead AND NOT waiting AND claimed_by IS DISTINCT FROM $1 ORDER BY next_attempt_at, id LIMIT "
-    "1"};
+    "SELECT (extract(epoch FROM e.next_attempt_at) * 1000)::int8 FROM outbox.events e WHERE NOT "
+    "e.dead AND NOT e.waiting AND NOT EXISTS (SELECT 1 FROM outbox.claims c WHERE c.event_id = "
+    "e.id AND c.until > greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp())) ORDER "
+    "BY e.next_attempt_at, e.id LIMIT 1"};
 
 const PreparedStatement find_sql{
     "outbox_find",
@@ -310,7 +333,8 @@ class PostgresqlStore final : public OutboxStore {
 
     std::optional<SystemTime> next_due() override {
         return retrying("next due", [&]() -> std::optional<SystemTime> {
-            Result r = exec_prepared(next_due_sql, {me_.c_str()}, "next due");
+            const std::string now = std::to_string(to_ms(std::chrono::system_clock::now()));
+            Result r = exec_prepared(next_due_sql, {now.c_str()}, "next due");
             if (PQntuples(r.get()) == 0) return std::nullopt;
             return from_ms(get_i64(r.get(), 0, 0));
         });
@@ -376,7 +400,7 @@ class PostgresqlStore final : public OutboxStore {
             Transaction tx(*this, "redrive");
             exec(marks_lock, {}, "redrive");
             Result r = exec(
-                "UPDATE outbox.events SET dead = false, attempts = 0, claimed_by = NULL, "
+                "UPDATE outbox.events SET dead = false, attempts = 0, "
                 "next_attempt_at = to_timestamp($2::int8 / 1000.0), enqueued_at = "
                 "to_timestamp($2::int8 / 1000.0) WHERE dead AND ($1 = '' OR target = $1)",
                 {target.c_str(), at.c_str()}, "redrive");
@@ -389,9 +413,12 @@ class PostgresqlStore final : public OutboxStore {
 
     std::uint64_t purge(const std::string& target) override {
         return retrying("purge", [&] {
-            Result r = exec("DELETE FROM outbox.events WHERE target = $1", {target.c_str()},
-                            "purge");
-            return static_cast<std::uint64_t>(std::strtoull(PQcmdTuples(r.get()), nullptr, 10));
+            Result r = exec(
+                "WITH gone AS (DELETE FROM outbox.events WHERE target = $1 RETURNING id), "
+                "unclaimed AS (DELETE FROM outbox.claims WHERE event_id IN (SELECT id FROM gone)) "
+                "SELECT count(*) FROM gone",
+                {target.c_str()}, "purge");
+            return static_cast<std::uint64_t>(get_i64(r.get(), 0, 0));
         });
     }
 
@@ -405,9 +432,17 @@ class PostgresqlStore final : public OutboxStore {
   private:
     class Transaction {
       public:
-        Transaction(PostgresqlStore& store, const char* what) : store_(store), what_(what) {
-            store_.exec("BEGIN", {}, what);
+        // `begin`: BEGIN and what else opens the transaction, in one round trip (the simple
+        // protocol runs several statements); opened() is the last one's result, in text.
+        Transaction(PostgresqlStore& store, const char* what, const char* begin = "BEGIN")
+            : store_(store), what_(what) {
+            opened_.reset(PQexec(store_.conn_.get(), begin));
+            const ExecStatusType status =
+                opened_ ? PQresultStatus(opened_.get()) : PGRES_FATAL_ERROR;
+            store_.check(opened_.get(),
+                         status == PGRES_TUPLES_OK ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, what);
         }
+        const PGresult* opened() const { return opened_.get(); }
         ~Transaction() {
             if (!done_ && store_.conn_ && PQstatus(store_.conn_.get()) == CONNECTION_OK)
                 PQclear(PQexec(store_.conn_.get(), "ROLLBACK"));
@@ -420,6 +455,7 @@ class PostgresqlStore final : public OutboxStore {
       private:
         PostgresqlStore& store_;
         const char* what_;
+        Result opened_;
         bool done_ = false;
     };
 
@@ -676,18 +712,18 @@ class PostgresqlStore final : public OutboxStore {
     std::vector<StoredEvent> claim_events(SystemTime now, std::size_t limit) {
         std::vector<StoredEvent> out;
         const std::string due = std::to_string(to_ms(now));
-        const std::string until = std::to_string(to_ms(now + options_.claim_lease));
+        const std::string lease = std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(options_.claim_lease).count());
         // Events found behind their group's head are marked and the claim goes on, so a long
         // group costs one pass, not one per claim.
         for (int round = 0; round < 16 && out.size() < limit; ++round) {
             const std::size_t asked = limit - out.size();
             const std::string count = std::to_string(asked);
-            Transaction tx(*this, "claim");
-            Result lock = exec(try_marks_lock, {}, "claim");
-            const bool may_mark = get_bool(lock.get(), 0, 0);
+            Transaction tx(*this, "claim", begin_claim);
+            const bool may_mark = PQgetvalue(tx.opened(), 0, 0)[0] == 't';
             Result r = exec_prepared(
                 claim_sql,
-                {due.c_str(), count.c_str(), until.c_str(), me_.c_str(), may_mark ? "t" : "f"},
+                {due.c_str(), count.c_str(), lease.c_str(), me_.c_str(), may_mark ? "t" : "f"},
                 "claim");
             tx.commit();
             const int rows = PQntuples(r.get());
@@ -719,9 +755,8 @@ class PostgresqlStore final : public OutboxStore {
             else
                 failed.push_back(&o);
         }
-        Transaction tx(*this, "settle");
         // A new group head is promoted only under the marks lock (see the top of the file).
-        if (grouped) exec(marks_lock, {}, "settle");
+        Transaction tx(*this, "settle", grouped ? begin_grouped_settle : begin_settle);
         if (!delivered.empty()) {
             const std::string ids = int_array(delivered);
             exec_prepared(delete_sql, {ids.c_str()}, "settle");
@@ -828,7 +863,7 @@ class PostgresqlStore final : public OutboxStore {
     std::string uri_;
     PostgresqlStoreOptions options_;
     std::string describe_;
-    std::string me_;  // this relay's name in claimed_by: host:pid:random
+    std::string me_;  // this relay's name in outbox.claims: host:pid:random
     std::string identity_;
     Connection conn_;
     bool prepared_ = false;

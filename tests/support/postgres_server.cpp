@@ -75,8 +75,9 @@ pid_t spawn_as(const RunAs& who, const std::vector<std::string>& argv, const std
         }
         const int devnull = ::open("/dev/null", O_RDONLY);
         ::dup2(devnull, STDIN_FILENO);
-        ::prctl(PR_SET_PDEATHSIG, SIGINT);  // a test killed early takes its server along
         if (who.change && (::setgid(who.gid) != 0 || ::setuid(who.uid) != 0)) _exit(126);
+        // After setuid, which clears it: a test killed early takes its server along.
+        ::prctl(PR_SET_PDEATHSIG, SIGINT);
         std::vector<char*> args;
         for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
         args.push_back(nullptr);
