@@ -296,7 +296,17 @@ class PostgresqlStore final : public OutboxStore {
     }
 
     std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) override {
-        return retrying("claim", [&] { return claim_events(now, limit); });
+        std::vector<StoredEvent> out;
+        // A connection lost after some rounds committed: what they claimed goes out now.
+        retrying("claim", [&] {
+            try {
+                claim_events(now, limit, out);
+            } catch (const ConnectionLost&) {
+                if (out.empty()) throw;
+            }
+            return 0;
+        });
+        return out;
     }
 
     void settle(std::span<const EventOutcome> outcomes) override {
@@ -320,8 +330,7 @@ class PostgresqlStore final : public OutboxStore {
         claimed_.clear();
     }
 
-    // Many relays share a PostgreSQL store: nothing to take. Arrivals are watched from here,
-    // only relays need them.
+    // Many relays share a PostgreSQL store: there is no lock to take.
     void lock_for_relay() override {}
 
     void watch_arrivals(std::function<void()> on_arrival) override {
@@ -709,8 +718,7 @@ class PostgresqlStore final : public OutboxStore {
 
     // ---- claims and settlements -------------------------------------------------------
 
-    std::vector<StoredEvent> claim_events(SystemTime now, std::size_t limit) {
-        std::vector<StoredEvent> out;
+    void claim_events(SystemTime now, std::size_t limit, std::vector<StoredEvent>& out) {
         const std::string due = std::to_string(to_ms(now));
         const std::string lease = std::to_string(
             std::chrono::duration_cast<std::chrono::milliseconds>(options_.claim_lease).count());
@@ -740,7 +748,6 @@ class PostgresqlStore final : public OutboxStore {
             }
             if (static_cast<std::size_t>(rows) < asked || behind == 0 || !may_mark) break;
         }
-        return out;
     }
 
     void settle_outcomes(std::span<const EventOutcome> outcomes) {
