@@ -141,7 +141,10 @@ struct PreparedStatement {
 };
 
 // $1 now (ms), $2 how many, $3 the lease (ms), $4 this relay, $5 may mark. Returns the
-// candidates' columns and whether each is behind its group's head (not claimed). "Now" is the
+// candidates' columns, whether each is behind its group's head, and whether this claim took it.
+// A candidate can be another relay's: its claim may have committed after this statement's
+// snapshot was taken, releasing the row lock SKIP LOCKED would have skipped; the insert sees the
+// committed claim, leaves a live one alone, and the event is not returned as ours. "Now" is the
 // later of the relay's clock and the database's: a relay whose clock is behind still sees what
 // was just committed, and its lease lasts as long in the database's time.
 const PreparedStatement claim_sql{
@@ -156,11 +159,14 @@ const PreparedStatement claim_sql{
              "e.next_attempt_at, e.id LIMIT $2 FOR NO KEY UPDATE OF e SKIP LOCKED), "
              "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id "
              "= c.id AND c.behind AND $5::bool), "
-             "claimed AS (INSERT INTO outbox.claims(event_id, relay, until) SELECT id, $4, "
+             "claimed AS (INSERT INTO outbox.claims AS k(event_id, relay, until) SELECT id, $4, "
              "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) + $3::int8 * "
-             "interval '1 ms' FROM candidates WHERE NOT behind ON CONFLICT "
-             "(event_id) DO UPDATE SET relay = excluded.relay, until = excluded.until) "
-             "SELECT * FROM candidates ORDER BY id"};
+             "interval '1 ms' FROM candidates WHERE NOT behind ON CONFLICT (event_id) DO UPDATE "
+             "SET relay = excluded.relay, until = excluded.until WHERE k.until <= "
+             "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) RETURNING "
+             "event_id) "
+             "SELECT c.*, k.event_id IS NOT NULL AS ours FROM candidates c LEFT JOIN claimed k "
+             "ON k.event_id = c.id ORDER BY c.id"};
 
 // $1 ids delivered. The next living event of each group becomes its head; the statement's
 // snapshot still shows the deleted rows, hence `<> ALL($1)`.
@@ -735,13 +741,14 @@ class PostgresqlStore final : public OutboxStore {
                 "claim");
             tx.commit();
             const int rows = PQntuples(r.get());
-            const int behind_col = PQnfields(r.get()) - 1;
+            const int behind_col = PQnfields(r.get()) - 2, ours_col = behind_col + 1;
             std::size_t behind = 0;
             for (int i = 0; i < rows; ++i) {
                 if (get_bool(r.get(), i, behind_col)) {
                     ++behind;
                     continue;
                 }
+                if (!get_bool(r.get(), i, ours_col)) continue;  // another relay's, just claimed
                 StoredEvent e = read_event(r.get(), i);
                 claimed_[e.id] = !e.message.group_id.empty();
                 out.push_back(std::move(e));

@@ -171,3 +171,34 @@ TEST_CASE("a relay goes on across a restart of the database server; nothing is l
     const std::set<std::string> distinct(bodies.begin(), bodies.end());
     CHECK(distinct.size() == 40);
 }
+
+TEST_CASE("three relays on one store, none killed: every event delivered exactly once",
+          "[postgresql]") {
+    const std::string store = fresh_database("cli_three_relays");
+    const std::string db = database_of(store);
+    const std::string queue = outbox::test::create_queue("cli-pg-three-relays");
+    CHECK(inspect(store).pending == 0);
+    postgres().psql("SELECT count(outbox.enqueue('" + queue + "', 'e' || n, group_id => CASE WHEN "
+                    "n % 4 = 1 THEN 'g' || (n % 3) END)) FROM generate_series(1, 3000) n",
+                    db);
+    const std::vector<std::string> relay = outbox_args(
+        {"relay", "--store", store, "--endpoint", outbox::test::fauxqs().url(), "--until-empty"});
+    // Each relay starts the next one while it runs: three at once on the same backlog.
+    std::vector<ProgramRun> runs(3);
+    ProgramOptions third = keys(), second = keys(), first = keys();
+    second.while_running = [&](pid_t) { runs[2] = run_program(relay, third); };
+    first.while_running = [&](pid_t) { runs[1] = run_program(relay, second); };
+    runs[0] = run_program(relay, first);
+    std::uint64_t delivered = 0;
+    for (const ProgramRun& r : runs) {
+        INFO(r.err);
+        CHECK(r.status == 0);
+        const auto at = r.err.find("delivered ");
+        REQUIRE(at != std::string::npos);
+        delivered += std::stoull(r.err.substr(at + 10));
+    }
+    CHECK(delivered == 3000);  // no event delivered by two relays
+    const auto bodies = outbox::test::drain_bodies(queue, 60);
+    CHECK(bodies.size() == 3000);
+    CHECK(std::set<std::string>(bodies.begin(), bodies.end()).size() == 3000);
+}
