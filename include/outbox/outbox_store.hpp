@@ -90,6 +90,15 @@ class OutboxStore {
     /// id, a key no other store's events share (SQS FIFO deduplication ids).
     virtual std::string identity() const = 0;
 
+    /// Why this store cannot hold the event (empty: it can), checked before the event joins a
+    /// transaction with others: a PostgreSQL text column takes no NUL byte and only UTF-8.
+    /// Called from any thread; it must not touch the store's connection or file.
+    virtual std::string refusal(const std::string& target, const Message& message) const {
+        (void)target;
+        (void)message;
+        return {};
+    }
+
     /// Stores every event in one transaction, durable when this returns; `ids` receives
     /// their ids in order. Throws StoreError; then none of them is stored.
     virtual void enqueue(std::span<const NewEvent> events, std::vector<EventId>& ids) = 0;
@@ -105,6 +114,11 @@ class OutboxStore {
     /// Makes every claimed event claimable again: a relay starting (after a crash, the
     /// events it had in flight are delivered again) or stopping with events unsettled.
     virtual void release_claims() = 0;
+
+    /// Stores whose claims are leases (PostgreSQL) extend those of this relay's claims that
+    /// are past half their lease, so a delivery slower than the lease is not taken over while it
+    /// runs. The relay calls it every poll_interval; others ignore it.
+    virtual void renew_claims(SystemTime now) { (void)now; }
 
     /// Makes this the only relay of the store until the store is closed. Throws StoreError
     /// (Kind::locked) naming who holds it when another relay does.

@@ -23,14 +23,14 @@ struct PostgresqlStoreOptions {
     /// Wake the relay at once when an event is committed (LISTEN/NOTIFY on its own
     /// connection); polling (OutboxConfig::poll_interval) stays the fallback.
     bool listen = true;
-    /// Create the schema when the database has none (it is always migrated when older).
-    bool create_if_missing = true;
 };
 
 /// Opens the store in the database `uri` names (postgresql://user@host:port/db?..., any
 /// libpq connection URI or "key=value" string). Creates or migrates the `outbox` schema, under
-/// a lock, so several processes may start at once. Throws StoreError naming the database
-/// (never its password) and the cause.
+/// a lock, so several processes may start at once; a database already at this version needs no
+/// CREATE privilege. Unless the URI says otherwise: connect_timeout=10, TCP keepalives,
+/// client_encoding=UTF8. Throws StoreError naming the database (never its password) and the
+/// cause.
 OutboxStorePtr open_postgresql_store(const std::string& uri, PostgresqlStoreOptions options = {});
 
 /// A store by its location: a postgresql:// (or postgres://) URI opens the PostgreSQL store,

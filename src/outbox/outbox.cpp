@@ -245,6 +245,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     std::unordered_map<EventId, error_code> dead_errors;  // for the dead letters' error codes
     asio::steady_timer wake_timer;
     asio::steady_timer settle_retry_timer;
+    asio::steady_timer renew_timer{strand};  // leases of claims in flight (PostgreSQL)
     std::unordered_map<std::string, std::unique_ptr<Destination>> destinations;
     std::optional<CloseHandler> close_handler;
     std::size_t destinations_closing = 0;
@@ -256,6 +257,25 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void start_relay() {
         relaying = true;
         pump();
+        renew_leases();
+    }
+
+    // Every poll_interval while something is in flight: the store extends what needs it.
+    void renew_leases() {
+        renew_timer.expires_after(config.poll_interval);
+        renew_timer.async_wait([self = shared_from_this()](error_code ec) {
+            if (ec || self->stopped || self->closing) return;
+            if (self->in_flight_count != 0)
+                self->post_job([self] {
+                    try {
+                        self->store().renew_claims(std::chrono::system_clock::now());
+                    } catch (const StoreError& e) {
+                        self->config.logger.log(LogLevel::warning,
+                                                std::string("outbox: renewing claims: ") + e.what());
+                    }
+                });
+            self->renew_leases();
+        });
     }
 
     void on_enqueued() {
@@ -515,6 +535,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
             accepting = false;
         }
         wake_timer.cancel();
+        renew_timer.cancel();
         // Past the deadline (and a little for the destinations to report), close completes
         // whatever is still unsettled: those claims are released, the next relay delivers them.
         close_timer.expires_after(deadline + std::chrono::seconds(1));
@@ -580,6 +601,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         asio::dispatch(strand, [self = shared_from_this()] {
             self->closing = true;
             self->wake_timer.cancel();
+            self->renew_timer.cancel();
             self->settle_retry_timer.cancel();
             self->close_timer.cancel();
             self->destinations.clear();  // each fails what it holds: those events stay stored
@@ -658,6 +680,8 @@ void Outbox::do_enqueue(std::string target, Message message, EnqueueHandler hand
         }
         if (!why.empty()) return refuse(Errc::invalid_message, std::move(why));
     }
+    if (std::string why = impl.store().refusal(target, message); !why.empty())
+        return refuse(Errc::invalid_message, std::move(why));
     message.target.clear();
     bool accepted = false, wake = false;
     {

@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -44,18 +45,26 @@ SystemTime from_ms(std::int64_t ms) {
 constexpr int schema_version = 1;
 // Advisory lock keys (two-int form): the first names outbox's use, so an application's own
 // advisory locks do not meet them. 'obxs' schema changes, 'obxm' group marks, 'obxg' groups.
-constexpr const char* migrate_lock = "SELECT pg_advisory_xact_lock(1868724339, 0)";
-constexpr const char* marks_lock = "SELECT pg_advisory_xact_lock(1868724333, 0)";
+constexpr const char* begin_migrating = "BEGIN; SELECT pg_advisory_xact_lock(1868724339, 0)";
+constexpr const char* begin_marking = "BEGIN; SELECT pg_advisory_xact_lock(1868724333, 0)";
 // Claims and settlements commit without waiting for the disk: one lost in a database crash
 // only means the event is delivered again (at least once holds). Enqueues, redrives and purges
 // keep the server's own setting.
 constexpr const char* begin_claim =
     "BEGIN; SET LOCAL synchronous_commit = off; "
     "SELECT pg_try_advisory_xact_lock(1868724333, 0)";
+constexpr const char* begin_claim_waiting =
+    "BEGIN; SET LOCAL synchronous_commit = off; "
+    "SELECT true FROM (SELECT pg_advisory_xact_lock(1868724333, 0)) AS locked";
 constexpr const char* begin_settle = "BEGIN; SET LOCAL synchronous_commit = off";
 constexpr const char* begin_grouped_settle =
     "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(1868724333, 0)";
 constexpr const char* notify_channel = "outbox_events";
+// The same key outbox.enqueue_bytes computes for a group.
+constexpr const char* lock_groups_sql =
+    "SELECT count(pg_advisory_xact_lock(1868724327, k)) FROM (SELECT DISTINCT "
+    "hashtext(length(t)::text || ':' || t || g) AS k FROM unnest($1::text[], $2::text[]) AS "
+    "x(t, g) ORDER BY k) keys";
 
 constexpr const char* schema = R"sql(
 CREATE TABLE outbox.events(
@@ -115,7 +124,11 @@ BEGIN
     INSERT INTO outbox.events(target, group_id, body, deduplication_id, delay_seconds, attributes)
         VALUES ($1, coalesce($3, ''), $2, coalesce($4, ''), coalesce($5, 0), $6)
         RETURNING id INTO event_id;
-    PERFORM pg_notify('outbox_events', '');
+    -- Wakes the relays at once. Every notifying commit takes a lock of the whole cluster
+    -- for its flush; with SET outbox.notify = off relays find events by polling instead.
+    IF coalesce(current_setting('outbox.notify', true), '') <> 'off' THEN
+        PERFORM pg_notify('outbox_events', '');
+    END IF;
     RETURN event_id;
 END
 $fn$;
@@ -181,24 +194,38 @@ const PreparedStatement delete_sql{
     "UPDATE outbox.events e SET waiting = false FROM heads h WHERE e.id = h.id AND e.waiting"};
 
 // $1 ids, $2 attempts, $3 next attempt (ms), $4 dead, $5 errors, $6 this relay. A claim another
-// relay took over (our lease ran out) is not ours to record a failure on.
+// relay took over (our lease ran out) is not ours to record a failure on: the failures are
+// those whose claim this relay still holds, found by deleting it (a takeover committing
+// meanwhile is rechecked by the delete, and left alone).
 const PreparedStatement fail_sql{
     "outbox_fail",
-    "WITH o AS (SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::bool[], $5::text[]) "
-    "AS o(id, attempts, next_ms, dead, error) WHERE EXISTS (SELECT 1 FROM outbox.claims c WHERE "
-    "c.event_id = o.id AND c.relay = $6)), "
-    "failed AS (UPDATE outbox.events e SET attempts = o.attempts, next_attempt_at = "
+    "WITH mine AS (DELETE FROM outbox.claims WHERE event_id = ANY($1::int8[]) AND relay = $6 "
+    "RETURNING event_id), "
+    "o AS (SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::bool[], $5::text[]) AS "
+    "o(id, attempts, next_ms, dead, error) WHERE o.id IN (SELECT event_id FROM mine)) "
+    "UPDATE outbox.events e SET attempts = o.attempts, next_attempt_at = "
     "to_timestamp(o.next_ms / 1000.0), dead = o.dead, last_error = o.error, failed_at = now() "
-    "FROM o WHERE e.id = o.id RETURNING e.id, e.target, e.group_id, e.dead), "
-    "unclaimed AS (DELETE FROM outbox.claims WHERE event_id IN (SELECT id FROM o)), "
-    "heads AS (SELECT (SELECT x.id FROM outbox.events x WHERE x.target = f.target AND x.group_id "
-    "= f.group_id AND NOT x.dead AND x.id <> ALL($1::int8[]) ORDER BY x.id LIMIT 1) AS id FROM "
-    "failed f WHERE f.dead AND f.group_id <> '') "
-    "UPDATE outbox.events e SET waiting = false FROM heads h WHERE e.id = h.id AND e.waiting"};
+    "FROM o WHERE e.id = o.id RETURNING e.target, e.group_id, e.dead"};
+
+// $1 targets, $2 groups whose head became a dead letter: the oldest living event of each
+// heads it now. A statement of its own, after the failures' (one statement updating a row
+// twice keeps only one of the changes).
+const PreparedStatement promote_sql{
+    "outbox_promote",
+    "UPDATE outbox.events e SET waiting = false WHERE e.waiting AND e.id IN (SELECT (SELECT x.id "
+    "FROM outbox.events x WHERE x.target = g.t AND x.group_id = g.g AND NOT x.dead ORDER BY x.id "
+    "LIMIT 1) FROM unnest($1::text[], $2::text[]) AS g(t, g))"};
 
 const PreparedStatement release_sql{
     "outbox_release",
     "DELETE FROM outbox.claims WHERE event_id = ANY($1::int8[]) AND relay = $2"};
+
+// $1 ids, $2 this relay, $3 now (ms), $4 the lease (ms). A claim already taken over stays so.
+const PreparedStatement renew_sql{
+    "outbox_renew",
+    "UPDATE outbox.claims SET until = greatest(to_timestamp($3::int8 / 1000.0), "
+    "statement_timestamp()) + $4::int8 * interval '1 ms' WHERE event_id = ANY($1::int8[]) AND "
+    "relay = $2"};
 
 // $1 now (ms): the next event no live claim holds.
 const PreparedStatement next_due_sql{
@@ -218,9 +245,9 @@ const PreparedStatement any_pending_sql{
 const PreparedStatement enqueue_sql{
     "outbox_enqueue", "SELECT outbox.enqueue_bytes($1, $2, $3, $4, $5::int4, $6::jsonb)"};
 
-const PreparedStatement all_statements[] = {claim_sql,   delete_sql,      fail_sql,
-                                            release_sql, next_due_sql,    find_sql,
-                                            any_pending_sql, enqueue_sql};
+const PreparedStatement all_statements[] = {claim_sql,    delete_sql,      fail_sql,       promote_sql,
+                                            release_sql,  renew_sql,       next_due_sql,
+                                            find_sql,     any_pending_sql, enqueue_sql};
 
 // Corrects `waiting` for the living events of $1 (every target when empty).
 constexpr const char* recompute_waiting =
@@ -269,6 +296,7 @@ class PostgresqlStore final : public OutboxStore {
     PostgresqlStore(std::string uri, PostgresqlStoreOptions options)
         : uri_(std::move(uri)), options_(options) {
         describe_ = detail::redact_connection_string(uri_);
+        secrets_ = detail::connection_secrets(uri_);
         me_ = relay_name();
         connect();
         migrate();
@@ -280,6 +308,10 @@ class PostgresqlStore final : public OutboxStore {
     std::string identity() const override { return identity_; }
 
     void enqueue(std::span<const NewEvent> events, std::vector<EventId>& ids) override {
+        for (std::size_t i = 0; i < events.size(); ++i)
+            if (std::string why = refusal(events[i].target, events[i].message); !why.empty())
+                throw StoreError(StoreError::Kind::io, where() + ": enqueue: event " +
+                                                           std::to_string(i) + ": " + why);
         // Lost before COMMIT went out: nothing was stored, so once more on a new connection.
         for (int attempt = 0;; ++attempt) {
             bool commit_sent = false;
@@ -297,8 +329,16 @@ class PostgresqlStore final : public OutboxStore {
                                          lost.what);
                 if (attempt > 0)
                     throw StoreError(StoreError::Kind::io, where() + ": enqueue: " + lost.what);
+            } catch (const StoreError& e) {
+                // A deadlock with an application's transaction over group locks: nothing was
+                // stored, and the other transaction is gone.
+                if (e.kind() != StoreError::Kind::busy || commit_sent || attempt > 1) throw;
             }
         }
+    }
+
+    std::string refusal(const std::string& target, const Message& message) const override {
+        return detail::postgresql_refusal(target, message);
     }
 
     std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) override {
@@ -308,6 +348,8 @@ class PostgresqlStore final : public OutboxStore {
             try {
                 claim_events(now, limit, out);
             } catch (const ConnectionLost&) {
+                if (out.empty()) throw;
+            } catch (const StoreError&) {
                 if (out.empty()) throw;
             }
             return 0;
@@ -334,6 +376,22 @@ class PostgresqlStore final : public OutboxStore {
             return 0;
         });
         claimed_.clear();
+    }
+
+    void renew_claims(SystemTime now) override {
+        std::vector<EventId> ids;
+        for (const auto& [id, c] : claimed_)
+            if (c.renew_at <= now) ids.push_back(id);
+        if (ids.empty()) return;
+        const std::string array = int_array(ids), at = std::to_string(to_ms(now));
+        const std::string lease = std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(options_.claim_lease).count());
+        retrying("renewing claims", [&] {
+            exec_prepared(renew_sql, {array.c_str(), me_.c_str(), at.c_str(), lease.c_str()},
+                          "renewing claims");
+            return 0;
+        });
+        for (EventId id : ids) claimed_[id].renew_at = now + options_.claim_lease / 2;
     }
 
     // Many relays share a PostgreSQL store: there is no lock to take.
@@ -398,7 +456,8 @@ class PostgresqlStore final : public OutboxStore {
 
     std::vector<StoredEvent> dead_letters(const std::string& target, std::size_t limit) override {
         return retrying("dead letters", [&] {
-            const std::string max = std::to_string(limit);
+            const std::string max = std::to_string(
+                std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
             Result r = exec("SELECT " OUTBOX_EVENT_COLUMNS(
                                 "e") " FROM outbox.events e WHERE e.dead AND ($1 = '' OR "
                                      "e.target = $1) ORDER BY e.id LIMIT $2::int8",
@@ -412,15 +471,14 @@ class PostgresqlStore final : public OutboxStore {
     std::uint64_t redrive(const std::string& target, SystemTime now) override {
         return retrying("redrive", [&] {
             const std::string at = std::to_string(to_ms(now));
-            Transaction tx(*this, "redrive");
-            exec(marks_lock, {}, "redrive");
+            Transaction tx(*this, "redrive", begin_marking);
             Result r = exec(
                 "UPDATE outbox.events SET dead = false, attempts = 0, "
                 "next_attempt_at = to_timestamp($2::int8 / 1000.0), enqueued_at = "
                 "to_timestamp($2::int8 / 1000.0) WHERE dead AND ($1 = '' OR target = $1)",
                 {target.c_str(), at.c_str()}, "redrive");
             const std::uint64_t n = std::strtoull(PQcmdTuples(r.get()), nullptr, 10);
-            if (n != 0) exec(recompute_waiting, {target.c_str()}, "redrive");  // new heads
+            exec(recompute_waiting, {target.c_str()}, "redrive");  // new heads, and repairs
             tx.commit();
             return n;
         });
@@ -428,11 +486,16 @@ class PostgresqlStore final : public OutboxStore {
 
     std::uint64_t purge(const std::string& target) override {
         return retrying("purge", [&] {
+            // Under the marks lock, and the marks checked after: an event committed after
+            // this snapshot and marked behind a purged one would otherwise wait for ever.
+            Transaction tx(*this, "purge", begin_marking);
             Result r = exec(
                 "WITH gone AS (DELETE FROM outbox.events WHERE target = $1 RETURNING id), "
                 "unclaimed AS (DELETE FROM outbox.claims WHERE event_id IN (SELECT id FROM gone)) "
                 "SELECT count(*) FROM gone",
                 {target.c_str()}, "purge");
+            exec(recompute_waiting, {target.c_str()}, "purge");
+            tx.commit();
             return static_cast<std::uint64_t>(get_i64(r.get(), 0, 0));
         });
     }
@@ -454,12 +517,20 @@ class PostgresqlStore final : public OutboxStore {
             opened_.reset(PQexec(store_.conn_.get(), begin));
             const ExecStatusType status =
                 opened_ ? PQresultStatus(opened_.get()) : PGRES_FATAL_ERROR;
-            store_.check(opened_.get(),
-                         status == PGRES_TUPLES_OK ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, what);
+            try {
+                store_.check(opened_.get(),
+                             status == PGRES_TUPLES_OK ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, what);
+            } catch (...) {
+                rollback();  // BEGIN ran and a later part failed (a lock wait cut short)
+                throw;
+            }
         }
         const PGresult* opened() const { return opened_.get(); }
         ~Transaction() {
-            if (!done_ && store_.conn_ && PQstatus(store_.conn_.get()) == CONNECTION_OK)
+            if (!done_) rollback();
+        }
+        void rollback() {
+            if (store_.conn_ && PQstatus(store_.conn_.get()) == CONNECTION_OK)
                 PQclear(PQexec(store_.conn_.get(), "ROLLBACK"));
         }
         void commit() {
@@ -487,8 +558,14 @@ class PostgresqlStore final : public OutboxStore {
 
     // ---- connection -------------------------------------------------------------------
 
+    // Defaults first, then the URI (expanded from dbname), whose own settings win: a bounded
+    // connect, keepalives so a dead peer is noticed, UTF-8 text.
     Connection open_connection(const char* what) const {
-        Connection c(PQconnectdb(uri_.c_str()));
+        const char* keys[] = {"connect_timeout", "keepalives",      "keepalives_idle",
+                              "keepalives_interval", "keepalives_count", "client_encoding",
+                              "application_name",    "dbname",           nullptr};
+        const char* values[] = {"10", "1", "30", "10", "3", "UTF8", "outbox", uri_.c_str(), nullptr};
+        Connection c(PQconnectdbParams(keys, values, 1));
         if (!c) throw StoreError(StoreError::Kind::io, where() + ": " + what + ": out of memory");
         if (PQstatus(c.get()) != CONNECTION_OK)
             throw StoreError(StoreError::Kind::io, where() + ": " + what + ": cannot connect: " +
@@ -500,7 +577,6 @@ class PostgresqlStore final : public OutboxStore {
 
     void connect() {
         conn_ = open_connection("connecting");
-        Result r(PQexec(conn_.get(), "SET application_name = 'outbox'"));
         prepared_ = false;
     }
 
@@ -518,6 +594,8 @@ class PostgresqlStore final : public OutboxStore {
                 throw StoreError(e.kind(), std::string(e.what()) + " (during " + what + ")");
             }
         }
+        // Whatever went wrong last, no transaction is left open to fail every later statement.
+        if (PQtransactionStatus(conn_.get()) != PQTRANS_IDLE) PQclear(PQexec(conn_.get(), "ROLLBACK"));
         if (!prepared_ && schema_ready_) {
             for (const PreparedStatement& s : all_statements) {
                 Result r(PQprepare(conn_.get(), s.name, s.sql, 0, nullptr));
@@ -544,8 +622,21 @@ class PostgresqlStore final : public OutboxStore {
     }
 
     // libpq's messages end in a newline and may hold more lines ("\n\tIs the server
-    // running..."): one line, for logs.
-    static std::string trimmed(const char* message) {
+    // running..."): one line, for logs, and never the password (libpq quotes the part of a
+    // URI it cannot parse).
+    std::string trimmed(const char* message) const { return scrub(one_line(message)); }
+
+    std::string scrub(std::string text) const {
+        for (const std::string& secret : secrets_) {
+            if (secret.empty()) continue;
+            for (auto at = text.find(secret); at != std::string::npos;
+                 at = text.find(secret, at + 3))
+                text.replace(at, secret.size(), "***");
+        }
+        return text;
+    }
+
+    static std::string one_line(const char* message) {
         std::string s;
         for (const char* p = message ? message : ""; *p != '\0'; ++p) {
             if (*p == '\n' || *p == '\t') {
@@ -598,10 +689,30 @@ class PostgresqlStore final : public OutboxStore {
 
     // ---- schema -----------------------------------------------------------------------
 
+    // A database already at this version needs nothing created (a relay's role may lack the
+    // CREATE privilege); otherwise the schema is made under a lock, as processes may start
+    // together.
     void migrate() {
+        retrying("reading the schema", [&] {
+            Result exists = exec("SELECT to_regclass('outbox.meta') IS NOT NULL", {},
+                                 "reading the schema");
+            if (!get_bool(exists.get(), 0, 0)) return 0;
+            Result v = exec("SELECT (SELECT value FROM outbox.meta WHERE key = "
+                            "'schema_version'), (SELECT value FROM outbox.meta WHERE key = "
+                            "'identity')",
+                            {}, "reading the schema");
+            if (PQgetisnull(v.get(), 0, 0) || PQgetisnull(v.get(), 0, 1)) return 0;
+            const int version = std::atoi(get_bytes(v.get(), 0, 0).c_str());
+            if (version > schema_version) throw newer_schema(version);
+            if (version == schema_version) {
+                identity_ = get_bytes(v.get(), 0, 1);
+                schema_ready_ = true;
+            }
+            return 0;
+        });
+        if (schema_ready_) return;
         retrying("creating the schema", [&] {
-            Transaction tx(*this, "creating the schema");
-            exec(migrate_lock, {}, "creating the schema");  // processes starting together
+            Transaction tx(*this, "creating the schema", begin_migrating);
             exec("CREATE SCHEMA IF NOT EXISTS outbox", {}, "creating the schema");
             exec("CREATE TABLE IF NOT EXISTS outbox.meta(key text PRIMARY KEY, value text NOT "
                  "NULL)",
@@ -610,11 +721,7 @@ class PostgresqlStore final : public OutboxStore {
                             "reading the schema version");
             int version = 0;
             if (PQntuples(v.get()) == 1) version = std::atoi(get_bytes(v.get(), 0, 0).c_str());
-            if (version > schema_version)
-                throw StoreError(StoreError::Kind::io,
-                                 where() + ": its outbox schema is version " +
-                                     std::to_string(version) + ", newer than this outbox (" +
-                                     std::to_string(schema_version) + "): upgrade outbox");
+            if (version > schema_version) throw newer_schema(version);
             if (version == 0) {
                 Result r(PQexec(conn_.get(), schema));  // several statements: simple protocol
                 check(r.get(), PGRES_COMMAND_OK, "creating the schema");
@@ -634,6 +741,13 @@ class PostgresqlStore final : public OutboxStore {
         });
     }
 
+    StoreError newer_schema(int version) const {
+        return StoreError(StoreError::Kind::io,
+                          where() + ": its outbox schema is version " + std::to_string(version) +
+                              ", newer than this outbox (" + std::to_string(schema_version) +
+                              "): upgrade outbox");
+    }
+
     // ---- enqueue ----------------------------------------------------------------------
 
     // One transaction, sent as pipelines of a few hundred statements (one round trip each),
@@ -649,6 +763,7 @@ class PostgresqlStore final : public OutboxStore {
             Result begin(PQexec(c, "BEGIN"));
             check(begin.get(), PGRES_COMMAND_OK, "enqueue");
         }
+        lock_groups(events);
         if (PQenterPipelineMode(c) != 1) throw ConnectionLost{trimmed(PQerrorMessage(c))};
         struct PipelineExit {
             PGconn* c;
@@ -722,6 +837,27 @@ class PostgresqlStore final : public OutboxStore {
                                  std::to_string(events.size()) + " events");
     }
 
+    // The batch's groups locked in one order (the keys sorted) before any insert, as
+    // outbox.enqueue would lock them one by one: two batches never wait on each other in a
+    // circle. An application's transaction may still (a deadlock PostgreSQL breaks; enqueue
+    // then tries again).
+    void lock_groups(std::span<const NewEvent> events) {
+        std::string targets = "{", groups = "{";
+        for (const NewEvent& e : events) {
+            if (e.message.group_id.empty()) continue;
+            if (targets.size() > 1) {
+                targets.push_back(',');
+                groups.push_back(',');
+            }
+            detail::append_array_text(targets, e.target);
+            detail::append_array_text(groups, e.message.group_id);
+        }
+        if (targets.size() == 1) return;
+        targets.push_back('}');
+        groups.push_back('}');
+        Result r = exec(lock_groups_sql, {targets.c_str(), groups.c_str()}, "enqueue");
+    }
+
     // ---- claims and settlements -------------------------------------------------------
 
     void claim_events(SystemTime now, std::size_t limit, std::vector<StoredEvent>& out) {
@@ -730,10 +866,13 @@ class PostgresqlStore final : public OutboxStore {
             std::chrono::duration_cast<std::chrono::milliseconds>(options_.claim_lease).count());
         // Events found behind their group's head are marked and the claim goes on, so a long
         // group costs one pass, not one per claim.
+        // Another relay marking holds the marks lock: when a window held only events behind
+        // their heads, the next round waits for it (briefly) rather than the relay polling.
+        bool wait_for_marks = false;
         for (int round = 0; round < 16 && out.size() < limit; ++round) {
-            const std::size_t asked = limit - out.size();
+            const std::size_t asked = limit - out.size(), before = out.size();
             const std::string count = std::to_string(asked);
-            Transaction tx(*this, "claim", begin_claim);
+            Transaction tx(*this, "claim", wait_for_marks ? begin_claim_waiting : begin_claim);
             const bool may_mark = PQgetvalue(tx.opened(), 0, 0)[0] == 't';
             Result r = exec_prepared(
                 claim_sql,
@@ -750,10 +889,14 @@ class PostgresqlStore final : public OutboxStore {
                 }
                 if (!get_bool(r.get(), i, ours_col)) continue;  // another relay's, just claimed
                 StoredEvent e = read_event(r.get(), i);
-                claimed_[e.id] = !e.message.group_id.empty();
+                claimed_[e.id] = Claim{!e.message.group_id.empty(), now + options_.claim_lease / 2};
                 out.push_back(std::move(e));
             }
-            if (static_cast<std::size_t>(rows) < asked || behind == 0 || !may_mark) break;
+            if (static_cast<std::size_t>(rows) < asked || behind == 0) break;
+            if (!may_mark) {
+                if (out.size() != before || wait_for_marks) break;
+                wait_for_marks = true;
+            }
         }
     }
 
@@ -763,7 +906,7 @@ class PostgresqlStore final : public OutboxStore {
         bool grouped = false;
         for (const EventOutcome& o : outcomes) {
             auto it = claimed_.find(o.id);
-            grouped |= it == claimed_.end() || it->second;  // unknown: assume a group
+            grouped |= it == claimed_.end() || it->second.grouped;  // unknown: assume a group
             if (o.kind == EventOutcome::Kind::delivered)
                 delivered.push_back(o.id);
             else
@@ -787,10 +930,25 @@ class PostgresqlStore final : public OutboxStore {
                 detail::append_array_text(errors, o->error);
             }
             for (std::string* s : {&ids, &attempts, &next, &dead, &errors}) s->push_back('}');
-            exec_prepared(fail_sql,
-                          {ids.c_str(), attempts.c_str(), next.c_str(), dead.c_str(),
-                           errors.c_str(), me_.c_str()},
-                          "settle");
+            Result r = exec_prepared(fail_sql,
+                                     {ids.c_str(), attempts.c_str(), next.c_str(), dead.c_str(),
+                                      errors.c_str(), me_.c_str()},
+                                     "settle");
+            std::string targets = "{", groups = "{";
+            for (int i = 0; i < PQntuples(r.get()); ++i) {
+                if (!get_bool(r.get(), i, 2) || PQgetlength(r.get(), i, 1) == 0) continue;
+                if (targets.size() > 1) {
+                    targets.push_back(',');
+                    groups.push_back(',');
+                }
+                detail::append_array_text(targets, get_bytes(r.get(), i, 0));
+                detail::append_array_text(groups, get_bytes(r.get(), i, 1));
+            }
+            if (targets.size() > 1) {
+                targets.push_back('}');
+                groups.push_back('}');
+                exec_prepared(promote_sql, {targets.c_str(), groups.c_str()}, "settle");
+            }
         }
         tx.commit();
     }
@@ -877,12 +1035,17 @@ class PostgresqlStore final : public OutboxStore {
     std::string uri_;
     PostgresqlStoreOptions options_;
     std::string describe_;
+    std::vector<std::string> secrets_;  // the password as written and as libpq reads it
     std::string me_;  // this relay's name in outbox.claims: host:pid:random
     std::string identity_;
     Connection conn_;
     bool prepared_ = false;
     bool schema_ready_ = false;  // statements are prepared once it exists
-    std::unordered_map<EventId, bool> claimed_;  // our claims not yet settled; true: in a group
+    struct Claim {
+        bool grouped = false;
+        SystemTime renew_at{};  // half its lease, by the relay's clock
+    };
+    std::unordered_map<EventId, Claim> claimed_;  // our claims not yet settled
     std::thread listener_;
     int stop_pipe_[2] = {-1, -1};
     std::function<void()> on_arrival_;

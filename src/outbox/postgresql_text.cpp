@@ -5,6 +5,7 @@
 #include "../base64.hpp"
 
 #include <openssl/evp.h>
+#include <algorithm>
 #include <simdjson.h>
 
 namespace outbox::detail {
@@ -25,6 +26,35 @@ bool decode_base64(std::string_view in, std::string& out) {
 }
 
 }  // namespace
+
+std::string postgresql_refusal(const std::string& target, const Message& message) {
+    auto bad = [](std::string_view text) -> const char* {
+        if (text.find('\0') != std::string_view::npos) return "a NUL byte";
+        std::string scratch;
+        if (!append_json_string(scratch, text)) return "bytes that are not UTF-8";
+        return nullptr;
+    };
+    for (const auto& [field, text] : {std::pair<const char*, const std::string*>{"target", &target},
+                                      {"group id", &message.group_id},
+                                      {"deduplication id", &message.deduplication_id}})
+        if (const char* why = bad(*text))
+            return std::string("its ") + field + " holds " + why +
+                   ", which the PostgreSQL store cannot keep";
+    for (const MessageAttribute& a : message.attributes) {
+        const bool binary = a.data_type.rfind("Binary", 0) == 0;
+        for (const auto& [part, text] :
+             {std::pair<const char*, const std::string*>{"name", &a.name}, {"type", &a.data_type},
+              {"value", binary ? nullptr : &a.value}})
+            if (text != nullptr)
+                if (const char* why = bad(*text))
+                    return "attribute \"" + a.name + "\": its " + part + " holds " + why +
+                           ", which the PostgreSQL store cannot keep";
+    }
+    if (message.delay.count() < 0 || message.delay.count() > 900)
+        return "its delay is " + std::to_string(message.delay.count()) +
+               " s; the PostgreSQL store keeps 0 to 900";
+    return {};
+}
 
 void append_attributes_json(const std::vector<MessageAttribute>& attributes, std::string& out) {
     if (attributes.empty()) return;
@@ -104,29 +134,37 @@ void append_array_text(std::string& out, std::string_view text) {
     out.push_back('"');
 }
 
-std::string redact_connection_string(std::string_view conninfo) {
-    std::string s(conninfo);
+namespace {
+
+// Where a URI's user part is: after "scheme://", before an '@' that comes before the first
+// '/' (libpq stops looking for credentials there). Empty when there is none.
+struct Span {
+    std::size_t at = 0, size = 0;
+};
+
+Span uri_password(std::string_view s) {
     const auto scheme = s.find("://");
-    if (scheme != std::string::npos) {
-        const auto start = scheme + 3;
-        auto end = s.find_first_of("/?", start);
-        if (end == std::string::npos) end = s.size();
-        const auto at = s.rfind('@', end);
-        if (at != std::string::npos && at >= start) {
-            const auto colon = s.find(':', start);
-            if (colon != std::string::npos && colon < at) s.replace(colon + 1, at - colon - 1, "***");
-        }
-    }
-    // password=... as a URI parameter or a key=value pair.
+    if (scheme == std::string_view::npos) return {};
+    const auto start = scheme + 3;
+    auto end = s.find('/', start);
+    if (end == std::string_view::npos) end = s.size();
+    const auto at = s.rfind('@', end);
+    if (at == std::string_view::npos || at < start) return {};
+    const auto colon = s.find(':', start);
+    if (colon == std::string_view::npos || colon > at) return {};
+    return {colon + 1, at - colon - 1};
+}
+
+// Every value of a password=... parameter (URI query or key=value string), as written.
+std::vector<Span> password_parameters(std::string_view s) {
+    std::vector<Span> out;
     for (std::size_t from = 0;;) {
         const auto p = s.find("password", from);
-        if (p == std::string::npos) break;
+        if (p == std::string_view::npos) break;
+        from = p + 8;
         auto eq = p + 8;
         while (eq < s.size() && s[eq] == ' ') ++eq;
-        if (eq >= s.size() || s[eq] != '=') {
-            from = p + 8;
-            continue;
-        }
+        if (eq >= s.size() || s[eq] != '=') continue;
         auto v = eq + 1;
         while (v < s.size() && s[v] == ' ') ++v;
         auto end = v;
@@ -135,12 +173,67 @@ std::string redact_connection_string(std::string_view conninfo) {
             while (end < s.size() && s[end] != '\'') end += s[end] == '\\' ? 2 : 1;
             end = std::min(end + 1, s.size());
         } else {
-            while (end < s.size() && s[end] != '&' && s[end] != ' ') ++end;
+            while (end < s.size() && s[end] != '&' && s[end] != ' ') end += s[end] == '\\' ? 2 : 1;
+            end = std::min(end, s.size());
         }
-        s.replace(v, end - v, "***");
-        from = v + 3;
+        out.push_back({v, end - v});
+        from = end;
+    }
+    return out;
+}
+
+// %XX decoded; nothing when the text is not valid percent-encoding.
+std::string percent_decoded(std::string_view in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] != '%') {
+            out.push_back(in[i]);
+            continue;
+        }
+        auto hex = [](char c) {
+            return c >= '0' && c <= '9' ? c - '0'
+                   : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                   : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                          : -1;
+        };
+        if (i + 2 >= in.size() || hex(in[i + 1]) < 0 || hex(in[i + 2]) < 0) return {};
+        out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
+        i += 2;
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string redact_connection_string(std::string_view conninfo) {
+    std::vector<Span> spans = password_parameters(conninfo);
+    if (const Span user = uri_password(conninfo); user.size != 0) spans.push_back(user);
+    std::sort(spans.begin(), spans.end(), [](Span a, Span b) { return a.at > b.at; });
+    std::string s(conninfo);
+    std::size_t last = std::string::npos;  // spans may overlap: replace each region once
+    for (const Span& span : spans) {
+        if (span.size == 0 || (last != std::string::npos && span.at + span.size > last)) continue;
+        s.replace(span.at, span.size, "***");
+        last = span.at;
     }
     return s;
+}
+
+std::vector<std::string> connection_secrets(std::string_view conninfo) {
+    std::vector<std::string> out;
+    std::vector<Span> spans = password_parameters(conninfo);
+    if (const Span user = uri_password(conninfo); user.size != 0) spans.push_back(user);
+    for (const Span& span : spans) {
+        const std::string raw(conninfo.substr(span.at, span.size));
+        if (raw.size() < 3) {
+            // Too short to search for safely in messages; still hidden in describe().
+            continue;
+        }
+        out.push_back(raw);
+        if (std::string decoded = percent_decoded(raw); decoded.size() >= 3 && decoded != raw)
+            out.push_back(std::move(decoded));
+    }
+    return out;
 }
 
 }  // namespace outbox::detail

@@ -25,7 +25,16 @@ bool parse_attributes_json(std::string_view json, std::vector<MessageAttribute>&
 /// neither).
 void append_array_text(std::string& out, std::string_view text);
 
+/// Why the PostgreSQL store cannot hold this event, empty when it can: a NUL byte or bytes
+/// that are not UTF-8 in the target, group id, deduplication id or an attribute's name, type
+/// or (String, Number) value; a delay outside 0 to 900 seconds.
+std::string postgresql_refusal(const std::string& target, const Message& message);
+
 /// The connection string or URI with any password replaced by "***", for messages.
 std::string redact_connection_string(std::string_view conninfo);
+
+/// The passwords a connection string or URI holds (as written, and percent-decoded), of three
+/// bytes or more: what to hide in libpq's messages, which may quote them.
+std::vector<std::string> connection_secrets(std::string_view conninfo);
 
 }  // namespace outbox::detail

@@ -353,3 +353,102 @@ TEST_CASE("a poison event and a dead target beside healthy ones: the healthy one
     CHECK_FALSE(letters[0].last_error.empty());
     CHECK(count_rows(uri, "NOT dead AND target LIKE 'dead:%' AND attempts >= 1") == 200);
 }
+
+TEST_CASE("a claim renewed while its delivery runs is not taken over; one left alone is",
+          "[postgresql]") {
+    const std::string uri = fresh_database("renewal");
+    outbox::PostgresqlStoreOptions short_lease;
+    short_lease.claim_lease = 2s;
+    auto slow = outbox::open_postgresql_store(uri, short_lease);
+    auto other = outbox::open_postgresql_store(uri, short_lease);
+    store_events(*slow, "q", {text("slow", "g"), text("next", "g")});
+    const auto now = std::chrono::system_clock::now();
+    REQUIRE(slow->claim(now, 10).size() == 1);
+    slow->renew_claims(now + 500ms);                 // not yet half the lease: nothing to do
+    slow->renew_claims(now + 1500ms);                // extended to 2 s from then
+    CHECK(other->claim(now + 3s, 10).empty());       // the first lease would have run out
+    const auto taken = other->claim(now + 4s, 10);  // not renewed again: it has
+    REQUIRE(taken.size() == 1);
+    CHECK(taken[0].message.body == "slow");
+}
+
+TEST_CASE("a failed lock wait leaves no transaction open: the store goes on", "[postgresql]") {
+    const std::string uri = fresh_database("lock_timeout");
+    auto store = outbox::open_postgresql_store(uri + "?options=-c%20lock_timeout%3D300");
+    store_events(*store, "q", {text("a", "g"), text("b", "g")});
+    auto claimed = store->claim(std::chrono::system_clock::now(), 10);
+    REQUIRE(claimed.size() == 1);
+    // Another session holds the lock a grouped settlement takes.
+    PGconn* other = PQconnectdb(uri.c_str());
+    PQclear(PQexec(other, "BEGIN"));
+    PQclear(PQexec(other, "SELECT pg_advisory_xact_lock(1868724333, 0)"));
+    CHECK_THROWS_AS(store->settle(std::vector{delivered(claimed[0].id)}), outbox::StoreError);
+    PQclear(PQexec(other, "COMMIT"));
+    PQfinish(other);
+    store->settle(std::vector{delivered(claimed[0].id)});
+    claimed = store->claim(std::chrono::system_clock::now(), 10);
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].message.body == "b");
+}
+
+TEST_CASE("a redrive beside a group's head in flight: the group goes on after both fail",
+          "[postgresql]") {
+    const std::string uri = fresh_database("redrive_in_flight");
+    auto store = outbox::open_postgresql_store(uri);
+    const auto ids = store_events(*store, "q", {text("1", "g"), text("2", "g"), text("3", "g")});
+    const auto now = std::chrono::system_clock::now();
+    REQUIRE(store->claim(now, 10).size() == 1);
+    outbox::EventOutcome dead;
+    dead.kind = outbox::EventOutcome::Kind::dead;
+    dead.id = ids[0];
+    dead.attempts = 1;
+    dead.error = "refused";
+    store->settle(std::vector{dead});
+    auto claimed = store->claim(now, 10);
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].message.body == "2");
+    CHECK(store->redrive("q", now) == 1);  // 1 is older than 2, which is out
+    claimed = store->claim(now, 10);
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].message.body == "1");
+    // 1 fails for good again, 2 is retried: 2 must head the group, not wait behind nothing.
+    outbox::EventOutcome retry;
+    retry.kind = outbox::EventOutcome::Kind::retry;
+    retry.id = ids[1];
+    retry.attempts = 1;
+    retry.next_attempt_at = now + 1h;
+    retry.error = "busy";
+    store->settle(std::vector{dead, retry});
+    claimed = store->claim(now + 2h, 10);
+    REQUIRE(claimed.size() == 1);
+    CHECK(claimed[0].message.body == "2");
+}
+
+TEST_CASE("an event the PostgreSQL store cannot keep is refused alone, at once", "[postgresql]") {
+    const std::string uri = fresh_database("refusals");
+    asio::io_context io;
+    outbox::OutboxConfig config;
+    config.store = outbox::open_postgresql_store(uri);
+    config.relay = false;
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::vector<std::pair<outbox::Message, bool>> cases;  // message, stored
+    cases.push_back({text("fine", "g"), true});
+    cases.push_back({text("bad group", "g\xff"), false});
+    outbox::Message nul = text("nul in an attribute");
+    nul.attributes = {{"k", "String", std::string("a\0b", 3)}};
+    cases.push_back({nul, false});
+    outbox::Message late = text("too late");
+    late.delay = std::chrono::seconds(901);
+    cases.push_back({late, false});
+    cases.push_back({text("fine too"), true});
+    std::size_t done = 0;
+    for (auto& [message, stored] : cases)
+        box.async_enqueue("q", message, [&, ok = stored](error_code ec, outbox::EnqueueResult r) {
+            INFO(r.error);
+            CHECK((!ec) == ok);
+            if (!ok) CHECK(ec == outbox::Errc::invalid_message);
+            ++done;
+        });
+    REQUIRE(run_until(io, [&] { return done == cases.size(); }, 10s));
+    CHECK(count_rows(uri) == 2);
+}

@@ -1,0 +1,83 @@
+// The PostgreSQL store's text handling without a server: passwords hidden, what it refuses,
+// the attributes column read back, array literals.
+#include "catch.hpp"
+
+#include "outbox/postgresql_text.hpp"
+
+#include <algorithm>
+
+using namespace outbox::detail;
+
+TEST_CASE("a password is hidden wherever a connection string holds one") {
+    CHECK(redact_connection_string("postgresql://relay:s3cret@db:5432/app") ==
+          "postgresql://relay:***@db:5432/app");
+    // libpq looks for the user part up to the first '/', so a '?' may be in the password.
+    CHECK(redact_connection_string("postgresql://relay:pa?ss@db/app") ==
+          "postgresql://relay:***@db/app");
+    CHECK(redact_connection_string("postgresql://db/app?user=relay&password=s3cret&x=1") ==
+          "postgresql://db/app?user=relay&password=***&x=1");
+    CHECK(redact_connection_string("host=db password = 'it\\'s secret' dbname=app") ==
+          "host=db password = *** dbname=app");
+    CHECK(redact_connection_string("host=db password=a\\ b dbname=app") ==
+          "host=db password=*** dbname=app");
+    CHECK(redact_connection_string("postgresql://relay@db/app") == "postgresql://relay@db/app");
+    // What libpq may quote in its own messages: the password as written and decoded.
+    const auto secrets = connection_secrets("postgresql://relay:50%25off@db/app");
+    CHECK(std::find(secrets.begin(), secrets.end(), "50%25off") != secrets.end());
+    CHECK(std::find(secrets.begin(), secrets.end(), "50%off") != secrets.end());
+}
+
+TEST_CASE("what the PostgreSQL store refuses, and says why") {
+    outbox::Message m;
+    m.body = std::string("a body may hold \0 anything", 26);
+    CHECK(postgresql_refusal("q", m).empty());
+    m.group_id = "g\xff";
+    CHECK(postgresql_refusal("q", m) ==
+          "its group id holds bytes that are not UTF-8, which the PostgreSQL store cannot keep");
+    m.group_id = "g";
+    m.attributes = {{"bin", "Binary", std::string("\0\xff", 2)}};
+    CHECK(postgresql_refusal("q", m).empty());  // stored in base64
+    m.attributes = {{"k", "String", std::string("\0", 1)}};
+    CHECK(postgresql_refusal("q", m) ==
+          "attribute \"k\": its value holds a NUL byte, which the PostgreSQL store cannot keep");
+    m.attributes.clear();
+    m.delay = std::chrono::seconds(901);
+    CHECK(postgresql_refusal("q", m) == "its delay is 901 s; the PostgreSQL store keeps 0 to 900");
+    CHECK(postgresql_refusal(std::string("q\0", 2), outbox::Message{}) ==
+          "its target holds a NUL byte, which the PostgreSQL store cannot keep");
+}
+
+TEST_CASE("attributes go into JSON and come back the same; malformed ones say what is wrong") {
+    const std::vector<outbox::MessageAttribute> attributes = {
+        {"kind", "String", "order \"42\""}, {"n", "Number", "7"}, {"raw", "Binary", "\0\xff\x01"}};
+    std::string json;
+    append_attributes_json(attributes, json);
+    std::vector<outbox::MessageAttribute> back;
+    std::string why;
+    REQUIRE(parse_attributes_json(json, back, why));
+    REQUIRE(back.size() == 3);
+    for (const auto& a : attributes) {
+        const auto it = std::find_if(back.begin(), back.end(),
+                                     [&](const auto& b) { return b.name == a.name; });
+        REQUIRE(it != back.end());
+        CHECK(it->data_type == a.data_type);
+        CHECK(it->value == a.value);
+    }
+    back.clear();
+    CHECK_FALSE(parse_attributes_json(R"({"k": {"StringValue": "v"}})", back, why));
+    CHECK(why == "attribute \"k\" has no DataType string");
+    CHECK_FALSE(parse_attributes_json(R"({"b": {"DataType": "Binary", "BinaryValue": "!"}})",
+                                      back, why));
+    CHECK(why == "attribute \"b\" has no BinaryValue in base64");
+    CHECK_FALSE(parse_attributes_json("[1]", back, why));
+    CHECK(why == "not a JSON object of attributes");
+}
+
+TEST_CASE("array literal elements are quoted, escaped, and always valid text") {
+    std::string out;
+    append_array_text(out, "a \"b\" \\c");
+    CHECK(out == "\"a \\\"b\\\" \\\\c\"");
+    out.clear();
+    append_array_text(out, std::string("x\0y\xff", 4));
+    CHECK(out == "\"xy?\"");
+}
