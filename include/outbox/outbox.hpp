@@ -51,6 +51,10 @@ struct OutboxConfig {
     bool fail_when_full = false;
     /// Events handed to destinations and not yet settled, at most.
     std::size_t max_in_flight = 1024;
+    /// Events of one target handed to its destination and not yet back, at most: a target
+    /// whose requests hang (rather than fail) holds this many of max_in_flight, not all, and
+    /// the other targets' events go on. 0: no bound.
+    std::size_t max_in_flight_per_target = 256;
     /// Events read from the store at a time: memory stays flat whatever the backlog.
     std::size_t claim_window = 256;
     /// Events stored in one transaction, at most (concurrent enqueues share a commit); a

@@ -14,6 +14,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace outbox {
@@ -56,6 +57,21 @@ struct EventOutcome {
     SystemTime next_attempt_at{};  // retry
     std::string error{};           // retry, dead: the last attempt's error
     std::string target{};          // for reports; stores need not keep it
+};
+
+/// How many more events of each target a claim may take: a target whose deliveries hang holds
+/// only its share of the relay, and the others go on.
+struct TargetBound {
+    std::size_t per_target = 0;  // events of one target out at once; 0: no bound
+    std::unordered_map<std::string, std::size_t> out{};  // per target, already out
+
+    /// Room left for `target` (SIZE_MAX without a bound).
+    std::size_t room(const std::string& target) const {
+        if (per_target == 0) return static_cast<std::size_t>(-1);
+        const auto it = out.find(target);
+        const std::size_t used = it == out.end() ? 0 : it->second;
+        return used >= per_target ? 0 : per_target - used;
+    }
 };
 
 /// One target's backlog.
@@ -104,9 +120,15 @@ class OutboxStore {
     virtual void enqueue(std::span<const NewEvent> events, std::vector<EventId>& ids) = 0;
 
     /// Claims up to `limit` events due at `now`, oldest first: of each (target, group) only
-    /// the oldest event not yet delivered or dead, and none while that one is claimed. A
-    /// claimed event is not returned again until it is settled or its claim released.
-    virtual std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) = 0;
+    /// the oldest event not yet delivered or dead, and none while that one is claimed; of each
+    /// target no more than `targets` leaves room for. A claimed event is not returned again
+    /// until it is settled or its claim released.
+    virtual std::vector<StoredEvent> claim(SystemTime now, std::size_t limit,
+                                           const TargetBound& targets) = 0;
+    /// The same, with no bound per target.
+    std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) {
+        return claim(now, limit, TargetBound{});
+    }
 
     /// Records outcomes (and ends their claims) in one transaction.
     virtual void settle(std::span<const EventOutcome> outcomes) = 0;

@@ -238,6 +238,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     bool settling = false;
     bool delivering = false;          // handing a claimed window out: no new claim until it is done
     std::size_t in_flight_count = 0;  // claimed and not yet settled (or released)
+    std::unordered_map<std::string, std::size_t> sending;  // per target, with its destination
     bool close_deadline_passed = false;
     asio::steady_timer close_timer{strand};
     std::atomic<bool> stopped{false};  // the destructor ran: no handler of ours does anything
@@ -292,12 +293,14 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         const std::size_t limit = std::min(config.claim_window, room);
         claiming = true;
         enqueued_while_claiming = false;
-        post_job([self = shared_from_this(), limit] {
+        TargetBound bound{config.max_in_flight_per_target, {}};
+        if (bound.per_target != 0) bound.out = sending;
+        post_job([self = shared_from_this(), limit, bound = std::move(bound)] {
             std::vector<StoredEvent> events;
             std::optional<SystemTime> next;
             std::string error;
             try {
-                events = self->store().claim(std::chrono::system_clock::now(), limit);
+                events = self->store().claim(std::chrono::system_clock::now(), limit, bound);
             } catch (const StoreError& e) {
                 error = e.what();
             }
@@ -376,6 +379,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
                           "no destination for \"" + e.target + "\": " + why);
         Message m = std::move(e.message);
         m.idempotency_key = identity + "-" + std::to_string(e.id);
+        ++sending[e.target];
         // A weak reference: the destination belongs to this Impl, and a strong one in its
         // handlers would keep both alive after the Outbox is gone.
         d->async_send(
@@ -390,6 +394,8 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
 
     void on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
                  error_code ec, const Receipt& r) {
+        if (auto it = sending.find(target); it != sending.end() && --it->second == 0)
+            sending.erase(it);
         if (!ec) {
             unsettled.push_back(
                 {EventOutcome::Kind::delivered, id, attempt, {}, {}, std::move(target)});

@@ -216,10 +216,12 @@ class SqliteStore final : public OutboxStore {
 
     // Claims live in this object, not in the file: a crash releases them with the process.
     // The due index holds only groups' heads, so the rows passed over are the claimed ones (at
-    // most what is in flight).
-    std::vector<StoredEvent> claim(SystemTime now, std::size_t limit) override {
+    // most what is in flight) and the due events of targets whose share is out.
+    std::vector<StoredEvent> claim(SystemTime now, std::size_t limit,
+                                   const TargetBound& targets) override {
         std::vector<StoredEvent> out;
         if (limit == 0) return out;
+        std::unordered_map<std::string, std::size_t> taken;  // per target, by this claim
         Use use(select_due_);
         sqlite3_bind_int64(use.stmt, 1, to_ms(now));
         while (out.size() < limit) {
@@ -227,6 +229,12 @@ class SqliteStore final : public OutboxStore {
             if (rc == SQLITE_DONE) break;
             if (rc != SQLITE_ROW) fail(rc, "claim");
             if (claimed_.count(sqlite3_column_int64(use.stmt, 0))) continue;
+            std::size_t* taken_of_target = nullptr;
+            if (targets.per_target != 0) {
+                const std::string target = column_text(use.stmt, 1);
+                taken_of_target = &taken[target];
+                if (*taken_of_target >= targets.room(target)) continue;  // its share is out
+            }
             // A group with a member out gives nothing (after a redrive, say, an older member
             // may head it meanwhile), nor does one already taken by this claim.
             GroupKey group;
@@ -235,6 +243,7 @@ class SqliteStore final : public OutboxStore {
                 if (claimed_groups_.count(group)) continue;
             }
             StoredEvent e = read_event(use.stmt);
+            if (taken_of_target) ++*taken_of_target;
             claimed_.insert(e.id);
             if (!group.second.empty()) {
                 claimed_groups_.insert(group);

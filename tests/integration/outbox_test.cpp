@@ -5,6 +5,7 @@
 #include "local_peers.hpp"
 #include "program_run.hpp"
 #include "sigv4_proxy.hpp"
+#include "test_http_server.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/outbox.hpp>
@@ -311,4 +312,46 @@ TEST_CASE(
     CHECK(results.back().first == outbox::Errc::store_full);
     CHECK(results.back().second.error.find("its limit (max_store_bytes) is 65536") !=
           std::string::npos);
+}
+
+TEST_CASE("a target whose deliveries hang holds only its share of the relay; the others flow",
+          "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    const std::string queue = create_queue("outbox-beside-hanging");
+    outbox::test::TestHttpServer never([](const outbox::test::TestRequest&) {
+        outbox::test::TestReply reply;
+        reply.action = outbox::test::TestReply::Action::hold;
+        return reply;
+    });
+    const std::string hanging = "http://sqs.us-east-1.127.0.0.1/000000000000/hanging";
+    asio::io_context io;
+    auto config = config_for(io, dir.file("events.db"), proxy);
+    auto healthy = factory(io, proxy);
+    config.make_destination = [&](const std::string& target) -> std::unique_ptr<outbox::Destination> {
+        if (target != hanging) return healthy(target);
+        outbox::SqsDestinationConfig c;
+        c.queue_url = target;
+        c.endpoint = never.url();
+        c.region = "us-east-1";
+        c.credentials = outbox::make_static_credentials(
+            io.get_executor(), outbox::Credentials{access_key, secret_key});
+        c.max_message_size = 262144;  // no lookup first: the sends themselves hang
+        c.retry.message_deadline = 120s;
+        c.http.request_timeout = 120s;
+        return std::make_unique<outbox::SqsDestination>(io.get_executor(), c);
+    };
+    config.max_in_flight = 64;
+    config.max_in_flight_per_target = 8;
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::vector<outbox::Message> stuck, fine;
+    for (int i = 0; i < 200; ++i) stuck.push_back(text("h" + std::to_string(i)));
+    for (int i = 0; i < 100; ++i) fine.push_back(text("healthy " + std::to_string(i)));
+    enqueue_all(io, box, hanging, stuck);  // first in the store
+    enqueue_all(io, box, queue, fine);
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 100; }));
+    // Delivered while none of the hanging deliveries has ended, and those are its share only.
+    CHECK(box.stats().retried == 0);
+    CHECK(box.stats().in_flight == 8);
+    CHECK(read_back(queue, 100).size() == 100);
 }

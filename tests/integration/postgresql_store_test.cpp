@@ -5,6 +5,7 @@
 #include "catch.hpp"
 #include "local_peers.hpp"
 #include "postgres_server.hpp"
+#include "test_http_server.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/outbox.hpp>
@@ -74,17 +75,24 @@ std::function<std::unique_ptr<outbox::Destination>(const std::string&)> sqs_fact
     asio::io_context& io) {
     return [&io](const std::string& target) {
         outbox::SqsDestinationConfig c;
-        // "dead:URL": a queue whose endpoint refuses every connection.
-        const bool dead = target.starts_with("dead:");
+        // "dead:URL": a queue whose endpoint refuses every connection. "hang:PORT:URL": one
+        // whose endpoint (on PORT) never answers.
+        const bool dead = target.starts_with("dead:"), hang = target.starts_with("hang:");
         c.queue_url = dead ? target.substr(5) : target;
         c.endpoint = dead ? "http://127.0.0.1:9" : outbox::test::fauxqs().url();
+        if (hang) {
+            const auto colon = target.find(':', 5);
+            c.endpoint = "http://127.0.0.1:" + target.substr(5, colon - 5);
+            c.queue_url = target.substr(colon + 1);
+            c.max_message_size = 262144;  // no lookup first: the sends themselves hang
+        }
         c.region = "us-east-1";
         c.credentials =
             outbox::make_static_credentials(io.get_executor(), outbox::Credentials{"AKID", "s"});
         c.retry.max_attempts = 2;
         c.retry.base_delay = 10ms;
-        c.retry.message_deadline = 2s;
-        c.http.request_timeout = 1s;
+        c.retry.message_deadline = hang ? 120s : 2s;
+        c.http.request_timeout = hang ? 120s : 1s;
         return std::make_unique<outbox::SqsDestination>(io.get_executor(), c);
     };
 }
@@ -451,4 +459,38 @@ TEST_CASE("an event the PostgreSQL store cannot keep is refused alone, at once",
         });
     REQUIRE(run_until(io, [&] { return done == cases.size(); }, 10s));
     CHECK(count_rows(uri) == 2);
+}
+
+TEST_CASE("a target whose deliveries hang holds only its share; the others flow meanwhile",
+          "[postgresql]") {
+    const std::string uri = fresh_database("hanging_target");
+    const std::string queue = outbox::test::create_queue("outbox-pg-beside-hanging");
+    outbox::test::TestHttpServer never([](const outbox::test::TestRequest&) {
+        outbox::test::TestReply reply;
+        reply.action = outbox::test::TestReply::Action::hold;
+        return reply;
+    });
+    const std::string hanging = "hang:" + std::to_string(never.port()) +
+                                ":http://sqs.us-east-1.127.0.0.1/000000000000/hanging";
+    asio::io_context io;
+    outbox::OutboxConfig config;
+    config.store = outbox::open_postgresql_store(uri);
+    config.make_destination = sqs_factory(io);
+    config.retry_schedule = {1s};
+    config.poll_interval = 100ms;
+    config.max_in_flight = 64;
+    config.max_in_flight_per_target = 8;
+    // Ahead of the healthy events in the table: 200 for the target that never answers.
+    psql_in(uri, "SELECT count(outbox.enqueue('" + hanging + "', 'h' || n)) FROM "
+                 "generate_series(1, 200) n");
+    psql_in(uri, "SELECT count(outbox.enqueue('" + queue + "', 'healthy ' || n)) FROM "
+                 "generate_series(1, 100) n");
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 100; }, 60s));
+    // Delivered while every hanging delivery is still out (none has ended), and those are
+    // the target's share only.
+    CHECK(box.stats().retried == 0);
+    CHECK(box.stats().dead == 0);
+    CHECK(box.stats().in_flight == 8);
+    CHECK(outbox::test::drain_bodies(queue, 30).size() == 100);
 }
