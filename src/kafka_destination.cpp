@@ -96,11 +96,6 @@ struct KafkaHandles {
     }
 };
 
-bool is_secret_property(std::string_view name) {
-    return name.find("password") != std::string_view::npos ||
-           name.find("secret") != std::string_view::npos ||
-           name.find("sasl.oauthbearer.config") != std::string_view::npos;
-}
 
 bool is_valid_topic_name(std::string_view t) {
     if (t.empty() || t.size() > 249 || t == "." || t == "..") return false;
@@ -223,12 +218,16 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     }
 
     std::string redact(std::string text) const {
-        for (const std::string* secret : {&config.sasl_password, &config.tls.key_password}) {
-            if (secret->empty()) continue;
-            for (auto at = text.find(*secret); at != std::string::npos;
-                 at = text.find(*secret, at + 10))
-                text.replace(at, secret->size(), "[redacted]");
-        }
+        auto hide = [&](const std::string& secret) {
+            if (secret.empty()) return;
+            for (auto at = text.find(secret); at != std::string::npos;
+                 at = text.find(secret, at + 10))
+                text.replace(at, secret.size(), "[redacted]");
+        };
+        hide(config.sasl_password);
+        hide(config.tls.key_password);
+        for (const auto& [name, value] : config.properties)
+            if (is_secret_kafka_property(name)) hide(value);
         return text;
     }
 
@@ -682,7 +681,7 @@ class ConfBuilder {
             RD_KAFKA_CONF_OK) {
             // librdkafka's message may quote the value: not for secrets.
             throw std::invalid_argument("KafkaDestination: property \"" + name +
-                                        "\": " + (is_secret_property(name) ? "refused" : err));
+                                        "\": " + (is_secret_kafka_property(name) ? "refused" : err));
         }
     }
     rd_kafka_conf_t* get() noexcept { return conf_; }
@@ -912,6 +911,12 @@ void KafkaDestination::do_send(Message message, SendHandler handler) {
 
 void KafkaDestination::do_close(std::chrono::milliseconds deadline, CloseHandler handler) {
     impl_->close(deadline, std::move(handler));
+}
+
+bool is_secret_kafka_property(std::string_view name) {
+    auto has = [&](std::string_view part) { return name.find(part) != std::string_view::npos; };
+    return has("password") || has("secret") || has("sasl.oauthbearer.config") ||
+           name == "ssl.key.pem" || name == "ssl_key";
 }
 
 }  // namespace outbox

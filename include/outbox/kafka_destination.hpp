@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -87,7 +88,7 @@ struct KafkaDestinationConfig {
     int replication_factor = 0;
 
     /// Other librdkafka properties, set verbatim after outbox's own (so they win). Values of
-    /// properties whose names contain "password" or "secret" are never logged.
+    /// secret properties (is_secret_kafka_property) are never logged or put in an error.
     std::vector<std::pair<std::string, std::string>> properties{};
 
     /// Large payloads, as for SQS: the topic receives
@@ -134,5 +135,10 @@ class KafkaDestination final : public Destination {
   private:
     std::shared_ptr<Impl> impl_;
 };
+
+/// Whether a librdkafka property's value is a secret: its name holds "password" or "secret"
+/// (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret, ...), or it is the private
+/// key itself (ssl.key.pem, ssl_key) or the OAUTHBEARER configuration.
+bool is_secret_kafka_property(std::string_view name);
 
 }  // namespace outbox

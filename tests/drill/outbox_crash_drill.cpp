@@ -327,12 +327,14 @@ int main(int argc, char** argv) {
     int next = 0;  // the first line not yet handed to an enqueue
     const auto start = std::chrono::steady_clock::now();
     for (int round = 0; round < kills; ++round) {
-        // The next chunk of lines, and any reported lost by an earlier killed enqueue.
+        // Every line an earlier killed enqueue did not report stored, then the next ones: a
+        // group's lines are first stored in the order of their indexes, which is what the
+        // order check compares with (a cap on the lost ones let later lines go first).
         std::vector<int> chunk;
         for (int i = 0; i < next; ++i)
-            if (!stored.count(i) && chunk.size() < 200) chunk.push_back(i);
+            if (!stored.count(i)) chunk.push_back(i);
         const int take = std::max(1, events / kills);
-        for (; next < events && static_cast<int>(chunk.size()) < take + 200; ++next)
+        for (int taken = 0; next < events && taken < take + 200; ++next, ++taken)
             chunk.push_back(next);
         const std::string input = (dir / ("in-" + std::to_string(round) + ".jsonl")).string();
         const std::string report = (dir / ("report-" + std::to_string(round) + ".jsonl")).string();

@@ -5,6 +5,7 @@
 
 #include <outbox/detail/least_bytes.hpp>
 #include <outbox/envelope.hpp>
+#include <outbox/kafka_destination.hpp>
 
 #include <algorithm>
 #include <map>
@@ -89,4 +90,14 @@ TEST_CASE("CloudEvents binary mode: ce_ headers with an id and a time", "[kafka]
     CHECK(fixed.size() == 6);
     CHECK(fixed[1].second == "fixed");
     CHECK(fixed[4].second == "2026-11-22T00:00:00Z");
+}
+
+TEST_CASE("the librdkafka properties whose values are never shown", "[kafka]") {
+    for (const char* secret : {"sasl.password", "ssl.key.password", "ssl.keystore.password",
+                               "sasl.oauthbearer.client.secret", "sasl.oauthbearer.config",
+                               "ssl.key.pem", "ssl_key"})
+        CHECK(outbox::is_secret_kafka_property(secret));
+    for (const char* plain : {"bootstrap.servers", "ssl.certificate.pem", "ssl.ca.location",
+                              "sasl.username", "linger.ms"})
+        CHECK_FALSE(outbox::is_secret_kafka_property(plain));
 }

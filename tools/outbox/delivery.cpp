@@ -41,9 +41,8 @@ std::string kafka_property_error(const std::string& name, const std::string& val
     rd_kafka_conf_destroy(conf);
     if (ok) return {};
     // librdkafka's message may quote the value: not for secrets.
-    const bool secret =
-        name.find("password") != std::string::npos || name.find("secret") != std::string::npos;
-    return secret ? std::string("refused by librdkafka") : std::string(err);
+    return is_secret_kafka_property(name) ? std::string("refused by librdkafka")
+                                          : std::string(err);
 #else
     (void)name;
     (void)value;
