@@ -65,12 +65,13 @@ struct TargetBound {
     std::size_t per_target = 0;  // events of one target out at once; 0: no bound
     std::unordered_map<std::string, std::size_t> out{};  // per target, already out
 
-    /// Room left for `target` (SIZE_MAX without a bound).
+    /// Room left for `target` (SIZE_MAX without a bound). A target is claimed again only once
+    /// half its share is back: a few events at a time would cost a whole claim each.
     std::size_t room(const std::string& target) const {
         if (per_target == 0) return static_cast<std::size_t>(-1);
         const auto it = out.find(target);
         const std::size_t used = it == out.end() ? 0 : it->second;
-        return used >= per_target ? 0 : per_target - used;
+        return used > per_target / 2 ? 0 : per_target - used;
     }
 };
 

@@ -24,6 +24,7 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <set>
 #include <unordered_map>
 
 namespace outbox {
@@ -239,6 +240,8 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     bool delivering = false;          // handing a claimed window out: no new claim until it is done
     std::size_t in_flight_count = 0;  // claimed and not yet settled (or released)
     std::unordered_map<std::string, std::size_t> sending;  // per target, with its destination
+    std::set<std::string> claimed_passing_over;             // the last claim's full targets
+    std::optional<std::set<std::string>> came_up_empty;     // ... when it found nothing
     bool close_deadline_passed = false;
     asio::steady_timer close_timer{strand};
     std::atomic<bool> stopped{false};  // the destructor ran: no handler of ours does anything
@@ -280,10 +283,21 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     }
 
     void on_enqueued() {
+        came_up_empty.reset();  // something new may be due
         if (claiming)
             enqueued_while_claiming = true;
         else
             pump();
+    }
+
+    // The targets whose share is out (TargetBound::room 0): their due events are passed over.
+    std::set<std::string> targets_without_room() const {
+        std::set<std::string> full;
+        if (config.max_in_flight_per_target == 0) return full;
+        TargetBound bound{config.max_in_flight_per_target, sending};
+        for (const auto& [target, n] : sending)
+            if (bound.room(target) == 0) full.insert(target);
+        return full;
     }
 
     void pump() {
@@ -291,8 +305,14 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         const std::size_t room = config.max_in_flight - in_flight_count;
         if (room == 0) return;
         const std::size_t limit = std::min(config.claim_window, room);
+        // A claim that passed over the same full targets found nothing: another would read
+        // their due events again for nothing, until a share comes back, an event arrives or the
+        // next wake.
+        auto full = targets_without_room();
+        if (came_up_empty && !full.empty() && *came_up_empty == full) return;
         claiming = true;
         enqueued_while_claiming = false;
+        claimed_passing_over = std::move(full);
         TargetBound bound{config.max_in_flight_per_target, {}};
         if (bound.per_target != 0) bound.out = sending;
         post_job([self = shared_from_this(), limit, bound = std::move(bound)] {
@@ -326,6 +346,10 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
                                                    "; trying again in 1 s");
             return wake_at(SteadyClock::now() + std::chrono::seconds(1));
         }
+        if (events.empty())
+            came_up_empty = std::move(claimed_passing_over);
+        else
+            came_up_empty.reset();
         delivering = true;
         for (auto& e : events) deliver(std::move(e));
         delivering = false;
@@ -346,7 +370,9 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void wake_at(SteadyClock::time_point when) {
         wake_timer.expires_at(when);
         wake_timer.async_wait([self = shared_from_this()](error_code ec) {
-            if (!ec) self->pump();
+            if (ec) return;
+            self->came_up_empty.reset();
+            self->pump();
         });
     }
 

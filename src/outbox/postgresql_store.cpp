@@ -154,9 +154,9 @@ struct PreparedStatement {
 };
 
 // $1 now (ms), $2 how many, $3 the lease (ms), $4 this relay, $5 may mark, $6 targets to pass
-// over (no room left), $7 and $8 targets with some room and how much, $9 the room of any other
-// target (its bound, or no bound). Returns the
-// candidates' columns, whether each is behind its group's head, and whether this claim took it.
+// over (their share is out; the caller keeps $2 within every other known target's room).
+// Returns the candidates' columns, whether each is behind its group's head, and whether this
+// claim took it.
 // A candidate can be another relay's: its claim may have committed after this statement's
 // snapshot was taken, releasing the row lock SKIP LOCKED would have skipped; the insert sees the
 // committed claim, leaves a live one alone, and the event is not returned as ours. "Now" is the
@@ -173,16 +173,11 @@ const PreparedStatement claim_sql{
              "e.id AND c.until > greatest(to_timestamp($1::int8 / 1000.0), "
              "statement_timestamp())) ORDER BY e.next_attempt_at, e.id LIMIT $2 FOR NO KEY "
              "UPDATE OF e SKIP LOCKED), "
-             "room AS (SELECT * FROM unnest($7::text[], $8::int8[]) AS r(target, room)), "
-             "allowed AS (SELECT id FROM (SELECT c.id, row_number() OVER (PARTITION BY c.target "
-             "ORDER BY c.next_ms, c.id) AS k, coalesce((SELECT r.room FROM room r WHERE r.target "
-             "= c.target), $9::int8) AS room FROM candidates c WHERE NOT c.behind) ranked WHERE "
-             "k <= room), "
              "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id "
              "= c.id AND c.behind AND $5::bool), "
              "claimed AS (INSERT INTO outbox.claims AS k(event_id, relay, until) SELECT id, $4, "
              "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) + $3::int8 * "
-             "interval '1 ms' FROM allowed ON CONFLICT (event_id) DO UPDATE "
+             "interval '1 ms' FROM candidates WHERE NOT behind ON CONFLICT (event_id) DO UPDATE "
              "SET relay = excluded.relay, until = excluded.until WHERE k.until <= "
              "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) RETURNING "
              "event_id) "
@@ -881,10 +876,12 @@ class PostgresqlStore final : public OutboxStore {
         // their heads, the next round waits for it (briefly) rather than the relay polling.
         bool wait_for_marks = false;
         for (int round = 0; round < 16 && out.size() < limit; ++round) {
-            const std::size_t asked = limit - out.size(), before = out.size();
-            const std::string count = std::to_string(asked);
-            // The bound per target, less what earlier rounds took.
-            std::string skip = "{", partial = "{", rooms = "{";
+            const std::size_t before = out.size();
+            // The bound per target, less what earlier rounds took: a target with no room is
+            // passed over, and a round takes no more than the least room another known target
+            // has (so none goes past its share, and nothing is read only to be left).
+            std::string skip = "{";
+            std::size_t asked = limit - out.size();
             if (targets.per_target != 0) {
                 std::unordered_map<std::string, std::size_t> left;
                 for (const auto& [target, n] : targets.out) left[target] = targets.room(target);
@@ -893,25 +890,27 @@ class PostgresqlStore final : public OutboxStore {
                     left[target] = r > n ? r - n : 0;
                 }
                 for (const auto& [target, r] : left) {
-                    std::string& list = r == 0 ? skip : partial;
-                    if (list.size() > 1) list.push_back(',');
-                    detail::append_array_text(list, target);
-                    if (r != 0) rooms += (rooms.size() > 1 ? "," : "") + std::to_string(r);
+                    if (r == 0) {
+                        if (skip.size() > 1) skip.push_back(',');
+                        detail::append_array_text(skip, target);
+                    } else {
+                        asked = std::min(asked, r);
+                    }
                 }
+                asked = std::min(asked, targets.per_target);  // a target not out yet
             }
-            for (std::string* a : {&skip, &partial, &rooms}) a->push_back('}');
-            const std::string any_room = std::to_string(
-                targets.per_target != 0 ? targets.per_target : std::size_t{1} << 62);
+            skip.push_back('}');
+            const std::string count = std::to_string(asked);
             Transaction tx(*this, "claim", wait_for_marks ? begin_claim_waiting : begin_claim);
             const bool may_mark = PQgetvalue(tx.opened(), 0, 0)[0] == 't';
             Result r = exec_prepared(claim_sql,
                                      {due.c_str(), count.c_str(), lease.c_str(), me_.c_str(),
-                                      may_mark ? "t" : "f", skip.c_str(), partial.c_str(),
-                                      rooms.c_str(), any_room.c_str()},
+                                      may_mark ? "t" : "f", skip.c_str()},
                                      "claim");
             tx.commit();
             const int rows = PQntuples(r.get());
             const int behind_col = PQnfields(r.get()) - 2, ours_col = behind_col + 1;
+            const auto seen = static_cast<std::size_t>(rows);
             std::size_t behind = 0;
             for (int i = 0; i < rows; ++i) {
                 if (get_bool(r.get(), i, behind_col)) {
@@ -924,11 +923,11 @@ class PostgresqlStore final : public OutboxStore {
                 claimed_[e.id] = Claim{!e.message.group_id.empty(), now + options_.claim_lease / 2};
                 out.push_back(std::move(e));
             }
-            // Another round when this one passed over events it may take next time: marked
+            // Another round when this one passed over due events it may take next time: marked
             // ones behind their heads, another relay's, a target's beyond its room.
-            if (static_cast<std::size_t>(rows) < asked) break;  // nothing more is due
-            const std::size_t passed = static_cast<std::size_t>(rows) - (out.size() - before);
-            if (passed == 0) break;
+            if (seen < asked) break;  // nothing more is due
+            const std::size_t passed = seen - (out.size() - before);
+            if (passed == 0) continue;  // a round held to a target's room: the next goes on
             if (behind != 0 && !may_mark) {  // unmarked, the same ones would come back
                 if (out.size() != before || wait_for_marks) break;
                 wait_for_marks = true;
