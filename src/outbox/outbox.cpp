@@ -268,7 +268,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void renew_leases() {
         renew_timer.expires_after(config.poll_interval);
         renew_timer.async_wait([self = shared_from_this()](error_code ec) {
-            if (ec || self->stopped || self->closing) return;
+            if (ec || self->stopped) return;  // while closing too: sends still run
             if (self->in_flight_count != 0)
                 self->post_job([self] {
                     try {
@@ -309,7 +309,11 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         // their due events again for nothing, until a share comes back, an event arrives or the
         // next wake.
         auto full = targets_without_room();
-        if (came_up_empty && !full.empty() && *came_up_empty == full) return;
+        if (came_up_empty && !full.empty() && *came_up_empty == full) {
+            if (wake_timer.expiry() <= SteadyClock::now())  // the poll still comes
+                wake_at(SteadyClock::now() + config.poll_interval);
+            return;
+        }
         claiming = true;
         enqueued_while_claiming = false;
         claimed_passing_over = std::move(full);
@@ -346,7 +350,8 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
                                                    "; trying again in 1 s");
             return wake_at(SteadyClock::now() + std::chrono::seconds(1));
         }
-        if (events.empty())
+        // Not when an event arrived meanwhile: this claim may not have seen it.
+        if (events.empty() && !enqueued_while_claiming)
             came_up_empty = std::move(claimed_passing_over);
         else
             came_up_empty.reset();
@@ -507,6 +512,14 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         if (stopped) return;
         in_flight_count -= batch.size();
         in_flight -= batch.size();
+        if (came_up_empty) {  // a target with room settled: its group's next may be due
+            const auto full = targets_without_room();
+            for (const auto& o : batch)
+                if (!full.count(o.target)) {
+                    came_up_empty.reset();
+                    break;
+                }
+        }
         for (const auto& o : batch) {
             if (config.on_settled) config.on_settled(o);
             switch (o.kind) {
@@ -567,7 +580,6 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
             accepting = false;
         }
         wake_timer.cancel();
-        renew_timer.cancel();
         // Past the deadline (and a little for the destinations to report), close completes
         // whatever is still unsettled: those claims are released, the next relay delivers them.
         close_timer.expires_after(deadline + std::chrono::seconds(1));
@@ -596,6 +608,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         close_handler.reset();
         settle_retry_timer.cancel();
         close_timer.cancel();
+        renew_timer.cancel();
         // What is claimed and unsettled (a claim that came back while closing) is released:
         // the next relay delivers it.
         post_job([self = shared_from_this(), handler] {

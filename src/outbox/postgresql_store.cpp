@@ -890,7 +890,8 @@ class PostgresqlStore final : public OutboxStore {
                     left[target] = r > n ? r - n : 0;
                 }
                 for (const auto& [target, r] : left) {
-                    if (r == 0) {
+                    // Little room left: passed over, rather than shrinking every round to it.
+                    if (r == 0 || r < targets.per_target / 4) {
                         if (skip.size() > 1) skip.push_back(',');
                         detail::append_array_text(skip, target);
                     } else {
