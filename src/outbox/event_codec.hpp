@@ -1,9 +1,11 @@
-// How a stored event's message attributes are kept in one column: a count, then for each the
+// What the stores share: times in milliseconds, and how a stored event's message attributes
+// are kept in one column (SQLite): a count, then for each the
 // name, type and value, each as a 32-bit little-endian length and its bytes. Private to the
 // library; decode is fuzzed (tests/fuzz/fuzz_event_codec.cpp).
 #pragma once
 
 #include <outbox/message.hpp>
+#include <outbox/outbox_store.hpp>
 
 #include <cstdint>
 #include <string>
@@ -11,6 +13,15 @@
 #include <vector>
 
 namespace outbox::detail {
+
+/// Times as both stores keep them: milliseconds since the epoch.
+inline std::int64_t to_ms(SystemTime t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+inline SystemTime from_ms(std::int64_t ms) {
+    return SystemTime(
+        std::chrono::duration_cast<SystemTime::duration>(std::chrono::milliseconds(ms)));
+}
 
 inline void put_u32(std::string& out, std::uint32_t v) {
     for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));

@@ -11,6 +11,7 @@
 #include <outbox/postgresql_store.hpp>
 #include <outbox/sqlite_store.hpp>
 
+#include "event_codec.hpp"
 #include "postgresql_text.hpp"
 
 #include <libpq-fe.h>
@@ -27,20 +28,15 @@
 #include <limits>
 #include <mutex>
 #include <random>
+#include <array>
 #include <thread>
 #include <unordered_map>
 
 namespace outbox {
 namespace {
 
-using Millis = std::chrono::milliseconds;
-
-std::int64_t to_ms(SystemTime t) {
-    return std::chrono::duration_cast<Millis>(t.time_since_epoch()).count();
-}
-SystemTime from_ms(std::int64_t ms) {
-    return SystemTime(std::chrono::duration_cast<SystemTime::duration>(Millis(ms)));
-}
+using detail::from_ms;
+using detail::to_ms;
 
 constexpr int schema_version = 1;
 // Advisory lock keys (two-int form): the first names outbox's use, so an application's own
@@ -288,6 +284,28 @@ bool get_bool(const PGresult* r, int row, int col) {
 std::string get_bytes(const PGresult* r, int row, int col) {
     return std::string(PQgetvalue(r, row, col), static_cast<std::size_t>(PQgetlength(r, row, col)));
 }
+
+// One event as outbox.enqueue_bytes' six parameters: the body binary, the rest text.
+struct EnqueueParams {
+    EnqueueParams(const std::string& target, const Message& m)
+        : delay(std::to_string(m.delay.count())) {
+        detail::append_attributes_json(m.attributes, attributes);
+        values = {target.c_str(),
+                  m.body.data(),
+                  m.group_id.empty() ? nullptr : m.group_id.c_str(),
+                  m.deduplication_id.empty() ? nullptr : m.deduplication_id.c_str(),
+                  delay.c_str(),
+                  attributes.empty() ? nullptr : attributes.c_str()};
+        lengths = {0, static_cast<int>(m.body.size()), 0, 0, 0, 0};
+    }
+    EnqueueParams(const EnqueueParams&) = delete;  // `values` points into it
+    EnqueueParams& operator=(const EnqueueParams&) = delete;
+
+    std::string delay, attributes;
+    std::array<const char*, 6> values{};
+    std::array<int, 6> lengths{};
+    static constexpr std::array<int, 6> formats{0, 1, 0, 0, 0, 0};
+};
 
 // Thrown inside the store when the connection is gone: idempotent calls reconnect and retry.
 struct ConnectionLost {
@@ -782,21 +800,9 @@ class PostgresqlStore final : public OutboxStore {
         while (!done) {
             std::size_t sent = 0;
             for (; next < events.size() && sent < chunk; ++next, ++sent) {
-                const NewEvent& e = events[next];
-                delay = std::to_string(e.message.delay.count());
-                attributes.clear();
-                detail::append_attributes_json(e.message.attributes, attributes);
-                const char* values[6] = {e.target.c_str(), e.message.body.data(),
-                                         e.message.group_id.empty() ? nullptr
-                                                                    : e.message.group_id.c_str(),
-                                         e.message.deduplication_id.empty()
-                                             ? nullptr
-                                             : e.message.deduplication_id.c_str(),
-                                         delay.c_str(),
-                                         attributes.empty() ? nullptr : attributes.c_str()};
-                const int lengths[6] = {0, static_cast<int>(e.message.body.size()), 0, 0, 0, 0};
-                const int formats[6] = {0, 1, 0, 0, 0, 0};
-                if (!PQsendQueryPrepared(c, enqueue_sql.name, 6, values, lengths, formats, 1))
+                const EnqueueParams p(events[next].target, events[next].message);
+                if (!PQsendQueryPrepared(c, enqueue_sql.name, 6, p.values.data(), p.lengths.data(),
+                                         EnqueueParams::formats.data(), 1))
                     throw ConnectionLost{trimmed(PQerrorMessage(c))};
             }
             if (next == events.size()) {
@@ -1105,26 +1111,11 @@ OutboxStorePtr open_store(const std::string& location) {
 
 EventId enqueue_in_transaction(::pg_conn* connection, const std::string& target,
                                const Message& message) {
-    for (const std::string* text : {&target, &message.group_id, &message.deduplication_id})
-        if (text->find('\0') != std::string::npos)
-            throw StoreError(StoreError::Kind::io,
-                             "outbox.enqueue_bytes: the target, group id or deduplication id "
-                             "contains a NUL byte");
-    const std::string delay = std::to_string(message.delay.count());
-    std::string attributes;
-    detail::append_attributes_json(message.attributes, attributes);
-    const char* values[6] = {
-        target.c_str(),
-        message.body.data(),
-        message.group_id.empty() ? nullptr : message.group_id.c_str(),
-        message.deduplication_id.empty() ? nullptr : message.deduplication_id.c_str(),
-        delay.c_str(),
-        attributes.empty() ? nullptr : attributes.c_str()};
-    const int lengths[6] = {0, static_cast<int>(message.body.size()), 0, 0, 0, 0};
-    const int formats[6] = {0, 1, 0, 0, 0, 0};
-    Result r(PQexecParams(connection,
-                          "SELECT outbox.enqueue_bytes($1, $2, $3, $4, $5::int4, $6::jsonb)", 6,
-                          nullptr, values, lengths, formats, 1));
+    if (std::string why = detail::postgresql_refusal(target, message); !why.empty())
+        throw StoreError(StoreError::Kind::io, "outbox.enqueue_bytes: the event: " + why);
+    const EnqueueParams p(target, message);
+    Result r(PQexecParams(connection, enqueue_sql.sql, 6, nullptr, p.values.data(),
+                          p.lengths.data(), EnqueueParams::formats.data(), 1));
     if (!r || PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) != 1) {
         std::string message_text = r ? PQresultErrorMessage(r.get()) : PQerrorMessage(connection);
         while (!message_text.empty() && message_text.back() == '\n') message_text.pop_back();

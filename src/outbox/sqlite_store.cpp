@@ -26,14 +26,8 @@
 namespace outbox {
 namespace {
 
-using Millis = std::chrono::milliseconds;
-
-std::int64_t to_ms(SystemTime t) {
-    return std::chrono::duration_cast<Millis>(t.time_since_epoch()).count();
-}
-SystemTime from_ms(std::int64_t ms) {
-    return SystemTime(std::chrono::duration_cast<SystemTime::duration>(Millis(ms)));
-}
+using detail::from_ms;
+using detail::to_ms;
 
 // 2: `waiting` marks the events behind their group's head.
 constexpr int schema_version = 2;

@@ -494,3 +494,27 @@ TEST_CASE("a target whose deliveries hang holds only its share; the others flow 
     CHECK(box.stats().in_flight == 8);
     CHECK(outbox::test::drain_bodies(queue, 30).size() == 100);
 }
+
+TEST_CASE("SET outbox.notify = off: an enqueue wakes no listener; on by default", "[postgresql]") {
+    const std::string uri = fresh_database("notify_off");
+    auto store = outbox::open_postgresql_store(uri);
+    // A listening session is told of its own transactions' notifications when they commit.
+    PGconn* c = PQconnectdb(uri.c_str());
+    REQUIRE(PQstatus(c) == CONNECTION_OK);
+    PQclear(PQexec(c, "LISTEN outbox_events"));
+    auto notified = [&](const char* sql) {
+        PQclear(PQexec(c, sql));
+        PQconsumeInput(c);
+        bool any = false;
+        while (PGnotify* n = PQnotifies(c)) {
+            any = true;
+            PQfreemem(n);
+        }
+        return any;
+    };
+    CHECK(notified("SELECT outbox.enqueue('q', 'woken')"));
+    PQclear(PQexec(c, "SET outbox.notify = off"));
+    CHECK_FALSE(notified("SELECT outbox.enqueue('q', 'found by polling')"));
+    PQfinish(c);
+    CHECK(count_rows(uri) == 2);
+}
