@@ -41,6 +41,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -247,14 +248,18 @@ void relays(outbox::test::PostgresServer& server, long events, const std::string
                 send.cpu * 1e6 / static_cast<double>(events), "-");
     const std::string uri = fresh_database(server, "bench_relay");
     outbox::open_postgresql_store(uri);
-    for (const int copies : {1, 2, 4}) {
+    // The last: the reference for the bound per target (on by default), one relay without it.
+    const std::vector<std::pair<int, bool>> runs{{1, true}, {2, true}, {4, true}, {1, false}};
+    for (const auto& [copies, bounded] : runs) {
         fill(uri, queue, body, events);
         run(connect(uri), "VACUUM ANALYZE outbox.events");
         const double cpu_before = server_cpu_seconds(server.pid());
-        const Run r =
-            programs({OUTBOX_CLI_PATH, "relay", "--store", uri, "--until-empty"}, copies);
+        std::vector<std::string> argv{OUTBOX_CLI_PATH, "relay", "--store", uri, "--until-empty"};
+        if (!bounded) argv.insert(argv.end(), {"--max-in-flight-per-target", "0"});
+        const Run r = programs(argv, copies);
         const double server_cpu = server_cpu_seconds(server.pid()) - cpu_before;
-        const std::string name = std::to_string(copies) + " x outbox relay --until-empty";
+        const std::string name = std::to_string(copies) + " x outbox relay --until-empty" +
+                                 (bounded ? "" : ", no bound");
         std::printf("%-44s %10.0f %16.2f %16.2f   (client %.2fx send's)\n", name.c_str(),
                     static_cast<double>(events) / r.seconds,
                     r.cpu * 1e6 / static_cast<double>(events),

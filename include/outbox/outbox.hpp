@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,10 +55,8 @@ struct OutboxConfig {
     /// Events of one target handed to its destination and not yet back, at most: a target
     /// whose requests hang (rather than fail) holds this many of max_in_flight, not all, and
     /// the other targets' events go on. Once a target reaches it, its events are claimed again
-    /// when half are back. Its cost: while a target is full, claims read past its due events
-    /// (a large backlog of one target makes every claim long), hence off by default.
-    /// 0: no bound.
-    std::size_t max_in_flight_per_target = 0;
+    /// when half are back. Unset: half of max_in_flight (at least 1). 0: no bound.
+    std::optional<std::size_t> max_in_flight_per_target{};
     /// Events read from the store at a time: memory stays flat whatever the backlog.
     std::size_t claim_window = 256;
     /// Events stored in one transaction, at most (concurrent enqueues share a commit); a

@@ -70,6 +70,9 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     asio::any_io_executor executor;
     asio::strand<asio::any_io_executor> strand;
     OutboxConfig config;
+    // The bound per target in force (0: none).
+    std::size_t per_target = config.max_in_flight_per_target.value_or(
+        std::max<std::size_t>(1, config.max_in_flight / 2));
     std::string identity;  // the store's, for idempotency keys
 
     // ---- the store's thread: everything that touches config.store runs here ------------
@@ -293,8 +296,8 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     // The targets whose share is out (TargetBound::room 0): their due events are passed over.
     std::set<std::string> targets_without_room() const {
         std::set<std::string> full;
-        if (config.max_in_flight_per_target == 0) return full;
-        TargetBound bound{config.max_in_flight_per_target, sending};
+        if (per_target == 0) return full;
+        TargetBound bound{per_target, sending};
         for (const auto& [target, n] : sending)
             if (bound.room(target) == 0) full.insert(target);
         return full;
@@ -317,7 +320,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
         claiming = true;
         enqueued_while_claiming = false;
         claimed_passing_over = std::move(full);
-        TargetBound bound{config.max_in_flight_per_target, {}};
+        TargetBound bound{per_target, {}};
         if (bound.per_target != 0) bound.out = sending;
         post_job([self = shared_from_this(), limit, bound = std::move(bound)] {
             std::vector<StoredEvent> events;

@@ -137,6 +137,16 @@ CREATE FUNCTION outbox.enqueue(target text, body text, group_id text DEFAULT NUL
 $fn$;
 )sql";
 
+// Added after the first release, and compatible with it (the schema's version stays 1): made
+// with the schema, or when a newer outbox opens a database without it.
+constexpr const char* target_index_exists = "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL";
+constexpr const char* target_index = R"sql(
+CREATE INDEX IF NOT EXISTS events_target_ready ON outbox.events(target, next_attempt_at, id)
+    WHERE NOT dead AND NOT waiting;
+COMMENT ON INDEX outbox.events_target_ready IS
+    'Claims while a target has no room read the due events target by target';
+)sql";
+
 // Columns of an event as the store reads it, times in milliseconds since the epoch.
 #define OUTBOX_EVENT_COLUMNS(e)                                                                   \
     e ".id, " e ".target, " e ".group_id, " e ".body, " e ".attributes::text AS attributes, " e   \
@@ -149,36 +159,65 @@ struct PreparedStatement {
     const char* sql;
 };
 
-// $1 now (ms), $2 how many, $3 the lease (ms), $4 this relay, $5 may mark, $6 targets to pass
-// over (their share is out; the caller keeps $2 within every other known target's room).
-// Returns the candidates' columns, whether each is behind its group's head, and whether this
+// What both claims do with their candidates: mark the ones behind their group's head (when
+// $5 says this claim holds the marks lock), take the others with a lease of $3 ms for relay $4,
+// and return the candidates' columns, whether each is behind its group's head, and whether this
 // claim took it.
 // A candidate can be another relay's: its claim may have committed after this statement's
 // snapshot was taken, releasing the row lock SKIP LOCKED would have skipped; the insert sees the
 // committed claim, leaves a live one alone, and the event is not returned as ours. "Now" is the
-// later of the relay's clock and the database's: a relay whose clock is behind still sees what
-// was just committed, and its lease lasts as long in the database's time.
+// later of the relay's clock ($1) and the database's: a relay whose clock is behind still sees
+// what was just committed, and its lease lasts as long in the database's time.
+#define OUTBOX_NOW "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp())"
+#define OUTBOX_CLAIMABLE(e)                                                                     \
+    "NOT " e ".dead AND NOT " e ".waiting AND " e ".next_attempt_at <= " OUTBOX_NOW               \
+    " AND NOT EXISTS (SELECT 1 FROM outbox.claims c WHERE c.event_id = " e ".id AND c.until > "   \
+    OUTBOX_NOW ")"
+#define OUTBOX_BEHIND(e)                                                                        \
+    "(" e ".group_id <> '' AND EXISTS (SELECT 1 FROM outbox.events o WHERE o.target = " e         \
+    ".target AND o.group_id = " e ".group_id AND NOT o.dead AND o.id < " e ".id)) AS behind"
+#define OUTBOX_CLAIM_TAKE                                                                       \
+    "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id = c.id "   \
+    "AND c.behind AND $5::bool), "                                                              \
+    "claimed AS (INSERT INTO outbox.claims AS k(event_id, relay, until) SELECT id, $4, " OUTBOX_NOW \
+    " + $3::int8 * interval '1 ms' FROM candidates WHERE NOT behind ON CONFLICT (event_id) DO "   \
+    "UPDATE SET relay = excluded.relay, until = excluded.until WHERE k.until <= " OUTBOX_NOW      \
+    " RETURNING event_id) "                                                                     \
+    "SELECT c.*, k.event_id IS NOT NULL AS ours FROM candidates c LEFT JOIN claimed k ON "        \
+    "k.event_id = c.id ORDER BY c.id"
+
+// $1 now (ms), $2 how many, $3 the lease, $4 this relay, $5 may mark: the due events in due
+// order, across targets (every target the relay knows has room for $2).
 const PreparedStatement claim_sql{
     "outbox_claim",
-    "WITH candidates AS (SELECT " OUTBOX_EVENT_COLUMNS(
-        "e") ", (e.group_id <> '' AND EXISTS (SELECT 1 FROM outbox.events o WHERE o.target = "
-             "e.target AND o.group_id = e.group_id AND NOT o.dead AND o.id < e.id)) AS behind "
-             "FROM outbox.events e WHERE NOT e.dead AND NOT e.waiting AND e.next_attempt_at <= "
-             "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) AND e.target <> "
-             "ALL($6::text[]) AND NOT EXISTS (SELECT 1 FROM outbox.claims c WHERE c.event_id = "
-             "e.id AND c.until > greatest(to_timestamp($1::int8 / 1000.0), "
-             "statement_timestamp())) ORDER BY e.next_attempt_at, e.id LIMIT $2 FOR NO KEY "
-             "UPDATE OF e SKIP LOCKED), "
-             "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id "
-             "= c.id AND c.behind AND $5::bool), "
-             "claimed AS (INSERT INTO outbox.claims AS k(event_id, relay, until) SELECT id, $4, "
-             "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) + $3::int8 * "
-             "interval '1 ms' FROM candidates WHERE NOT behind ON CONFLICT (event_id) DO UPDATE "
-             "SET relay = excluded.relay, until = excluded.until WHERE k.until <= "
-             "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp()) RETURNING "
-             "event_id) "
-             "SELECT c.*, k.event_id IS NOT NULL AS ours FROM candidates c LEFT JOIN claimed k "
-             "ON k.event_id = c.id ORDER BY c.id"};
+    "WITH candidates AS (SELECT " OUTBOX_EVENT_COLUMNS("e") ", " OUTBOX_BEHIND(
+        "e") " FROM outbox.events e WHERE " OUTBOX_CLAIMABLE("e") " ORDER BY e.next_attempt_at, "
+                                                                  "e.id LIMIT $2 FOR NO KEY "
+                                                                  "UPDATE OF e SKIP LOCKED), "
+        OUTBOX_CLAIM_TAKE};
+
+// The same while some targets have no room: $6 the targets passed over, $7 and $8 the others
+// the relay knows and their room, $9 the room of one it does not. A scan in due order would
+// read every due event of a full target to pass over it; this one finds each target with one
+// probe of events_target_ready (a skip scan), and reads due events target by target: each
+// gives at most its room and an equal share of $2, so a claim reads about $2 events plus one
+// per target, whatever the backlogs.
+const PreparedStatement claim_by_target_sql{
+    "outbox_claim_by_target",
+    "WITH RECURSIVE targets(t) AS (SELECT min(target) FROM outbox.events WHERE NOT dead AND NOT "
+    "waiting UNION ALL SELECT (SELECT min(x.target) FROM outbox.events x WHERE NOT x.dead AND "
+    "NOT x.waiting AND x.target > targets.t) FROM targets WHERE targets.t IS NOT NULL), "
+    "open AS MATERIALIZED (SELECT t, coalesce((SELECT k.room FROM unnest($7::text[], "
+    "$8::int8[]) AS k(target, room) WHERE k.target = targets.t), $9::int8) AS room FROM targets "
+    "WHERE t IS NOT NULL AND t <> ALL($6::text[])), "
+    "share AS (SELECT greatest(1, ceil($2::numeric / greatest(1, count(*))))::int8 AS n FROM "
+    "open), "
+    "candidates AS (SELECT " OUTBOX_EVENT_COLUMNS("e") ", " OUTBOX_BEHIND(
+        "e") " FROM open, share, LATERAL (SELECT * FROM outbox.events e WHERE e.target = open.t "
+             "AND " OUTBOX_CLAIMABLE("e") " ORDER BY e.next_attempt_at, e.id LIMIT "
+                                          "least(open.room, share.n) FOR NO KEY UPDATE OF e SKIP "
+                                          "LOCKED) e ORDER BY e.next_attempt_at, e.id LIMIT $2), "
+        OUTBOX_CLAIM_TAKE};
 
 // $1 ids delivered. The next living event of each group becomes its head; the statement's
 // snapshot still shows the deleted rows, hence `<> ALL($1)`.
@@ -244,9 +283,9 @@ const PreparedStatement any_pending_sql{
 const PreparedStatement enqueue_sql{
     "outbox_enqueue", "SELECT outbox.enqueue_bytes($1, $2, $3, $4, $5::int4, $6::jsonb)"};
 
-const PreparedStatement all_statements[] = {claim_sql,    delete_sql,      fail_sql,       promote_sql,
-                                            release_sql,  renew_sql,       next_due_sql,
-                                            find_sql,     any_pending_sql, enqueue_sql};
+const PreparedStatement all_statements[] = {
+    claim_sql,    claim_by_target_sql, delete_sql, fail_sql,        promote_sql, release_sql,
+    renew_sql,    next_due_sql,        find_sql,   any_pending_sql, enqueue_sql};
 
 // Corrects `waiting` for the living events of $1 (every target when empty).
 constexpr const char* recompute_waiting =
@@ -594,6 +633,12 @@ class PostgresqlStore final : public OutboxStore {
                                                        trimmed(PQerrorMessage(c.get())));
         // Errors keep their text, not the server's locale; no notices on stderr.
         PQsetNoticeProcessor(c.get(), [](void*, const char*) {}, nullptr);
+        // The store's statements take milliseconds; the planner's estimates for a claim over a
+        // large backlog pass jit_above_cost, and compiling one took 500 ms.
+        Result jit(PQexec(c.get(), "SET jit = off"));
+        if (!jit || PQresultStatus(jit.get()) != PGRES_COMMAND_OK)
+            throw StoreError(StoreError::Kind::io, where() + ": " + what + ": " +
+                                                       trimmed(PQerrorMessage(c.get())));
         return c;
     }
 
@@ -726,7 +771,8 @@ class PostgresqlStore final : public OutboxStore {
             if (PQgetisnull(v.get(), 0, 0) || PQgetisnull(v.get(), 0, 1)) return 0;
             const int version = std::atoi(get_bytes(v.get(), 0, 0).c_str());
             if (version > schema_version) throw newer_schema(version);
-            if (version == schema_version) {
+            Result indexed = exec(target_index_exists, {}, "reading the schema");
+            if (version == schema_version && get_bool(indexed.get(), 0, 0)) {
                 identity_ = get_bytes(v.get(), 0, 1);
                 schema_ready_ = true;
             }
@@ -751,6 +797,9 @@ class PostgresqlStore final : public OutboxStore {
                      "substr(replace(gen_random_uuid()::text, '-', ''), 1, 16))",
                      {std::to_string(schema_version).c_str()}, "creating the schema");
             }
+            // Writes wait while it is built: a few seconds for millions of events, once.
+            Result indexed(PQexec(conn_.get(), target_index));
+            check(indexed.get(), PGRES_COMMAND_OK, "creating the schema");
             Result id = exec("SELECT value FROM outbox.meta WHERE key = 'identity'", {},
                              "reading the store's identity");
             if (PQntuples(id.get()) != 1)
@@ -883,10 +932,11 @@ class PostgresqlStore final : public OutboxStore {
         bool wait_for_marks = false;
         for (int round = 0; round < 16 && out.size() < limit; ++round) {
             const std::size_t before = out.size();
-            // The bound per target, less what earlier rounds took: a target with no room is
-            // passed over, and a round takes no more than the least room another known target
-            // has (so none goes past its share, and nothing is read only to be left).
-            std::string skip = "{";
+            // The bound per target, less what earlier rounds took. While every known target
+            // has room, one claim in due order takes no more than the least of them (so none
+            // goes past its share, and nothing is read only to be left); once one has little or
+            // none, the claim goes target by target and passes over it.
+            std::string skip = "{", known = "{", rooms = "{";
             std::size_t asked = limit - out.size();
             if (targets.per_target != 0) {
                 std::unordered_map<std::string, std::size_t> left;
@@ -895,25 +945,41 @@ class PostgresqlStore final : public OutboxStore {
                     const std::size_t r = targets.room(target);
                     left[target] = r > n ? r - n : 0;
                 }
+                std::size_t least = targets.per_target;  // a target not out yet
                 for (const auto& [target, r] : left) {
-                    // Little room left: passed over, rather than shrinking every round to it.
+                    // Little room left: passed over, rather than claiming a few at a time.
                     if (r == 0 || r < targets.per_target / 4) {
                         if (skip.size() > 1) skip.push_back(',');
                         detail::append_array_text(skip, target);
-                    } else {
-                        asked = std::min(asked, r);
+                        continue;
                     }
+                    least = std::min(least, r);
+                    if (known.size() > 1) {
+                        known.push_back(',');
+                        rooms.push_back(',');
+                    }
+                    detail::append_array_text(known, target);
+                    rooms += std::to_string(r);
                 }
-                asked = std::min(asked, targets.per_target);  // a target not out yet
+                if (skip.size() == 1) asked = std::min(asked, least);
             }
-            skip.push_back('}');
-            const std::string count = std::to_string(asked);
+            const bool by_target = skip.size() > 1;
+            for (std::string* s : {&skip, &known, &rooms}) s->push_back('}');
+            const std::string count = std::to_string(asked),
+                              per_target = std::to_string(targets.per_target);
             Transaction tx(*this, "claim", wait_for_marks ? begin_claim_waiting : begin_claim);
             const bool may_mark = PQgetvalue(tx.opened(), 0, 0)[0] == 't';
-            Result r = exec_prepared(claim_sql,
-                                     {due.c_str(), count.c_str(), lease.c_str(), me_.c_str(),
-                                      may_mark ? "t" : "f", skip.c_str()},
-                                     "claim");
+            const char* mark = may_mark ? "t" : "f";
+            Result r = by_target
+                           ? exec_prepared(claim_by_target_sql,
+                                           {due.c_str(), count.c_str(), lease.c_str(),
+                                            me_.c_str(), mark, skip.c_str(), known.c_str(),
+                                            rooms.c_str(), per_target.c_str()},
+                                           "claim")
+                           : exec_prepared(claim_sql,
+                                           {due.c_str(), count.c_str(), lease.c_str(),
+                                            me_.c_str(), mark},
+                                           "claim");
             tx.commit();
             const int rows = PQntuples(r.get());
             const int behind_col = PQnfields(r.get()) - 2, ours_col = behind_col + 1;
@@ -931,8 +997,9 @@ class PostgresqlStore final : public OutboxStore {
                 out.push_back(std::move(e));
             }
             // Another round when this one passed over due events it may take next time: marked
-            // ones behind their heads, another relay's, a target's beyond its room.
-            if (seen < asked) break;  // nothing more is due
+            // ones behind their heads, another relay's, a target's beyond its room. (Target by
+            // target, a round may stop short of `asked` at each target's share.)
+            if (seen == 0 || (!by_target && seen < asked)) break;  // nothing more is due
             const std::size_t passed = seen - (out.size() - before);
             if (passed == 0) continue;  // a round held to a target's room: the next goes on
             if (behind != 0 && !may_mark) {  // unmarked, the same ones would come back

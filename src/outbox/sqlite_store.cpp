@@ -17,8 +17,10 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -53,11 +55,15 @@ CREATE TABLE IF NOT EXISTS outbox_events(
 
 // `waiting` is 1 for a living event with an older living one in its group. The claims' index
 // holds only the living heads (partial: its two columns cost an enqueue less than three), so a
-// claim never walks dead letters or the backlog behind a group's head.
+// claim never walks dead letters or the backlog behind a group's head. The same heads by
+// target serve claims while a target has no room (a later addition, made by any version's
+// open: older ones keep it up to date like any index).
 constexpr const char* indexes = R"sql(
 CREATE INDEX IF NOT EXISTS outbox_events_ready ON outbox_events(next_attempt_at, id)
     WHERE dead = 0 AND waiting = 0;
 CREATE INDEX IF NOT EXISTS outbox_events_group ON outbox_events(target, group_key, dead, id);
+CREATE INDEX IF NOT EXISTS outbox_events_target_ready ON outbox_events(target, next_attempt_at, id)
+    WHERE dead = 0 AND waiting = 0;
 )sql";
 
 // Corrects `waiting` for the living events of ?1 (every target when empty), writing only the
@@ -210,42 +216,98 @@ class SqliteStore final : public OutboxStore {
 
     // Claims live in this object, not in the file: a crash releases them with the process.
     // The due index holds only groups' heads, so the rows passed over are the claimed ones (at
-    // most what is in flight) and the due events of targets whose share is out.
+    // most what is in flight).
     std::vector<StoredEvent> claim(SystemTime now, std::size_t limit,
                                    const TargetBound& targets) override {
         std::vector<StoredEvent> out;
         if (limit == 0) return out;
-        std::unordered_map<std::string, std::size_t> taken;  // per target, by this claim
+        if (targets.per_target != 0) {
+            // Every known target with room: one pass in due order, taking no more than the
+            // least room (so none goes past its share). One without: target by target.
+            std::size_t least = targets.per_target;
+            for (const auto& [target, n] : targets.out) {
+                const std::size_t room = targets.room(target);
+                if (room == 0) return claim_by_target(now, limit, targets);
+                least = std::min(least, room);
+            }
+            limit = std::min(limit, least);
+        }
         Use use(select_due_);
         sqlite3_bind_int64(use.stmt, 1, to_ms(now));
         while (out.size() < limit) {
             const int rc = sqlite3_step(use.stmt);
             if (rc == SQLITE_DONE) break;
             if (rc != SQLITE_ROW) fail(rc, "claim");
-            if (claimed_.count(sqlite3_column_int64(use.stmt, 0))) continue;
-            std::size_t* taken_of_target = nullptr;
-            if (targets.per_target != 0) {
-                const std::string target = column_text(use.stmt, 1);
-                taken_of_target = &taken[target];
-                if (*taken_of_target >= targets.room(target)) continue;  // its share is out
-            }
-            // A group with a member out gives nothing (after a redrive, say, an older member
-            // may head it meanwhile), nor does one already taken by this claim.
-            GroupKey group;
-            if (sqlite3_column_bytes(use.stmt, 2) != 0) {
-                group = {column_text(use.stmt, 1), column_text(use.stmt, 2)};
-                if (claimed_groups_.count(group)) continue;
-            }
-            StoredEvent e = read_event(use.stmt);
-            if (taken_of_target) ++*taken_of_target;
-            claimed_.insert(e.id);
-            if (!group.second.empty()) {
-                claimed_groups_.insert(group);
-                grouped_claims_.emplace(e.id, std::move(group));
-            }
-            out.push_back(std::move(e));
+            take_if_free(use.stmt, out);
         }
+        for (const StoredEvent& e : out) note_claimed(e);
         return out;
+    }
+
+    // While a target has no room, a pass in due order would read all its due events to pass
+    // over them. This one finds each target with one probe of outbox_events_target_ready and
+    // reads the others' due events target by target, each giving at most its room and an equal
+    // share of `limit`: about `limit` events read plus one probe per target, whatever the
+    // backlogs. The earliest due of what they gave are claimed.
+    std::vector<StoredEvent> claim_by_target(SystemTime now, std::size_t limit,
+                                             const TargetBound& targets) {
+        std::vector<std::pair<std::string, std::size_t>> open;  // target, room
+        {
+            std::optional<std::string> last;
+            for (;;) {
+                Use use(last ? select_next_target_ : select_first_target_);
+                if (last) bind_text(use.stmt, 1, *last);
+                const int rc = sqlite3_step(use.stmt);
+                if (rc == SQLITE_DONE) break;
+                if (rc != SQLITE_ROW) fail(rc, "claim");
+                last = column_text(use.stmt, 0);
+                if (const std::size_t room = targets.room(*last); room != 0)
+                    open.emplace_back(*last, room);
+            }
+        }
+        std::vector<StoredEvent> out;
+        if (open.empty()) return out;
+        const std::size_t share = (limit + open.size() - 1) / open.size();
+        for (const auto& [target, room] : open) {
+            const std::size_t before = out.size(), take = std::min(room, share);
+            Use use(select_due_of_target_);
+            bind_text(use.stmt, 1, target);
+            sqlite3_bind_int64(use.stmt, 2, to_ms(now));
+            while (out.size() - before < take) {
+                const int rc = sqlite3_step(use.stmt);
+                if (rc == SQLITE_DONE) break;
+                if (rc != SQLITE_ROW) fail(rc, "claim");
+                take_if_free(use.stmt, out);
+            }
+        }
+        std::sort(out.begin(), out.end(), [](const StoredEvent& a, const StoredEvent& b) {
+            return std::tie(a.next_attempt_at, a.id) < std::tie(b.next_attempt_at, b.id);
+        });
+        if (out.size() > limit) out.resize(limit);
+        for (const StoredEvent& e : out) note_claimed(e);
+        return out;
+    }
+
+    // Appends the event `s` is on unless it is out, or its group has a member out (after a
+    // redrive, say, an older member may head it meanwhile) or one in `out` already.
+    bool take_if_free(sqlite3_stmt* s, std::vector<StoredEvent>& out) {
+        if (claimed_.count(sqlite3_column_int64(s, 0))) return false;
+        if (sqlite3_column_bytes(s, 2) != 0) {
+            GroupKey group{column_text(s, 1), column_text(s, 2)};
+            if (claimed_groups_.count(group)) return false;
+            for (const StoredEvent& e : out)
+                if (e.target == group.first && e.message.group_id == group.second) return false;
+        }
+        out.push_back(read_event(s));
+        return true;
+    }
+
+    void note_claimed(const StoredEvent& e) {
+        claimed_.insert(e.id);
+        if (e.message.group_id.empty()) return;
+        GroupKey group{e.target, e.message.group_id};
+        claimed_groups_.insert(group);
+        grouped_claims_.emplace(e.id, std::move(group));
     }
 
     void settle(std::span<const EventOutcome> outcomes) override {
@@ -678,6 +740,21 @@ class SqliteStore final : public OutboxStore {
                                  "AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id")
                                     .c_str(),
                                 where());
+        select_due_of_target_ = Statement(
+            db_,
+            (std::string("SELECT ") + columns +
+             " FROM outbox_events WHERE target = ?1 AND dead = 0 AND waiting = 0 AND "
+             "next_attempt_at <= ?2 ORDER BY next_attempt_at, id")
+                .c_str(),
+            where());
+        select_first_target_ = Statement(db_,
+                                         "SELECT target FROM outbox_events WHERE dead = 0 AND "
+                                         "waiting = 0 ORDER BY target LIMIT 1",
+                                         where());
+        select_next_target_ = Statement(db_,
+                                        "SELECT target FROM outbox_events WHERE dead = 0 AND "
+                                        "waiting = 0 AND target > ?1 ORDER BY target LIMIT 1",
+                                        where());
         delete_event_ = Statement(db_, "DELETE FROM outbox_events WHERE id = ?1", where());
         delete_event_returning_ = Statement(
             db_, "DELETE FROM outbox_events WHERE id = ?1 RETURNING target, group_key", where());
@@ -751,8 +828,9 @@ class SqliteStore final : public OutboxStore {
     std::set<GroupKey> claimed_groups_;
     std::string identity_;
 
-    Statement select_any_pending_, select_one_, insert_, select_due_, delete_event_,
-        delete_event_returning_, update_failed_, promote_, select_next_due_;
+    Statement select_any_pending_, select_one_, insert_, select_due_, select_due_of_target_,
+        select_first_target_, select_next_target_, delete_event_, delete_event_returning_,
+        update_failed_, promote_, select_next_due_;
 };
 
 }  // namespace

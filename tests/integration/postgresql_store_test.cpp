@@ -518,3 +518,37 @@ TEST_CASE("SET outbox.notify = off: an enqueue wakes no listener; on by default"
     PQfinish(c);
     CHECK(count_rows(uri) == 2);
 }
+
+TEST_CASE("while a target has no room, claims pass over its backlog and the others share",
+          "[postgresql]") {
+    const std::string uri = fresh_database("by_target");
+    auto store = outbox::open_postgresql_store(uri);
+    // Oldest first: a backlog of the full target ahead of the others' events.
+    psql_in(uri, "SELECT count(outbox.enqueue('full', 'f' || n)) FROM generate_series(1, 5000) n");
+    psql_in(uri, "SELECT count(outbox.enqueue('b', 'b' || n)) FROM generate_series(1, 20) n");
+    psql_in(uri, "SELECT count(outbox.enqueue('c', 'c' || n)) FROM generate_series(1, 20) n");
+    psql_in(uri, "SELECT count(outbox.enqueue('g', 'g' || n, 'x')) FROM generate_series(1, 3) n");
+    auto per_target = [](const std::vector<outbox::StoredEvent>& events) {
+        std::map<std::string, int> n;
+        for (const auto& e : events) ++n[e.target];
+        return n;
+    };
+    const auto now = std::chrono::system_clock::now();
+    // "full" has all 8 of its share out, "b" 3 (5 left); "c" and "g" none yet.
+    outbox::TargetBound bound{8, {{"full", 8}, {"b", 3}}};
+    const auto first = store->claim(now, 100, bound);
+    CHECK(per_target(first) == std::map<std::string, int>{{"b", 5}, {"c", 8}, {"g", 1}});
+    for (std::size_t i = 1; i < first.size(); ++i)  // in due order
+        CHECK(first[i - 1].next_attempt_at <= first[i].next_attempt_at);
+    // An equal share of the claim each: 2 + 2 of b and c, the group's head being out.
+    auto other = outbox::open_postgresql_store(uri);
+    const auto shared = other->claim(now, 4, outbox::TargetBound{100, {{"full", 100}}});
+    CHECK(per_target(shared) == std::map<std::string, int>{{"b", 2}, {"c", 2}});
+    // Without a bound the oldest come first: the full target's.
+    const auto unbounded = other->claim(now, 10);
+    CHECK(per_target(unbounded) == std::map<std::string, int>{{"full", 10}});
+    // A database made before the index existed gets it from the next store that opens it.
+    psql_in(uri, "DROP INDEX outbox.events_target_ready");
+    auto later = outbox::open_postgresql_store(uri);
+    CHECK(psql_in(uri, "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL") == "t");
+}

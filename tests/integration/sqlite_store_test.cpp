@@ -14,6 +14,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 using namespace outbox;
@@ -129,6 +130,37 @@ TEST_CASE(
     CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a2"});
     store->settle(std::vector{delivered(ids[1])});
     CHECK(bodies(store->claim(now(), 10)) == std::vector<std::string>{"a3"});
+}
+
+TEST_CASE("while a target has no room, claims pass over its backlog and the others share") {
+    TempDir dir;
+    auto store = open_sqlite_store(dir.file("events.db"));
+    // Oldest first: a backlog of the full target ahead of the others' events.
+    std::vector<NewEvent> events;
+    for (int i = 0; i < 5000; ++i) events.push_back(event("full", "f" + std::to_string(i)));
+    for (const char* t : {"b", "c"})
+        for (int i = 0; i < 20; ++i) events.push_back(event(t, t + std::to_string(i)));
+    for (int i = 0; i < 3; ++i) events.push_back(event("g", "g" + std::to_string(i), "x"));
+    enqueue(*store, events);
+    auto per_target = [](const std::vector<StoredEvent>& claimed) {
+        std::map<std::string, int> n;
+        for (const auto& e : claimed) ++n[e.target];
+        return n;
+    };
+    // "full" has all 8 of its share out, "b" 3 (5 left); "c" and "g" none yet.
+    const auto first = store->claim(now(), 100, TargetBound{8, {{"full", 8}, {"b", 3}}});
+    CHECK(per_target(first) == std::map<std::string, int>{{"b", 5}, {"c", 8}, {"g", 1}});
+    for (std::size_t i = 1; i < first.size(); ++i)  // in due order
+        CHECK(first[i - 1].id < first[i].id);
+    // An equal share of the claim each: 2 + 2 of b and c, the group's head being out.
+    const auto shared = store->claim(now(), 4, TargetBound{100, {{"full", 100}}});
+    CHECK(per_target(shared) == std::map<std::string, int>{{"b", 2}, {"c", 2}});
+    // Every known target with room: in due order, no more than the least room.
+    const auto in_order = store->claim(now(), 100, TargetBound{8, {{"b", 2}}});
+    CHECK(per_target(in_order) == std::map<std::string, int>{{"full", 6}});
+    // Without a bound the oldest come first: the full target's.
+    const auto unbounded = store->claim(now(), 10);
+    CHECK(per_target(unbounded) == std::map<std::string, int>{{"full", 10}});
 }
 
 TEST_CASE("redriven dead letters go out before the younger members of their group, in order") {

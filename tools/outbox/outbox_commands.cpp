@@ -55,7 +55,8 @@ constexpr std::string_view enqueue_usage =
 constexpr std::string_view relay_usage =
     "usage: outbox relay --store FILE|URI [--until-empty] [--retry-schedule 5s,5m,30m,2h,5h,10h,10h]\n"
     "                    [--max-age 72h] [--report FILE] [--grace SECONDS] [--stats]\n"
-    "                    [--claim-lease 5m]\n"
+    "                    [--claim-lease 5m] [--max-in-flight 1024]\n"
+    "                    [--max-in-flight-per-target N]\n"
     "                    [delivery options]\n"
     "Delivers the store's backlog to each event's target until SIGINT or SIGTERM (then it\n"
     "starts no new delivery, gives those in flight --grace seconds, default 10, leaves the\n"
@@ -66,7 +67,10 @@ constexpr std::string_view relay_usage =
     "store. --report writes {\"id\",\"target\",\"status\":\"delivered\"|\"retry\"|\"dead\",\n"
     "\"attempts\",\"error\"} per outcome. A postgresql:// store may have relays on many\n"
     "machines at once; a relay that dies has its events taken over after --claim-lease\n"
-    "(default 5m: keep it above --deadline). Delivery options (as for send):\n";
+    "(default 5m: keep it above --deadline). At most --max-in-flight events are out at once,\n"
+    "and of one target at most --max-in-flight-per-target (default half of --max-in-flight;\n"
+    "0: no bound), so a target whose deliveries hang holds only that share, and the others\n"
+    "go on. Delivery options (as for send):\n";
 
 constexpr std::string_view inspect_usage =
     "usage: outbox inspect --store FILE|URI [--json]\n"
@@ -385,6 +389,8 @@ int run_relay(int argc, char** argv) {
     std::vector<std::chrono::seconds> schedule = default_retry_schedule();
     std::chrono::seconds max_age = std::chrono::hours(72);
     std::chrono::seconds claim_lease{300};
+    std::size_t max_in_flight = OutboxConfig{}.max_in_flight;
+    std::optional<std::size_t> per_target;  // half of max_in_flight
     DeliveryOptions delivery;
     for (int i = 0; i < argc; ++i) {
         const std::string_view a = argv[i];
@@ -441,6 +447,18 @@ int run_relay(int argc, char** argv) {
         } else if (a == "--claim-lease") {
             if (!value(v) || !parse_duration(v, claim_lease) || claim_lease.count() < 1)
                 return usage_error("relay: --claim-lease needs a duration such as 90s or 5m");
+        } else if (a == "--max-in-flight" || a == "--max-in-flight-per-target") {
+            const bool whole = a == "--max-in-flight";
+            unsigned long long n = 0;
+            if (!value(v) ||
+                std::from_chars(v.data(), v.data() + v.size(), n).ptr != v.data() + v.size() ||
+                n > 1000000 || (whole && n == 0))
+                return usage_error("relay: " + std::string(a) + " must be " +
+                                   (whole ? "1" : "0 (no bound)") + " to 1000000");
+            if (whole)
+                max_in_flight = static_cast<std::size_t>(n);
+            else
+                per_target = static_cast<std::size_t>(n);
         } else {
             return usage_error("relay: unknown option " + std::string(a) + "\n" +
                                std::string(relay_usage) + std::string(delivery_usage));
@@ -484,6 +502,8 @@ int run_relay(int argc, char** argv) {
     };
     config.retry_schedule = schedule;
     config.max_age = max_age;
+    config.max_in_flight = max_in_flight;
+    config.max_in_flight_per_target = per_target;
     config.logger = logger.sink ? logger : stderr_logger(LogLevel::warning);
     config.on_settled = [&](const EventOutcome& o) {
         if (!report.is_open()) return;
