@@ -465,13 +465,16 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
             waiter->timer.expires_at(deadline);
             pool.waiters.push_back(waiter);
             co_await waiter->timer.async_wait(use_tuple);
+            // Woken by a released connection and cancelled in the same turn: still cancelled.
+            const auto cs = co_await asio::this_coro::cancellation_state;
+            if (cs.cancelled() != asio::cancellation_type::none) {
+                if (waiter->woken) wake_one(pool);  // the turn it was given goes to the next
+                waiter->woken = true;                // leaves the queue lazily
+                failure = "cancelled while waiting for a connection to " + where(o);
+                co_return make_error_code(asio::error::operation_aborted);
+            }
             if (!waiter->woken) {
                 waiter->woken = true;  // leaves the queue lazily
-                const auto cs = co_await asio::this_coro::cancellation_state;
-                if (cs.cancelled() != asio::cancellation_type::none) {
-                    failure = "cancelled while waiting for a connection to " + where(o);
-                    co_return make_error_code(asio::error::operation_aborted);
-                }
                 failure = "no connection to " + where(o) + " became free before the deadline";
                 co_return make_error_code(Errc::timeout);
             }
@@ -528,8 +531,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
             c->tcp().expires_never();
             watch(c, deadline);
-            auto [wec, written] = c->secure ? co_await http::async_write(*c->secure, req, use_tuple)
-                                            : co_await http::async_write(*c->plain, req, use_tuple);
+            http::request_serializer<http::string_body> serializer{req};
+            auto [wec, written] =
+                c->secure ? co_await http::async_write(*c->secure, serializer, use_tuple)
+                          : co_await http::async_write(*c->plain, serializer, use_tuple);
             if (wec) {
                 unwatch(c);
                 if (c->timed_out) wec = beast::error::timeout;
@@ -539,10 +544,20 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
                 const bool cancelled = cs.cancelled() != asio::cancellation_type::none;
                 // A reused connection that fails on write was closed under us; the server has
                 // not seen the request, so one more try on a fresh connection is safe.
-                if (was_reused && attempt == 0 && !cancelled && wec != beast::error::timeout) {
+                // The whole request handed to the kernel: the server may have read it before
+                // the cancellation or the failure reached the write's completion.
+                const bool handed_over = serializer.is_done();
+                if (was_reused && attempt == 0 && !cancelled && !handed_over &&
+                    wec != beast::error::timeout) {
                     log(LogLevel::debug, "retrying on a fresh connection after: " + wec.message());
                     continue;
                 }
+                if (handed_over)
+                    co_return failed(Errc::outcome_unknown,
+                                     (cancelled ? "cancelled while the request to "
+                                                : "the connection failed while the request to ") +
+                                         where(request.origin) + " was being sent" +
+                                         (cancelled ? "" : ": " + wec.message()));
                 if (cancelled)
                     co_return failed(
                         asio::error::operation_aborted,

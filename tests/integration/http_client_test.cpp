@@ -318,7 +318,11 @@ TEST_CASE("completion handlers never run inside the initiating call") {
 
 TEST_CASE("cancellation: before sending is operation_aborted, after sending is outcome unknown") {
     // /slow is never answered (not merely late): however slow the machine, /queued is still
-    // waiting for the only connection when the cancellations come.
+    // waiting for the only connection when the cancellations come. Cancelled in either order:
+    // /slow first frees the connection and wakes /queued in the same turn as its own
+    // cancellation, which must still win.
+    const bool sent_first = GENERATE(false, true);
+    INFO((sent_first ? "/slow cancelled first" : "/queued cancelled first"));
     TestHttpServer server([](const TestRequest& r) {
         TestReply reply = ok();
         if (r.target == "/slow") reply.action = TestReply::Action::hold;
@@ -342,8 +346,9 @@ TEST_CASE("cancellation: before sending is operation_aborted, after sending is o
     REQUIRE(
         server.wait_for_requests(1));  // /slow is written; /queued waits for the only connection
     asio::post(io, [&] {
+        if (sent_first) cancel_sent.emit(asio::cancellation_type::terminal);
         cancel_waiting.emit(asio::cancellation_type::terminal);
-        cancel_sent.emit(asio::cancellation_type::terminal);
+        if (!sent_first) cancel_sent.emit(asio::cancellation_type::terminal);
     });
     CHECK(waiting.get_future().get() == asio::error::operation_aborted);
     CHECK(sent.get_future().get() == Errc::outcome_unknown);
