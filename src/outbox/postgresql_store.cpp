@@ -28,6 +28,7 @@
 #include <limits>
 #include <mutex>
 #include <random>
+#include <string_view>
 #include <array>
 #include <thread>
 #include <unordered_map>
@@ -199,9 +200,10 @@ const PreparedStatement claim_sql{
 // The same while some targets have no room: $6 the targets passed over, $7 and $8 the others
 // the relay knows and their room, $9 the room of one it does not. A scan in due order would
 // read every due event of a full target to pass over it; this one finds each target with one
-// probe of events_target_ready (a skip scan), and reads due events target by target: each
-// gives at most its room and an equal share of $2, so a claim reads about $2 events plus one
-// per target, whatever the backlogs.
+// probe of events_target_ready (a skip scan) and another for whether it has anything due, and
+// reads due events target by target: each gives at most its room and an equal share of $2
+// among those with something due (`cap`), so a claim reads about $2 events plus two probes per
+// target, whatever the backlogs.
 const PreparedStatement claim_by_target_sql{
     "outbox_claim_by_target",
     "WITH RECURSIVE targets(t) AS (SELECT min(target) FROM outbox.events WHERE NOT dead AND NOT "
@@ -209,10 +211,12 @@ const PreparedStatement claim_by_target_sql{
     "NOT x.waiting AND x.target > targets.t) FROM targets WHERE targets.t IS NOT NULL), "
     "open AS MATERIALIZED (SELECT t, coalesce((SELECT k.room FROM unnest($7::text[], "
     "$8::int8[]) AS k(target, room) WHERE k.target = targets.t), $9::int8) AS room FROM targets "
-    "WHERE t IS NOT NULL AND t <> ALL($6::text[])), "
+    "WHERE t IS NOT NULL AND t <> ALL($6::text[]) AND EXISTS (SELECT 1 FROM outbox.events d "
+    "WHERE d.target = targets.t AND NOT d.dead AND NOT d.waiting AND d.next_attempt_at <= " OUTBOX_NOW
+    ")), "
     "share AS (SELECT greatest(1, ceil($2::numeric / greatest(1, count(*))))::int8 AS n FROM "
     "open), "
-    "candidates AS (SELECT " OUTBOX_EVENT_COLUMNS("e") ", " OUTBOX_BEHIND(
+    "candidates AS (SELECT " OUTBOX_EVENT_COLUMNS("e") ", least(open.room, share.n) AS cap, " OUTBOX_BEHIND(
         "e") " FROM open, share, LATERAL (SELECT * FROM outbox.events e WHERE e.target = open.t "
              "AND " OUTBOX_CLAIMABLE("e") " ORDER BY e.next_attempt_at, e.id LIMIT "
                                           "least(open.room, share.n) FOR NO KEY UPDATE OF e SKIP "
@@ -771,14 +775,13 @@ class PostgresqlStore final : public OutboxStore {
             if (PQgetisnull(v.get(), 0, 0) || PQgetisnull(v.get(), 0, 1)) return 0;
             const int version = std::atoi(get_bytes(v.get(), 0, 0).c_str());
             if (version > schema_version) throw newer_schema(version);
-            Result indexed = exec(target_index_exists, {}, "reading the schema");
-            if (version == schema_version && get_bool(indexed.get(), 0, 0)) {
+            if (version == schema_version) {
                 identity_ = get_bytes(v.get(), 0, 1);
                 schema_ready_ = true;
             }
             return 0;
         });
-        if (schema_ready_) return;
+        if (schema_ready_) return add_target_index();
         retrying("creating the schema", [&] {
             Transaction tx(*this, "creating the schema", begin_migrating);
             exec("CREATE SCHEMA IF NOT EXISTS outbox", {}, "creating the schema");
@@ -796,10 +799,9 @@ class PostgresqlStore final : public OutboxStore {
                 exec("INSERT INTO outbox.meta VALUES ('schema_version', $1), ('identity', "
                      "substr(replace(gen_random_uuid()::text, '-', ''), 1, 16))",
                      {std::to_string(schema_version).c_str()}, "creating the schema");
+                Result indexed(PQexec(conn_.get(), target_index));
+                check(indexed.get(), PGRES_COMMAND_OK, "creating the schema");
             }
-            // Writes wait while it is built: a few seconds for millions of events, once.
-            Result indexed(PQexec(conn_.get(), target_index));
-            check(indexed.get(), PGRES_COMMAND_OK, "creating the schema");
             Result id = exec("SELECT value FROM outbox.meta WHERE key = 'identity'", {},
                              "reading the store's identity");
             if (PQntuples(id.get()) != 1)
@@ -808,6 +810,27 @@ class PostgresqlStore final : public OutboxStore {
             identity_ = get_bytes(id.get(), 0, 0);
             tx.commit();
             schema_ready_ = true;
+            return 0;
+        });
+        add_target_index();  // made meanwhile by an outbox of the first release
+    }
+
+    // A database made by the first release lacks events_target_ready. It is added on the way
+    // when this role may (it owns outbox.events) and the writers let it have the lock within
+    // 2 s; writes then wait while it is built (about a second per million events). Otherwise
+    // the store goes on without it: claims passing over a full target are slower, not wrong,
+    // and the next open tries again.
+    void add_target_index() {
+        retrying("adding an index", [&] {
+            Result indexed = exec(target_index_exists, {}, "reading the schema");
+            if (get_bool(indexed.get(), 0, 0)) return 0;
+            try {
+                Transaction tx(*this, "adding an index", "BEGIN; SET LOCAL lock_timeout = '2s'");
+                Result r(PQexec(conn_.get(), target_index));
+                check(r.get(), PGRES_COMMAND_OK, "adding an index");
+                tx.commit();
+            } catch (const StoreError&) {
+            }
             return 0;
         });
     }
@@ -937,7 +960,7 @@ class PostgresqlStore final : public OutboxStore {
             // goes past its share, and nothing is read only to be left); once one has little or
             // none, the claim goes target by target and passes over it.
             std::string skip = "{", known = "{", rooms = "{";
-            std::size_t asked = limit - out.size();
+            std::size_t asked = std::min<std::size_t>(limit - out.size(), 1u << 30);
             if (targets.per_target != 0) {
                 std::unordered_map<std::string, std::size_t> left;
                 for (const auto& [target, n] : targets.out) left[target] = targets.room(target);
@@ -959,14 +982,14 @@ class PostgresqlStore final : public OutboxStore {
                         rooms.push_back(',');
                     }
                     detail::append_array_text(known, target);
-                    rooms += std::to_string(r);
+                    rooms += std::to_string(std::min(r, asked));  // fits a bigint
                 }
                 if (skip.size() == 1) asked = std::min(asked, least);
             }
             const bool by_target = skip.size() > 1;
             for (std::string* s : {&skip, &known, &rooms}) s->push_back('}');
             const std::string count = std::to_string(asked),
-                              per_target = std::to_string(targets.per_target);
+                              per_target = std::to_string(std::min(targets.per_target, asked));
             Transaction tx(*this, "claim", wait_for_marks ? begin_claim_waiting : begin_claim);
             const bool may_mark = PQgetvalue(tx.opened(), 0, 0)[0] == 't';
             const char* mark = may_mark ? "t" : "f";
@@ -982,9 +1005,21 @@ class PostgresqlStore final : public OutboxStore {
                                            "claim");
             tx.commit();
             const int rows = PQntuples(r.get());
-            const int behind_col = PQnfields(r.get()) - 2, ours_col = behind_col + 1;
+            const int behind_col = PQfnumber(r.get(), "behind"),
+                      ours_col = PQfnumber(r.get(), "ours"), cap_col = PQfnumber(r.get(), "cap");
             const auto seen = static_cast<std::size_t>(rows);
             std::size_t behind = 0;
+            // Target by target: whether some target gave all its cap (it may have more).
+            bool capped = false;
+            if (by_target) {
+                std::unordered_map<std::string_view, std::size_t> per_target_seen;
+                for (int i = 0; i < rows; ++i) {
+                    const std::string_view target(PQgetvalue(r.get(), i, 1),
+                                                  PQgetlength(r.get(), i, 1));
+                    const auto cap = static_cast<std::size_t>(get_i64(r.get(), i, cap_col));
+                    capped |= ++per_target_seen[target] >= cap;
+                }
+            }
             for (int i = 0; i < rows; ++i) {
                 if (get_bool(r.get(), i, behind_col)) {
                     ++behind;
@@ -998,8 +1033,8 @@ class PostgresqlStore final : public OutboxStore {
             }
             // Another round when this one passed over due events it may take next time: marked
             // ones behind their heads, another relay's, a target's beyond its room. (Target by
-            // target, a round may stop short of `asked` at each target's share.)
-            if (seen == 0 || (!by_target && seen < asked)) break;  // nothing more is due
+            // target, a round stops short of `asked` at each target's cap.)
+            if (seen < asked && !capped) break;  // nothing more is due
             const std::size_t passed = seen - (out.size() - before);
             if (passed == 0) continue;  // a round held to a target's room: the next goes on
             if (behind != 0 && !may_mark) {  // unmarked, the same ones would come back

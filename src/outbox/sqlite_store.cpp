@@ -247,8 +247,8 @@ class SqliteStore final : public OutboxStore {
     // While a target has no room, a pass in due order would read all its due events to pass
     // over them. This one finds each target with one probe of outbox_events_target_ready and
     // reads the others' due events target by target, each giving at most its room and an equal
-    // share of `limit`: about `limit` events read plus one probe per target, whatever the
-    // backlogs. The earliest due of what they gave are claimed.
+    // share of `limit`, then what targets with less due left to those that gave a full share:
+    // at most twice `limit` events read plus two probes per target, whatever the backlogs.
     std::vector<StoredEvent> claim_by_target(SystemTime now, std::size_t limit,
                                              const TargetBound& targets) {
         std::vector<std::pair<std::string, std::size_t>> open;  // target, room
@@ -260,30 +260,42 @@ class SqliteStore final : public OutboxStore {
                 const int rc = sqlite3_step(use.stmt);
                 if (rc == SQLITE_DONE) break;
                 if (rc != SQLITE_ROW) fail(rc, "claim");
-                last = column_text(use.stmt, 0);
+                std::string target = column_text(use.stmt, 0);
+                if (last && target == *last) break;  // a non-text target sorts after all text
+                last = std::move(target);
                 if (const std::size_t room = targets.room(*last); room != 0)
                     open.emplace_back(*last, room);
             }
         }
         std::vector<StoredEvent> out;
         if (open.empty()) return out;
-        const std::size_t share = (limit + open.size() - 1) / open.size();
-        for (const auto& [target, room] : open) {
-            const std::size_t before = out.size(), take = std::min(room, share);
+        std::unordered_set<EventId> taken;
+        std::vector<std::size_t> given(open.size(), 0);
+        // Up to `more` more due events of open[i], past the ones it gave already.
+        auto take_from = [&](std::size_t i, std::size_t more) {
             Use use(select_due_of_target_);
-            bind_text(use.stmt, 1, target);
+            bind_text(use.stmt, 1, open[i].first);
             sqlite3_bind_int64(use.stmt, 2, to_ms(now));
-            while (out.size() - before < take) {
+            for (const std::size_t until = given[i] + more; given[i] < until;) {
                 const int rc = sqlite3_step(use.stmt);
                 if (rc == SQLITE_DONE) break;
                 if (rc != SQLITE_ROW) fail(rc, "claim");
-                take_if_free(use.stmt, out);
+                if (taken.count(sqlite3_column_int64(use.stmt, 0))) continue;
+                if (!take_if_free(use.stmt, out)) continue;
+                taken.insert(out.back().id);
+                ++given[i];
             }
-        }
+        };
+        const std::size_t share = (limit + open.size() - 1) / open.size();
+        for (std::size_t i = 0; i < open.size() && out.size() < limit; ++i)
+            take_from(i, std::min({open[i].second, share, limit - out.size()}));
+        // What targets with less due left of the claim goes to those that gave a full share.
+        for (std::size_t i = 0; i < open.size() && out.size() < limit; ++i)
+            if (given[i] == share && share < open[i].second)
+                take_from(i, std::min(open[i].second - share, limit - out.size()));
         std::sort(out.begin(), out.end(), [](const StoredEvent& a, const StoredEvent& b) {
             return std::tie(a.next_attempt_at, a.id) < std::tie(b.next_attempt_at, b.id);
         });
-        if (out.size() > limit) out.resize(limit);
         for (const StoredEvent& e : out) note_claimed(e);
         return out;
     }

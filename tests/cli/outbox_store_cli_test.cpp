@@ -211,6 +211,26 @@ TEST_CASE("SIGTERM stops a relay within its grace; what it could not deliver sta
     CHECK(inspect(store).pending == 10);  // nothing lost, nothing dead
 }
 
+TEST_CASE("relay bounds that are not counts are usage errors, never \"no bound\"") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    for (const std::vector<std::string>& bad :
+         {std::vector<std::string>{"--max-in-flight-per-target", ""},
+          {"--max-in-flight-per-target", "abc"},
+          {"--max-in-flight-per-target", "99999999999999999999"},
+          {"--max-in-flight-per-target", "-1"},
+          {"--max-in-flight", "0"},
+          {"--max-in-flight", "2000000"},
+          {"--max-in-flight"}}) {
+        std::vector<std::string> args{"relay", "--store", store, "--until-empty"};
+        args.insert(args.end(), bad.begin(), bad.end());
+        const ProgramRun r = run_program(outbox_args(args), keys());
+        INFO(bad.front() << " " << (bad.size() > 1 ? bad[1] : "(nothing)"));
+        CHECK(r.status == 2);
+        CHECK(contains(r.err, bad.front() + " must be"));
+    }
+}
+
 TEST_CASE("stores that cannot be used are usage errors naming the file; one relay at a time") {
     TempDir dir;
     const ProgramRun missing =

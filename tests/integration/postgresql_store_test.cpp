@@ -552,3 +552,36 @@ TEST_CASE("while a target has no room, claims pass over its backlog and the othe
     auto later = outbox::open_postgresql_store(uri);
     CHECK(psql_in(uri, "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL") == "t");
 }
+
+TEST_CASE("a role with only the documented privileges opens, enqueues and claims; without the "
+          "target index too",
+          "[postgresql]") {
+    const std::string uri = fresh_database("least_privilege");
+    outbox::open_postgresql_store(uri);  // made by the owner
+    postgres().psql("DROP ROLE IF EXISTS outbox_relay_only");
+    postgres().psql("CREATE ROLE outbox_relay_only LOGIN");
+    psql_in(uri, "GRANT USAGE ON SCHEMA outbox TO outbox_relay_only; "
+                 "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA outbox TO "
+                 "outbox_relay_only; "
+                 "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox TO outbox_relay_only");
+    const std::string limited = "postgresql://outbox_relay_only@127.0.0.1:" +
+                                std::to_string(postgres().port()) + "/least_privilege";
+    auto check_works = [&](const std::string& label) {
+        INFO(label);
+        auto store = outbox::open_postgresql_store(limited);
+        const auto ids = store_events(*store, "q", {text("one"), text("two")});
+        REQUIRE(ids.size() == 2);
+        // The claim that passes over a full target, then the one in due order.
+        const auto now = std::chrono::system_clock::now();
+        CHECK(store->claim(now, 10, outbox::TargetBound{8, {{"full", 8}}}).size() == 2);
+        std::vector<outbox::EventOutcome> done;
+        for (auto id : ids) done.push_back(delivered(id));
+        store->settle(done);
+        CHECK(count_rows(uri) == 0);
+    };
+    check_works("the schema current: opening creates nothing");
+    // A database of the first release: this role may not add the index, and goes on without.
+    psql_in(uri, "DROP INDEX outbox.events_target_ready");
+    check_works("without events_target_ready");
+    CHECK(psql_in(uri, "SELECT to_regclass('outbox.events_target_ready') IS NULL") == "t");
+}

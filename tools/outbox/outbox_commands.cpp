@@ -450,8 +450,9 @@ int run_relay(int argc, char** argv) {
         } else if (a == "--max-in-flight" || a == "--max-in-flight-per-target") {
             const bool whole = a == "--max-in-flight";
             unsigned long long n = 0;
-            if (!value(v) ||
-                std::from_chars(v.data(), v.data() + v.size(), n).ptr != v.data() + v.size() ||
+            const auto parsed = value(v) ? std::from_chars(v.data(), v.data() + v.size(), n)
+                                         : std::from_chars_result{v.data(), std::errc::invalid_argument};
+            if (v.empty() || parsed.ec != std::errc() || parsed.ptr != v.data() + v.size() ||
                 n > 1000000 || (whole && n == 0))
                 return usage_error("relay: " + std::string(a) + " must be " +
                                    (whole ? "1" : "0 (no bound)") + " to 1000000");
