@@ -420,7 +420,10 @@ class SqliteStore final : public OutboxStore {
         }
         // Repairs group marks a writer that did not keep them may have left (an enqueuer of
         // schema version 1 still running after the upgrade). Writes nothing when they are right;
-        // on failure (a full disk) the relay still runs on the marks as they are.
+        // on failure (a full disk) the relay still runs on the marks as they are. It reads every
+        // event, so only in files that were upgraded from version 1: no writer of version 1
+        // opens a file made at version 2.
+        if (meta("repair_marks_at_start", "") != "1") return;
         try {
             Transaction tx(*this, "checking group marks");
             Statement r(db_, recompute_waiting, where() + ": checking group marks");
@@ -658,6 +661,7 @@ class SqliteStore final : public OutboxStore {
         bind_text(r.get(), 1, "");
         step_done(r.get(), "upgrading its schema");
         set_meta("schema_version", std::to_string(schema_version));
+        set_meta("repair_marks_at_start", "1");
         tx.commit();
     }
 
@@ -704,6 +708,10 @@ class SqliteStore final : public OutboxStore {
         exec("PRAGMA cache_size = -16384", "settings");
         // Temporary b-trees (a summary's grouping) in memory, not in a file read back with pread.
         exec("PRAGMA temp_store = MEMORY", "settings");
+        // Delivered events' bytes are zeroed in the pages a deletion writes anyway, but a page
+        // freed whole is not written again only to zero it (Debian builds SQLite with
+        // secure_delete on, which did: 1.26 page writes per delivered event, now 0.74).
+        exec("PRAGMA secure_delete = FAST", "settings");
         if (options_.check_integrity) check_integrity();
         if (options_.max_file_bytes != 0) {
             const auto page = static_cast<std::uint64_t>(pragma_int("PRAGMA page_size"));
