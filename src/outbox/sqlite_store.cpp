@@ -240,7 +240,6 @@ class SqliteStore final : public OutboxStore {
             if (rc != SQLITE_ROW) fail(rc, "claim");
             take_if_free(use.stmt, out);
         }
-        for (const StoredEvent& e : out) note_claimed(e);
         return out;
     }
 
@@ -269,7 +268,6 @@ class SqliteStore final : public OutboxStore {
         }
         std::vector<StoredEvent> out;
         if (open.empty()) return out;
-        std::unordered_set<EventId> taken;
         std::vector<std::size_t> given(open.size(), 0);
         // Up to `more` more due events of open[i], past the ones it gave already.
         auto take_from = [&](std::size_t i, std::size_t more) {
@@ -280,10 +278,7 @@ class SqliteStore final : public OutboxStore {
                 const int rc = sqlite3_step(use.stmt);
                 if (rc == SQLITE_DONE) break;
                 if (rc != SQLITE_ROW) fail(rc, "claim");
-                if (taken.count(sqlite3_column_int64(use.stmt, 0))) continue;
-                if (!take_if_free(use.stmt, out)) continue;
-                taken.insert(out.back().id);
-                ++given[i];
+                if (take_if_free(use.stmt, out)) ++given[i];
             }
         };
         const std::size_t share = (limit + open.size() - 1) / open.size();
@@ -296,30 +291,25 @@ class SqliteStore final : public OutboxStore {
         std::sort(out.begin(), out.end(), [](const StoredEvent& a, const StoredEvent& b) {
             return std::tie(a.next_attempt_at, a.id) < std::tie(b.next_attempt_at, b.id);
         });
-        for (const StoredEvent& e : out) note_claimed(e);
         return out;
     }
 
-    // Appends the event `s` is on unless it is out, or its group has a member out (after a
-    // redrive, say, an older member may head it meanwhile) or one in `out` already.
+    // Claims the event `s` is on into `out` unless it is out already (this claim's included),
+    // or its group has a member out (after a redrive, say, an older member may head it).
     bool take_if_free(sqlite3_stmt* s, std::vector<StoredEvent>& out) {
         if (claimed_.count(sqlite3_column_int64(s, 0))) return false;
+        GroupKey group;
         if (sqlite3_column_bytes(s, 2) != 0) {
-            GroupKey group{column_text(s, 1), column_text(s, 2)};
+            group = {column_text(s, 1), column_text(s, 2)};
             if (claimed_groups_.count(group)) return false;
-            for (const StoredEvent& e : out)
-                if (e.target == group.first && e.message.group_id == group.second) return false;
         }
         out.push_back(read_event(s));
+        claimed_.insert(out.back().id);
+        if (!group.second.empty()) {
+            claimed_groups_.insert(group);
+            grouped_claims_.emplace(out.back().id, std::move(group));
+        }
         return true;
-    }
-
-    void note_claimed(const StoredEvent& e) {
-        claimed_.insert(e.id);
-        if (e.message.group_id.empty()) return;
-        GroupKey group{e.target, e.message.group_id};
-        claimed_groups_.insert(group);
-        grouped_claims_.emplace(e.id, std::move(group));
     }
 
     void settle(std::span<const EventOutcome> outcomes) override {
