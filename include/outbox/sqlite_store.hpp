@@ -9,6 +9,22 @@
 
 namespace outbox {
 
+/// When opening a store runs PRAGMA quick_check, which reads the whole file (about a second
+/// per GB here). SQLite's WAL survives a process crash by design; what damages a file is a disk
+/// or file system that loses or reorders writes, which shows after a power loss or a crash of
+/// the machine: stops that also leave the WAL behind.
+enum class IntegrityCheck {
+    /// When the file's WAL (FILE-wal) is there at open: the last process to use the file did not
+    /// close it (a crash, a kill, a power loss), or another process has it open now. A clean
+    /// close removes the WAL, so a relay restarted after a deploy does not read its whole
+    /// backlog before its first delivery.
+    after_unclean_stop,
+    /// At every open.
+    always,
+    /// Never (damage then shows as errors of the reads that meet it).
+    never,
+};
+
 struct SqliteStoreOptions {
     /// true: PRAGMA synchronous = FULL, every commit reaches the disk before it is reported
     /// (an enqueue that completed survives a power loss). false: NORMAL, faster, and a power
@@ -17,9 +33,8 @@ struct SqliteStoreOptions {
     /// How long a write waits for another process's transaction (enqueuers and a relay may
     /// share one file) before it fails with StoreError::Kind::busy.
     std::chrono::milliseconds busy_timeout{10000};
-    /// PRAGMA quick_check when the file is opened: a damaged file is an error naming it, never
-    /// reset. It reads the whole file (about a second per GB here).
-    bool check_integrity = true;
+    /// A damaged file is an error naming it, never reset.
+    IntegrityCheck check_integrity = IntegrityCheck::after_unclean_stop;
     /// The file never grows past about this many bytes: a write that would fails with
     /// StoreError::Kind::full (the relay's deletions make room again). 0: the disk's limit.
     std::uint64_t max_file_bytes = 0;
@@ -35,7 +50,8 @@ struct SqliteStoreOptions {
 /// Opens the store in `path`, creating the file when it does not exist (unless told not to).
 /// The relay lock is `path`-relay.lock beside it. Throws StoreError
 /// naming the file and the cause: it cannot be opened or created (a missing or read-only
-/// directory), it is not an outbox store, it fails its integrity check. Never resets or
+/// directory), it is not an outbox store, it fails its integrity check (see IntegrityCheck for
+/// when that runs). Never resets or
 /// repairs anything.
 OutboxStorePtr open_sqlite_store(const std::string& path, SqliteStoreOptions options = {});
 

@@ -122,6 +122,11 @@ class SqliteStore final : public OutboxStore {
         if (!options_.create_if_missing && ::access(path_.c_str(), F_OK) != 0)
             throw StoreError(StoreError::Kind::io,
                              where() + ": no such file" + hint_for_open(path_));
+        // Looked at before SQLite recovers the WAL (and before this open makes one).
+        const bool wal_left_behind = ::access((path_ + "-wal").c_str(), F_OK) == 0;
+        check_integrity_at_open_ =
+            options_.check_integrity == IntegrityCheck::always ||
+            (options_.check_integrity == IntegrityCheck::after_unclean_stop && wal_left_behind);
         const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
                           (options_.create_if_missing ? SQLITE_OPEN_CREATE : 0);
         if (sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
@@ -702,7 +707,7 @@ class SqliteStore final : public OutboxStore {
         // freed whole is not written again only to zero it (Debian builds SQLite with
         // secure_delete on, which did: 1.26 page writes per delivered event, now 0.74).
         exec("PRAGMA secure_delete = FAST", "settings");
-        if (options_.check_integrity) check_integrity();
+        if (check_integrity_at_open_) check_integrity();
         if (options_.max_file_bytes != 0) {
             const auto page = static_cast<std::uint64_t>(pragma_int("PRAGMA page_size"));
             const std::string sql =
@@ -750,13 +755,13 @@ class SqliteStore final : public OutboxStore {
                                  "AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id")
                                     .c_str(),
                                 where());
-        select_due_of_target_ = Statement(
-            db_,
-            (std::string("SELECT ") + columns +
-             " FROM outbox_events WHERE target = ?1 AND dead = 0 AND waiting = 0 AND "
-             "next_attempt_at <= ?2 ORDER BY next_attempt_at, id")
-                .c_str(),
-            where());
+        select_due_of_target_ =
+            Statement(db_,
+                      (std::string("SELECT ") + columns +
+                       " FROM outbox_events WHERE target = ?1 AND dead = 0 AND waiting = 0 AND "
+                       "next_attempt_at <= ?2 ORDER BY next_attempt_at, id")
+                          .c_str(),
+                      where());
         select_first_target_ = Statement(db_,
                                          "SELECT target FROM outbox_events WHERE dead = 0 AND "
                                          "waiting = 0 ORDER BY target LIMIT 1",
@@ -838,6 +843,7 @@ class SqliteStore final : public OutboxStore {
     std::set<GroupKey> claimed_groups_;
     std::string identity_;
 
+    bool check_integrity_at_open_ = false;
     Statement select_any_pending_, select_one_, insert_, select_due_, select_due_of_target_,
         select_first_target_, select_next_target_, delete_event_, delete_event_returning_,
         update_failed_, promote_, select_next_due_;

@@ -270,6 +270,42 @@ TEST_CASE("stores that cannot be used are usage errors naming the file; one rela
                    "another relay is running on it (pid " + std::to_string(first_pid) + ")"));
 }
 
+TEST_CASE("inspect --check reads the whole file: a damaged store is named, a sound one is ok") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        for (int i = 0; i < 2000; ++i)
+            in << "{\"event\":" << i << ",\"pad\":\"" << std::string(300, 'p') << "\"}\n";
+    }
+    const ProgramRun e =
+        run_program(outbox_args({"enqueue", "--store", store, "--to",
+                                 "https://sqs.eu-west-1.amazonaws.com/1/q", dir.file("in.jsonl")}),
+                    keys());
+    REQUIRE(e.status == 0);
+    const ProgramRun sound =
+        run_program(outbox_args({"inspect", "--store", store, "--json", "--check"}), keys());
+    INFO(sound.err);
+    CHECK(sound.status == 0);
+    CHECK(contains(sound.out, "\"pending\":2000"));
+    CHECK(contains(sound.out, "\"integrity_check\":\"ok\""));
+    {  // a bad disk's scribble over a page in the middle of a cleanly closed file
+        std::fstream f(store, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(store) / 2));
+        const std::string junk(4096, '\x5a');
+        f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+    }
+    const ProgramRun damaged =
+        run_program(outbox_args({"inspect", "--store", store, "--check"}), keys());
+    CHECK(damaged.status == 2);
+    CHECK(contains(damaged.err, store));
+    CHECK(contains(damaged.err, "fails its integrity check"));
+    const ProgramRun on_postgresql = run_program(
+        outbox_args({"inspect", "--store", "postgresql://127.0.0.1:1/outbox", "--check"}), keys());
+    CHECK(on_postgresql.status == 2);
+    CHECK(contains(on_postgresql.err, "--check reads an SQLite file"));
+}
+
 namespace {
 
 // A 96 MiB tmpfs mounted for the test (a disk that really fills, not a configured limit);

@@ -10,8 +10,10 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -314,7 +316,7 @@ TEST_CASE("files it cannot trust are refused, naming the file and the cause; not
         std::ifstream in(path);
         CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == std::string(8192, 'x'));
     }
-    SECTION("a damaged database fails its integrity check") {
+    SECTION("a damaged database fails its integrity check after an unclean stop, or always") {
         const std::string path = dir.file("events.db");
         {
             auto store = open_sqlite_store(path);
@@ -323,23 +325,57 @@ TEST_CASE("files it cannot trust are refused, naming the file and the cause; not
                 many.push_back(event("q", std::string(300, 'a' + i % 26)));
             enqueue(*store, many);
         }
+        CHECK_FALSE(std::filesystem::exists(path + "-wal"));  // a clean close removes it
         // Scribble over a page in the middle (an index or table page), as a bad disk would.
-        {
+        auto damage = [&] {
             std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
             f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) / 2));
             const std::string junk(4096, '\x5a');
             f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+        };
+        auto refused = [&](SqliteStoreOptions options) {
+            const auto size = std::filesystem::file_size(path);
+            try {
+                open_sqlite_store(path, options);
+                return false;
+            } catch (const StoreError& e) {
+                INFO(e.what());
+                CHECK(e.kind() == StoreError::Kind::corrupt);
+                CHECK(std::string(e.what()).find(path) != std::string::npos);
+                CHECK(std::string(e.what()).find("integrity check") != std::string::npos);
+            }
+            CHECK(std::filesystem::file_size(path) == size);  // nothing changed
+            return true;
+        };
+        SqliteStoreOptions always;
+        always.check_integrity = IntegrityCheck::always;
+        SECTION("after a process using the file was killed") {
+            // The last user dies holding it, as a crash or a power loss leaves it: WAL behind.
+            const pid_t child = ::fork();
+            REQUIRE(child >= 0);
+            if (child == 0) {
+                try {
+                    auto store = open_sqlite_store(path);
+                    enqueue(*store, {event("q", "the last one")});
+                    ::raise(SIGKILL);
+                } catch (...) {
+                }
+                ::_exit(1);
+            }
+            int status = 0;
+            REQUIRE(::waitpid(child, &status, 0) == child);
+            REQUIRE(WIFSIGNALED(status));
+            REQUIRE(std::filesystem::exists(path + "-wal"));
+            damage();
+            CHECK(refused({}));
         }
-        const auto size = std::filesystem::file_size(path);
-        try {
-            open_sqlite_store(path);
-            FAIL("opened");
-        } catch (const StoreError& e) {
-            INFO(e.what());
-            CHECK(e.kind() == StoreError::Kind::corrupt);
-            CHECK(std::string(e.what()).find(path) != std::string::npos);
+        SECTION("at every open when told to") {
+            damage();
+            CHECK(refused(always));
+            // The default trusts a file its last user closed (no WAL left): the check reads
+            // every page, and a restart after a deploy should not wait for it.
+            CHECK_FALSE(refused({}));
         }
-        CHECK(std::filesystem::file_size(path) == size);
     }
     SECTION("a directory that does not exist, or cannot be written") {
         try {

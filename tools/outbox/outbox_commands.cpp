@@ -53,7 +53,8 @@ constexpr std::string_view enqueue_usage =
     "128+N stopped by signal N (what was read is stored first).\n";
 
 constexpr std::string_view relay_usage =
-    "usage: outbox relay --store FILE|URI [--until-empty] [--retry-schedule 5s,5m,30m,2h,5h,10h,10h]\n"
+    "usage: outbox relay --store FILE|URI [--until-empty] [--retry-schedule "
+    "5s,5m,30m,2h,5h,10h,10h]\n"
     "                    [--max-age 72h] [--report FILE] [--grace SECONDS] [--stats]\n"
     "                    [--claim-lease 5m] [--max-in-flight 1024]\n"
     "                    [--max-in-flight-per-target N]\n"
@@ -73,11 +74,12 @@ constexpr std::string_view relay_usage =
     "go on. Delivery options (as for send):\n";
 
 constexpr std::string_view inspect_usage =
-    "usage: outbox inspect --store FILE|URI [--json]\n"
+    "usage: outbox inspect --store FILE|URI [--json] [--check]\n"
     "Per target: events pending (waiting, in flight or retrying), retrying, dead, the age of\n"
     "the oldest pending event, the last error. --json prints\n"
     "{\"targets\":[{\"target\",\"pending\",\"retrying\",\"dead\",\"oldest_pending_age_s\",\n"
-    "\"last_error\"}]}.\n";
+    "\"last_error\"}]}. --check (a FILE): first reads the whole file with SQLite's integrity\n"
+    "check, which a store otherwise runs only when opened after an unclean stop.\n";
 
 constexpr std::string_view redrive_usage =
     "usage: outbox redrive --store FILE|URI [--target TARGET]\n"
@@ -119,7 +121,8 @@ bool is_postgresql(const std::string& location) {
 }
 
 OutboxStorePtr open_store(const std::string& path, std::string& error, bool create = true,
-                          std::chrono::seconds claim_lease = std::chrono::seconds(300)) {
+                          std::chrono::seconds claim_lease = std::chrono::seconds(300),
+                          IntegrityCheck check = IntegrityCheck::after_unclean_stop) {
     try {
         if (is_postgresql(path)) {
 #if OUTBOX_WITH_POSTGRESQL
@@ -133,6 +136,7 @@ OutboxStorePtr open_store(const std::string& path, std::string& error, bool crea
         }
         SqliteStoreOptions options;
         options.create_if_missing = create;
+        options.check_integrity = check;
         return open_sqlite_store(path, options);
     } catch (const StoreError& e) {
         error = e.what();
@@ -450,8 +454,9 @@ int run_relay(int argc, char** argv) {
         } else if (a == "--max-in-flight" || a == "--max-in-flight-per-target") {
             const bool whole = a == "--max-in-flight";
             unsigned long long n = 0;
-            const auto parsed = value(v) ? std::from_chars(v.data(), v.data() + v.size(), n)
-                                         : std::from_chars_result{v.data(), std::errc::invalid_argument};
+            const auto parsed = value(v)
+                                    ? std::from_chars(v.data(), v.data() + v.size(), n)
+                                    : std::from_chars_result{v.data(), std::errc::invalid_argument};
             if (v.empty() || parsed.ec != std::errc() || parsed.ptr != v.data() + v.size() ||
                 n > 1000000 || (whole && n == 0))
                 return usage_error("relay: " + std::string(a) + " must be " +
@@ -468,8 +473,9 @@ int run_relay(int argc, char** argv) {
     if (store_path.empty())
         return usage_error("relay: missing --store FILE|URI\n" + std::string(relay_usage));
     if (claim_lease != std::chrono::seconds(300) && !is_postgresql(store_path))
-        return usage_error("relay: --claim-lease is for a postgresql:// store (an SQLite store "
-                           "has one relay)");
+        return usage_error(
+            "relay: --claim-lease is for a postgresql:// store (an SQLite store "
+            "has one relay)");
     if (auto why = check_delivery_options("relay", delivery, true, true); !why.empty())
         return usage_error(why);
 
@@ -622,6 +628,7 @@ int run_relay(int argc, char** argv) {
 int run_inspect(int argc, char** argv) {
     std::string store_path;
     bool json = false;
+    bool check = false;
     for (int i = 0; i < argc; ++i) {
         const std::string_view a = argv[i];
         if (a == "-h" || a == "--help") {
@@ -631,6 +638,8 @@ int run_inspect(int argc, char** argv) {
             store_path = argv[++i];
         } else if (a == "--json") {
             json = true;
+        } else if (a == "--check") {
+            check = true;
         } else {
             return usage_error("inspect: unknown option " + std::string(a) + "\n" +
                                std::string(inspect_usage));
@@ -638,8 +647,14 @@ int run_inspect(int argc, char** argv) {
     }
     if (store_path.empty())
         return usage_error("inspect: missing --store FILE|URI\n" + std::string(inspect_usage));
+    if (check && is_postgresql(store_path))
+        return usage_error(
+            "inspect: --check reads an SQLite file; PostgreSQL checks its own pages (initdb "
+            "--data-checksums, pg_amcheck)");
     std::string error;
-    OutboxStorePtr store = open_store(store_path, error, false);
+    OutboxStorePtr store =
+        open_store(store_path, error, false, std::chrono::seconds(300),
+                   check ? IntegrityCheck::always : IntegrityCheck::after_unclean_stop);
     if (!store) return usage_error("inspect: " + error);
     std::vector<TargetSummary> targets;
     try {
@@ -670,10 +685,13 @@ int run_inspect(int argc, char** argv) {
                 detail::append_json_string(out, t.last_error);
             out += '}';
         }
-        out += "]}\n";
+        out += "]";
+        if (check) out += ",\"integrity_check\":\"ok\"";
+        out += "}\n";
         std::cout << out;
         return 0;
     }
+    if (check) std::cout << "integrity check: ok\n";
     if (targets.empty()) {
         std::cout << "the store is empty\n";
         return 0;
