@@ -121,7 +121,14 @@ TEST_CASE("enqueue refuses what can never be delivered, line by line, and says w
            << "{\"body\":\"a control \\u0001 character\"}\n"
            << "{\"body\":\"nowhere\",\"to\":\"\"}\n"
            << "{\"body\":\"elsewhere\",\"to\":\"" << queue << "-other\"}\n"
-           << "not json\n";
+           << "not json\n"
+           // Targets changing from line to line: each line is judged by its own.
+           << "{\"body\":\"late\",\"to\":\"kafka://127.0.0.1:9/t\",\"delay\":5}\n"
+           << "{\"body\":\"back\"}\n"
+           << "{\"body\":\"lost\",\"to\":\"https://example.com\"}\n"
+           << "{\"body\":\"again \\u0002\",\"to\":\"https://example.com\"}\n"
+           << "{\"body\":\"ordered\",\"to\":\"" << queue << ".fifo\"}\n"
+           << "{\"body\":\"ordered\",\"to\":\"" << queue << ".fifo\",\"group_id\":\"g\"}\n";
     }
     const ProgramRun e =
         run_program(outbox_args({"enqueue", "--store", store, "--objects", "--to", queue,
@@ -129,7 +136,7 @@ TEST_CASE("enqueue refuses what can never be delivered, line by line, and says w
                     keys());
     INFO(e.err);
     CHECK(e.status == 1);
-    CHECK(contains(e.err, "stored 2, refused 3"));
+    CHECK(contains(e.err, "stored 4, refused 7"));
     std::map<int, std::string> lines;
     simdjson::dom::parser parser;
     for (const auto& l : read_lines(dir.file("report.jsonl"))) {
@@ -141,6 +148,12 @@ TEST_CASE("enqueue refuses what can never be delivered, line by line, and says w
     CHECK(contains(lines[2], "field \\\"to\\\" must be a non-empty string"));
     CHECK(contains(lines[3], "\"stored\""));
     CHECK(contains(lines[4], "line 5"));
+    CHECK(contains(lines[5], "Kafka has no delivery delay"));
+    CHECK(contains(lines[6], "\"stored\""));
+    CHECK(contains(lines[7], "is neither an SQS queue URL"));
+    CHECK(contains(lines[8], "is neither an SQS queue URL"));
+    CHECK(contains(lines[9], "group"));
+    CHECK(contains(lines[10], "\"stored\""));
 }
 
 TEST_CASE("dead letters stay in the store: inspect shows them, redrive and purge act on them") {

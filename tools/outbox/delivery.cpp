@@ -41,8 +41,7 @@ std::string kafka_property_error(const std::string& name, const std::string& val
     rd_kafka_conf_destroy(conf);
     if (ok) return {};
     // librdkafka's message may quote the value: not for secrets.
-    return is_secret_kafka_property(name) ? std::string("refused by librdkafka")
-                                          : std::string(err);
+    return is_secret_kafka_property(name) ? std::string("refused by librdkafka") : std::string(err);
 #else
     (void)name;
     (void)value;
@@ -272,20 +271,38 @@ std::unique_ptr<Destination> Delivery::make(const std::string& target,
 
 std::string why_undeliverable(const std::string& target, const Message& message, bool staging,
                               bool check_size) {
-    if (is_kafka_target(target)) {
-        std::string bootstrap, topic;
-        if (!split_kafka_target(target, bootstrap, topic))
-            return "\"" + target + "\" is not kafka://HOST:PORT[,HOST:PORT...]/TOPIC";
+    return UndeliverableCheck(staging, check_size)(target, message);
+}
+
+std::string UndeliverableCheck::operator()(const std::string& target, const Message& message) {
+    if (!known_ || target != target_) {
+        target_ = target;
+        known_ = true;
+        kafka_ = is_kafka_target(target);
+        fifo_ = false;
+        target_error_.clear();
+        if (kafka_) {
+            std::string bootstrap, topic;
+            if (!split_kafka_target(target, bootstrap, topic))
+                target_error_ = "\"" + target + "\" is not kafka://HOST:PORT[,HOST:PORT...]/TOPIC";
+        } else {
+            detail::sqs::QueueAddress address;
+            std::string why;
+            if (detail::sqs::parse_queue_url(target, address, why))
+                target_error_ =
+                    "\"" + target + "\" is neither an SQS queue URL (" + why + ") nor kafka://";
+            fifo_ = address.fifo;
+        }
+    }
+    if (!target_error_.empty()) return target_error_;
+    if (kafka_) {
         if (message.delay.count() != 0) return "Kafka has no delivery delay";
         if (!message.deduplication_id.empty()) return "Kafka has no deduplication ids";
         return {};
     }
-    detail::sqs::QueueAddress address;
     std::string why;
-    if (detail::sqs::parse_queue_url(target, address, why))
-        return "\"" + target + "\" is neither an SQS queue URL (" + why + ") nor kafka://";
-    if (detail::sqs::validate_message(message, address.fifo, why, !staging)) return why;
-    if (check_size && !staging &&
+    if (detail::sqs::validate_message(message, fifo_, why, !staging_)) return why;
+    if (check_size_ && !staging_ &&
         detail::sqs::message_size(message) > detail::sqs::largest_max_message_size)
         return "the message has " + std::to_string(detail::sqs::message_size(message)) +
                " bytes; SQS takes at most 1048576";

@@ -251,8 +251,10 @@ int run_enqueue(int argc, char** argv) {
     config.relay = false;
     // Refused at once: what its destination would refuse before any request. Size is left to
     // the relay, which may stage large bodies.
-    config.validate = [](const std::string& target, const Message& m) {
-        return why_undeliverable(target, m, false, false);
+    // (This program enqueues from one thread: the check's memory of the last target is safe.)
+    config.validate = [check = std::make_shared<UndeliverableCheck>(false, false)](
+                          const std::string& target, const Message& m) {
+        return (*check)(target, m);
     };
     if (env("OUTBOX_DEBUG")) config.logger = stderr_logger(LogLevel::debug);
     std::optional<Outbox> outbox;
