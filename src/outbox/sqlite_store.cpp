@@ -56,14 +56,21 @@ CREATE TABLE IF NOT EXISTS outbox_events(
 // `waiting` is 1 for a living event with an older living one in its group. The claims' index
 // holds only the living heads (partial: its two columns cost an enqueue less than three), so a
 // claim never walks dead letters or the backlog behind a group's head. The same heads by
-// target serve claims while a target has no room (a later addition, made by any version's
-// open: older ones keep it up to date like any index).
+// target serve claims while a target has no room. Group members are indexed only when they
+// have a group (an event without one costs no entry; queries on it say `group_key != ''` so
+// SQLite may use it), and events that failed once by target and time, for a summary's last
+// error. Indexes are made by any version's open (older ones keep them up to date like any
+// index); the full group index of before is dropped.
 constexpr const char* indexes = R"sql(
 CREATE INDEX IF NOT EXISTS outbox_events_ready ON outbox_events(next_attempt_at, id)
     WHERE dead = 0 AND waiting = 0;
-CREATE INDEX IF NOT EXISTS outbox_events_group ON outbox_events(target, group_key, dead, id);
+CREATE INDEX IF NOT EXISTS outbox_events_grouped ON outbox_events(target, group_key, dead, id)
+    WHERE group_key != '';
 CREATE INDEX IF NOT EXISTS outbox_events_target_ready ON outbox_events(target, next_attempt_at, id)
     WHERE dead = 0 AND waiting = 0;
+CREATE INDEX IF NOT EXISTS outbox_events_failing ON outbox_events(target, failed_at, id)
+    WHERE failed_at > 0;
+DROP INDEX IF EXISTS outbox_events_group;
 )sql";
 
 // Corrects `waiting` for the living events of ?1 (every target when empty), writing only the
@@ -71,7 +78,8 @@ CREATE INDEX IF NOT EXISTS outbox_events_target_ready ON outbox_events(target, n
 constexpr const char* recompute_waiting =
     "UPDATE outbox_events SET waiting = 1 - waiting WHERE dead = 0 AND (?1 = '' OR target = ?1) "
     "AND waiting IS NOT (group_key != '' AND EXISTS (SELECT 1 FROM outbox_events g WHERE "
-    "g.target = outbox_events.target AND g.group_key = outbox_events.group_key AND g.dead = 0 "
+    "g.target = outbox_events.target AND g.group_key = outbox_events.group_key AND "
+    "g.group_key != '' AND g.dead = 0 "
     "AND g.id < outbox_events.id))";
 
 class Statement {
@@ -745,7 +753,7 @@ class SqliteStore final : public OutboxStore {
                             "dedup_id, delay_s, enqueued_at, next_attempt_at, waiting) "
                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?2 = '' THEN 0 "
                             "ELSE EXISTS (SELECT 1 FROM outbox_events WHERE target = ?1 AND "
-                            "group_key = ?2 AND dead = 0) END)",
+                            "group_key = ?2 AND group_key != '' AND dead = 0) END)",
                             where());
         // Due heads of their groups (`waiting` 0: a claimed or retrying head holds the rest
         // back), oldest first; claim() passes over the claimed ones.
@@ -780,8 +788,8 @@ class SqliteStore final : public OutboxStore {
                                    where());
         promote_ = Statement(db_,
                              "UPDATE outbox_events SET waiting = 0 WHERE id = (SELECT id FROM "
-                             "outbox_events WHERE target = ?1 AND group_key = ?2 AND dead = 0 "
-                             "ORDER BY id LIMIT 1)",
+                             "outbox_events WHERE target = ?1 AND group_key = ?2 AND "
+                             "group_key != '' AND dead = 0 ORDER BY id LIMIT 1)",
                              where());
         select_one_ = Statement(
             db_, (std::string("SELECT ") + columns + " FROM outbox_events WHERE id = ?1").c_str(),
