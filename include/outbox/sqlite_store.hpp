@@ -10,14 +10,17 @@
 namespace outbox {
 
 /// When opening a store runs PRAGMA quick_check, which reads the whole file (about a second
-/// per GB here). SQLite's WAL survives a process crash by design; what damages a file is a disk
-/// or file system that loses or reorders writes, which shows after a power loss or a crash of
-/// the machine: stops that also leave the WAL behind.
+/// per GB here). SQLite's WAL survives a process crash by design; what damages a file is mostly
+/// a disk or file system that loses or reorders writes, which shows most often after a power
+/// loss or a crash of the machine: stops that also leave the WAL behind. Not always (a disk can
+/// rot a page of a file closed cleanly): `always`, or `outbox inspect --check` now and then,
+/// where that matters more than the time to start.
 enum class IntegrityCheck {
     /// When the file's WAL (FILE-wal) is there at open: the last process to use the file did not
-    /// close it (a crash, a kill, a power loss), or another process has it open now. A clean
-    /// close removes the WAL, so a relay restarted after a deploy does not read its whole
-    /// backlog before its first delivery.
+    /// close it (a crash, a kill, a power loss), or another process has it open now (then every
+    /// open pays for the check). A clean close removes the WAL, so a relay restarted after a
+    /// deploy does not read its whole backlog before its first delivery. An open that refuses
+    /// the file leaves its WAL, so every later open checks it again.
     after_unclean_stop,
     /// At every open.
     always,
@@ -26,9 +29,11 @@ enum class IntegrityCheck {
 };
 
 struct SqliteStoreOptions {
-    /// true: PRAGMA synchronous = FULL, every commit reaches the disk before it is reported
-    /// (an enqueue that completed survives a power loss). false: NORMAL, faster, and a power
-    /// loss (not a process crash) may lose the last transactions before the WAL is synced.
+    /// true: PRAGMA synchronous = FULL for enqueues, whose commit reaches the disk before it is
+    /// reported (an enqueue that completed survives a power loss); the relay's settlements
+    /// commit with NORMAL (a power loss may undo the last ones: those events are delivered
+    /// again). false: NORMAL for everything, faster, and a power loss (not a process crash) may
+    /// lose the last enqueues before the WAL is synced.
     bool sync_every_commit = true;
     /// How long a write waits for another process's transaction (enqueuers and a relay may
     /// share one file) before it fails with StoreError::Kind::busy.

@@ -152,7 +152,7 @@ TEST_CASE("enqueue refuses what can never be delivered, line by line, and says w
     CHECK(contains(lines[6], "\"stored\""));
     CHECK(contains(lines[7], "is neither an SQS queue URL"));
     CHECK(contains(lines[8], "is neither an SQS queue URL"));
-    CHECK(contains(lines[9], "group"));
+    CHECK(contains(lines[9], "a FIFO queue needs a group id on every message"));
     CHECK(contains(lines[10], "\"stored\""));
 }
 

@@ -333,15 +333,16 @@ TEST_CASE("files it cannot trust are refused, naming the file and the cause; not
             const std::string junk(4096, '\x5a');
             f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
         };
-        auto refused = [&](SqliteStoreOptions options) {
+        auto refused = [&](SqliteStoreOptions options, std::string name = {}) {
+            if (name.empty()) name = path;
             const auto size = std::filesystem::file_size(path);
             try {
-                open_sqlite_store(path, options);
+                open_sqlite_store(name, options);
                 return false;
             } catch (const StoreError& e) {
                 INFO(e.what());
                 CHECK(e.kind() == StoreError::Kind::corrupt);
-                CHECK(std::string(e.what()).find(path) != std::string::npos);
+                CHECK(std::string(e.what()).find(name) != std::string::npos);
                 CHECK(std::string(e.what()).find("integrity check") != std::string::npos);
             }
             CHECK(std::filesystem::file_size(path) == size);  // nothing changed
@@ -367,14 +368,29 @@ TEST_CASE("files it cannot trust are refused, naming the file and the cause; not
             REQUIRE(WIFSIGNALED(status));
             REQUIRE(std::filesystem::exists(path + "-wal"));
             damage();
+            auto contents = [&](const std::string& file) {
+                std::ifstream in(file, std::ios::binary);
+                return std::string(std::istreambuf_iterator<char>(in), {});
+            };
+            const std::string before = contents(path), wal_before = contents(path + "-wal");
             CHECK(refused({}));
+            // Refusing it changed nothing, its WAL included: the next open checks it again.
+            CHECK(contents(path) == before);
+            CHECK(contents(path + "-wal") == wal_before);
+            CHECK(refused({}));
+            // Through a symbolic link, SQLite's WAL is the target's: still seen, still checked.
+            std::filesystem::create_symlink(path, dir.file("link.db"));
+            CHECK(refused({}, dir.file("link.db")));
         }
         SECTION("at every open when told to") {
             damage();
-            CHECK(refused(always));
             // The default trusts a file its last user closed (no WAL left): the check reads
             // every page, and a restart after a deploy should not wait for it.
             CHECK_FALSE(refused({}));
+            CHECK(refused(always));
+            // A refused open leaves the WAL it made: from then on every open checks.
+            CHECK(std::filesystem::exists(path + "-wal"));
+            CHECK(refused({}));
         }
     }
     SECTION("a directory that does not exist, or cannot be written") {

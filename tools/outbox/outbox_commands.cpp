@@ -79,7 +79,8 @@ constexpr std::string_view inspect_usage =
     "the oldest pending event, the last error. --json prints\n"
     "{\"targets\":[{\"target\",\"pending\",\"retrying\",\"dead\",\"oldest_pending_age_s\",\n"
     "\"last_error\"}]}. --check (a FILE): first reads the whole file with SQLite's integrity\n"
-    "check, which a store otherwise runs only when opened after an unclean stop.\n";
+    "check, which opening a store otherwise runs only when its WAL is there (an unclean\n"
+    "stop, or another process has it open).\n";
 
 constexpr std::string_view redrive_usage =
     "usage: outbox redrive --store FILE|URI [--target TARGET]\n"
