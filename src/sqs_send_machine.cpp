@@ -41,6 +41,7 @@ std::uint64_t SendMachine::accept(Message message, std::size_t size, Time now, A
         e->deadline = now + config_.retry.message_deadline;
     const std::uint64_t seq = e->seq;
     entries_.emplace_hint(entries_.end(), seq, std::move(owned));
+    not_on_the_wire_.insert(not_on_the_wire_.end(), seq);
     if (closing_) {
         fail(*e, aborted::operation_aborted, "the destination is closed", out);  // e is gone
         return seq;
@@ -62,7 +63,7 @@ bool SendMachine::has_room(std::size_t size) const {
 void SendMachine::admit(Entry& e, Actions& out) {
     ++admitted_;
     admitted_bytes_ += e.size;
-    e.place = Place::ready;
+    move_to(e, Place::ready);
     e.ready_at = now_;
     if (queue_state_ != QueueState::ready) {
         ready_.push_back(&e);
@@ -93,7 +94,7 @@ bool SendMachine::should_stage(const Entry& e) const {
 }
 
 void SendMachine::stage(Entry& e, Actions& out) {
-    e.place = Place::staging;
+    move_to(e, Place::staging);
     hold_group(e);  // FIFO: later messages of the group wait for this one
     // A copy: should the message fail, its dead letter still carries the body.
     out.stages.push_back(Stage{e.seq, e.message.body});
@@ -123,7 +124,7 @@ void SendMachine::staged(std::uint64_t seq, error_code ec, StagedPayload payload
         body = cloudevents_structured(config_.cloudevents, body);
     e.message.body = std::move(body);
     e.wire_size = message_size(e.message);
-    e.place = Place::ready;
+    move_to(e, Place::ready);
     e.ready_at = now_;
     if (!check_against_queue(e, out)) return;
     insert_ready(e);
@@ -195,10 +196,18 @@ void SendMachine::cancel(std::uint64_t seq, Time now, Actions& out) {
 // A message on the wire is bounded by its request's deadline; every other one by its own.
 // Deadlines grow with seq, so the first such message has the earliest.
 std::optional<SendMachine::Time> SendMachine::earliest_waiting_deadline() const {
-    if (config_.retry.message_deadline.count() <= 0) return std::nullopt;
-    for (const auto& [seq, e] : entries_)
-        if (e->place != Place::request && e->place != Place::leaving) return e->deadline;
-    return std::nullopt;
+    if (config_.retry.message_deadline.count() <= 0 || not_on_the_wire_.empty())
+        return std::nullopt;
+    return entries_.find(*not_on_the_wire_.begin())->second->deadline;
+}
+
+void SendMachine::move_to(Entry& e, Place place) {
+    const auto waits = [](Place p) { return p != Place::request && p != Place::leaving; };
+    if (waits(e.place) && !waits(place))
+        not_on_the_wire_.erase(e.seq);
+    else if (!waits(e.place) && waits(place))
+        not_on_the_wire_.insert(e.seq);
+    e.place = place;
 }
 
 std::optional<SendMachine::Time> SendMachine::next_wake() const {
@@ -240,7 +249,7 @@ void SendMachine::expire_due(Actions& out) {
                               : queue_state_ != QueueState::ready ? "the queue was being looked up"
                                                                   : "waiting to be sent");
         take_out(*e);
-        e->place = Place::leaving;
+        move_to(*e, Place::leaving);
     }
     for (const auto& [seq, where] : due) {
         const auto it = entries_.find(seq);
@@ -263,8 +272,9 @@ void SendMachine::complete(Entry& e, error_code ec, Receipt receipt, Actions& ou
         admitted_bytes_ -= e.size;
     }
     receipt.attempts = e.attempts;
-    out.completions.push_back(
-        Completion{e.seq, ec, std::move(receipt), std::move(e.message), e.accepted_at});
+    out.completions.emplace_back(e.seq, ec, std::move(receipt), std::move(e.message),
+                                 e.accepted_at);
+    not_on_the_wire_.erase(e.seq);
     entries_.erase(e.seq);  // e is gone from here on
     if (was_admitted) admit_waiting(out);
     maybe_finish_close(out);
@@ -408,7 +418,7 @@ void SendMachine::send_batch(std::shared_ptr<Request> request, Actions& out) {
     body.reserve(reserve);
     request->batch = request->entries.size() > 1;
     for (Entry* e : request->entries) {
-        e->place = Place::request;
+        move_to(*e, Place::request);
         if (++e->attempts > 1) stats_.retried();
         hold_group(*e);
     }
@@ -462,7 +472,7 @@ void SendMachine::retry_or_fail(Entry& e, error_code ec, const Diagnostics& d,
                     "the message deadline (" + seconds_text(config_.retry.message_deadline) +
                         ") leaves no time for another attempt; last attempt: " + describe(d),
                     out);
-    e.place = Place::backoff;
+    move_to(e, Place::backoff);
     hold_group(e);
     backoff_.emplace(when, &e);
 }
@@ -476,7 +486,7 @@ void SendMachine::requeue_now(Entry& e, error_code ec, const Diagnostics& d, Act
 }
 
 void SendMachine::insert_ready(Entry& e) {
-    e.place = Place::ready;
+    move_to(e, Place::ready);
     e.ready_at = now_;
     auto pos = std::upper_bound(ready_.begin(), ready_.end(), e.seq,
                                 [](std::uint64_t seq, const Entry* x) { return seq < x->seq; });

@@ -27,6 +27,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -152,6 +153,7 @@ class SendMachine {
     void take_out(Entry& e);
     // deadlines
     std::optional<Time> earliest_waiting_deadline() const;
+    void move_to(Entry& e, Place place);
     void expire_due(Actions& out);
     // completion
     void complete(Entry& e, error_code ec, Receipt receipt, Actions& out);
@@ -206,6 +208,8 @@ class SendMachine {
     std::deque<Entry*> waiting_room_;
     std::deque<Entry*> ready_;  // by seq
     std::multimap<Time, Entry*> backoff_;
+    // Messages not on the wire, by seq: the first has the earliest deadline the timer covers.
+    std::set<std::uint64_t> not_on_the_wire_;
     std::unordered_map<std::string, std::size_t> busy_groups_;  // FIFO: on the wire or backing off
     std::size_t admitted_ = 0;
     std::size_t admitted_bytes_ = 0;
