@@ -74,9 +74,15 @@ TEST_CASE("counters add up while senders, the completing context and readers run
         });
     // One completing context, as in a destination: every tenth fails, every tenth after that
     // stays in flight, the rest are delivered.
+    std::atomic<std::uint64_t> snapshots{0};
     threads.emplace_back([&] {
         const auto start = outbox::detail::DestinationCounters::Clock::now();
         for (int i = 0; i < total; ++i) {
+            // Halfway, wait for the reader to look once more: on a busy machine it might
+            // otherwise not run before everything is done.
+            if (i == total / 2)
+                for (const auto seen = snapshots.load(); snapshots.load() == seen;)
+                    std::this_thread::yield();
             while (accepted.load(std::memory_order_acquire) <= i) std::this_thread::yield();
             if (i % 10 == 0)
                 counters.failed();
@@ -85,7 +91,6 @@ TEST_CASE("counters add up while senders, the completing context and readers run
         }
         done = true;
     });
-    std::uint64_t snapshots = 0;
     while (!done) {
         const auto s = counters.snapshot();
         REQUIRE(s.accepted == s.delivered + s.failed + s.in_flight);
