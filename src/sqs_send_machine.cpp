@@ -272,8 +272,13 @@ void SendMachine::complete(Entry& e, error_code ec, Receipt receipt, Actions& ou
         admitted_bytes_ -= e.size;
     }
     receipt.attempts = e.attempts;
-    out.completions.emplace_back(e.seq, ec, std::move(receipt), std::move(e.message),
-                                 e.accepted_at);
+    // Built in place, member by member: Clang 14 has no parenthesized aggregate initialization.
+    Completion& c = out.completions.emplace_back();
+    c.seq = e.seq;
+    c.ec = ec;
+    c.receipt = std::move(receipt);
+    c.message = std::move(e.message);
+    c.accepted_at = e.accepted_at;
     not_on_the_wire_.erase(e.seq);
     entries_.erase(e.seq);  // e is gone from here on
     if (was_admitted) admit_waiting(out);
@@ -532,6 +537,7 @@ void SendMachine::abandon(const std::string& why, Actions& out) {
     if (abandoned_) return;
     closing_ = true;
     abandoned_ = true;
+    abandon_reason_ = why;
     linger_until_ = Time::max();
     resolve_retry_at_ = Time::max();
     auto fail_list = [&](std::vector<Entry*> list) {

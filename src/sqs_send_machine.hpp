@@ -220,7 +220,8 @@ class SendMachine {
 
     bool closing_ = false;
     bool abandoned_ = false;  // close deadline passed, or destroyed
-    bool stopped_ = false;    // close done: nothing more goes on the wire
+    std::string abandon_reason_;
+    bool stopped_ = false;  // close done: nothing more goes on the wire
 
     ClockSkew clock_;
     std::minstd_rand rng_;

@@ -126,6 +126,19 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
     --requests_in_flight_;
     for (Entry* e : request.entries) release_group(*e);
 
+    if (ec == aborted::operation_aborted && abandoned_) {
+        // Cancelled by abandon(): the same account as the messages that were waiting.
+        for (Entry* e : request.entries) {
+            std::string why = abandon_reason_;
+            if (!e->last_diagnostics.empty())
+                why += "; last attempt: " + describe(e->last_diagnostics);
+            fail(*e,
+                 e->maybe_delivered ? error_code(Errc::outcome_unknown)
+                                    : error_code(aborted::operation_aborted),
+                 std::move(why), out);
+        }
+        return;
+    }
     if (ec) {
         Diagnostics d = transport_diagnostics(ec, res);
         if (ec == aborted::operation_aborted) d.message = "not sent: the destination was closing";

@@ -421,7 +421,27 @@ TEST_CASE("send machine: the close deadline fails what waits and cancels what is
     auto& cancelled = rig.answer(call, {}, boost::asio::error::operation_aborted);
     REQUIRE(cancelled.completions.size() == 1);
     CHECK(cancelled.completions[0].ec == boost::asio::error::operation_aborted);
+    CHECK(cancelled.completions[0].receipt.diagnostics.message == "the close deadline passed");
     CHECK(cancelled.closed == boost::system::error_code(Errc::close_timeout));
+}
+
+TEST_CASE(
+    "send machine: a message cancelled on the wire by the close deadline keeps its last "
+    "attempt's error") {
+    Rig rig;
+    auto& sent = rig.send("unlucky");
+    CHECK(rig.answer(sent.calls.at(0), error_reply(503, "ServiceUnavailable", "busy"))
+              .completions.empty());
+    auto& retry = rig.advance_to_wake();
+    const auto call = retry.calls.at(0);
+    Machine::Actions out;
+    rig.machine->abandon("the close deadline passed", out);
+    CHECK(out.cancel_calls == std::vector<std::uint64_t>{call.id});
+    auto& cancelled = rig.answer(call, {}, boost::asio::error::operation_aborted);
+    REQUIRE(cancelled.completions.size() == 1);
+    CHECK(cancelled.completions[0].receipt.diagnostics.message ==
+          "the close deadline passed; last attempt: ServiceUnavailable: busy");
+    CHECK(cancelled.completions[0].receipt.attempts == 2);
 }
 
 TEST_CASE(
