@@ -7,7 +7,9 @@
 // executor after librdkafka signals that its queue has events.
 #include "dead_letter_slot.hpp"
 #include "destination_counters.hpp"
+#include "kafka_config.hpp"
 #include "kafka_errors.hpp"
+#include "send_completion.hpp"
 
 #include <outbox/detail/least_bytes.hpp>
 #include <outbox/kafka_destination.hpp>
@@ -56,29 +58,6 @@ struct Entry {
     std::string staged_key{};
 };
 
-// A failed message on its way to the dead-letter handler.
-struct DeadLetterDelivery {
-    DeadLetter letter;
-    std::shared_ptr<const DeadLetterHandler> handler;
-    Logger logger;
-};
-
-// A send's completion: its dead letter (a failure, when a handler is set), then its handler
-// on the handler's own executor. Kept small: one is moved per delivered message.
-struct Completion {
-    Destination::SendHandler handler;
-    error_code ec;
-    Receipt receipt;
-    std::unique_ptr<DeadLetterDelivery> dead_letter{};
-
-    void run() {
-        if (dead_letter)
-            detail::DeadLetterSlot::deliver(dead_letter->handler, std::move(dead_letter->letter),
-                                            dead_letter->logger);
-        asio::dispatch(asio::append(std::move(handler), ec, std::move(receipt)));
-    }
-};
-
 // librdkafka's handles, destroyed in the order that lets rd_kafka_destroy return.
 struct KafkaHandles {
     rd_kafka_t* rk = nullptr;
@@ -95,15 +74,6 @@ struct KafkaHandles {
         *this = {};
     }
 };
-
-
-bool is_valid_topic_name(std::string_view t) {
-    if (t.empty() || t.size() > 249 || t == "." || t == "..") return false;
-    return std::all_of(t.begin(), t.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '.' || c == '_' || c == '-';
-    });
-}
 
 // What message.max.bytes and least-bytes count: value, key and headers.
 std::size_t wire_size(const Message& m, std::size_t key_bytes,
@@ -162,7 +132,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     std::string purge_reason = "purged";
 
     // Completions gathered while serve() holds the mutex, run once it is released.
-    std::vector<Completion>* collecting = nullptr;
+    std::vector<detail::SendCompletion>* collecting = nullptr;
 
     bool closing = false;
     bool close_deadline_passed = false;
@@ -241,7 +211,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     // dispatched to their handlers' executors (inline when that is this thread's): this runs
     // on the destination's executor, never inside async_send.
     void serve() {
-        std::vector<Completion> done;
+        std::vector<detail::SendCompletion> done;
         {
             std::lock_guard lock(mutex);
             if (stopped) return;
@@ -549,23 +519,14 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     // ---- completion ----------------------------------------------------------------------
 
     void complete(std::unique_ptr<Entry> e, error_code ec, Receipt receipt) {
-        auto slot = asio::get_associated_cancellation_slot(e->handler);
-        if (slot.is_connected()) slot.clear();
-        Completion c{std::move(e->handler), ec, std::move(receipt)};
-        if (ec) {
-            stats.failed();
-            if (auto handler = dead_letters.get())
-                c.dead_letter.reset(new DeadLetterDelivery{
-                    DeadLetter{std::move(e->message), ec, c.receipt, config.topic},
-                    std::move(handler), config.logger});
-        } else {
-            stats.delivered(e->message.body.size(), e->accepted_at);
-        }
+        detail::SendCompletion c(stats, dead_letters, config.logger, config.topic,
+                                 std::move(e->handler), ec, std::move(receipt),
+                                 std::move(e->message), e->accepted_at);
         e.reset();
         if (collecting)
             collecting->push_back(std::move(c));
         else
-            asio::post(executor, [c = std::move(c)]() mutable { c.run(); });
+            detail::post_completion(executor, std::move(c));
         if (held.empty() && produced == 0) work.reset();
     }
 
@@ -680,8 +641,8 @@ class ConfBuilder {
         if (rd_kafka_conf_set(conf_, name.c_str(), value.c_str(), err, sizeof err) !=
             RD_KAFKA_CONF_OK) {
             // librdkafka's message may quote the value: not for secrets.
-            throw std::invalid_argument("KafkaDestination: property \"" + name +
-                                        "\": " + (is_secret_kafka_property(name) ? "refused" : err));
+            throw std::invalid_argument("KafkaDestination: property \"" + name + "\": " +
+                                        (is_secret_kafka_property(name) ? "refused" : err));
         }
     }
     rd_kafka_conf_t* get() noexcept { return conf_; }
@@ -691,100 +652,17 @@ class ConfBuilder {
     rd_kafka_conf_t* conf_;
 };
 
-const char* security_protocol(KafkaSecurity s) {
-    switch (s) {
-        case KafkaSecurity::sasl_ssl:
-            return "sasl_ssl";
-        case KafkaSecurity::sasl_plaintext:
-            return "sasl_plaintext";
-        case KafkaSecurity::ssl:
-            return "ssl";
-        case KafkaSecurity::plaintext:
-            return "plaintext";
-    }
-    return "sasl_ssl";
-}
-
-const char* sasl_mechanism_name(SaslMechanism m) {
-    switch (m) {
-        case SaslMechanism::plain:
-            return "PLAIN";
-        case SaslMechanism::scram_sha_256:
-            return "SCRAM-SHA-256";
-        case SaslMechanism::scram_sha_512:
-            return "SCRAM-SHA-512";
-    }
-    return "PLAIN";
-}
-
 }  // namespace
 
 KafkaDestination::KafkaDestination(asio::any_io_executor executor, KafkaDestinationConfig config) {
-    auto require = [](bool ok, const std::string& what) {
-        if (!ok) throw std::invalid_argument("KafkaDestination: " + what);
-    };
-    require(!config.bootstrap_servers.empty(), "no bootstrap_servers");
-    require(
-        is_valid_topic_name(config.topic),
-        "topic \"" + config.topic + "\" is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)");
-    const bool sasl = config.security == KafkaSecurity::sasl_ssl ||
-                      config.security == KafkaSecurity::sasl_plaintext;
-    require(!sasl || !config.sasl_username.empty(),
-            "SASL needs sasl_username (or security = plaintext/ssl)");
-    require(config.max_message_size >= 1 && config.max_message_size <= 1000000000,
-            "max_message_size must be 1 to 1000000000");
-    require(config.max_in_flight_messages >= 1 && config.max_in_flight_messages <= 2147483647,
-            "max_in_flight_messages must be at least 1");
-    require(config.max_in_flight_bytes >= config.max_message_size,
-            "max_in_flight_bytes must be at least max_message_size");
-    require((config.partitions > 0) == (config.replication_factor > 0),
-            "give both partitions and replication_factor, or neither");
-    require(config.retry.max_attempts >= 1, "retry.max_attempts must be at least 1");
+    detail::kafka::check_config(config);
 
     auto impl = std::make_shared<Impl>(executor, std::move(config));
     const KafkaDestinationConfig& c = impl->config;
     impl->staging_threshold = c.staging_threshold ? c.staging_threshold : c.max_message_size;
 
     ConfBuilder conf;
-    conf.set("bootstrap.servers", c.bootstrap_servers);
-    conf.set("client.id", "outbox");
-    conf.set("security.protocol", security_protocol(c.security));
-    if (sasl) {
-        conf.set("sasl.mechanisms", sasl_mechanism_name(c.sasl_mechanism));
-        conf.set("sasl.username", c.sasl_username);
-        conf.set("sasl.password", c.sasl_password);
-    }
-    if (c.security == KafkaSecurity::sasl_ssl || c.security == KafkaSecurity::ssl) {
-        if (!c.tls.ca_file.empty()) conf.set("ssl.ca.location", c.tls.ca_file);
-        if (!c.tls.certificate_file.empty())
-            conf.set("ssl.certificate.location", c.tls.certificate_file);
-        if (!c.tls.key_file.empty()) conf.set("ssl.key.location", c.tls.key_file);
-        if (!c.tls.key_password.empty()) conf.set("ssl.key.password", c.tls.key_password);
-        conf.set("enable.ssl.certificate.verification", c.tls.verify ? "true" : "false");
-        conf.set("ssl.endpoint.identification.algorithm", c.tls.verify ? "https" : "none");
-    }
-    conf.set("acks", c.acks);
-    conf.set("enable.idempotence", c.idempotence ? "true" : "false");
-    conf.set("compression.codec", c.compression);
-    conf.set("linger.ms", std::to_string(c.linger.count()));
-    conf.set("message.max.bytes",
-             std::to_string(std::max<std::size_t>(c.max_message_size + 1024, 1000)));
-    conf.set("queue.buffering.max.messages", std::to_string(c.max_in_flight_messages));
-    conf.set("queue.buffering.max.kbytes",
-             std::to_string(std::max<std::size_t>(1, (c.max_in_flight_bytes + 1023) / 1024)));
-    conf.set("message.timeout.ms", std::to_string(c.retry.message_deadline.count()));
-    conf.set("retry.backoff.ms", std::to_string(c.retry.base_delay.count()));
-    conf.set("message.send.max.retries", std::to_string(c.retry.max_attempts - 1));
-    if (c.partitioner == KafkaPartitioner::key_hash) {
-        conf.set("partitioner", "murmur2_random");
-    } else {
-        // Stickiness would bypass the partitioner for keyless messages (it picks at random).
-        conf.set("sticky.partitioning.linger.ms", "0");
-    }
-    // librdkafka's callbacks then run only inside rd_kafka_poll, on our executor.
-    conf.set("log.queue", "true");
-    for (const auto& [name, value] : c.properties) conf.set(name, value);
-    if (impl->config.logger.level == LogLevel::debug) conf.set("log_level", "7");
+    for (const auto& [name, value] : detail::kafka::producer_properties(c)) conf.set(name, value);
 
     rd_kafka_conf_set_opaque(conf.get(), impl.get());
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::on_delivery);

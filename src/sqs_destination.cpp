@@ -6,6 +6,7 @@
 #include "dead_letter_slot.hpp"
 #include "destination_counters.hpp"
 #include "redact.hpp"
+#include "send_completion.hpp"
 #include "sqs_send_machine.hpp"
 
 #include <outbox/detail/sqs_protocol.hpp>
@@ -115,21 +116,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     void complete(sqs::SendMachine::Completion& c) {
         auto it = handlers.find(c.seq);
         if (it == handlers.end()) return;
-        auto handler = std::move(it->second);
+        detail::post_completion(
+            executor,
+            detail::SendCompletion(stats, dead_letters, config.logger, machine->queue_url(),
+                                   std::move(it->second), c.ec, std::move(c.receipt),
+                                   std::move(c.message), c.accepted_at));
         handlers.erase(it);
-        auto slot = asio::get_associated_cancellation_slot(handler);
-        if (slot.is_connected()) slot.clear();
-        if (c.ec) {
-            stats.failed();
-            if (auto dead_letter = dead_letters.get())
-                detail::DeadLetterSlot::deliver(
-                    dead_letter,
-                    DeadLetter{std::move(c.message), c.ec, c.receipt, machine->queue_url()},
-                    config.logger);
-        } else {
-            stats.delivered(c.message.body.size(), c.accepted_at);
-        }
-        asio::post(executor, asio::append(std::move(handler), c.ec, std::move(c.receipt)));
     }
 
     void publish_facts() {
