@@ -288,9 +288,15 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // ---- close ---------------------------------------------------------------------------------
 
     void close(std::chrono::milliseconds deadline, CloseHandler handler) {
-        if (close_handler) {  // a second close: complete it at once
+        if (close_handler) {  // a second close while the first runs: complete it at once
             asio::post(executor, asio::append(std::move(handler),
                                               error_code(asio::error::operation_aborted)));
+            return;
+        }
+        if (machine->stopped()) {  // closed already: as the first close ended
+            const error_code ec =
+                machine->abandoned() ? error_code(Errc::close_timeout) : error_code();
+            asio::post(executor, asio::append(std::move(handler), ec));
             return;
         }
         close_handler.emplace(std::move(handler));

@@ -225,14 +225,18 @@ std::optional<SendMachine::Time> SendMachine::next_wake() const {
 void SendMachine::wake(Time now, Actions& out) {
     now_ = now;
     if (stopped_) return;
+    // What is past its deadline fails first: nothing late is sent or looked up for.
+    if (auto d = earliest_waiting_deadline(); d && *d <= now) expire_due(out);
     if (resolve_retry_at_ <= now) {
         resolve_retry_at_ = Time::max();
-        resolve(out);
+        if (ready_.empty())
+            queue_state_ = QueueState::unresolved;  // the next message looks it up again
+        else
+            resolve(out);
     }
     if (linger_until_ <= now) linger_until_ = Time::max();
     if (!backoff_.empty() && backoff_.begin()->first <= now && queue_state_ == QueueState::ready)
         release_due(out);
-    if (auto d = earliest_waiting_deadline(); d && *d <= now) expire_due(out);
     dispatch_ready(out);
 }
 

@@ -126,9 +126,14 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
     --requests_in_flight_;
     for (Entry* e : request.entries) release_group(*e);
 
-    if (ec == aborted::operation_aborted && abandoned_) {
-        // Cancelled by abandon(): the same account as the messages that were waiting.
+    if (ec && abandoned_) {
+        // Cancelled by abandon() (before it was sent, or after: then it may have been stored):
+        // the same account as the messages that were waiting, with this attempt's error when
+        // there was one.
         for (Entry* e : request.entries) {
+            if (ec != aborted::operation_aborted)
+                e->last_diagnostics = transport_diagnostics(ec, res);
+            if (ec == Errc::outcome_unknown) e->maybe_delivered = true;
             std::string why = abandon_reason_;
             if (!e->last_diagnostics.empty())
                 why += "; last attempt: " + describe(e->last_diagnostics);

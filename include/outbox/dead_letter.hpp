@@ -24,7 +24,9 @@ struct DeadLetter {
 };
 
 /// Called once for each failed message, before its send's handler runs, on a thread of the
-/// destination's executor. It must not block; it may call async_send on any destination.
+/// destination's executor; when that executor runs on several threads, calls for different
+/// messages may run at once, so make it thread-safe. It must not block; it may call async_send
+/// on any destination.
 /// An exception thrown from it is caught and logged; the message still completes.
 using DeadLetterHandler = std::function<void(DeadLetter&&)>;
 

@@ -498,6 +498,12 @@ TEST_CASE("close flushes what is queued; past its deadline the rest fails, and c
         CHECK(done == 25);  // every message completed before close did
         auto after = send_all(io, sqs, {text_message("too late")});
         CHECK(after[0].ec == asio::error::operation_aborted);
+        // Closed already: another close (a router closing its targets again) completes at once,
+        // as the first ended, and leaves nothing running.
+        CHECK_FALSE(close_destination(io, sqs, std::chrono::seconds(60)));
+        io.restart();
+        io.run_for(std::chrono::seconds(5));
+        CHECK(io.stopped());  // out of work at once: no timer left armed
         CHECK(receive(queue, 25, 5).size() == 25);
     }
     {
@@ -522,6 +528,7 @@ TEST_CASE("close flushes what is queued; past its deadline the rest fails, and c
         REQUIRE(results.size() == 3);  // all completed before close did
         for (auto& ec : results)
             CHECK((ec == outbox::Errc::outcome_unknown || ec == asio::error::operation_aborted));
+        CHECK(close_destination(io, sqs) == outbox::Errc::close_timeout);  // again: as it ended
     }
 }
 

@@ -425,6 +425,43 @@ TEST_CASE("send machine: the close deadline fails what waits and cancels what is
     CHECK(cancelled.closed == boost::system::error_code(Errc::close_timeout));
 }
 
+TEST_CASE("send machine: a late wake fails what is past its deadline before sending anything") {
+    Rig rig([](auto& c) {
+        c.retry.message_deadline = 2s;
+        c.retry.base_delay = 1ms;
+    });
+    auto& sent = rig.send("slow");
+    CHECK(rig.answer(sent.calls.at(0), error_reply(503, "ServiceUnavailable", "busy"))
+              .completions.empty());
+    rig.now += 5s;  // the event loop was busy: the backoff and the deadline are both past
+    Machine::Actions out;
+    rig.machine->wake(rig.now, out);
+    CHECK(out.calls.empty());
+    REQUIRE(out.completions.size() == 1);
+    CHECK(out.completions[0].ec == Errc::timeout);
+    CHECK(out.completions[0].receipt.diagnostics.message ==
+          "the message deadline (2 s) passed while waiting to be retried; last attempt: "
+          "ServiceUnavailable: busy");
+}
+
+TEST_CASE(
+    "send machine: a request cancelled after it was sent, by the close deadline, may "
+    "have been stored") {
+    Rig rig;
+    auto& sent = rig.send("in flight");
+    const auto call = sent.calls.at(0);
+    Machine::Actions out;
+    rig.machine->close(rig.now, out);
+    rig.machine->abandon("the close deadline passed", out);
+    HttpResponse cut;
+    cut.failure = "cancelled after the request was sent";
+    auto& answered = rig.answer(call, cut, Errc::outcome_unknown);
+    REQUIRE(answered.completions.size() == 1);
+    CHECK(answered.completions[0].ec == Errc::outcome_unknown);
+    CHECK(answered.completions[0].receipt.diagnostics.message ==
+          "the close deadline passed; last attempt: cancelled after the request was sent");
+}
+
 TEST_CASE(
     "send machine: a message cancelled on the wire by the close deadline keeps its last "
     "attempt's error") {
