@@ -235,8 +235,7 @@ void SendMachine::wake(Time now, Actions& out) {
             resolve(out);
     }
     if (linger_until_ <= now) linger_until_ = Time::max();
-    if (!backoff_.empty() && backoff_.begin()->first <= now && queue_state_ == QueueState::ready)
-        release_due(out);
+    if (queue_state_ == QueueState::ready) release_backoff(now);
     dispatch_ready(out);
 }
 
@@ -259,11 +258,12 @@ void SendMachine::expire_due(Actions& out) {
         const auto it = entries_.find(seq);
         if (it == entries_.end()) continue;
         Entry& e = *it->second;
-        std::string why = "the message deadline (" + seconds_text(config_.retry.message_deadline) +
-                          ") passed while " + where;
-        if (!e.last_diagnostics.empty()) why += "; last attempt: " + describe(e.last_diagnostics);
         fail(e, e.maybe_delivered ? error_code(Errc::outcome_unknown) : error_code(Errc::timeout),
-             std::move(why), out);
+             with_last_attempt("the message deadline (" +
+                                   seconds_text(config_.retry.message_deadline) +
+                                   ") passed while " + where,
+                               e.last_diagnostics),
+             out);
     }
 }
 
@@ -502,18 +502,9 @@ void SendMachine::insert_ready(Entry& e) {
     ready_.insert(pos, &e);
 }
 
-void SendMachine::release_due(Actions& out) {
-    while (!backoff_.empty() && backoff_.begin()->first <= now_) {
-        Entry* e = backoff_.begin()->second;
-        backoff_.erase(backoff_.begin());
-        release_group(*e);
-        insert_ready(*e);
-    }
-    dispatch_ready(out);
-}
-
-void SendMachine::release_all_backoff() {
-    while (!backoff_.empty()) {
+// Backoff due by `until` back to the ready queue.
+void SendMachine::release_backoff(Time until) {
+    while (!backoff_.empty() && backoff_.begin()->first <= until) {
         Entry* e = backoff_.begin()->second;
         backoff_.erase(backoff_.begin());
         release_group(*e);
@@ -529,7 +520,7 @@ void SendMachine::close(Time now, Actions& out) {
     closing_ = true;
     linger_until_ = Time::max();
     if (queue_state_ == QueueState::ready) {
-        release_all_backoff();
+        release_backoff(Time::max());  // what backs off goes at once
         dispatch_ready(out);
     }
     maybe_finish_close(out);
@@ -545,14 +536,7 @@ void SendMachine::abandon(const std::string& why, Actions& out) {
     linger_until_ = Time::max();
     resolve_retry_at_ = Time::max();
     auto fail_list = [&](std::vector<Entry*> list) {
-        for (Entry* e : list)
-            fail(*e,
-                 e->maybe_delivered ? error_code(Errc::outcome_unknown)
-                                    : error_code(aborted::operation_aborted),
-                 e->last_diagnostics.empty()
-                     ? why
-                     : why + "; last attempt: " + describe(e->last_diagnostics),
-                 out);
+        for (Entry* e : list) fail_abandoned(*e, out);
     };
     // Each list is emptied before its messages complete: a completion admits from the
     // waiting room, which must find nothing to admit.
@@ -573,6 +557,14 @@ void SendMachine::abandon(const std::string& why, Actions& out) {
     for (Entry* e : list) release_group(*e);
     fail_list(std::move(list));
     for (auto& [id, request] : calls_) out.cancel_calls.push_back(id);
+}
+
+// A message abandon() leaves behind: its reason, and what its last attempt met.
+void SendMachine::fail_abandoned(Entry& e, Actions& out) {
+    fail(e,
+         e.maybe_delivered ? error_code(Errc::outcome_unknown)
+                           : error_code(aborted::operation_aborted),
+         with_last_attempt(abandon_reason_, e.last_diagnostics), out);
 }
 
 void SendMachine::maybe_finish_close(Actions& out) {

@@ -109,12 +109,10 @@ class SendMachine {
     void set_session_token(const std::string& token) {
         if (token != session_token_) session_token_ = token;
     }
-    bool closing() const { return closing_; }
     /// The close deadline passed or the destination is destroyed: nothing new goes out.
     bool abandoned() const { return abandoned_; }
     bool stopped() const { return stopped_; }
     std::size_t messages() const { return entries_.size(); }
-    std::size_t calls_in_flight() const { return calls_.size(); }
 
   private:
     enum class Place { waiting_room, staging, ready, request, backoff, leaving };
@@ -182,10 +180,10 @@ class SendMachine {
                        Actions& out);
     void requeue_now(Entry& e, error_code ec, const Diagnostics& d, Actions& out);
     void insert_ready(Entry& e);
-    void release_due(Actions& out);
-    void release_all_backoff();
+    void release_backoff(Time until);
     bool correct_clock(const HttpResponse& res);
     // close
+    void fail_abandoned(Entry& e, Actions& out);
     void maybe_finish_close(Actions& out);
 
     std::string redact(std::string text) const;

@@ -134,13 +134,7 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
             if (ec != aborted::operation_aborted)
                 e->last_diagnostics = transport_diagnostics(ec, res);
             if (ec == Errc::outcome_unknown) e->maybe_delivered = true;
-            std::string why = abandon_reason_;
-            if (!e->last_diagnostics.empty())
-                why += "; last attempt: " + describe(e->last_diagnostics);
-            fail(*e,
-                 e->maybe_delivered ? error_code(Errc::outcome_unknown)
-                                    : error_code(aborted::operation_aborted),
-                 std::move(why), out);
+            fail_abandoned(*e, out);
         }
         return;
     }

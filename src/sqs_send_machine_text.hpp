@@ -17,6 +17,12 @@ inline std::string describe(const Diagnostics& d) {
     return d.message.empty() ? d.code : d.code + ": " + d.message;
 }
 
+/// `why`, then what the last attempt met, when there was one.
+inline std::string with_last_attempt(std::string why, const Diagnostics& last) {
+    if (!last.empty()) why += "; last attempt: " + describe(last);
+    return why;
+}
+
 inline std::string seconds_text(std::chrono::milliseconds ms) {
     return ms.count() % 1000 == 0 ? std::to_string(ms.count() / 1000) + " s"
                                   : std::to_string(ms.count()) + " ms";

@@ -596,7 +596,6 @@ class SqliteStore final : public OutboxStore {
         }
     }
 
-    // BEGIN IMMEDIATE ... COMMIT, rolled back unless committed.
     // synchronous = NORMAL for its lifetime, when the store is FULL.
     class SyncRelaxed {
       public:
@@ -618,6 +617,7 @@ class SqliteStore final : public OutboxStore {
         bool relaxed_;
     };
 
+    // BEGIN IMMEDIATE ... COMMIT, rolled back unless committed.
     class Transaction {
       public:
         Transaction(SqliteStore& store, const char* what) : store_(store), what_(what) {
