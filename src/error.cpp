@@ -29,7 +29,7 @@ class Category final : public boost::system::error_category {
             case Errc::missing_credentials:
                 return "missing credentials: no access key id or secret access key";
             case Errc::timeout:
-                return "timed out before the request was sent";
+                return "timed out, and no attempt may have been delivered";
             case Errc::outcome_unknown:
                 return "the request was sent but no complete reply came back: outcome unknown";
             case Errc::response_too_large:

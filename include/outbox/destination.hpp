@@ -1,6 +1,7 @@
 // Where messages go. A Destination accepts messages and completes each one exactly once:
-// delivered (with a Receipt) or failed with a definite error. SqsDestination and
-// KafkaDestination implement it.
+// delivered (with a Receipt) or failed with a definite error. SqsDestination,
+// KafkaDestination and RoutingDestination (one destination per target) implement it; the
+// durable outbox (outbox.hpp) delivers through them.
 #pragma once
 
 #include <outbox/dead_letter.hpp>
@@ -52,7 +53,9 @@ class Destination {
     /// Cancellation (terminal, partial, total): honoured while the message waits for
     /// capacity, for its batch, or for its next attempt; it completes with operation_aborted
     /// (with Errc::outcome_unknown instead when an earlier attempt's reply was lost). Once
-    /// in a request, the message completes with that request's outcome.
+    /// in a request, the message completes with that request's outcome. KafkaDestination
+    /// honours it only while the message waits for room: once handed to librdkafka, a
+    /// message cannot be taken back, and it completes with librdkafka's report.
     template <class CompletionToken>
     auto async_send(Message message, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken,

@@ -17,7 +17,7 @@ enum class Errc {
     missing_credentials,   // no access key id or secret access key
 
     // HTTP transport.
-    timeout,             // the deadline passed before the request was sent: safe to retry
+    timeout,             // a deadline passed and no attempt may have been delivered: safe to retry
     outcome_unknown,     // the request was sent but no complete reply came back
     response_too_large,  // the response exceeded the configured size limit
     malformed_response,  // the response is not valid HTTP/1.1

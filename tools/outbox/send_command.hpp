@@ -1,4 +1,4 @@
-// `outbox send`: JSON Lines in, messages to an SQS queue out, a report per line.
+// `outbox send`: JSON Lines in, messages to an SQS queue or a Kafka topic out, a report per line.
 #pragma once
 
 namespace outbox::cli {
