@@ -1,6 +1,6 @@
 #include "bench_support.hpp"
 
-#include <outbox/detail/sqs_protocol.hpp>
+#include "aws/sqs/sqs_protocol.hpp"
 
 #include <netinet/in.h>
 #include <signal.h>

@@ -21,19 +21,19 @@
 #include <outbox/postgresql_store.hpp>
 #include <outbox/sqs_destination.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <libpq-fe.h>
+#include <boost/asio/io_context.hpp>
 
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <dirent.h>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -206,8 +206,9 @@ void application_side(outbox::test::PostgresServer& server, long events) {
                 run(c, sql, {target, body, count}, 1);
             const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
             const double cpu = server_cpu_seconds(server.pid()) - cpu_before;
-            const std::string name = std::string(plain ? "plain INSERT (floor)" : "outbox.enqueue") +
-                                     ", " + count + " per transaction";
+            const std::string name =
+                std::string(plain ? "plain INSERT (floor)" : "outbox.enqueue") + ", " + count +
+                " per transaction";
             std::printf("%-58s %10.0f %16.1f\n", name.c_str(), static_cast<double>(n) / seconds,
                         cpu * 1e6 / static_cast<double>(n));
         }
@@ -238,9 +239,10 @@ void relays(outbox::test::PostgresServer& server, long events, const std::string
         std::ofstream out(input, std::ios::binary);
         for (long i = 0; i < events; ++i) out << body << '\n';
     }
-    std::printf("relays: %ld events of 1 KiB committed, then delivered to nginx (canned SQS "
-                "replies)\n",
-                events);
+    std::printf(
+        "relays: %ld events of 1 KiB committed, then delivered to nginx (canned SQS "
+        "replies)\n",
+        events);
     std::printf("%-44s %10s %16s %16s\n", "", "events/s", "client us/event", "server us/event");
     const Run send = programs({OUTBOX_CLI_PATH, "send", "--to", queue, input}, 1);
     std::printf("%-44s %10.0f %16.2f %16s\n", "outbox send FILE (no store)",
@@ -296,7 +298,8 @@ void latency(outbox::test::PostgresServer& server, const std::string& queue, std
         run(c, "SELECT outbox.enqueue($1, 'warm-up')", {queue});
         PQfinish(c);
         const auto until = Clock::now() + std::chrono::seconds(30);
-        while (settled.empty() && Clock::now() < until) io.run_one_for(std::chrono::milliseconds(100));
+        while (settled.empty() && Clock::now() < until)
+            io.run_one_for(std::chrono::milliseconds(100));
         settled.clear();
     }
     std::map<outbox::EventId, Clock::time_point> committed;
@@ -311,9 +314,8 @@ void latency(outbox::test::PostgresServer& server, const std::string& queue, std
             next += step;
             const char* values[2] = {queue.c_str(), body.c_str()};
             const auto before = Clock::now();
-            PGresult* r =
-                PQexecParams(c, "SELECT outbox.enqueue($1, $2)", 2, nullptr, values, nullptr,
-                             nullptr, 0);
+            PGresult* r = PQexecParams(c, "SELECT outbox.enqueue($1, $2)", 2, nullptr, values,
+                                       nullptr, nullptr, 0);
             const auto after = Clock::now();  // the commit is acknowledged
             commit_ms.push_back(std::chrono::duration<double, std::milli>(after - before).count());
             if (PQresultStatus(r) == PGRES_TUPLES_OK)
@@ -330,12 +332,14 @@ void latency(outbox::test::PostgresServer& server, const std::string& queue, std
     for (const auto& [id, at] : committed)
         if (auto s = settled.find(id); s != settled.end())
             ms.push_back(std::chrono::duration<double, std::milli>(s->second - at).count());
-    std::printf("commit to delivered and recorded, %ld events, one per transaction, %d/s, relay "
-                "woken by NOTIFY (poll 1 s), after one event to warm up\n",
-                count, per_second);
-    std::printf("  %zu delivered: from the commit's acknowledgement p50 %.2f ms, p99 %.2f ms, "
-                "max %.2f ms\n",
-                ms.size(), percentile(ms, 0.50), percentile(ms, 0.99), percentile(ms, 1.0));
+    std::printf(
+        "commit to delivered and recorded, %ld events, one per transaction, %d/s, relay "
+        "woken by NOTIFY (poll 1 s), after one event to warm up\n",
+        count, per_second);
+    std::printf(
+        "  %zu delivered: from the commit's acknowledgement p50 %.2f ms, p99 %.2f ms, "
+        "max %.2f ms\n",
+        ms.size(), percentile(ms, 0.50), percentile(ms, 0.99), percentile(ms, 1.0));
     std::printf("  (the application's commit itself: p50 %.2f ms, p99 %.2f ms, max %.2f ms)\n\n",
                 percentile(commit_ms, 0.50), percentile(commit_ms, 0.99),
                 percentile(commit_ms, 1.0));
@@ -344,8 +348,9 @@ void latency(outbox::test::PostgresServer& server, const std::string& queue, std
 // ---- 4. claims with a backlog -----------------------------------------------------------
 
 void claims(outbox::test::PostgresServer& server, long large) {
-    std::printf("claim 256 and settle them (delivered), 30 times, with a backlog pending "
-                "(100-byte events)\n");
+    std::printf(
+        "claim 256 and settle them (delivered), 30 times, with a backlog pending "
+        "(100-byte events)\n");
     std::printf("%-44s %16s %16s\n", "", "first (ms)", "mean (ms)");
     for (const bool grouped : {false, true}) {
         for (const long pending : {10000L, large}) {
@@ -372,14 +377,15 @@ void claims(outbox::test::PostgresServer& server, long large) {
                     done.push_back(o);
                 }
                 store->settle(done);
-                ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+                ms.push_back(
+                    std::chrono::duration<double, std::milli>(Clock::now() - start).count());
                 if (events.size() != 256) throw std::runtime_error("a claim came back short");
             }
             double mean = 0;
             for (double m : ms) mean += m;
             mean /= static_cast<double>(ms.size());
-            const std::string name = std::to_string(pending) + " pending" +
-                                     (grouped ? ", in 1000 groups" : "");
+            const std::string name =
+                std::to_string(pending) + " pending" + (grouped ? ", in 1000 groups" : "");
             std::printf("%-44s %16.2f %16.2f\n", name.c_str(), ms.front(), mean);
         }
     }
@@ -396,15 +402,17 @@ int main(int argc, char** argv) {
     ::setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
     ::setenv("AWS_CONFIG_FILE", "/nonexistent", 1);
     ::unsetenv("AWS_SESSION_TOKEN");
-    const fs::path dir = fs::temp_directory_path() / ("outbox-pg-bench-" + std::to_string(::getpid()));
+    const fs::path dir =
+        fs::temp_directory_path() / ("outbox-pg-bench-" + std::to_string(::getpid()));
     fs::create_directories(dir);
 
     outbox::test::PostgresServer server(true);
     const std::string body = outbox::bench::body_of_1kib();
-    outbox::bench::Nginx nginx("default_type application/x-amz-json-1.0; "
-                               "if ($http_x_amz_target = \"AmazonSQS.SendMessage\") { return 200 '" +
-                               outbox::bench::canned_single_reply(body) + "'; } return 200 '" +
-                               outbox::bench::canned_batch_reply(body) + "';");
+    outbox::bench::Nginx nginx(
+        "default_type application/x-amz-json-1.0; "
+        "if ($http_x_amz_target = \"AmazonSQS.SendMessage\") { return 200 '" +
+        outbox::bench::canned_single_reply(body) + "'; } return 200 '" +
+        outbox::bench::canned_batch_reply(body) + "';");
     const std::string queue =
         "http://127.0.0.1:" + std::to_string(nginx.port()) + "/000000000000/bench";
 

@@ -120,4 +120,24 @@ class PayloadStager {
 
 using PayloadStagerPtr = std::shared_ptr<PayloadStager>;
 
+/// One object's pre-signed URL, as PayloadStager makes for what it stages.
+struct S3PresignRequest {
+    std::string bucket{};
+    std::string key{};       // as stored: encoded here
+    std::string region{};    // required: a region name
+    std::string endpoint{};  // empty: AWS's own; else path-style on this http(s) server
+    S3Addressing addressing = S3Addressing::virtual_hosted;  // ignored with an endpoint
+    std::string method = "GET";
+    std::chrono::seconds expires{600};  // 1 s to 7 days
+};
+
+/// Signs a URL for `request` with `credentials` at `now` (SigV4 query signing, no I/O).
+/// Errors: Errc::invalid_argument for the bucket name, an empty key or the region (`why`, when
+/// given, says which), Errc::invalid_url for the endpoint, Errc::invalid_expiry,
+/// Errc::missing_credentials.
+boost::system::error_code presign_s3_url(const S3PresignRequest& request,
+                                         const Credentials& credentials,
+                                         std::chrono::system_clock::time_point now,
+                                         std::string& url, std::string* why = nullptr);
+
 }  // namespace outbox

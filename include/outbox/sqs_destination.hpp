@@ -111,4 +111,29 @@ class SqsDestination final : public Destination {
     std::shared_ptr<Impl> impl_;
 };
 
+/// The largest maximum message size an SQS queue can have (1 MiB).
+inline constexpr std::size_t sqs_largest_max_message_size = 1024 * 1024;
+
+/// What a queue URL says.
+struct SqsQueueUrlParts {
+    std::string name{};    // the last path segment
+    std::string region{};  // from an AWS host name (sqs.REGION.amazonaws.com...), else empty
+    bool fifo = false;     // the name ends in ".fifo"
+};
+
+/// What is wrong with `url` as SqsDestinationConfig::queue_url; empty when it is an SQS queue
+/// URL ("scheme://host[:port]/ACCOUNT/NAME"), and then `parts`, when given, are filled.
+std::string check_sqs_queue_url(std::string_view url, SqsQueueUrlParts* parts = nullptr);
+
+/// What SQS would refuse in `message` (its body, attributes, group and deduplication ids for
+/// a FIFO queue or their absence for a standard one), checked as SqsDestination checks a
+/// message it accepts; empty when there is nothing. `check_body` false skips the body (one
+/// that a stager will replace). The size against a queue's limit is not checked: see
+/// sqs_message_size.
+std::string check_sqs_message(const Message& message, bool fifo_queue, bool check_body = true);
+
+/// The bytes SQS counts against a queue's maximum message size: the body plus each
+/// attribute's name, type and value.
+std::size_t sqs_message_size(const Message& message) noexcept;
+
 }  // namespace outbox

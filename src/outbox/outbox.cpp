@@ -5,8 +5,8 @@
 #include <outbox/error.hpp>
 #include <outbox/outbox.hpp>
 
-#include "../dead_letter_slot.hpp"
-#include "relay_policy.hpp"
+#include "core/dead_letter_slot.hpp"
+#include "outbox/relay_policy.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -22,9 +22,9 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <thread>
-#include <set>
 #include <unordered_map>
 
 namespace outbox {
@@ -243,8 +243,8 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     bool delivering = false;          // handing a claimed window out: no new claim until it is done
     std::size_t in_flight_count = 0;  // claimed and not yet settled (or released)
     std::unordered_map<std::string, std::size_t> sending;  // per target, with its destination
-    std::set<std::string> claimed_passing_over;             // the last claim's full targets
-    std::optional<std::set<std::string>> came_up_empty;     // ... when it found nothing
+    std::set<std::string> claimed_passing_over;            // the last claim's full targets
+    std::optional<std::set<std::string>> came_up_empty;    // ... when it found nothing
     bool close_deadline_passed = false;
     asio::steady_timer close_timer{strand};
     std::atomic<bool> stopped{false};  // the destructor ran: no handler of ours does anything
@@ -277,8 +277,8 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
                     try {
                         self->store().renew_claims(std::chrono::system_clock::now());
                     } catch (const StoreError& e) {
-                        self->config.logger.log(LogLevel::warning,
-                                                std::string("outbox: renewing claims: ") + e.what());
+                        self->config.logger.log(
+                            LogLevel::warning, std::string("outbox: renewing claims: ") + e.what());
                     }
                 });
             self->renew_leases();
@@ -677,8 +677,7 @@ Outbox::Outbox(asio::any_io_executor executor, OutboxConfig config) {
         impl->store().release_claims();
         // Called from a thread of the store's: only posts.
         impl->store().watch_arrivals([weak = std::weak_ptr<Impl>(impl)] {
-            if (auto self = weak.lock())
-                asio::post(self->strand, [self] { self->on_enqueued(); });
+            if (auto self = weak.lock()) asio::post(self->strand, [self] { self->on_enqueued(); });
         });
     }
     impl->store_thread = std::thread([raw = impl.get()] { raw->store_loop(); });

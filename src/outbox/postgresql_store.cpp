@@ -11,8 +11,8 @@
 #include <outbox/postgresql_store.hpp>
 #include <outbox/sqlite_store.hpp>
 
-#include "event_codec.hpp"
-#include "postgresql_text.hpp"
+#include "outbox/event_codec.hpp"
+#include "outbox/postgresql_text.hpp"
 
 #include <libpq-fe.h>
 #include <simdjson.h>
@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -29,7 +30,6 @@
 #include <mutex>
 #include <random>
 #include <string_view>
-#include <array>
 #include <thread>
 #include <unordered_map>
 
@@ -140,7 +140,8 @@ $fn$;
 
 // Added after the first release, and compatible with it (the schema's version stays 1): made
 // with the schema, or when a newer outbox opens a database without it.
-constexpr const char* target_index_exists = "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL";
+constexpr const char* target_index_exists =
+    "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL";
 constexpr const char* target_index = R"sql(
 CREATE INDEX IF NOT EXISTS events_target_ready ON outbox.events(target, next_attempt_at, id)
     WHERE NOT dead AND NOT waiting;
@@ -149,10 +150,10 @@ COMMENT ON INDEX outbox.events_target_ready IS
 )sql";
 
 // Columns of an event as the store reads it, times in milliseconds since the epoch.
-#define OUTBOX_EVENT_COLUMNS(e)                                                                   \
-    e ".id, " e ".target, " e ".group_id, " e ".body, " e ".attributes::text AS attributes, " e   \
-      ".deduplication_id, " e ".delay_seconds, (extract(epoch FROM " e                            \
-      ".enqueued_at) * 1000)::int8 AS enqueued_ms, (extract(epoch FROM " e                        \
+#define OUTBOX_EVENT_COLUMNS(e)                                                                 \
+    e ".id, " e ".target, " e ".group_id, " e ".body, " e ".attributes::text AS attributes, " e \
+      ".deduplication_id, " e ".delay_seconds, (extract(epoch FROM " e                          \
+      ".enqueued_at) * 1000)::int8 AS enqueued_ms, (extract(epoch FROM " e                      \
       ".next_attempt_at) * 1000)::int8 AS next_ms, " e ".attempts, " e ".dead, " e ".last_error"
 
 struct PreparedStatement {
@@ -170,21 +171,22 @@ struct PreparedStatement {
 // later of the relay's clock ($1) and the database's: a relay whose clock is behind still sees
 // what was just committed, and its lease lasts as long in the database's time.
 #define OUTBOX_NOW "greatest(to_timestamp($1::int8 / 1000.0), statement_timestamp())"
-#define OUTBOX_CLAIMABLE(e)                                                                     \
-    "NOT " e ".dead AND NOT " e ".waiting AND " e ".next_attempt_at <= " OUTBOX_NOW               \
-    " AND NOT EXISTS (SELECT 1 FROM outbox.claims c WHERE c.event_id = " e ".id AND c.until > "   \
-    OUTBOX_NOW ")"
-#define OUTBOX_BEHIND(e)                                                                        \
-    "(" e ".group_id <> '' AND EXISTS (SELECT 1 FROM outbox.events o WHERE o.target = " e         \
+#define OUTBOX_CLAIMABLE(e)                                                         \
+    "NOT " e ".dead AND NOT " e ".waiting AND " e ".next_attempt_at <= " OUTBOX_NOW \
+    " AND NOT EXISTS (SELECT 1 FROM outbox.claims c WHERE c.event_id = " e          \
+    ".id AND c.until > " OUTBOX_NOW ")"
+#define OUTBOX_BEHIND(e)                                                                  \
+    "(" e ".group_id <> '' AND EXISTS (SELECT 1 FROM outbox.events o WHERE o.target = " e \
     ".target AND o.group_id = " e ".group_id AND NOT o.dead AND o.id < " e ".id)) AS behind"
 #define OUTBOX_CLAIM_TAKE                                                                       \
-    "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id = c.id "   \
+    "marked AS (UPDATE outbox.events e SET waiting = true FROM candidates c WHERE e.id = c.id " \
     "AND c.behind AND $5::bool), "                                                              \
-    "claimed AS (INSERT INTO outbox.claims AS k(event_id, relay, until) SELECT id, $4, " OUTBOX_NOW \
-    " + $3::int8 * interval '1 ms' FROM candidates WHERE NOT behind ON CONFLICT (event_id) DO "   \
-    "UPDATE SET relay = excluded.relay, until = excluded.until WHERE k.until <= " OUTBOX_NOW      \
+    "claimed AS (INSERT INTO outbox.claims AS k(event_id, relay, until) SELECT id, "            \
+    "$4, " OUTBOX_NOW                                                                           \
+    " + $3::int8 * interval '1 ms' FROM candidates WHERE NOT behind ON CONFLICT (event_id) DO " \
+    "UPDATE SET relay = excluded.relay, until = excluded.until WHERE k.until <= " OUTBOX_NOW    \
     " RETURNING event_id) "                                                                     \
-    "SELECT c.*, k.event_id IS NOT NULL AS ours FROM candidates c LEFT JOIN claimed k ON "        \
+    "SELECT c.*, k.event_id IS NOT NULL AS ours FROM candidates c LEFT JOIN claimed k ON "      \
     "k.event_id = c.id ORDER BY c.id"
 
 // $1 now (ms), $2 how many, $3 the lease, $4 this relay, $5 may mark: the due events in due
@@ -259,8 +261,7 @@ const PreparedStatement promote_sql{
     "LIMIT 1) FROM unnest($1::text[], $2::text[]) AS g(t, g))"};
 
 const PreparedStatement release_sql{
-    "outbox_release",
-    "DELETE FROM outbox.claims WHERE event_id = ANY($1::int8[]) AND relay = $2"};
+    "outbox_release", "DELETE FROM outbox.claims WHERE event_id = ANY($1::int8[]) AND relay = $2"};
 
 // $1 ids, $2 this relay, $3 now (ms), $4 the lease (ms). A claim already taken over stays so.
 const PreparedStatement renew_sql{
@@ -288,8 +289,8 @@ const PreparedStatement enqueue_sql{
     "outbox_enqueue", "SELECT outbox.enqueue_bytes($1, $2, $3, $4, $5::int4, $6::jsonb)"};
 
 const PreparedStatement all_statements[] = {
-    claim_sql,    claim_by_target_sql, delete_sql, fail_sql,        promote_sql, release_sql,
-    renew_sql,    next_due_sql,        find_sql,   any_pending_sql, enqueue_sql};
+    claim_sql, claim_by_target_sql, delete_sql, fail_sql,        promote_sql, release_sql,
+    renew_sql, next_due_sql,        find_sql,   any_pending_sql, enqueue_sql};
 
 // Corrects `waiting` for the living events of $1 (every target when empty).
 constexpr const char* recompute_waiting =
@@ -374,8 +375,8 @@ class PostgresqlStore final : public OutboxStore {
     void enqueue(std::span<const NewEvent> events, std::vector<EventId>& ids) override {
         for (std::size_t i = 0; i < events.size(); ++i)
             if (std::string why = refusal(events[i].target, events[i].message); !why.empty())
-                throw StoreError(StoreError::Kind::io, where() + ": enqueue: event " +
-                                                           std::to_string(i) + ": " + why);
+                throw StoreError(StoreError::Kind::io,
+                                 where() + ": enqueue: event " + std::to_string(i) + ": " + why);
         // Lost before COMMIT went out: nothing was stored, so once more on a new connection.
         for (int attempt = 0;; ++attempt) {
             bool commit_sent = false;
@@ -387,9 +388,10 @@ class PostgresqlStore final : public OutboxStore {
                 drop_connection();
                 if (commit_sent)
                     throw StoreError(StoreError::Kind::io,
-                                     where() + ": enqueue: the connection was lost while "
-                                               "committing; the events may or may not be "
-                                               "stored: " +
+                                     where() +
+                                         ": enqueue: the connection was lost while "
+                                         "committing; the events may or may not be "
+                                         "stored: " +
                                          lost.what);
                 if (attempt > 0)
                     throw StoreError(StoreError::Kind::io, where() + ": enqueue: " + lost.what);
@@ -626,23 +628,25 @@ class PostgresqlStore final : public OutboxStore {
     // Defaults first, then the URI (expanded from dbname), whose own settings win: a bounded
     // connect, keepalives so a dead peer is noticed, UTF-8 text.
     Connection open_connection(const char* what) const {
-        const char* keys[] = {"connect_timeout", "keepalives",      "keepalives_idle",
+        const char* keys[] = {"connect_timeout",     "keepalives",       "keepalives_idle",
                               "keepalives_interval", "keepalives_count", "client_encoding",
                               "application_name",    "dbname",           nullptr};
-        const char* values[] = {"10", "1", "30", "10", "3", "UTF8", "outbox", uri_.c_str(), nullptr};
+        const char* values[] = {"10",   "1",      "30",         "10",   "3",
+                                "UTF8", "outbox", uri_.c_str(), nullptr};
         Connection c(PQconnectdbParams(keys, values, 1));
         if (!c) throw StoreError(StoreError::Kind::io, where() + ": " + what + ": out of memory");
         if (PQstatus(c.get()) != CONNECTION_OK)
             throw StoreError(StoreError::Kind::io, where() + ": " + what + ": cannot connect: " +
                                                        trimmed(PQerrorMessage(c.get())));
         // Errors keep their text, not the server's locale; no notices on stderr.
-        PQsetNoticeProcessor(c.get(), [](void*, const char*) {}, nullptr);
+        PQsetNoticeProcessor(
+            c.get(), [](void*, const char*) {}, nullptr);
         // The store's statements take milliseconds; the planner's estimates for a claim over a
         // large backlog pass jit_above_cost, and compiling one took 500 ms.
         Result jit(PQexec(c.get(), "SET jit = off"));
         if (!jit || PQresultStatus(jit.get()) != PGRES_COMMAND_OK)
-            throw StoreError(StoreError::Kind::io, where() + ": " + what + ": " +
-                                                       trimmed(PQerrorMessage(c.get())));
+            throw StoreError(StoreError::Kind::io,
+                             where() + ": " + what + ": " + trimmed(PQerrorMessage(c.get())));
         return c;
     }
 
@@ -666,7 +670,8 @@ class PostgresqlStore final : public OutboxStore {
             }
         }
         // Whatever went wrong last, no transaction is left open to fail every later statement.
-        if (PQtransactionStatus(conn_.get()) != PQTRANS_IDLE) PQclear(PQexec(conn_.get(), "ROLLBACK"));
+        if (PQtransactionStatus(conn_.get()) != PQTRANS_IDLE)
+            PQclear(PQexec(conn_.get(), "ROLLBACK"));
         if (!prepared_ && schema_ready_) {
             for (const PreparedStatement& s : all_statements) {
                 Result r(PQprepare(conn_.get(), s.name, s.sql, 0, nullptr));
@@ -687,7 +692,8 @@ class PostgresqlStore final : public OutboxStore {
             } catch (const ConnectionLost& lost) {
                 drop_connection();
                 if (attempt > 0)
-                    throw StoreError(StoreError::Kind::io, where() + ": " + what + ": " + lost.what);
+                    throw StoreError(StoreError::Kind::io,
+                                     where() + ": " + what + ": " + lost.what);
             }
         }
     }
@@ -732,9 +738,10 @@ class PostgresqlStore final : public OutboxStore {
         const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
         const std::string code = state ? state : "";
         const StoreError::Kind kind =
-            code == "53100"                                               ? StoreError::Kind::full
-            : code == "40001" || code == "40P01" || code.rfind("55", 0) == 0 ? StoreError::Kind::busy
-                                                                             : StoreError::Kind::io;
+            code == "53100" ? StoreError::Kind::full
+            : code == "40001" || code == "40P01" || code.rfind("55", 0) == 0
+                ? StoreError::Kind::busy
+                : StoreError::Kind::io;
         throw StoreError(kind, where() + ": " + what + ": " + message);
     }
 
@@ -751,8 +758,8 @@ class PostgresqlStore final : public OutboxStore {
     Result exec_prepared(const PreparedStatement& s, std::initializer_list<const char*> params,
                          const char* what) {
         std::vector<const char*> values(params);
-        Result r(PQexecPrepared(conn_.get(), s.name, static_cast<int>(values.size()),
-                                values.data(), nullptr, nullptr, 1));
+        Result r(PQexecPrepared(conn_.get(), s.name, static_cast<int>(values.size()), values.data(),
+                                nullptr, nullptr, 1));
         const ExecStatusType status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
         check(r.get(), status == PGRES_TUPLES_OK ? PGRES_TUPLES_OK : PGRES_COMMAND_OK, what);
         return r;
@@ -765,13 +772,14 @@ class PostgresqlStore final : public OutboxStore {
     // together.
     void migrate() {
         retrying("reading the schema", [&] {
-            Result exists = exec("SELECT to_regclass('outbox.meta') IS NOT NULL", {},
-                                 "reading the schema");
+            Result exists =
+                exec("SELECT to_regclass('outbox.meta') IS NOT NULL", {}, "reading the schema");
             if (!get_bool(exists.get(), 0, 0)) return 0;
-            Result v = exec("SELECT (SELECT value FROM outbox.meta WHERE key = "
-                            "'schema_version'), (SELECT value FROM outbox.meta WHERE key = "
-                            "'identity')",
-                            {}, "reading the schema");
+            Result v = exec(
+                "SELECT (SELECT value FROM outbox.meta WHERE key = "
+                "'schema_version'), (SELECT value FROM outbox.meta WHERE key = "
+                "'identity')",
+                {}, "reading the schema");
             if (PQgetisnull(v.get(), 0, 0) || PQgetisnull(v.get(), 0, 1)) return 0;
             const int version = std::atoi(get_bytes(v.get(), 0, 0).c_str());
             if (version > schema_version) throw newer_schema(version);
@@ -785,9 +793,10 @@ class PostgresqlStore final : public OutboxStore {
         retrying("creating the schema", [&] {
             Transaction tx(*this, "creating the schema", begin_migrating);
             exec("CREATE SCHEMA IF NOT EXISTS outbox", {}, "creating the schema");
-            exec("CREATE TABLE IF NOT EXISTS outbox.meta(key text PRIMARY KEY, value text NOT "
-                 "NULL)",
-                 {}, "creating the schema");
+            exec(
+                "CREATE TABLE IF NOT EXISTS outbox.meta(key text PRIMARY KEY, value text NOT "
+                "NULL)",
+                {}, "creating the schema");
             Result v = exec("SELECT value FROM outbox.meta WHERE key = 'schema_version'", {},
                             "reading the schema version");
             int version = 0;
@@ -796,9 +805,10 @@ class PostgresqlStore final : public OutboxStore {
             if (version == 0) {
                 Result r(PQexec(conn_.get(), schema));  // several statements: simple protocol
                 check(r.get(), PGRES_COMMAND_OK, "creating the schema");
-                exec("INSERT INTO outbox.meta VALUES ('schema_version', $1), ('identity', "
-                     "substr(replace(gen_random_uuid()::text, '-', ''), 1, 16))",
-                     {std::to_string(schema_version).c_str()}, "creating the schema");
+                exec(
+                    "INSERT INTO outbox.meta VALUES ('schema_version', $1), ('identity', "
+                    "substr(replace(gen_random_uuid()::text, '-', ''), 1, 16))",
+                    {std::to_string(schema_version).c_str()}, "creating the schema");
                 Result indexed(PQexec(conn_.get(), target_index));
                 check(indexed.get(), PGRES_COMMAND_OK, "creating the schema");
             }
@@ -913,10 +923,9 @@ class PostgresqlStore final : public OutboxStore {
                              where() + ": enqueue: " + first_error);
         }
         if (ids.size() != events.size())
-            throw StoreError(StoreError::Kind::io,
-                             where() + ": enqueue: the server returned " +
-                                 std::to_string(ids.size()) + " ids for " +
-                                 std::to_string(events.size()) + " events");
+            throw StoreError(StoreError::Kind::io, where() + ": enqueue: the server returned " +
+                                                       std::to_string(ids.size()) + " ids for " +
+                                                       std::to_string(events.size()) + " events");
     }
 
     // The batch's groups locked in one order (the keys sorted) before any insert, as
@@ -993,16 +1002,16 @@ class PostgresqlStore final : public OutboxStore {
             Transaction tx(*this, "claim", wait_for_marks ? begin_claim_waiting : begin_claim);
             const bool may_mark = PQgetvalue(tx.opened(), 0, 0)[0] == 't';
             const char* mark = may_mark ? "t" : "f";
-            Result r = by_target
-                           ? exec_prepared(claim_by_target_sql,
-                                           {due.c_str(), count.c_str(), lease.c_str(),
-                                            me_.c_str(), mark, skip.c_str(), known.c_str(),
-                                            rooms.c_str(), per_target.c_str()},
-                                           "claim")
-                           : exec_prepared(claim_sql,
-                                           {due.c_str(), count.c_str(), lease.c_str(),
-                                            me_.c_str(), mark},
-                                           "claim");
+            Result r =
+                by_target
+                    ? exec_prepared(
+                          claim_by_target_sql,
+                          {due.c_str(), count.c_str(), lease.c_str(), me_.c_str(), mark,
+                           skip.c_str(), known.c_str(), rooms.c_str(), per_target.c_str()},
+                          "claim")
+                    : exec_prepared(claim_sql,
+                                    {due.c_str(), count.c_str(), lease.c_str(), me_.c_str(), mark},
+                                    "claim");
             tx.commit();
             const int rows = PQntuples(r.get());
             const int behind_col = PQfnumber(r.get(), "behind"),
@@ -1036,7 +1045,7 @@ class PostgresqlStore final : public OutboxStore {
             // target, a round stops short of `asked` at each target's cap.)
             if (seen < asked && !capped) break;  // nothing more is due
             const std::size_t passed = seen - (out.size() - before);
-            if (passed == 0) continue;  // a round held to a target's room: the next goes on
+            if (passed == 0) continue;       // a round held to a target's room: the next goes on
             if (behind != 0 && !may_mark) {  // unmarked, the same ones would come back
                 if (out.size() != before || wait_for_marks) break;
                 wait_for_marks = true;
@@ -1180,7 +1189,7 @@ class PostgresqlStore final : public OutboxStore {
     PostgresqlStoreOptions options_;
     std::string describe_;
     std::vector<std::string> secrets_;  // the password as written and as libpq reads it
-    std::string me_;  // this relay's name in outbox.claims: host:pid:random
+    std::string me_;                    // this relay's name in outbox.claims: host:pid:random
     std::string identity_;
     Connection conn_;
     bool prepared_ = false;

@@ -1,12 +1,12 @@
-#include "postgresql_text.hpp"
+#include "outbox/postgresql_text.hpp"
 
-#include <outbox/detail/json_writer.hpp>
+#include <outbox/json_string.hpp>
 
-#include "../base64.hpp"
+#include "core/base64.hpp"
 
 #include <openssl/evp.h>
-#include <algorithm>
 #include <simdjson.h>
+#include <algorithm>
 
 namespace outbox::detail {
 namespace {
@@ -43,7 +43,8 @@ std::string postgresql_refusal(const std::string& target, const Message& message
     for (const MessageAttribute& a : message.attributes) {
         const bool binary = a.data_type.rfind("Binary", 0) == 0;
         for (const auto& [part, text] :
-             {std::pair<const char*, const std::string*>{"name", &a.name}, {"type", &a.data_type},
+             {std::pair<const char*, const std::string*>{"name", &a.name},
+              {"type", &a.data_type},
               {"value", binary ? nullptr : &a.value}})
             if (text != nullptr)
                 if (const char* why = bad(*text))
@@ -191,7 +192,7 @@ std::string percent_decoded(std::string_view in) {
             continue;
         }
         auto hex = [](char c) {
-            return c >= '0' && c <= '9' ? c - '0'
+            return c >= '0' && c <= '9'   ? c - '0'
                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
                                           : -1;

@@ -3,7 +3,7 @@
 // beside the database (FILE-relay.lock).
 #include <outbox/sqlite_store.hpp>
 
-#include "event_codec.hpp"
+#include "outbox/event_codec.hpp"
 
 #include <sqlite3.h>
 

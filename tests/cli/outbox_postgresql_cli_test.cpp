@@ -81,9 +81,10 @@ TEST_CASE("every store command takes a postgresql:// URI; the first one makes th
     const std::string queue = outbox::test::create_queue("cli-pg-commands");
     // A new database: inspect leaves it ready for the application's outbox.enqueue.
     CHECK(inspect(store).pending == 0);
-    postgres().psql("BEGIN; SELECT outbox.enqueue('" + queue + "', 'from SQL ' || n) FROM "
-                    "generate_series(1, 10) n; COMMIT; BEGIN; SELECT outbox.enqueue('" + queue +
-                        "', 'rolled back'); ROLLBACK;",
+    postgres().psql("BEGIN; SELECT outbox.enqueue('" + queue +
+                        "', 'from SQL ' || n) FROM "
+                        "generate_series(1, 10) n; COMMIT; BEGIN; SELECT outbox.enqueue('" +
+                        queue + "', 'rolled back'); ROLLBACK;",
                     database_of(store));
     {
         std::ofstream in(dir.file("in.jsonl"));
@@ -95,7 +96,8 @@ TEST_CASE("every store command takes a postgresql:// URI; the first one makes th
     REQUIRE(e.status == 0);
     CHECK(inspect(store).pending == 60);
     // One event for a queue that does not exist: a dead letter.
-    postgres().psql("SELECT outbox.enqueue('" + queue + "-missing', 'nowhere')", database_of(store));
+    postgres().psql("SELECT outbox.enqueue('" + queue + "-missing', 'nowhere')",
+                    database_of(store));
     const ProgramRun r = run_program(outbox_args({"relay", "--store", store, "--endpoint",
                                                   outbox::test::fauxqs().url(), "--until-empty"}),
                                      keys());
@@ -106,15 +108,13 @@ TEST_CASE("every store command takes a postgresql:// URI; the first one makes th
     CHECK(bodies.size() == 60);
     CHECK(std::set<std::string>(bodies.begin(), bodies.end()).count("rolled back") == 0);
     CHECK(inspect(store).dead == 1);
-    const ProgramRun redrive =
-        run_program(outbox_args({"redrive", "--store", store, "--target", queue + "-missing"}),
-                    keys());
+    const ProgramRun redrive = run_program(
+        outbox_args({"redrive", "--store", store, "--target", queue + "-missing"}), keys());
     INFO(redrive.err);
     CHECK(redrive.status == 0);
     CHECK(inspect(store).pending == 1);
-    const ProgramRun purge =
-        run_program(outbox_args({"purge", "--store", store, "--target", queue + "-missing"}),
-                    keys());
+    const ProgramRun purge = run_program(
+        outbox_args({"purge", "--store", store, "--target", queue + "-missing"}), keys());
     CHECK(purge.status == 0);
     CHECK(inspect(store).pending == 0);
 }
@@ -122,12 +122,13 @@ TEST_CASE("every store command takes a postgresql:// URI; the first one makes th
 TEST_CASE("a postgresql:// store that cannot be reached: exit 2, and the password never shown",
           "[postgresql]") {
     const ProgramRun r = run_program(
-        outbox_args({"inspect", "--store", "postgresql://outbox:hunter2@127.0.0.1:1/none"}), keys());
+        outbox_args({"inspect", "--store", "postgresql://outbox:hunter2@127.0.0.1:1/none"}),
+        keys());
     CHECK(r.status == 2);
     CHECK(contains(r.err, "postgresql://outbox:***@127.0.0.1:1/none"));
     CHECK_FALSE(contains(r.err + r.out, "hunter2"));
-    const ProgramRun sqlite_lease = run_program(
-        outbox_args({"relay", "--store", "events.db", "--claim-lease", "1m"}), keys());
+    const ProgramRun sqlite_lease =
+        run_program(outbox_args({"relay", "--store", "events.db", "--claim-lease", "1m"}), keys());
     CHECK(sqlite_lease.status == 2);
     CHECK(contains(sqlite_lease.err, "--claim-lease is for a postgresql:// store"));
 }
@@ -149,13 +150,15 @@ TEST_CASE("a relay goes on across a restart of the database server; nothing is l
     bool before = false, after = false;
     ProgramOptions options = keys();
     options.while_running = [&](pid_t relay) {
-        postgres().psql("SELECT outbox.enqueue('" + queue + "', 'before ' || n) FROM "
-                        "generate_series(1, 20) n",
+        postgres().psql("SELECT outbox.enqueue('" + queue +
+                            "', 'before ' || n) FROM "
+                            "generate_series(1, 20) n",
                         db);
         before = drained();
         postgres().restart();
-        postgres().psql("SELECT outbox.enqueue('" + queue + "', 'after ' || n) FROM "
-                        "generate_series(1, 20) n",
+        postgres().psql("SELECT outbox.enqueue('" + queue +
+                            "', 'after ' || n) FROM "
+                            "generate_series(1, 20) n",
                         db);
         after = drained();
         ::kill(relay, SIGTERM);
@@ -178,8 +181,9 @@ TEST_CASE("three relays on one store, none killed: every event delivered exactly
     const std::string db = database_of(store);
     const std::string queue = outbox::test::create_queue("cli-pg-three-relays");
     CHECK(inspect(store).pending == 0);
-    postgres().psql("SELECT count(outbox.enqueue('" + queue + "', 'e' || n, group_id => CASE WHEN "
-                    "n % 4 = 1 THEN 'g' || (n % 3) END)) FROM generate_series(1, 3000) n",
+    postgres().psql("SELECT count(outbox.enqueue('" + queue +
+                        "', 'e' || n, group_id => CASE WHEN "
+                        "n % 4 = 1 THEN 'g' || (n % 3) END)) FROM generate_series(1, 3000) n",
                     db);
     const std::vector<std::string> relay = outbox_args(
         {"relay", "--store", store, "--endpoint", outbox::test::fauxqs().url(), "--until-empty"});

@@ -6,7 +6,7 @@
 #include "program_run.hpp"
 #include "test_http_server.hpp"
 
-#include <outbox/detail/sqs_protocol.hpp>
+#include "aws/sqs/sqs_protocol.hpp"
 
 #include <simdjson.h>
 

@@ -471,8 +471,8 @@ int main(int argc, char** argv) {
         "%s\n",
         kafka ? (postgresql ? "Kafka, PostgreSQL store, 3 relays" : "Kafka")
               : (postgresql ? "SQS, PostgreSQL store, 3 relays" : "SQS"),
-        events, kills, seconds, stored.size(), events, copies.size(),
-        duplicates, lost, strangers, out_of_order, static_cast<unsigned long long>(pending),
+        events, kills, seconds, stored.size(), events, copies.size(), duplicates, lost, strangers,
+        out_of_order, static_cast<unsigned long long>(pending),
         static_cast<unsigned long long>(dead), dead_planted.size(), planted.size(), dead_others,
         relay_status, to->faults().c_str(), ok ? "drill passed" : "drill FAILED");
     if (ok)

@@ -1,5 +1,5 @@
 // Fuzz target: the container / instance metadata credentials answer and ISO 8601 dates.
-#include <outbox/detail/credentials_parsing.hpp>
+#include "aws/credentials/credentials_parsing.hpp"
 
 #include <cstdint>
 #include <cstdlib>

@@ -1,5 +1,5 @@
 // Fuzz target: the shared config / credentials file parser.
-#include <outbox/detail/profile_file.hpp>
+#include "aws/profile_file.hpp"
 
 #include <cstdint>
 #include <cstdlib>

@@ -1,6 +1,6 @@
 // Fuzz target: URL path and query canonicalisation. Besides not crashing, checks the
 // properties the signature depends on.
-#include <outbox/detail/sigv4_canonical.hpp>
+#include "aws/sigv4/sigv4_canonical.hpp"
 
 #include <cstdint>
 #include <cstdlib>

@@ -1,6 +1,6 @@
 // Fuzz target: everything that reads an SQS reply (results, errors, attributes, dates).
-#include <outbox/detail/http_date.hpp>
-#include <outbox/detail/sqs_protocol.hpp>
+#include "aws/sqs/sqs_protocol.hpp"
+#include "http/http_date.hpp"
 
 #include <cstdint>
 #include <cstdlib>

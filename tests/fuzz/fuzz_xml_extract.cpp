@@ -1,7 +1,7 @@
 // Fuzz target: the XML text extractor that reads STS and S3 answers, and the S3 error reader.
-#include <outbox/detail/credentials_parsing.hpp>
-#include <outbox/detail/s3_protocol.hpp>
-#include <outbox/detail/xml_extract.hpp>
+#include "aws/credentials/credentials_parsing.hpp"
+#include "aws/s3/s3_protocol.hpp"
+#include "aws/xml_extract.hpp"
 
 #include <cstdint>
 #include <cstdlib>

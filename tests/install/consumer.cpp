@@ -79,7 +79,8 @@ int main() {
     } catch (const outbox::StoreError& e) {
         const std::string what = e.what();
         std::cout << "outbox consumer: the PostgreSQL store could not connect: " << what << "\n";
-        if (what.find("secret") != std::string::npos || what.find("127.0.0.1:9") == std::string::npos)
+        if (what.find("secret") != std::string::npos ||
+            what.find("127.0.0.1:9") == std::string::npos)
             return 1;
     }
 #endif

@@ -328,7 +328,8 @@ TEST_CASE("a target whose deliveries hang holds only its share of the relay; the
     asio::io_context io;
     auto config = config_for(io, dir.file("events.db"), proxy);
     auto healthy = factory(io, proxy);
-    config.make_destination = [&](const std::string& target) -> std::unique_ptr<outbox::Destination> {
+    config.make_destination =
+        [&](const std::string& target) -> std::unique_ptr<outbox::Destination> {
         if (target != hanging) return healthy(target);
         outbox::SqsDestinationConfig c;
         c.queue_url = target;

@@ -6,11 +6,11 @@
 #include "sigv4_proxy.hpp"
 
 #include <outbox/credentials_providers.hpp>
-#include <outbox/detail/sqs_protocol.hpp>
 #include <outbox/envelope.hpp>
 #include <outbox/payload_stager.hpp>
 #include <outbox/sigv4.hpp>
 #include <outbox/sqs_destination.hpp>
+#include "aws/sqs/sqs_protocol.hpp"
 
 #include <simdjson.h>
 #include <boost/asio/bind_cancellation_slot.hpp>

@@ -12,8 +12,8 @@
 #include <outbox/postgresql_store.hpp>
 #include <outbox/sqs_destination.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <libpq-fe.h>
+#include <boost/asio/io_context.hpp>
 
 #include <atomic>
 #include <map>
@@ -145,7 +145,8 @@ TEST_CASE("events written in the application's transactions: rolled back ones ne
         for (int i = 0; i < 5; ++i) {
             outbox::Message m = text("order " + std::to_string(t) + "/" + std::to_string(i),
                                      i % 2 ? "customer-" + std::to_string(t % 7) : "");
-            m.attributes = {{"kind", "String", "order"}, {"raw", "Binary", std::string("\0\xff", 2)}};
+            m.attributes = {{"kind", "String", "order"},
+                            {"raw", "Binary", std::string("\0\xff", 2)}};
             CHECK(outbox::enqueue_in_transaction(app, "q", m) > 0);
             if (t % 3 != 0) committed.insert(m.body);
         }
@@ -270,8 +271,8 @@ TEST_CASE("a relay that dies holding claims: another takes them over when the le
         CHECK(doomed->claim(now, 10).size() == 2);
         // Gone without settling or releasing, as a SIGKILL leaves it.
     }
-    CHECK(survivor->claim(now, 10).empty());           // the lease still holds
-    auto taken = survivor->claim(now + 3s, 10);         // it has run out
+    CHECK(survivor->claim(now, 10).empty());     // the lease still holds
+    auto taken = survivor->claim(now + 3s, 10);  // it has run out
     CHECK(taken.size() == 2);
     std::vector<outbox::EventOutcome> done;
     for (const auto& e : taken) done.push_back(delivered(e.id));
@@ -319,10 +320,12 @@ TEST_CASE("the relay delivers what the application commits, woken by NOTIFY, not
             CHECK_FALSE(any);
             answered = true;
         });
-        REQUIRE(run_until(io, [&] { return answered; }, 10s));
+        REQUIRE(run_until(
+            io, [&] { return answered; }, 10s));
     }
     psql_in(uri, sql);
-    REQUIRE(run_until(io, [&] { return box.stats().delivered == 50; }, 30s));
+    REQUIRE(run_until(
+        io, [&] { return box.stats().delivered == 50; }, 30s));
     std::set<std::string> got;
     for (const auto& b : outbox::test::drain_bodies(queue, 30)) CHECK(got.insert(b).second);
     CHECK(got == expected);
@@ -343,13 +346,16 @@ TEST_CASE("a poison event and a dead target beside healthy ones: the healthy one
     config.max_in_flight = 64;
     // First in the table: 200 events for a queue nobody answers for, and one event no queue
     // takes (a control character); then the healthy ones.
-    psql_in(uri, "SELECT outbox.enqueue('dead:http://127.0.0.1:9/000000000000/gone', 'd' || n) "
-                 "FROM generate_series(1, 200) n");
+    psql_in(uri,
+            "SELECT outbox.enqueue('dead:http://127.0.0.1:9/000000000000/gone', 'd' || n) "
+            "FROM generate_series(1, 200) n");
     psql_in(uri, "SELECT outbox.enqueue('" + queue + "', E'poison \\x01')");
-    psql_in(uri, "SELECT outbox.enqueue('" + queue + "', 'healthy ' || n, group_id => 'g' || n % 3) "
-                 "FROM generate_series(1, 100) n");
+    psql_in(uri, "SELECT outbox.enqueue('" + queue +
+                     "', 'healthy ' || n, group_id => 'g' || n % 3) "
+                     "FROM generate_series(1, 100) n");
     outbox::Outbox box(io.get_executor(), std::move(config));
-    REQUIRE(run_until(io, [&] { return box.stats().delivered == 100; }, 60s));
+    REQUIRE(run_until(
+        io, [&] { return box.stats().delivered == 100; }, 60s));
     CHECK(box.stats().retried > 0);  // the dead target's events wait for their next attempt
     CHECK(box.stats().dead == 1);
     const auto seen = outbox::test::drain_bodies(queue, 30);
@@ -372,9 +378,9 @@ TEST_CASE("a claim renewed while its delivery runs is not taken over; one left a
     store_events(*slow, "q", {text("slow", "g"), text("next", "g")});
     const auto now = std::chrono::system_clock::now();
     REQUIRE(slow->claim(now, 10).size() == 1);
-    slow->renew_claims(now + 500ms);                 // not yet half the lease: nothing to do
-    slow->renew_claims(now + 1500ms);                // extended to 2 s from then
-    CHECK(other->claim(now + 3s, 10).empty());       // the first lease would have run out
+    slow->renew_claims(now + 500ms);                // not yet half the lease: nothing to do
+    slow->renew_claims(now + 1500ms);               // extended to 2 s from then
+    CHECK(other->claim(now + 3s, 10).empty());      // the first lease would have run out
     const auto taken = other->claim(now + 4s, 10);  // not renewed again: it has
     REQUIRE(taken.size() == 1);
     CHECK(taken[0].message.body == "slow");
@@ -457,7 +463,8 @@ TEST_CASE("an event the PostgreSQL store cannot keep is refused alone, at once",
             if (!ok) CHECK(ec == outbox::Errc::invalid_message);
             ++done;
         });
-    REQUIRE(run_until(io, [&] { return done == cases.size(); }, 10s));
+    REQUIRE(run_until(
+        io, [&] { return done == cases.size(); }, 10s));
     CHECK(count_rows(uri) == 2);
 }
 
@@ -481,12 +488,15 @@ TEST_CASE("a target whose deliveries hang holds only its share; the others flow 
     config.max_in_flight = 64;
     config.max_in_flight_per_target = 8;
     // Ahead of the healthy events in the table: 200 for the target that never answers.
-    psql_in(uri, "SELECT count(outbox.enqueue('" + hanging + "', 'h' || n)) FROM "
-                 "generate_series(1, 200) n");
-    psql_in(uri, "SELECT count(outbox.enqueue('" + queue + "', 'healthy ' || n)) FROM "
-                 "generate_series(1, 100) n");
+    psql_in(uri, "SELECT count(outbox.enqueue('" + hanging +
+                     "', 'h' || n)) FROM "
+                     "generate_series(1, 200) n");
+    psql_in(uri, "SELECT count(outbox.enqueue('" + queue +
+                     "', 'healthy ' || n)) FROM "
+                     "generate_series(1, 100) n");
     outbox::Outbox box(io.get_executor(), std::move(config));
-    REQUIRE(run_until(io, [&] { return box.stats().delivered == 100; }, 60s));
+    REQUIRE(run_until(
+        io, [&] { return box.stats().delivered == 100; }, 60s));
     // Delivered while every hanging delivery is still out (none has ended), and those are
     // the target's share only.
     CHECK(box.stats().retried == 0);
@@ -553,19 +563,22 @@ TEST_CASE("while a target has no room, claims pass over its backlog and the othe
     CHECK(psql_in(uri, "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL") == "t");
 }
 
-TEST_CASE("a role with only the documented privileges opens, enqueues and claims; without the "
-          "target index too",
-          "[postgresql]") {
+TEST_CASE(
+    "a role with only the documented privileges opens, enqueues and claims; without the "
+    "target index too",
+    "[postgresql]") {
     const std::string uri = fresh_database("least_privilege");
     outbox::open_postgresql_store(uri);  // made by the owner
     postgres().psql("DROP ROLE IF EXISTS outbox_relay_only");
     postgres().psql("CREATE ROLE outbox_relay_only LOGIN");
-    psql_in(uri, "GRANT USAGE ON SCHEMA outbox TO outbox_relay_only; "
-                 "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA outbox TO "
-                 "outbox_relay_only; "
-                 "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox TO outbox_relay_only");
-    const std::string limited = "postgresql://outbox_relay_only@127.0.0.1:" +
-                                std::to_string(postgres().port()) + "/least_privilege";
+    psql_in(uri,
+            "GRANT USAGE ON SCHEMA outbox TO outbox_relay_only; "
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA outbox TO "
+            "outbox_relay_only; "
+            "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox TO outbox_relay_only");
+    const std::string limited =
+        "postgresql://outbox_relay_only@127.0.0.1:" + std::to_string(postgres().port()) +
+        "/least_privilege";
     auto check_works = [&](const std::string& label) {
         INFO(label);
         auto store = outbox::open_postgresql_store(limited);

@@ -8,10 +8,10 @@
 #include "test_http_server.hpp"
 
 #include <outbox/credentials_providers.hpp>
-#include <outbox/detail/sqs_protocol.hpp>
 #include <outbox/send_all.hpp>
 #include <outbox/send_blocking.hpp>
 #include <outbox/sqs_destination.hpp>
+#include "aws/sqs/sqs_protocol.hpp"
 
 #include <simdjson.h>
 #include <boost/asio/as_tuple.hpp>

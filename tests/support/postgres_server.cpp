@@ -31,7 +31,8 @@ std::string postgres_bindir() {
         found = std::filesystem::path(g.gl_pathv[g.gl_pathc - 1]).parent_path().string();
     ::globfree(&g);
     if (found.empty())
-        throw std::runtime_error("no PostgreSQL server (/usr/lib/postgresql/*/bin): run scripts/dev deps");
+        throw std::runtime_error(
+            "no PostgreSQL server (/usr/lib/postgresql/*/bin): run scripts/dev deps");
     return found;
 }
 
@@ -128,12 +129,20 @@ std::string PostgresServer::uri() const {
 }
 
 void PostgresServer::start() {
-    std::vector<std::string> argv = {bin_ + "/postgres", "-D", dir_ + "/data", "-p",
-                                     std::to_string(port_), "-c", "listen_addresses=127.0.0.1",
-                                     "-c", "unix_socket_directories=" + dir_, "-c",
+    std::vector<std::string> argv = {bin_ + "/postgres",
+                                     "-D",
+                                     dir_ + "/data",
+                                     "-p",
+                                     std::to_string(port_),
+                                     "-c",
+                                     "listen_addresses=127.0.0.1",
+                                     "-c",
+                                     "unix_socket_directories=" + dir_,
+                                     "-c",
                                      "max_connections=200"};
     if (!durable_) {
-        for (const char* setting : {"fsync=off", "synchronous_commit=off", "full_page_writes=off"}) {
+        for (const char* setting :
+             {"fsync=off", "synchronous_commit=off", "full_page_writes=off"}) {
             argv.push_back("-c");
             argv.push_back(setting);
         }
@@ -143,9 +152,9 @@ void PostgresServer::start() {
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < until) {
         std::string out;
-        if (run_command({bin_ + "/pg_isready", "-q", "-h", "127.0.0.1", "-p",
-                         std::to_string(port_)},
-                        out) == 0)
+        if (run_command(
+                {bin_ + "/pg_isready", "-q", "-h", "127.0.0.1", "-p", std::to_string(port_)},
+                out) == 0)
             return;
         if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
             pid_ = -1;
@@ -178,10 +187,10 @@ void PostgresServer::restart() {
 
 std::string PostgresServer::psql(const std::string& sql, const std::string& database) const {
     std::string out;
-    const int rc = run_command({bin_ + "/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse",
-                                "-h", "127.0.0.1", "-p", std::to_string(port_), "-U", "outbox",
-                                "-d", database, "-c", sql},
-                               out);
+    const int rc = run_command(
+        {bin_ + "/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse",
+         "-h", "127.0.0.1", "-p", std::to_string(port_), "-U", "outbox", "-d", database, "-c", sql},
+        out);
     if (rc != 0) throw std::runtime_error("psql failed (" + std::to_string(rc) + "): " + sql);
     while (!out.empty() && out.back() == '\n') out.pop_back();
     return out;

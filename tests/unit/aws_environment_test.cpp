@@ -1,6 +1,6 @@
 // Region and endpoint from the environment and the shared config file, in the order the AWS
 // SDKs read them; region names checked wherever they come from.
-#include <outbox/detail/aws_environment.hpp>
+#include <outbox/aws_environment.hpp>
 
 #include "catch.hpp"
 
@@ -11,7 +11,7 @@
 #include <fstream>
 #include <stdexcept>
 
-using namespace outbox::detail;
+using namespace outbox;
 
 namespace {
 

@@ -1,9 +1,9 @@
 // Readers of what credentials endpoints and profile files contain.
-#include <outbox/detail/credentials_parsing.hpp>
-#include <outbox/detail/profile_file.hpp>
-#include <outbox/detail/xml_extract.hpp>
+#include "aws/credentials/credentials_parsing.hpp"
 #include <outbox/error.hpp>
 #include <outbox/sigv4.hpp>
+#include "aws/profile_file.hpp"
+#include "aws/xml_extract.hpp"
 
 #include "catch.hpp"
 

@@ -1,7 +1,7 @@
 // The latency histogram's buckets and percentiles, and the counters behind DestinationStats.
 #include "catch.hpp"
 
-#include "destination_counters.hpp"
+#include "core/destination_counters.hpp"
 
 #include <outbox/latency_histogram.hpp>
 

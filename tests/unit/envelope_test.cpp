@@ -1,9 +1,9 @@
 // Envelopes and the S3 helpers: exact formats, escaping, key templates, S3 error replies.
 #include "catch.hpp"
 
-#include <outbox/detail/s3_protocol.hpp>
 #include <outbox/envelope.hpp>
 #include <outbox/error.hpp>
+#include "aws/s3/s3_protocol.hpp"
 
 #include <simdjson.h>
 

@@ -1,6 +1,6 @@
 // A KafkaDestinationConfig's checks and the librdkafka properties it becomes, without a
 // producer or a broker.
-#include "kafka_config.hpp"
+#include "kafka/kafka_config.hpp"
 #include "catch.hpp"
 
 #include <outbox/kafka_destination.hpp>

@@ -1,11 +1,11 @@
 // The pieces of KafkaDestination that need no broker: the least-bytes choice, the meaning of
 // librdkafka's errors, and the CloudEvents binary-mode headers.
 #include "catch.hpp"
-#include "kafka_errors.hpp"
+#include "kafka/kafka_errors.hpp"
 
-#include <outbox/detail/least_bytes.hpp>
 #include <outbox/envelope.hpp>
 #include <outbox/kafka_destination.hpp>
+#include "kafka/least_bytes.hpp"
 
 #include <algorithm>
 #include <map>
@@ -93,9 +93,9 @@ TEST_CASE("CloudEvents binary mode: ce_ headers with an id and a time", "[kafka]
 }
 
 TEST_CASE("the librdkafka properties whose values are never shown", "[kafka]") {
-    for (const char* secret : {"sasl.password", "ssl.key.password", "ssl.keystore.password",
-                               "sasl.oauthbearer.client.secret", "sasl.oauthbearer.config",
-                               "ssl.key.pem", "ssl_key"})
+    for (const char* secret :
+         {"sasl.password", "ssl.key.password", "ssl.keystore.password",
+          "sasl.oauthbearer.client.secret", "sasl.oauthbearer.config", "ssl.key.pem", "ssl_key"})
         CHECK(outbox::is_secret_kafka_property(secret));
     for (const char* plain : {"bootstrap.servers", "ssl.certificate.pem", "ssl.ca.location",
                               "sasl.username", "linger.ms"})

@@ -57,8 +57,8 @@ TEST_CASE("attributes go into JSON and come back the same; malformed ones say wh
     REQUIRE(parse_attributes_json(json, back, why));
     REQUIRE(back.size() == 3);
     for (const auto& a : attributes) {
-        const auto it = std::find_if(back.begin(), back.end(),
-                                     [&](const auto& b) { return b.name == a.name; });
+        const auto it =
+            std::find_if(back.begin(), back.end(), [&](const auto& b) { return b.name == a.name; });
         REQUIRE(it != back.end());
         CHECK(it->data_type == a.data_type);
         CHECK(it->value == a.value);
@@ -66,8 +66,8 @@ TEST_CASE("attributes go into JSON and come back the same; malformed ones say wh
     back.clear();
     CHECK_FALSE(parse_attributes_json(R"({"k": {"StringValue": "v"}})", back, why));
     CHECK(why == "attribute \"k\" has no DataType string");
-    CHECK_FALSE(parse_attributes_json(R"({"b": {"DataType": "Binary", "BinaryValue": "!"}})",
-                                      back, why));
+    CHECK_FALSE(
+        parse_attributes_json(R"({"b": {"DataType": "Binary", "BinaryValue": "!"}})", back, why));
     CHECK(why == "attribute \"b\" has no BinaryValue in base64");
     CHECK_FALSE(parse_attributes_json("[1]", back, why));
     CHECK(why == "not a JSON object of attributes");

@@ -1,5 +1,5 @@
 // The canonicalisation rules of RULES.md, one by one.
-#include <outbox/detail/sigv4_canonical.hpp>
+#include "aws/sigv4/sigv4_canonical.hpp"
 
 #include "catch.hpp"
 

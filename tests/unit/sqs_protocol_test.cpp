@@ -2,9 +2,9 @@
 // replies, error classification, HTTP dates.
 #include "catch.hpp"
 
-#include <outbox/detail/http_date.hpp>
-#include <outbox/detail/sqs_protocol.hpp>
 #include <outbox/error.hpp>
+#include "aws/sqs/sqs_protocol.hpp"
+#include "http/http_date.hpp"
 
 #include <simdjson.h>
 

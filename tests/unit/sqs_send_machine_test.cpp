@@ -2,7 +2,7 @@
 // made-up times and replies, every action it answers with checked.
 #include "catch.hpp"
 
-#include "sqs_send_machine.hpp"
+#include "aws/sqs/sqs_send_machine.hpp"
 
 #include <outbox/error.hpp>
 

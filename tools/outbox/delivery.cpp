@@ -2,9 +2,8 @@
 
 #include "cli_io.hpp"
 
+#include <outbox/aws_environment.hpp>
 #include <outbox/credentials_providers.hpp>
-#include <outbox/detail/aws_environment.hpp>
-#include <outbox/detail/sqs_protocol.hpp>
 #include <outbox/envelope.hpp>
 #include <outbox/sqs_destination.hpp>
 #if OUTBOX_WITH_KAFKA
@@ -180,7 +179,7 @@ Delivery::Delivery(boost::asio::any_io_executor executor, DeliveryOptions option
     while (!s3.prefix.empty() && s3.prefix.back() == '/') s3.prefix.pop_back();
     s3.endpoint = options_.s3_endpoint;
     s3.region = options_.s3_region;
-    if (s3.region.empty()) s3.region = detail::region_from_environment().value;
+    if (s3.region.empty()) s3.region = region_from_environment().value;
     if (s3.region.empty()) s3.region = "us-east-1";
     s3.credentials = credentials_;
     s3.url_expires = std::chrono::seconds(options_.url_expires);
@@ -257,16 +256,29 @@ std::unique_ptr<Destination> Delivery::make(const std::string& target,
         config.envelope = Envelope::cloudevents;
         config.cloudevents = cloudevents;
     }
-    try {
-        return std::make_unique<SqsDestination>(executor_, config);
-    } catch (const std::invalid_argument& e) {
-        if (!options_.region.empty() ||
-            std::string_view(e.what()).find("no region") == std::string_view::npos)
-            throw;
-        // A local URL names no region, nor does the environment: sign for us-east-1.
-        config.region = "us-east-1";
-        return std::make_unique<SqsDestination>(executor_, config);
+    // A local URL names no region, nor may the environment: sign for us-east-1 then.
+    if (config.region.empty()) {
+        SqsQueueUrlParts parts;
+        if (check_sqs_queue_url(target, &parts).empty() && parts.region.empty() &&
+            region_from_environment().value.empty())
+            config.region = "us-east-1";
     }
+    return std::make_unique<SqsDestination>(executor_, config);
+}
+
+std::string why_not_a_target(const std::string& target, bool* fifo) {
+    if (fifo != nullptr) *fifo = false;
+    if (is_kafka_target(target)) {
+        std::string bootstrap, topic;
+        if (!split_kafka_target(target, bootstrap, topic))
+            return "\"" + target + "\" is not kafka://HOST:PORT[,HOST:PORT...]/TOPIC";
+        return {};
+    }
+    SqsQueueUrlParts parts;
+    if (const std::string why = check_sqs_queue_url(target, &parts); !why.empty())
+        return "\"" + target + "\" is neither an SQS queue URL (" + why + ") nor kafka://";
+    if (fifo != nullptr) *fifo = parts.fifo;
+    return {};
 }
 
 std::string why_undeliverable(const std::string& target, const Message& message, bool staging,
@@ -279,20 +291,7 @@ std::string UndeliverableCheck::operator()(const std::string& target, const Mess
         target_ = target;
         known_ = true;
         kafka_ = is_kafka_target(target);
-        fifo_ = false;
-        target_error_.clear();
-        if (kafka_) {
-            std::string bootstrap, topic;
-            if (!split_kafka_target(target, bootstrap, topic))
-                target_error_ = "\"" + target + "\" is not kafka://HOST:PORT[,HOST:PORT...]/TOPIC";
-        } else {
-            detail::sqs::QueueAddress address;
-            std::string why;
-            if (detail::sqs::parse_queue_url(target, address, why))
-                target_error_ =
-                    "\"" + target + "\" is neither an SQS queue URL (" + why + ") nor kafka://";
-            fifo_ = address.fifo;
-        }
+        target_error_ = why_not_a_target(target, &fifo_);
     }
     if (!target_error_.empty()) return target_error_;
     if (kafka_) {
@@ -300,12 +299,10 @@ std::string UndeliverableCheck::operator()(const std::string& target, const Mess
         if (!message.deduplication_id.empty()) return "Kafka has no deduplication ids";
         return {};
     }
-    std::string why;
-    if (detail::sqs::validate_message(message, fifo_, why, !staging_)) return why;
-    if (check_size_ && !staging_ &&
-        detail::sqs::message_size(message) > detail::sqs::largest_max_message_size)
-        return "the message has " + std::to_string(detail::sqs::message_size(message)) +
-               " bytes; SQS takes at most 1048576";
+    if (std::string why = check_sqs_message(message, fifo_, !staging_); !why.empty()) return why;
+    if (check_size_ && !staging_ && sqs_message_size(message) > sqs_largest_max_message_size)
+        return "the message has " + std::to_string(sqs_message_size(message)) +
+               " bytes; SQS takes at most " + std::to_string(sqs_largest_max_message_size);
     return {};
 }
 

@@ -72,6 +72,10 @@ class Delivery {
 /// True for kafka://..., false for what should be an SQS queue URL.
 bool is_kafka_target(std::string_view target);
 
+/// What is wrong with `target` (empty: nothing): an SQS queue URL, or
+/// kafka://HOST:PORT[,...]/TOPIC. `fifo`, when given, tells whether it names a FIFO queue.
+std::string why_not_a_target(const std::string& target, bool* fifo = nullptr);
+
 /// Why `message` can never be delivered to `target`, checked as its destination would check
 /// it before any request (empty: it may be delivered). With a stager (or without
 /// `check_size`, when a relay with a stager may deliver it), size is not checked.

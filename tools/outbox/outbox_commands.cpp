@@ -8,7 +8,7 @@
 #include "line_reader.hpp"
 #include "report_file.hpp"
 
-#include <outbox/detail/json_writer.hpp>
+#include <outbox/json_string.hpp>
 #include <outbox/outbox.hpp>
 #include <outbox/sqlite_store.hpp>
 #if OUTBOX_WITH_POSTGRESQL
@@ -223,11 +223,7 @@ int run_enqueue(int argc, char** argv) {
     if (to.empty() && !objects)
         return usage_error("enqueue: --to TARGET is needed unless --objects lines carry \"to\"");
     if (!to.empty()) {
-        Message probe;
-        probe.body = "x";
-        probe.group_id = "g";  // a FIFO queue needs one; what is checked here is the target
-        if (auto why = why_undeliverable(to, probe, false, false);
-            !why.empty() && why.find("group id") == std::string::npos)
+        if (auto why = why_not_a_target(to); !why.empty())
             return usage_error("enqueue: --to: " + why);
     }
 
@@ -287,7 +283,7 @@ int run_enqueue(int argc, char** argv) {
         } else {
             std::string why = ec.message() + (r.error.empty() ? "" : ": " + r.error);
             line += "\"refused\",\"error\":";
-            detail::append_json_string(line, why);
+            append_json_string(line, why);
             line += "}\n";
             std::lock_guard lock(mutex);
             if (first_refusal.empty()) first_refusal = why;
@@ -518,7 +514,7 @@ int run_relay(int argc, char** argv) {
     config.on_settled = [&](const EventOutcome& o) {
         if (!report.is_open()) return;
         std::string line = "{\"id\":\"" + std::to_string(o.id) + "\",\"target\":";
-        detail::append_json_string(line, o.target);
+        append_json_string(line, o.target);
         line += ",\"status\":";
         line += o.kind == EventOutcome::Kind::delivered ? "\"delivered\""
                 : o.kind == EventOutcome::Kind::retry   ? "\"retry\""
@@ -527,7 +523,7 @@ int run_relay(int argc, char** argv) {
         if (o.error.empty())
             line += "null";
         else
-            detail::append_json_string(line, o.error);
+            append_json_string(line, o.error);
         line += "}\n";
         report.write_line(line);
     };
@@ -676,7 +672,7 @@ int run_inspect(int argc, char** argv) {
             const auto& t = targets[i];
             if (i) out += ',';
             out += "{\"target\":";
-            detail::append_json_string(out, t.target);
+            append_json_string(out, t.target);
             out += ",\"pending\":" + std::to_string(t.pending) +
                    ",\"retrying\":" + std::to_string(t.retrying) +
                    ",\"dead\":" + std::to_string(t.dead) + ",\"oldest_pending_age_s\":" +
@@ -685,7 +681,7 @@ int run_inspect(int argc, char** argv) {
             if (t.last_error.empty())
                 out += "null";
             else
-                detail::append_json_string(out, t.last_error);
+                append_json_string(out, t.last_error);
             out += '}';
         }
         out += "]";

@@ -2,11 +2,9 @@
 
 #include "cli_io.hpp"
 
+#include <outbox/aws_environment.hpp>
 #include <outbox/credentials_providers.hpp>
-#include <outbox/detail/aws_environment.hpp>
-#include <outbox/detail/s3_protocol.hpp>
-#include <outbox/detail/sigv4_canonical.hpp>
-#include <outbox/sigv4.hpp>
+#include <outbox/payload_stager.hpp>
 
 #include <boost/asio/io_context.hpp>
 
@@ -77,15 +75,12 @@ int run_presign(int argc, char** argv) {
     const std::string_view bucket = rest.substr(0, slash);
     const std::string_view key =
         slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    if (!detail::s3::is_valid_bucket_name(bucket))
-        return usage_error("presign: bucket \"" + std::string(bucket) +
-                           "\" is not a valid S3 bucket name (3-63 of a-z 0-9 . -)");
     if (key.empty()) return usage_error("presign: missing object key after the bucket");
 
     try {
         if (region)
-            detail::require_valid_region(*region, "--region");
-        else if (auto found = detail::region_from_environment(); !found.value.empty())
+            require_valid_region(*region, "--region");
+        else if (auto found = region_from_environment(); !found.value.empty())
             region = found.value;
         else
             region = "us-east-1";
@@ -93,19 +88,25 @@ int run_presign(int argc, char** argv) {
         return usage_error(std::string("presign: ") + e.what());
     }
 
-    detail::s3::BucketAddress address;
+    S3PresignRequest request{.bucket = std::string(bucket),
+                             .key = std::string(key),
+                             .region = *region,
+                             .endpoint = std::string(endpoint),
+                             .method = std::string(method),
+                             .expires = std::chrono::seconds(expires)};
     if (!endpoint.empty()) {
         HttpOrigin origin;
         std::string ignored, why;
         if (parse_http_url(endpoint, origin, ignored, &why))
             return usage_error("presign: --endpoint \"" + std::string(endpoint) + "\": " + why);
     }
-    if (detail::s3::bucket_address(bucket, *region, endpoint, false, address))
-        return usage_error(
-            "presign: --endpoint must be an http or https URL such as http://127.0.0.1:4568");
-    const std::string host_header = address.origin.host_header();
-    std::string path = std::move(address.path_prefix);
-    detail::sigv4::append_uri_encoded(path, key, true);
+    // The request checked before credentials are looked for (with none, signing is the only
+    // step that fails): usage errors come first.
+    std::string url, why;
+    if (const auto ec =
+            presign_s3_url(request, Credentials{}, std::chrono::system_clock::now(), url, &why);
+        ec != Errc::missing_credentials)
+        return usage_error("presign: " + why);
 
     boost::asio::io_context io;
     boost::system::error_code creds_error;
@@ -134,18 +135,12 @@ int run_presign(int argc, char** argv) {
         return 1;
     }
 
-    const sigv4::Signer signer(
-        {.region = *region, .service = "s3", .path_rule = sigv4::PathRule::s3});
-    sigv4::PresignedQuery q;
-    const auto ec =
-        signer.presign({.method = method, .host = host_header, .path = path}, creds,
-                       std::chrono::system_clock::now(), std::chrono::seconds(expires), q);
-    if (ec) {
-        std::cerr << "outbox: presign: " << ec.message() << "\n";
+    if (const auto ec =
+            presign_s3_url(request, creds, std::chrono::system_clock::now(), url, &why)) {
+        std::cerr << "outbox: presign: " << why << "\n";
         return 1;
     }
-    std::cout << (address.origin.tls ? "https://" : "http://") << host_header << path << "?"
-              << q.query << "\n";
+    std::cout << url << "\n";
     return 0;
 }
 

@@ -2,7 +2,7 @@
 
 #include "cli_io.hpp"
 
-#include <outbox/detail/json_writer.hpp>
+#include <outbox/json_string.hpp>
 #include <outbox/sigv4.hpp>
 
 #include <simdjson.h>
@@ -263,7 +263,7 @@ bool sign_requests(std::string_view json, std::vector<SignResult>& results, std:
 }
 
 std::string results_to_json(const std::vector<SignResult>& results) {
-    using detail::append_json_string;
+    using outbox::append_json_string;
     std::string out = "[";
     for (std::size_t i = 0; i < results.size(); ++i) {
         const SignResult& r = results[i];

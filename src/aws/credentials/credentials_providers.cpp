@@ -1,0 +1,325 @@
+#include <outbox/credentials_providers.hpp>
+#include "aws/profile_file.hpp"
+
+#include "aws/credentials/credentials_common.hpp"
+#include "core/bounded_file.hpp"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <fstream>
+#include <iterator>
+
+namespace outbox {
+namespace {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using detail::complete_later;
+using detail::CredentialsHandler;
+using detail::env;
+
+class StaticProvider final : public CredentialsProvider {
+  public:
+    StaticProvider(asio::any_io_executor ex, Credentials c)
+        : ex_(std::move(ex)), credentials_(std::move(c)) {}
+    std::string name() const override { return "static"; }
+
+  protected:
+    void do_get_credentials(Handler h) override {
+        if (credentials_.empty())
+            return complete_later(ex_, std::move(h), Errc::missing_credentials, {});
+        complete_later(ex_, std::move(h), {}, credentials_);
+    }
+
+  private:
+    asio::any_io_executor ex_;
+    Credentials credentials_;
+};
+
+class EnvironmentProvider final : public CredentialsProvider {
+  public:
+    explicit EnvironmentProvider(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    std::string name() const override { return "environment"; }
+
+  protected:
+    void do_get_credentials(Handler h) override {
+        Credentials c;
+        c.access_key_id = env("AWS_ACCESS_KEY_ID").value_or("");
+        c.secret_access_key = env("AWS_SECRET_ACCESS_KEY").value_or("");
+        c.session_token = env("AWS_SESSION_TOKEN").value_or("");
+        if (c.access_key_id.empty() && c.secret_access_key.empty())
+            return complete_later(ex_, std::move(h), Errc::credentials_not_found, {});
+        if (c.empty()) return complete_later(ex_, std::move(h), Errc::missing_credentials, {});
+        complete_later(ex_, std::move(h), {}, std::move(c));
+    }
+
+  private:
+    asio::any_io_executor ex_;
+};
+
+std::string home_file(const char* relative) {
+    const auto home = env("HOME");
+    return home ? *home + "/" + relative : std::string();
+}
+
+class ProfileProvider final : public CredentialsProvider {
+  public:
+    ProfileProvider(asio::any_io_executor ex, ProfileOptions o)
+        : ex_(std::move(ex)), options_(std::move(o)) {}
+    std::string name() const override { return "profile \"" + profile() + "\""; }
+
+  protected:
+    void do_get_credentials(Handler h) override {
+        Credentials c;
+        const error_code ec = load(c);
+        complete_later(ex_, std::move(h), ec, std::move(c));
+    }
+
+  private:
+    std::string profile() const {
+        if (!options_.profile.empty()) return options_.profile;
+        return env("AWS_PROFILE").value_or("default");
+    }
+
+    error_code load(Credentials& out) const {
+        const std::string name = profile();
+        const std::string credentials_path =
+            !options_.credentials_file.empty()
+                ? options_.credentials_file
+                : env("AWS_SHARED_CREDENTIALS_FILE").value_or(home_file(".aws/credentials"));
+        const std::string config_path =
+            !options_.config_file.empty()
+                ? options_.config_file
+                : env("AWS_CONFIG_FILE").value_or(home_file(".aws/config"));
+        std::string credentials_text, config_text;
+        for (auto [path, text] : {std::pair{&credentials_path, &credentials_text},
+                                  std::pair{&config_path, &config_text}}) {
+            std::string why;
+            if (path->empty() || detail::read_bounded_file(*path, detail::max_config_file_bytes,
+                                                           *text, why) != detail::FileRead::refused)
+                continue;
+            options_.logger.log(LogLevel::error,
+                                "cannot read the AWS profile file " + *path + ": " + why);
+            return Errc::unreadable_profile_file;
+        }
+        const auto credentials_sections = detail::parse_profile_file(credentials_text);
+        const auto config_sections = detail::parse_profile_file(config_text);
+
+        const std::map<std::string, std::string>* sections[2] = {nullptr, nullptr};
+        if (auto it = credentials_sections.find(name); it != credentials_sections.end())
+            sections[0] = &it->second;
+        for (const std::string& key :
+             {"profile " + name, name == "default" ? name : std::string()}) {
+            if (key.empty() || sections[1] != nullptr) continue;
+            if (auto it = config_sections.find(key); it != config_sections.end())
+                sections[1] = &it->second;
+        }
+        if (!sections[0] && !sections[1]) return Errc::credentials_not_found;
+        for (const auto* s : sections) {
+            if (s == nullptr || !s->contains("aws_access_key_id")) continue;
+            auto value = [s](const char* k) {
+                auto it = s->find(k);
+                return it == s->end() ? std::string() : it->second;
+            };
+            out.access_key_id = value("aws_access_key_id");
+            out.secret_access_key = value("aws_secret_access_key");
+            out.session_token = value("aws_session_token");
+            return out.empty() ? error_code(Errc::missing_credentials) : error_code();
+        }
+        for (const auto* s : sections) {
+            if (s == nullptr) continue;
+            for (const char* k : {"role_arn", "credential_process", "sso_session", "sso_start_url",
+                                  "web_identity_token_file"})
+                if (s->contains(k)) return Errc::unsupported_profile;
+        }
+        return Errc::credentials_not_found;
+    }
+
+    asio::any_io_executor ex_;
+    ProfileOptions options_;
+};
+
+class ChainProvider final : public CredentialsProvider,
+                            public std::enable_shared_from_this<ChainProvider> {
+  public:
+    ChainProvider(asio::any_io_executor ex, std::vector<CredentialsProviderPtr> providers,
+                  Logger logger)
+        : strand_(asio::make_strand(ex)),
+          providers_(std::move(providers)),
+          logger_(std::move(logger)) {}
+    // The sources it tries, in order: what a "no credentials found" message lists.
+    std::string name() const override {
+        std::string names;
+        for (const auto& p : providers_) names += (names.empty() ? "" : ", ") + p->name();
+        return names;
+    }
+
+  protected:
+    void do_get_credentials(Handler h) override {
+        asio::dispatch(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+            const std::size_t n = self->providers_.size();
+            self->try_next(std::move(h), self->last_good_ < n ? self->last_good_ : 0, n, {});
+        });
+    }
+
+  private:
+    // Asks providers[index], then the next ones in order (wrapping), `remaining` in all.
+    // The round starts at the provider that worked last time.
+    void try_next(Handler h, std::size_t index, std::size_t remaining, error_code first_error) {
+        if (remaining == 0) {
+            return complete_later(
+                strand_.get_inner_executor(), std::move(h),
+                first_error ? first_error : error_code(Errc::credentials_not_found), {});
+        }
+        const CredentialsProviderPtr p = providers_[index];
+        p->async_get_credentials(asio::bind_executor(
+            strand_, [self = shared_from_this(), h = std::move(h), index, remaining, first_error,
+                      p](error_code ec, Credentials c) mutable {
+                if (!ec) {
+                    self->logger_.log(LogLevel::debug, "credentials from " + p->name());
+                    self->last_good_ = index;
+                    return complete_later(self->strand_.get_inner_executor(), std::move(h), {},
+                                          std::move(c));
+                }
+                self->logger_.log(LogLevel::debug, p->name() + ": " + ec.message());
+                if (!first_error && ec != Errc::credentials_not_found) first_error = ec;
+                self->try_next(std::move(h), (index + 1) % self->providers_.size(), remaining - 1,
+                               first_error);
+            }));
+    }
+
+    asio::strand<asio::any_io_executor> strand_;
+    std::vector<CredentialsProviderPtr> providers_;
+    Logger logger_;
+    std::size_t last_good_ = static_cast<std::size_t>(-1);
+};
+
+class CachingProvider final : public CredentialsProvider,
+                              public std::enable_shared_from_this<CachingProvider> {
+  public:
+    CachingProvider(asio::any_io_executor ex, CredentialsProviderPtr inner, CachingOptions options)
+        : strand_(asio::make_strand(ex)), inner_(std::move(inner)), options_(std::move(options)) {
+        if (!options_.clock) options_.clock = [] { return std::chrono::system_clock::now(); };
+    }
+    std::string name() const override { return inner_->name(); }
+
+  protected:
+    void do_get_credentials(Handler h) override {
+        asio::dispatch(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+            self->serve(std::move(h));
+        });
+    }
+
+  private:
+    using TimePoint = std::chrono::system_clock::time_point;
+
+    bool fresh(TimePoint now) const {
+        return cached_ && (!cached_->expiration ||
+                           now < *cached_->expiration - options_.refresh_before_expiry);
+    }
+    bool valid(TimePoint now) const {
+        return cached_ && (!cached_->expiration || now < *cached_->expiration);
+    }
+
+    void serve(Handler h) {
+        const TimePoint now = options_.clock();
+        if (fresh(now))
+            return complete_later(strand_.get_inner_executor(), std::move(h), {}, *cached_);
+        if (valid(now)) {
+            // Close to expiry: keep serving these while one refresh runs in the background.
+            if (!refreshing_ && now >= retry_not_before_) refresh();
+            return complete_later(strand_.get_inner_executor(), std::move(h), {}, *cached_);
+        }
+        waiting_.push_back(std::move(h));
+        if (!refreshing_) refresh();
+    }
+
+    void refresh() {
+        refreshing_ = true;
+        inner_->async_get_credentials(
+            asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, Credentials c) {
+                self->refreshing_ = false;
+                const TimePoint now = self->options_.clock();
+                if (!ec && c.expiration && *c.expiration <= now) ec = Errc::credentials_expired;
+                if (!ec) {
+                    self->cached_ = std::move(c);
+                } else {
+                    self->retry_not_before_ = now + self->options_.retry_after_failure;
+                    self->options_.logger.log(
+                        LogLevel::warning,
+                        "refreshing credentials from " + self->inner_->name() +
+                            " failed: " + ec.message() +
+                            (self->valid(now) ? "; the cached ones stay in use until they expire"
+                                              : ""));
+                }
+                auto waiting = std::move(self->waiting_);
+                self->waiting_.clear();
+                for (Handler& h : waiting) {
+                    if (self->valid(now))
+                        complete_later(self->strand_.get_inner_executor(), std::move(h), {},
+                                       *self->cached_);
+                    else
+                        complete_later(self->strand_.get_inner_executor(), std::move(h),
+                                       ec ? ec : error_code(Errc::credentials_expired), {});
+                }
+            }));
+    }
+
+    asio::strand<asio::any_io_executor> strand_;
+    CredentialsProviderPtr inner_;
+    CachingOptions options_;
+    std::optional<Credentials> cached_;
+    bool refreshing_ = false;
+    TimePoint retry_not_before_{};
+    std::vector<Handler> waiting_;
+};
+
+}  // namespace
+
+CredentialsProviderPtr make_caching_credentials(asio::any_io_executor executor,
+                                                CredentialsProviderPtr inner,
+                                                CachingOptions options) {
+    return std::make_shared<CachingProvider>(std::move(executor), std::move(inner),
+                                             std::move(options));
+}
+
+CredentialsProviderPtr make_default_credentials(asio::any_io_executor executor,
+                                                DefaultCredentialsOptions options) {
+    if (!options.profile.logger.sink) options.profile.logger = options.logger;
+    if (!options.metadata.logger.sink) options.metadata.logger = options.logger;
+    if (!options.web_identity.http.logger.sink) options.web_identity.http.logger = options.logger;
+    std::vector<CredentialsProviderPtr> chain = {
+        make_environment_credentials(executor),
+        make_web_identity_credentials(executor, options.web_identity),
+        make_profile_credentials(executor, options.profile),
+        make_container_credentials(executor, options.metadata),
+        make_instance_metadata_credentials(executor, options.metadata),
+    };
+    auto chained = make_credentials_chain(executor, std::move(chain), options.logger);
+    return make_caching_credentials(executor, std::move(chained), {.logger = options.logger});
+}
+
+CredentialsProviderPtr make_static_credentials(asio::any_io_executor executor,
+                                               Credentials credentials) {
+    return std::make_shared<StaticProvider>(std::move(executor), std::move(credentials));
+}
+
+CredentialsProviderPtr make_environment_credentials(asio::any_io_executor executor) {
+    return std::make_shared<EnvironmentProvider>(std::move(executor));
+}
+
+CredentialsProviderPtr make_profile_credentials(asio::any_io_executor executor,
+                                                ProfileOptions options) {
+    return std::make_shared<ProfileProvider>(std::move(executor), std::move(options));
+}
+
+CredentialsProviderPtr make_credentials_chain(asio::any_io_executor executor,
+                                              std::vector<CredentialsProviderPtr> providers,
+                                              Logger logger) {
+    return std::make_shared<ChainProvider>(std::move(executor), std::move(providers),
+                                           std::move(logger));
+}
+
+}  // namespace outbox

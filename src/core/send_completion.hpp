@@ -1,0 +1,78 @@
+// How every destination finishes a send, one vocabulary for SQS and Kafka: the outcome counted,
+// the dead letter (a failure, when a dead-letter handler is set) delivered, then the send's
+// handler run on its own executor. Private to the library.
+#pragma once
+
+#include "core/dead_letter_slot.hpp"
+#include "core/destination_counters.hpp"
+
+#include <outbox/dead_letter.hpp>
+#include <outbox/destination.hpp>
+#include <outbox/logging.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/append.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+
+namespace outbox::detail {
+
+class SendCompletion {
+  public:
+    /// Counts the outcome and detaches the handler from its cancellation slot. On a failure,
+    /// with a dead-letter handler set, `message` goes to it as sent to `target`.
+    SendCompletion(DestinationCounters& stats, const DeadLetterSlot& dead_letters,
+                   const Logger& logger, const std::string& target,
+                   Destination::SendHandler handler, boost::system::error_code ec, Receipt receipt,
+                   Message&& message, std::chrono::steady_clock::time_point accepted_at)
+        : handler_(std::move(handler)), ec_(ec), receipt_(std::move(receipt)) {
+        auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+        if (slot.is_connected()) slot.clear();
+        if (!ec) {
+            stats.delivered(message.body.size(), accepted_at);
+            return;
+        }
+        stats.failed();
+        if (auto dead_letter = dead_letters.get())
+            dead_letter_.reset(
+                new DeadLetterDelivery{DeadLetter{std::move(message), ec, receipt_, target},
+                                       std::move(dead_letter), logger});
+    }
+    // Moved by construction only: Boost 1.81's any_completion_handler move-assignment recurses
+    // forever.
+    SendCompletion(SendCompletion&&) noexcept = default;
+    SendCompletion& operator=(SendCompletion&&) = delete;
+
+    /// The dead letter first, then the handler, dispatched to its associated executor. Call it
+    /// from a job on the destination's executor (post_completion), never inside async_send.
+    void run() {
+        if (dead_letter_)
+            DeadLetterSlot::deliver(dead_letter_->handler, std::move(dead_letter_->letter),
+                                    dead_letter_->logger);
+        boost::asio::dispatch(boost::asio::append(std::move(handler_), ec_, std::move(receipt_)));
+    }
+
+  private:
+    struct DeadLetterDelivery {
+        DeadLetter letter;
+        std::shared_ptr<const DeadLetterHandler> handler;
+        Logger logger;
+    };
+    Destination::SendHandler handler_;
+    boost::system::error_code ec_;
+    Receipt receipt_;
+    std::unique_ptr<DeadLetterDelivery> dead_letter_{};
+};
+
+inline void post_completion(const boost::asio::any_io_executor& executor,
+                            SendCompletion completion) {
+    boost::asio::post(executor, [c = std::move(completion)]() mutable { c.run(); });
+}
+
+}  // namespace outbox::detail

@@ -1,0 +1,40 @@
+#include <outbox/json_string.hpp>
+
+#include "catch.hpp"
+
+#include <simdjson.h>
+
+using outbox::append_json_string;
+
+namespace {
+
+// Parses `json` (a JSON string literal) back with simdjson.
+std::string round_trip(const std::string& json) {
+    simdjson::dom::parser parser;
+    const simdjson::padded_string padded(json);
+    std::string_view s;
+    REQUIRE(parser.parse(padded).get_string().get(s) == simdjson::SUCCESS);
+    return std::string(s);
+}
+
+}  // namespace
+
+TEST_CASE("JSON strings escape quotes, backslashes and control characters") {
+    std::string out;
+    CHECK(append_json_string(out, std::string("a\"b\\c\n\r\t\b\f\x01\x1f\0z", 14)));
+    CHECK(out == R"("a\"b\\c\n\r\t\b\f\u0001\u001f\u0000z")");
+    CHECK(round_trip(out) == std::string("a\"b\\c\n\r\t\b\f\x01\x1f\0z", 14));
+}
+
+TEST_CASE("valid UTF-8 passes through; invalid bytes become U+FFFD") {
+    std::string out;
+    CHECK(append_json_string(out, "h\xc3\xa9 \xe1\x88\xb4 \xf0\x9f\x98\x80"));
+    CHECK(round_trip(out) == "h\xc3\xa9 \xe1\x88\xb4 \xf0\x9f\x98\x80");
+    for (const char* bad :
+         {"\xff", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe1\x88", "\x80"}) {
+        out.clear();
+        CAPTURE(bad);
+        CHECK_FALSE(append_json_string(out, bad));
+        CHECK(round_trip(out).find("\xef\xbf\xbd") != std::string::npos);
+    }
+}
