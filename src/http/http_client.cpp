@@ -1,13 +1,12 @@
 #include <outbox/http_client.hpp>
 
+#include "http/http_client_impl.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/connect.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -17,36 +16,18 @@
 #include <boost/beast/http.hpp>
 #include <boost/url/parse.hpp>
 
-#include <openssl/ssl.h>
-#include <openssl/x509_vfy.h>
-
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <charconv>
-#include <cstdlib>
 #include <deque>
-#include <map>
-#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 
 namespace outbox {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
 namespace http = beast::http;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
-using boost::system::error_code;
-using Clock = std::chrono::steady_clock;
 using Handler = asio::any_completion_handler<void(error_code, HttpResponse)>;
-using Strand = asio::strand<asio::any_io_executor>;
-
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -59,82 +40,9 @@ bool iequals(std::string_view a, std::string_view b) {
     return true;
 }
 
-bool is_ip_literal(const std::string& host) {
-    error_code ec;
-    asio::ip::make_address(host, ec);
-    return !ec;
-}
-
-struct OriginPool;
-
-struct Connection {
-    Connection(Strand& strand, const HttpOrigin& o, OriginPool& p)
-        : origin(o), pool(&p), idle_timer(strand) {}
-
-    std::optional<beast::tcp_stream> plain;
-    std::optional<ssl::stream<beast::tcp_stream>> secure;
-    beast::flat_buffer buffer;
-    HttpOrigin origin;
-    OriginPool* pool;
-    asio::steady_timer idle_timer;
-    bool reused = false;
-    // Deadline of the request in progress, enforced by the client's sweeper.
-    Clock::time_point deadline = Clock::time_point::max();
-    bool timed_out = false;
-
-    beast::tcp_stream& tcp() { return secure ? secure->next_layer() : *plain; }
-
-    void close() {
-        error_code ec;
-        tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
-        tcp().close();
-        idle_timer.cancel();
-    }
-
-    // True when a pooled connection cannot be used: the server closed it (EOF), reset it,
-    // or sent something nobody asked for (a TLS close_notify, say).
-    bool peer_gone() {
-        if (buffer.size() != 0) return true;
-        char byte;
-        const auto n = ::recv(tcp().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n >= 0) return true;
-        return errno != EAGAIN && errno != EWOULDBLOCK;
-    }
-};
-using ConnectionPtr = std::shared_ptr<Connection>;
-
-struct Waiter {
-    explicit Waiter(Strand& strand) : timer(strand) {}
-    asio::steady_timer timer;
-    bool woken = false;
-};
-
-struct OriginPool {
-    std::vector<ConnectionPtr> idle;  // most recently used last
-    std::size_t open = 0;             // idle + in use + being opened
-    std::deque<std::shared_ptr<Waiter>> waiters;
-};
-
-struct OriginHash {
-    std::size_t operator()(const HttpOrigin& o) const noexcept {
-        return std::hash<std::string>{}(o.host) ^ (std::size_t{o.port} << 1) ^ std::size_t{o.tls};
-    }
-};
-
-struct DnsEntry {
-    tcp::resolver::results_type results;
-    Clock::time_point expires;
-};
-
 // For log messages.
 std::string pool_key(const HttpOrigin& o) {
     return (o.tls ? "https://" : "http://") + o.host + ":" + std::to_string(o.port);
-}
-
-// "host:port" for error messages, with brackets around an IPv6 address.
-std::string where(const HttpOrigin& o) {
-    const bool ipv6 = o.host.find(':') != std::string::npos;
-    return (ipv6 ? "[" + o.host + "]" : o.host) + ":" + std::to_string(o.port);
 }
 
 std::string milliseconds_text(std::chrono::milliseconds ms) {
@@ -142,473 +50,293 @@ std::string milliseconds_text(std::chrono::milliseconds ms) {
                                   : std::to_string(ms.count()) + " ms";
 }
 
-// One TLS context per (verification, CA file) in the process: loading the system's CA store
-// takes milliseconds, and an SSL_CTX that is no longer changed is safe to share between threads.
-std::shared_ptr<ssl::context> shared_tls_context(bool verify_peer, const std::string& ca_file,
-                                                 const std::string& ca_file_source) {
-    static std::mutex mutex;
-    static std::map<std::pair<bool, std::string>, std::weak_ptr<ssl::context>> contexts;
-    std::lock_guard lock(mutex);
-    auto& slot = contexts[{verify_peer, ca_file}];
-    if (auto known = slot.lock()) return known;
-    auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
-    error_code no_default_store;  // then only ca_file is trusted
-    ctx->set_default_verify_paths(no_default_store);
-    if (!ca_file.empty()) {
-        error_code ec;
-        ctx->load_verify_file(ca_file, ec);
-        if (ec)
-            throw std::invalid_argument("outbox::HttpClient: cannot load CA file " + ca_file +
-                                        ca_file_source + ": " + ec.message());
-    }
-    ctx->set_verify_mode(verify_peer ? ssl::verify_peer : ssl::verify_none);
-    slot = ctx;
-    return ctx;
-}
-
-// Why a handshake failed, in words a person can act on.
-std::string tls_failure(SSL* ssl, const error_code& ec) {
-    const long verify = SSL_get_verify_result(ssl);
-    if (verify == X509_V_OK) return ec.message();
-    std::string text = "certificate verify failed: ";
-    text += X509_verify_cert_error_string(verify);
-    switch (verify) {
-        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-        case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-        case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-        case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-            text +=
-                " (the issuer is not trusted: add its CA with TlsOptions::ca_file or "
-                "AWS_CA_BUNDLE)";
-            break;
-        case X509_V_ERR_HOSTNAME_MISMATCH:
-        case X509_V_ERR_IP_ADDRESS_MISMATCH:
-            text += " (the certificate is for another host)";
-            break;
-        default:
-            break;
-    }
-    return text;
-}
-
 }  // namespace
 
-struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
-    Impl(asio::any_io_executor ex, HttpClientConfig cfg)
-        : executor(ex), strand(asio::make_strand(ex)), config(std::move(cfg)) {
-        ca_file = config.tls.ca_file;
-        if (ca_file.empty()) {
-            if (const char* bundle = std::getenv("AWS_CA_BUNDLE"); bundle && *bundle) {
-                ca_file = bundle;
-                ca_file_source = " (AWS_CA_BUNDLE)";
-            }
-        }
-        // A CA file is loaded now, so a bad one fails construction; the system store waits
-        // for the first TLS connection (plain-HTTP clients never load it).
-        if (!ca_file.empty())
-            tls = shared_tls_context(config.tls.verify_peer, ca_file, ca_file_source);
-        if (!config.tls.verify_peer)
-            config.logger.log(
-                LogLevel::warning,
-                "TLS certificate verification is turned off: connections can be intercepted");
+void HttpClient::Impl::log(LogLevel level, const std::string& message) const {
+    config.logger.log(level, message);
+}
+
+void HttpClient::Impl::wake_one(OriginPool& pool) {
+    while (!pool.waiters.empty()) {
+        auto w = pool.waiters.front();
+        pool.waiters.pop_front();
+        if (w->woken) continue;
+        w->woken = true;
+        w->timer.cancel();
+        return;
     }
+}
 
-    asio::any_io_executor executor;
-    Strand strand;
-    HttpClientConfig config;
-    std::string ca_file;                // TlsOptions::ca_file, else AWS_CA_BUNDLE
-    std::string ca_file_source;         // for messages
-    std::shared_ptr<ssl::context> tls;  // on the strand after construction
-    std::unordered_map<HttpOrigin, OriginPool, OriginHash> pools;  // nodes never move or go
-    std::unordered_map<std::string, DnsEntry> dns;
-    bool closed = false;
-    // Connections with a request in progress. One coarse timer checks their deadlines instead
-    // of a timer per read and write: re-arming a kernel timer twice per request costs more
-    // than the rest of the request's bookkeeping.
-    std::vector<ConnectionPtr> busy;
-    asio::steady_timer sweeper{strand};
-    bool sweeping = false;
-    static constexpr auto sweep_interval = std::chrono::milliseconds(25);
-    std::atomic<std::uint64_t> opened{0}, reused{0}, stale{0};
-    std::atomic<std::size_t> idle_count{0};
+void HttpClient::Impl::watch(const ConnectionPtr& c, Clock::time_point deadline) {
+    c->deadline = deadline;
+    c->timed_out = false;
+    busy.push_back(c);
+    if (!sweeping) arm_sweeper();
+}
 
-    void log(LogLevel level, const std::string& message) const {
-        config.logger.log(level, message);
+void HttpClient::Impl::unwatch(const ConnectionPtr& c) {
+    c->deadline = Clock::time_point::max();
+    if (auto it = std::find(busy.begin(), busy.end(), c); it != busy.end()) {
+        *it = std::move(busy.back());
+        busy.pop_back();
     }
+}
 
-    void wake_one(OriginPool& pool) {
-        while (!pool.waiters.empty()) {
-            auto w = pool.waiters.front();
-            pool.waiters.pop_front();
-            if (w->woken) continue;
-            w->woken = true;
-            w->timer.cancel();
+void HttpClient::Impl::arm_sweeper() {
+    sweeping = true;
+    sweeper.expires_after(sweep_interval);
+    sweeper.async_wait([self = shared_from_this()](error_code ec) {
+        if (ec || self->busy.empty()) {
+            self->sweeping = false;
             return;
         }
-    }
-
-    void watch(const ConnectionPtr& c, Clock::time_point deadline) {
-        c->deadline = deadline;
-        c->timed_out = false;
-        busy.push_back(c);
-        if (!sweeping) arm_sweeper();
-    }
-
-    void unwatch(const ConnectionPtr& c) {
-        c->deadline = Clock::time_point::max();
-        if (auto it = std::find(busy.begin(), busy.end(), c); it != busy.end()) {
-            *it = std::move(busy.back());
-            busy.pop_back();
-        }
-    }
-
-    void arm_sweeper() {
-        sweeping = true;
-        sweeper.expires_after(sweep_interval);
-        sweeper.async_wait([self = shared_from_this()](error_code ec) {
-            if (ec || self->busy.empty()) {
-                self->sweeping = false;
-                return;
+        const auto now = Clock::now();
+        for (const ConnectionPtr& c : self->busy) {
+            if (c->deadline <= now && !c->timed_out) {
+                c->timed_out = true;  // the pending read or write fails; the request sees why
+                error_code ignored;
+                c->tcp().socket().close(ignored);
             }
-            const auto now = Clock::now();
-            for (const ConnectionPtr& c : self->busy) {
-                if (c->deadline <= now && !c->timed_out) {
-                    c->timed_out = true;  // the pending read or write fails; the request sees why
-                    error_code ignored;
-                    c->tcp().socket().close(ignored);
-                }
-            }
-            self->arm_sweeper();
-        });
-    }
-
-    void discard(OriginPool& pool, const ConnectionPtr& c) {
-        c->close();
-        --pool.open;
-        wake_one(pool);
-    }
-
-    void release(const ConnectionPtr& c) {
-        OriginPool& pool = *c->pool;
-        if (closed || c->buffer.size() != 0 || config.idle_timeout.count() <= 0) {
-            discard(pool, c);
-            return;
         }
-        pool.idle.push_back(c);
-        ++idle_count;
-        // Closed before the server's own idle timeout, so a request never meets a
-        // connection the server is about to drop.
-        c->idle_timer.expires_after(config.idle_timeout);
-        c->idle_timer.async_wait([self = shared_from_this(), c](error_code ec) {
-            if (ec) return;  // taken for a request, or the client closed
-            self->drop_idle(c);
-        });
-        wake_one(pool);
-    }
+        self->arm_sweeper();
+    });
+}
 
-    void drop_idle(const ConnectionPtr& c) {
-        OriginPool& pool = *c->pool;
-        const auto it = std::find(pool.idle.begin(), pool.idle.end(), c);
-        if (it == pool.idle.end()) return;
-        pool.idle.erase(it);
-        --idle_count;
+void HttpClient::Impl::discard(OriginPool& pool, const ConnectionPtr& c) {
+    c->close();
+    --pool.open;
+    wake_one(pool);
+}
+
+void HttpClient::Impl::release(const ConnectionPtr& c) {
+    OriginPool& pool = *c->pool;
+    if (closed || c->buffer.size() != 0 || config.idle_timeout.count() <= 0) {
         discard(pool, c);
+        return;
     }
+    pool.idle.push_back(c);
+    ++idle_count;
+    // Closed before the server's own idle timeout, so a request never meets a
+    // connection the server is about to drop.
+    c->idle_timer.expires_after(config.idle_timeout);
+    c->idle_timer.async_wait([self = shared_from_this(), c](error_code ec) {
+        if (ec) return;  // taken for a request, or the client closed
+        self->drop_idle(c);
+    });
+    wake_one(pool);
+}
 
-    void close_idle() {
-        for (auto& [key, pool] : pools) {
-            for (auto& c : pool.idle) {
-                c->close();
-                --pool.open;
-                --idle_count;
-            }
-            pool.idle.clear();
+void HttpClient::Impl::drop_idle(const ConnectionPtr& c) {
+    OriginPool& pool = *c->pool;
+    const auto it = std::find(pool.idle.begin(), pool.idle.end(), c);
+    if (it == pool.idle.end()) return;
+    pool.idle.erase(it);
+    --idle_count;
+    discard(pool, c);
+}
+
+void HttpClient::Impl::close_idle() {
+    for (auto& [key, pool] : pools) {
+        for (auto& c : pool.idle) {
+            c->close();
+            --pool.open;
+            --idle_count;
         }
+        pool.idle.clear();
     }
+}
 
-    void close_all() {
-        closed = true;
-        sweeper.cancel();
-        close_idle();
-        for (auto& [key, pool] : pools)
-            while (!pool.waiters.empty()) wake_one(pool);
-    }
+void HttpClient::Impl::close_all() {
+    closed = true;
+    sweeper.cancel();
+    close_idle();
+    for (auto& [key, pool] : pools)
+        while (!pool.waiters.empty()) wake_one(pool);
+}
 
-    asio::awaitable<error_code> resolve(const HttpOrigin& o, Clock::time_point deadline,
-                                        tcp::resolver::results_type& out, std::string& failure) {
-        if (is_ip_literal(o.host)) {
-            out = tcp::resolver::results_type::create(
-                tcp::endpoint(asio::ip::make_address(o.host), o.port), o.host,
-                std::to_string(o.port));
-            co_return error_code{};
+// A connection for `o`: an idle pooled one that is still open, a new one while under the
+// limit, or the next one released, whichever comes first before the deadline.
+asio::awaitable<error_code> HttpClient::Impl::acquire(const HttpOrigin& o,
+                                                      Clock::time_point deadline,
+                                                      ConnectionPtr& out, std::string& failure) {
+    OriginPool& pool = pools[o];
+    for (;;) {
+        if (closed) {
+            failure = "the HTTP client is closed";
+            co_return make_error_code(asio::error::operation_aborted);
         }
-        const std::string key = o.host + ":" + std::to_string(o.port);
-        if (auto it = dns.find(key); it != dns.end() && it->second.expires > Clock::now()) {
-            out = it->second.results;
-            co_return error_code{};
-        }
-        auto resolver = std::make_shared<tcp::resolver>(strand);
-        asio::steady_timer timer(strand, deadline);
-        // The handler may already be queued when resolution completes: it must not reach a
-        // resolver that is gone, so it holds only a weak reference.
-        timer.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](error_code ec) {
-            if (auto r = weak.lock(); r && !ec) r->cancel();
-        });
-        auto [ec, results] =
-            co_await resolver->async_resolve(o.host, std::to_string(o.port), use_tuple);
-        const bool timed_out = timer.cancel() == 0 && ec == asio::error::operation_aborted;
-        if (timed_out) {
-            failure = "looking up " + o.host + " timed out";
-            co_return make_error_code(Errc::timeout);
-        }
-        if (ec) {
-            failure = "cannot resolve " + o.host + ": " + ec.message();
-            co_return ec;
-        }
-        dns[key] = {results, Clock::now() + config.dns_cache_ttl};
-        out = results;
-        co_return error_code{};
-    }
-
-    asio::awaitable<error_code> connect(const HttpOrigin& o, OriginPool& pool,
-                                        Clock::time_point deadline, ConnectionPtr& out,
-                                        std::string& failure) {
-        const auto connect_deadline = std::min(deadline, Clock::now() + config.connect_timeout);
-        tcp::resolver::results_type endpoints;
-        if (auto ec = co_await resolve(o, connect_deadline, endpoints, failure)) co_return ec;
-        auto c = std::make_shared<Connection>(strand, o, pool);
-        beast::tcp_stream stream(strand);
-        stream.expires_at(connect_deadline);
-        auto [ec, endpoint] = co_await stream.async_connect(endpoints, use_tuple);
-        if (ec == beast::error::timeout) {
-            failure = "connecting to " + where(o) + " timed out";
-            co_return make_error_code(Errc::timeout);
-        }
-        if (ec) {
-            failure = "cannot connect to " + where(o) + ": " + ec.message();
-            co_return ec;
-        }
-        stream.socket().set_option(tcp::no_delay(true));
-        if (!o.tls) {
-            c->plain.emplace(std::move(stream));
-        } else {
-            if (!tls) tls = shared_tls_context(config.tls.verify_peer, ca_file, ca_file_source);
-            c->secure.emplace(std::move(stream), *tls);
-            auto& s = *c->secure;
-            SSL* handle = s.native_handle();
-            const bool ip = is_ip_literal(o.host);
-            if (!ip) SSL_set_tlsext_host_name(handle, o.host.c_str());
-            if (config.tls.verify_peer) {
-                // OpenSSL checks the name itself, so a mismatch has its own verify result.
-                X509_VERIFY_PARAM* param = SSL_get0_param(handle);
-                X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-                if (ip)
-                    X509_VERIFY_PARAM_set1_ip_asc(param, o.host.c_str());
-                else
-                    X509_VERIFY_PARAM_set1_host(param, o.host.c_str(), o.host.size());
-            }
-            s.next_layer().expires_at(
-                std::min(deadline, Clock::now() + config.tls_handshake_timeout));
-            auto [hec] = co_await s.async_handshake(ssl::stream_base::client, use_tuple);
-            if (hec == beast::error::timeout) {
-                failure = "the TLS handshake with " + where(o) + " timed out";
-                co_return make_error_code(Errc::timeout);
-            }
-            if (hec) {
-                failure = "TLS handshake with " + where(o) + " failed: " + tls_failure(handle, hec);
-                co_return hec;
-            }
-        }
-        ++opened;
-        out = std::move(c);
-        co_return error_code{};
-    }
-
-    // A connection for `o`: an idle pooled one that is still open, a new one while under the
-    // limit, or the next one released, whichever comes first before the deadline.
-    asio::awaitable<error_code> acquire(const HttpOrigin& o, Clock::time_point deadline,
-                                        ConnectionPtr& out, std::string& failure) {
-        OriginPool& pool = pools[o];
-        for (;;) {
-            if (closed) {
-                failure = "the HTTP client is closed";
-                co_return make_error_code(asio::error::operation_aborted);
-            }
-            while (!pool.idle.empty()) {
-                ConnectionPtr c = std::move(pool.idle.back());
-                pool.idle.pop_back();
-                --idle_count;
-                c->idle_timer.cancel();
-                if (c->peer_gone()) {
-                    ++stale;
-                    log(LogLevel::debug,
-                        "dropping a pooled connection the server closed: " + pool_key(o));
-                    discard(pool, c);
-                    continue;
-                }
-                c->reused = true;
-                ++reused;
-                out = std::move(c);
-                co_return error_code{};
-            }
-            if (pool.open < config.max_connections_per_origin) {
-                ++pool.open;
-                const error_code ec = co_await connect(o, pool, deadline, out, failure);
-                if (ec) {
-                    --pool.open;
-                    wake_one(pool);
-                }
-                co_return ec;
-            }
-            auto waiter = std::make_shared<Waiter>(strand);
-            waiter->timer.expires_at(deadline);
-            pool.waiters.push_back(waiter);
-            co_await waiter->timer.async_wait(use_tuple);
-            // Woken by a released connection and cancelled in the same turn: still cancelled.
-            const auto cs = co_await asio::this_coro::cancellation_state;
-            if (cs.cancelled() != asio::cancellation_type::none) {
-                if (waiter->woken) wake_one(pool);  // the turn it was given goes to the next
-                waiter->woken = true;               // leaves the queue lazily
-                failure = "cancelled while waiting for a connection to " + where(o);
-                co_return make_error_code(asio::error::operation_aborted);
-            }
-            if (!waiter->woken) {
-                waiter->woken = true;  // leaves the queue lazily
-                failure = "no connection to " + where(o) + " became free before the deadline";
-                co_return make_error_code(Errc::timeout);
-            }
-        }
-    }
-
-    static error_code not_sent_error(error_code ec) {
-        if (ec == beast::error::timeout) return Errc::timeout;
-        return ec;
-    }
-
-    static error_code after_sent_error(error_code ec) {
-        if (ec == http::error::body_limit || ec == http::error::header_limit ||
-            ec == http::error::buffer_overflow)
-            return Errc::response_too_large;
-        if (ec.category() == http::make_error_code(http::error::bad_version).category() &&
-            ec != http::error::end_of_stream && ec != http::error::partial_message)
-            return Errc::malformed_response;
-        return Errc::outcome_unknown;
-    }
-
-    asio::awaitable<std::pair<error_code, HttpResponse>> run(HttpRequest request) {
-        auto self = shared_from_this();
-        co_await asio::this_coro::throw_if_cancelled(false);
-        co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
-        const auto timeout = request.timeout.value_or(config.request_timeout);
-        const auto deadline = Clock::now() + timeout;
-        auto failed = [](error_code ec, std::string failure) {
-            HttpResponse res;
-            res.failure = std::move(failure);
-            return std::pair{ec, std::move(res)};
-        };
-
-        http::request<http::string_body> req;
-        const http::verb verb = http::string_to_verb(request.method);
-        if (verb == http::verb::unknown)
-            req.method_string(request.method);
-        else
-            req.method(verb);
-        req.target(request.target);
-        req.version(11);
-        req.set(http::field::host, request.origin.host_header());
-        req.set(http::field::user_agent, config.user_agent);
-        for (auto& [name, value] : request.headers) req.insert(name, value);
-        req.body() = std::move(request.body);
-        req.prepare_payload();
-
-        for (int attempt = 0;; ++attempt) {
-            ConnectionPtr c;
-            std::string failure;
-            if (error_code ec = co_await acquire(request.origin, deadline, c, failure))
-                co_return failed(ec, std::move(failure));
-            OriginPool& pool = *c->pool;
-
-            c->tcp().expires_never();
-            watch(c, deadline);
-            http::request_serializer<http::string_body> serializer{req};
-            auto [wec, written] =
-                c->secure ? co_await http::async_write(*c->secure, serializer, use_tuple)
-                          : co_await http::async_write(*c->plain, serializer, use_tuple);
-            if (wec) {
-                unwatch(c);
-                if (c->timed_out) wec = beast::error::timeout;
-                const bool was_reused = c->reused;
-                discard(pool, c);
-                const auto cs = co_await asio::this_coro::cancellation_state;
-                const bool cancelled = cs.cancelled() != asio::cancellation_type::none;
-                // A reused connection that fails on write was closed under us; the server has
-                // not seen the request, so one more try on a fresh connection is safe.
-                // The whole request handed to the kernel: the server may have read it before
-                // the cancellation or the failure reached the write's completion.
-                const bool handed_over = serializer.is_done();
-                if (was_reused && attempt == 0 && !cancelled && !handed_over &&
-                    wec != beast::error::timeout) {
-                    log(LogLevel::debug, "retrying on a fresh connection after: " + wec.message());
-                    continue;
-                }
-                if (handed_over)
-                    co_return failed(Errc::outcome_unknown,
-                                     (cancelled ? "cancelled while the request to "
-                                                : "the connection failed while the request to ") +
-                                         where(request.origin) + " was being sent" +
-                                         (cancelled ? "" : ": " + wec.message()));
-                if (cancelled)
-                    co_return failed(
-                        asio::error::operation_aborted,
-                        "cancelled before the request to " + where(request.origin) + " was sent");
-                co_return failed(not_sent_error(wec),
-                                 wec == beast::error::timeout
-                                     ? "sending the request to " + where(request.origin) +
-                                           " did not finish within " + milliseconds_text(timeout)
-                                     : "sending the request to " + where(request.origin) +
-                                           " failed: " + wec.message());
-            }
-
-            http::response_parser<http::string_body> parser;
-            parser.header_limit(static_cast<std::uint32_t>(config.max_response_header_bytes));
-            parser.body_limit(config.max_response_body_bytes);
-            if (verb == http::verb::head) parser.skip(true);
-            auto [rec, read] =
-                c->secure ? co_await http::async_read(*c->secure, c->buffer, parser, use_tuple)
-                          : co_await http::async_read(*c->plain, c->buffer, parser, use_tuple);
-            unwatch(c);
-            if (rec) {
-                if (c->timed_out) rec = beast::error::timeout;
-                discard(pool, c);
+        while (!pool.idle.empty()) {
+            ConnectionPtr c = std::move(pool.idle.back());
+            pool.idle.pop_back();
+            --idle_count;
+            c->idle_timer.cancel();
+            if (c->peer_gone()) {
+                ++stale;
                 log(LogLevel::debug,
-                    "no complete response from " + pool_key(request.origin) + ": " + rec.message());
-                const auto cs = co_await asio::this_coro::cancellation_state;
-                std::string why =
-                    cs.cancelled() != asio::cancellation_type::none
-                        ? "cancelled after the request to " + where(request.origin) + " was sent"
-                    : rec == beast::error::timeout
-                        ? "no complete reply from " + where(request.origin) + " within " +
-                              milliseconds_text(timeout) + " (the request was sent)"
-                        : "the reply from " + where(request.origin) +
-                              " was cut short: " + rec.message();
-                co_return failed(after_sent_error(rec), std::move(why));
-            }
-            auto res = parser.release();
-            HttpResponse out;
-            out.status = res.result_int();
-            out.headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())));
-            for (const auto& field : res)
-                out.headers.emplace_back(field.name_string(), field.value());
-            out.body = std::move(res.body());
-            if (res.keep_alive() && !parser.need_eof() && !c->timed_out)
-                release(c);
-            else
+                    "dropping a pooled connection the server closed: " + pool_key(o));
                 discard(pool, c);
-            co_return std::pair{error_code{}, std::move(out)};
+                continue;
+            }
+            c->reused = true;
+            ++reused;
+            out = std::move(c);
+            co_return error_code{};
+        }
+        if (pool.open < config.max_connections_per_origin) {
+            ++pool.open;
+            const error_code ec = co_await connect(o, pool, deadline, out, failure);
+            if (ec) {
+                --pool.open;
+                wake_one(pool);
+            }
+            co_return ec;
+        }
+        auto waiter = std::make_shared<Waiter>(strand);
+        waiter->timer.expires_at(deadline);
+        pool.waiters.push_back(waiter);
+        co_await waiter->timer.async_wait(use_tuple);
+        // Woken by a released connection and cancelled in the same turn: still cancelled.
+        const auto cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() != asio::cancellation_type::none) {
+            if (waiter->woken) wake_one(pool);  // the turn it was given goes to the next
+            waiter->woken = true;               // leaves the queue lazily
+            failure = "cancelled while waiting for a connection to " + where(o);
+            co_return make_error_code(asio::error::operation_aborted);
+        }
+        if (!waiter->woken) {
+            waiter->woken = true;  // leaves the queue lazily
+            failure = "no connection to " + where(o) + " became free before the deadline";
+            co_return make_error_code(Errc::timeout);
         }
     }
-};
+}
+
+error_code HttpClient::Impl::not_sent_error(error_code ec) {
+    if (ec == beast::error::timeout) return Errc::timeout;
+    return ec;
+}
+
+error_code HttpClient::Impl::after_sent_error(error_code ec) {
+    if (ec == http::error::body_limit || ec == http::error::header_limit ||
+        ec == http::error::buffer_overflow)
+        return Errc::response_too_large;
+    if (ec.category() == http::make_error_code(http::error::bad_version).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message)
+        return Errc::malformed_response;
+    return Errc::outcome_unknown;
+}
+
+asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpRequest request) {
+    auto self = shared_from_this();
+    co_await asio::this_coro::throw_if_cancelled(false);
+    co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+    const auto timeout = request.timeout.value_or(config.request_timeout);
+    const auto deadline = Clock::now() + timeout;
+    auto failed = [](error_code ec, std::string failure) {
+        HttpResponse res;
+        res.failure = std::move(failure);
+        return std::pair{ec, std::move(res)};
+    };
+
+    http::request<http::string_body> req;
+    const http::verb verb = http::string_to_verb(request.method);
+    if (verb == http::verb::unknown)
+        req.method_string(request.method);
+    else
+        req.method(verb);
+    req.target(request.target);
+    req.version(11);
+    req.set(http::field::host, request.origin.host_header());
+    req.set(http::field::user_agent, config.user_agent);
+    for (auto& [name, value] : request.headers) req.insert(name, value);
+    req.body() = std::move(request.body);
+    req.prepare_payload();
+
+    for (int attempt = 0;; ++attempt) {
+        ConnectionPtr c;
+        std::string failure;
+        if (error_code ec = co_await acquire(request.origin, deadline, c, failure))
+            co_return failed(ec, std::move(failure));
+        OriginPool& pool = *c->pool;
+
+        c->tcp().expires_never();
+        watch(c, deadline);
+        http::request_serializer<http::string_body> serializer{req};
+        auto [wec, written] = c->secure
+                                  ? co_await http::async_write(*c->secure, serializer, use_tuple)
+                                  : co_await http::async_write(*c->plain, serializer, use_tuple);
+        if (wec) {
+            unwatch(c);
+            if (c->timed_out) wec = beast::error::timeout;
+            const bool was_reused = c->reused;
+            discard(pool, c);
+            const auto cs = co_await asio::this_coro::cancellation_state;
+            const bool cancelled = cs.cancelled() != asio::cancellation_type::none;
+            // A reused connection that fails on write was closed under us; the server has
+            // not seen the request, so one more try on a fresh connection is safe.
+            // The whole request handed to the kernel: the server may have read it before
+            // the cancellation or the failure reached the write's completion.
+            const bool handed_over = serializer.is_done();
+            if (was_reused && attempt == 0 && !cancelled && !handed_over &&
+                wec != beast::error::timeout) {
+                log(LogLevel::debug, "retrying on a fresh connection after: " + wec.message());
+                continue;
+            }
+            if (handed_over)
+                co_return failed(Errc::outcome_unknown,
+                                 (cancelled ? "cancelled while the request to "
+                                            : "the connection failed while the request to ") +
+                                     where(request.origin) + " was being sent" +
+                                     (cancelled ? "" : ": " + wec.message()));
+            if (cancelled)
+                co_return failed(
+                    asio::error::operation_aborted,
+                    "cancelled before the request to " + where(request.origin) + " was sent");
+            co_return failed(not_sent_error(wec),
+                             wec == beast::error::timeout
+                                 ? "sending the request to " + where(request.origin) +
+                                       " did not finish within " + milliseconds_text(timeout)
+                                 : "sending the request to " + where(request.origin) +
+                                       " failed: " + wec.message());
+        }
+
+        http::response_parser<http::string_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(config.max_response_header_bytes));
+        parser.body_limit(config.max_response_body_bytes);
+        if (verb == http::verb::head) parser.skip(true);
+        auto [rec, read] = c->secure
+                               ? co_await http::async_read(*c->secure, c->buffer, parser, use_tuple)
+                               : co_await http::async_read(*c->plain, c->buffer, parser, use_tuple);
+        unwatch(c);
+        if (rec) {
+            if (c->timed_out) rec = beast::error::timeout;
+            discard(pool, c);
+            log(LogLevel::debug,
+                "no complete response from " + pool_key(request.origin) + ": " + rec.message());
+            const auto cs = co_await asio::this_coro::cancellation_state;
+            std::string why =
+                cs.cancelled() != asio::cancellation_type::none
+                    ? "cancelled after the request to " + where(request.origin) + " was sent"
+                : rec == beast::error::timeout
+                    ? "no complete reply from " + where(request.origin) + " within " +
+                          milliseconds_text(timeout) + " (the request was sent)"
+                    : "the reply from " + where(request.origin) +
+                          " was cut short: " + rec.message();
+            co_return failed(after_sent_error(rec), std::move(why));
+        }
+        auto res = parser.release();
+        HttpResponse out;
+        out.status = res.result_int();
+        out.headers.reserve(static_cast<std::size_t>(std::distance(res.begin(), res.end())));
+        for (const auto& field : res) out.headers.emplace_back(field.name_string(), field.value());
+        out.body = std::move(res.body());
+        if (res.keep_alive() && !parser.need_eof() && !c->timed_out)
+            release(c);
+        else
+            discard(pool, c);
+        co_return std::pair{error_code{}, std::move(out)};
+    }
+}
 
 std::string HttpOrigin::host_header() const {
     const bool ipv6 = host.find(':') != std::string::npos;

@@ -1,0 +1,417 @@
+// Outbox::Impl's relay, on the strand: claims, deliveries, settlements; and closing. Apart from
+// the store's thread and the enqueue side (outbox.cpp).
+#include "outbox/outbox_impl.hpp"
+
+#include "outbox/relay_policy.hpp"
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/dispatch.hpp>
+
+namespace outbox {
+
+namespace {
+
+std::string describe_failure(const error_code& ec, const Receipt& r) {
+    std::string text = ec.message();
+    const Diagnostics& d = r.diagnostics;
+    if (!d.code.empty() && d.message.find(d.code) == std::string::npos) text += " (" + d.code + ")";
+    if (!d.message.empty()) text += ": " + d.message;
+    return text;
+}
+
+}  // namespace
+
+void Outbox::Impl::start_relay() {
+    relaying = true;
+    pump();
+    renew_leases();
+}
+
+// Every poll_interval while something is in flight: the store extends what needs it.
+void Outbox::Impl::renew_leases() {
+    renew_timer.expires_after(config.poll_interval);
+    renew_timer.async_wait([self = shared_from_this()](error_code ec) {
+        if (ec || self->stopped) return;  // while closing too: sends still run
+        if (self->in_flight_count != 0)
+            self->post_job([self] {
+                try {
+                    self->store().renew_claims(std::chrono::system_clock::now());
+                } catch (const StoreError& e) {
+                    self->config.logger.log(LogLevel::warning,
+                                            std::string("outbox: renewing claims: ") + e.what());
+                }
+            });
+        self->renew_leases();
+    });
+}
+
+void Outbox::Impl::on_enqueued() {
+    came_up_empty.reset();  // something new may be due
+    if (claiming)
+        enqueued_while_claiming = true;
+    else
+        pump();
+}
+
+// The targets whose share is out (TargetBound::room 0): their due events are passed over.
+std::set<std::string> Outbox::Impl::targets_without_room() const {
+    std::set<std::string> full;
+    if (per_target == 0) return full;
+    TargetBound bound{per_target, sending};
+    for (const auto& [target, n] : sending)
+        if (bound.room(target) == 0) full.insert(target);
+    return full;
+}
+
+void Outbox::Impl::pump() {
+    if (stopped || !relaying || closing || claiming || delivering) return;
+    const std::size_t room = config.max_in_flight - in_flight_count;
+    if (room == 0) return;
+    const std::size_t limit = std::min(config.claim_window, room);
+    // A claim that passed over the same full targets found nothing: another would read
+    // their due events again for nothing, until a share comes back, an event arrives or the
+    // next wake.
+    auto full = targets_without_room();
+    if (came_up_empty && !full.empty() && *came_up_empty == full) {
+        if (wake_timer.expiry() <= SteadyClock::now())  // the poll still comes
+            wake_at(SteadyClock::now() + config.poll_interval);
+        return;
+    }
+    claiming = true;
+    enqueued_while_claiming = false;
+    claimed_passing_over = std::move(full);
+    TargetBound bound{per_target, {}};
+    if (bound.per_target != 0) bound.out = sending;
+    post_job([self = shared_from_this(), limit, bound = std::move(bound)] {
+        std::vector<StoredEvent> events;
+        std::optional<SystemTime> next;
+        std::string error;
+        try {
+            events = self->store().claim(std::chrono::system_clock::now(), limit, bound);
+        } catch (const StoreError& e) {
+            error = e.what();
+        }
+        // Claimed events go out whatever happens here: when the next one is due is a hint.
+        if (error.empty() && events.size() < limit) try {
+                next = self->store().next_due();
+            } catch (const StoreError&) {
+            }
+        asio::post(self->strand, [self, events = std::move(events), next, error, limit]() mutable {
+            self->on_claimed(std::move(events), next, error, limit);
+        });
+    });
+}
+
+void Outbox::Impl::on_claimed(std::vector<StoredEvent> events, std::optional<SystemTime> next,
+                              const std::string& error, std::size_t limit) {
+    claiming = false;
+    if (stopped) return;
+    if (closing) return maybe_finish_close();  // the claims are released when it closes
+    if (!error.empty()) {
+        config.logger.log(LogLevel::error,
+                          "outbox: reading the backlog failed: " + error + "; trying again in 1 s");
+        return wake_at(SteadyClock::now() + std::chrono::seconds(1));
+    }
+    // Not when an event arrived meanwhile: this claim may not have seen it.
+    if (events.empty() && !enqueued_while_claiming)
+        came_up_empty = std::move(claimed_passing_over);
+    else
+        came_up_empty.reset();
+    delivering = true;
+    for (auto& e : events) deliver(std::move(e));
+    delivering = false;
+    if (events.size() == limit || enqueued_while_claiming) return pump();
+    // Nothing more is due: wake when the next event is, or to look for events stored by
+    // other processes. A next event that is due already but was not claimed waits behind
+    // its group's head: the head's settlement wakes the relay, the poll is the fallback.
+    auto when = SteadyClock::now() + config.poll_interval;
+    if (next && (!events.empty() || *next > std::chrono::system_clock::now())) {
+        const auto wait = *next - std::chrono::system_clock::now();
+        when =
+            std::min(when, SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(
+                                                    std::max(wait, decltype(wait)::zero())));
+    }
+    wake_at(when);
+}
+
+void Outbox::Impl::wake_at(SteadyClock::time_point when) {
+    wake_timer.expires_at(when);
+    wake_timer.async_wait([self = shared_from_this()](error_code ec) {
+        if (ec) return;
+        self->came_up_empty.reset();
+        self->pump();
+    });
+}
+
+Destination* Outbox::Impl::destination_for(const std::string& target, std::string& why) {
+    if (auto it = destinations.find(target); it != destinations.end()) return it->second.get();
+    std::unique_ptr<Destination> made;
+    try {
+        made = config.make_destination(target);
+        if (!made) why = "make_destination returned no destination";
+    } catch (const std::exception& e) {
+        why = e.what();
+    }
+    if (!made) return nullptr;
+    Destination* d = made.get();
+    destinations.emplace(target, std::move(made));
+    return d;
+}
+
+void Outbox::Impl::deliver(StoredEvent e) {
+    ++in_flight_count;
+    ++in_flight;
+    if (stopped) return;
+    if (e.damaged)
+        return failed(e.id, e.target, e.attempts + 1, e.enqueued_at, Errc::invalid_message,
+                      e.last_error);
+    std::string why;
+    Destination* d = destination_for(e.target, why);
+    if (!d)
+        return failed(e.id, e.target, e.attempts + 1, e.enqueued_at, Errc::no_route,
+                      "no destination for \"" + e.target + "\": " + why);
+    Message m = std::move(e.message);
+    m.idempotency_key = identity + "-" + std::to_string(e.id);
+    ++sending[e.target];
+    // A weak reference: the destination belongs to this Impl, and a strong one in its
+    // handlers would keep both alive after the Outbox is gone.
+    d->async_send(
+        std::move(m),
+        asio::bind_executor(strand, [weak = weak_from_this(), id = e.id,
+                                     target = std::move(e.target), attempts = e.attempts,
+                                     since = e.enqueued_at](error_code ec, Receipt r) mutable {
+            if (auto self = weak.lock(); self && !self->stopped)
+                self->on_sent(id, std::move(target), attempts + 1, since, ec, r);
+        }));
+}
+
+void Outbox::Impl::on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
+                           error_code ec, const Receipt& r) {
+    if (auto it = sending.find(target); it != sending.end() && --it->second == 0) sending.erase(it);
+    if (!ec) {
+        unsettled.push_back(
+            {EventOutcome::Kind::delivered, id, attempt, {}, {}, std::move(target)});
+    } else if (closing && ec == asio::error::operation_aborted) {
+        // Cut off by close: not an attempt that failed; its claim is released at the end
+        // and the next relay delivers it.
+        --in_flight_count;
+        --in_flight;
+    } else {
+        failed(id, std::move(target), attempt, since, ec, describe_failure(ec, r));
+        return;
+    }
+    flush_settles();
+    pump();
+    maybe_finish_close();
+}
+
+// Attempt `attempt` of event `id` failed: retry on the schedule, or a dead letter.
+void Outbox::Impl::failed(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
+                          error_code ec, const std::string& error) {
+    const bool retryable = is_retryable(ec) || ec == asio::error::operation_aborted;
+    EventOutcome o = detail::after_failure(id, attempt, retryable, error, since,
+                                           std::chrono::system_clock::now(), config.retry_schedule,
+                                           config.max_age);
+    o.target = std::move(target);
+    if (o.kind == EventOutcome::Kind::dead) dead_errors[id] = ec;
+    config.logger.log(
+        o.kind == EventOutcome::Kind::dead ? LogLevel::warning : LogLevel::info,
+        "outbox: event " + std::to_string(id) +
+            (o.kind == EventOutcome::Kind::dead ? " is a dead letter: " : " failed, retrying: ") +
+            o.error);
+    unsettled.push_back(std::move(o));
+    flush_settles();
+    pump();
+    maybe_finish_close();
+}
+
+void Outbox::Impl::flush_settles() {
+    if (stopped || settling || unsettled.empty()) return;
+    settling = true;
+    auto batch = std::make_shared<std::vector<EventOutcome>>(std::move(unsettled));
+    unsettled.clear();
+    const bool want_letters = dead_letters.get() != nullptr;
+    post_job([self = shared_from_this(), batch, want_letters] {
+        std::string error;
+        std::vector<EventOutcome> kept;  // not recorded: tried again later
+        try {
+            self->store().settle(*batch);
+        } catch (const StoreError& e) {
+            // Deliveries alone, so a full store still gets the room they free; the rest
+            // waits for the next try.
+            error = e.what();
+            std::vector<EventOutcome> deliveries;
+            for (auto& o : *batch)
+                (o.kind == EventOutcome::Kind::delivered ? deliveries : kept)
+                    .push_back(std::move(o));
+            try {
+                self->store().settle(deliveries);
+            } catch (const StoreError&) {
+                kept.insert(kept.end(), std::make_move_iterator(deliveries.begin()),
+                            std::make_move_iterator(deliveries.end()));
+                deliveries.clear();
+            }
+            *batch = std::move(deliveries);
+        }
+        std::vector<StoredEvent> letters;
+        if (want_letters)
+            for (const auto& o : *batch)
+                if (o.kind == EventOutcome::Kind::dead) try {
+                        if (auto e = self->store().find(o.id)) letters.push_back(std::move(*e));
+                    } catch (const StoreError&) {
+                    }
+        asio::post(self->strand, [self, batch, kept = std::move(kept), letters = std::move(letters),
+                                  error]() mutable {
+            self->on_settled(std::move(*batch), std::move(kept), std::move(letters), error);
+        });
+    });
+}
+
+void Outbox::Impl::on_settled(std::vector<EventOutcome> batch, std::vector<EventOutcome> kept,
+                              std::vector<StoredEvent> letters, const std::string& error) {
+    settling = false;
+    if (stopped) return;
+    in_flight_count -= batch.size();
+    in_flight -= batch.size();
+    if (came_up_empty) {  // a target with room settled: its group's next may be due
+        const auto full = targets_without_room();
+        for (const auto& o : batch)
+            if (!full.count(o.target)) {
+                came_up_empty.reset();
+                break;
+            }
+    }
+    for (const auto& o : batch) {
+        if (config.on_settled) config.on_settled(o);
+        switch (o.kind) {
+            case EventOutcome::Kind::delivered:
+                ++delivered;
+                break;
+            case EventOutcome::Kind::retry:
+                ++retried;
+                break;
+            case EventOutcome::Kind::dead:
+                ++dead;
+                break;
+        }
+    }
+    const auto handler = dead_letters.get();
+    for (auto& e : letters) {
+        DeadLetter letter;
+        letter.error =
+            dead_errors.count(e.id) ? dead_errors[e.id] : error_code(Errc::service_error);
+        letter.receipt.attempts = e.attempts;
+        letter.receipt.diagnostics.message = e.last_error;
+        letter.target = e.target;
+        letter.message = std::move(e.message);
+        detail::DeadLetterSlot::deliver(handler, std::move(letter), config.logger);
+    }
+    for (const auto& o : batch)
+        if (o.kind == EventOutcome::Kind::dead) dead_errors.erase(o.id);
+    if (!error.empty()) {
+        // Nothing is lost: those events stay claimed (and count against max_in_flight)
+        // until their outcomes are recorded.
+        config.logger.log(LogLevel::error,
+                          "outbox: recording outcomes failed: " + error + "; trying again in 1 s");
+        unsettled.insert(unsettled.begin(), std::make_move_iterator(kept.begin()),
+                         std::make_move_iterator(kept.end()));
+        settle_retry_timer.expires_after(std::chrono::seconds(1));
+        settle_retry_timer.async_wait([self = shared_from_this()](error_code ec) {
+            if (!ec) self->flush_settles();
+        });
+    } else {
+        flush_settles();
+    }
+    pump();
+    maybe_finish_close();
+}
+
+// ---- closing -----------------------------------------------------------------------------
+
+void Outbox::Impl::close(std::chrono::milliseconds deadline, CloseHandler handler) {
+    if (closing) {
+        asio::post(executor,
+                   asio::append(std::move(handler), error_code(asio::error::operation_aborted)));
+        return;
+    }
+    closing = true;
+    close_handler.emplace(std::move(handler));
+    {
+        std::lock_guard lock(mutex);
+        accepting = false;
+    }
+    wake_timer.cancel();
+    // Past the deadline (and a little for the destinations to report), close completes
+    // whatever is still unsettled: those claims are released, the next relay delivers them.
+    close_timer.expires_after(deadline + std::chrono::seconds(1));
+    close_timer.async_wait([self = shared_from_this()](error_code ec) {
+        if (ec) return;
+        self->close_deadline_passed = true;
+        self->maybe_finish_close();
+    });
+    // Destinations deliver what they hold within the deadline and fail the rest.
+    destinations_closing = destinations.size();
+    for (auto& [target, d] : destinations)
+        d->async_close(deadline,
+                       asio::bind_executor(strand, [self = shared_from_this()](error_code) {
+                           --self->destinations_closing;
+                           self->maybe_finish_close();
+                       }));
+    maybe_finish_close();
+}
+
+void Outbox::Impl::maybe_finish_close() {
+    if (!close_handler) return;
+    const bool drained = destinations_closing == 0 && in_flight_count == 0 && !claiming &&
+                         !settling && unsettled.empty();
+    if (!drained && !close_deadline_passed) return;
+    auto handler = std::make_shared<CloseHandler>(std::move(*close_handler));
+    close_handler.reset();
+    settle_retry_timer.cancel();
+    close_timer.cancel();
+    renew_timer.cancel();
+    // What is claimed and unsettled (a claim that came back while closing) is released:
+    // the next relay delivers it.
+    post_job([self = shared_from_this(), handler] {
+        error_code ec;
+        try {
+            self->store().release_claims();
+        } catch (const StoreError& e) {
+            self->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
+            ec = Errc::store_error;
+        }
+        asio::post(self->executor, asio::append(std::move(*handler), ec));
+    });
+}
+
+// The destructor's part: no waiting for deliveries; accepted enqueues are committed.
+void Outbox::Impl::shutdown() {
+    stopped = true;  // handlers still queued on the strand do nothing from here on
+    {
+        std::lock_guard lock(mutex);
+        accepting = false;
+        store_stopping = true;
+    }
+    store_wakeup.notify_all();
+    if (store_thread.joinable()) store_thread.join();
+    std::deque<std::function<void()>> dropped;
+    {
+        std::lock_guard lock(mutex);
+        dropped.swap(jobs);  // they hold references to this Impl
+    }
+    dropped.clear();
+    // Nothing touches the store from here on (jobs are dropped): close it now, so its file
+    // and the relay lock are free for the next Outbox at once.
+    config.store.reset();
+    // The destinations and timers belong to the strand.
+    asio::dispatch(strand, [self = shared_from_this()] {
+        self->closing = true;
+        self->wake_timer.cancel();
+        self->renew_timer.cancel();
+        self->settle_retry_timer.cancel();
+        self->close_timer.cancel();
+        self->destinations.clear();  // each fails what it holds: those events stay stored
+    });
+}
+
+}  // namespace outbox
