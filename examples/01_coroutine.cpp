@@ -6,12 +6,11 @@
 // local emulator, AWS_REGION names the region and AWS_ENDPOINT_URL_SQS where requests go: the
 // library reads both, as every AWS SDK does (docs/configuration.md).
 #include <outbox/credentials_providers.hpp>
+#include <outbox/send_error.hpp>
 #include <outbox/sqs_destination.hpp>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 #include <cstdio>
 #include <string>
@@ -24,21 +23,22 @@ asio::awaitable<int> send_events(outbox::Destination& queue) {
     for (int i = 1; i <= 3; ++i) {
         outbox::Message event;
         event.body = R"({"type":"order.created","order":)" + std::to_string(i) + "}";
-        // as_tuple: the error comes back as a value instead of an exception.
-        auto [ec, receipt] =
-            co_await queue.async_send(std::move(event), asio::as_tuple(asio::use_awaitable));
-        if (ec) {
-            ++failed;
-            std::printf("order %d failed: %s (%s)\n", i, ec.message().c_str(),
-                        receipt.diagnostics.message.c_str());
-        } else {
+        // With no token, async_send is an awaitable: the Receipt comes back, and a failure
+        // throws SendError, which keeps the Receipt (what the service said, the attempts).
+        // asio::as_tuple(asio::use_awaitable) would give the error as a value instead.
+        try {
+            const outbox::Receipt receipt = co_await queue.async_send(std::move(event));
             std::printf("order %d delivered: message id %s after %u attempt(s)\n", i,
                         receipt.message_id.c_str(), receipt.attempts);
+        } catch (const outbox::SendError& e) {
+            ++failed;
+            std::printf("order %d failed after %u attempt(s): %s\n", i, e.receipt().attempts,
+                        e.what());
         }
     }
-    // Close flushes what is still queued, within the deadline.
-    auto [closed] = co_await queue.async_close(5s, asio::as_tuple(asio::use_awaitable));
-    co_return failed == 0 && !closed ? 0 : 1;
+    // Close flushes what is still queued, within the deadline; it throws if that failed.
+    co_await queue.async_close(5s);
+    co_return failed == 0 ? 0 : 1;
 }
 
 int main(int argc, char** argv) {

@@ -10,9 +10,12 @@
 #include <outbox/message.hpp>
 #include <outbox/receipt.hpp>
 
+#include <outbox/send_error.hpp>
+
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
 #include <utility>
@@ -38,45 +41,75 @@ class Destination {
     /// handler stops the calls. Callable from any thread.
     virtual void set_dead_letter_handler(DeadLetterHandler handler) = 0;
 
-    /// Queues `message` for delivery. Completion: void(error_code, Receipt), on the
-    /// handler's associated executor, never inside this call. Safe to call from any thread.
+    /// The token async_send uses when none is given: `co_await d.async_send(m)` in an
+    /// asio::awaitable returns the Receipt, and a failure throws SendError (which keeps it).
+    /// (use_awaitable rather than deferred: Boost 1.81's awaitable cannot await a deferred
+    /// operation whose completion starts with an exception_ptr.)
+    using default_send_token = with_receipt_t<boost::asio::use_awaitable_t<>>;
+
+    /// Queues `message` for delivery, at least once: a request whose reply was lost is sent
+    /// again. Waits (without blocking a thread) while the destination holds its maximum of
+    /// messages or bytes in flight. Safe to call from any thread.
     ///
-    /// Waits (without blocking a thread) while the destination holds its maximum of
-    /// messages or bytes in flight. A message the destination can never accept fails at
-    /// once: Errc::invalid_message, Errc::payload_too_large.
-    ///
-    /// Delivery is at least once: a request whose reply was lost is sent again.
-    /// Errors: the last attempt's error when attempts or the deadline ran out
-    /// (is_retryable() tells which kind), Errc::service_error for refusals (see
-    /// Receipt::diagnostics), asio::error::operation_aborted when cancelled or closed.
-    ///
+    /// Completion: void(error_code, Receipt); with_receipt(token) makes it
+    /// void(std::exception_ptr, Receipt) with a SendError.
+    /// Errors: Errc::invalid_message and Errc::payload_too_large at once for a message the
+    /// destination can never accept; the last attempt's error when attempts or the deadline
+    /// ran out (is_retryable() tells which kind); Errc::service_error for refusals (see
+    /// Receipt::diagnostics); asio::error::operation_aborted when cancelled or closed.
+    /// Executor: the handler's associated executor (else the destination's), never inside
+    /// this call.
     /// Cancellation (terminal, partial, total): honoured while the message waits for
     /// capacity, for its batch, or for its next attempt; it completes with operation_aborted
     /// (with Errc::outcome_unknown instead when an earlier attempt's reply was lost). Once
     /// in a request, the message completes with that request's outcome. KafkaDestination
     /// honours it only while the message waits for room: once handed to librdkafka, a
     /// message cannot be taken back, and it completes with librdkafka's report.
-    template <class CompletionToken>
-    auto async_send(Message message, CompletionToken&& token) {
+    /// Lifetimes: the message is moved in. The destination must be alive when the operation
+    /// starts (for a lazy token such as the default, when it is awaited); destroying it
+    /// completes what is still pending with operation_aborted.
+    template <class CompletionToken = default_send_token>
+    auto async_send(Message message, CompletionToken&& token = default_send_token{}) {
         return boost::asio::async_initiate<CompletionToken,
                                            void(boost::system::error_code, Receipt)>(
-            [this](auto handler, Message m) {
-                do_send(std::move(m), SendHandler(std::move(handler)));
-            },
-            token, std::move(message));
+            SendInitiation{this}, token, std::move(message));
     }
 
     /// Stops accepting messages (later sends fail with operation_aborted), delivers what is
-    /// queued within `deadline`, then fails what is left with operation_aborted and
-    /// completes with void(error_code) (no error unless something failed to flush).
-    template <class CompletionToken>
-    auto async_close(std::chrono::milliseconds deadline, CompletionToken&& token) {
+    /// queued within `deadline`, then fails what is left with operation_aborted.
+    ///
+    /// Completion: void(error_code). Errors: none unless something failed to flush
+    /// (Errc::close_timeout when the deadline passed first). A second close completes as
+    /// the first.
+    /// Executor: the handler's associated executor (else the destination's).
+    /// Cancellation: not supported; the deadline bounds it.
+    /// Lifetimes: as async_send. The default token is asio::use_awaitable
+    /// (`co_await d.async_close(5s)` throws boost::system::system_error on an error).
+    template <class CompletionToken = boost::asio::use_awaitable_t<>>
+    auto async_close(std::chrono::milliseconds deadline, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
-            [this, deadline](auto handler) {
-                do_close(deadline, CloseHandler(std::move(handler)));
-            },
-            token);
+            CloseInitiation{this}, token, deadline);
     }
+
+  private:
+    // Named initiations that carry the destination's executor, so token adapters that look
+    // for one (asio::cancel_after in later Boost versions) find it.
+    struct SendInitiation {
+        Destination* self;
+        executor_type get_executor() const noexcept { return self->get_executor(); }
+        template <class Handler>
+        void operator()(Handler&& handler, Message message) const {
+            self->do_send(std::move(message), SendHandler(std::forward<Handler>(handler)));
+        }
+    };
+    struct CloseInitiation {
+        Destination* self;
+        executor_type get_executor() const noexcept { return self->get_executor(); }
+        template <class Handler>
+        void operator()(Handler&& handler, std::chrono::milliseconds deadline) const {
+            self->do_close(deadline, CloseHandler(std::forward<Handler>(handler)));
+        }
+    };
 
   protected:
     virtual void do_send(Message message, SendHandler handler) = 0;

@@ -10,6 +10,7 @@
 #include <outbox/credentials_providers.hpp>
 #include <outbox/send_all.hpp>
 #include <outbox/send_blocking.hpp>
+#include <outbox/send_error.hpp>
 #include <outbox/sqs_destination.hpp>
 #include "aws/sqs/sqs_protocol.hpp"
 
@@ -436,6 +437,50 @@ TEST_CASE("a queue given by name is looked up; an unknown queue fails with the s
     const auto& code = failed[0].receipt.diagnostics.code;
     CHECK((code == "QueueDoesNotExist" || code == "AWS.SimpleQueueService.NonExistentQueue"));
     CHECK(failed[0].receipt.diagnostics.http_status == 400);
+}
+
+TEST_CASE("co_await with the default token: a Receipt back, or a SendError that keeps it",
+          "[sqs]") {
+    const std::string queue = create_queue("outbox-default-token");
+    Proxy proxy;
+    asio::io_context io;
+    outbox::SqsDestination sqs(io.get_executor(), config_for(io.get_executor(), queue, proxy));
+    auto config = config_for(io.get_executor(), "", proxy);
+    config.queue_url = queue.substr(0, queue.rfind('/')) + "/outbox-no-such-queue";
+    outbox::SqsDestination missing(io.get_executor(), config);
+
+    std::optional<outbox::Receipt> delivered;
+    std::optional<outbox::SendError> refused;
+    bool done = false;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            delivered = co_await sqs.async_send(text_message("default token"));
+            try {
+                co_await missing.async_send(text_message("nowhere"));
+            } catch (const outbox::SendError& e) {
+                refused = e;
+            }
+            co_await sqs.async_close(std::chrono::seconds(5));
+            co_await missing.async_close(std::chrono::seconds(5));
+            done = true;
+        },
+        asio::detached);
+    while (!done && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(done);
+    REQUIRE(delivered);
+    CHECK_FALSE(delivered->message_id.empty());
+    CHECK(delivered->attempts == 1);
+    REQUIRE(refused);
+    CHECK(refused->code() == outbox::Errc::service_error);
+    const auto& code = refused->receipt().diagnostics.code;
+    CHECK((code == "QueueDoesNotExist" || code == "AWS.SimpleQueueService.NonExistentQueue"));
+    CHECK(refused->receipt().diagnostics.http_status == 400);
+    CHECK_THAT(std::string(refused->what()), Catch::Contains(code));
+    auto back = receive(queue, 1);
+    REQUIRE(back.size() == 1);
+    CHECK(back[0].body == "default token");
 }
 
 TEST_CASE("backpressure: sends wait for room, and a waiting send can be cancelled", "[sqs]") {
