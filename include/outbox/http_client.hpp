@@ -149,9 +149,8 @@ class HttpClient {
 
     HttpClientStats stats() const;
 
-    struct Impl;
-
   private:
+    struct Impl;
     void start(
         HttpRequest request,
         boost::asio::any_completion_handler<void(boost::system::error_code, HttpResponse)> handler);

@@ -126,13 +126,12 @@ class KafkaDestination final : public Destination {
     DestinationStats stats() const override;
     void set_dead_letter_handler(DeadLetterHandler handler) override;
 
-    struct Impl;
-
   protected:
     void do_send(Message message, SendHandler handler) override;
     void do_close(std::chrono::milliseconds deadline, CloseHandler handler) override;
 
   private:
+    struct Impl;
     std::shared_ptr<Impl> impl_;
 };
 

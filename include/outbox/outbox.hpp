@@ -197,9 +197,8 @@ class Outbox {
 
     OutboxStats stats() const;
 
-    struct Impl;
-
   private:
+    struct Impl;
     void do_enqueue(std::string target, Message message, EnqueueHandler handler);
     void do_close(std::chrono::milliseconds deadline, CloseHandler handler);
     void do_summarize(SummaryHandler handler);

@@ -109,9 +109,8 @@ class PayloadStager {
     /// they close, so a stager they share keeps no event loop busy.
     void close_idle_connections();
 
-    struct Impl;
-
   private:
+    struct Impl;
     using Handler =
         boost::asio::any_completion_handler<void(boost::system::error_code, StagedPayload)>;
     void start(std::string body, Handler handler);

@@ -50,8 +50,6 @@ class RoutingDestination final : public Destination {
     /// Applies to the destinations made so far and later ones; letters name their target.
     void set_dead_letter_handler(DeadLetterHandler handler) override;
 
-    struct Impl;
-
   protected:
     void do_send(Message message, SendHandler handler) override;
     /// Closes every target's destination at once, each with `deadline`; completes when all
@@ -59,6 +57,7 @@ class RoutingDestination final : public Destination {
     void do_close(std::chrono::milliseconds deadline, CloseHandler handler) override;
 
   private:
+    struct Impl;
     std::shared_ptr<Impl> impl_;
 };
 

@@ -382,8 +382,7 @@ void KafkaDestination::Impl::stop() {
         stopped = true;
         close_timer.cancel();
         maybe_finish_close();
-        doomed = handles;
-        handles = {};
+        doomed = std::move(handles);
     }
     doomed.destroy();  // joins librdkafka's threads
     work.reset();

@@ -46,12 +46,26 @@ struct Entry {
     std::string staged_key{};
 };
 
-// librdkafka's handles, destroyed in the order that lets rd_kafka_destroy return.
+// librdkafka's handles, owned: destroyed (at the latest with this object) in the order that
+// lets rd_kafka_destroy return.
 struct KafkaHandles {
     rd_kafka_t* rk = nullptr;
     rd_kafka_topic_t* rkt = nullptr;
     rd_kafka_queue_t* main_queue = nullptr;
     rd_kafka_queue_t* admin_queue = nullptr;
+
+    KafkaHandles() = default;
+    KafkaHandles(KafkaHandles&& other) noexcept { *this = std::move(other); }
+    KafkaHandles& operator=(KafkaHandles&& other) noexcept {
+        if (this == &other) return *this;
+        destroy();
+        rk = std::exchange(other.rk, nullptr);
+        rkt = std::exchange(other.rkt, nullptr);
+        main_queue = std::exchange(other.main_queue, nullptr);
+        admin_queue = std::exchange(other.admin_queue, nullptr);
+        return *this;
+    }
+    ~KafkaHandles() { destroy(); }
 
     void destroy();
 };

@@ -32,7 +32,9 @@ void detail::kafka::KafkaHandles::destroy() {
     if (admin_queue) rd_kafka_queue_destroy(admin_queue);
     if (rkt) rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
-    *this = {};
+    rk = nullptr;
+    rkt = nullptr;
+    main_queue = admin_queue = nullptr;
 }
 
 KafkaDestination::Impl::Impl(asio::any_io_executor ex, KafkaDestinationConfig cfg)
