@@ -313,6 +313,9 @@ TEST_CASE("a batch with entries the server refuses: only those fail, with the se
             CHECK(outcomes[i].ec == outbox::Errc::service_error);
             CHECK(outcomes[i].receipt.diagnostics.sender_fault);
             CHECK_FALSE(outcomes[i].receipt.diagnostics.code.empty());
+            // What the service said is kept apart, and outbox's account still says it.
+            const auto& d = outcomes[i].receipt.diagnostics;
+            CHECK(d.message.find(d.service_message) != std::string::npos);
             CHECK(outcomes[i].receipt.attempts == 1);  // sender faults are not retried
         } else {
             CHECK_FALSE(outcomes[i].ec);

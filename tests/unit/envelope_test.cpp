@@ -94,6 +94,7 @@ TEST_CASE("S3 error replies") {
     CHECK(s3::parse_error_response(res, d) == outbox::Errc::service_error);
     CHECK(d.code == "AccessDenied");
     CHECK(d.message == "Access Denied & more");
+    CHECK(d.service_message == "Access Denied & more");
     CHECK(d.request_id == "R1");
     res.status = 503;
     res.body = "<Error><Code>SlowDown</Code></Error>";

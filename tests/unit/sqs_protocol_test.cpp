@@ -169,12 +169,14 @@ TEST_CASE("replies: batch results, and errors classified") {
     CHECK(sqs::parse_error_response(res, d) == outbox::Errc::throttled);
     CHECK(d.code == "ThrottlingException");
     CHECK(d.message == "slow down");
+    CHECK(d.service_message == "slow down");
     CHECK(d.request_id == "req-1");
     res.status = 503;
     res.body = "<html>bad gateway</html>";
     d = {};
     CHECK(sqs::parse_error_response(res, d) == outbox::Errc::service_unavailable);
     CHECK(d.code == "HTTP 503");
+    CHECK(d.service_message.empty());  // an HTML page from a proxy is not the service's word
     res.status = 400;
     res.headers = {{"x-amzn-query-error", "AWS.SimpleQueueService.NonExistentQueue;Sender"}};
     res.body.clear();

@@ -169,6 +169,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
             detail::redact(res.body, creds.session_token);  // S3 errors may echo the request
             ec = detail::s3::parse_error_response(res, d);
             detail::redact(d.message, creds.session_token);  // escaped in the XML, plain here
+            detail::redact(d.service_message, creds.session_token);
             asked = detail::parse_retry_after(res.header("Retry-After"),
                                               std::chrono::system_clock::now());
             if ((d.code == "RequestTimeTooSkewed" || d.code == "RequestExpired") &&

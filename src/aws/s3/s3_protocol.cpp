@@ -105,8 +105,10 @@ boost::system::error_code parse_error_response(const HttpResponse& response, Dia
     out.http_status = response.status;
     out.request_id = std::string(response.header("x-amz-request-id"));
     if (auto code = xml_element_text(response.body, "Code", "Error")) out.code = std::move(*code);
-    if (auto message = xml_element_text(response.body, "Message", "Error"))
+    if (auto message = xml_element_text(response.body, "Message", "Error")) {
+        out.service_message = *message;
         out.message = std::move(*message);
+    }
     if (out.request_id.empty())
         if (auto id = xml_element_text(response.body, "RequestId", "Error"))
             out.request_id = std::move(*id);

@@ -494,6 +494,7 @@ error_code parse_error_response(const HttpResponse& response, Diagnostics& out) 
             out.code = hash == std::string::npos ? type : type.substr(hash + 1);
         }
         if (!read_string(obj, "message", out.message)) read_string(obj, "Message", out.message);
+        out.service_message = out.message;
     }
     if (out.code.empty() && !query_error.empty())
         out.code = std::string(query_error.substr(0, query_error.find(';')));

@@ -293,6 +293,7 @@ void SendMachine::fail(Entry& e, error_code ec, std::string why, Actions& out) {
     if (!session_token_.empty()) {
         why = redact(std::move(why));
         e.last_diagnostics.message = redact(std::move(e.last_diagnostics.message));
+        e.last_diagnostics.service_message = redact(std::move(e.last_diagnostics.service_message));
         e.last_diagnostics.code = redact(std::move(e.last_diagnostics.code));
     }
     if (config_.logger.enabled(LogLevel::debug))

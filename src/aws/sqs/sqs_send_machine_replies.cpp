@@ -186,6 +186,7 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
             d.http_status = res.status;
             d.code = bad.code;
             d.message = bad.message;
+            d.service_message = bad.message;
             d.request_id = std::string(request_id);
             d.sender_fault = bad.sender_fault;
             if (bad.sender_fault)
@@ -249,7 +250,10 @@ void SendMachine::deliver(Entry& e, SentEntry& sent, std::string_view request_id
     r.staged_url = std::move(e.staged_url);
     r.staged_key = std::move(e.staged_key);
     r.diagnostics = std::move(e.last_diagnostics);
-    if (!session_token_.empty()) r.diagnostics.message = redact(std::move(r.diagnostics.message));
+    if (!session_token_.empty()) {
+        r.diagnostics.message = redact(std::move(r.diagnostics.message));
+        r.diagnostics.service_message = redact(std::move(r.diagnostics.service_message));
+    }
     complete(e, {}, std::move(r), out);
 }
 
