@@ -79,8 +79,9 @@ class Destination {
     /// queued within `deadline`, then fails what is left with operation_aborted.
     ///
     /// Completion: void(error_code). Errors: none unless something failed to flush
-    /// (Errc::close_timeout when the deadline passed first). A second close completes as
-    /// the first.
+    /// (Errc::close_timeout when the deadline passed first). A close while another runs
+    /// completes at once with operation_aborted; one after a close has ended completes at
+    /// once as that one ended.
     /// Executor: the handler's associated executor (else the destination's).
     /// Cancellation: not supported; the deadline bounds it.
     /// Lifetimes: as async_send. The default token is asio::use_awaitable

@@ -332,13 +332,8 @@ void KafkaDestination::Impl::abandon_all(const std::string& why, int purge_flags
 
 void KafkaDestination::Impl::close(std::chrono::milliseconds deadline, CloseHandler handler) {
     std::lock_guard lock(mutex);
-    if (close_handler || stopped) {  // a second close: complete it at once
-        asio::post(executor,
-                   asio::append(std::move(handler), error_code(asio::error::operation_aborted)));
-        return;
-    }
+    if (!close_latch.begin(std::move(handler), executor)) return;
     closing = true;
-    close_handler.emplace(std::move(handler));
     close_timer.expires_after(deadline);
     close_timer.async_wait([self = shared_from_this()](error_code ec) {
         if (!ec) self->close_deadline();
@@ -348,7 +343,7 @@ void KafkaDestination::Impl::close(std::chrono::milliseconds deadline, CloseHand
 
 void KafkaDestination::Impl::close_deadline() {
     std::lock_guard lock(mutex);
-    if (stopped || !close_handler) return;
+    if (stopped || !close_latch.running()) return;
     close_deadline_passed = true;
     abandon_all("the close deadline passed",
                 RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT | RD_KAFKA_PURGE_F_NON_BLOCKING);
@@ -356,12 +351,10 @@ void KafkaDestination::Impl::close_deadline() {
 }
 
 void KafkaDestination::Impl::maybe_finish_close() {
-    if (!close_handler || !held.empty() || produced != 0) return;
+    if (!close_latch.running() || !held.empty() || produced != 0) return;
     close_timer.cancel();
-    auto h = std::move(*close_handler);
-    close_handler.reset();
-    const error_code ec = close_deadline_passed ? error_code(Errc::close_timeout) : error_code();
-    asio::post(executor, asio::append(std::move(h), ec));
+    close_latch.end(close_deadline_passed ? error_code(Errc::close_timeout) : error_code(),
+                    executor);
 }
 
 // The destructor's part: everything fails, librdkafka stops, no callback runs after.

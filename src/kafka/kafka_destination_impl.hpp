@@ -2,6 +2,7 @@
 // completing, closing) and kafka_producer.cpp (the producer and librdkafka's callbacks).
 #pragma once
 
+#include "core/close_latch.hpp"
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
 #include "core/send_completion.hpp"
@@ -132,7 +133,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     bool closing = false;
     bool close_deadline_passed = false;
     bool stopped = false;  // the destructor ran: librdkafka is gone
-    std::optional<CloseHandler> close_handler;
+    detail::CloseLatch close_latch;
     boost::asio::steady_timer close_timer;
 
     detail::DestinationCounters stats;

@@ -282,9 +282,21 @@ TEST_CASE("close past its deadline purges what is left; destruction never hangs"
                                  receipts.push_back(std::move(r));
                              });
         const auto start = Clock::now();
-        const error_code closed = close_destination(io, kafka, std::chrono::milliseconds(300));
-        CHECK(closed == outbox::Errc::close_timeout);
+        std::optional<error_code> closed, overlapping;
+        kafka.async_close(std::chrono::milliseconds(300), [&](error_code ec) { closed = ec; });
+        kafka.async_close(std::chrono::seconds(30), [&](error_code ec) { overlapping = ec; });
+        io.restart();  // send_all ran it out of work
+        while (!closed && io.run_one_for(std::chrono::seconds(10)) != 0) {
+        }
+        REQUIRE(closed);
+        CHECK(*closed == outbox::Errc::close_timeout);
         CHECK(Clock::now() - start < std::chrono::seconds(3));
+        io.poll();
+        REQUIRE(overlapping);  // a close while one runs completes at once
+        CHECK(*overlapping == asio::error::operation_aborted);
+        // One after the close ended completes as that one ended.
+        CHECK(close_destination(io, kafka, std::chrono::seconds(30)) ==
+              outbox::Errc::close_timeout);
         REQUIRE(results.size() == 20);  // all completed before close did
         for (auto& ec : results) CHECK(ec == asio::error::operation_aborted);
         for (auto& r : receipts) {

@@ -4,6 +4,7 @@
 // done with. Everything runs on one strand.
 #include <outbox/aws_environment.hpp>
 #include "aws/sqs/sqs_send_machine.hpp"
+#include "core/close_latch.hpp"
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
 #include "core/redact.hpp"
@@ -71,7 +72,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     std::unordered_map<std::uint64_t, std::shared_ptr<asio::cancellation_signal>> calls;
     asio::steady_timer wake_timer;
     Clock::time_point wake_at = Clock::time_point::max();
-    std::optional<CloseHandler> close_handler;
+    detail::CloseLatch close_latch;
     asio::steady_timer close_timer;
     bool stopped = false;  // nothing of it keeps an event loop busy any more
 
@@ -288,18 +289,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // ---- close ---------------------------------------------------------------------------------
 
     void close(std::chrono::milliseconds deadline, CloseHandler handler) {
-        if (close_handler) {  // a second close while the first runs: complete it at once
-            asio::post(executor, asio::append(std::move(handler),
-                                              error_code(asio::error::operation_aborted)));
-            return;
-        }
-        if (machine->stopped()) {  // closed already: as the first close ended
-            const error_code ec =
-                machine->abandoned() ? error_code(Errc::close_timeout) : error_code();
-            asio::post(executor, asio::append(std::move(handler), ec));
-            return;
-        }
-        close_handler.emplace(std::move(handler));
+        if (!close_latch.begin(std::move(handler), executor)) return;
         close_timer.expires_after(deadline);
         close_timer.async_wait([self = shared_from_this()](error_code ec) {
             if (ec) return;
@@ -315,10 +305,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     void finish_close(error_code ec) {
         close_timer.cancel();
         stop_io();
-        if (!close_handler) return;  // destroyed without a close
-        auto h = std::move(*close_handler);
-        close_handler.reset();
-        asio::post(executor, asio::append(std::move(h), ec));
+        close_latch.end(ec, executor);
     }
 
     // Nothing of this destination keeps an event loop busy from here on: the timer, a queue
