@@ -22,19 +22,21 @@ namespace outbox {
 class SendError : public boost::system::system_error {
   public:
     SendError(boost::system::error_code ec, Receipt receipt)
-        : boost::system::system_error(ec, describe(receipt)), receipt_(std::move(receipt)) {}
+        : boost::system::system_error(base(ec, receipt)), receipt_(std::move(receipt)) {}
 
     /// Diagnostics (the service's code and message, the HTTP status, the request id),
     /// attempts, and the staged URL when the payload was staged before the failure.
     const Receipt& receipt() const noexcept { return receipt_; }
 
   private:
-    // what() is this, then ": " and the error's own message (system_error adds that).
-    static std::string describe(const Receipt& r) {
-        std::string text = r.diagnostics.code;
+    // what(): "CODE: message: " (what the service and outbox said) before the error's own
+    // message, or the error's message alone when there is nothing more.
+    static boost::system::system_error base(const boost::system::error_code& ec, const Receipt& r) {
+        std::string said = r.diagnostics.code;
         if (!r.diagnostics.message.empty())
-            text += (text.empty() ? "" : ": ") + r.diagnostics.message;
-        return text;
+            said += (said.empty() ? "" : ": ") + r.diagnostics.message;
+        return said.empty() ? boost::system::system_error(ec)
+                            : boost::system::system_error(ec, said);
     }
 
     Receipt receipt_;
@@ -63,7 +65,13 @@ struct ReceiptHandler {
 
     void operator()(boost::system::error_code ec, Receipt receipt) {
         std::exception_ptr error;
-        if (ec) error = std::make_exception_ptr(SendError(ec, receipt));
+        if (ec) {
+            try {
+                error = std::make_exception_ptr(SendError(ec, receipt));
+            } catch (...) {  // no memory for the exception: still complete, with that
+                error = std::current_exception();
+            }
+        }
         std::move(handler)(std::move(error), std::move(receipt));
     }
 };
@@ -92,8 +100,10 @@ struct boost::asio::async_result<outbox::with_receipt_t<CompletionToken>,
                                  void(boost::system::error_code, outbox::Receipt)> {
     template <class Initiation, class RawToken, class... Args>
     static auto initiate(Initiation&& initiation, RawToken&& token, Args&&... args) {
-        return boost::asio::async_initiate<CompletionToken,
-                                           void(std::exception_ptr, outbox::Receipt)>(
+        // A const adapter holds a const token: async_initiate is told so.
+        using Inner = std::conditional_t<std::is_const_v<std::remove_reference_t<RawToken>>,
+                                         const CompletionToken, CompletionToken>;
+        return boost::asio::async_initiate<Inner, void(std::exception_ptr, outbox::Receipt)>(
             outbox::detail::ReceiptInitiation<std::decay_t<Initiation>>{
                 std::forward<Initiation>(initiation)},
             token.token, std::forward<Args>(args)...);

@@ -26,10 +26,14 @@ struct SqsDestinationConfig {
     std::string queue_url{};
     /// A queue name, looked up with GetQueueUrl on first use; needs region (or endpoint).
     std::string queue_name{};
-    /// Empty: the queue URL's host (sqs.REGION.amazonaws.com), else AWS_REGION,
-    /// AWS_DEFAULT_REGION, then `region` in the profile's section of ~/.aws/config (see
-    /// docs/configuration.md). A region is 1 to 64 of a-z, 0-9 and '-'.
+    /// Empty: the queue URL's host (sqs.REGION.amazonaws.com), the endpoint's host, else
+    /// AWS_REGION, AWS_DEFAULT_REGION, then `region` in the profile's section of
+    /// ~/.aws/config (see docs/configuration.md), then fallback_region. A region is 1 to 64
+    /// of a-z, 0-9 and '-'.
     std::string region{};
+    /// The region to sign for when nothing else names one (a local emulator's URL and no
+    /// AWS_REGION, say). Empty: such a configuration is refused.
+    std::string fallback_region{};
     /// Where requests go instead of the queue URL's origin (emulators, VPC endpoints). Empty:
     /// AWS_ENDPOINT_URL_SQS, else AWS_ENDPOINT_URL, else the profile's endpoint_url (none with
     /// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true), else the queue URL's origin.

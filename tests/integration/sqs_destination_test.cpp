@@ -873,3 +873,47 @@ TEST_CASE("the queue lookup is cut short by the deadline of the messages waiting
     io.stop();
     runner.join();
 }
+
+TEST_CASE("fallback_region signs only when nothing else names a region", "[sqs]") {
+    // The server answers nothing useful; what matters is the scope each request was signed for.
+    outbox::test::TestHttpServer server([](const outbox::test::TestRequest&) {
+        outbox::test::TestReply reply;
+        reply.status = 400;
+        reply.body = R"({"__type":"com.amazonaws.sqs#AccessDenied","message":"no"})";
+        return reply;
+    });
+    auto scope_of_first_request = [&](outbox::SqsDestinationConfig config) {
+        asio::io_context io;
+        config.credentials = outbox::make_static_credentials(
+            io.get_executor(), outbox::Credentials{access_key, secret_key});
+        outbox::SqsDestination sqs(io.get_executor(), config);
+        send_all(io, sqs, {text_message("scope")});
+        const auto requests = server.received();
+        REQUIRE_FALSE(requests.empty());
+        const std::string auth = requests.back().header("Authorization");
+        const auto start = auth.find("Credential=");
+        REQUIRE(start != std::string::npos);
+        return auth.substr(start, auth.find(',', start) - start);
+    };
+    asio::io_context io;
+    outbox::SqsDestinationConfig config;
+    config.queue_url = server.url("/000000000000/scoped");  // a host that names no region
+    config.credentials = outbox::make_static_credentials(
+        io.get_executor(), outbox::Credentials{access_key, secret_key});
+    config.retry.max_attempts = 1;
+    config.max_message_size = 262144;  // no GetQueueAttributes first
+    config.fallback_region = "eu-west-3";
+    ::unsetenv("AWS_REGION");
+    ::unsetenv("AWS_DEFAULT_REGION");
+    ::setenv("AWS_CONFIG_FILE", "/nonexistent/outbox-test-config", 1);
+    CHECK_THAT(scope_of_first_request(config), Catch::Contains("/eu-west-3/sqs/aws4_request"));
+    ::setenv("AWS_REGION", "ap-south-1", 1);  // the environment comes first
+    CHECK_THAT(scope_of_first_request(config), Catch::Contains("/ap-south-1/sqs/aws4_request"));
+    ::unsetenv("AWS_REGION");
+    config.region = "sa-east-1";  // and the configuration before both
+    CHECK_THAT(scope_of_first_request(config), Catch::Contains("/sa-east-1/sqs/aws4_request"));
+    config.region.clear();
+    config.fallback_region = "not a region";
+    CHECK_THROWS_AS(outbox::SqsDestination(io.get_executor(), config), std::invalid_argument);
+    ::unsetenv("AWS_CONFIG_FILE");
+}

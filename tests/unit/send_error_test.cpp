@@ -110,6 +110,13 @@ TEST_CASE("co_await with no token: the Receipt on success, a SendError keeping i
     CHECK(caught_as_system_error);
     CHECK(d.sends == 3);
     CHECK(d.closes == 1);
+    // With nothing said but the error, what() is the error's message alone.
+    CHECK(std::string(outbox::SendError(outbox::Errc::timeout, {}).what())
+              .starts_with(make_error_code(outbox::Errc::timeout).message()));
+    // A const adapter is a token too.
+    const auto const_token = outbox::with_receipt([](std::exception_ptr, outbox::Receipt) {});
+    d.async_send(outbox::Message{}, const_token);
+    CHECK(d.sends == 4);
 }
 
 TEST_CASE("the default token is lazy: nothing is sent until the operation is awaited") {

@@ -256,13 +256,9 @@ std::unique_ptr<Destination> Delivery::make(const std::string& target,
         config.envelope = Envelope::cloudevents;
         config.cloudevents = cloudevents;
     }
-    // A local URL names no region, nor may the environment: sign for us-east-1 then.
-    if (config.region.empty()) {
-        SqsQueueUrlParts parts;
-        if (check_sqs_queue_url(target, &parts).empty() && parts.region.empty() &&
-            region_from_environment().value.empty())
-            config.region = "us-east-1";
-    }
+    // A local URL names no region, nor may the endpoint or the environment: sign for
+    // us-east-1 then.
+    config.fallback_region = "us-east-1";
     return std::make_unique<SqsDestination>(executor_, config);
 }
 

@@ -75,8 +75,6 @@ int run_presign(int argc, char** argv) {
     const std::string_view bucket = rest.substr(0, slash);
     const std::string_view key =
         slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    if (key.empty()) return usage_error("presign: missing object key after the bucket");
-
     try {
         if (region)
             require_valid_region(*region, "--region");

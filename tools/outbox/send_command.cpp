@@ -160,7 +160,7 @@ class SendRun {
     // A signal stops the input loop: the handler runs on the I/O thread and wakes a read that
     // waits for input through the pipe. Later signals: already stopping.
     void wait_for_signal() {
-        signals_.async_wait([this](boost::system::error_code ec, int sig) {
+        signals_->async_wait([this](boost::system::error_code ec, int sig) {
             if (ec) return;
             bool first = false;
             {
@@ -191,6 +191,7 @@ class SendRun {
     }
 
     void start_io() {
+        signals_.emplace(io_, SIGINT, SIGTERM);
         wait_for_signal();
         io_thread_ = std::thread([this] { io_.run(); });
         if (progress_) asio::post(io_, [this] { tick(); });
@@ -287,7 +288,7 @@ class SendRun {
         std::promise<void> released;
         asio::post(io_, [&] {
             ticker_.cancel();
-            signals_.cancel();
+            signals_->cancel();
             destination_.reset();
             released.set_value();
         });
@@ -330,7 +331,9 @@ class SendRun {
     const SendOptions& o_;
     asio::io_context io_;
     asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
-    asio::signal_set signals_{io_, SIGINT, SIGTERM};
+    // Made in start_io, not before: a signal during setup (a blocking open of a FIFO, say)
+    // keeps its default action, as it did before the I/O thread existed.
+    std::optional<asio::signal_set> signals_;
     asio::steady_timer ticker_{io_};
     std::optional<Delivery> destinations_;
     std::unique_ptr<Destination> destination_;

@@ -400,6 +400,10 @@ SqsDestination::SqsDestination(asio::any_io_executor executor, SqsDestinationCon
             throw std::invalid_argument(std::string("SqsDestination: ") + e.what());
         }
     }
+    if (region.empty() && !config.fallback_region.empty()) {
+        require_valid_region(config.fallback_region, "SqsDestination: fallback_region");
+        region = config.fallback_region;
+    }
     require(!region.empty(),
             "no region: the queue URL's host does not name one, and neither SqsDestinationConfig::"
             "region, AWS_REGION, AWS_DEFAULT_REGION nor the profile's region is set");
