@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+using outbox::test::how_it_ended;
 using outbox::test::ProgramOptions;
 using outbox::test::ProgramRun;
 using outbox::test::read_lines;
@@ -389,6 +390,7 @@ TEST_CASE(
                                                   proxy().process.url(), "--until-empty"}),
                                      keys());
     INFO(r.err);
+    INFO(how_it_ended(r));
     CHECK(r.status == 0);
     CHECK(inspect(store).pending == 0);
     std::set<int> arrived;

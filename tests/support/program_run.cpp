@@ -160,4 +160,11 @@ TempDir::~TempDir() {
     std::filesystem::remove_all(path_, ignored);
 }
 
+std::string how_it_ended(const ProgramRun& run) {
+    std::string how = run.signal != 0 ? "signal " + std::to_string(run.signal)
+                                      : "exit status " + std::to_string(run.status);
+    if (run.killed) how += " (killed: still running at kill_after)";
+    return how + " after " + std::to_string(run.elapsed.count()) + " ms";
+}
+
 }  // namespace outbox::test

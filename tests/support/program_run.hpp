@@ -39,6 +39,10 @@ struct ProgramRun {
 
 ProgramRun run_program(const std::vector<std::string>& argv, const ProgramOptions& options = {});
 
+/// How a run ended, for a failed check's message: "exit status 0 after 1200 ms", "signal 9
+/// (killed: still running at kill_after) after 90000 ms".
+std::string how_it_ended(const ProgramRun& run);
+
 /// The lines of a file (none when it does not exist).
 std::vector<std::string> read_lines(const std::string& path);
 
