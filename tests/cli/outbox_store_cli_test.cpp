@@ -386,11 +386,19 @@ TEST_CASE(
     CHECK(inspect(store).pending == stored.size());
 
     // Deliveries free room on the same full disk: the relay empties the store.
-    const ProgramRun r = run_program(outbox_args({"relay", "--store", store, "--endpoint",
-                                                  proxy().process.url(), "--until-empty"}),
-                                     keys());
+    // A step of 1 s: an attempt that fails on a loaded machine is retried within the run.
+    const ProgramRun r = run_program(
+        outbox_args({"relay", "--store", store, "--endpoint", proxy().process.url(),
+                     "--until-empty", "--retry-schedule", "1s", "--report",
+                     dir.file("relayed.jsonl")}),
+        keys());
     INFO(r.err);
     INFO(how_it_ended(r));
+    std::map<std::string, int> relayed;  // what the relay reported, by status, if it failed
+    for (const auto& line : read_lines(dir.file("relayed.jsonl")))
+        ++relayed[std::string(std::string_view(parser.parse(line)["status"]))];
+    INFO("relay reported: " << relayed["delivered"] << " delivered, " << relayed["retry"]
+                            << " retried, " << relayed["dead"] << " dead");
     CHECK(r.status == 0);
     CHECK(inspect(store).pending == 0);
     std::set<int> arrived;
