@@ -387,11 +387,11 @@ TEST_CASE(
 
     // Deliveries free room on the same full disk: the relay empties the store.
     // A step of 1 s: an attempt that fails on a loaded machine is retried within the run.
-    const ProgramRun r = run_program(
-        outbox_args({"relay", "--store", store, "--endpoint", proxy().process.url(),
-                     "--until-empty", "--retry-schedule", "1s", "--report",
-                     dir.file("relayed.jsonl")}),
-        keys());
+    const ProgramRun r =
+        run_program(outbox_args({"relay", "--store", store, "--endpoint", proxy().process.url(),
+                                 "--until-empty", "--retry-schedule", "1s", "--report",
+                                 dir.file("relayed.jsonl")}),
+                    keys());
     INFO(r.err);
     INFO(how_it_ended(r));
     std::map<std::string, int> relayed;  // what the relay reported, by status, if it failed
