@@ -50,6 +50,9 @@ enum class Errc {
     // The durable outbox's store.
     store_error,  // the store failed (the result's text names the file and the cause)
     store_full,   // the disk is full, or the store holds max_store_bytes and fail_when_full is set
+    // Routing's isolation of targets (appended: the values above are kept).
+    target_unavailable,  // the target's circuit breaker is open: refused without a request
+    target_busy,         // the target holds max_in_flight_per_target messages already
 };
 
 /// The category of outbox::Errc; its name is "outbox".
@@ -57,7 +60,9 @@ const boost::system::error_category& error_category() noexcept;
 
 /// The one classifier of failures: true when trying again later may succeed (throttling,
 /// 5xx, transport errors, timeouts, replies lost after sending). Destinations retry these
-/// themselves; a caller sees one only when attempts or the deadline ran out.
+/// themselves; a caller sees one only when attempts or the deadline ran out, or from a
+/// RoutingDestination that refused a message for its target's sake (target_unavailable,
+/// target_busy), which it does not retry.
 bool is_retryable(const boost::system::error_code& ec) noexcept;
 
 inline boost::system::error_code make_error_code(Errc e) noexcept {

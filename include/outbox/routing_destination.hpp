@@ -1,9 +1,11 @@
 // One Destination in front of many: a user function picks each message's target (a queue
 // URL, a topic, a tenant name), and the destination for a target is made on first use, then
-// kept. See docs/routing.md.
+// kept. Each target is isolated from the others: a bound on its messages in flight and a
+// circuit breaker that stops sending to a broken one. See docs/routing.md.
 #pragma once
 
 #include <outbox/destination.hpp>
+#include <outbox/target_health.hpp>
 
 #include <cstddef>
 #include <functional>
@@ -27,11 +29,22 @@ struct RoutingDestinationConfig {
     /// Targets kept at once. A message to a new target beyond this fails with
     /// Errc::no_route: a route function that invents targets cannot exhaust memory.
     std::size_t max_destinations = 1000;
+    /// Messages one target may hold at once (handed to its destination and not yet
+    /// complete). A message beyond it fails at once with Errc::target_busy, so a target whose
+    /// requests hang cannot hold the process's memory or the others' share. 0: no bound.
+    std::size_t max_in_flight_per_target = 10000;
+    /// Each target's circuit breaker: after failures_to_open consecutive failed messages the
+    /// target's messages fail at once with Errc::target_unavailable (no request) until a
+    /// probe succeeds. See target_health.hpp.
+    CircuitBreakerPolicy breaker{};
+    /// Told when a target becomes degraded, open, disabled, or healthy again.
+    TargetHealthHandler on_health{};
 };
 
 class RoutingDestination final : public Destination {
   public:
-    /// Throws std::invalid_argument without make_destination, or with max_destinations of 0.
+    /// Throws std::invalid_argument without make_destination, with max_destinations of 0, or
+    /// with a breaker whose max_open_for is shorter than its open_for.
     RoutingDestination(boost::asio::any_io_executor executor, RoutingDestinationConfig config);
     /// Destroys the destinations it made (each fails what it still holds, as its own
     /// destructor says).
@@ -46,6 +59,8 @@ class RoutingDestination final : public Destination {
     /// Each target's own figures, in the order the targets were first seen.
     std::vector<std::pair<std::string, DestinationStats>> stats_by_target() const;
     std::size_t target_count() const;
+    /// Each target's breaker and in-flight count, in the order the targets were first seen.
+    std::vector<TargetStatus> target_status() const;
 
     /// Applies to the destinations made so far and later ones; letters name their target.
     void set_dead_letter_handler(DeadLetterHandler handler) override;

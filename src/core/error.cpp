@@ -76,6 +76,11 @@ class Category final : public boost::system::error_category {
             case Errc::close_timeout:
                 return "the close deadline passed before every message was delivered; the rest "
                        "failed";
+            case Errc::target_unavailable:
+                return "the target is unavailable: its circuit breaker is open after repeated "
+                       "failures";
+            case Errc::target_busy:
+                return "the target already holds its maximum of messages in flight";
         }
         return "unknown outbox error " + std::to_string(ev);
     }
@@ -99,6 +104,8 @@ bool is_retryable(const boost::system::error_code& ec) noexcept {
             case Errc::throttled:
             case Errc::service_unavailable:
             case Errc::credentials_endpoint_error:
+            case Errc::target_unavailable:
+            case Errc::target_busy:
                 return true;
             default:
                 return false;

@@ -1,11 +1,15 @@
+#include "core/circuit_breaker.hpp"
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
 
 #include <outbox/routing_destination.hpp>
 
 #include <boost/asio/append.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <exception>
 #include <mutex>
@@ -18,11 +22,35 @@ namespace outbox {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
+namespace {
+
+// One target: its destination, and what isolates the others from it.
+struct Target {
+    Target(std::string n, std::unique_ptr<Destination> d, const CircuitBreakerPolicy& policy)
+        : name(std::move(n)), destination(std::move(d)), breaker(policy) {}
+    std::string name;
+    std::unique_ptr<Destination> destination;
+    // The rest is guarded by the routing destination's mutex.
+    detail::CircuitBreaker breaker;
+    std::size_t in_flight = 0;
+    error_code last_error;
+    Diagnostics last_diagnostics;
+    std::chrono::system_clock::time_point failing_since;
+};
+
+std::string seconds_text(std::chrono::steady_clock::duration d) {
+    const auto s = std::chrono::ceil<std::chrono::seconds>(d).count();
+    return std::to_string(s < 0 ? 0 : s) + " s";
+}
+
+}  // namespace
+
 struct RoutingDestination::Impl {
     Impl(asio::any_io_executor ex, RoutingDestinationConfig cfg)
-        : executor(std::move(ex)), config(std::move(cfg)) {}
+        : executor(std::move(ex)), health_events(executor), config(std::move(cfg)) {}
 
     asio::any_io_executor executor;
+    asio::strand<asio::any_io_executor> health_events;  // one at a time, in order
     RoutingDestinationConfig config;
     // Shared with the targets' dead-letter handlers, which may outlive a failed make.
     std::shared_ptr<detail::DeadLetterSlot> dead_letters =
@@ -30,15 +58,15 @@ struct RoutingDestination::Impl {
     detail::DestinationCounters refused;  // messages that never reached a target
 
     mutable std::mutex mutex;  // guards the two below; never held while a target works
-    std::vector<std::pair<std::string, std::unique_ptr<Destination>>> targets;  // first-seen order
-    std::unordered_map<std::string, Destination*> by_name;
+    std::vector<std::unique_ptr<Target>> targets;  // first-seen order
+    std::unordered_map<std::string, Target*> by_name;
     bool closing = false;
 
-    // The target's destination, made on first use; null with `why` when there is none.
-    Destination* find_or_make(const std::string& target, error_code& ec, std::string& why) {
+    // The target, its destination made on first use; null with `why` when there is none.
+    Target* find_or_make(const std::string& target, error_code& ec, std::string& why) {
         {
             std::lock_guard lock(mutex);
-            if (Destination* known = keep(target, nullptr, ec, why); known || ec) return known;
+            if (Target* known = keep(target, nullptr, ec, why); known || ec) return known;
         }
         // Made outside the lock (a constructor may take a while); a racing send to the same
         // new target may make a second one, and the loser is dropped unused.
@@ -66,8 +94,8 @@ struct RoutingDestination::Impl {
     // Under the lock: the table's entry for `target`; else `made` entered in it, when the
     // router is open and has room (null `made`: only look). Run before the factory and again
     // after it, since other sends may have changed the table meanwhile.
-    Destination* keep(const std::string& target, std::unique_ptr<Destination> made, error_code& ec,
-                      std::string& why) {
+    Target* keep(const std::string& target, std::unique_ptr<Destination> made, error_code& ec,
+                 std::string& why) {
         if (auto it = by_name.find(target); it != by_name.end()) return it->second;
         if (closing) {
             ec = asio::error::operation_aborted;
@@ -81,10 +109,73 @@ struct RoutingDestination::Impl {
             return nullptr;
         }
         if (!made) return nullptr;
-        Destination* d = made.get();
-        targets.emplace_back(target, std::move(made));
-        by_name.emplace(target, d);
-        return d;
+        Target* t =
+            targets.emplace_back(std::make_unique<Target>(target, std::move(made), config.breaker))
+                .get();
+        by_name.emplace(target, t);
+        return t;
+    }
+
+    // Under the lock: why `t` takes no message now (empty when it does); admits it otherwise.
+    std::string admit(Target& t, bool& probe, error_code& ec) {
+        if (config.max_in_flight_per_target != 0 &&
+            t.in_flight >= config.max_in_flight_per_target) {
+            ec = Errc::target_busy;
+            return "routing: \"" + t.name + "\" holds " + std::to_string(t.in_flight) +
+                   " messages in flight (max_in_flight_per_target)";
+        }
+        const auto now = std::chrono::steady_clock::now();
+        const auto admission = t.breaker.admit(now);
+        if (admission == detail::CircuitBreaker::Admission::refuse) {
+            ec = Errc::target_unavailable;
+            const std::string last = !t.last_diagnostics.message.empty()
+                                         ? t.last_diagnostics.message
+                                         : t.last_error.message();
+            return "routing: \"" + t.name + "\" is unavailable: its circuit breaker opened after " +
+                   std::to_string(t.breaker.consecutive_failures()) +
+                   " consecutive failures; next probe in " +
+                   seconds_text(t.breaker.next_probe_at() - now) + "; last error: " + last;
+        }
+        probe = admission == detail::CircuitBreaker::Admission::probe;
+        ++t.in_flight;
+        return {};
+    }
+
+    // Under the lock: a message `t` admitted has ended; its verdict moves the breaker, and a
+    // change of health is posted to the handler in the order it happened.
+    void ended(const std::shared_ptr<Impl>& self, Target& t, bool probe, const error_code& ec,
+               const Receipt& receipt) {
+        --t.in_flight;
+        std::optional<TargetHealth> change;
+        if (!ec) {
+            change = t.breaker.succeeded(probe);
+        } else if (detail::counts_against_target(ec)) {
+            if (t.breaker.consecutive_failures() == 0)
+                t.failing_since = std::chrono::system_clock::now();
+            t.last_error = ec;
+            t.last_diagnostics = receipt.diagnostics;
+            change = t.breaker.failed(std::chrono::steady_clock::now(), probe);
+        } else {
+            t.breaker.ended_without_verdict(probe);
+        }
+        if (!change || !config.on_health) return;
+        TargetHealthEvent event;
+        event.target = t.name;
+        event.health = *change;
+        if (*change == TargetHealth::healthy) {
+            event.since = std::chrono::system_clock::now();
+        } else {
+            event.consecutive_failures = t.breaker.consecutive_failures();
+            event.last_error = t.last_error;
+            event.last_diagnostics = t.last_diagnostics;
+            event.since = t.failing_since;
+        }
+        asio::post(health_events, [self, event = std::move(event)] {
+            try {
+                self->config.on_health(event);
+            } catch (...) {  // the application's handler failing must not end the event loop
+            }
+        });
     }
 
     void refuse(Message message, SendHandler handler, error_code ec, std::string why,
@@ -102,6 +193,9 @@ RoutingDestination::RoutingDestination(asio::any_io_executor executor,
         throw std::invalid_argument("RoutingDestination: make_destination is required");
     if (config.max_destinations == 0)
         throw std::invalid_argument("RoutingDestination: max_destinations must be positive");
+    if (config.breaker.max_open_for < config.breaker.open_for)
+        throw std::invalid_argument(
+            "RoutingDestination: breaker.max_open_for is shorter than breaker.open_for");
     impl_ = std::make_shared<Impl>(std::move(executor), std::move(config));
 }
 
@@ -121,7 +215,7 @@ std::vector<std::pair<std::string, DestinationStats>> RoutingDestination::stats_
     std::vector<std::pair<std::string, Destination*>> targets;
     {
         std::lock_guard lock(impl_->mutex);
-        for (auto& [name, d] : impl_->targets) targets.emplace_back(name, d.get());
+        for (auto& t : impl_->targets) targets.emplace_back(t->name, t->destination.get());
     }
     std::vector<std::pair<std::string, DestinationStats>> out;
     out.reserve(targets.size());
@@ -132,6 +226,19 @@ std::vector<std::pair<std::string, DestinationStats>> RoutingDestination::stats_
 std::size_t RoutingDestination::target_count() const {
     std::lock_guard lock(impl_->mutex);
     return impl_->targets.size();
+}
+
+std::vector<TargetStatus> RoutingDestination::target_status() const {
+    std::lock_guard lock(impl_->mutex);
+    std::vector<TargetStatus> out;
+    out.reserve(impl_->targets.size());
+    for (auto& t : impl_->targets)
+        out.push_back({.target = t->name,
+                       .health = t->breaker.health(),
+                       .consecutive_failures = t->breaker.consecutive_failures(),
+                       .in_flight = t->in_flight,
+                       .last_error = t->last_error});
+    return out;
 }
 
 void RoutingDestination::set_dead_letter_handler(DeadLetterHandler handler) {
@@ -158,11 +265,31 @@ void RoutingDestination::do_send(Message message, SendHandler handler) {
                            {});
     error_code ec;
     std::string why;
-    Destination* d = impl.find_or_make(target, ec, why);
-    if (!d)
+    Target* t = impl.find_or_make(target, ec, why);
+    bool probe = false;
+    if (t) {
+        std::lock_guard lock(impl.mutex);
+        why = impl.admit(*t, probe, ec);
+    }
+    if (!t || ec)
         return impl.refuse(std::move(message), std::move(handler), ec, std::move(why),
                            std::move(target));
-    d->async_send(std::move(message), std::move(handler));
+    // The user's handler keeps its executor and cancellation slot; the target's destination
+    // completes through this wrapper, which settles the target's account first.
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    auto handler_executor = asio::get_associated_executor(handler, impl.executor);
+    t->destination->async_send(
+        std::move(message),
+        asio::bind_cancellation_slot(
+            slot,
+            asio::bind_executor(handler_executor, [self = impl_, t, probe, h = std::move(handler)](
+                                                      error_code result, Receipt receipt) mutable {
+                {
+                    std::lock_guard lock(self->mutex);
+                    self->ended(self, *t, probe, result, receipt);
+                }
+                std::move(h)(result, std::move(receipt));
+            })));
 }
 
 void RoutingDestination::do_close(std::chrono::milliseconds deadline, CloseHandler handler) {
@@ -170,7 +297,7 @@ void RoutingDestination::do_close(std::chrono::milliseconds deadline, CloseHandl
     {
         std::lock_guard lock(impl_->mutex);
         impl_->closing = true;
-        for (auto& [name, d] : impl_->targets) targets.push_back(d.get());
+        for (auto& t : impl_->targets) targets.push_back(t->destination.get());
     }
     if (targets.empty()) {
         asio::post(impl_->executor, asio::append(std::move(handler), error_code{}));

@@ -2,6 +2,8 @@
 // Usage:
 //   node sqs_client.mjs create-queue ENDPOINT NAME [ATTRIBUTES_JSON]   prints the queue URL
 //   node sqs_client.mjs receive ENDPOINT QUEUE_URL COUNT|all [SECONDS [--pretty]]   prints a JSON array
+//   node sqs_client.mjs create-queues ENDPOINT PREFIX COUNT   prints COUNT queue URLs, a line each
+//   node sqs_client.mjs receive-many ENDPOINT COUNT SECONDS QUEUE_URL...   prints {URL: [bodies]}
 // `receive` reads until COUNT messages came (or SECONDS passed, default 20), deletes them,
 // and prints each with its attributes and the MD5s the server computed.
 import {
@@ -69,7 +71,45 @@ if (command === "create-queue") {
     } else {
         process.stdout.write(JSON.stringify(messages) + "\n");
     }
+} else if (command === "create-queues") {
+    // Many queues in one process (a process per queue costs half a second each).
+    const [prefix, countText] = rest;
+    const urls = [];
+    for (let i = 0; i < Number(countText); i += 25) {
+        const names = [];
+        for (let j = i; j < Math.min(i + 25, Number(countText)); ++j) names.push(`${prefix}-${j}`);
+        const made = await Promise.all(names.map((name) =>
+            client.send(new CreateQueueCommand({ QueueName: name }))));
+        urls.push(...made.map((out) => out.QueueUrl));
+    }
+    process.stdout.write(urls.join("\n") + "\n");
+} else if (command === "receive-many") {
+    // Up to COUNT bodies from each queue (deleted once read), 25 queues at a time, until each
+    // has given COUNT or SECONDS passed.
+    const [countText, secondsText, ...queueUrls] = rest;
+    const want = Number(countText);
+    const until = Date.now() + 1000 * Number(secondsText);
+    const bodies = {};
+    const drain = async (queueUrl) => {
+        bodies[queueUrl] = [];
+        while (bodies[queueUrl].length < want && Date.now() < until) {
+            const out = await client.send(new ReceiveMessageCommand({
+                QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+            }));
+            const got = out.Messages ?? [];
+            bodies[queueUrl].push(...got.map((m) => m.Body));
+            if (got.length > 0) {
+                await client.send(new DeleteMessageBatchCommand({
+                    QueueUrl: queueUrl,
+                    Entries: got.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+                }));
+            }
+        }
+    };
+    for (let i = 0; i < queueUrls.length; i += 25)
+        await Promise.all(queueUrls.slice(i, i + 25).map(drain));
+    process.stdout.write(JSON.stringify(bodies) + "\n");
 } else {
-    process.stderr.write("usage: sqs_client.mjs create-queue|receive ENDPOINT ...\n");
+    process.stderr.write("usage: sqs_client.mjs create-queue|create-queues|receive|receive-many ENDPOINT ...\n");
     process.exit(2);
 }

@@ -37,6 +37,35 @@ std::string create_queue(const std::string& name, const std::string& attributes_
     return out;
 }
 
+std::vector<std::string> create_queues(const std::string& prefix, std::size_t count) {
+    std::string out;
+    if (run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs", "create-queues",
+                     fauxqs().url(), prefix, std::to_string(count)},
+                    out) != 0)
+        throw std::runtime_error("CreateQueue " + prefix + "-* failed");
+    std::vector<std::string> urls;
+    std::size_t at = 0;
+    for (std::size_t end; (end = out.find('\n', at)) != std::string::npos; at = end + 1)
+        if (end > at) urls.push_back(out.substr(at, end - at));
+    if (urls.size() != count) throw std::runtime_error("CreateQueue " + prefix + "-*: too few");
+    return urls;
+}
+
+std::string receive_many_json(const std::vector<std::string>& queue_urls, std::size_t count_each,
+                              int seconds) {
+    std::vector<std::string> argv = {"node",
+                                     "--no-warnings",
+                                     peers_dir() + "/sqs_client.mjs",
+                                     "receive-many",
+                                     fauxqs().url(),
+                                     std::to_string(count_each),
+                                     std::to_string(seconds)};
+    argv.insert(argv.end(), queue_urls.begin(), queue_urls.end());
+    std::string out;
+    if (run_command(argv, out) != 0) throw std::runtime_error("ReceiveMessage (many) failed");
+    return out;
+}
+
 std::string receive_json(const std::string& queue_url, std::size_t count, int seconds) {
     std::string out;
     if (run_command({"node", "--no-warnings", peers_dir() + "/sqs_client.mjs", "receive",

@@ -21,6 +21,13 @@ PeerProcess& s3rver();
 /// CreateQueue through the AWS SDK for JavaScript; returns the queue URL. Throws on failure.
 std::string create_queue(const std::string& name, const std::string& attributes_json = {});
 
+/// `count` queues named PREFIX-0, PREFIX-1, ... made by one client process; their URLs.
+std::vector<std::string> create_queues(const std::string& prefix, std::size_t count);
+/// Up to `count_each` bodies from each queue (deleted once read) within `seconds`, by one
+/// client process: the JSON object {URL: [body, ...]} it prints.
+std::string receive_many_json(const std::vector<std::string>& queue_urls, std::size_t count_each,
+                              int seconds = 60);
+
 /// Receives (and deletes) up to `count` messages within `seconds`; the raw JSON array
 /// printed by tests/peers/sqs_client.mjs.
 std::string receive_json(const std::string& queue_url, std::size_t count, int seconds = 5);
