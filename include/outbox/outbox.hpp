@@ -8,6 +8,7 @@
 #include <outbox/destination.hpp>
 #include <outbox/logging.hpp>
 #include <outbox/outbox_store.hpp>
+#include <outbox/target_health.hpp>
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -57,6 +58,18 @@ struct OutboxConfig {
     /// the other targets' events go on. Once a target reaches it, its events are claimed again
     /// when half are back. Unset: half of max_in_flight (at least 1). 0: no bound.
     std::optional<std::size_t> max_in_flight_per_target{};
+    /// Each target's circuit breaker (see target_health.hpp): after failures_to_open
+    /// consecutive failed deliveries to a target, the relay claims none of its events — they
+    /// wait in the store, no request made and no attempt counted — until open_for has passed;
+    /// then one event goes as a probe, and its delivery closes the breaker. An event past
+    /// max_age becomes a dead letter when it is next tried, so not while it waits.
+    /// Off by default (failures_to_open 0): an open breaker keeps events pending that would
+    /// otherwise fail on their own schedule, and a relay's breakers are not yet visible to
+    /// `outbox inspect`, so turning one on is the application's choice.
+    CircuitBreakerPolicy breaker{.failures_to_open = 0};
+    /// Told when a target becomes degraded, open, disabled, or healthy again, in order, on the
+    /// Outbox's strand. It must not block.
+    TargetHealthHandler on_target_health{};
     /// Events read from the store at a time: memory stays flat whatever the backlog.
     std::size_t claim_window = 256;
     /// Events stored in one transaction, at most (concurrent enqueues share a commit); a

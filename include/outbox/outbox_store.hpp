@@ -6,6 +6,7 @@
 
 #include <outbox/message.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -64,15 +65,24 @@ struct EventOutcome {
 struct TargetBound {
     std::size_t per_target = 0;  // events of one target out at once; 0: no bound
     std::unordered_map<std::string, std::size_t> out{};  // per target, already out
+    /// Targets of which this claim takes at most so many events, whatever per_target says;
+    /// 0 passes them over (the relay's open circuit breakers, and the one probe of each).
+    std::unordered_map<std::string, std::size_t> cap{};
 
     /// Room left for `target` (SIZE_MAX without a bound). A target is claimed again only once
     /// half its share is back: a few events at a time would cost a whole claim each.
     std::size_t room(const std::string& target) const {
-        if (per_target == 0) return static_cast<std::size_t>(-1);
-        const auto it = out.find(target);
-        const std::size_t used = it == out.end() ? 0 : it->second;
-        return used > per_target / 2 ? 0 : per_target - used;
+        std::size_t r = static_cast<std::size_t>(-1);
+        if (per_target != 0) {
+            const auto it = out.find(target);
+            const std::size_t used = it == out.end() ? 0 : it->second;
+            r = used > per_target / 2 ? 0 : per_target - used;
+        }
+        if (const auto c = cap.find(target); c != cap.end()) r = std::min(r, c->second);
+        return r;
     }
+    /// Whether any target's room is limited.
+    bool bounded() const noexcept { return per_target != 0 || !cap.empty(); }
 };
 
 /// One target's backlog.

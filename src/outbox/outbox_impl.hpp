@@ -5,6 +5,7 @@
 #include <outbox/error.hpp>
 #include <outbox/outbox.hpp>
 
+#include "core/circuit_breaker.hpp"
 #include "core/dead_letter_slot.hpp"
 
 #include <boost/asio/append.hpp>
@@ -116,6 +117,15 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     asio::steady_timer settle_retry_timer;
     asio::steady_timer renew_timer{strand};  // leases of claims in flight (PostgreSQL)
     std::unordered_map<std::string, std::unique_ptr<Destination>> destinations;
+    // Targets that have failed since the relay started: their breakers (on the strand).
+    struct TargetBreaker {
+        explicit TargetBreaker(const CircuitBreakerPolicy& p) : breaker(p) {}
+        detail::CircuitBreaker breaker;
+        error_code last_error;
+        Diagnostics last_diagnostics;
+        SystemTime failing_since{};
+    };
+    std::unordered_map<std::string, TargetBreaker> breakers;
     std::optional<CloseHandler> close_handler;
     std::size_t destinations_closing = 0;
 
@@ -134,7 +144,12 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     Destination* destination_for(const std::string& target, std::string& why);
     void deliver(StoredEvent e);
     void on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
-                 error_code ec, const Receipt& r);
+                 bool probe, error_code ec, const Receipt& r);
+    // A delivery's verdict on its target's breaker; health changes go to on_target_health.
+    void judge_target(const std::string& target, bool probe, const error_code& ec,
+                      const Receipt& r);
+    // The claim's caps for open breakers: 0 while refusing, 1 when a probe is due.
+    std::unordered_map<std::string, std::size_t> breaker_caps() const;
     void failed(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
                 error_code ec, const std::string& error);
     void flush_settles();

@@ -53,14 +53,25 @@ void Outbox::Impl::on_enqueued() {
         pump();
 }
 
-// The targets whose share is out (TargetBound::room 0): their due events are passed over.
+// The targets whose share is out (TargetBound::room 0) or whose breaker refuses: their due
+// events are passed over.
 std::set<std::string> Outbox::Impl::targets_without_room() const {
     std::set<std::string> full;
+    for (const auto& [target, cap] : breaker_caps())
+        if (cap == 0) full.insert(target);
     if (per_target == 0) return full;
     TargetBound bound{per_target, sending};
     for (const auto& [target, n] : sending)
         if (bound.room(target) == 0) full.insert(target);
     return full;
+}
+
+std::unordered_map<std::string, std::size_t> Outbox::Impl::breaker_caps() const {
+    std::unordered_map<std::string, std::size_t> caps;
+    const auto now = SteadyClock::now();
+    for (const auto& [target, b] : breakers)
+        if (b.breaker.open()) caps.emplace(target, b.breaker.refusing(now) ? 0 : 1);
+    return caps;
 }
 
 void Outbox::Impl::pump() {
@@ -80,7 +91,7 @@ void Outbox::Impl::pump() {
     claiming = true;
     enqueued_while_claiming = false;
     claimed_passing_over = std::move(full);
-    TargetBound bound{per_target, {}};
+    TargetBound bound{per_target, {}, breaker_caps()};
     if (bound.per_target != 0) bound.out = sending;
     post_job([self = shared_from_this(), limit, bound = std::move(bound)] {
         std::vector<StoredEvent> events;
@@ -170,24 +181,83 @@ void Outbox::Impl::deliver(StoredEvent e) {
     if (!d)
         return failed(e.id, e.target, e.attempts + 1, e.enqueued_at, Errc::no_route,
                       "no destination for \"" + e.target + "\": " + why);
+    bool probe = false;
+    if (auto b = breakers.find(e.target); b != breakers.end() && b->second.breaker.open()) {
+        const auto admission = b->second.breaker.admit(SteadyClock::now());
+        if (admission == detail::CircuitBreaker::Admission::refuse) {
+            // Claimed before its breaker opened: back to the store as it was, not an attempt.
+            unsettled.push_back({EventOutcome::Kind::retry, e.id, e.attempts, e.next_attempt_at,
+                                 e.last_error, std::move(e.target)});
+            return flush_settles();
+        }
+        probe = admission == detail::CircuitBreaker::Admission::probe;
+    }
     Message m = std::move(e.message);
     m.idempotency_key = identity + "-" + std::to_string(e.id);
     ++sending[e.target];
     // A weak reference: the destination belongs to this Impl, and a strong one in its
     // handlers would keep both alive after the Outbox is gone.
-    d->async_send(
-        std::move(m),
-        asio::bind_executor(strand, [weak = weak_from_this(), id = e.id,
-                                     target = std::move(e.target), attempts = e.attempts,
-                                     since = e.enqueued_at](error_code ec, Receipt r) mutable {
-            if (auto self = weak.lock(); self && !self->stopped)
-                self->on_sent(id, std::move(target), attempts + 1, since, ec, r);
-        }));
+    d->async_send(std::move(m),
+                  asio::bind_executor(strand, [weak = weak_from_this(), id = e.id,
+                                               target = std::move(e.target), attempts = e.attempts,
+                                               since = e.enqueued_at,
+                                               probe](error_code ec, Receipt r) mutable {
+                      if (auto self = weak.lock(); self && !self->stopped)
+                          self->on_sent(id, std::move(target), attempts + 1, since, probe, ec, r);
+                  }));
+}
+
+void Outbox::Impl::judge_target(const std::string& target, bool probe, const error_code& ec,
+                                const Receipt& r) {
+    if (config.breaker.failures_to_open == 0) return;
+    auto it = breakers.find(target);
+    if (!ec || !detail::counts_against_target(ec)) {
+        if (it == breakers.end()) return;
+        std::optional<TargetHealth> change;
+        if (!ec)
+            change = it->second.breaker.succeeded(probe);
+        else
+            it->second.breaker.ended_without_verdict(probe);
+        if (change) {
+            TargetHealthEvent event;
+            event.target = target;
+            event.health = *change;
+            event.since = std::chrono::system_clock::now();
+            if (config.on_target_health) config.on_target_health(event);
+        }
+        // Healthy again: forgotten, so a relay holds breakers only for targets failing now.
+        if (!ec && !it->second.breaker.open() && it->second.breaker.consecutive_failures() == 0)
+            breakers.erase(it);
+        return;
+    }
+    if (it == breakers.end()) it = breakers.emplace(target, TargetBreaker(config.breaker)).first;
+    TargetBreaker& b = it->second;
+    if (b.breaker.consecutive_failures() == 0) b.failing_since = std::chrono::system_clock::now();
+    b.last_error = ec;
+    b.last_diagnostics = r.diagnostics;
+    const auto change = b.breaker.failed(SteadyClock::now(), probe);
+    if (!change) return;
+    if (*change == TargetHealth::open)
+        config.logger.log(LogLevel::warning,
+                          "outbox: target \"" + target + "\" failed " +
+                              std::to_string(b.breaker.consecutive_failures()) +
+                              " times in a row; its events wait in the store until a probe "
+                              "is delivered");
+    if (!config.on_target_health) return;
+    TargetHealthEvent event;
+    event.target = target;
+    event.health = *change;
+    event.consecutive_failures = b.breaker.consecutive_failures();
+    event.last_error = b.last_error;
+    event.last_diagnostics = b.last_diagnostics;
+    event.since = b.failing_since;
+    config.on_target_health(event);
 }
 
 void Outbox::Impl::on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
-                           error_code ec, const Receipt& r) {
+                           bool probe, error_code ec, const Receipt& r) {
     if (auto it = sending.find(target); it != sending.end() && --it->second == 0) sending.erase(it);
+    if (!(closing && ec == asio::error::operation_aborted)) judge_target(target, probe, ec, r);
     if (!ec) {
         unsettled.push_back(
             {EventOutcome::Kind::delivered, id, attempt, {}, {}, std::move(target)});

@@ -91,17 +91,21 @@ void PostgresqlStore::claim_events(SystemTime now, std::size_t limit, const Targ
         // none, the claim goes target by target and passes over it.
         std::string skip = "{", known = "{", rooms = "{";
         std::size_t asked = std::min<std::size_t>(limit - out.size(), 1u << 30);
-        if (targets.per_target != 0) {
+        if (targets.bounded()) {
             std::unordered_map<std::string, std::size_t> left;
             for (const auto& [target, n] : targets.out) left[target] = targets.room(target);
+            for (const auto& [target, n] : targets.cap) left[target] = targets.room(target);
             for (const auto& [target, n] : taken) {
                 const std::size_t r = targets.room(target);
                 left[target] = r > n ? r - n : 0;
             }
-            std::size_t least = targets.per_target;  // a target not out yet
+            // A target not out yet.
+            std::size_t least = targets.per_target != 0 ? targets.per_target : asked;
             for (const auto& [target, r] : left) {
-                // Little room left: passed over, rather than claiming a few at a time.
-                if (r == 0 || r < targets.per_target / 4) {
+                // Little room left: passed over, rather than claiming a few at a time (a
+                // capped target is taken within its cap, however small).
+                if (r == 0 || (targets.per_target != 0 && !targets.cap.count(target) &&
+                               r < targets.per_target / 4)) {
                     if (skip.size() > 1) skip.push_back(',');
                     detail::append_array_text(skip, target);
                     continue;
@@ -114,12 +118,14 @@ void PostgresqlStore::claim_events(SystemTime now, std::size_t limit, const Targ
                 detail::append_array_text(known, target);
                 rooms += std::to_string(std::min(r, asked));  // fits a bigint
             }
-            if (skip.size() == 1) asked = std::min(asked, least);
+            if (skip.size() == 1 && targets.cap.empty()) asked = std::min(asked, least);
         }
-        const bool by_target = skip.size() > 1;
+        const bool by_target = skip.size() > 1 || !targets.cap.empty();
         for (std::string* s : {&skip, &known, &rooms}) s->push_back('}');
         const std::string count = std::to_string(asked),
-                          per_target = std::to_string(std::min(targets.per_target, asked));
+                          per_target = std::to_string(targets.per_target != 0
+                                                          ? std::min(targets.per_target, asked)
+                                                          : asked);
         Transaction tx(*this, "claim", wait_for_marks ? begin_claim_waiting : begin_claim);
         const bool may_mark = PQgetvalue(tx.opened(), 0, 0)[0] == 't';
         const char* mark = may_mark ? "t" : "f";

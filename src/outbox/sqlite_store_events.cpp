@@ -89,6 +89,8 @@ std::vector<StoredEvent> SqliteStore::claim(SystemTime now, std::size_t limit,
                                             const TargetBound& targets) {
     std::vector<StoredEvent> out;
     if (limit == 0) return out;
+    // Capped targets (open breakers, probes): target by target, each within its cap.
+    if (!targets.cap.empty()) return claim_by_target(now, limit, targets);
     if (targets.per_target != 0) {
         // Every known target with room: one pass in due order, taking no more than the
         // least room (so none goes past its share). One without: target by target.

@@ -2,6 +2,7 @@
 // (fauxqs) behind the signature-checking proxy, read back by an independent client. Outages
 // longer than any in-memory deadline, dead letters, redrive, restarts, per-group order.
 #include "catch.hpp"
+#include "fake_sqs.hpp"
 #include "local_peers.hpp"
 #include "program_run.hpp"
 #include "sigv4_proxy.hpp"
@@ -15,6 +16,7 @@
 #include <simdjson.h>
 #include <boost/asio/io_context.hpp>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <set>
@@ -355,4 +357,98 @@ TEST_CASE("a target whose deliveries hang holds only its share of the relay; the
     CHECK(box.stats().retried == 0);
     CHECK(box.stats().in_flight == 8);
     CHECK(read_back(queue, 100).size() == 100);
+}
+
+TEST_CASE(
+    "a target failing in a row opens its breaker: its events wait in the store with no "
+    "request; a probe after the wait is delivered and the rest follow",
+    "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    const std::string queue = create_queue("outbox-beside-broken");
+    std::atomic<bool> up{false};
+    std::mutex accepted_mutex;
+    std::set<std::string> accepted;
+    outbox::test::TestHttpServer customer([&](const outbox::test::TestRequest& r) {
+        if (!up) return outbox::test::sqs_unavailable(r);
+        return outbox::test::sqs_accept_all(r, [&](const std::string& body) {
+            std::lock_guard lock(accepted_mutex);
+            accepted.insert(body);
+        });
+    });
+    const std::string broken = "http://sqs.us-east-1.127.0.0.1/000000000000/broken";
+    std::vector<outbox::Message> waiting, fine;
+    for (int i = 0; i < 20; ++i) waiting.push_back(text("waiting " + std::to_string(i)));
+    for (int i = 0; i < 20; ++i) fine.push_back(text("fine " + std::to_string(i)));
+    std::mutex health_mutex;
+    std::vector<std::string> health;  // "health consecutive_failures"
+    auto configure = [&](asio::io_context& io) {
+        auto config = config_for(io, dir.file("events.db"), proxy);
+        auto healthy = factory(io, proxy);
+        config.make_destination =
+            [&, healthy](const std::string& target) -> std::unique_ptr<outbox::Destination> {
+            if (target != broken) return healthy(target);
+            outbox::SqsDestinationConfig c;
+            c.queue_url = target;
+            c.endpoint = customer.url();
+            c.region = "us-east-1";
+            c.credentials = outbox::make_static_credentials(
+                io.get_executor(), outbox::Credentials{access_key, secret_key});
+            c.max_message_size = 262144;  // no lookup first: every request is a send
+            c.retry.max_attempts = 2;
+            c.retry.base_delay = 5ms;
+            return std::make_unique<outbox::SqsDestination>(io.get_executor(), c);
+        };
+        config.max_in_flight_per_target = 1;  // one at a time: the run of failures is exact
+        config.on_target_health = [&](const outbox::TargetHealthEvent& e) {
+            std::lock_guard lock(health_mutex);
+            health.push_back(std::string(outbox::to_string(e.health)) + " " +
+                             std::to_string(e.consecutive_failures));
+            if (e.health == outbox::TargetHealth::open) {
+                CHECK(e.last_error == outbox::Errc::service_unavailable);
+                CHECK(e.last_diagnostics.service_message == "down for maintenance");
+            }
+        };
+        return config;
+    };
+
+    {  // Three failed deliveries open the breaker (degraded at two); no probe within the run.
+        asio::io_context io;
+        auto config = configure(io);
+        config.breaker.failures_to_open = 3;
+        config.breaker.open_for = std::chrono::hours(1);
+        config.breaker.max_open_for = std::chrono::hours(1);
+        outbox::Outbox box(io.get_executor(), std::move(config));
+        enqueue_all(io, box, broken, waiting);  // first in the store
+        enqueue_all(io, box, queue, fine);
+        REQUIRE(run_until(io, [&] { return box.stats().delivered == 20; }));
+        REQUIRE(run_until(io, [&] { return box.stats().retried == 3; }));
+        // Only the three failed events were tried, two requests each; the other 17 wait.
+        CHECK(customer.requests() == 6);
+        CHECK(pending(io, box) == 20);
+        CHECK(box.stats().in_flight == 0);
+        CHECK(read_back(queue, 20).size() == 20);
+        std::lock_guard lock(health_mutex);
+        CHECK(health == std::vector<std::string>{"degraded 2", "open 3"});
+        health.clear();
+    }
+    {  // A new relay starts with closed breakers. One failure opens this one; the customer's
+        // queue comes back as it opens; the probe after half a second closes it.
+        asio::io_context io;
+        auto config = configure(io);
+        config.breaker.failures_to_open = 1;
+        config.breaker.open_for = 500ms;
+        config.breaker.max_open_for = 500ms;
+        auto told = config.on_target_health;
+        config.on_target_health = [&, told](const outbox::TargetHealthEvent& e) {
+            told(e);
+            if (e.health == outbox::TargetHealth::open) up = true;
+        };
+        outbox::Outbox box(io.get_executor(), std::move(config));
+        REQUIRE(run_until(io, [&] { return pending(io, box) == 0; }));
+        std::lock_guard lock(health_mutex);
+        CHECK(health == std::vector<std::string>{"open 1", "healthy 0"});
+    }
+    std::lock_guard lock(accepted_mutex);
+    CHECK(accepted.size() == 20);
 }

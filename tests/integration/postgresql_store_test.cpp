@@ -557,6 +557,15 @@ TEST_CASE("while a target has no room, claims pass over its backlog and the othe
     // Without a bound the oldest come first: the full target's.
     const auto unbounded = other->claim(now, 10);
     CHECK(per_target(unbounded) == std::map<std::string, int>{{"full", 10}});
+    // Capped targets (open breakers): 0 passes "full" over with no bound per target; 1
+    // takes exactly its oldest (a probe).
+    outbox::TargetBound refusing;
+    refusing.cap = {{"full", 0}};
+    CHECK(per_target(other->claim(now, 4, refusing)) ==
+          std::map<std::string, int>{{"b", 2}, {"c", 2}});
+    outbox::TargetBound probing{100, {}, {{"full", 1}}};
+    const auto probe = other->claim(now, 100, probing);
+    CHECK(per_target(probe) == std::map<std::string, int>{{"b", 11}, {"c", 8}, {"full", 1}});
     // A database made before the index existed gets it from the next store that opens it.
     psql_in(uri, "DROP INDEX outbox.events_target_ready");
     auto later = outbox::open_postgresql_store(uri);

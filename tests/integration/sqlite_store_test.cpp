@@ -165,6 +165,32 @@ TEST_CASE("while a target has no room, claims pass over its backlog and the othe
     CHECK(per_target(unbounded) == std::map<std::string, int>{{"full", 10}});
 }
 
+TEST_CASE("capped targets (open breakers): 0 passes a backlog over, 1 takes its probe") {
+    TempDir dir;
+    auto store = open_sqlite_store(dir.file("events.db"));
+    std::vector<NewEvent> events;
+    for (int i = 0; i < 3000; ++i) events.push_back(event("broken", "x" + std::to_string(i)));
+    for (const char* t : {"b", "c"})
+        for (int i = 0; i < 10; ++i) events.push_back(event(t, t + std::to_string(i)));
+    enqueue(*store, events);
+    auto per_target = [](const std::vector<StoredEvent>& claimed) {
+        std::map<std::string, int> n;
+        for (const auto& e : claimed) ++n[e.target];
+        return n;
+    };
+    // No bound per target, one breaker refusing: the others' events, none of its backlog.
+    TargetBound refusing;
+    refusing.cap = {{"broken", 0}};
+    CHECK(per_target(store->claim(now(), 8, refusing)) ==
+          std::map<std::string, int>{{"b", 4}, {"c", 4}});
+    // Its probe due: exactly one of its events (its oldest), the others as before.
+    TargetBound probing{100, {}, {{"broken", 1}}};
+    const auto probe = store->claim(now(), 100, probing);
+    CHECK(per_target(probe) == std::map<std::string, int>{{"b", 6}, {"broken", 1}, {"c", 6}});
+    for (const auto& e : probe)
+        if (e.target == "broken") CHECK(e.message.body == "x0");
+}
+
 TEST_CASE("redriven dead letters go out before the younger members of their group, in order") {
     TempDir dir;
     auto store = open_sqlite_store(dir.file("events.db"));
