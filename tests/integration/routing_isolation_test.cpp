@@ -48,7 +48,7 @@ outbox::RoutingDestinationConfig routes(asio::io_context& io) {
         sqs.queue_url = queue_url;
         // fauxqs names its queues under a host that does not resolve: its own address then.
         sqs.endpoint = queue_url.starts_with("http://127.0.0.1:") ? origin_of(queue_url)
-                                                                   : outbox::test::fauxqs().url();
+                                                                  : outbox::test::fauxqs().url();
         sqs.region = "us-east-1";
         sqs.linger = 0ms;
         sqs.max_message_size = 262144;  // no lookup first: every request is a send
@@ -179,7 +179,8 @@ TEST_CASE(
                       std::string::npos);
             }
         }
-        CHECK(health.of(t) == std::vector<TargetHealth>{TargetHealth::degraded, TargetHealth::open});
+        CHECK(health.of(t) ==
+              std::vector<TargetHealth>{TargetHealth::degraded, TargetHealth::open});
     }
     // The 503 server saw exactly the attempts of the failed messages: 90, where without the
     // breakers it would have seen 300.
@@ -188,7 +189,8 @@ TEST_CASE(
     for (const auto& t : refusing) {
         for (std::size_t wave = 3; wave < waves; ++wave)
             CHECK(outcomes[t][wave].ec == Errc::target_unavailable);
-        CHECK(health.of(t) == std::vector<TargetHealth>{TargetHealth::degraded, TargetHealth::open});
+        CHECK(health.of(t) ==
+              std::vector<TargetHealth>{TargetHealth::degraded, TargetHealth::open});
         const auto events = [&] {
             std::lock_guard lock(health.mutex);
             return health.by_target[t];
@@ -213,10 +215,9 @@ TEST_CASE(
 TEST_CASE("an open breaker lets one probe through; when the target answers again, it closes",
           "[routing][isolation]") {
     std::atomic<bool> up{false};
-    TestHttpServer flaky(
-        [&](const TestRequest& r) {
-            return up ? outbox::test::sqs_accept_all(r) : outbox::test::sqs_unavailable(r);
-        });
+    TestHttpServer flaky([&](const TestRequest& r) {
+        return up ? outbox::test::sqs_accept_all(r) : outbox::test::sqs_unavailable(r);
+    });
     const std::string target = flaky.url("/000000000000/flaky");
     asio::io_context io;
     HealthLog health;

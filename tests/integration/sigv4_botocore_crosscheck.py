@@ -3,7 +3,10 @@
 
 Generates random requests (seeded) in the three modes of `outbox sign` (header for non-S3
 services, s3-header, s3-presign), signs each with botocore at a fixed time, runs them all
-through `outbox sign` once, and compares canonical requests and signatures.
+through `outbox sign` once, and compares canonical requests and signatures. Amazon MSK's IAM
+tokens (mode msk-iam-token) are compared byte for byte with the token made the way AWS's
+aws-msk-iam-sasl-signer-python makes it: botocore's SigV4QueryAuth on the kafka-cluster
+Connect request, a User-Agent parameter added after signing, base64url without padding.
 
 The generator stays inside what both signers define the same way. Where they differ on
 purpose it says so: botocore drops the trailing '/' of a path ending in '..' (RFC 3986 keeps
@@ -12,15 +15,16 @@ collapses repeated keys when pre-signing.
 
 Usage: sigv4_botocore_crosscheck.py PATH_TO_OUTBOX [COUNT] [SEED]
 """
+import base64
 import datetime
 import json
 import random
 import subprocess
 import sys
 from unittest import mock
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlencode, urlparse, urlunparse
 
-from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth
+from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -130,6 +134,40 @@ def random_case(rng, index):
     return case
 
 
+def random_msk_case(rng, index):
+    case = {
+        "id": f"msk-{index}",
+        "mode": "msk-iam-token",
+        "region": rng.choice(["us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1"]),
+        "credentials": {"access_key": "ASIA" + random_text(rng, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 16, 16),
+                        "secret_key": random_text(rng, UNRESERVED + "/+", 40, 40)},
+        "timestamp": FIXED_TIME.strftime("%Y%m%dT%H%M%SZ"),
+        "user_agent": rng.choice(["outbox-msk-iam", "aws-msk-iam-sasl-signer-python/1.0.1"]),
+    }
+    if rng.random() < 0.5:
+        case["credentials"]["token"] = "IQoJb3JpZ2luX2Vj/+=" + random_text(rng, UNRESERVED + "/+=", 20, 60)
+    return case
+
+
+def reference_msk_token(case):
+    """aws-msk-iam-sasl-signer-python's __construct_auth_token and expiry, on botocore."""
+    region = case["region"]
+    creds = Credentials(case["credentials"]["access_key"], case["credentials"]["secret_key"],
+                        case["credentials"].get("token"))
+    request = AWSRequest(method="GET", url=f"https://kafka.{region}.amazonaws.com/",
+                         params={"Action": "kafka-cluster:Connect"})
+    with mock.patch("botocore.auth.datetime.datetime", FixedDatetime):
+        SigV4QueryAuth(creds, "kafka-cluster", region, expires=900).add_auth(request)
+    parsed = urlparse(request.url)
+    query = parse_qs(parsed.query)
+    query["User-Agent"] = [case["user_agent"]]
+    url = urlunparse(parsed._replace(query=urlencode(query, doseq=True)))
+    token = base64.urlsafe_b64encode(url.encode("utf-8")).decode("utf-8").rstrip("=")
+    signed_at = datetime.datetime.strptime(parse_qs(parsed.query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+    expires_ms = (int(signed_at.replace(tzinfo=datetime.timezone.utc).timestamp()) + 900) * 1000
+    return token, expires_ms
+
+
 def botocore_sign(case):
     creds = Credentials(case["credentials"]["access_key"], case["credentials"]["secret_key"],
                         case["credentials"].get("token"))
@@ -165,6 +203,8 @@ def main():
     seed = int(sys.argv[3]) if len(sys.argv) > 3 else 20261122
     rng = random.Random(seed)
     cases = [random_case(rng, i) for i in range(count)]
+    msk_cases = [random_msk_case(rng, i) for i in range(max(1, count // 10))]
+    cases += msk_cases
     result = subprocess.run([outbox, "sign", "-"], input=json.dumps(cases).encode(), capture_output=True)
     if result.returncode != 0:
         print(f"outbox sign failed ({result.returncode}): {result.stderr.decode()}")
@@ -172,7 +212,19 @@ def main():
     ours = {r["id"]: r for r in json.loads(result.stdout)}
     mismatches = 0
     by_mode = {}
+    for case in msk_cases:
+        token, expires_ms = reference_msk_token(case)
+        mine = ours[case["id"]]
+        by_mode[case["mode"]] = by_mode.get(case["mode"], 0) + 1
+        if mine["token"] != token or mine["expires_at_ms"] != expires_ms:
+            mismatches += 1
+            if mismatches <= 3:
+                print(f"MISMATCH {case['id']}: {json.dumps(case)}")
+                print(f"--- reference token ({expires_ms}):\n{base64.urlsafe_b64decode(token + '===').decode()}")
+                print(f"--- outbox ({mine['expires_at_ms']}):\n{base64.urlsafe_b64decode(mine['token'] + '===').decode()}")
     for case in cases:
+        if case["mode"] == "msk-iam-token":
+            continue
         canonical, signature = botocore_sign(case)
         mine = ours[case["id"]]
         by_mode[case["mode"]] = by_mode.get(case["mode"], 0) + 1
@@ -182,7 +234,7 @@ def main():
                 print(f"MISMATCH {case['id']}: {json.dumps(case)}")
                 print(f"--- botocore canonical request:\n{canonical}\n--- outbox:\n{mine['canonical_request']}")
     modes = ", ".join(f"{n} {m}" for m, n in sorted(by_mode.items()))
-    print(f"botocore cross-check (seed {seed}): {count} requests ({modes}), {mismatches} mismatches")
+    print(f"botocore cross-check (seed {seed}): {len(cases)} requests ({modes}), {mismatches} mismatches")
     return 1 if mismatches else 0
 
 

@@ -57,7 +57,8 @@ inline TestReply sqs_unavailable(const TestRequest& = {}) {
     TestReply r;
     r.status = 503;
     r.headers = {{"Content-Type", "application/x-amz-json-1.0"}};
-    r.body = R"({"__type":"com.amazonaws.sqs#ServiceUnavailable","message":"down for maintenance"})";
+    r.body =
+        R"({"__type":"com.amazonaws.sqs#ServiceUnavailable","message":"down for maintenance"})";
     return r;
 }
 

@@ -38,8 +38,8 @@ TEST_CASE("the breaker reports degraded at half the run, opens at the run, and r
         REQUIRE(b.admit(start) == Admission::send);
         reported.push_back(b.failed(start, false));
     }
-    CHECK(reported == std::vector<std::optional<TargetHealth>>{
-                          std::nullopt, TargetHealth::degraded, std::nullopt, TargetHealth::open});
+    CHECK(reported == std::vector<std::optional<TargetHealth>>{std::nullopt, TargetHealth::degraded,
+                                                               std::nullopt, TargetHealth::open});
     CHECK(b.open());
     CHECK(b.consecutive_failures() == 4);
     CHECK(b.next_probe_at() == start + 10s);
@@ -88,8 +88,8 @@ TEST_CASE("each failed probe doubles the wait up to max_open_for; disabled after
     // probes at 10, 30, 65, 100, 135 s after opening: the wait 20, 35 (capped), 35, ...
     CHECK(waits == std::vector<std::chrono::seconds>{20s, 35s, 35s, 35s, 35s});
     CHECK(reported == std::vector<std::optional<TargetHealth>>{std::nullopt, std::nullopt,
-                                                               TargetHealth::disabled,
-                                                               std::nullopt, std::nullopt});
+                                                               TargetHealth::disabled, std::nullopt,
+                                                               std::nullopt});
     CHECK(b.health() == TargetHealth::disabled);
     REQUIRE(b.admit(b.next_probe_at()) == Admission::probe);
     CHECK(b.succeeded(true) == TargetHealth::healthy);
@@ -129,15 +129,14 @@ TEST_CASE("failures_to_open 0 turns the breaker off; failures are still counted"
 
 TEST_CASE("only failures that say something about the target count") {
     using outbox::detail::counts_against_target;
-    for (Errc e : {Errc::service_unavailable, Errc::throttled, Errc::timeout,
-                   Errc::outcome_unknown, Errc::service_error, Errc::authentication_failed,
-                   Errc::tls_error, Errc::topic_not_found, Errc::credentials_not_found,
-                   Errc::checksum_mismatch})
+    for (Errc e : {Errc::service_unavailable, Errc::throttled, Errc::timeout, Errc::outcome_unknown,
+                   Errc::service_error, Errc::authentication_failed, Errc::tls_error,
+                   Errc::topic_not_found, Errc::credentials_not_found, Errc::checksum_mismatch})
         CHECK(counts_against_target(e));
     CHECK(counts_against_target(boost::asio::error::connection_refused));
-    for (Errc e : {Errc::invalid_message, Errc::payload_too_large, Errc::invalid_argument,
-                   Errc::no_route, Errc::target_unavailable, Errc::target_busy,
-                   Errc::close_timeout, Errc::store_full})
+    for (Errc e :
+         {Errc::invalid_message, Errc::payload_too_large, Errc::invalid_argument, Errc::no_route,
+          Errc::target_unavailable, Errc::target_busy, Errc::close_timeout, Errc::store_full})
         CHECK_FALSE(counts_against_target(e));
     CHECK_FALSE(counts_against_target(boost::asio::error::operation_aborted));
     CHECK_FALSE(counts_against_target({}));

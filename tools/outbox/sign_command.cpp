@@ -3,6 +3,7 @@
 #include "cli_io.hpp"
 
 #include <outbox/json_string.hpp>
+#include <outbox/msk_iam_token.hpp>
 #include <outbox/sigv4.hpp>
 
 #include <simdjson.h>
@@ -99,10 +100,52 @@ bool iequals(std::string_view a, std::string_view b) {
     return true;
 }
 
+Credentials read_credentials(const RequestReader& r) {
+    Credentials creds;
+    auto e = r.optional_element("credentials");
+    object c;
+    if (!e || e->get_object().get(c) != simdjson::SUCCESS)
+        r.fail("credentials", "must be an object with access_key and secret_key");
+    RequestReader cr(c, 0);
+    auto need = [&](std::string_view key) -> std::string {
+        auto v = cr.optional_string(key);
+        if (!v || v->empty()) r.fail("credentials." + std::string(key), "is missing or empty");
+        return std::string(*v);
+    };
+    creds.access_key_id = need("access_key");
+    creds.secret_access_key = need("secret_key");
+    creds.session_token = std::string(cr.optional_string("token").value_or(""));
+    return creds;
+}
+
+std::chrono::system_clock::time_point read_timestamp(const RequestReader& r) {
+    std::chrono::system_clock::time_point when;
+    if (sigv4::parse_amz_date(r.string("timestamp"), when))
+        r.fail("timestamp", "must be YYYYMMDD'T'HHMMSS'Z', a real UTC date and time");
+    return when;
+}
+
+// Amazon MSK's IAM token for `region` at `timestamp` (see msk_iam_token.hpp).
+SignResult msk_iam_token(const RequestReader& r) {
+    const std::string_view region = r.string("region");
+    const Credentials creds = read_credentials(r);
+    const auto when = read_timestamp(r);
+    MskIamToken token;
+    if (make_msk_iam_token(region, creds, when, token,
+                           r.optional_string("user_agent").value_or(msk_iam_user_agent)))
+        r.fail("region", "must be lowercase letters, digits and '-'");
+    SignResult out;
+    out.id = r.id();
+    out.token = std::move(token.token);
+    out.expires_at_ms = token.expires_at_ms;
+    return out;
+}
+
 SignResult sign_one(const RequestReader& r) {
     enum class Mode { header, s3_header, s3_presign };
     const std::string_view mode_text = r.string("mode");
     Mode mode;
+    if (mode_text == "msk-iam-token") return msk_iam_token(r);
     if (mode_text == "header")
         mode = Mode::header;
     else if (mode_text == "s3-header")
@@ -110,7 +153,7 @@ SignResult sign_one(const RequestReader& r) {
     else if (mode_text == "s3-presign")
         mode = Mode::s3_presign;
     else
-        r.fail("mode", "must be \"header\", \"s3-header\" or \"s3-presign\"");
+        r.fail("mode", "must be \"header\", \"s3-header\", \"s3-presign\" or \"msk-iam-token\"");
     const bool s3 = mode != Mode::header;
 
     const std::string_view method = r.string("method");
@@ -170,26 +213,8 @@ SignResult sign_one(const RequestReader& r) {
         s3 ? r.optional_string("service").value_or("s3") : r.string("service");
     if (service.empty()) r.fail("service", "is empty");
 
-    Credentials creds;
-    {
-        auto e = r.optional_element("credentials");
-        object c;
-        if (!e || e->get_object().get(c) != simdjson::SUCCESS)
-            r.fail("credentials", "must be an object with access_key and secret_key");
-        RequestReader cr(c, 0);
-        auto need = [&](std::string_view key) -> std::string {
-            auto v = cr.optional_string(key);
-            if (!v || v->empty()) r.fail("credentials." + std::string(key), "is missing or empty");
-            return std::string(*v);
-        };
-        creds.access_key_id = need("access_key");
-        creds.secret_access_key = need("secret_key");
-        creds.session_token = std::string(cr.optional_string("token").value_or(""));
-    }
-
-    std::chrono::system_clock::time_point when;
-    if (sigv4::parse_amz_date(r.string("timestamp"), when))
-        r.fail("timestamp", "must be YYYYMMDD'T'HHMMSS'Z', a real UTC date and time");
+    const Credentials creds = read_credentials(r);
+    const auto when = read_timestamp(r);
 
     sigv4::Signer signer(
         {.region = std::string(region),
@@ -275,6 +300,11 @@ std::string results_to_json(const std::vector<SignResult>& results) {
             append_json_string(out, value);
         };
         field("id", r.id, true);
+        if (!r.token.empty()) {
+            field("token", r.token);
+            out += ", \"expires_at_ms\": " + std::to_string(r.expires_at_ms) + "}";
+            continue;
+        }
         field("canonical_request", r.canonical_request);
         field("string_to_sign", r.string_to_sign);
         field("signature", r.signature);
@@ -296,7 +326,9 @@ int run_sign(int argc, char** argv) {
             std::cout
                 << "usage: outbox sign [FILE|-]\n"
                    "Reads a JSON array of request descriptions (FILE, or standard input) and\n"
-                   "prints each one's canonical request, string to sign and signature.\n";
+                   "prints each one's canonical request, string to sign and signature; with\n"
+                   "\"mode\": \"msk-iam-token\" (region, credentials, timestamp), Amazon MSK's\n"
+                   "IAM token and its expiry instead.\n";
             return 0;
         }
         if (a.size() > 1 && a.front() == '-')

@@ -2,6 +2,7 @@
 // request, string to sign and signature of each — a debugging aid for SignatureDoesNotMatch.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,8 @@ struct SignResult {
     std::string signature;
     std::string authorization;  // header modes
     std::string url;            // s3-presign
+    std::string token;          // msk-iam-token
+    std::int64_t expires_at_ms = 0;
 };
 
 /// Signs every request in `json` (a JSON array). On malformed input returns false and sets
