@@ -17,7 +17,7 @@
 namespace outbox {
 
 struct MskIamToken {
-    std::string token{};            // what OAUTHBEARER sends: a bearer credential, keep it secret
+    std::string token{};             // what OAUTHBEARER sends: a bearer credential, keep it secret
     std::int64_t expires_at_ms = 0;  // Unix time in milliseconds: signing time + 900 s
 };
 

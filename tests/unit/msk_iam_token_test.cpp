@@ -39,12 +39,12 @@ std::chrono::system_clock::time_point at(const char* amz_date) {
 }  // namespace
 
 TEST_CASE("the token is the pre-signed kafka-cluster Connect URL, base64url without padding") {
-    const outbox::Credentials credentials{.access_key_id = "AKIDEXAMPLE",
-                                          .secret_access_key =
-                                              "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"};
+    const outbox::Credentials credentials{
+        .access_key_id = "AKIDEXAMPLE",
+        .secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"};
     outbox::MskIamToken token;
-    REQUIRE_FALSE(outbox::make_msk_iam_token("eu-west-1", credentials, at("20261122T235959Z"),
-                                             token));
+    REQUIRE_FALSE(
+        outbox::make_msk_iam_token("eu-west-1", credentials, at("20261122T235959Z"), token));
     for (char c : token.token)
         CHECK(std::string_view("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
                   .find(c) != std::string_view::npos);
