@@ -71,6 +71,32 @@ struct WebIdentityOptions {
 CredentialsProviderPtr make_web_identity_credentials(boost::asio::any_io_executor executor,
                                                      WebIdentityOptions options = {});
 
+struct AssumeRoleOptions {
+    /// The role to assume, in the customer's account: arn:aws:iam::ACCOUNT:role/NAME.
+    std::string role_arn{};
+    /// The ExternalId the customer's role trusts (AWS's guard against the confused deputy:
+    /// give each customer their own, and never let them choose another's). Empty: none sent.
+    std::string external_id{};
+    /// Empty: "outbox-" and the Unix time. CloudTrail shows it in the customer's account.
+    std::string session_name{};
+    /// How long the credentials last: 900 s to the role's maximum (1 h unless raised).
+    std::chrono::seconds duration{3600};
+    /// Signs the request and names the endpoint: this, else AWS_REGION, else
+    /// AWS_DEFAULT_REGION, else us-east-1 (with the global endpoint).
+    std::string region{};
+    /// STS endpoint: this, else AWS_ENDPOINT_URL_STS, else AWS_ENDPOINT_URL, else
+    /// https://sts.REGION.amazonaws.com. Plain http only to a loopback address.
+    std::string sts_endpoint{};
+    HttpClientConfig http{};
+};
+/// STS AssumeRole with the credentials of `source` (yours), for a third party's role that
+/// trusts your account — the way AWS recommends a service reach its customers' resources.
+/// Cached and refreshed 5 minutes before expiry (make_caching_credentials): one provider per
+/// customer, shared by that customer's destinations. Throws std::invalid_argument without
+/// source or role_arn, or with a duration outside 900..43200 s.
+CredentialsProviderPtr make_assume_role_credentials(boost::asio::any_io_executor executor,
+                                                    CredentialsProviderPtr source,
+                                                    AssumeRoleOptions options);
 /// Asks each provider in turn; the first that has credentials wins and is asked first next
 /// time. When none has any: the first error other than Errc::credentials_not_found, else
 /// Errc::credentials_not_found. Each provider's answer is logged at debug level. Its name()

@@ -1,5 +1,6 @@
 // Providers that ask an HTTP endpoint: container (ECS, EKS Pod Identity), EC2 instance
-// metadata (IMDSv2) and STS AssumeRoleWithWebIdentity (EKS IRSA).
+// metadata (IMDSv2), STS AssumeRoleWithWebIdentity (EKS IRSA) and STS AssumeRole (a
+// customer's role).
 
 // GCC 12 reports Asio's recycled coroutine frames as mismatched new/delete once inlined;
 // the frame allocator pairs them correctly.
@@ -11,6 +12,7 @@
 #include "aws/sigv4/sigv4_canonical.hpp"
 
 #include <outbox/aws_environment.hpp>
+#include <outbox/sigv4.hpp>
 #include "aws/credentials/credentials_common.hpp"
 #include "core/bounded_file.hpp"
 
@@ -254,6 +256,31 @@ class InstanceMetadataProvider final : public FetchingProvider<InstanceMetadataP
     std::chrono::steady_clock::time_point token_expires_{};
 };
 
+HttpClientConfig sts_http_config(HttpClientConfig c) {
+    c.max_response_body_bytes = std::min<std::size_t>(c.max_response_body_bytes, 64 * 1024);
+    c.idle_timeout = std::chrono::milliseconds(0);  // asked about once an hour
+    return c;
+}
+
+std::optional<std::string> configured_region(const std::string& region) {
+    if (!region.empty()) return region;
+    if (auto r = env("AWS_REGION")) return r;
+    return env("AWS_DEFAULT_REGION");
+}
+
+// STS's address: `configured`, else the environment's STS endpoint, else the region's.
+std::string sts_endpoint(const std::string& configured, const std::string& region,
+                         const HttpClientConfig& http) {
+    if (!configured.empty()) return configured;
+    try {
+        if (auto e = endpoint_from_environment("STS"); !e.value.empty()) return e.value;
+    } catch (const std::invalid_argument& e) {
+        http.logger.log(LogLevel::error, e.what());  // an unreadable config file: the default
+    }
+    const auto r = configured_region(region);
+    return r ? "https://sts." + *r + ".amazonaws.com/" : "https://sts.amazonaws.com/";
+}
+
 class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
   public:
     WebIdentityProvider(asio::any_io_executor ex, WebIdentityOptions o)
@@ -318,23 +345,7 @@ class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
     }
 
   private:
-    static HttpClientConfig sts_http_config(HttpClientConfig c) {
-        c.max_response_body_bytes = std::min<std::size_t>(c.max_response_body_bytes, 64 * 1024);
-        c.idle_timeout = std::chrono::milliseconds(0);  // asked about once an hour
-        return c;
-    }
-
-    std::string endpoint() const {
-        if (!options_.sts_endpoint.empty()) return options_.sts_endpoint;
-        try {
-            if (auto e = endpoint_from_environment("STS"); !e.value.empty()) return e.value;
-        } catch (const std::invalid_argument& e) {
-            log(LogLevel::error, e.what());  // an unreadable config file: use the default
-        }
-        auto region = env("AWS_REGION");
-        if (!region) region = env("AWS_DEFAULT_REGION");
-        return region ? "https://sts." + *region + ".amazonaws.com/" : "https://sts.amazonaws.com/";
-    }
+    std::string endpoint() const { return sts_endpoint(options_.sts_endpoint, {}, options_.http); }
 
     void log(LogLevel level, const std::string& message) const {
         options_.http.logger.log(level, message);
@@ -344,7 +355,122 @@ class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
     HttpClient http_;
 };
 
+class AssumeRoleProvider final : public FetchingProvider<AssumeRoleProvider> {
+  public:
+    AssumeRoleProvider(asio::any_io_executor ex, CredentialsProviderPtr source, AssumeRoleOptions o)
+        : FetchingProvider(ex),
+          source_(std::move(source)),
+          options_(std::move(o)),
+          http_(ex, sts_http_config(options_.http)) {}
+    std::string name() const override { return "assume role " + options_.role_arn; }
+
+    asio::awaitable<Result> fetch() {
+        auto [source_error, source] = co_await source_->async_get_credentials(use_tuple);
+        if (source_error) {
+            log(LogLevel::error, "AssumeRole " + options_.role_arn + ": the source credentials (" +
+                                     source_->name() + "): " + source_error.message());
+            co_return Result{source_error, {}};
+        }
+        HttpRequest req;
+        std::string why;
+        const std::string sts = sts_endpoint(options_.sts_endpoint, options_.region, options_.http);
+        if (parse_http_url(sts, req.origin, req.target, &why)) {
+            log(LogLevel::error, "the STS endpoint " + sts + " is not a URL: " + why);
+            co_return Result{Errc::invalid_url, {}};
+        }
+        if (!req.origin.tls && !allowed_plain_http_host(req.origin.host)) {
+            log(LogLevel::error, "the STS endpoint " + sts +
+                                     " must be https, or http to a loopback address: the "
+                                     "customer's credentials would cross the network in the clear");
+            co_return Result{Errc::invalid_url, {}};
+        }
+        const auto now = std::chrono::system_clock::now();
+        const std::string session =
+            !options_.session_name.empty()
+                ? options_.session_name
+                : "outbox-" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                 now.time_since_epoch())
+                                                 .count());
+        req.method = "POST";
+        auto add = [&req](std::string_view name, std::string_view value) {
+            if (!req.body.empty()) req.body.push_back('&');
+            req.body.append(name);
+            req.body.push_back('=');
+            detail::sigv4::append_uri_encoded(req.body, value, false);
+        };
+        add("Action", "AssumeRole");
+        add("DurationSeconds", std::to_string(options_.duration.count()));
+        if (!options_.external_id.empty()) add("ExternalId", options_.external_id);
+        add("RoleArn", options_.role_arn);
+        add("RoleSessionName", session);
+        add("Version", "2011-06-15");
+
+        const std::string content_type = "application/x-www-form-urlencoded; charset=utf-8";
+        const std::string host = req.origin.host_header();
+        const sigv4::Header signed_headers[] = {{"Content-Type", content_type}};
+        const auto body_hash = sigv4::payload_hash(req.body);
+        const std::size_t query_at = req.target.find('?');
+        const sigv4::Signer signer(
+            {.region = configured_region(options_.region).value_or("us-east-1"), .service = "sts"});
+        sigv4::HeaderSignature signature;
+        if (auto ec = signer.sign_headers(
+                {.method = "POST",
+                 .host = host,
+                 .path = std::string_view(req.target).substr(0, query_at),
+                 .query = query_at == std::string::npos
+                              ? std::string_view{}
+                              : std::string_view(req.target).substr(query_at + 1),
+                 .headers = signed_headers,
+                 .payload_hash = body_hash.view()},
+                source, now, signature))
+            co_return Result{ec, {}};
+        req.headers = {{"Content-Type", content_type},
+                       {"X-Amz-Date", signature.amz_date},
+                       {"Authorization", signature.authorization}};
+        if (source.has_session_token())
+            req.headers.emplace_back("X-Amz-Security-Token", source.session_token);
+
+        auto [ec, res] = co_await http_.async_request(std::move(req), use_tuple);
+        if (ec) co_return Result{ec, {}};
+        Credentials c;
+        std::string sts_error;
+        const error_code perr = detail::parse_sts_credentials_xml(res.body, c, sts_error);
+        if (res.status != 200 || perr) {
+            log(LogLevel::warning, "STS AssumeRole " + options_.role_arn + " failed: HTTP " +
+                                       std::to_string(res.status) +
+                                       (sts_error.empty() ? "" : " " + sts_error));
+            co_return Result{
+                res.status != 200 ? error_code(Errc::credentials_endpoint_error) : perr, {}};
+        }
+        co_return Result{{}, std::move(c)};
+    }
+
+  private:
+    void log(LogLevel level, const std::string& message) const {
+        options_.http.logger.log(level, message);
+    }
+
+    CredentialsProviderPtr source_;
+    AssumeRoleOptions options_;
+    HttpClient http_;
+};
+
 }  // namespace
+
+CredentialsProviderPtr make_assume_role_credentials(asio::any_io_executor executor,
+                                                    CredentialsProviderPtr source,
+                                                    AssumeRoleOptions options) {
+    if (!source) throw std::invalid_argument("make_assume_role_credentials: no source credentials");
+    if (options.role_arn.empty())
+        throw std::invalid_argument("make_assume_role_credentials: role_arn is empty");
+    if (options.duration < std::chrono::seconds(900) || options.duration > std::chrono::hours(12))
+        throw std::invalid_argument(
+            "make_assume_role_credentials: duration must be 900 to 43200 seconds");
+    auto inner = std::make_shared<AssumeRoleProvider>(executor, std::move(source), options);
+    CachingOptions caching;
+    caching.logger = options.http.logger;
+    return make_caching_credentials(std::move(executor), std::move(inner), std::move(caching));
+}
 
 CredentialsProviderPtr make_container_credentials(asio::any_io_executor executor,
                                                   MetadataOptions options) {
