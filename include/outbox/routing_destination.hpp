@@ -7,7 +7,9 @@
 #include <outbox/destination.hpp>
 #include <outbox/target_health.hpp>
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,12 +41,19 @@ struct RoutingDestinationConfig {
     CircuitBreakerPolicy breaker{};
     /// Told when a target becomes degraded, open, disabled, or healthy again.
     TargetHealthHandler on_health{};
+    /// A healthy target with nothing in flight for this long has its destination closed and
+    /// forgotten (made again by its next message), so thousands of targets that each send
+    /// rarely hold no connections, threads or buffers between their events. Idle targets are
+    /// looked for as messages come, at most every half timeout (no timer keeps the event loop
+    /// busy). A target whose breaker is not closed is kept (its breaker remembers the
+    /// failures). 0: kept for good.
+    std::chrono::milliseconds idle_timeout{std::chrono::minutes(10)};
 };
 
 class RoutingDestination final : public Destination {
   public:
-    /// Throws std::invalid_argument without make_destination, with max_destinations of 0, or
-    /// with a breaker whose max_open_for is shorter than its open_for.
+    /// Throws std::invalid_argument without make_destination, with max_destinations of 0, with
+    /// a breaker whose max_open_for is shorter than its open_for, or a negative idle_timeout.
     RoutingDestination(boost::asio::any_io_executor executor, RoutingDestinationConfig config);
     /// Destroys the destinations it made (each fails what it still holds, as its own
     /// destructor says).
@@ -54,11 +63,15 @@ class RoutingDestination final : public Destination {
 
     executor_type get_executor() const noexcept override;
 
-    /// The sum over every target, plus the messages refused for want of a route.
+    /// The sum over every target (forgotten idle ones included), plus the messages refused
+    /// for want of a route.
     DestinationStats stats() const override;
-    /// Each target's own figures, in the order the targets were first seen.
+    /// Each kept target's own figures, in the order the targets were first seen.
     std::vector<std::pair<std::string, DestinationStats>> stats_by_target() const;
+    /// Targets kept now (made, and not forgotten as idle).
     std::size_t target_count() const;
+    /// Targets forgotten as idle so far.
+    std::uint64_t evicted_count() const;
     /// Each target's breaker and in-flight count, in the order the targets were first seen.
     std::vector<TargetStatus> target_status() const;
 

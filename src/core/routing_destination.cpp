@@ -33,6 +33,7 @@ struct Target {
     // The rest is guarded by the routing destination's mutex.
     detail::CircuitBreaker breaker;
     std::size_t in_flight = 0;
+    std::chrono::steady_clock::time_point last_active = std::chrono::steady_clock::now();
     error_code last_error;
     Diagnostics last_diagnostics;
     std::chrono::system_clock::time_point failing_since;
@@ -61,6 +62,9 @@ struct RoutingDestination::Impl {
     std::vector<std::unique_ptr<Target>> targets;  // first-seen order
     std::unordered_map<std::string, Target*> by_name;
     bool closing = false;
+    DestinationStats forgotten;  // the last figures of targets forgotten as idle
+    std::uint64_t evicted = 0;
+    std::chrono::steady_clock::time_point next_idle_scan = std::chrono::steady_clock::now();
 
     // The target, its destination made on first use; null with `why` when there is none.
     Target* find_or_make(const std::string& target, error_code& ec, std::string& why) {
@@ -116,6 +120,43 @@ struct RoutingDestination::Impl {
         return t;
     }
 
+    // Targets idle for idle_timeout are forgotten, looked for at most every half timeout as
+    // messages come (a timer would keep the caller's event loop running for it). `except`
+    // is the target the calling send is for.
+    void forget_idle(const std::string& except) {
+        if (config.idle_timeout.count() <= 0) return;
+        std::vector<std::unique_ptr<Target>> idle;
+        {
+            std::lock_guard lock(mutex);
+            const auto now = std::chrono::steady_clock::now();
+            if (closing || now < next_idle_scan) return;
+            next_idle_scan = now + config.idle_timeout / 2;
+            for (auto it = targets.begin(); it != targets.end();) {
+                Target& t = **it;
+                if (t.in_flight == 0 && !t.breaker.open() &&
+                    t.breaker.health() == TargetHealth::healthy &&
+                    now - t.last_active >= config.idle_timeout && t.name != except) {
+                    forgotten += t.destination->stats();
+                    ++evicted;
+                    by_name.erase(t.name);
+                    idle.push_back(std::move(*it));
+                    it = targets.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+        // Nothing is in flight: each close completes at once. A destination is destroyed in
+        // a handler of its own, never inside its close's completion.
+        for (auto& t : idle) {
+            Destination* d = t->destination.get();
+            d->async_close(std::chrono::seconds(1),
+                           [ex = executor, t = std::move(t)](error_code) mutable {
+                               asio::post(ex, [t = std::move(t)] {});
+                           });
+        }
+    }
+
     // Under the lock: why `t` takes no message now (empty when it does); admits it otherwise.
     std::string admit(Target& t, bool& probe, error_code& ec) {
         if (config.max_in_flight_per_target != 0 &&
@@ -138,6 +179,7 @@ struct RoutingDestination::Impl {
         }
         probe = admission == detail::CircuitBreaker::Admission::probe;
         ++t.in_flight;
+        t.last_active = now;
         return {};
     }
 
@@ -146,6 +188,7 @@ struct RoutingDestination::Impl {
     void ended(const std::shared_ptr<Impl>& self, Target& t, bool probe, const error_code& ec,
                const Receipt& receipt) {
         --t.in_flight;
+        t.last_active = std::chrono::steady_clock::now();
         std::optional<TargetHealth> change;
         if (!ec) {
             change = t.breaker.succeeded(probe);
@@ -196,6 +239,8 @@ RoutingDestination::RoutingDestination(asio::any_io_executor executor,
     if (config.breaker.max_open_for < config.breaker.open_for)
         throw std::invalid_argument(
             "RoutingDestination: breaker.max_open_for is shorter than breaker.open_for");
+    if (config.idle_timeout.count() < 0)
+        throw std::invalid_argument("RoutingDestination: idle_timeout is negative");
     impl_ = std::make_shared<Impl>(std::move(executor), std::move(config));
 }
 
@@ -207,6 +252,10 @@ RoutingDestination::executor_type RoutingDestination::get_executor() const noexc
 
 DestinationStats RoutingDestination::stats() const {
     DestinationStats sum = impl_->refused.snapshot();
+    {
+        std::lock_guard lock(impl_->mutex);
+        sum += impl_->forgotten;
+    }
     for (auto& [target, stats] : stats_by_target()) sum += stats;
     return sum;
 }
@@ -226,6 +275,11 @@ std::vector<std::pair<std::string, DestinationStats>> RoutingDestination::stats_
 std::size_t RoutingDestination::target_count() const {
     std::lock_guard lock(impl_->mutex);
     return impl_->targets.size();
+}
+
+std::uint64_t RoutingDestination::evicted_count() const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->evicted;
 }
 
 std::vector<TargetStatus> RoutingDestination::target_status() const {
@@ -263,6 +317,7 @@ void RoutingDestination::do_send(Message message, SendHandler handler) {
                                ? "routing: the route function named no target"
                                : "routing: the message has no target (Message::target)",
                            {});
+    impl.forget_idle(target);
     error_code ec;
     std::string why;
     Target* t = impl.find_or_make(target, ec, why);

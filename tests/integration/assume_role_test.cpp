@@ -34,8 +34,8 @@ std::string form_value(const std::string& body, const std::string& name) {
     while ((at = body.find(key, at)) != std::string::npos) {
         if (at == 0 || body[at - 1] == '&') {
             const std::size_t end = body.find('&', at);
-            return body.substr(at + key.size(),
-                               end == std::string::npos ? std::string::npos : end - at - key.size());
+            return body.substr(at + key.size(), end == std::string::npos ? std::string::npos
+                                                                         : end - at - key.size());
         }
         at += key.size();
     }
@@ -63,7 +63,8 @@ struct LocalSts {
         if (r.method != "POST" || form_value(r.body, "Action") != "AssumeRole" ||
             form_value(r.body, "Version") != "2011-06-15")
             return sts_error(400, "InvalidAction", "not an AssumeRole request");
-        if (form_value(r.body, "RoleArn") != "arn%3Aaws%3Aiam%3A%3A210987654321%3Arole%2Foutbox-delivery")
+        if (form_value(r.body, "RoleArn") !=
+            "arn%3Aaws%3Aiam%3A%3A210987654321%3Arole%2Foutbox-delivery")
             return sts_error(403, "AccessDenied", "no such role");
         if (form_value(r.body, "ExternalId") != "customer-42-f00d")
             return sts_error(403, "AccessDenied",
@@ -99,8 +100,9 @@ outbox::AssumeRoleOptions role_options(const LocalSts& sts, std::string external
 
 }  // namespace
 
-TEST_CASE("AssumeRole with the customer's ExternalId: the role's credentials deliver to their queue",
-          "[credentials]") {
+TEST_CASE(
+    "AssumeRole with the customer's ExternalId: the role's credentials deliver to their queue",
+    "[credentials]") {
     LocalSts sts;
     outbox::test::SigV4Proxy customer_sqs(outbox::test::fauxqs().port(), "sqs", role_key,
                                           role_secret);
@@ -117,7 +119,8 @@ TEST_CASE("AssumeRole with the customer's ExternalId: the role's credentials del
     c.credentials = role;
     outbox::SqsDestination sqs(io.get_executor(), c);
     std::vector<outbox::Message> messages;
-    for (int i = 0; i < 5; ++i) messages.push_back(outbox::test::text_message("as the role " + std::to_string(i)));
+    for (int i = 0; i < 5; ++i)
+        messages.push_back(outbox::test::text_message("as the role " + std::to_string(i)));
     for (const auto& o : outbox::test::send_all(io, sqs, std::move(messages))) {
         INFO(o.receipt.diagnostics.message);
         CHECK_FALSE(o.ec);

@@ -15,6 +15,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <simdjson.h>
 
@@ -292,4 +293,55 @@ TEST_CASE("a target holding max_in_flight_per_target refuses more at once; other
     CHECK(completed == 6);
     for (int i = 0; i < 4; ++i) CHECK(stuck_outcomes[i].ec);
     CHECK(outbox::test::receive_bodies(queue, 2, 10).size() == 2);
+}
+
+TEST_CASE("idle targets are forgotten and made again by their next message; nothing is lost",
+          "[routing][isolation]") {
+    constexpr std::size_t count = 50;
+    const std::string run = std::to_string(::getpid());
+    const std::vector<std::string> queues = outbox::test::create_queues("idle-" + run, count);
+    const std::string trigger = outbox::test::create_queue("idle-trigger-" + run);
+    asio::io_context io;
+    auto config = routes(io);
+    std::atomic<int> made{0};
+    auto make = config.make_destination;
+    config.make_destination = [&, make](const std::string& target) {
+        ++made;
+        return make(target);
+    };
+    config.idle_timeout = 50ms;
+    outbox::RoutingDestination router(io.get_executor(), config);
+
+    auto wave = [&](const std::string& label) {
+        std::vector<outbox::Message> messages;
+        for (const auto& q : queues) messages.push_back(to(q, label));
+        for (const auto& o : send_all(io, router, std::move(messages))) REQUIRE_FALSE(o.ec);
+    };
+    wave("first");
+    CHECK(router.target_count() == count);
+    // The policy under test is time itself: let the targets be idle for twice the timeout.
+    asio::steady_timer idle(io, 100ms);
+    idle.wait();
+    // The next message (to another target) looks for idle targets: all 50 go.
+    REQUIRE_FALSE(send_all(io, router, {to(trigger, "trigger")})[0].ec);
+    CHECK(router.evicted_count() == count);
+    CHECK(router.target_count() == 1);
+    CHECK(router.stats().delivered == count + 1);  // the forgotten targets' figures stay
+    wave("second");
+    CHECK(made == 2 * count + 1);
+    CHECK(router.target_count() == count + 1);
+    CHECK(router.stats().delivered == 2 * count + 1);
+    io.restart();
+    io.poll();  // the forgotten destinations' closes
+    const std::string received = outbox::test::receive_many_json(queues, 2, 60);
+    simdjson::dom::parser parser;
+    std::size_t arrived = 0;
+    for (auto [queue, got] : parser.parse(received).get_object()) {
+        std::set<std::string> bodies;
+        for (std::string_view b : got.get_array()) bodies.insert(std::string(b));
+        CHECK(bodies == std::set<std::string>{"first", "second"});
+        arrived += bodies.size();
+    }
+    CHECK(arrived == 2 * count);
+    CHECK_FALSE(outbox::test::close_destination(io, router));
 }
