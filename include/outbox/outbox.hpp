@@ -61,7 +61,8 @@ struct OutboxConfig {
     /// Each target's circuit breaker (see target_health.hpp): after failures_to_open
     /// consecutive failed deliveries to a target, the relay claims none of its events — they
     /// wait in the store, no request made and no attempt counted — until open_for has passed;
-    /// then one event goes as a probe, and its delivery closes the breaker. An event past
+    /// then one event goes as a probe, and its delivery closes the breaker. (Events claimed
+    /// before it opened still go: at most the target's share.) An event past
     /// max_age becomes a dead letter when it is next tried, so not while it waits.
     /// Off by default (failures_to_open 0): an open breaker keeps events pending that would
     /// otherwise fail on their own schedule, and a relay's breakers are not yet visible to

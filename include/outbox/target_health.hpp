@@ -17,18 +17,20 @@ namespace outbox {
 
 /// When a target's breaker opens and how it is tried again. A failure is a message that
 /// failed for a reason of the target's (its service's errors, throttling, transport failures,
-/// timeouts, refused credentials); a message the destination refused as invalid, a cancelled
-/// one, or one refused by the breaker itself does not count, nor does it reset the count.
+/// timeouts, refused credentials); a message the destination refused as invalid (or the
+/// service blamed on the sender), a cancelled one, or one refused by the breaker itself does
+/// not count, nor does it reset the count.
 struct CircuitBreakerPolicy {
     /// Consecutive failed messages that open the breaker. 0: no breaker.
     std::uint32_t failures_to_open = 5;
-    /// Open, the breaker refuses messages at once (Errc::target_unavailable) for this long,
-    /// then lets one through as a probe; each failed probe doubles the wait, up to
-    /// max_open_for. A successful one closes it.
+    /// Open, the breaker refuses messages at once (Errc::target_unavailable) for this long;
+    /// the first message after the wait goes through as the probe (a breaker does not send
+    /// by itself). Each failed probe doubles the wait, up to max_open_for; a successful one
+    /// closes it.
     std::chrono::milliseconds open_for{std::chrono::seconds(30)};
     std::chrono::milliseconds max_open_for{std::chrono::minutes(5)};
-    /// Open this long without a successful message: the target is reported disabled (it is
-    /// still probed every max_open_for). 0: never reported.
+    /// A probe that fails when the breaker has been open this long reports the target
+    /// disabled (probes go on as messages come). 0: never reported.
     std::chrono::milliseconds disable_after{std::chrono::hours(24)};
 };
 
@@ -36,7 +38,7 @@ enum class TargetHealth {
     healthy,   // (recovered) a message succeeded after the target had been reported
     degraded,  // half of failures_to_open consecutive failures (only when that is below it)
     open,      // failures_to_open consecutive failures: messages are refused until a probe
-    disabled,  // open for disable_after: the customer's destination needs their attention
+    disabled,  // a probe failed after disable_after open: the customer needs to act
 };
 
 /// "healthy", "degraded", "open", "disabled".

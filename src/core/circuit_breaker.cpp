@@ -24,8 +24,10 @@ const char* to_string(TargetHealth health) noexcept {
 
 namespace detail {
 
-bool counts_against_target(const boost::system::error_code& ec) noexcept {
+bool counts_against_target(const boost::system::error_code& ec,
+                           const Diagnostics& diagnostics) noexcept {
     if (!ec || ec == boost::asio::error::operation_aborted) return false;
+    if (diagnostics.sender_fault) return false;  // the service blamed the message, not itself
     if (ec.category() != error_category()) return true;  // transport failures
     switch (static_cast<Errc>(ec.value())) {
         case Errc::invalid_argument:
@@ -66,13 +68,15 @@ std::optional<TargetHealth> CircuitBreaker::succeeded(bool was_probe) {
 }
 
 std::optional<TargetHealth> CircuitBreaker::failed(time_point now, bool was_probe) {
+    // A probe's place is freed whatever state it comes back to (an older message's success
+    // may have closed the breaker meanwhile).
+    if (was_probe) probing_ = false;
     if (failures_ != UINT32_MAX) ++failures_;
     if (policy_.failures_to_open == 0) return std::nullopt;
     if (open_) {
         // A message sent before the breaker opened says no more than the failures that
         // opened it; only the probe moves the next one further away.
         if (!was_probe) return std::nullopt;
-        probing_ = false;
         wait_ = std::min(wait_ * 2, std::max(policy_.max_open_for, policy_.open_for));
         reopen_at_ = now + wait_;
         if (policy_.disable_after.count() > 0 && now - opened_at_ >= policy_.disable_after &&

@@ -11,10 +11,12 @@
 
 namespace outbox::detail {
 
-/// Whether a message failing with `ec` says something about its target (see
-/// CircuitBreakerPolicy): false for success, refusals of the message itself, cancellation,
-/// routing's own refusals and the store's errors.
-bool counts_against_target(const boost::system::error_code& ec) noexcept;
+/// Whether a message failing with `ec` (its receipt saying `diagnostics`) says something about
+/// its target (see CircuitBreakerPolicy): false for success, refusals of the message itself
+/// (before sending, or an entry the service blamed on the sender), cancellation, routing's own
+/// refusals and the store's errors.
+bool counts_against_target(const boost::system::error_code& ec,
+                           const Diagnostics& diagnostics = {}) noexcept;
 
 class CircuitBreaker {
   public:

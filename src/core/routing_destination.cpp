@@ -192,7 +192,7 @@ struct RoutingDestination::Impl {
         std::optional<TargetHealth> change;
         if (!ec) {
             change = t.breaker.succeeded(probe);
-        } else if (detail::counts_against_target(ec)) {
+        } else if (detail::counts_against_target(ec, receipt.diagnostics)) {
             if (t.breaker.consecutive_failures() == 0)
                 t.failing_since = std::chrono::system_clock::now();
             t.last_error = ec;
@@ -333,18 +333,20 @@ void RoutingDestination::do_send(Message message, SendHandler handler) {
     // completes through this wrapper, which settles the target's account first.
     auto slot = asio::get_associated_cancellation_slot(handler);
     auto handler_executor = asio::get_associated_executor(handler, impl.executor);
-    t->destination->async_send(
-        std::move(message),
-        asio::bind_cancellation_slot(
-            slot,
-            asio::bind_executor(handler_executor, [self = impl_, t, probe, h = std::move(handler)](
-                                                      error_code result, Receipt receipt) mutable {
-                {
-                    std::lock_guard lock(self->mutex);
-                    self->ended(self, *t, probe, result, receipt);
-                }
-                std::move(h)(result, std::move(receipt));
-            })));
+    // A weak reference: the targets' destinations belong to the Impl, and a strong one in
+    // their pending operations would keep all of it alive after the router is destroyed.
+    // While the Impl lives, `t` does: a target is forgotten only with nothing in flight.
+    auto settle = [weak = std::weak_ptr<Impl>(impl_), t, probe, h = std::move(handler)](
+                      error_code result, Receipt receipt) mutable {
+        if (auto self = weak.lock()) {
+            std::lock_guard lock(self->mutex);
+            self->ended(self, *t, probe, result, receipt);
+        }
+        std::move(h)(result, std::move(receipt));
+    };
+    t->destination->async_send(std::move(message),
+                               asio::bind_cancellation_slot(
+                                   slot, asio::bind_executor(handler_executor, std::move(settle))));
 }
 
 void RoutingDestination::do_close(std::chrono::milliseconds deadline, CloseHandler handler) {

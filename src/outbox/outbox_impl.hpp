@@ -148,6 +148,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     // A delivery's verdict on its target's breaker; health changes go to on_target_health.
     void judge_target(const std::string& target, bool probe, const error_code& ec,
                       const Receipt& r);
+    void tell_target_health(const TargetHealthEvent& event);
     // The claim's caps for open breakers: 0 while refusing, 1 when a probe is due.
     std::unordered_map<std::string, std::size_t> breaker_caps() const;
     void failed(EventId id, std::string target, std::uint32_t attempt, SystemTime since,

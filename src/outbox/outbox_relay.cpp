@@ -181,17 +181,12 @@ void Outbox::Impl::deliver(StoredEvent e) {
     if (!d)
         return failed(e.id, e.target, e.attempts + 1, e.enqueued_at, Errc::no_route,
                       "no destination for \"" + e.target + "\": " + why);
+    // The claim took an open breaker's target only for its probe; an event claimed before its
+    // breaker opened goes out like any other (at most the target's share of them).
     bool probe = false;
-    if (auto b = breakers.find(e.target); b != breakers.end() && b->second.breaker.open()) {
-        const auto admission = b->second.breaker.admit(SteadyClock::now());
-        if (admission == detail::CircuitBreaker::Admission::refuse) {
-            // Claimed before its breaker opened: back to the store as it was, not an attempt.
-            unsettled.push_back({EventOutcome::Kind::retry, e.id, e.attempts, e.next_attempt_at,
-                                 e.last_error, std::move(e.target)});
-            return flush_settles();
-        }
-        probe = admission == detail::CircuitBreaker::Admission::probe;
-    }
+    if (auto b = breakers.find(e.target); b != breakers.end() && b->second.breaker.open())
+        probe =
+            b->second.breaker.admit(SteadyClock::now()) == detail::CircuitBreaker::Admission::probe;
     Message m = std::move(e.message);
     m.idempotency_key = identity + "-" + std::to_string(e.id);
     ++sending[e.target];
@@ -211,7 +206,7 @@ void Outbox::Impl::judge_target(const std::string& target, bool probe, const err
                                 const Receipt& r) {
     if (config.breaker.failures_to_open == 0) return;
     auto it = breakers.find(target);
-    if (!ec || !detail::counts_against_target(ec)) {
+    if (!ec || !detail::counts_against_target(ec, r.diagnostics)) {
         if (it == breakers.end()) return;
         std::optional<TargetHealth> change;
         if (!ec)
@@ -223,7 +218,7 @@ void Outbox::Impl::judge_target(const std::string& target, bool probe, const err
             event.target = target;
             event.health = *change;
             event.since = std::chrono::system_clock::now();
-            if (config.on_target_health) config.on_target_health(event);
+            tell_target_health(event);
         }
         // Healthy again: forgotten, so a relay holds breakers only for targets failing now.
         if (!ec && !it->second.breaker.open() && it->second.breaker.consecutive_failures() == 0)
@@ -251,7 +246,19 @@ void Outbox::Impl::judge_target(const std::string& target, bool probe, const err
     event.last_error = b.last_error;
     event.last_diagnostics = b.last_diagnostics;
     event.since = b.failing_since;
-    config.on_target_health(event);
+    tell_target_health(event);
+}
+
+void Outbox::Impl::tell_target_health(const TargetHealthEvent& event) {
+    if (!config.on_target_health) return;
+    try {
+        config.on_target_health(event);
+    } catch (const std::exception& e) {  // the delivery's outcome must still be recorded
+        config.logger.log(LogLevel::error,
+                          std::string("outbox: on_target_health threw: ") + e.what());
+    } catch (...) {
+        config.logger.log(LogLevel::error, "outbox: on_target_health threw");
+    }
 }
 
 void Outbox::Impl::on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,

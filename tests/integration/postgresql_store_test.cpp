@@ -566,6 +566,8 @@ TEST_CASE("while a target has no room, claims pass over its backlog and the othe
     outbox::TargetBound probing{100, {}, {{"full", 1}}};
     const auto probe = other->claim(now, 100, probing);
     CHECK(per_target(probe) == std::map<std::string, int>{{"b", 11}, {"c", 8}, {"full", 1}});
+    for (const auto& e : probe)  // its oldest not yet claimed (f1 to f10 went unbounded)
+        if (e.target == "full") CHECK(e.message.body == "f11");
     // A database made before the index existed gets it from the next store that opens it.
     psql_in(uri, "DROP INDEX outbox.events_target_ready");
     auto later = outbox::open_postgresql_store(uri);

@@ -2,7 +2,7 @@
 // local SQS server (fauxqs, read back with the AWS SDK for JavaScript) and tens of broken
 // ones — a server answering 503 and a port that refuses connections. Each target's circuit
 // breaker opens, the broken servers see a bounded number of requests, the healthy queues get
-// everything, and the health events arrive in order.
+// everything, and each target's health events arrive in order.
 #include "catch.hpp"
 #include "destination_runs.hpp"
 #include "fake_sqs.hpp"
@@ -344,4 +344,32 @@ TEST_CASE("idle targets are forgotten and made again by their next message; noth
     }
     CHECK(arrived == 2 * count);
     CHECK_FALSE(outbox::test::close_destination(io, router));
+}
+
+TEST_CASE("destroying the router destroys its targets: what they hold completes at once",
+          "[routing][isolation]") {
+    TestHttpServer hanging([](const TestRequest&) {
+        TestReply r;
+        r.action = TestReply::Action::hold;
+        return r;
+    });
+    asio::io_context io;
+    std::vector<boost::system::error_code> results;
+    {
+        outbox::RoutingDestination router(io.get_executor(), routes(io));
+        for (int i = 0; i < 3; ++i)
+            router.async_send(
+                to(hanging.url("/000000000000/held"), "held " + std::to_string(i)),
+                [&](boost::system::error_code ec, outbox::Receipt) { results.push_back(ec); });
+        const auto until = std::chrono::steady_clock::now() + 10s;
+        while (hanging.requests() == 0 && std::chrono::steady_clock::now() < until)
+            io.run_one_for(100ms);
+        REQUIRE(hanging.requests() >= 1);  // in a request that never ends
+    }
+    io.restart();
+    io.run();  // returns: nothing of the router is left waiting
+    REQUIRE(results.size() == 3);
+    // Aborted; outcome_unknown for those whose request had gone out.
+    for (const auto& ec : results)
+        CHECK((ec == asio::error::operation_aborted || ec == Errc::outcome_unknown));
 }

@@ -119,6 +119,20 @@ TEST_CASE("a probe that ends without a verdict frees the place for the next one"
     CHECK(b.open());
 }
 
+TEST_CASE("a probe that fails after an older message closed the breaker frees its place") {
+    Breaker b(policy(2));
+    b.failed(start, false);
+    REQUIRE(b.failed(start, false) == TargetHealth::open);
+    REQUIRE(b.admit(start + 10s) == Admission::probe);
+    CHECK(b.succeeded(false) == TargetHealth::healthy);  // sent before it opened, delivered
+    // Then the probe comes back failed: the first of a new run (half of two: degraded).
+    CHECK(b.failed(start + 11s, true) == TargetHealth::degraded);
+    // Two more failures open it again; after the wait a probe goes, as the first time.
+    CHECK(b.failed(start + 12s, false) == TargetHealth::open);
+    CHECK(b.admit(start + 12s + 9s) == Admission::refuse);
+    CHECK(b.admit(start + 12s + 10s) == Admission::probe);
+}
+
 TEST_CASE("failures_to_open 0 turns the breaker off; failures are still counted") {
     Breaker b(policy(0));
     for (int i = 0; i < 100; ++i) CHECK_FALSE(b.failed(start, false));
@@ -140,6 +154,9 @@ TEST_CASE("only failures that say something about the target count") {
         CHECK_FALSE(counts_against_target(e));
     CHECK_FALSE(counts_against_target(boost::asio::error::operation_aborted));
     CHECK_FALSE(counts_against_target({}));
+    outbox::Diagnostics blamed_on_the_sender;
+    blamed_on_the_sender.sender_fault = true;  // a batch entry the service refused
+    CHECK_FALSE(counts_against_target(Errc::service_error, blamed_on_the_sender));
     CHECK(outbox::is_retryable(Errc::target_unavailable));
     CHECK(outbox::is_retryable(Errc::target_busy));
     CHECK(std::string(outbox::to_string(TargetHealth::disabled)) == "disabled");
