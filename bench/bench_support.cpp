@@ -56,7 +56,8 @@ Nginx::Nginx(const std::string& directive)
     std::ofstream(dir_ / "nginx.conf")
         << "daemon off; master_process off; worker_processes 1;\n"
         << "error_log " << (dir_ / "logs/error.log").string() << " warn; pid "
-        << (dir_ / "nginx.pid").string() << ";\nevents { worker_connections 1024; }\n"
+        << (dir_ / "nginx.pid").string()
+        << ";\nworker_rlimit_nofile 16384;\nevents { worker_connections 8192; }\n"
         << "http { access_log off; keepalive_requests 10000000; keepalive_timeout 60s;\n"
         << "  client_max_body_size 4m; client_body_buffer_size 4m;\n"
         << "  client_body_temp_path " << dir_.string() << "; proxy_temp_path " << dir_.string()
