@@ -92,9 +92,10 @@ int main(int argc, char** argv) {
                                outbox::bench::canned_single_reply(body) + "';");
     asio::io_context io;
     auto credentials = outbox::make_static_credentials(io.get_executor(), {"AKID", "secret"});
-    std::printf("What a target costs: %zu SQS targets (nginx answering SendMessage), %zu Kafka\n"
-                "destinations; per target, resident memory after malloc_trim and threads\n",
-                targets, kafka_count);
+    std::printf(
+        "What a target costs: %zu SQS targets (nginx answering SendMessage), %zu Kafka\n"
+        "destinations; per target, resident memory after malloc_trim and threads\n",
+        targets, kafka_count);
     const Reading start = now();
 
     {  // The reference: a bare keep-alive TCP connection per target.

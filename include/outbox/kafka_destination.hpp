@@ -3,6 +3,7 @@
 // and a bounded close. Links outbox::kafka. See docs/kafka.md.
 #pragma once
 
+#include <outbox/credentials_provider.hpp>
 #include <outbox/destination.hpp>
 #include <outbox/envelope.hpp>
 #include <outbox/logging.hpp>
@@ -28,7 +29,9 @@ enum class KafkaSecurity {
     plaintext,       // neither: local brokers only
 };
 
-enum class SaslMechanism { plain, scram_sha_256, scram_sha_512 };
+/// aws_msk_iam: Amazon MSK's IAM access control — SASL OAUTHBEARER with a token made from
+/// `credentials` by outbox's SigV4 signer (make_msk_iam_token), refreshed as librdkafka asks.
+enum class SaslMechanism { plain, scram_sha_256, scram_sha_512, aws_msk_iam };
 
 enum class KafkaPartitioner {
     /// The partition given the fewest bytes so far (like kafka-go's LeastBytes); messages
@@ -60,6 +63,11 @@ struct KafkaDestinationConfig {
     SaslMechanism sasl_mechanism = SaslMechanism::plain;
     std::string sasl_username{};
     std::string sasl_password{};  // never logged
+    /// aws_msk_iam: where the tokens' credentials come from (any provider: the default chain,
+    /// a customer's role with make_assume_role_credentials), and the cluster's region (empty:
+    /// AWS_REGION, else AWS_DEFAULT_REGION). No sasl_username then.
+    CredentialsProviderPtr credentials{};
+    std::string aws_region{};
     KafkaTlsConfig tls{};
 
     /// "all" (every in-sync replica), "1" (the leader) or "0" (no acknowledgement).

@@ -1,6 +1,7 @@
 #include "kafka/kafka_config.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 
 namespace outbox::detail::kafka {
@@ -29,6 +30,8 @@ const char* sasl_mechanism_name(SaslMechanism m) {
             return "SCRAM-SHA-256";
         case SaslMechanism::scram_sha_512:
             return "SCRAM-SHA-512";
+        case SaslMechanism::aws_msk_iam:
+            return "OAUTHBEARER";
     }
     return "PLAIN";
 }
@@ -38,6 +41,17 @@ bool uses_sasl(const KafkaDestinationConfig& c) {
 }
 
 }  // namespace
+
+bool uses_msk_iam(const KafkaDestinationConfig& c) {
+    return uses_sasl(c) && c.sasl_mechanism == SaslMechanism::aws_msk_iam;
+}
+
+std::string msk_iam_region(const KafkaDestinationConfig& c) {
+    if (!c.aws_region.empty()) return c.aws_region;
+    for (const char* name : {"AWS_REGION", "AWS_DEFAULT_REGION"})
+        if (const char* v = std::getenv(name); v != nullptr && *v != '\0') return v;
+    return {};
+}
 
 bool is_valid_topic_name(std::string_view t) {
     if (t.empty() || t.size() > 249 || t == "." || t == "..") return false;
@@ -55,8 +69,12 @@ void check_config(const KafkaDestinationConfig& config) {
     require(
         is_valid_topic_name(config.topic),
         "topic \"" + config.topic + "\" is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)");
-    require(!uses_sasl(config) || !config.sasl_username.empty(),
+    require(!uses_sasl(config) || uses_msk_iam(config) || !config.sasl_username.empty(),
             "SASL needs sasl_username (or security = plaintext/ssl)");
+    require(!uses_msk_iam(config) || config.credentials != nullptr,
+            "aws_msk_iam needs credentials");
+    require(!uses_msk_iam(config) || !msk_iam_region(config).empty(),
+            "aws_msk_iam needs aws_region (or AWS_REGION)");
     require(config.max_message_size >= 1 && config.max_message_size <= 1000000000,
             "max_message_size must be 1 to 1000000000");
     require(config.max_in_flight_messages >= 1 && config.max_in_flight_messages <= 2147483647,
@@ -78,8 +96,10 @@ Properties producer_properties(const KafkaDestinationConfig& c) {
     set("security.protocol", security_protocol(c.security));
     if (uses_sasl(c)) {
         set("sasl.mechanisms", sasl_mechanism_name(c.sasl_mechanism));
-        set("sasl.username", c.sasl_username);
-        set("sasl.password", c.sasl_password);
+        if (!uses_msk_iam(c)) {
+            set("sasl.username", c.sasl_username);
+            set("sasl.password", c.sasl_password);
+        }
     }
     if (c.security == KafkaSecurity::sasl_ssl || c.security == KafkaSecurity::ssl) {
         if (!c.tls.ca_file.empty()) set("ssl.ca.location", c.tls.ca_file);

@@ -19,6 +19,11 @@ bool is_valid_topic_name(std::string_view topic);
 /// Throws std::invalid_argument ("KafkaDestination: ...") naming the first thing wrong.
 void check_config(const KafkaDestinationConfig& config);
 
+/// Whether the destination authenticates with Amazon MSK's IAM tokens, and their region
+/// (the configured one, else AWS_REGION, else AWS_DEFAULT_REGION; empty when none).
+bool uses_msk_iam(const KafkaDestinationConfig& config);
+std::string msk_iam_region(const KafkaDestinationConfig& config);
+
 /// The librdkafka properties, in the order to set them: ours, then config.properties (a
 /// property given there overrides ours), then log_level 7 when the logger wants debug lines.
 Properties producer_properties(const KafkaDestinationConfig& config);

@@ -149,6 +149,10 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     static int32_t partition_round_robin(const rd_kafka_topic_t* rkt, const void*, size_t,
                                          int32_t partition_cnt, void* rkt_opaque, void*);
     static void on_queue_event(rd_kafka_t*, void* opaque);
+    // Amazon MSK IAM: librdkafka asks for a token on its SASL thread; it is made on the
+    // executor from the credentials provider, then handed back (thread-safe calls).
+    static void on_token_refresh(rd_kafka_t*, const char* oauthbearer_config, void* opaque);
+    void refresh_token();
 
     std::string redact(std::string text) const;
     void log(LogLevel level, const std::string& message) const;

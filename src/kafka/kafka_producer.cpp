@@ -3,6 +3,10 @@
 #include "kafka/kafka_config.hpp"
 #include "kafka/kafka_destination_impl.hpp"
 
+#include <outbox/msk_iam_token.hpp>
+
+#include <boost/asio/bind_executor.hpp>
+
 #include <librdkafka/rdkafka.h>
 #include <boost/asio/post.hpp>
 
@@ -208,6 +212,11 @@ KafkaDestination::KafkaDestination(asio::any_io_executor executor, KafkaDestinat
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::on_delivery);
     rd_kafka_conf_set_error_cb(conf.get(), &Impl::on_error);
     rd_kafka_conf_set_log_cb(conf.get(), &Impl::on_log);
+    if (detail::kafka::uses_msk_iam(c)) {
+        rd_kafka_conf_set_oauthbearer_token_refresh_cb(conf.get(), &Impl::on_token_refresh);
+        // Served on librdkafka's background thread: the first token needs no poll.
+        rd_kafka_conf_enable_sasl_queue(conf.get(), 1);
+    }
 
     char err[512];
     rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err);
@@ -215,6 +224,12 @@ KafkaDestination::KafkaDestination(asio::any_io_executor executor, KafkaDestinat
     conf.release();  // rd_kafka_new took it
     impl->handles.rk = rk;
     rd_kafka_set_log_queue(rk, nullptr);  // logs go to the main queue
+    if (detail::kafka::uses_msk_iam(c))
+        if (rd_kafka_error_t* e = rd_kafka_sasl_background_callbacks_enable(rk)) {
+            const std::string why = rd_kafka_error_string(e);
+            rd_kafka_error_destroy(e);
+            throw std::invalid_argument("KafkaDestination: " + why);
+        }
 
     rd_kafka_topic_conf_t* tconf = rd_kafka_default_topic_conf_dup(rk);
     if (c.partitioner == KafkaPartitioner::least_bytes)
@@ -255,6 +270,43 @@ KafkaDestination::KafkaDestination(asio::any_io_executor executor, KafkaDestinat
         if (auto self = weak.lock()) self->serve();
     });
     impl_ = std::move(impl);
+}
+
+void KafkaDestination::Impl::on_token_refresh(rd_kafka_t*, const char*, void* opaque) {
+    auto* impl = static_cast<Impl*>(opaque);
+    asio::post(impl->executor, [weak = impl->weak_from_this()] {
+        if (auto self = weak.lock()) self->refresh_token();
+    });
+}
+
+void KafkaDestination::Impl::refresh_token() {
+    config.credentials->async_get_credentials(asio::bind_executor(
+        executor, [weak = weak_from_this()](boost::system::error_code ec, Credentials c) {
+            auto self = weak.lock();
+            if (!self) return;
+            MskIamToken token;
+            if (!ec)
+                ec = make_msk_iam_token(detail::kafka::msk_iam_region(self->config), c,
+                                        std::chrono::system_clock::now(), token);
+            std::lock_guard lock(self->mutex);
+            if (self->stopped || !self->handles.rk) return;
+            if (ec) {
+                const std::string why = "no MSK IAM token: " + ec.message();
+                self->log(LogLevel::error, "kafka: " + why);
+                rd_kafka_oauthbearer_set_token_failure(self->handles.rk, why.c_str());
+                return;
+            }
+            char errstr[512];
+            // The principal is only the client's own label; the broker reads the token.
+            if (rd_kafka_oauthbearer_set_token(self->handles.rk, token.token.c_str(),
+                                               token.expires_at_ms, c.access_key_id.c_str(),
+                                               nullptr, 0, errstr,
+                                               sizeof errstr) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                self->log(LogLevel::error, std::string("kafka: the MSK IAM token was refused: ") +
+                                               self->redact(errstr));
+                rd_kafka_oauthbearer_set_token_failure(self->handles.rk, "token refused");
+            }
+        }));
 }
 
 bool is_secret_kafka_property(std::string_view name) {

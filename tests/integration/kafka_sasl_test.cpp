@@ -5,6 +5,7 @@
 #include "destination_runs.hpp"
 #include "sasl_broker.hpp"
 
+#include <outbox/credentials_providers.hpp>
 #include <outbox/kafka_destination.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -164,4 +165,58 @@ TEST_CASE("creating the topic is refused: producing goes ahead when it exists", 
               std::string::npos);
     }
     CHECK(broker.records().size() == 1);
+}
+
+TEST_CASE(
+    "Amazon MSK IAM: OAUTHBEARER with a token our signer made from the credentials provider; "
+    "the broker checks its signature; a wrong key is refused",
+    "[kafka][sasl][msk]") {
+    SaslBroker broker("msk-iam", SaslBroker::Mechanism::msk_iam);
+    CapturedLog log;
+    asio::io_context io;
+    auto config = sasl_config(broker, "msk-iam");
+    config.sasl_username.clear();
+    config.sasl_password.clear();
+    config.sasl_mechanism = outbox::SaslMechanism::aws_msk_iam;
+    config.aws_region = SaslBroker::msk_region();
+    config.credentials = outbox::make_static_credentials(
+        io.get_executor(),
+        {SaslBroker::msk_access_key(), SaslBroker::msk_secret(), "a-session-token/with+chars="});
+    config.logger = log.logger();
+    {
+        outbox::KafkaDestination kafka(io.get_executor(), config);
+        std::vector<outbox::Message> messages;
+        for (int i = 0; i < 10; ++i) messages.push_back(message("iam " + std::to_string(i)));
+        for (auto& o : send_all(io, kafka, messages)) {
+            INFO(o.receipt.diagnostics.message);
+            CHECK_FALSE(o.ec);
+        }
+        CHECK_FALSE(close_destination(io, kafka, std::chrono::seconds(5)));
+    }
+    const auto records = broker.records();
+    REQUIRE(records.size() == 10);
+    CHECK(records[9].payload == "iam 9");
+    {
+        std::lock_guard lock(log.mutex);
+        CHECK(log.text.find(SaslBroker::msk_secret()) == std::string::npos);
+    }
+
+    // Signed with another secret: the broker's check fails, and the sends say why.
+    auto wrong = config;
+    wrong.credentials = outbox::make_static_credentials(
+        io.get_executor(), {SaslBroker::msk_access_key(), "not-the-secret"});
+    outbox::KafkaDestination refused(io.get_executor(), wrong);
+    const auto start = Clock::now();
+    for (auto& o : send_all(io, refused, {message("refused")})) {
+        CHECK(o.ec == outbox::Errc::authentication_failed);
+        CHECK(o.receipt.diagnostics.message.find("not-the-secret") == std::string::npos);
+    }
+    CHECK(Clock::now() - start < std::chrono::seconds(10));
+    CHECK(broker.records().size() == 10);
+
+    // What cannot work is refused at construction.
+    auto no_credentials = config;
+    no_credentials.credentials = nullptr;
+    CHECK_THROWS_AS(outbox::KafkaDestination(io.get_executor(), no_credentials),
+                    std::invalid_argument);
 }

@@ -24,7 +24,7 @@ void openssl(const std::vector<std::string>& args) {
 
 }  // namespace
 
-SaslBroker::SaslBroker(const std::string& topic) {
+SaslBroker::SaslBroker(const std::string& topic, Mechanism mechanism) {
     namespace fs = std::filesystem;
     static int instance = 0;
     dir_ = (fs::temp_directory_path() /
@@ -44,12 +44,26 @@ SaslBroker::SaslBroker(const std::string& topic) {
     std::ofstream(d + "san.ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
     openssl({"x509", "-req", "-in", d + "server.csr", "-CA", d + "ca.pem", "-CAkey", d + "ca.key",
              "-CAcreateserial", "-out", d + "server.pem", "-days", "2", "-extfile", d + "san.ext"});
-    std::ofstream(password_file()) << password() << "\n";
+    const bool msk = mechanism == Mechanism::msk_iam;
+    std::ofstream(password_file()) << (msk ? msk_secret() : password()) << "\n";
     std::ofstream(wrong_password_file()) << "not-the-password\n";
-    process_ = std::make_unique<PeerProcess>(std::vector<std::string>{
-        OUTBOX_SASL_BROKER_PATH, "-cert", d + "server.pem", "-key", d + "server.key", "-user",
-        user(), "-password-file", password_file(), "-topic", topic, "-records",
-        d + "records.jsonl"});
+    std::vector<std::string> argv{OUTBOX_SASL_BROKER_PATH,
+                                  "-cert",
+                                  d + "server.pem",
+                                  "-key",
+                                  d + "server.key",
+                                  "-user",
+                                  user(),
+                                  "-password-file",
+                                  password_file(),
+                                  "-topic",
+                                  topic,
+                                  "-records",
+                                  d + "records.jsonl"};
+    if (msk)
+        argv.insert(argv.end(), {"-mechanism", "OAUTHBEARER", "-msk-region", msk_region(),
+                                 "-msk-access-key", msk_access_key()});
+    process_ = std::make_unique<PeerProcess>(argv);
 }
 
 SaslBroker::~SaslBroker() {

@@ -14,8 +14,11 @@ namespace outbox::test {
 
 class SaslBroker {
   public:
-    /// Leads `topic` (one partition); accepts user "alice" with password "s3cret-pw".
-    explicit SaslBroker(const std::string& topic);
+    enum class Mechanism { plain, msk_iam };
+    /// Leads `topic` (one partition). plain: accepts user "alice" with password "s3cret-pw".
+    /// msk_iam: SASL OAUTHBEARER with Amazon MSK's IAM tokens for msk_region(), signed with
+    /// msk_access_key() and msk_secret() (checked by a SigV4 implementation in Go).
+    explicit SaslBroker(const std::string& topic, Mechanism mechanism = Mechanism::plain);
     ~SaslBroker();
     SaslBroker(const SaslBroker&) = delete;
     SaslBroker& operator=(const SaslBroker&) = delete;
@@ -23,6 +26,9 @@ class SaslBroker {
     std::string bootstrap() const { return "127.0.0.1:" + std::to_string(process_->port()); }
     static std::string user() { return "alice"; }
     static std::string password() { return "s3cret-pw"; }
+    static std::string msk_region() { return "eu-west-1"; }
+    static std::string msk_access_key() { return "AKIDMSKIAMTEST"; }
+    static std::string msk_secret() { return "msk/iam+secret=key"; }
     std::string password_file() const { return dir_ + "/password"; }
     std::string wrong_password_file() const { return dir_ + "/wrong-password"; }
     std::string ca_file() const { return dir_ + "/ca.pem"; }

@@ -13,6 +13,12 @@ using outbox::KafkaDestinationConfig;
 
 namespace {
 
+// A provider that is never asked: the configuration only needs one to be there.
+struct NoCredentials final : outbox::CredentialsProvider {
+    std::string name() const override { return "none"; }
+    void do_get_credentials(Handler) override {}
+};
+
 KafkaDestinationConfig sasl_config() {
     KafkaDestinationConfig c;
     c.bootstrap_servers = "broker-1:9096,broker-2:9096";
@@ -139,4 +145,21 @@ TEST_CASE("kafka config: what cannot work is refused at once, naming it", "[kafk
     CHECK_FALSE(kafka::is_valid_topic_name(".."));
     CHECK_FALSE(kafka::is_valid_topic_name(std::string(250, 'a')));
     CHECK(kafka::is_valid_topic_name(std::string(249, 'a')));
+}
+
+TEST_CASE("kafka config: Amazon MSK IAM is OAUTHBEARER with no user name or password", "[kafka]") {
+    KafkaDestinationConfig c = sasl_config();
+    c.sasl_username.clear();
+    c.sasl_password.clear();
+    c.sasl_mechanism = outbox::SaslMechanism::aws_msk_iam;
+    c.aws_region = "eu-west-1";
+    CHECK(refusal(c) == "KafkaDestination: aws_msk_iam needs credentials");
+    c.credentials = std::make_shared<NoCredentials>();
+    CHECK(refusal(c).empty());
+    const auto p = kafka::producer_properties(c);
+    CHECK(value_of(p, "sasl.mechanisms") == "OAUTHBEARER");
+    CHECK(value_of(p, "security.protocol") == "sasl_ssl");
+    CHECK_FALSE(value_of(p, "sasl.username"));
+    CHECK_FALSE(value_of(p, "sasl.password"));
+    CHECK(kafka::msk_iam_region(c) == "eu-west-1");
 }

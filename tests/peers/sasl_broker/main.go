@@ -1,4 +1,5 @@
-// A Kafka broker that enforces SASL PLAIN over TLS, for the KafkaDestination and CLI tests:
+// A Kafka broker that enforces SASL PLAIN (or, with -mechanism OAUTHBEARER, Amazon MSK's IAM
+// tokens: msk_iam.go) over TLS, for the KafkaDestination and CLI tests:
 // a TLS front on 127.0.0.1 that answers ApiVersions, SaslHandshake, SaslAuthenticate and
 // InitProducerId itself, checks the PLAIN credentials, and passes Metadata, Produce and
 // CreateTopics to Sarama's MockBroker. Every record produced is decoded (CRC-32C checked)
@@ -25,6 +26,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/Shopify/sarama"
 )
@@ -65,7 +67,9 @@ func (reporter) Fatal(args ...interface{})                 { log.Fatal(args...) 
 func (reporter) Fatalf(format string, args ...interface{}) { log.Fatalf(format, args...) }
 
 type frontConfig struct {
+	mechanism      string // PLAIN or OAUTHBEARER (Amazon MSK's IAM tokens)
 	user, password string
+	msk            mskIam
 	backend        string
 	records        *recordLog
 }
@@ -296,21 +300,34 @@ func serve(client net.Conn, cfg frontConfig) {
 		case apiKey == apiSaslHandshake:
 			mechanism := (&reader{b: body}).str()
 			var w writer
-			if mechanism == "PLAIN" {
+			if mechanism == cfg.mechanism {
 				w.i16(0)
 				mechanismChosen = true
 			} else {
 				w.i16(errUnsupportedSaslMechanism)
 			}
 			w.i32(1)
-			w.str("PLAIN")
+			w.str(cfg.mechanism)
 			writeFrame(client, correlation, w.Bytes())
 		case apiKey == apiSaslAuthenticate:
 			auth := (&reader{b: body}).bytes32()
 			parts := bytes.Split(auth, []byte{0})
 			var w writer
-			ok := mechanismChosen && len(parts) == 3 && string(parts[1]) == cfg.user &&
-				string(parts[2]) == cfg.password
+			var ok bool
+			if cfg.mechanism == "OAUTHBEARER" {
+				token, err := bearerToken(auth)
+				if err == nil {
+					err = cfg.msk.verify(token, time.Now())
+				}
+				if err != nil {
+					log.Printf("refused the MSK IAM token: %v", err)
+				}
+				ok = mechanismChosen && err == nil
+				parts = [][]byte{nil, []byte("(token)")}
+			} else {
+				ok = mechanismChosen && len(parts) == 3 && string(parts[1]) == cfg.user &&
+					string(parts[2]) == cfg.password
+			}
 			if ok {
 				w.i16(0)
 				w.nullableStr(nil)
@@ -383,6 +400,9 @@ func min(a, b int) int {
 func main() {
 	cert := flag.String("cert", "", "server certificate (PEM)")
 	key := flag.String("key", "", "server key (PEM)")
+	mechanism := flag.String("mechanism", "PLAIN", "PLAIN, or OAUTHBEARER for MSK IAM tokens")
+	mskRegion := flag.String("msk-region", "", "OAUTHBEARER: the region the token must be for")
+	mskAccessKey := flag.String("msk-access-key", "", "OAUTHBEARER: the key id it must be signed with")
 	user := flag.String("user", "", "the SASL PLAIN user")
 	passwordFile := flag.String("password-file", "", "file holding the SASL PLAIN password")
 	topic := flag.String("topic", "", "the topic this broker leads (one partition)")
@@ -420,8 +440,10 @@ func main() {
 		"CreateTopicsRequest": sarama.NewMockCreateTopicsResponse(reporter{}),
 	})
 
-	cfg := frontConfig{user: *user, password: string(bytes.TrimRight(secret, "\r\n")),
-		backend: backendListener.Addr().String()}
+	cfg := frontConfig{mechanism: *mechanism, user: *user,
+		password: string(bytes.TrimRight(secret, "\r\n")), backend: backendListener.Addr().String()}
+	// OAUTHBEARER: the password file holds the secret key the token must be signed with.
+	cfg.msk = mskIam{region: *mskRegion, accessKey: *mskAccessKey, secret: cfg.password}
 	if *records != "" {
 		f, err := os.OpenFile(*records, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
