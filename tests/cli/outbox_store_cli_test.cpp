@@ -2,18 +2,24 @@
 // store file, fauxqs behind the signature-checking proxy, and a server that never answers.
 #include "catch.hpp"
 #include "local_peers.hpp"
+#include "peer_process.hpp"
 #include "program_run.hpp"
 #include "sigv4_proxy.hpp"
 #include "test_http_server.hpp"
 
 #include <simdjson.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -405,4 +411,104 @@ TEST_CASE(
     for (const auto& body : outbox::test::receive_bodies(queue, stored.size(), 30))
         arrived.insert(static_cast<int>(std::int64_t(parser.parse(body)["event"])));
     CHECK(arrived == stored);
+}
+
+namespace {
+
+// A port on 127.0.0.1 free a moment ago (for servers that cannot report the one they chose).
+std::uint16_t free_port() {
+    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t length = sizeof addr;
+    ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &length);
+    ::close(s);
+    return ntohs(addr.sin_port);
+}
+
+// Debian's Prometheus server on 127.0.0.1, scraping 127.0.0.1:`scraped` every second.
+struct Prometheus {
+    TempDir dir;
+    std::uint16_t port = free_port();
+    std::unique_ptr<outbox::test::PeerProcess> process;
+    explicit Prometheus(std::uint16_t scraped) {
+        std::ofstream(dir.file("prometheus.yml"))
+            << "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
+            << "  - job_name: outbox\n    static_configs:\n      - targets: ['127.0.0.1:" << scraped
+            << "']\n";
+        // PeerProcess waits for a {"port": N} line: printed, then Prometheus takes the shell's
+        // place (so the PID it stops is Prometheus').
+        process = std::make_unique<outbox::test::PeerProcess>(std::vector<std::string>{
+            "/bin/sh", "-c",
+            "echo '{\"port\": " + std::to_string(port) + "}'; exec prometheus --config.file=" +
+                dir.file("prometheus.yml") + " --storage.tsdb.path=" + dir.file("data") +
+                " --web.listen-address=127.0.0.1:" + std::to_string(port) + " --log.level=warn 2>" +
+                dir.file("prometheus.log")});
+    }
+    // The value of `query` through Prometheus' HTTP API, or nothing yet.
+    std::optional<std::string> value(const std::string& query) const {
+        std::string body;
+        try {
+            body = outbox::test::http_get(port, "/api/v1/query?query=" + query);
+        } catch (const std::exception&) {
+            return std::nullopt;  // not listening yet
+        }
+        simdjson::dom::parser parser;
+        simdjson::dom::element doc;
+        if (parser.parse(body).get(doc) != simdjson::SUCCESS) return std::nullopt;
+        simdjson::dom::array result;
+        if (doc["data"]["result"].get_array().get(result) != simdjson::SUCCESS ||
+            result.size() == 0)
+            return std::nullopt;
+        return std::string(std::string_view(result.at(0)["value"].at(1)));
+    }
+};
+
+}  // namespace
+
+TEST_CASE("relay --metrics: Prometheus scrapes the relay and its query API counts the deliveries") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    const std::string queue = outbox::test::create_queue("cli-outbox-metrics");
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        for (int i = 0; i < 30; ++i) in << "{\"metered\":" << i << "}\n";
+    }
+    REQUIRE(
+        run_program(outbox_args({"enqueue", "--store", store, "--to", queue, dir.file("in.jsonl")}),
+                    keys())
+            .status == 0);
+    const std::uint16_t metrics_port = free_port();
+    std::string page, delivered;
+    ProgramOptions options = keys();
+    options.while_running = [&](pid_t relay) {
+        Prometheus prometheus(metrics_port);
+        const auto until = std::chrono::steady_clock::now() + 60s;
+        while (std::chrono::steady_clock::now() < until) {
+            delivered = prometheus.value("outbox_events_delivered_total").value_or("");
+            if (delivered == "30") break;
+            std::this_thread::sleep_for(200ms);  // polling Prometheus' answer, not waiting blind
+        }
+        page = outbox::test::http_get(metrics_port, "/metrics");
+        ::kill(relay, SIGTERM);
+    };
+    const ProgramRun r =
+        run_program(outbox_args({"relay", "--store", store, "--endpoint", proxy().process.url(),
+                                 "--metrics", "127.0.0.1:" + std::to_string(metrics_port)}),
+                    options);
+    INFO(r.err);
+    INFO(page);
+    CHECK(r.status == 0);
+    CHECK(delivered == "30");  // as Prometheus stored it from its scrapes
+    CHECK(contains(page, "# TYPE outbox_events_delivered_total counter\n"));
+    CHECK(contains(page, "outbox_events_delivered_total 30\n"));
+    CHECK(inspect(store).pending == 0);
+    // A bad address is a usage error naming it.
+    const ProgramRun bad = run_program(
+        outbox_args({"relay", "--store", store, "--metrics", "localhost:9464", "--until-empty"}),
+        keys());
+    CHECK(bad.status == 2);
+    CHECK(contains(bad.err, "not an IP address"));
 }

@@ -7,9 +7,11 @@
 #include "destination_runs.hpp"
 #include "fake_sqs.hpp"
 #include "local_peers.hpp"
+#include "peer_process.hpp"
 #include "test_http_server.hpp"
 
 #include <outbox/credentials_providers.hpp>
+#include <outbox/prometheus_text.hpp>
 #include <outbox/routing_destination.hpp>
 #include <outbox/sqs_destination.hpp>
 
@@ -210,6 +212,24 @@ TEST_CASE(
     }
     CHECK(open == 2 * broken_each);
     CHECK(healthy_status == healthy_count);
+
+    // The same as Prometheus reads it: 25 targets named, the 20 broken ones first, the rest
+    // summed as (other).
+    outbox::PrometheusText metrics;
+    outbox::add_routing_metrics(metrics, {{"router", "customers"}}, router, 25);
+    const std::string page = metrics.text();
+    std::string promtool_out;
+    CHECK(outbox::test::run_command({"/bin/sh", "-c", "promtool check metrics 2>&1"}, promtool_out,
+                                    page) == 0);
+    INFO(promtool_out);
+    CHECK(page.find("outbox_target_health{router=\"customers\",target=\"" + answering_503[0] +
+                    "\",health=\"open\"} 1\n") != std::string::npos);
+    CHECK(page.find("outbox_target_failures{router=\"customers\",target=\"" + refusing[9] +
+                    "\"} 3\n") != std::string::npos);
+    CHECK(page.find("outbox_messages_delivered_total{router=\"customers\",target=\"" + healthy[0] +
+                    "\"} " + std::to_string(waves) + "\n") != std::string::npos);
+    CHECK(page.find("outbox_messages_delivered_total{router=\"customers\",target=\"(other)\"} " +
+                    std::to_string((healthy_count - 5) * waves) + "\n") != std::string::npos);
     CHECK_FALSE(outbox::test::close_destination(io, router));
 }
 

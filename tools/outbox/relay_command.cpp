@@ -4,11 +4,13 @@
 
 #include "cli_io.hpp"
 #include "delivery.hpp"
+#include "metrics_server.hpp"
 #include "outbox_command_support.hpp"
 #include "report_file.hpp"
 
 #include <outbox/json_string.hpp>
 #include <outbox/outbox.hpp>
+#include <outbox/prometheus_text.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -34,7 +36,7 @@ constexpr std::string_view relay_usage =
     "5s,5m,30m,2h,5h,10h,10h]\n"
     "                    [--max-age 72h] [--report FILE] [--grace SECONDS] [--stats]\n"
     "                    [--claim-lease 5m] [--max-in-flight 1024]\n"
-    "                    [--max-in-flight-per-target N]\n"
+    "                    [--max-in-flight-per-target N] [--metrics HOST:PORT]\n"
     "                    [delivery options]\n"
     "Delivers the store's backlog to each event's target until SIGINT or SIGTERM (then it\n"
     "starts no new delivery, gives those in flight --grace seconds, default 10, leaves the\n"
@@ -48,7 +50,8 @@ constexpr std::string_view relay_usage =
     "(default 5m: keep it above --deadline). At most --max-in-flight events are out at once,\n"
     "and of one target at most --max-in-flight-per-target (default half of --max-in-flight;\n"
     "0: no bound), so a target whose deliveries hang holds only that share, and the others\n"
-    "go on. Delivery options (as for send):\n";
+    "go on. --metrics serves GET /metrics in Prometheus' text format: the relay's counters and\n"
+    "each target's pending events and dead letters. Delivery options (as for send):\n";
 
 // "5s", "5m", "2h", "3d" into seconds; false when it is not that.
 bool parse_duration(std::string_view text, std::chrono::seconds& out) {
@@ -77,7 +80,7 @@ bool parse_duration(std::string_view text, std::chrono::seconds& out) {
 }  // namespace
 
 int run_relay(int argc, char** argv) {
-    std::string store_path, report_path;
+    std::string store_path, report_path, metrics_address;
     bool until_empty = false, print_stats = false;
     long long grace_seconds = 10;
     std::vector<std::chrono::seconds> schedule = default_retry_schedule();
@@ -107,6 +110,9 @@ int run_relay(int argc, char** argv) {
                 return usage_error("relay: --store needs a file or a postgresql:// URI");
         } else if (a == "--report") {
             if (!value(report_path)) return usage_error("relay: --report needs a file name");
+        } else if (a == "--metrics") {
+            if (!value(metrics_address))
+                return usage_error("relay: --metrics needs HOST:PORT, such as 127.0.0.1:9464");
         } else if (a == "--until-empty") {
             until_empty = true;
         } else if (a == "--stats") {
@@ -225,12 +231,40 @@ int run_relay(int argc, char** argv) {
         return usage_error(std::string("relay: ") + e.what());
     }
 
+    // Summaries read the whole store: a scraper asking every second gets one at most every 5 s.
+    std::optional<MetricsServer> metrics;
+    std::vector<TargetSummary> summaries;
+    std::optional<std::chrono::steady_clock::time_point> summarized_at;
+    if (!metrics_address.empty()) try {
+            metrics.emplace(io, metrics_address, [&](std::function<void(std::string)> done) {
+                auto page = [&, done](const std::vector<TargetSummary>& targets) {
+                    PrometheusText text;
+                    add_outbox_metrics(text, {}, outbox->stats(), targets);
+                    done(text.text());
+                };
+                const auto now = std::chrono::steady_clock::now();
+                if (summarized_at && now - *summarized_at < std::chrono::seconds(5))
+                    return page(summaries);
+                outbox->async_summarize(
+                    [&, page, now](error_code ec, std::vector<TargetSummary> targets) {
+                        if (!ec) {
+                            summaries = std::move(targets);
+                            summarized_at = now;
+                        }
+                        page(summaries);
+                    });
+            });
+        } catch (const std::exception& e) {
+            return usage_error(std::string("relay: ") + e.what());
+        }
+
     StopSignals signals(io);
     std::uint64_t dead_left = 0;
     bool closing = false;
     std::function<void()> close_outbox = [&] {
         if (closing) return;
         closing = true;
+        if (metrics) metrics->stop();
         outbox->async_close(std::chrono::seconds(grace_seconds), [&](error_code) {
             signals.cancel();
             destinations->close();
