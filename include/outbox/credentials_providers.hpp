@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,27 @@ namespace outbox {
 /// Fixed keys. Errc::missing_credentials when the key id or secret is empty.
 CredentialsProviderPtr make_static_credentials(boost::asio::any_io_executor executor,
                                                Credentials credentials);
+
+/// Keys the application replaces while destinations use them (a customer rotated theirs):
+/// every request signed after rotate() returns uses the new keys; none is recreated.
+class RotatableCredentials final : public CredentialsProvider {
+  public:
+    RotatableCredentials(boost::asio::any_io_executor executor, Credentials credentials);
+    /// Thread-safe. Requests already signed keep the old keys.
+    void rotate(Credentials credentials);
+    std::string name() const override { return "rotatable static"; }
+
+  protected:
+    void do_get_credentials(Handler handler) override;
+
+  private:
+    boost::asio::any_io_executor executor_;
+    mutable std::mutex mutex_;
+    Credentials credentials_;
+};
+/// Errc::missing_credentials (at each call) while the key id or secret is empty.
+std::shared_ptr<RotatableCredentials> make_rotatable_credentials(
+    boost::asio::any_io_executor executor, Credentials credentials);
 
 /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, read at each call.
 CredentialsProviderPtr make_environment_credentials(boost::asio::any_io_executor executor);

@@ -134,6 +134,12 @@ class KafkaDestination final : public Destination {
     DestinationStats stats() const override;
     void set_dead_letter_handler(DeadLetterHandler handler) override;
 
+    /// Rotates the SASL PLAIN or SCRAM user name and password in place: connections made from
+    /// now on use them (librdkafka reconnects after a refused authentication; connections
+    /// already authenticated stay). Thread-safe. Throws std::invalid_argument for a
+    /// destination without those mechanisms, or an empty user name.
+    void set_sasl_credentials(std::string username, std::string password);
+
   protected:
     void do_send(Message message, SendHandler handler) override;
     void do_close(std::chrono::milliseconds deadline, CloseHandler handler) override;

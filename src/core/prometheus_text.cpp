@@ -188,8 +188,8 @@ void add_outbox_metrics(PrometheusText& out, const PrometheusText::Labels& label
                 d(s.retried));
     out.counter("outbox_events_dead_lettered_total", "Events that became dead letters.", labels,
                 d(s.dead));
-    out.gauge("outbox_events_in_flight", "Events handed to destinations, not yet settled.",
-              labels, d(s.in_flight));
+    out.gauge("outbox_events_in_flight", "Events handed to destinations, not yet settled.", labels,
+              d(s.in_flight));
     std::vector<const TargetSummary*> order;
     for (const auto& t : targets) order.push_back(&t);
     std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {

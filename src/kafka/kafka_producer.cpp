@@ -309,6 +309,29 @@ void KafkaDestination::Impl::refresh_token() {
         }));
 }
 
+void KafkaDestination::set_sasl_credentials(std::string username, std::string password) {
+    Impl& impl = *impl_;
+    const bool sasl = impl.config.security == KafkaSecurity::sasl_ssl ||
+                      impl.config.security == KafkaSecurity::sasl_plaintext;
+    if (!sasl || impl.config.sasl_mechanism == SaslMechanism::aws_msk_iam)
+        throw std::invalid_argument(
+            "KafkaDestination::set_sasl_credentials: the destination does not use SASL PLAIN or "
+            "SCRAM");
+    if (username.empty())
+        throw std::invalid_argument("KafkaDestination::set_sasl_credentials: empty user name");
+    std::lock_guard lock(impl.mutex);
+    if (impl.stopped || !impl.handles.rk) return;
+    if (rd_kafka_error_t* e =
+            rd_kafka_sasl_set_credentials(impl.handles.rk, username.c_str(), password.c_str())) {
+        const std::string why = rd_kafka_error_string(e);
+        rd_kafka_error_destroy(e);
+        throw std::invalid_argument("KafkaDestination::set_sasl_credentials: " + impl.redact(why));
+    }
+    impl.config.sasl_username = std::move(username);
+    impl.config.sasl_password = std::move(password);
+    impl.refusal.reset();  // what fails from now on fails for its own reason
+}
+
 bool is_secret_kafka_property(std::string_view name) {
     auto has = [&](std::string_view part) { return name.find(part) != std::string_view::npos; };
     return has("password") || has("secret") || has("sasl.oauthbearer.config") ||

@@ -169,3 +169,38 @@ TEST_CASE("AssumeRole refused (a wrong ExternalId) fails the send with STS's rea
     CHECK_THROWS_AS(outbox::make_assume_role_credentials(io.get_executor(), ours, short_lived),
                     std::invalid_argument);
 }
+
+TEST_CASE("static keys rotated mid-run: the next requests are signed with the new keys",
+          "[credentials]") {
+    const std::string new_key = "AKIDROTATEDKEY", new_secret = "rotated-secret";
+    outbox::test::SigV4Proxy sqs(outbox::test::fauxqs().port(), "sqs", role_key, role_secret,
+                                 {"--also-key", new_key + ":" + new_secret});
+    const std::string queue = outbox::test::create_queue("rotated-keys");
+    asio::io_context io;
+    auto keys = outbox::make_rotatable_credentials(io.get_executor(), {role_key, role_secret});
+    outbox::SqsDestinationConfig c;
+    c.queue_url = queue;
+    c.endpoint = sqs.process.url();
+    c.region = "us-east-1";
+    c.credentials = keys;
+    outbox::SqsDestination destination(io.get_executor(), c);
+    auto send = [&](const std::string& body) {
+        auto outcomes = outbox::test::send_all(io, destination, {outbox::test::text_message(body)});
+        INFO(outcomes[0].receipt.diagnostics.message);
+        return outcomes[0].ec;
+    };
+    CHECK_FALSE(send("with the old keys"));
+    CHECK(sqs.last_headers()["authorization"].find("Credential=" + role_key + "/") !=
+          std::string::npos);
+    keys->rotate({new_key, new_secret});
+    CHECK_FALSE(send("with the new keys"));
+    CHECK(sqs.last_headers()["authorization"].find("Credential=" + new_key + "/") !=
+          std::string::npos);
+    CHECK(sqs.stat("signature_failures") == 0);
+    // Rotated to keys the service does not know: refused, and said so.
+    keys->rotate({"AKIDUNKNOWN", "nobody's-secret"});
+    CHECK(send("with unknown keys") == Errc::service_error);
+    keys->rotate({});
+    CHECK(send("with no keys") == Errc::missing_credentials);
+    CHECK(outbox::test::receive_bodies(queue, 2, 10).size() == 2);
+}

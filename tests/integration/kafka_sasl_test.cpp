@@ -220,3 +220,29 @@ TEST_CASE(
     CHECK_THROWS_AS(outbox::KafkaDestination(io.get_executor(), no_credentials),
                     std::invalid_argument);
 }
+
+TEST_CASE("SASL PLAIN credentials rotated in place: after a refusal, the new password delivers",
+          "[kafka][sasl]") {
+    SaslBroker broker("rotated");
+    CapturedLog log;
+    asio::io_context io;
+    auto config = sasl_config(broker, "rotated");
+    config.sasl_password = "last-month's-password";
+    config.logger = log.logger();
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    for (auto& o : send_all(io, kafka, {message("before rotation")}))
+        CHECK(o.ec == outbox::Errc::authentication_failed);
+    kafka.set_sasl_credentials(SaslBroker::user(), SaslBroker::password());
+    for (auto& o : send_all(io, kafka, {message("after rotation")})) {
+        INFO(o.receipt.diagnostics.message);
+        CHECK_FALSE(o.ec);
+    }
+    CHECK_FALSE(close_destination(io, kafka, std::chrono::seconds(5)));
+    const auto records = broker.records();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].payload == "after rotation");
+    CHECK_THROWS_AS(kafka.set_sasl_credentials("", "x"), std::invalid_argument);
+    std::lock_guard lock(log.mutex);
+    CHECK(log.text.find(SaslBroker::password()) == std::string::npos);
+    CHECK(log.text.find("last-month's-password") == std::string::npos);
+}

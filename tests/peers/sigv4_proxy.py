@@ -107,7 +107,9 @@ def expected_signature(method, host, path, headers, body, auth, args):
     if not m:
         return None, "malformed Authorization header"
     key, _date, region, service, signed, signature = m.groups()
-    if key != args.access_key:
+    keys = {args.access_key: args.secret_key}
+    keys.update(k.split(":", 1) for k in args.also_key)
+    if key not in keys:
         return None, f"unknown access key {key}"
     if service != args.service:
         return None, f"signed for service {service}, expected {args.service}"
@@ -120,7 +122,7 @@ def expected_signature(method, host, path, headers, body, auth, args):
         if name not in lower:
             return None, f"signed header {name} missing"
         request.headers[name] = lower[name]
-    creds = Credentials(args.access_key, args.secret_key, lower.get("x-amz-security-token"))
+    creds = Credentials(key, keys[key], lower.get("x-amz-security-token"))
     auth_class = S3SigV4Auth if service == "s3" else SigV4Auth
     signer = auth_class(creds, service, region)
     moment = datetime.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ")
@@ -327,6 +329,8 @@ def main():
     p.add_argument("--service", default="sqs")
     p.add_argument("--access-key", default="AKIDOUTBOXTEST")
     p.add_argument("--secret-key", default="outbox-test-secret")
+    p.add_argument("--also-key", action="append", default=[], metavar="KEY:SECRET",
+                   help="another key pair accepted (rotation tests)")
     p.add_argument("--faults", default="")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--slow-ms", type=int, default=300)

@@ -60,11 +60,16 @@ TEST_CASE("a destination's figures: counters, in flight and a cumulative latency
     CHECK(page.find("outbox_messages_delivered_total{destination=\"orders\"} 4\n") !=
           std::string::npos);
     // Up to 3 µs: 1; up to 2047 µs: 3; +Inf: all 4; the sum in seconds.
-    CHECK(page.find("outbox_delivery_latency_seconds_bucket{destination=\"orders\",le=\"0.000003\"} 1\n") !=
-          std::string::npos);
-    CHECK(page.find("outbox_delivery_latency_seconds_bucket{destination=\"orders\",le=\"0.002047\"} 3\n") !=
-          std::string::npos);
-    CHECK(page.find("outbox_delivery_latency_seconds_bucket{destination=\"orders\",le=\"+Inf\"} 4\n") !=
+    CHECK(
+        page.find(
+            "outbox_delivery_latency_seconds_bucket{destination=\"orders\",le=\"0.000003\"} 1\n") !=
+        std::string::npos);
+    CHECK(
+        page.find(
+            "outbox_delivery_latency_seconds_bucket{destination=\"orders\",le=\"0.002047\"} 3\n") !=
+        std::string::npos);
+    CHECK(page.find(
+              "outbox_delivery_latency_seconds_bucket{destination=\"orders\",le=\"+Inf\"} 4\n") !=
           std::string::npos);
     CHECK(page.find("outbox_delivery_latency_seconds_sum{destination=\"orders\"} 2.003003\n") !=
           std::string::npos);

@@ -29,7 +29,8 @@ tcp::endpoint parse_address(std::string_view address) {
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);
     unsigned port = 0;
-    const auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    const auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535)
         throw std::invalid_argument("--metrics: \"" + std::string(port_text) + "\" is not a port");
     error_code bad;
@@ -108,7 +109,9 @@ MetricsServer::MetricsServer(asio::io_context& io, std::string_view address, Ren
     state_->accept();
 }
 
-MetricsServer::~MetricsServer() { stop(); }
+MetricsServer::~MetricsServer() {
+    stop();
+}
 
 void MetricsServer::stop() {
     if (state_->stopped) return;

@@ -306,6 +306,29 @@ CredentialsProviderPtr make_static_credentials(asio::any_io_executor executor,
     return std::make_shared<StaticProvider>(std::move(executor), std::move(credentials));
 }
 
+RotatableCredentials::RotatableCredentials(asio::any_io_executor executor, Credentials credentials)
+    : executor_(std::move(executor)), credentials_(std::move(credentials)) {}
+
+void RotatableCredentials::rotate(Credentials credentials) {
+    std::lock_guard lock(mutex_);
+    credentials_ = std::move(credentials);
+}
+
+void RotatableCredentials::do_get_credentials(Handler h) {
+    Credentials now;
+    {
+        std::lock_guard lock(mutex_);
+        now = credentials_;
+    }
+    if (now.empty()) return complete_later(executor_, std::move(h), Errc::missing_credentials, {});
+    complete_later(executor_, std::move(h), {}, std::move(now));
+}
+
+std::shared_ptr<RotatableCredentials> make_rotatable_credentials(asio::any_io_executor executor,
+                                                                 Credentials credentials) {
+    return std::make_shared<RotatableCredentials>(std::move(executor), std::move(credentials));
+}
+
 CredentialsProviderPtr make_environment_credentials(asio::any_io_executor executor) {
     return std::make_shared<EnvironmentProvider>(std::move(executor));
 }
