@@ -35,6 +35,13 @@ struct RoutingDestinationConfig {
     /// complete). A message beyond it fails at once with Errc::target_busy, so a target whose
     /// requests hang cannot hold the process's memory or the others' share. 0: no bound.
     std::size_t max_in_flight_per_target = 10000;
+    /// An optional rate per target (a token bucket): at most `per_second` messages a second
+    /// on average, `burst` at once; beyond it a message fails at once with Errc::target_busy
+    /// (the caller, or the outbox, tries again later). 0 per second: no limit.
+    struct RateLimit {
+        double per_second = 0;
+        double burst = 1;
+    } rate_limit_per_target{};
     /// Each target's circuit breaker: after failures_to_open consecutive failed messages the
     /// target's messages fail at once with Errc::target_unavailable (no request) until a
     /// probe succeeds. See target_health.hpp.

@@ -1,6 +1,7 @@
 #include "core/circuit_breaker.hpp"
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
+#include "core/token_bucket.hpp"
 
 #include <outbox/routing_destination.hpp>
 
@@ -34,6 +35,7 @@ struct Target {
     detail::CircuitBreaker breaker;
     std::size_t in_flight = 0;
     std::chrono::steady_clock::time_point last_active = std::chrono::steady_clock::now();
+    std::optional<detail::TokenBucket> rate;  // with RoutingDestinationConfig::rate_limit
     error_code last_error;
     Diagnostics last_diagnostics;
     std::chrono::system_clock::time_point failing_since;
@@ -166,6 +168,15 @@ struct RoutingDestination::Impl {
                    " messages in flight (max_in_flight_per_target)";
         }
         const auto now = std::chrono::steady_clock::now();
+        if (const auto& limit = config.rate_limit_per_target; limit.per_second > 0) {
+            if (!t.rate) t.rate.emplace(limit.per_second, limit.burst, now);
+            if (!t.rate->take(now)) {
+                ec = Errc::target_busy;
+                return "routing: \"" + t.name + "\" is over its rate limit of " +
+                       std::to_string(limit.per_second) +
+                       " messages a second (rate_limit_per_target)";
+            }
+        }
         const auto admission = t.breaker.admit(now);
         if (admission == detail::CircuitBreaker::Admission::refuse) {
             ec = Errc::target_unavailable;
@@ -241,6 +252,10 @@ RoutingDestination::RoutingDestination(asio::any_io_executor executor,
             "RoutingDestination: breaker.max_open_for is shorter than breaker.open_for");
     if (config.idle_timeout.count() < 0)
         throw std::invalid_argument("RoutingDestination: idle_timeout is negative");
+    if (!(config.rate_limit_per_target.per_second >= 0) ||
+        !(config.rate_limit_per_target.burst >= 1))
+        throw std::invalid_argument(
+            "RoutingDestination: rate_limit_per_target needs per_second >= 0 and burst >= 1");
     impl_ = std::make_shared<Impl>(std::move(executor), std::move(config));
 }
 

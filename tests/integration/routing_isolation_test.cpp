@@ -393,3 +393,28 @@ TEST_CASE("destroying the router destroys its targets: what they hold completes 
     for (const auto& ec : results)
         CHECK((ec == asio::error::operation_aborted || ec == Errc::outcome_unknown));
 }
+
+TEST_CASE("a rate limit per target: its burst goes, the rest is refused at once; others go on",
+          "[routing][isolation]") {
+    const std::string limited = outbox::test::create_queue("isolation-rate-limited");
+    const std::string other = outbox::test::create_queue("isolation-rate-other");
+    asio::io_context io;
+    auto config = routes(io);
+    config.rate_limit_per_target = {.per_second = 0.5, .burst = 2};
+    outbox::RoutingDestination router(io.get_executor(), config);
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 5; ++i) messages.push_back(to(limited, "limited " + std::to_string(i)));
+    messages.push_back(to(other, "other 0"));
+    messages.push_back(to(other, "other 1"));
+    const auto done = send_all(io, router, std::move(messages));
+    CHECK_FALSE(done[0].ec);
+    CHECK_FALSE(done[1].ec);
+    for (int i = 2; i < 5; ++i) {
+        CHECK(done[i].ec == Errc::target_busy);
+        CHECK(done[i].receipt.diagnostics.message.find("rate limit") != std::string::npos);
+    }
+    CHECK_FALSE(done[5].ec);
+    CHECK_FALSE(done[6].ec);
+    CHECK(outbox::test::receive_bodies(limited, 2, 10).size() == 2);
+    CHECK_FALSE(outbox::test::close_destination(io, router));
+}

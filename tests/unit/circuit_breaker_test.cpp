@@ -3,6 +3,7 @@
 #include "catch.hpp"
 
 #include "core/circuit_breaker.hpp"
+#include "core/token_bucket.hpp"
 
 #include <outbox/error.hpp>
 
@@ -160,4 +161,18 @@ TEST_CASE("only failures that say something about the target count") {
     CHECK(outbox::is_retryable(Errc::target_unavailable));
     CHECK(outbox::is_retryable(Errc::target_busy));
     CHECK(std::string(outbox::to_string(TargetHealth::disabled)) == "disabled");
+}
+
+TEST_CASE("a target's token bucket: a burst at once, then the rate") {
+    outbox::detail::TokenBucket bucket(2.0, 3.0, start);  // 2 a second, 3 at once
+    int taken = 0;
+    for (int i = 0; i < 10; ++i) taken += bucket.take(start) ? 1 : 0;
+    CHECK(taken == 3);
+    CHECK_FALSE(bucket.take(start + 499ms));  // 0.998 of a token back
+    CHECK(bucket.take(start + 500ms));
+    CHECK_FALSE(bucket.take(start + 500ms));
+    // Ten idle seconds refill to the burst, no more.
+    taken = 0;
+    for (int i = 0; i < 10; ++i) taken += bucket.take(start + 10500ms) ? 1 : 0;
+    CHECK(taken == 3);
 }
