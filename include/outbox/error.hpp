@@ -52,7 +52,7 @@ enum class Errc {
     store_full,   // the disk is full, or the store holds max_store_bytes and fail_when_full is set
     // Routing's isolation of targets (appended: the values above are kept).
     target_unavailable,  // the target's circuit breaker is open: refused without a request
-    target_busy,         // the target holds max_in_flight_per_target messages already
+    target_busy,         // the target holds its most in flight, or is over its rate limit
 };
 
 /// The category of outbox::Errc; its name is "outbox".

@@ -48,7 +48,9 @@ void add_destination_metrics(PrometheusText& out, const PrometheusText::Labels& 
 /// Each target's figures with target="..." added to `labels` (no separate total: sum() over
 /// the targets gives it), outbox_target_health (1 for the target's health="..." state) and
 /// outbox_target_failures (consecutive). `max_targets` are named, those whose health is not
-/// healthy first; the rest are summed under target="(other)".
+/// healthy first; the rest are summed under target="(other)", and targets forgotten as idle
+/// under target="(forgotten)". A target moving into or out of "(other)" makes that series
+/// go down: Prometheus reads it as a counter reset.
 void add_routing_metrics(PrometheusText& out, const PrometheusText::Labels& labels,
                          const RoutingDestination& router, std::size_t max_targets = 500);
 

@@ -77,8 +77,9 @@ class RoutingDestination final : public Destination {
     std::vector<std::pair<std::string, DestinationStats>> stats_by_target() const;
     /// Targets kept now (made, and not forgotten as idle).
     std::size_t target_count() const;
-    /// Targets forgotten as idle so far.
+    /// Targets forgotten as idle so far, and the sum of their last figures.
     std::uint64_t evicted_count() const;
+    DestinationStats forgotten_stats() const;
     /// Each target's breaker and in-flight count, in the order the targets were first seen.
     std::vector<TargetStatus> target_status() const;
 

@@ -80,7 +80,8 @@ class Category final : public boost::system::error_category {
                 return "the target is unavailable: its circuit breaker is open after repeated "
                        "failures";
             case Errc::target_busy:
-                return "the target already holds its maximum of messages in flight";
+                return "the target is busy: it holds its maximum of messages in flight, or is over "
+                       "its rate limit";
         }
         return "unknown outbox error " + std::to_string(ev);
     }

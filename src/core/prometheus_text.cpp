@@ -89,9 +89,12 @@ void PrometheusText::histogram(std::string_view name, std::string_view help, con
         cumulative += latency.buckets[i];
         // Octave boundaries only (every fourth bucket ends one), the last being +Inf.
         if (i % 4 != 3 || i + 1 == LatencyHistogram::bucket_count) continue;
+        // Fixed notation, never the C locale's decimal comma.
         char le[32];
-        std::snprintf(le, sizeof le, "%.6f",
-                      static_cast<double>(LatencyHistogram::upper_bound(i)) / 1e6);
+        const auto [le_end, le_ec] = std::to_chars(
+            le, le + sizeof le - 1, static_cast<double>(LatencyHistogram::upper_bound(i)) / 1e6,
+            std::chars_format::fixed, 6);
+        *(le_ec == std::errc() ? le_end : le) = '\0';
         s.append(name).append("_bucket");
         append_labels(s, labels, "le", le);
         s.push_back(' ');
@@ -165,6 +168,8 @@ void add_routing_metrics(PrometheusText& out, const PrometheusText::Labels& labe
         }
     }
     if (any_other) add_destination_metrics(out, with(labels, "target", "(other)"), other);
+    // Forgotten targets' figures stay counted (a sum over the targets is the router's).
+    add_destination_metrics(out, with(labels, "target", "(forgotten)"), router.forgotten_stats());
     for (const auto& [target, t] : named) {
         for (TargetHealth h : {TargetHealth::healthy, TargetHealth::degraded, TargetHealth::open,
                                TargetHealth::disabled})

@@ -68,11 +68,15 @@ struct RoutingDestination::Impl {
     std::uint64_t evicted = 0;
     std::chrono::steady_clock::time_point next_idle_scan = std::chrono::steady_clock::now();
 
-    // The target, its destination made on first use; null with `why` when there is none.
-    Target* find_or_make(const std::string& target, error_code& ec, std::string& why) {
+    // The target, its destination made on first use, and the message admitted to it, under
+    // one lock (so an idle target cannot be forgotten in between); null with `ec` and `why`
+    // when there is none or it takes no message now.
+    Target* find_or_make(const std::string& target, error_code& ec, std::string& why, bool& probe) {
         {
             std::lock_guard lock(mutex);
-            if (Target* known = keep(target, nullptr, ec, why); known || ec) return known;
+            if (Target* known = keep(target, nullptr, ec, why))
+                return admitted(*known, ec, why, probe);
+            if (ec) return nullptr;
         }
         // Made outside the lock (a constructor may take a while); a racing send to the same
         // new target may make a second one, and the loser is dropped unused.
@@ -94,7 +98,13 @@ struct RoutingDestination::Impl {
             if (auto handler = slot->get()) (*handler)(std::move(letter));
         });
         std::lock_guard lock(mutex);
-        return keep(target, std::move(made), ec, why);
+        Target* t = keep(target, std::move(made), ec, why);
+        return t ? admitted(*t, ec, why, probe) : nullptr;
+    }
+
+    Target* admitted(Target& t, error_code& ec, std::string& why, bool& probe) {
+        why = admit(t, probe, ec);
+        return ec ? nullptr : &t;
     }
 
     // Under the lock: the table's entry for `target`; else `made` entered in it, when the
@@ -137,6 +147,7 @@ struct RoutingDestination::Impl {
                 Target& t = **it;
                 if (t.in_flight == 0 && !t.breaker.open() &&
                     t.breaker.health() == TargetHealth::healthy &&
+                    t.breaker.consecutive_failures() == 0 &&
                     now - t.last_active >= config.idle_timeout && t.name != except) {
                     forgotten += t.destination->stats();
                     ++evicted;
@@ -267,11 +278,10 @@ RoutingDestination::executor_type RoutingDestination::get_executor() const noexc
 
 DestinationStats RoutingDestination::stats() const {
     DestinationStats sum = impl_->refused.snapshot();
-    {
-        std::lock_guard lock(impl_->mutex);
-        sum += impl_->forgotten;
-    }
-    for (auto& [target, stats] : stats_by_target()) sum += stats;
+    // Under the lock: a target forgotten meanwhile is counted once, never zero times.
+    std::lock_guard lock(impl_->mutex);
+    sum += impl_->forgotten;
+    for (auto& t : impl_->targets) sum += t->destination->stats();
     return sum;
 }
 
@@ -290,6 +300,11 @@ std::vector<std::pair<std::string, DestinationStats>> RoutingDestination::stats_
 std::size_t RoutingDestination::target_count() const {
     std::lock_guard lock(impl_->mutex);
     return impl_->targets.size();
+}
+
+DestinationStats RoutingDestination::forgotten_stats() const {
+    std::lock_guard lock(impl_->mutex);
+    return impl_->forgotten;
 }
 
 std::uint64_t RoutingDestination::evicted_count() const {
@@ -335,13 +350,9 @@ void RoutingDestination::do_send(Message message, SendHandler handler) {
     impl.forget_idle(target);
     error_code ec;
     std::string why;
-    Target* t = impl.find_or_make(target, ec, why);
     bool probe = false;
-    if (t) {
-        std::lock_guard lock(impl.mutex);
-        why = impl.admit(*t, probe, ec);
-    }
-    if (!t || ec)
+    Target* t = impl.find_or_make(target, ec, why, probe);
+    if (!t)
         return impl.refuse(std::move(message), std::move(handler), ec, std::move(why),
                            std::move(target));
     // The user's handler keeps its executor and cancellation slot; the target's destination

@@ -296,6 +296,20 @@ void KafkaDestination::Impl::refresh_token() {
                 rd_kafka_oauthbearer_set_token_failure(self->handles.rk, why.c_str());
                 return;
             }
+            // Not past the credentials' own expiry (less a minute): librdkafka asks again at
+            // 80% of what it is told.
+            if (c.expiration) {
+                const auto until_ms =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        (*c.expiration - std::chrono::minutes(1)).time_since_epoch())
+                        .count();
+                token.expires_at_ms = std::max<std::int64_t>(
+                    std::min(token.expires_at_ms, until_ms),
+                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                        (std::chrono::system_clock::now() + std::chrono::seconds(10))
+                            .time_since_epoch())
+                        .count());
+            }
             char errstr[512];
             // The principal is only the client's own label; the broker reads the token.
             if (rd_kafka_oauthbearer_set_token(self->handles.rk, token.token.c_str(),

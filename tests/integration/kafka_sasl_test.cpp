@@ -181,7 +181,7 @@ TEST_CASE(
     config.aws_region = SaslBroker::msk_region();
     config.credentials = outbox::make_static_credentials(
         io.get_executor(),
-        {SaslBroker::msk_access_key(), SaslBroker::msk_secret(), "a-session-token/with+chars="});
+        {SaslBroker::msk_access_key(), SaslBroker::msk_secret(), SaslBroker::msk_session_token()});
     config.logger = log.logger();
     {
         outbox::KafkaDestination kafka(io.get_executor(), config);
@@ -204,7 +204,8 @@ TEST_CASE(
     // Signed with another secret: the broker's check fails, and the sends say why.
     auto wrong = config;
     wrong.credentials = outbox::make_static_credentials(
-        io.get_executor(), {SaslBroker::msk_access_key(), "not-the-secret"});
+        io.get_executor(),
+        {SaslBroker::msk_access_key(), "not-the-secret", SaslBroker::msk_session_token()});
     outbox::KafkaDestination refused(io.get_executor(), wrong);
     const auto start = Clock::now();
     for (auto& o : send_all(io, refused, {message("refused")})) {

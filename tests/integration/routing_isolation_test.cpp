@@ -329,7 +329,7 @@ TEST_CASE("idle targets are forgotten and made again by their next message; noth
         ++made;
         return make(target);
     };
-    config.idle_timeout = 50ms;
+    config.idle_timeout = 300ms;  // far above the time a wave takes, even under a sanitizer
     outbox::RoutingDestination router(io.get_executor(), config);
 
     auto wave = [&](const std::string& label) {
@@ -340,7 +340,7 @@ TEST_CASE("idle targets are forgotten and made again by their next message; noth
     wave("first");
     CHECK(router.target_count() == count);
     // The policy under test is time itself: let the targets be idle for twice the timeout.
-    asio::steady_timer idle(io, 100ms);
+    asio::steady_timer idle(io, 600ms);
     idle.wait();
     // The next message (to another target) looks for idle targets: all 50 go.
     REQUIRE_FALSE(send_all(io, router, {to(trigger, "trigger")})[0].ec);

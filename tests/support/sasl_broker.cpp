@@ -61,8 +61,9 @@ SaslBroker::SaslBroker(const std::string& topic, Mechanism mechanism) {
                                   "-records",
                                   d + "records.jsonl"};
     if (msk)
-        argv.insert(argv.end(), {"-mechanism", "OAUTHBEARER", "-msk-region", msk_region(),
-                                 "-msk-access-key", msk_access_key()});
+        argv.insert(argv.end(),
+                    {"-mechanism", "OAUTHBEARER", "-msk-region", msk_region(), "-msk-access-key",
+                     msk_access_key(), "-msk-session-token", msk_session_token()});
     process_ = std::make_unique<PeerProcess>(argv);
 }
 

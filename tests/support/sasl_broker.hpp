@@ -29,6 +29,7 @@ class SaslBroker {
     static std::string msk_region() { return "eu-west-1"; }
     static std::string msk_access_key() { return "AKIDMSKIAMTEST"; }
     static std::string msk_secret() { return "msk/iam+secret=key"; }
+    static std::string msk_session_token() { return "a-session-token/with+chars="; }
     std::string password_file() const { return dir_ + "/password"; }
     std::string wrong_password_file() const { return dir_ + "/wrong-password"; }
     std::string ca_file() const { return dir_ + "/ca.pem"; }

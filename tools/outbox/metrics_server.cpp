@@ -1,6 +1,7 @@
 #include "metrics_server.hpp"
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
@@ -45,19 +46,33 @@ tcp::endpoint parse_address(std::string_view address) {
 }  // namespace
 
 struct MetricsServer::State : std::enable_shared_from_this<State> {
-    State(asio::io_context& io, Render r) : acceptor(io), render(std::move(r)) {}
+    State(asio::io_context& io, Render r) : acceptor(io), pause(io), render(std::move(r)) {}
+    static constexpr std::size_t max_connections = 16;  // a scraper needs one
     tcp::acceptor acceptor;
+    asio::steady_timer pause;  // after a failed accept (out of descriptors, say)
     Render render;
     bool stopped = false;
     std::vector<std::weak_ptr<beast::tcp_stream>> streams;  // closed by stop()
 
     void accept() {
         acceptor.async_accept([self = shared_from_this()](error_code ec, tcp::socket socket) {
-            if (ec || self->stopped) return;
-            auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+            if (self->stopped) return;
+            if (ec) {  // not fatal: try again shortly, rather than serve nothing for good
+                self->pause.expires_after(std::chrono::milliseconds(100));
+                self->pause.async_wait([self](error_code wait_ec) {
+                    if (!wait_ec && !self->stopped) self->accept();
+                });
+                return;
+            }
             std::erase_if(self->streams, [](const auto& w) { return w.expired(); });
-            self->streams.push_back(stream);
-            self->serve(std::move(stream));
+            if (self->streams.size() >= max_connections) {
+                error_code ignored;
+                socket.close(ignored);  // a scraper needs one; more would only hold the relay
+            } else {
+                auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+                self->streams.push_back(stream);
+                self->serve(std::move(stream));
+            }
             self->accept();
         });
     }
@@ -118,6 +133,7 @@ void MetricsServer::stop() {
     state_->stopped = true;
     error_code ignored;
     state_->acceptor.close(ignored);
+    state_->pause.cancel();
     for (auto& weak : state_->streams)
         if (auto stream = weak.lock()) stream->socket().close(ignored);
 }

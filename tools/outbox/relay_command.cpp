@@ -23,6 +23,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace outbox::cli {
@@ -235,6 +236,8 @@ int run_relay(int argc, char** argv) {
     std::optional<MetricsServer> metrics;
     std::vector<TargetSummary> summaries;
     std::optional<std::chrono::steady_clock::time_point> summarized_at;
+    bool summarizing = false;  // one summary at a time; scrapes meanwhile wait for it
+    std::vector<std::function<void()>> after_summary;
     if (!metrics_address.empty()) try {
             metrics.emplace(io, metrics_address, [&](std::function<void(std::string)> done) {
                 auto page = [&, done](const std::vector<TargetSummary>& targets) {
@@ -245,13 +248,17 @@ int run_relay(int argc, char** argv) {
                 const auto now = std::chrono::steady_clock::now();
                 if (summarized_at && now - *summarized_at < std::chrono::seconds(5))
                     return page(summaries);
+                after_summary.push_back([&, page] { page(summaries); });
+                if (summarizing) return;
+                summarizing = true;
                 outbox->async_summarize(
-                    [&, page, now](error_code ec, std::vector<TargetSummary> targets) {
+                    [&, now](error_code ec, std::vector<TargetSummary> targets) {
+                        summarizing = false;
                         if (!ec) {
                             summaries = std::move(targets);
                             summarized_at = now;
                         }
-                        page(summaries);
+                        for (auto& answer : std::exchange(after_summary, {})) answer();
                     });
             });
         } catch (const std::exception& e) {

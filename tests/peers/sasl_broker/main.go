@@ -403,6 +403,7 @@ func main() {
 	mechanism := flag.String("mechanism", "PLAIN", "PLAIN, or OAUTHBEARER for MSK IAM tokens")
 	mskRegion := flag.String("msk-region", "", "OAUTHBEARER: the region the token must be for")
 	mskAccessKey := flag.String("msk-access-key", "", "OAUTHBEARER: the key id it must be signed with")
+	mskSessionToken := flag.String("msk-session-token", "", "OAUTHBEARER: the session token it must carry")
 	user := flag.String("user", "", "the SASL PLAIN user")
 	passwordFile := flag.String("password-file", "", "file holding the SASL PLAIN password")
 	topic := flag.String("topic", "", "the topic this broker leads (one partition)")
@@ -443,7 +444,8 @@ func main() {
 	cfg := frontConfig{mechanism: *mechanism, user: *user,
 		password: string(bytes.TrimRight(secret, "\r\n")), backend: backendListener.Addr().String()}
 	// OAUTHBEARER: the password file holds the secret key the token must be signed with.
-	cfg.msk = mskIam{region: *mskRegion, accessKey: *mskAccessKey, secret: cfg.password}
+	cfg.msk = mskIam{region: *mskRegion, accessKey: *mskAccessKey, secret: cfg.password,
+		sessionToken: *mskSessionToken}
 	if *records != "" {
 		f, err := os.OpenFile(*records, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {

@@ -18,7 +18,7 @@ import (
 )
 
 type mskIam struct {
-	region, accessKey, secret string
+	region, accessKey, secret, sessionToken string
 }
 
 // The token of an OAUTHBEARER client-first message: "n,,\x01auth=Bearer TOKEN\x01\x01".
@@ -71,6 +71,9 @@ func (m mskIam) verify(token string, now time.Time) error {
 		if q.Get(k) != v {
 			return fmt.Errorf("%s is %q, not %q", k, q.Get(k), v)
 		}
+	}
+	if q.Get("X-Amz-Security-Token") != m.sessionToken {
+		return fmt.Errorf("session token %q is not the expected one", q.Get("X-Amz-Security-Token"))
 	}
 	if q.Get("User-Agent") == "" {
 		return fmt.Errorf("no User-Agent parameter")
