@@ -36,6 +36,8 @@ class PrometheusText {
         std::string name, help, type, samples;
     };
     Family& family(std::string_view name, std::string_view help, std::string_view type);
+    void sample(std::string_view type, std::string_view name, std::string_view help,
+                const Labels& labels, double value);
     std::vector<Family> families_;
 };
 

@@ -61,9 +61,9 @@ PrometheusText::Family& PrometheusText::family(std::string_view name, std::strin
         Family{std::string(name), std::string(help), std::string(type), {}});
 }
 
-void PrometheusText::counter(std::string_view name, std::string_view help, const Labels& labels,
-                             double value) {
-    std::string& s = family(name, help, "counter").samples;
+void PrometheusText::sample(std::string_view type, std::string_view name, std::string_view help,
+                            const Labels& labels, double value) {
+    std::string& s = family(name, help, type).samples;
     s.append(name);
     append_labels(s, labels);
     s.push_back(' ');
@@ -71,14 +71,14 @@ void PrometheusText::counter(std::string_view name, std::string_view help, const
     s.push_back('\n');
 }
 
+void PrometheusText::counter(std::string_view name, std::string_view help, const Labels& labels,
+                             double value) {
+    sample("counter", name, help, labels, value);
+}
+
 void PrometheusText::gauge(std::string_view name, std::string_view help, const Labels& labels,
                            double value) {
-    std::string& s = family(name, help, "gauge").samples;
-    s.append(name);
-    append_labels(s, labels);
-    s.push_back(' ');
-    append_number(s, value);
-    s.push_back('\n');
+    sample("gauge", name, help, labels, value);
 }
 
 void PrometheusText::histogram(std::string_view name, std::string_view help, const Labels& labels,

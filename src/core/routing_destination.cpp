@@ -12,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <atomic>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -66,7 +67,8 @@ struct RoutingDestination::Impl {
     bool closing = false;
     DestinationStats forgotten;  // the last figures of targets forgotten as idle
     std::uint64_t evicted = 0;
-    std::chrono::steady_clock::time_point next_idle_scan = std::chrono::steady_clock::now();
+    // When idle targets are next looked for; read without the lock on every send.
+    std::atomic<std::chrono::steady_clock::rep> next_idle_scan{0};
 
     // The target, its destination made on first use, and the message admitted to it, under
     // one lock (so an idle target cannot be forgotten in between); null with `ec` and `why`
@@ -137,12 +139,13 @@ struct RoutingDestination::Impl {
     // is the target the calling send is for.
     void forget_idle(const std::string& except) {
         if (config.idle_timeout.count() <= 0) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (now.time_since_epoch().count() < next_idle_scan.load(std::memory_order_relaxed)) return;
         std::vector<std::unique_ptr<Target>> idle;
         {
             std::lock_guard lock(mutex);
-            const auto now = std::chrono::steady_clock::now();
-            if (closing || now < next_idle_scan) return;
-            next_idle_scan = now + config.idle_timeout / 2;
+            if (closing || now.time_since_epoch().count() < next_idle_scan.load()) return;
+            next_idle_scan.store((now + config.idle_timeout / 2).time_since_epoch().count());
             for (auto it = targets.begin(); it != targets.end();) {
                 Target& t = **it;
                 if (t.in_flight == 0 && !t.breaker.open() &&

@@ -9,10 +9,7 @@
 
 #include <simdjson.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -415,23 +412,10 @@ TEST_CASE(
 
 namespace {
 
-// A port on 127.0.0.1 free a moment ago (for servers that cannot report the one they chose).
-std::uint16_t free_port() {
-    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t length = sizeof addr;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &length);
-    ::close(s);
-    return ntohs(addr.sin_port);
-}
-
 // Debian's Prometheus server on 127.0.0.1, scraping 127.0.0.1:`scraped` every second.
 struct Prometheus {
     TempDir dir;
-    std::uint16_t port = free_port();
+    std::uint16_t port = outbox::test::free_port();
     std::unique_ptr<outbox::test::PeerProcess> process;
     explicit Prometheus(std::uint16_t scraped) {
         std::ofstream(dir.file("prometheus.yml"))
@@ -480,7 +464,7 @@ TEST_CASE("relay --metrics: Prometheus scrapes the relay and its query API count
         run_program(outbox_args({"enqueue", "--store", store, "--to", queue, dir.file("in.jsonl")}),
                     keys())
             .status == 0);
-    const std::uint16_t metrics_port = free_port();
+    const std::uint16_t metrics_port = outbox::test::free_port();
     std::string page, delivered;
     ProgramOptions options = keys();
     options.while_running = [&](pid_t relay) {

@@ -247,3 +247,23 @@ TEST_CASE("SASL PLAIN credentials rotated in place: after a refusal, the new pas
     CHECK(log.text.find(SaslBroker::password()) == std::string::npos);
     CHECK(log.text.find("last-month's-password") == std::string::npos);
 }
+
+TEST_CASE("Amazon MSK IAM: a credentials provider that fails leaves no token; sends fail, logged",
+          "[kafka][sasl][msk]") {
+    SaslBroker broker("msk-iam", SaslBroker::Mechanism::msk_iam);
+    CapturedLog log;
+    asio::io_context io;
+    auto config = sasl_config(broker, "msk-iam");
+    config.sasl_username.clear();
+    config.sasl_password.clear();
+    config.sasl_mechanism = outbox::SaslMechanism::aws_msk_iam;
+    config.aws_region = SaslBroker::msk_region();
+    config.credentials = outbox::make_rotatable_credentials(io.get_executor(), {});  // no keys
+    config.retry.message_deadline = std::chrono::seconds(3);
+    config.logger = log.logger();
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    for (auto& o : send_all(io, kafka, {message("no token")})) CHECK(o.ec);
+    CHECK(broker.records().empty());
+    std::lock_guard lock(log.mutex);
+    CHECK(log.text.find("no MSK IAM token: ") != std::string::npos);
+}

@@ -152,6 +152,18 @@ int run_command(const std::vector<std::string>& argv, std::string& out,
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+unsigned short free_port() {
+    const int s = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t length = sizeof addr;
+    getsockname(s, reinterpret_cast<sockaddr*>(&addr), &length);
+    close(s);
+    return ntohs(addr.sin_port);
+}
+
 std::string http_get(unsigned short port, const std::string& path) {
     const int s = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};

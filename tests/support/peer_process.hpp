@@ -41,6 +41,10 @@ class PeerProcess {
 int run_command(const std::vector<std::string>& argv, std::string& out,
                 const std::string& stdin_text = {});
 
+/// A port on 127.0.0.1 that was free a moment ago, for servers that cannot report the one
+/// they chose (another process may take it meanwhile).
+unsigned short free_port();
+
 /// GETs http://127.0.0.1:PORT/PATH with a plain blocking socket (for the proxy's counters).
 std::string http_get(unsigned short port, const std::string& path);
 

@@ -281,6 +281,56 @@ std::string sts_endpoint(const std::string& configured, const std::string& regio
     return r ? "https://sts." + *r + ".amazonaws.com/" : "https://sts.amazonaws.com/";
 }
 
+constexpr const char* form_content_type = "application/x-www-form-urlencoded; charset=utf-8";
+
+// A POST to STS's Query API at `sts`, its form body still empty; nothing (logged) when the
+// endpoint is not a URL, or plain http beyond this machine (`secret` would cross in the clear).
+std::optional<HttpRequest> sts_post(const std::string& sts, const Logger& logger,
+                                    std::string_view secret) {
+    HttpRequest req;
+    std::string why;
+    if (parse_http_url(sts, req.origin, req.target, &why)) {
+        logger.log(LogLevel::error, "the STS endpoint " + sts + " is not a URL: " + why);
+        return std::nullopt;
+    }
+    if (!req.origin.tls && !allowed_plain_http_host(req.origin.host)) {
+        logger.log(LogLevel::error,
+                   "the STS endpoint " + sts + " must be https, or http to a loopback address: " +
+                       std::string(secret) + " would cross the network in the clear");
+        return std::nullopt;
+    }
+    req.method = "POST";
+    req.headers = {{"Content-Type", form_content_type}};
+    return req;
+}
+
+void add_form_param(std::string& body, std::string_view name, std::string_view value) {
+    if (!body.empty()) body.push_back('&');
+    body.append(name);
+    body.push_back('=');
+    detail::sigv4::append_uri_encoded(body, value, false);
+}
+
+std::string default_session_name(std::chrono::system_clock::time_point now) {
+    return "outbox-" +
+           std::to_string(
+               std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+}
+
+// STS's answer to `action`: the credentials, or the error (STS's code and message logged).
+Result sts_credentials(const HttpResponse& res, const std::string& action, const Logger& logger) {
+    Credentials c;
+    std::string sts_error;
+    const error_code perr = detail::parse_sts_credentials_xml(res.body, c, sts_error);
+    if (res.status != 200 || perr) {
+        logger.log(LogLevel::warning, "STS " + action + " failed: HTTP " +
+                                          std::to_string(res.status) +
+                                          (sts_error.empty() ? "" : " " + sts_error));
+        return {res.status != 200 ? error_code(Errc::credentials_endpoint_error) : perr, {}};
+    }
+    return {{}, std::move(c)};
+}
+
 class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
   public:
     WebIdentityProvider(asio::any_io_executor ex, WebIdentityOptions o)
@@ -300,48 +350,17 @@ class WebIdentityProvider final : public FetchingProvider<WebIdentityProvider> {
         }
         const std::string session =
             env("AWS_ROLE_SESSION_NAME")
-                .value_or("outbox-" +
-                          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count()));
-        HttpRequest req;
-        const std::string sts = endpoint();
-        if (parse_http_url(sts, req.origin, req.target, &why)) {
-            log(LogLevel::error, "the STS endpoint " + sts + " is not a URL: " + why);
-            co_return Result{Errc::invalid_url, {}};
-        }
-        if (!req.origin.tls && !allowed_plain_http_host(req.origin.host)) {
-            log(LogLevel::error, "the STS endpoint " + sts +
-                                     " must be https, or http to a loopback address: the web "
-                                     "identity token would cross the network in the clear");
-            co_return Result{Errc::invalid_url, {}};
-        }
-        req.method = "POST";
-        req.headers = {{"Content-Type", "application/x-www-form-urlencoded; charset=utf-8"}};
-        auto add = [&req](std::string_view name, std::string_view value) {
-            if (!req.body.empty()) req.body.push_back('&');
-            req.body.append(name);
-            req.body.push_back('=');
-            detail::sigv4::append_uri_encoded(req.body, value, false);
-        };
-        add("Action", "AssumeRoleWithWebIdentity");
-        add("RoleArn", *role_arn);
-        add("RoleSessionName", session);
-        add("Version", "2011-06-15");
-        add("WebIdentityToken", *token);
-        auto [ec, res] = co_await http_.async_request(std::move(req), use_tuple);
+                .value_or(default_session_name(std::chrono::system_clock::now()));
+        auto req = sts_post(endpoint(), options_.http.logger, "the web identity token");
+        if (!req) co_return Result{Errc::invalid_url, {}};
+        add_form_param(req->body, "Action", "AssumeRoleWithWebIdentity");
+        add_form_param(req->body, "RoleArn", *role_arn);
+        add_form_param(req->body, "RoleSessionName", session);
+        add_form_param(req->body, "Version", "2011-06-15");
+        add_form_param(req->body, "WebIdentityToken", *token);
+        auto [ec, res] = co_await http_.async_request(std::move(*req), use_tuple);
         if (ec) co_return Result{ec, {}};
-        Credentials c;
-        std::string sts_error;
-        const error_code perr = detail::parse_sts_credentials_xml(res.body, c, sts_error);
-        if (res.status != 200 || perr) {
-            log(LogLevel::warning, "STS AssumeRoleWithWebIdentity failed: HTTP " +
-                                       std::to_string(res.status) +
-                                       (sts_error.empty() ? "" : " " + sts_error));
-            co_return Result{
-                res.status != 200 ? error_code(Errc::credentials_endpoint_error) : perr, {}};
-        }
-        co_return Result{{}, std::move(c)};
+        co_return sts_credentials(res, "AssumeRoleWithWebIdentity", options_.http.logger);
     }
 
   private:
@@ -371,43 +390,23 @@ class AssumeRoleProvider final : public FetchingProvider<AssumeRoleProvider> {
                                      source_->name() + "): " + source_error.message());
             co_return Result{source_error, {}};
         }
-        HttpRequest req;
-        std::string why;
-        const std::string sts = sts_endpoint(options_.sts_endpoint, options_.region, options_.http);
-        if (parse_http_url(sts, req.origin, req.target, &why)) {
-            log(LogLevel::error, "the STS endpoint " + sts + " is not a URL: " + why);
-            co_return Result{Errc::invalid_url, {}};
-        }
-        if (!req.origin.tls && !allowed_plain_http_host(req.origin.host)) {
-            log(LogLevel::error, "the STS endpoint " + sts +
-                                     " must be https, or http to a loopback address: the "
-                                     "customer's credentials would cross the network in the clear");
-            co_return Result{Errc::invalid_url, {}};
-        }
+        auto sts = sts_post(sts_endpoint(options_.sts_endpoint, options_.region, options_.http),
+                            options_.http.logger, "the customer's credentials");
+        if (!sts) co_return Result{Errc::invalid_url, {}};
+        HttpRequest& req = *sts;
         const auto now = std::chrono::system_clock::now();
-        const std::string session =
-            !options_.session_name.empty()
-                ? options_.session_name
-                : "outbox-" + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                                 now.time_since_epoch())
-                                                 .count());
-        req.method = "POST";
-        auto add = [&req](std::string_view name, std::string_view value) {
-            if (!req.body.empty()) req.body.push_back('&');
-            req.body.append(name);
-            req.body.push_back('=');
-            detail::sigv4::append_uri_encoded(req.body, value, false);
-        };
-        add("Action", "AssumeRole");
-        add("DurationSeconds", std::to_string(options_.duration.count()));
-        if (!options_.external_id.empty()) add("ExternalId", options_.external_id);
-        add("RoleArn", options_.role_arn);
-        add("RoleSessionName", session);
-        add("Version", "2011-06-15");
+        add_form_param(req.body, "Action", "AssumeRole");
+        add_form_param(req.body, "DurationSeconds", std::to_string(options_.duration.count()));
+        if (!options_.external_id.empty())
+            add_form_param(req.body, "ExternalId", options_.external_id);
+        add_form_param(req.body, "RoleArn", options_.role_arn);
+        add_form_param(
+            req.body, "RoleSessionName",
+            !options_.session_name.empty() ? options_.session_name : default_session_name(now));
+        add_form_param(req.body, "Version", "2011-06-15");
 
-        const std::string content_type = "application/x-www-form-urlencoded; charset=utf-8";
         const std::string host = req.origin.host_header();
-        const sigv4::Header signed_headers[] = {{"Content-Type", content_type}};
+        const sigv4::Header signed_headers[] = {{"Content-Type", form_content_type}};
         const auto body_hash = sigv4::payload_hash(req.body);
         const std::size_t query_at = req.target.find('?');
         const sigv4::Signer signer(
@@ -424,7 +423,7 @@ class AssumeRoleProvider final : public FetchingProvider<AssumeRoleProvider> {
                  .payload_hash = body_hash.view()},
                 source, now, signature))
             co_return Result{ec, {}};
-        req.headers = {{"Content-Type", content_type},
+        req.headers = {{"Content-Type", form_content_type},
                        {"X-Amz-Date", signature.amz_date},
                        {"Authorization", signature.authorization}};
         if (source.has_session_token())
@@ -432,17 +431,7 @@ class AssumeRoleProvider final : public FetchingProvider<AssumeRoleProvider> {
 
         auto [ec, res] = co_await http_.async_request(std::move(req), use_tuple);
         if (ec) co_return Result{ec, {}};
-        Credentials c;
-        std::string sts_error;
-        const error_code perr = detail::parse_sts_credentials_xml(res.body, c, sts_error);
-        if (res.status != 200 || perr) {
-            log(LogLevel::warning, "STS AssumeRole " + options_.role_arn + " failed: HTTP " +
-                                       std::to_string(res.status) +
-                                       (sts_error.empty() ? "" : " " + sts_error));
-            co_return Result{
-                res.status != 200 ? error_code(Errc::credentials_endpoint_error) : perr, {}};
-        }
-        co_return Result{{}, std::move(c)};
+        co_return sts_credentials(res, "AssumeRole " + options_.role_arn, options_.http.logger);
     }
 
   private:
