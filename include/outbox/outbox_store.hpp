@@ -5,6 +5,7 @@
 #pragma once
 
 #include <outbox/message.hpp>
+#include <outbox/target_health.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -93,6 +94,22 @@ struct TargetSummary {
     std::uint64_t dead = 0;
     std::optional<SystemTime> oldest_pending{};  // when the oldest pending event was stored
     std::string last_error{};                    // of the most recent failure
+    /// The relay's circuit breaker for the target (OutboxConfig::breaker), as the store keeps
+    /// it: healthy when the relay has not reported it otherwise.
+    TargetHealth health = TargetHealth::healthy;
+    std::uint32_t consecutive_failures = 0;     // when it was last reported
+    std::optional<SystemTime> next_probe_at{};  // open or disabled: its next probe may go then
+};
+
+/// A relay's circuit breaker for a target it has reported not healthy, kept in the store so
+/// that another process (`outbox inspect`, a metrics page) sees it.
+struct TargetBreakerState {
+    std::string target{};
+    TargetHealth health = TargetHealth::healthy;  // healthy: forget the target
+    std::uint32_t consecutive_failures = 0;
+    SystemTime failing_since{};
+    std::optional<SystemTime> next_probe_at{};
+    std::string last_error{};
 };
 
 /// A store's failure: the message names the store (its file) and the cause.
@@ -171,7 +188,15 @@ class OutboxStore {
     /// Whether any event is pending (not delivered, not dead): cheap, unlike summarize().
     virtual bool has_pending() = 0;
 
+    /// Each target with events or a breaker kept (see save_breaker), its breaker included.
     virtual std::vector<TargetSummary> summarize() = 0;
+
+    /// Keeps the relay's breaker for `state.target` (healthy: forgets it), written when its
+    /// reported health changes and when a probe fails. Stores that cannot keep it ignore it.
+    virtual void save_breaker(const TargetBreakerState& state) { (void)state; }
+    /// Forgets every breaker kept: a relay starting has none open.
+    virtual void forget_breakers() {}
+
     /// Dead letters of `target` (every target when empty), oldest first.
     virtual std::vector<StoredEvent> dead_letters(const std::string& target, std::size_t limit) = 0;
     /// Dead letters of `target` (every target when empty) back to pending, due now, with their

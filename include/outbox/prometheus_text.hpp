@@ -57,8 +57,9 @@ void add_routing_metrics(PrometheusText& out, const PrometheusText::Labels& labe
                          const RoutingDestination& router, std::size_t max_targets = 500);
 
 /// outbox_events_{enqueued,delivered,retried,dead_lettered}_total, outbox_events_in_flight,
-/// and per target (the `max_targets` with the largest backlog; the rest under "(other)")
-/// outbox_events_pending and outbox_events_dead.
+/// and per target (the `max_targets` whose breaker is not healthy, then with the largest
+/// backlog; the rest under "(other)") outbox_events_pending, outbox_events_dead and, from the
+/// breakers the store keeps, outbox_target_health and outbox_target_failures.
 void add_outbox_metrics(PrometheusText& out, const PrometheusText::Labels& labels,
                         const OutboxStats& stats, const std::vector<TargetSummary>& targets,
                         std::size_t max_targets = 500);

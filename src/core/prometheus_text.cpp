@@ -148,6 +148,21 @@ void add_destination_metrics(PrometheusText& out, const PrometheusText::Labels& 
                   s.latency);
 }
 
+namespace {
+
+void add_health(PrometheusText& out, const PrometheusText::Labels& labels, TargetHealth health,
+                std::uint32_t failures) {
+    for (TargetHealth h : {TargetHealth::healthy, TargetHealth::degraded, TargetHealth::open,
+                           TargetHealth::disabled})
+        out.gauge("outbox_target_health",
+                  "1 for the target's health: healthy, degraded, open or disabled.",
+                  with(labels, "health", to_string(h)), health == h ? 1 : 0);
+    out.gauge("outbox_target_failures", "Consecutive failed messages of the target.", labels,
+              failures);
+}
+
+}  // namespace
+
 void add_routing_metrics(PrometheusText& out, const PrometheusText::Labels& labels,
                          const RoutingDestination& router, std::size_t max_targets) {
     // Targets in trouble are named first: they are the ones someone looks for.
@@ -170,16 +185,8 @@ void add_routing_metrics(PrometheusText& out, const PrometheusText::Labels& labe
     if (any_other) add_destination_metrics(out, with(labels, "target", "(other)"), other);
     // Forgotten targets' figures stay counted (a sum over the targets is the router's).
     add_destination_metrics(out, with(labels, "target", "(forgotten)"), router.forgotten_stats());
-    for (const auto& [target, t] : named) {
-        for (TargetHealth h : {TargetHealth::healthy, TargetHealth::degraded, TargetHealth::open,
-                               TargetHealth::disabled})
-            out.gauge("outbox_target_health",
-                      "1 for the target's health: healthy, degraded, open or disabled.",
-                      with(with(labels, "target", target), "health", to_string(h)),
-                      t->health == h ? 1 : 0);
-        out.gauge("outbox_target_failures", "Consecutive failed messages of the target.",
-                  with(labels, "target", target), t->consecutive_failures);
-    }
+    for (const auto& [target, t] : named)
+        add_health(out, with(labels, "target", target), t->health, t->consecutive_failures);
 }
 
 void add_outbox_metrics(PrometheusText& out, const PrometheusText::Labels& labels,
@@ -197,7 +204,11 @@ void add_outbox_metrics(PrometheusText& out, const PrometheusText::Labels& label
               d(s.in_flight));
     std::vector<const TargetSummary*> order;
     for (const auto& t : targets) order.push_back(&t);
+    // Targets whose breaker is not healthy first, then the largest backlogs.
     std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+        const bool a_failing = a->health != TargetHealth::healthy;
+        const bool b_failing = b->health != TargetHealth::healthy;
+        if (a_failing != b_failing) return a_failing;
         return a->pending + a->dead > b->pending + b->dead;
     });
     std::uint64_t other_pending = 0, other_dead = 0;
@@ -211,6 +222,8 @@ void add_outbox_metrics(PrometheusText& out, const PrometheusText::Labels& label
                   with(labels, "target", order[i]->target), d(order[i]->pending));
         out.gauge("outbox_events_dead", "Dead letters of the target kept in the store.",
                   with(labels, "target", order[i]->target), d(order[i]->dead));
+        add_health(out, with(labels, "target", order[i]->target), order[i]->health,
+                   order[i]->consecutive_failures);
     }
     if (order.size() > max_targets) {
         out.gauge("outbox_events_pending", "Events of the target not yet delivered nor dead.",

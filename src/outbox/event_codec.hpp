@@ -1,12 +1,13 @@
-// What the stores share: times in milliseconds, and how a stored event's message attributes
-// are kept in one column (SQLite): a count, then for each the
-// name, type and value, each as a 32-bit little-endian length and its bytes. Private to the
-// library; decode is fuzzed (tests/fuzz/fuzz_event_codec.cpp).
+// What the stores share: times in milliseconds, breakers beside summaries, and how a stored event's
+// message attributes are kept in one column (SQLite): a count, then for each the name, type and
+// value, each as a 32-bit little-endian length and its bytes. Private to the library; decode is
+// fuzzed (tests/fuzz/fuzz_event_codec.cpp).
 #pragma once
 
 #include <outbox/message.hpp>
 #include <outbox/outbox_store.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -21,6 +22,34 @@ inline std::int64_t to_ms(SystemTime t) {
 inline SystemTime from_ms(std::int64_t ms) {
     return SystemTime(
         std::chrono::duration_cast<SystemTime::duration>(std::chrono::milliseconds(ms)));
+}
+
+/// A kept breaker's health from its name (to_string); a name not known reads as open.
+inline TargetHealth health_from_name(std::string_view name) {
+    for (TargetHealth h : {TargetHealth::healthy, TargetHealth::degraded, TargetHealth::open,
+                           TargetHealth::disabled})
+        if (name == to_string(h)) return h;
+    return TargetHealth::open;
+}
+
+/// Adds kept breakers to their targets' summaries (a target with none gets one), in target order.
+inline void merge_breakers(std::vector<TargetSummary>& summaries,
+                           std::vector<TargetBreakerState> breakers) {
+    for (auto& b : breakers) {
+        auto it = std::find_if(summaries.begin(), summaries.end(),
+                               [&](const TargetSummary& t) { return t.target == b.target; });
+        if (it == summaries.end()) {
+            summaries.emplace_back();
+            it = summaries.end() - 1;
+            it->target = std::move(b.target);
+        }
+        it->health = b.health;
+        it->consecutive_failures = b.consecutive_failures;
+        it->next_probe_at = b.next_probe_at;
+        if (it->last_error.empty()) it->last_error = std::move(b.last_error);
+    }
+    std::sort(summaries.begin(), summaries.end(),
+              [](const TargetSummary& a, const TargetSummary& b) { return a.target < b.target; });
 }
 
 inline void put_u32(std::string& out, std::uint32_t v) {

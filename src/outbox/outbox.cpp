@@ -178,6 +178,7 @@ Outbox::Outbox(asio::any_io_executor executor, OutboxConfig config) {
     if (impl->config.relay) {
         impl->store().lock_for_relay();  // throws StoreError naming the other relay
         impl->store().release_claims();
+        impl->forget_breakers();
         // Called from a thread of the store's: only posts.
         impl->store().watch_arrivals([weak = std::weak_ptr<Impl>(impl)] {
             if (auto self = weak.lock()) asio::post(self->strand, [self] { self->on_enqueued(); });
@@ -186,6 +187,16 @@ Outbox::Outbox(asio::any_io_executor executor, OutboxConfig config) {
     impl->store_thread = std::thread([raw = impl.get()] { raw->store_loop(); });
     if (impl->config.relay) asio::post(impl->strand, [impl] { impl->start_relay(); });
     impl_ = std::move(impl);
+}
+
+// Breakers belong to a running relay: the store keeps them only while it runs.
+void Outbox::Impl::forget_breakers() {
+    try {
+        store().forget_breakers();
+    } catch (const StoreError& e) {
+        config.logger.log(LogLevel::warning,
+                          std::string("outbox: forgetting breakers: ") + e.what());
+    }
 }
 
 Outbox::~Outbox() {

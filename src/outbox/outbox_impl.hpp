@@ -151,6 +151,8 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void tell_target_health(const TargetHealthEvent& event);
     // The claim's caps for open breakers: 0 while refusing, 1 when a probe is due.
     std::unordered_map<std::string, std::size_t> breaker_caps() const;
+    void keep_breaker(const std::string& target, const TargetBreaker& b);
+    void forget_breakers();  // on the store's thread
     void failed(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
                 error_code ec, const std::string& error);
     void flush_settles();

@@ -218,6 +218,7 @@ void Outbox::Impl::judge_target(const std::string& target, bool probe, const err
             event.target = target;
             event.health = *change;
             event.since = std::chrono::system_clock::now();
+            keep_breaker(target, it->second);
             tell_target_health(event);
         }
         // Healthy again: forgotten, so a relay holds breakers only for targets failing now.
@@ -231,6 +232,7 @@ void Outbox::Impl::judge_target(const std::string& target, bool probe, const err
     b.last_error = ec;
     b.last_diagnostics = r.diagnostics;
     const auto change = b.breaker.failed(SteadyClock::now(), probe);
+    if (change || (probe && b.breaker.health() != TargetHealth::healthy)) keep_breaker(target, b);
     if (!change) return;
     if (*change == TargetHealth::open)
         config.logger.log(LogLevel::warning,
@@ -247,6 +249,30 @@ void Outbox::Impl::judge_target(const std::string& target, bool probe, const err
     event.last_diagnostics = b.last_diagnostics;
     event.since = b.failing_since;
     tell_target_health(event);
+}
+
+// The store keeps the breaker as reported now, for `outbox inspect` in another process.
+void Outbox::Impl::keep_breaker(const std::string& target, const TargetBreaker& b) {
+    TargetBreakerState state;
+    state.target = target;
+    state.health = b.breaker.health();
+    state.consecutive_failures = b.breaker.consecutive_failures();
+    state.failing_since = b.failing_since;
+    if (b.breaker.open())
+        state.next_probe_at =
+            std::chrono::system_clock::now() +
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::max(b.breaker.next_probe_at() - SteadyClock::now(), SteadyClock::duration{}));
+    if (b.last_error) state.last_error = b.last_error.message();
+    if (!b.last_diagnostics.message.empty()) state.last_error += ": " + b.last_diagnostics.message;
+    post_job([self = shared_from_this(), state = std::move(state)] {
+        try {
+            self->store().save_breaker(state);
+        } catch (const StoreError& e) {
+            self->config.logger.log(LogLevel::warning,
+                                    std::string("outbox: keeping a breaker: ") + e.what());
+        }
+    });
 }
 
 void Outbox::Impl::tell_target_health(const TargetHealthEvent& event) {
@@ -457,6 +483,7 @@ void Outbox::Impl::maybe_finish_close() {
             self->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
             ec = Errc::store_error;
         }
+        self->forget_breakers();
         asio::post(self->executor, asio::append(std::move(*handler), ec));
     });
 }

@@ -196,7 +196,10 @@ void PostgresqlStore::migrate() {
         }
         return 0;
     });
-    if (schema_ready_) return add_target_index();
+    if (schema_ready_) {
+        add_target_index();
+        return add_breakers_table();
+    }
     retrying("creating the schema", [&] {
         Transaction tx(*this, "creating the schema", begin_migrating);
         exec("CREATE SCHEMA IF NOT EXISTS outbox", {}, "creating the schema");
@@ -230,6 +233,24 @@ void PostgresqlStore::migrate() {
         return 0;
     });
     add_target_index();  // made meanwhile by an outbox of the first release
+    add_breakers_table();
+}
+
+// As the target index: made when this role may; without it breakers are not kept.
+void PostgresqlStore::add_breakers_table() {
+    retrying("adding a table", [&] {
+        Result there = exec(breakers_table_exists, {}, "reading the schema");
+        if (!get_bool(there.get(), 0, 0)) try {
+                Transaction tx(*this, "adding a table", "BEGIN; SET LOCAL lock_timeout = '2s'");
+                Result r(PQexec(conn_.get(), breakers_table));
+                check(r.get(), PGRES_COMMAND_OK, "adding a table");
+                tx.commit();
+            } catch (const StoreError&) {
+            }
+        Result now = exec(breakers_table_exists, {}, "reading the schema");
+        breakers_kept_ = get_bool(now.get(), 0, 0);
+        return 0;
+    });
 }
 
 // A database made by the first release lacks events_target_ready. It is added on the way

@@ -190,7 +190,54 @@ std::vector<TargetSummary> PostgresqlStore::summarize() {
             t.last_error = get_bytes(r.get(), i, 5);
             out.push_back(std::move(t));
         }
+        if (!breakers_kept_) return out;
+        Result b = exec(read_breakers_sql, {}, "summarize");
+        std::vector<TargetBreakerState> breakers;
+        for (int i = 0; i < PQntuples(b.get()); ++i) {
+            TargetBreakerState k;
+            k.target = get_bytes(b.get(), i, 0);
+            k.health = health_from_name(get_bytes(b.get(), i, 1));
+            k.consecutive_failures = static_cast<std::uint32_t>(get_i64(b.get(), i, 2));
+            k.failing_since = from_ms(get_i64(b.get(), i, 3));
+            if (!PQgetisnull(b.get(), i, 4)) k.next_probe_at = from_ms(get_i64(b.get(), i, 4));
+            k.last_error = get_bytes(b.get(), i, 5);
+            breakers.push_back(std::move(k));
+        }
+        merge_breakers(out, std::move(breakers));
         return out;
+    });
+}
+
+void PostgresqlStore::save_breaker(const TargetBreakerState& state) {
+    if (!breakers_kept_) return;
+    retrying("saving a breaker", [&] {
+        if (state.health == TargetHealth::healthy) {
+            exec("DELETE FROM outbox.breakers WHERE target = $1 AND relay = $2",
+                 {state.target.c_str(), me_.c_str()}, "saving a breaker");
+            return 0;
+        }
+        const std::string failures = std::to_string(state.consecutive_failures);
+        const std::string since = std::to_string(to_ms(state.failing_since));
+        const std::string probe =
+            state.next_probe_at ? std::to_string(to_ms(*state.next_probe_at)) : std::string();
+        exec(save_breaker_sql,
+             {state.target.c_str(), me_.c_str(), to_string(state.health), failures.c_str(),
+              since.c_str(), state.next_probe_at ? probe.c_str() : nullptr,
+              state.last_error.c_str()},
+             "saving a breaker");
+        return 0;
+    });
+}
+
+// This relay's, and those a relay that crashed left a day ago or more.
+void PostgresqlStore::forget_breakers() {
+    if (!breakers_kept_) return;
+    retrying("forgetting breakers", [&] {
+        exec(
+            "DELETE FROM outbox.breakers WHERE relay = $1 OR updated_at < now() - interval '1 "
+            "day'",
+            {me_.c_str()}, "forgetting breakers");
+        return 0;
     });
 }
 

@@ -109,6 +109,8 @@ class PostgresqlStore final : public OutboxStore {
     std::optional<StoredEvent> find(EventId id) override;
     bool has_pending() override;
     std::vector<TargetSummary> summarize() override;
+    void save_breaker(const TargetBreakerState& state) override;
+    void forget_breakers() override;
     std::vector<StoredEvent> dead_letters(const std::string& target, std::size_t limit) override;
     std::uint64_t redrive(const std::string& target, SystemTime now) override;
     std::uint64_t purge(const std::string& target) override;
@@ -155,6 +157,7 @@ class PostgresqlStore final : public OutboxStore {
     std::string where() const { return "outbox store " + describe_; }
 
     static std::string relay_name();
+    void add_breakers_table();
 
     // connection and statements, schema, LISTEN/NOTIFY: postgresql_store.cpp
     Connection open_connection(const char* what) const;
@@ -212,7 +215,8 @@ class PostgresqlStore final : public OutboxStore {
     std::string identity_;
     Connection conn_;
     bool prepared_ = false;
-    bool schema_ready_ = false;  // statements are prepared once it exists
+    bool schema_ready_ = false;   // statements are prepared once it exists
+    bool breakers_kept_ = false;  // outbox.breakers is there
     struct Claim {
         bool grouped = false;
         SystemTime renew_at{};  // half its lease, by the relay's clock

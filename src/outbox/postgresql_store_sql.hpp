@@ -105,6 +105,38 @@ $fn$;
 
 // Added after the first release, and compatible with it (the schema's version stays 1): made
 // with the schema, or when a newer outbox opens a database without it.
+// A relay's circuit breakers for targets it reports not healthy, for `outbox inspect`: a row
+// per target and relay (many relays share a store), made on the way for a database of the
+// first release (as the target index), read only when it is there.
+inline constexpr const char* breakers_table_exists =
+    "SELECT to_regclass('outbox.breakers') IS NOT NULL";
+inline constexpr const char* breakers_table = R"sql(
+CREATE TABLE IF NOT EXISTS outbox.breakers(
+    target text NOT NULL,
+    relay text NOT NULL,
+    health text NOT NULL,
+    consecutive_failures integer NOT NULL,
+    failing_since timestamptz NOT NULL,
+    next_probe_at timestamptz,
+    last_error text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target, relay));
+COMMENT ON TABLE outbox.breakers IS
+    'Circuit breakers of running relays for targets that fail: see outbox inspect';
+)sql";
+inline constexpr const char* save_breaker_sql =
+    "INSERT INTO outbox.breakers(target, relay, health, consecutive_failures, failing_since, "
+    "next_probe_at, last_error) VALUES ($1, $2, $3, $4::int4, to_timestamp($5::int8 / 1000.0), "
+    "to_timestamp($6::int8 / 1000.0), $7) ON CONFLICT (target, relay) DO UPDATE SET health = "
+    "excluded.health, consecutive_failures = excluded.consecutive_failures, failing_since = "
+    "excluded.failing_since, next_probe_at = excluded.next_probe_at, last_error = "
+    "excluded.last_error, updated_at = now()";
+// Of each target the row last written by any relay.
+inline constexpr const char* read_breakers_sql =
+    "SELECT DISTINCT ON (target) target, health, consecutive_failures::int8, (extract(epoch FROM "
+    "failing_since) * 1000)::int8, (extract(epoch FROM next_probe_at) * 1000)::int8, last_error "
+    "FROM outbox.breakers ORDER BY target, updated_at DESC";
+
 inline constexpr const char* target_index_exists =
     "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL";
 inline constexpr const char* target_index = R"sql(

@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS outbox_events(
     last_error TEXT NOT NULL DEFAULT '',
     failed_at INTEGER NOT NULL DEFAULT 0,
     waiting INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS outbox_breakers(
+    target TEXT PRIMARY KEY,
+    health TEXT NOT NULL,
+    consecutive_failures INTEGER NOT NULL,
+    failing_since INTEGER NOT NULL,
+    next_probe_at INTEGER,
+    last_error TEXT NOT NULL);
 )sql";
 
 // `waiting` is 1 for a living event with an older living one in its group. The claims' index

@@ -323,7 +323,58 @@ std::vector<TargetSummary> SqliteStore::summarize() {
             fail(rc, "summarize");
         out.push_back(std::move(t));
     }
+    std::vector<TargetBreakerState> breakers;
+    Statement b(db_,
+                "SELECT target, health, consecutive_failures, failing_since, next_probe_at, "
+                "last_error FROM outbox_breakers",
+                where() + ": summarize");
+    for (;;) {
+        const int rc = sqlite3_step(b.get());
+        if (rc == SQLITE_DONE) break;
+        if (rc != SQLITE_ROW) fail(rc, "summarize");
+        TargetBreakerState k;
+        k.target = column_text(b.get(), 0);
+        k.health = health_from_name(column_text(b.get(), 1));
+        k.consecutive_failures = static_cast<std::uint32_t>(sqlite3_column_int64(b.get(), 2));
+        k.failing_since = from_ms(sqlite3_column_int64(b.get(), 3));
+        if (sqlite3_column_type(b.get(), 4) != SQLITE_NULL)
+            k.next_probe_at = from_ms(sqlite3_column_int64(b.get(), 4));
+        k.last_error = column_text(b.get(), 5);
+        breakers.push_back(std::move(k));
+    }
+    merge_breakers(out, std::move(breakers));
     return out;
+}
+
+void SqliteStore::save_breaker(const TargetBreakerState& state) {
+    SyncRelaxed relaxed(*this);  // a breaker lost in a power cut only starts closed
+    if (state.health == TargetHealth::healthy) {
+        Statement s(db_, "DELETE FROM outbox_breakers WHERE target = ?1", where() + ": breakers");
+        bind_text(s.get(), 1, state.target);
+        return with_room([&] {
+            sqlite3_reset(s.get());
+            step_done(s.get(), "saving a breaker");
+        });
+    }
+    Statement s(db_,
+                "INSERT OR REPLACE INTO outbox_breakers(target, health, consecutive_failures, "
+                "failing_since, next_probe_at, last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                where() + ": breakers");
+    bind_text(s.get(), 1, state.target);
+    bind_text(s.get(), 2, to_string(state.health));
+    sqlite3_bind_int64(s.get(), 3, state.consecutive_failures);
+    sqlite3_bind_int64(s.get(), 4, to_ms(state.failing_since));
+    if (state.next_probe_at) sqlite3_bind_int64(s.get(), 5, to_ms(*state.next_probe_at));
+    bind_text(s.get(), 6, state.last_error);
+    with_room([&] {
+        sqlite3_reset(s.get());
+        step_done(s.get(), "saving a breaker");
+    });
+}
+
+void SqliteStore::forget_breakers() {
+    SyncRelaxed relaxed(*this);
+    with_room([&] { exec("DELETE FROM outbox_breakers", "forgetting breakers"); });
 }
 
 std::vector<StoredEvent> SqliteStore::dead_letters(const std::string& target, std::size_t limit) {

@@ -96,6 +96,8 @@ class SqliteStore final : public OutboxStore {
     std::optional<SystemTime> next_due() override;
     bool has_pending() override;
     std::vector<TargetSummary> summarize() override;
+    void save_breaker(const TargetBreakerState& state) override;
+    void forget_breakers() override;
     std::vector<StoredEvent> dead_letters(const std::string& target, std::size_t limit) override;
     std::uint64_t redrive(const std::string& target, SystemTime now) override;
     std::uint64_t purge(const std::string& target) override;

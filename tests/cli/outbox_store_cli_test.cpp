@@ -452,42 +452,78 @@ struct Prometheus {
 
 }  // namespace
 
-TEST_CASE("relay --metrics: Prometheus scrapes the relay and its query API counts the deliveries") {
+TEST_CASE(
+    "relay --metrics: Prometheus scrapes the relay and its query API counts the deliveries; "
+    "a deleted queue's breaker opens, on the page and in inspect") {
     TempDir dir;
     const std::string store = dir.file("events.db");
     const std::string queue = outbox::test::create_queue("cli-outbox-metrics");
+    const std::string deleted = queue.substr(0, queue.rfind('/') + 1) + "cli-outbox-deleted";
     {
         std::ofstream in(dir.file("in.jsonl"));
         for (int i = 0; i < 30; ++i) in << "{\"metered\":" << i << "}\n";
+        std::ofstream lost(dir.file("deleted.jsonl"));
+        for (int i = 0; i < 5; ++i) lost << "{\"for_a_deleted_queue\":" << i << "}\n";
     }
     REQUIRE(
         run_program(outbox_args({"enqueue", "--store", store, "--to", queue, dir.file("in.jsonl")}),
                     keys())
             .status == 0);
+    REQUIRE(run_program(outbox_args({"enqueue", "--store", store, "--to", deleted,
+                                     dir.file("deleted.jsonl")}),
+                        keys())
+                .status == 0);
     const std::uint16_t metrics_port = outbox::test::free_port();
-    std::string page, delivered;
+    std::string page, delivered, inspected;
     ProgramOptions options = keys();
     options.while_running = [&](pid_t relay) {
         Prometheus prometheus(metrics_port);
         const auto until = std::chrono::steady_clock::now() + 60s;
         while (std::chrono::steady_clock::now() < until) {
             delivered = prometheus.value("outbox_events_delivered_total").value_or("");
-            if (delivered == "30") break;
+            const auto open =  // outbox_target_health{health="open"}, percent-encoded
+                prometheus.value("outbox_target_health%7Bhealth%3D%22open%22%7D").value_or("");
+            if (delivered == "30" && open == "1") break;
             std::this_thread::sleep_for(200ms);  // polling Prometheus' answer, not waiting blind
         }
         page = outbox::test::http_get(metrics_port, "/metrics");
+        inspected = run_program(outbox_args({"inspect", "--store", store, "--json"}), keys()).out;
         ::kill(relay, SIGTERM);
     };
-    const ProgramRun r =
-        run_program(outbox_args({"relay", "--store", store, "--endpoint", proxy().process.url(),
-                                 "--metrics", "127.0.0.1:" + std::to_string(metrics_port)}),
-                    options);
+    // One at a time per target, so exactly two failures open the deleted queue's breaker.
+    const ProgramRun r = run_program(
+        outbox_args({"relay", "--store", store, "--endpoint", proxy().process.url(), "--metrics",
+                     "127.0.0.1:" + std::to_string(metrics_port), "--breaker", "2",
+                     "--breaker-open-for", "1h", "--max-in-flight-per-target", "1"}),
+        options);
     INFO(r.err);
     INFO(page);
+    INFO(inspected);
     CHECK(r.status == 0);
     CHECK(delivered == "30");  // as Prometheus stored it from its scrapes
     CHECK(contains(page, "# TYPE outbox_events_delivered_total counter\n"));
     CHECK(contains(page, "outbox_events_delivered_total 30\n"));
+    CHECK(contains(page, "outbox_target_health{target=\"" + deleted + "\",health=\"open\"} 1\n"));
+    CHECK(contains(page, "outbox_target_failures{target=\"" + deleted + "\"} 2\n"));
+    // inspect, another process, saw the breaker the relay kept in the store.
+    simdjson::dom::parser parser;
+    bool seen = false;
+    for (simdjson::dom::object t : parser.parse(inspected)["targets"].get_array()) {
+        if (std::string_view(t["target"]) != deleted) continue;
+        seen = true;
+        CHECK(std::string_view(t["health"]) == "open");
+        CHECK(std::uint64_t(t["consecutive_failures"]) == 2);
+        CHECK(std::uint64_t(t["pending"]) + std::uint64_t(t["dead"]) == 5);
+        CHECK(std::uint64_t(t["next_probe_in_s"]) > 3500);
+    }
+    CHECK(seen);
+    // The relay stopped: its breakers went with it; the deleted queue's events are still kept.
+    const ProgramRun after = run_program(outbox_args({"inspect", "--store", store}), keys());
+    CHECK_FALSE(contains(after.out, "open, "));
+    CHECK(contains(after.out, deleted));
+    REQUIRE(
+        run_program(outbox_args({"purge", "--store", store, "--target", deleted}), keys()).status ==
+        0);
     CHECK(inspect(store).pending == 0);
     // A bad address is a usage error naming it.
     const ProgramRun bad = run_program(

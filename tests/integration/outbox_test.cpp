@@ -16,6 +16,7 @@
 #include <simdjson.h>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -92,7 +93,7 @@ std::vector<outbox::EventId> enqueue_all(asio::io_context& io, outbox::Outbox& b
     return ids;
 }
 
-std::uint64_t pending(asio::io_context& io, outbox::Outbox& box, std::uint64_t* dead = nullptr) {
+std::vector<outbox::TargetSummary> summarize(asio::io_context& io, outbox::Outbox& box) {
     std::optional<std::vector<outbox::TargetSummary>> out;
     box.async_summarize([&](error_code ec, std::vector<outbox::TargetSummary> t) {
         REQUIRE_FALSE(ec);
@@ -102,8 +103,12 @@ std::uint64_t pending(asio::io_context& io, outbox::Outbox& box, std::uint64_t* 
     while (!out && io.run_one_for(10s) != 0) {
     }
     REQUIRE(out);
+    return std::move(*out);
+}
+
+std::uint64_t pending(asio::io_context& io, outbox::Outbox& box, std::uint64_t* dead = nullptr) {
     std::uint64_t n = 0, d = 0;
-    for (const auto& t : *out) {
+    for (const auto& t : summarize(io, box)) {
         n += t.pending;
         d += t.dead;
     }
@@ -428,9 +433,27 @@ TEST_CASE(
         CHECK(pending(io, box) == 20);
         CHECK(box.stats().in_flight == 0);
         CHECK(read_back(queue, 20).size() == 20);
-        std::lock_guard lock(health_mutex);
-        CHECK(health == std::vector<std::string>{"degraded 2", "open 3"});
-        health.clear();
+        {
+            std::lock_guard lock(health_mutex);
+            CHECK(health == std::vector<std::string>{"degraded 2", "open 3"});
+            health.clear();
+        }
+        // The store keeps the breaker: another process opening it sees what the relay saw.
+        outbox::SqliteStoreOptions existing;
+        existing.create_if_missing = false;
+        auto other = outbox::open_sqlite_store(dir.file("events.db"), existing);
+        const auto seen = other->summarize();
+        const auto it = std::find_if(seen.begin(), seen.end(),
+                                     [&](const auto& t) { return t.target == broken; });
+        REQUIRE(it != seen.end());
+        CHECK(it->health == outbox::TargetHealth::open);
+        CHECK(it->consecutive_failures == 3);
+        CHECK(it->pending == 20);
+        REQUIRE(it->next_probe_at);
+        const auto probe_in = *it->next_probe_at - std::chrono::system_clock::now();
+        CHECK(probe_in > 59min);
+        CHECK(probe_in <= 60min);
+        CHECK(it->last_error.find("down for maintenance") != std::string::npos);
     }
     {  // A new relay starts with closed breakers. One failure opens this one; the customer's
         // queue comes back as it opens; the probe after half a second closes it.
@@ -446,8 +469,12 @@ TEST_CASE(
         };
         outbox::Outbox box(io.get_executor(), std::move(config));
         REQUIRE(run_until(io, [&] { return pending(io, box) == 0; }));
-        std::lock_guard lock(health_mutex);
-        CHECK(health == std::vector<std::string>{"open 1", "healthy 0"});
+        {
+            std::lock_guard lock(health_mutex);
+            CHECK(health == std::vector<std::string>{"open 1", "healthy 0"});
+        }
+        // Healthy again: the store keeps no breaker (nor the first relay's, forgotten at start).
+        for (const auto& t : summarize(io, box)) CHECK(t.health == outbox::TargetHealth::healthy);
     }
     std::lock_guard lock(accepted_mutex);
     CHECK(accepted.size() == 20);

@@ -574,6 +574,46 @@ TEST_CASE("while a target has no room, claims pass over its backlog and the othe
     CHECK(psql_in(uri, "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL") == "t");
 }
 
+TEST_CASE("relays' breakers are kept per relay: the last written shows, each forgets its own",
+          "[postgresql]") {
+    const std::string uri = fresh_database("breakers");
+    auto first = outbox::open_postgresql_store(uri);
+    auto second = outbox::open_postgresql_store(uri);
+    store_events(*first, "broken", {text("x")});
+    auto health_of = [&](outbox::OutboxStore& s, const std::string& target) {
+        for (const auto& t : s.summarize())
+            if (t.target == target) return t;
+        return outbox::TargetSummary{};
+    };
+    outbox::TargetBreakerState state;
+    state.target = "broken";
+    state.health = outbox::TargetHealth::degraded;
+    state.consecutive_failures = 2;
+    state.failing_since = std::chrono::system_clock::now();
+    state.last_error = "timed out";
+    first->save_breaker(state);
+    state.health = outbox::TargetHealth::open;
+    state.consecutive_failures = 5;
+    state.next_probe_at = std::chrono::system_clock::now() + std::chrono::seconds(30);
+    second->save_breaker(state);
+    auto seen = health_of(*first, "broken");
+    CHECK(seen.health == outbox::TargetHealth::open);  // the second relay wrote last
+    CHECK(seen.consecutive_failures == 5);
+    CHECK(seen.pending == 1);
+    REQUIRE(seen.next_probe_at);
+    CHECK(std::chrono::abs(*seen.next_probe_at - state.next_probe_at.value()) <
+          std::chrono::seconds(1));
+    second->forget_breakers();  // the second stops: the first's breaker shows again
+    CHECK(health_of(*first, "broken").health == outbox::TargetHealth::degraded);
+    state.health = outbox::TargetHealth::healthy;
+    first->save_breaker(state);
+    CHECK(health_of(*second, "broken").health == outbox::TargetHealth::healthy);
+    // A database of the first release gets the table from the next store that opens it.
+    psql_in(uri, "DROP TABLE outbox.breakers");
+    auto later = outbox::open_postgresql_store(uri);
+    CHECK(psql_in(uri, "SELECT to_regclass('outbox.breakers') IS NOT NULL") == "t");
+}
+
 TEST_CASE(
     "a role with only the documented privileges opens, enqueues and claims; without the "
     "target index too",

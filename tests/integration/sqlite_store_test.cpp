@@ -191,6 +191,55 @@ TEST_CASE("capped targets (open breakers): 0 passes a backlog over, 1 takes its 
         if (e.target == "broken") CHECK(e.message.body == "x0");
 }
 
+TEST_CASE("a relay's breakers are kept beside the summaries until healthy or forgotten") {
+    TempDir dir;
+    auto store = open_sqlite_store(dir.file("events.db"));
+    enqueue(*store, {event("broken", "x"), event("fine", "y")});
+    TargetBreakerState open;
+    open.target = "broken";
+    open.health = TargetHealth::open;
+    open.consecutive_failures = 5;
+    open.failing_since = now() - 1min;
+    open.next_probe_at = now() + 30s;
+    open.last_error = "service unavailable: down";
+    store->save_breaker(open);
+    TargetBreakerState degraded;  // a target with no events left still shows
+    degraded.target = "gone";
+    degraded.health = TargetHealth::degraded;
+    degraded.consecutive_failures = 2;
+    store->save_breaker(degraded);
+    auto by_target = [&](OutboxStore& s) {
+        std::map<std::string, TargetSummary> m;
+        for (auto& t : s.summarize()) m[t.target] = t;
+        return m;
+    };
+    // Seen from another connection, as `outbox inspect` would.
+    SqliteStoreOptions existing;
+    existing.create_if_missing = false;
+    auto other = open_sqlite_store(dir.file("events.db"), existing);
+    auto seen = by_target(*other);
+    REQUIRE(seen.size() == 3);
+    CHECK(seen["broken"].health == TargetHealth::open);
+    CHECK(seen["broken"].consecutive_failures == 5);
+    CHECK(seen["broken"].pending == 1);
+    REQUIRE(seen["broken"].next_probe_at);
+    CHECK(std::chrono::abs(*seen["broken"].next_probe_at - (now() + 30s)) < 2s);
+    CHECK(seen["broken"].last_error == "service unavailable: down");
+    CHECK(seen["gone"].health == TargetHealth::degraded);
+    CHECK(seen["gone"].pending == 0);
+    CHECK_FALSE(seen["gone"].next_probe_at);
+    CHECK(seen["fine"].health == TargetHealth::healthy);
+    // Saved again it is replaced; healthy, it is forgotten; forget_breakers drops the rest.
+    open.health = TargetHealth::disabled;
+    store->save_breaker(open);
+    CHECK(by_target(*other)["broken"].health == TargetHealth::disabled);
+    open.health = TargetHealth::healthy;
+    store->save_breaker(open);
+    CHECK(by_target(*other)["broken"].health == TargetHealth::healthy);
+    store->forget_breakers();
+    CHECK(by_target(*other).size() == 2);  // "gone" had only its breaker
+}
+
 TEST_CASE("redriven dead letters go out before the younger members of their group, in order") {
     TempDir dir;
     auto store = open_sqlite_store(dir.file("events.db"));

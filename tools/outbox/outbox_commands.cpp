@@ -357,6 +357,11 @@ int run_inspect(int argc, char** argv) {
         if (!t.oldest_pending) return -1;
         return std::chrono::duration_cast<std::chrono::seconds>(now - *t.oldest_pending).count();
     };
+    // An open breaker's next probe, in seconds from now (a probe already due: 0).
+    auto probe_in = [&](const TargetSummary& t) -> long long {
+        return std::max<long long>(
+            0, std::chrono::duration_cast<std::chrono::seconds>(*t.next_probe_at - now).count());
+    };
     if (json) {
         std::string out = "{\"targets\":[";
         for (std::size_t i = 0; i < targets.size(); ++i) {
@@ -373,6 +378,10 @@ int run_inspect(int argc, char** argv) {
                 out += "null";
             else
                 append_json_string(out, t.last_error);
+            out += ",\"health\":\"" + std::string(to_string(t.health)) +
+                   "\",\"consecutive_failures\":" + std::to_string(t.consecutive_failures) +
+                   ",\"next_probe_in_s\":" +
+                   (t.next_probe_at ? std::to_string(probe_in(t)) : std::string("null"));
             out += '}';
         }
         out += "]";
@@ -386,15 +395,20 @@ int run_inspect(int argc, char** argv) {
         std::cout << "the store is empty\n";
         return 0;
     }
-    std::printf("%-60s %9s %9s %9s %12s  %s\n", "target", "pending", "retrying", "dead", "oldest",
-                "last error");
-    for (const auto& t : targets)
-        std::printf("%-60s %9llu %9llu %9llu %12s  %s\n", t.target.c_str(),
+    std::printf("%-60s %9s %9s %9s %12s %-22s  %s\n", "target", "pending", "retrying", "dead",
+                "oldest", "relay's breaker", "last error");
+    for (const auto& t : targets) {
+        std::string breaker = to_string(t.health);
+        if (t.health != TargetHealth::healthy)
+            breaker += ", " + std::to_string(t.consecutive_failures) + " failed";
+        if (t.next_probe_at) breaker += ", probe in " + std::to_string(probe_in(t)) + " s";
+        std::printf("%-60s %9llu %9llu %9llu %12s %-22s  %s\n", t.target.c_str(),
                     static_cast<unsigned long long>(t.pending),
                     static_cast<unsigned long long>(t.retrying),
                     static_cast<unsigned long long>(t.dead),
                     t.oldest_pending ? (std::to_string(age(t)) + " s").c_str() : "-",
-                    t.last_error.substr(0, 120).c_str());
+                    breaker.c_str(), t.last_error.substr(0, 120).c_str());
+    }
     return 0;
 }
 

@@ -38,6 +38,7 @@ constexpr std::string_view relay_usage =
     "                    [--max-age 72h] [--report FILE] [--grace SECONDS] [--stats]\n"
     "                    [--claim-lease 5m] [--max-in-flight 1024]\n"
     "                    [--max-in-flight-per-target N] [--metrics HOST:PORT]\n"
+    "                    [--breaker FAILURES] [--breaker-open-for 30s]\n"
     "                    [delivery options]\n"
     "Delivers the store's backlog to each event's target until SIGINT or SIGTERM (then it\n"
     "starts no new delivery, gives those in flight --grace seconds, default 10, leaves the\n"
@@ -51,8 +52,11 @@ constexpr std::string_view relay_usage =
     "(default 5m: keep it above --deadline). At most --max-in-flight events are out at once,\n"
     "and of one target at most --max-in-flight-per-target (default half of --max-in-flight;\n"
     "0: no bound), so a target whose deliveries hang holds only that share, and the others\n"
-    "go on. --metrics serves GET /metrics in Prometheus' text format: the relay's counters and\n"
-    "each target's pending events and dead letters. Delivery options (as for send):\n";
+    "go on. --breaker N sets a target aside after N failed deliveries in a row: its events\n"
+    "stay stored, one probe goes after --breaker-open-for (doubling to 5m while it fails), and\n"
+    "inspect shows the breaker (default 0: off). --metrics serves GET /metrics in Prometheus'\n"
+    "text format: the relay's counters and each target's pending events, dead letters and\n"
+    "breaker. Delivery options (as for send):\n";
 
 // "5s", "5m", "2h", "3d" into seconds; false when it is not that.
 bool parse_duration(std::string_view text, std::chrono::seconds& out) {
@@ -89,6 +93,8 @@ int run_relay(int argc, char** argv) {
     std::chrono::seconds claim_lease{300};
     std::size_t max_in_flight = OutboxConfig{}.max_in_flight;
     std::optional<std::size_t> per_target;  // half of max_in_flight
+    CircuitBreakerPolicy breaker;
+    breaker.failures_to_open = 0;  // off unless asked for, as in OutboxConfig
     DeliveryOptions delivery;
     for (int i = 0; i < argc; ++i) {
         const std::string_view a = argv[i];
@@ -145,6 +151,20 @@ int run_relay(int argc, char** argv) {
         } else if (a == "--max-age") {
             if (!value(v) || !parse_duration(v, max_age))
                 return usage_error("relay: --max-age needs a duration such as 72h or 3d");
+        } else if (a == "--breaker") {
+            unsigned n = 0;
+            if (!value(v) ||
+                std::from_chars(v.data(), v.data() + v.size(), n).ptr != v.data() + v.size() ||
+                v.empty() || n > 1000)
+                return usage_error("relay: --breaker must be 0 (off) to 1000 failures");
+            breaker.failures_to_open = n;
+        } else if (a == "--breaker-open-for") {
+            std::chrono::seconds open_for;
+            if (!value(v) || !parse_duration(v, open_for))
+                return usage_error("relay: --breaker-open-for needs a duration such as 30s or 5m");
+            breaker.open_for = open_for;
+            breaker.max_open_for =
+                std::max<std::chrono::milliseconds>(breaker.max_open_for, open_for);
         } else if (a == "--claim-lease") {
             if (!value(v) || !parse_duration(v, claim_lease) || claim_lease.count() < 1)
                 return usage_error("relay: --claim-lease needs a duration such as 90s or 5m");
@@ -208,6 +228,7 @@ int run_relay(int argc, char** argv) {
     config.max_age = max_age;
     config.max_in_flight = max_in_flight;
     config.max_in_flight_per_target = per_target;
+    config.breaker = breaker;
     config.logger = logger.sink ? logger : stderr_logger(LogLevel::warning);
     config.on_settled = [&](const EventOutcome& o) {
         if (!report.is_open()) return;
