@@ -132,8 +132,8 @@ struct CachingOptions {
     // Fetch new credentials this long before the cached ones expire; meanwhile callers keep
     // getting the cached ones.
     std::chrono::seconds refresh_before_expiry{300};
-    // After a failed refresh, wait this long before trying again (while the cached
-    // credentials are still valid they keep being served).
+    // After a failed refresh, wait this long before trying again: meanwhile credentials
+    // still valid keep being served, and without any callers get the failure's error at once.
     std::chrono::seconds retry_after_failure{10};
     std::function<std::chrono::system_clock::time_point()> clock{};  // empty: system_clock::now
     Logger logger{};

@@ -645,6 +645,25 @@ TEST_CASE(
     CHECK(log.text.find("SK1") == std::string::npos);
 }
 
+TEST_CASE("cache: a source that refuses is asked again only after retry_after_failure") {
+    asio::io_context io;
+    auto inner = std::make_shared<ScriptedProvider>(io.get_executor(), "inner");
+    auto now = std::chrono::system_clock::time_point{} + std::chrono::hours(1000000);
+    inner->next_error = Errc::credentials_endpoint_error;  // as STS refusing a wrong ExternalId
+    auto cache = make_caching_credentials(
+        io.get_executor(), inner, {.retry_after_failure = 10s, .clock = [&] { return now; }});
+    CHECK(get(io, *cache).ec == Errc::credentials_endpoint_error);
+    CHECK(inner->calls == 1);
+    // Messages keep coming: each hears the same refusal, and the source is not asked.
+    for (int i = 0; i < 100; ++i) CHECK(get(io, *cache).ec == Errc::credentials_endpoint_error);
+    CHECK(inner->calls == 1);
+    now += 11s;  // the back-off is over: asked again, and now it answers
+    inner->next_error = {};
+    inner->next = {"AK1", "SK1", "T1", now + 1h};
+    CHECK(get(io, *cache).credentials.access_key_id == "AK1");
+    CHECK(inner->calls == 2);
+}
+
 TEST_CASE(
     "default chain: environment before profile files; instance metadata skipped when disabled") {
     TempDir dir;

@@ -232,6 +232,11 @@ class CachingProvider final : public CredentialsProvider,
             if (!refreshing_ && now >= retry_not_before_) refresh();
             return complete_later(strand_.get_inner_executor(), std::move(h), {}, *cached_);
         }
+        // Nothing to serve and the last fetch failed moments ago: its error at once, so a
+        // source that refuses (a role's trust policy, a wrong ExternalId) is not asked again
+        // for every message.
+        if (!refreshing_ && last_failure_ && now < retry_not_before_)
+            return complete_later(strand_.get_inner_executor(), std::move(h), last_failure_, {});
         waiting_.push_back(std::move(h));
         if (!refreshing_) refresh();
     }
@@ -243,6 +248,7 @@ class CachingProvider final : public CredentialsProvider,
                 self->refreshing_ = false;
                 const TimePoint now = self->options_.clock();
                 if (!ec && c.expiration && *c.expiration <= now) ec = Errc::credentials_expired;
+                self->last_failure_ = ec;
                 if (!ec) {
                     self->cached_ = std::move(c);
                 } else {
@@ -273,6 +279,7 @@ class CachingProvider final : public CredentialsProvider,
     std::optional<Credentials> cached_;
     bool refreshing_ = false;
     TimePoint retry_not_before_{};
+    error_code last_failure_;  // of the last fetch (none when it succeeded)
     std::vector<Handler> waiting_;
 };
 
