@@ -49,8 +49,13 @@ double cpu_seconds(const rusage& r) {
            static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
 }
 
+namespace {
+int next_nginx = 0;  // several in one process each get their own directory
+}  // namespace
+
 Nginx::Nginx(const std::string& directive)
-    : dir_(fs::temp_directory_path() / ("outbox-bench-nginx-" + std::to_string(::getpid()))),
+    : dir_(fs::temp_directory_path() / ("outbox-bench-nginx-" + std::to_string(::getpid()) + "-" +
+                                        std::to_string(next_nginx++))),
       port_(free_port()) {
     fs::create_directories(dir_ / "logs");
     std::ofstream(dir_ / "nginx.conf")
