@@ -77,8 +77,8 @@ Result run(std::size_t healthy, std::size_t broken, std::size_t waves, bool brea
     for (std::size_t i = 0; i < healthy; ++i)
         healthy_urls.push_back(queue_url(ok_port, "healthy-" + std::to_string(i)));
     for (std::size_t i = 0; i < broken; ++i)
-        broken_urls.push_back(queue_url(i % 2 ? refused : unavailable_port,
-                                        "broken-" + std::to_string(i)));
+        broken_urls.push_back(
+            queue_url(i % 2 ? refused : unavailable_port, "broken-" + std::to_string(i)));
     const std::string body = outbox::bench::body_of_1kib();
     std::vector<double> latencies_ms;
     latencies_ms.reserve(healthy * waves);
@@ -94,18 +94,18 @@ Result run(std::size_t healthy, std::size_t broken, std::size_t waves, bool brea
             m.body = body;
             m.target = is_healthy ? healthy_urls[i] : broken_urls[i - healthy];
             const auto sent = Clock::now();
-            router.async_send(std::move(m), [&, is_healthy, sent](boost::system::error_code ec,
-                                                                  outbox::Receipt) {
-                if (!is_healthy) {
-                    ++broken_done;
-                    if (ec == outbox::Errc::target_unavailable) ++result.broken_refused;
-                    return;
-                }
-                ++healthy_done;
-                if (ec) ++result.healthy_failed;
-                latencies_ms.push_back(
-                    std::chrono::duration<double, std::milli>(Clock::now() - sent).count());
-            });
+            router.async_send(
+                std::move(m), [&, is_healthy, sent](boost::system::error_code ec, outbox::Receipt) {
+                    if (!is_healthy) {
+                        ++broken_done;
+                        if (ec == outbox::Errc::target_unavailable) ++result.broken_refused;
+                        return;
+                    }
+                    ++healthy_done;
+                    if (ec) ++result.healthy_failed;
+                    latencies_ms.push_back(
+                        std::chrono::duration<double, std::milli>(Clock::now() - sent).count());
+                });
         }
         // The next wave when this one's healthy messages are done (a steady stream).
         while (healthy_done < healthy * (wave + 1) && io.run_one() != 0) {
@@ -116,9 +116,9 @@ Result run(std::size_t healthy, std::size_t broken, std::size_t waves, bool brea
     ::getrusage(RUSAGE_SELF, &after_usage);
     const double n = static_cast<double>(healthy * waves);
     result.wall_us = std::chrono::duration<double, std::micro>(wall).count() / n;
-    result.cpu_us = (outbox::bench::cpu_seconds(after_usage) -
-                     outbox::bench::cpu_seconds(before_usage)) *
-                    1e6 / n;
+    result.cpu_us =
+        (outbox::bench::cpu_seconds(after_usage) - outbox::bench::cpu_seconds(before_usage)) * 1e6 /
+        n;
     std::sort(latencies_ms.begin(), latencies_ms.end());
     result.p50_ms = latencies_ms[latencies_ms.size() / 2];
     result.p99_ms = latencies_ms[latencies_ms.size() * 99 / 100];
@@ -162,7 +162,8 @@ int main(int argc, char** argv) {
         healthy, waves, broken);
     const Result alone = run(healthy, 0, waves, true, ok.port(), unavailable.port(), refused);
     row("reference: healthy targets alone", alone, nullptr);
-    const Result guarded = run(healthy, broken, waves, true, ok.port(), unavailable.port(), refused);
+    const Result guarded =
+        run(healthy, broken, waves, true, ok.port(), unavailable.port(), refused);
     row("beside broken ones, breakers (default)", guarded, &alone);
     const Result unguarded =
         run(healthy, broken, waves, false, ok.port(), unavailable.port(), refused);

@@ -6,9 +6,11 @@
 
 #include <outbox/destination_stats.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <new>
 
 namespace outbox::detail {
 
@@ -27,7 +29,8 @@ class DestinationCounters {
         const auto us =
             std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - accepted_at);
         const auto value = static_cast<std::uint64_t>(us.count() < 0 ? 0 : us.count());
-        bump(latency_buckets_[LatencyHistogram::bucket_of(value)], 1);
+        if (Buckets* buckets = latency_buckets())
+            bump((*buckets)[LatencyHistogram::bucket_of(value)], 1);
         bump(latency_sum_us_, value);
         if (value > latency_max_us_.load(std::memory_order_relaxed))
             latency_max_us_.store(value, std::memory_order_relaxed);
@@ -53,17 +56,37 @@ class DestinationCounters {
         s.bytes_accepted = load(bytes_accepted_);
         s.bytes_delivered = load(bytes_delivered_);
         s.waits_for_room = load(waits_for_room_);
-        for (std::size_t i = 0; i < LatencyHistogram::bucket_count; ++i) {
-            s.latency.buckets[i] = load(latency_buckets_[i]);
-            s.latency.count += s.latency.buckets[i];
-        }
+        if (const Buckets* buckets = buckets_.load(std::memory_order_acquire))
+            for (std::size_t i = 0; i < LatencyHistogram::bucket_count; ++i) {
+                s.latency.buckets[i] = load((*buckets)[i]);
+                s.latency.count += s.latency.buckets[i];
+            }
         s.latency.sum = std::chrono::microseconds(static_cast<std::int64_t>(load(latency_sum_us_)));
         s.latency.max = std::chrono::microseconds(static_cast<std::int64_t>(load(latency_max_us_)));
         return s;
     }
 
+    DestinationCounters() = default;
+    DestinationCounters(const DestinationCounters&) = delete;
+    DestinationCounters& operator=(const DestinationCounters&) = delete;
+    ~DestinationCounters() { delete buckets_.load(std::memory_order_relaxed); }
+
   private:
     using Counter = std::atomic<std::uint64_t>;
+    using Buckets = std::array<Counter, LatencyHistogram::bucket_count>;
+
+    // Made at the first delivery (by the one writer): a destination made and never used, one
+    // of thousands of idle customers' targets, does not carry 1.2 KiB of empty buckets.
+    // Out of memory: that latency is not counted (the snapshot's count is the buckets').
+    Buckets* latency_buckets() noexcept {
+        Buckets* b = buckets_.load(std::memory_order_relaxed);
+        if (!b) {
+            b = new (std::nothrow) Buckets{};
+            buckets_.store(b, std::memory_order_release);
+        }
+        return b;
+    }
+
     static void add(Counter& c, std::uint64_t n) noexcept {
         c.fetch_add(n, std::memory_order_relaxed);
     }
@@ -76,12 +99,14 @@ class DestinationCounters {
     }
 
     // Sending threads write the first line, the completing thread the rest: apart, so that
-    // they do not take the same cache line from each other on every message.
-    alignas(64) Counter accepted_{0}, bytes_accepted_{0}, waits_for_room_{0};
-    alignas(64) Counter delivered_{0}, failed_{0}, retried_{0}, staged_{0}, requests_{0},
-        bytes_delivered_{0};
+    // they do not take the same cache line from each other on every message. (alignas on
+    // the first of each line only: on a declaration list it would give every counter a line.)
+    alignas(64) Counter accepted_{0};
+    Counter bytes_accepted_{0}, waits_for_room_{0};
+    alignas(64) Counter delivered_{0};
+    Counter failed_{0}, retried_{0}, staged_{0}, requests_{0}, bytes_delivered_{0};
     Counter latency_sum_us_{0}, latency_max_us_{0};
-    std::array<Counter, LatencyHistogram::bucket_count> latency_buckets_{};
+    std::atomic<Buckets*> buckets_{nullptr};
 };
 
 }  // namespace outbox::detail

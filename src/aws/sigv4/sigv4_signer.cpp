@@ -229,8 +229,9 @@ struct Signer::KeyCache {
         detail::HmacSha256 key;
         bool used = false;
     };
+    static constexpr std::size_t capacity = 4;
     std::mutex mutex;
-    std::array<Entry, 4> entries;
+    std::vector<Entry> entries;  // grows to `capacity` as keys are derived: none while idle
     std::size_t next = 0;
 
     ~KeyCache() {
@@ -252,8 +253,12 @@ struct Signer::KeyCache {
         d = detail::HmacSha256(d).mac(region);
         d = detail::HmacSha256(d).mac(service);
         d = detail::HmacSha256(d).mac("aws4_request");
+        if (next == entries.size()) {
+            entries.reserve(capacity);  // once: a secret is never moved and left behind
+            entries.emplace_back();
+        }
         Entry& e = entries[next];
-        next = (next + 1) % entries.size();
+        next = (next + 1) % capacity;
         e.secret.assign(secret);
         std::copy(date.begin(), date.end(), e.date.begin());
         e.key = detail::HmacSha256(d);
