@@ -136,8 +136,11 @@ class KafkaDestination final : public Destination {
 
     /// Rotates the SASL PLAIN or SCRAM user name and password in place: connections made from
     /// now on use them (librdkafka reconnects after a refused authentication; connections
-    /// already authenticated stay). Thread-safe. Throws std::invalid_argument for a
-    /// destination without those mechanisms, or an empty user name.
+    /// already authenticated stay). For 10 s after a rotation a refused authentication fails
+    /// no message (it may be a handshake begun with the old credentials): messages wait for
+    /// the next connection, so new credentials that are wrong too fail them after those 10 s.
+    /// Thread-safe. Throws std::invalid_argument for a destination without those mechanisms,
+    /// or an empty user name.
     void set_sasl_credentials(std::string username, std::string password);
 
   protected:

@@ -123,6 +123,10 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     Diagnostics connection_error{};
     // Set by an authentication or TLS failure: messages purged because of it fail with it.
     std::optional<std::pair<boost::system::error_code, Diagnostics>> refusal{};
+    // When set_sasl_credentials last ran: for rotation_grace after it an authentication
+    // failure is taken for a handshake begun with the old credentials, and fails nothing.
+    std::optional<std::chrono::steady_clock::time_point> credentials_rotated_at{};
+    static constexpr std::chrono::seconds rotation_grace{10};
     // Why messages were purged otherwise: "the close deadline passed", "the destination was
     // destroyed".
     std::string purge_reason = "purged";

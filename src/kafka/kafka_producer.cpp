@@ -157,6 +157,11 @@ void KafkaDestination::Impl::connection_failed(rd_kafka_resp_err_t err, const ch
     log(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? LogLevel::warning : LogLevel::info,
         d.code + ": " + d.message);
     connection_error = d;
+    // A handshake begun with the credentials set_sasl_credentials replaced may be refused
+    // after the rotation: the next connection uses the new ones, so nothing is failed for it.
+    if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION && credentials_rotated_at &&
+        std::chrono::steady_clock::now() - *credentials_rotated_at < rotation_grace)
+        return;
     if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL) {
         // Not worth retrying for minutes: what is queued fails now with the reason.
         const error_code ec = err == RD_KAFKA_RESP_ERR__SSL
@@ -344,6 +349,7 @@ void KafkaDestination::set_sasl_credentials(std::string username, std::string pa
     impl.config.sasl_username = std::move(username);
     impl.config.sasl_password = std::move(password);
     impl.refusal.reset();  // what fails from now on fails for its own reason
+    impl.credentials_rotated_at = std::chrono::steady_clock::now();
 }
 
 bool is_secret_kafka_property(std::string_view name) {

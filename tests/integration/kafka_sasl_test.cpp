@@ -248,6 +248,43 @@ TEST_CASE("SASL PLAIN credentials rotated in place: after a refusal, the new pas
     CHECK(log.text.find("last-month's-password") == std::string::npos);
 }
 
+TEST_CASE(
+    "SASL credentials rotated while a handshake with the old ones is in flight: its late "
+    "refusal fails nothing, the message goes with the new ones",
+    "[kafka][sasl]") {
+    // The broker answers a refusal 1.5 s late: the old password's handshake is still open
+    // when the credentials are rotated, and refused after.
+    SaslBroker broker("rotated-in-flight", SaslBroker::Mechanism::plain,
+                      std::chrono::milliseconds(1500));
+    asio::io_context io;
+    auto config = sasl_config(broker, "rotated-in-flight");
+    config.sasl_password = "last-month's-password";
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    std::optional<boost::system::error_code> outcome;
+    std::string why;
+    outbox::Message m = message("sent as the password changed");
+    kafka.async_send(std::move(m), [&](boost::system::error_code ec, outbox::Receipt r) {
+        outcome = ec;
+        why = r.diagnostics.message;
+    });
+    // Rotate once the broker holds the old password's handshake.
+    const auto until = Clock::now() + std::chrono::seconds(20);
+    io.restart();
+    while (broker.authentications() == 0 && Clock::now() < until)
+        io.run_one_for(std::chrono::milliseconds(20));
+    REQUIRE(broker.authentications() == 1);
+    kafka.set_sasl_credentials(SaslBroker::user(), SaslBroker::password());
+    while (!outcome && Clock::now() < until) io.run_one_for(std::chrono::milliseconds(50));
+    REQUIRE(outcome);
+    INFO(why);
+    CHECK_FALSE(*outcome);
+    CHECK(broker.authentications() >= 2);  // the refused one, then the new password's
+    CHECK_FALSE(close_destination(io, kafka, std::chrono::seconds(5)));
+    const auto records = broker.records();
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].payload == "sent as the password changed");
+}
+
 TEST_CASE("Amazon MSK IAM: a credentials provider that fails leaves no token; sends fail, logged",
           "[kafka][sasl][msk]") {
     SaslBroker broker("msk-iam", SaslBroker::Mechanism::msk_iam);

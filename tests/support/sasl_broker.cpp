@@ -24,7 +24,8 @@ void openssl(const std::vector<std::string>& args) {
 
 }  // namespace
 
-SaslBroker::SaslBroker(const std::string& topic, Mechanism mechanism) {
+SaslBroker::SaslBroker(const std::string& topic, Mechanism mechanism,
+                       std::chrono::milliseconds refuse_delay) {
     namespace fs = std::filesystem;
     static int instance = 0;
     dir_ = (fs::temp_directory_path() /
@@ -59,7 +60,11 @@ SaslBroker::SaslBroker(const std::string& topic, Mechanism mechanism) {
                                   "-topic",
                                   topic,
                                   "-records",
-                                  d + "records.jsonl"};
+                                  d + "records.jsonl",
+                                  "-auth-log",
+                                  d + "authentications",
+                                  "-refuse-delay",
+                                  std::to_string(refuse_delay.count()) + "ms"};
     if (msk)
         argv.insert(argv.end(),
                     {"-mechanism", "OAUTHBEARER", "-msk-region", msk_region(), "-msk-access-key",
@@ -71,6 +76,13 @@ SaslBroker::~SaslBroker() {
     process_.reset();
     std::error_code ignored;
     std::filesystem::remove_all(dir_, ignored);
+}
+
+std::size_t SaslBroker::authentications() const {
+    std::ifstream in(dir_ + "/authentications");
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);) ++n;
+    return n;
 }
 
 std::vector<KafkaRecord> SaslBroker::records() const {

@@ -6,6 +6,7 @@
 #include "kafka_mock.hpp"
 #include "peer_process.hpp"
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,7 +19,10 @@ class SaslBroker {
     /// Leads `topic` (one partition). plain: accepts user "alice" with password "s3cret-pw".
     /// msk_iam: SASL OAUTHBEARER with Amazon MSK's IAM tokens for msk_region(), signed with
     /// msk_access_key() and msk_secret() (checked by a SigV4 implementation in Go).
-    explicit SaslBroker(const std::string& topic, Mechanism mechanism = Mechanism::plain);
+    /// `refuse_delay`: refused credentials are answered this late, so a handshake with them
+    /// is still in flight meanwhile.
+    explicit SaslBroker(const std::string& topic, Mechanism mechanism = Mechanism::plain,
+                        std::chrono::milliseconds refuse_delay = std::chrono::milliseconds(0));
     ~SaslBroker();
     SaslBroker(const SaslBroker&) = delete;
     SaslBroker& operator=(const SaslBroker&) = delete;
@@ -37,6 +41,8 @@ class SaslBroker {
     std::string other_ca_file() const { return dir_ + "/other-ca.pem"; }
     /// What the broker received so far (topic in KafkaRecord::key is unused; no offsets).
     std::vector<KafkaRecord> records() const;
+    /// SaslAuthenticate requests received so far (counted as they arrive, before the answer).
+    std::size_t authentications() const;
 
   private:
     std::string dir_;

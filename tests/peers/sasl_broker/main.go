@@ -72,6 +72,8 @@ type frontConfig struct {
 	msk            mskIam
 	backend        string
 	records        *recordLog
+	refuseDelay    time.Duration // a refusal is answered this late (a handshake in flight)
+	authLog        *recordLog    // a line per SaslAuthenticate, written as it arrives
 }
 
 type recordLog struct {
@@ -311,6 +313,11 @@ func serve(client net.Conn, cfg frontConfig) {
 			writeFrame(client, correlation, w.Bytes())
 		case apiKey == apiSaslAuthenticate:
 			auth := (&reader{b: body}).bytes32()
+			if cfg.authLog != nil {
+				cfg.authLog.mu.Lock()
+				fmt.Fprintln(cfg.authLog.file, "authenticate")
+				cfg.authLog.mu.Unlock()
+			}
 			parts := bytes.Split(auth, []byte{0})
 			var w writer
 			var ok bool
@@ -335,6 +342,7 @@ func serve(client net.Conn, cfg frontConfig) {
 				msg := "Authentication failed: Invalid username or password"
 				w.i16(errSaslAuthenticationFailed)
 				w.nullableStr(&msg)
+				time.Sleep(cfg.refuseDelay)
 			}
 			w.i32(0) // no auth bytes back
 			if apiVersion >= 1 {
@@ -408,6 +416,8 @@ func main() {
 	passwordFile := flag.String("password-file", "", "file holding the SASL PLAIN password")
 	topic := flag.String("topic", "", "the topic this broker leads (one partition)")
 	records := flag.String("records", "", "append every produced record here as JSON lines")
+	refuseDelay := flag.Duration("refuse-delay", 0, "answer a refused SaslAuthenticate this late")
+	authLog := flag.String("auth-log", "", "append a line here as each SaslAuthenticate arrives")
 	flag.Parse()
 	log.SetPrefix("sasl_broker: ")
 	secret, err := os.ReadFile(*passwordFile)
@@ -446,6 +456,14 @@ func main() {
 	// OAUTHBEARER: the password file holds the secret key the token must be signed with.
 	cfg.msk = mskIam{region: *mskRegion, accessKey: *mskAccessKey, secret: cfg.password,
 		sessionToken: *mskSessionToken}
+	cfg.refuseDelay = *refuseDelay
+	if *authLog != "" {
+		f, err := os.OpenFile(*authLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			log.Fatal(err)
+		}
+		cfg.authLog = &recordLog{file: f}
+	}
 	if *records != "" {
 		f, err := os.OpenFile(*records, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
