@@ -105,7 +105,8 @@ struct AssumeRoleOptions {
     /// How long the credentials last: 900 s to the role's maximum (1 h unless raised).
     std::chrono::seconds duration{3600};
     /// Signs the request and names the endpoint: this, else AWS_REGION, else
-    /// AWS_DEFAULT_REGION, else us-east-1 (with the global endpoint).
+    /// AWS_DEFAULT_REGION, else the region in an sts_endpoint such as
+    /// https://sts.eu-west-1.amazonaws.com, else us-east-1 (with the global endpoint).
     std::string region{};
     /// STS endpoint: this, else AWS_ENDPOINT_URL_STS, else AWS_ENDPOINT_URL, else
     /// https://sts.REGION.amazonaws.com. Plain http only to a loopback address.

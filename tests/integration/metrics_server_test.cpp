@@ -5,11 +5,11 @@
 #include "metrics_server.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 
 #include <memory>
 #include <string>
@@ -66,8 +66,7 @@ std::string ask(asio::io_context& client, std::uint16_t port, const std::string&
 TEST_CASE("metrics endpoint: GET /metrics answers the page; other paths 404") {
     Served served;
     asio::io_context client;
-    const std::string page =
-        ask(client, served.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string page = ask(client, served.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(page.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
     CHECK(page.find("Content-Type: text/plain; version=0.0.4\r\n") != std::string::npos);
     CHECK(page.find("\r\n\r\noutbox_test_total 7\n") != std::string::npos);
@@ -75,8 +74,9 @@ TEST_CASE("metrics endpoint: GET /metrics answers the page; other paths 404") {
     CHECK(other.rfind("HTTP/1.1 404 Not Found\r\n", 0) == 0);
 }
 
-TEST_CASE("metrics endpoint: at most 16 connections; one more is closed unanswered; stop "
-          "closes those held") {
+TEST_CASE(
+    "metrics endpoint: at most 16 connections; one more is closed unanswered; stop "
+    "closes those held") {
     Served served;
     asio::io_context client;
     // 16 connections that say nothing hold every place.
@@ -85,8 +85,7 @@ TEST_CASE("metrics endpoint: at most 16 connections; one more is closed unanswer
     // The 17th is accepted after them (one acceptor, in order) and closed at once.
     tcp::socket extra = connect_to(client, served.port());
     boost::system::error_code ec;
-    asio::write(extra, asio::buffer(std::string("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")),
-                ec);
+    asio::write(extra, asio::buffer(std::string("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")), ec);
     CHECK(read_all(extra).empty());
     // One place given back: the next scrape is served.
     held.front().close();

@@ -3,6 +3,7 @@
 #include "catch.hpp"
 
 #include <outbox/error.hpp>
+#include "aws/aws_host.hpp"
 #include "aws/sqs/sqs_protocol.hpp"
 #include "http/http_date.hpp"
 
@@ -39,6 +40,16 @@ TEST_CASE("queue URLs: region, name and FIFO from the URL; malformed ones refuse
     CHECK(sqs::region_from_host("sqs.cn-north-1.amazonaws.com.cn") == "cn-north-1");
     CHECK(sqs::region_from_host("sqs-fips.us-gov-west-1.amazonaws.com") == "us-gov-west-1");
     CHECK(sqs::region_from_host("example.com").empty());
+    CHECK(sqs::region_from_host("sqs.amazonaws.com").empty());
+    // The same rule names the region STS requests are signed for (AssumeRole).
+    CHECK(outbox::detail::region_in_aws_host("sts.eu-central-1.amazonaws.com", "sts") ==
+          "eu-central-1");
+    CHECK(outbox::detail::region_in_aws_host("sts-fips.us-east-2.amazonaws.com", "sts") ==
+          "us-east-2");
+    CHECK(outbox::detail::region_in_aws_host("sts.amazonaws.com", "sts").empty());  // global
+    CHECK(outbox::detail::region_in_aws_host("sqs.eu-west-1.amazonaws.com", "sts").empty());
+    CHECK(outbox::detail::region_in_aws_host("vpce-1.sts.eu-west-1.vpce.amazonaws.com", "sts")
+              .empty());
     for (const char* bad : {"", "sqs.eu-west-1.amazonaws.com/1/q", "ftp://h/1/q", "https://h/1",
                             "https://h/1/q/x", "https://h//q", "https://h/1/q?x=1"}) {
         INFO(bad);

@@ -13,6 +13,7 @@
 
 #include <outbox/aws_environment.hpp>
 #include <outbox/sigv4.hpp>
+#include "aws/aws_host.hpp"
 #include "aws/credentials/credentials_common.hpp"
 #include "core/bounded_file.hpp"
 
@@ -409,8 +410,12 @@ class AssumeRoleProvider final : public FetchingProvider<AssumeRoleProvider> {
         const sigv4::Header signed_headers[] = {{"Content-Type", form_content_type}};
         const auto body_hash = sigv4::payload_hash(req.body);
         const std::size_t query_at = req.target.find('?');
-        const sigv4::Signer signer(
-            {.region = configured_region(options_.region).value_or("us-east-1"), .service = "sts"});
+        // The region configured, else the one in a regional endpoint's name (a region signed
+        // for that is not the endpoint's is refused), else the global endpoint's us-east-1.
+        std::string region = configured_region(options_.region).value_or("");
+        if (region.empty()) region = detail::region_in_aws_host(req.origin.host, "sts");
+        if (region.empty()) region = "us-east-1";
+        const sigv4::Signer signer({.region = region, .service = "sts"});
         sigv4::HeaderSignature signature;
         if (auto ec = signer.sign_headers(
                 {.method = "POST",

@@ -1,5 +1,7 @@
 #include "aws/sqs/sqs_protocol.hpp"
 
+#include "aws/aws_host.hpp"
+
 #include <outbox/error.hpp>
 #include <outbox/json_string.hpp>
 
@@ -96,20 +98,14 @@ error_code invalid(std::string& why, std::string text) {
 }  // namespace
 
 std::string region_from_host(std::string_view host) {
-    auto strip = [&](std::string_view suffix) {
-        if (!host.ends_with(suffix)) return false;
-        host.remove_suffix(suffix.size());
-        return true;
-    };
-    if (!strip(".amazonaws.com") && !strip(".amazonaws.com.cn") && !strip(".api.aws")) return {};
-    if (host.starts_with("sqs."))
-        host.remove_prefix(4);
-    else if (host.starts_with("sqs-fips."))
-        host.remove_prefix(9);
-    else if (!strip(".queue"))
-        return {};
-    if (host.empty() || host.find('.') != std::string_view::npos) return {};
-    return std::string(host);
+    if (std::string r = detail::region_in_aws_host(host, "sqs"); !r.empty()) return r;
+    // The legacy form REGION.queue.amazonaws.com.
+    for (std::string_view suffix : {".queue.amazonaws.com", ".queue.amazonaws.com.cn"})
+        if (host.ends_with(suffix)) {
+            host.remove_suffix(suffix.size());
+            if (!host.empty() && host.find('.') == std::string_view::npos) return std::string(host);
+        }
+    return {};
 }
 
 error_code parse_queue_url(std::string_view url, QueueAddress& out, std::string& why) {
