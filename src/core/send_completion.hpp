@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace outbox::detail {
 
@@ -29,8 +30,9 @@ class SendCompletion {
     /// with a dead-letter handler set, `message` goes to it as sent to `target`.
     SendCompletion(DestinationCounters& stats, const DeadLetterSlot& dead_letters,
                    const Logger& logger, const std::string& target,
-                   Destination::SendHandler handler, boost::system::error_code ec, Receipt receipt,
-                   Message&& message, std::chrono::steady_clock::time_point accepted_at)
+                   Destination::SendHandler&& handler, boost::system::error_code ec,
+                   Receipt&& receipt, Message&& message,
+                   std::chrono::steady_clock::time_point accepted_at)
         : handler_(std::move(handler)), ec_(ec), receipt_(std::move(receipt)) {
         auto slot = boost::asio::get_associated_cancellation_slot(handler_);
         if (slot.is_connected()) slot.clear();
@@ -73,6 +75,30 @@ class SendCompletion {
 inline void post_completion(const boost::asio::any_io_executor& executor,
                             SendCompletion completion) {
     boost::asio::post(executor, [c = std::move(completion)]() mutable { c.run(); });
+}
+
+/// Runs `done` in order, on the destination's executor. Should a handler throw, the rest are
+/// posted one by one (they still complete) and the exception goes on.
+inline void run_completions(const boost::asio::any_io_executor& executor,
+                            std::vector<SendCompletion>& done) {
+    for (std::size_t i = 0; i < done.size(); ++i) {
+        try {
+            done[i].run();
+        } catch (...) {
+            for (std::size_t j = i + 1; j < done.size(); ++j)
+                post_completion(executor, std::move(done[j]));
+            throw;
+        }
+    }
+}
+
+/// One job for the completions of one event (a batch's ten replies): one post, not ten.
+inline void post_completions(const boost::asio::any_io_executor& executor,
+                             std::vector<SendCompletion> done) {
+    if (done.size() == 1) return post_completion(executor, std::move(done.front()));
+    boost::asio::post(executor, [executor, done = std::move(done)]() mutable {
+        run_completions(executor, done);
+    });
 }
 
 }  // namespace outbox::detail

@@ -47,16 +47,7 @@ void KafkaDestination::Impl::serve() {
         maybe_finish_close();
         collecting = nullptr;
     }
-    for (std::size_t i = 0; i < done.size(); ++i) {
-        try {
-            done[i].run();
-        } catch (...) {
-            // A handler threw: the rest still complete, later.
-            for (std::size_t j = i + 1; j < done.size(); ++j)
-                asio::post(executor, [c = std::move(done[j])]() mutable { c.run(); });
-            throw;
-        }
-    }
+    detail::run_completions(executor, done);
 }
 
 void KafkaDestination::Impl::delivered(const rd_kafka_message_t& m) {

@@ -103,7 +103,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     void run(Actions& out) {
-        for (auto& c : out.completions) complete(c);
+        if (!out.completions.empty()) {
+            std::vector<detail::SendCompletion> done;
+            done.reserve(out.completions.size());
+            for (auto& c : out.completions) complete(c, done);
+            if (!done.empty()) detail::post_completions(executor, std::move(done));
+        }
         for (const auto id : out.cancel_calls)
             if (auto it = calls.find(id); it != calls.end())
                 it->second->emit(asio::cancellation_type::terminal);
@@ -114,14 +119,12 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         arm_wake();
     }
 
-    void complete(sqs::SendMachine::Completion& c) {
+    void complete(sqs::SendMachine::Completion& c, std::vector<detail::SendCompletion>& done) {
         auto it = handlers.find(c.seq);
         if (it == handlers.end()) return;
-        detail::post_completion(
-            executor,
-            detail::SendCompletion(stats, dead_letters, config.logger, machine->queue_url(),
-                                   std::move(it->second), c.ec, std::move(c.receipt),
-                                   std::move(c.message), c.accepted_at));
+        done.emplace_back(stats, dead_letters, config.logger, machine->queue_url(),
+                          std::move(it->second), c.ec, std::move(c.receipt), std::move(c.message),
+                          c.accepted_at);
         handlers.erase(it);
     }
 

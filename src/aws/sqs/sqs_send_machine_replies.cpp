@@ -125,6 +125,8 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
                                    Actions& out) {
     --requests_in_flight_;
     for (Entry* e : request.entries) release_group(*e);
+    // Most replies complete every entry: room for them at once, not by doubling.
+    out.completions.reserve(out.completions.size() + request.entries.size());
 
     if (ec && abandoned_) {
         // Cancelled by abandon() (before it was sent, or after: then it may have been stored):
