@@ -134,7 +134,10 @@ struct CachingOptions {
     // getting the cached ones.
     std::chrono::seconds refresh_before_expiry{300};
     // After a failed refresh, wait this long before trying again: meanwhile credentials
-    // still valid keep being served, and without any callers get the failure's error at once.
+    // still valid keep being served, and without any callers get the failure's error at once
+    // (a role refusing us is asked once per wait, not once per message). A destination whose
+    // retries all fall within the wait fails its message on that error: lower it for a
+    // source whose failures are brief.
     std::chrono::seconds retry_after_failure{10};
     std::function<std::chrono::system_clock::time_point()> clock{};  // empty: system_clock::now
     Logger logger{};

@@ -138,7 +138,8 @@ class KafkaDestination final : public Destination {
     /// now on use them (librdkafka reconnects after a refused authentication; connections
     /// already authenticated stay). For 10 s after a rotation a refused authentication fails
     /// no message (it may be a handshake begun with the old credentials): messages wait for
-    /// the next connection, so new credentials that are wrong too fail them after those 10 s.
+    /// the next connection. New credentials that are wrong too fail them 10 to 30 s after
+    /// the rotation (librdkafka reports an error identical to the last at most every 30 s).
     /// Thread-safe. Throws std::invalid_argument for a destination without those mechanisms,
     /// or an empty user name.
     void set_sasl_credentials(std::string username, std::string password);

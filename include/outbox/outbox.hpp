@@ -65,8 +65,9 @@ struct OutboxConfig {
     /// before it opened still go: at most the target's share.) An event past
     /// max_age becomes a dead letter when it is next tried, so not while it waits.
     /// Off by default (failures_to_open 0): an open breaker keeps events pending that would
-    /// otherwise fail on their own schedule, and a relay's breakers are not yet visible to
-    /// `outbox inspect`, so turning one on is the application's choice.
+    /// otherwise fail on their own schedule, so turning one on is the application's choice.
+    /// While the relay runs the store keeps its breakers (OutboxStore::save_breaker), for
+    /// `outbox inspect` and metrics in other processes.
     CircuitBreakerPolicy breaker{.failures_to_open = 0};
     /// Told when a target becomes degraded, open, disabled, or healthy again, in order, on the
     /// Outbox's strand. It must not block.

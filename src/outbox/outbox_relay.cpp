@@ -27,12 +27,13 @@ void Outbox::Impl::start_relay() {
     renew_leases();
 }
 
-// Every poll_interval while something is in flight: the store extends what needs it.
+// Every poll_interval while something is in flight or a breaker is kept: the store extends
+// what needs it (leases of claims; PostgreSQL's breaker rows, which readers trust while fresh).
 void Outbox::Impl::renew_leases() {
     renew_timer.expires_after(config.poll_interval);
     renew_timer.async_wait([self = shared_from_this()](error_code ec) {
         if (ec || self->stopped) return;  // while closing too: sends still run
-        if (self->in_flight_count != 0)
+        if (self->in_flight_count != 0 || !self->breakers.empty())
             self->post_job([self] {
                 try {
                     self->store().renew_claims(std::chrono::system_clock::now());
@@ -253,6 +254,7 @@ void Outbox::Impl::judge_target(const std::string& target, bool probe, const err
 
 // The store keeps the breaker as reported now, for `outbox inspect` in another process.
 void Outbox::Impl::keep_breaker(const std::string& target, const TargetBreaker& b) {
+    if (closing && !close_handler) return;  // closed: forgotten already, kept no more
     TargetBreakerState state;
     state.target = target;
     state.health = b.breaker.health();
@@ -483,7 +485,7 @@ void Outbox::Impl::maybe_finish_close() {
             self->config.logger.log(LogLevel::error, std::string("outbox: ") + e.what());
             ec = Errc::store_error;
         }
-        self->forget_breakers();
+        if (self->config.relay) self->forget_breakers();
         asio::post(self->executor, asio::append(std::move(*handler), ec));
     });
 }

@@ -236,7 +236,8 @@ void PostgresqlStore::migrate() {
     add_breakers_table();
 }
 
-// As the target index: made when this role may; without it breakers are not kept.
+// As the target index: made when this role may. Without it, or without the privileges on it
+// (a role granted ON ALL TABLES before it was made), breakers are not kept or not shown.
 void PostgresqlStore::add_breakers_table() {
     retrying("adding a table", [&] {
         Result there = exec(breakers_table_exists, {}, "reading the schema");
@@ -247,8 +248,9 @@ void PostgresqlStore::add_breakers_table() {
                 tx.commit();
             } catch (const StoreError&) {
             }
-        Result now = exec(breakers_table_exists, {}, "reading the schema");
-        breakers_kept_ = get_bool(now.get(), 0, 0);
+        Result now = exec(breakers_table_access, {}, "reading the schema");
+        breakers_readable_ = get_bool(now.get(), 0, 0);
+        breakers_writable_ = get_bool(now.get(), 0, 1);
         return 0;
     });
 }

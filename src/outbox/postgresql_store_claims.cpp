@@ -58,6 +58,7 @@ void PostgresqlStore::renew_claims(SystemTime now) {
     std::vector<EventId> ids;
     for (const auto& [id, c] : claimed_)
         if (c.renew_at <= now) ids.push_back(id);
+    touch_breakers(now);
     if (ids.empty()) return;
     const std::string array = int_array(ids), at = std::to_string(to_ms(now));
     const std::string lease = std::to_string(

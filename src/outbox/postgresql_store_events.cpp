@@ -190,7 +190,7 @@ std::vector<TargetSummary> PostgresqlStore::summarize() {
             t.last_error = get_bytes(r.get(), i, 5);
             out.push_back(std::move(t));
         }
-        if (!breakers_kept_) return out;
+        if (!breakers_readable_) return out;
         Result b = exec(read_breakers_sql, {}, "summarize");
         std::vector<TargetBreakerState> breakers;
         for (int i = 0; i < PQntuples(b.get()); ++i) {
@@ -209,7 +209,8 @@ std::vector<TargetSummary> PostgresqlStore::summarize() {
 }
 
 void PostgresqlStore::save_breaker(const TargetBreakerState& state) {
-    if (!breakers_kept_) return;
+    if (!breakers_writable_) return;
+    if (state.health != TargetHealth::healthy) breakers_saved_ = true;
     retrying("saving a breaker", [&] {
         if (state.health == TargetHealth::healthy) {
             exec("DELETE FROM outbox.breakers WHERE target = $1 AND relay = $2",
@@ -229,16 +230,29 @@ void PostgresqlStore::save_breaker(const TargetBreakerState& state) {
     });
 }
 
-// This relay's, and those a relay that crashed left a day ago or more.
+// This relay's, and those no relay has kept fresh (a relay that crashed left them).
 void PostgresqlStore::forget_breakers() {
-    if (!breakers_kept_) return;
+    if (!breakers_writable_) return;
     retrying("forgetting breakers", [&] {
-        exec(
-            "DELETE FROM outbox.breakers WHERE relay = $1 OR updated_at < now() - interval '1 "
-            "day'",
-            {me_.c_str()}, "forgetting breakers");
+        exec(forget_breakers_sql, {me_.c_str()}, "forgetting breakers");
         return 0;
     });
+    breakers_saved_ = false;
+}
+
+// A running relay's rows are rewritten every minute, so readers trust only fresh ones: those
+// of a relay that died fade within 10 minutes.
+void PostgresqlStore::touch_breakers(SystemTime now) {
+    if (!breakers_writable_ || !breakers_saved_ || now < next_breaker_touch_) return;
+    next_breaker_touch_ = now + std::chrono::minutes(1);
+    try {
+        retrying("keeping breakers", [&] {
+            exec("UPDATE outbox.breakers SET updated_at = now() WHERE relay = $1", {me_.c_str()},
+                 "keeping breakers");
+            return 0;
+        });
+    } catch (const StoreError&) {  // the claims' renewal matters more; tried again in a minute
+    }
 }
 
 std::vector<StoredEvent> PostgresqlStore::dead_letters(const std::string& target,

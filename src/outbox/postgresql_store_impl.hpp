@@ -158,6 +158,7 @@ class PostgresqlStore final : public OutboxStore {
 
     static std::string relay_name();
     void add_breakers_table();
+    void touch_breakers(SystemTime now);
 
     // connection and statements, schema, LISTEN/NOTIFY: postgresql_store.cpp
     Connection open_connection(const char* what) const;
@@ -215,8 +216,11 @@ class PostgresqlStore final : public OutboxStore {
     std::string identity_;
     Connection conn_;
     bool prepared_ = false;
-    bool schema_ready_ = false;   // statements are prepared once it exists
-    bool breakers_kept_ = false;  // outbox.breakers is there
+    bool schema_ready_ = false;       // statements are prepared once it exists
+    bool breakers_readable_ = false;  // outbox.breakers is there and this role may read it
+    bool breakers_writable_ = false;  // ... and write it
+    bool breakers_saved_ = false;     // this relay has rows there to keep fresh
+    SystemTime next_breaker_touch_{};
     struct Claim {
         bool grouped = false;
         SystemTime renew_at{};  // half its lease, by the relay's clock

@@ -131,11 +131,23 @@ inline constexpr const char* save_breaker_sql =
     "excluded.health, consecutive_failures = excluded.consecutive_failures, failing_since = "
     "excluded.failing_since, next_probe_at = excluded.next_probe_at, last_error = "
     "excluded.last_error, updated_at = now()";
-// Of each target the row last written by any relay.
+// Whether this role may read, and write, the table (false, false without it; a list of
+// privileges in one call would be true with any of them).
+inline constexpr const char* breakers_table_access =
+    "SELECT coalesce(has_table_privilege(to_regclass('outbox.breakers'), 'SELECT'), false), "
+    "coalesce(has_table_privilege(to_regclass('outbox.breakers'), 'SELECT') AND "
+    "has_table_privilege(to_regclass('outbox.breakers'), 'INSERT') AND "
+    "has_table_privilege(to_regclass('outbox.breakers'), 'UPDATE') AND "
+    "has_table_privilege(to_regclass('outbox.breakers'), 'DELETE'), false)";
+// A running relay rewrites its rows' updated_at every minute (as it renews its claims), so
+// rows older than 10 minutes are a dead relay's: not shown, and dropped by the next to start.
 inline constexpr const char* read_breakers_sql =
     "SELECT DISTINCT ON (target) target, health, consecutive_failures::int8, (extract(epoch FROM "
     "failing_since) * 1000)::int8, (extract(epoch FROM next_probe_at) * 1000)::int8, last_error "
-    "FROM outbox.breakers ORDER BY target, updated_at DESC";
+    "FROM outbox.breakers WHERE updated_at > now() - interval '10 minutes' ORDER BY target, "
+    "updated_at DESC";
+inline constexpr const char* forget_breakers_sql =
+    "DELETE FROM outbox.breakers WHERE relay = $1 OR updated_at < now() - interval '10 minutes'";
 
 inline constexpr const char* target_index_exists =
     "SELECT to_regclass('outbox.events_target_ready') IS NOT NULL";

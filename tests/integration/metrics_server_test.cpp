@@ -11,6 +11,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -93,7 +94,10 @@ TEST_CASE(
     for (int attempt = 0; attempt < 50 && page.empty(); ++attempt)  // until its close is seen
         page = ask(client, served.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(page.find("outbox_test_total 7\n") != std::string::npos);
-    // stop() closes the connections it still holds: each reads the end.
+    // stop() closes the connections it still holds: each reads the end, well before the 10 s
+    // after which the server would drop an idle connection anyway.
+    const auto stopping = std::chrono::steady_clock::now();
     asio::post(served.io, [&] { served.server->stop(); });
     for (std::size_t i = 1; i < held.size(); ++i) CHECK(read_all(held[i]).empty());
+    CHECK(std::chrono::steady_clock::now() - stopping < std::chrono::seconds(5));
 }

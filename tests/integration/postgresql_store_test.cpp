@@ -608,6 +608,22 @@ TEST_CASE("relays' breakers are kept per relay: the last written shows, each for
     state.health = outbox::TargetHealth::healthy;
     first->save_breaker(state);
     CHECK(health_of(*second, "broken").health == outbox::TargetHealth::healthy);
+    // Rows no relay has kept fresh for 10 minutes are a dead relay's: not shown, and the next
+    // relay to start drops them.
+    state.health = outbox::TargetHealth::open;
+    second->save_breaker(state);
+    CHECK(health_of(*first, "broken").health == outbox::TargetHealth::open);
+    psql_in(uri, "UPDATE outbox.breakers SET updated_at = now() - interval '11 minutes'");
+    CHECK(health_of(*first, "broken").health == outbox::TargetHealth::healthy);
+    outbox::open_postgresql_store(uri)->forget_breakers();
+    CHECK(psql_in(uri, "SELECT count(*) FROM outbox.breakers") == "0");
+    // A relay with a breaker rewrites its rows' time as it renews its claims.
+    second->save_breaker(state);
+    psql_in(uri, "UPDATE outbox.breakers SET updated_at = now() - interval '5 minutes'");
+    second->renew_claims(std::chrono::system_clock::now());
+    CHECK(psql_in(uri,
+                  "SELECT count(*) FROM outbox.breakers WHERE updated_at > now() - "
+                  "interval '1 minute'") == "1");
     // A database of the first release gets the table from the next store that opens it.
     psql_in(uri, "DROP TABLE outbox.breakers");
     auto later = outbox::open_postgresql_store(uri);
@@ -648,4 +664,15 @@ TEST_CASE(
     psql_in(uri, "DROP INDEX outbox.events_target_ready");
     check_works("without events_target_ready");
     CHECK(psql_in(uri, "SELECT to_regclass('outbox.events_target_ready') IS NULL") == "t");
+    // outbox.breakers made after this role's grants: it neither reads nor writes it, and
+    // summaries (inspect) and breakers go on without it.
+    psql_in(uri, "REVOKE ALL ON outbox.breakers FROM outbox_relay_only");
+    check_works("without privileges on outbox.breakers");
+    auto store = outbox::open_postgresql_store(limited);
+    outbox::TargetBreakerState open;
+    open.target = "q";
+    open.health = outbox::TargetHealth::open;
+    CHECK_NOTHROW(store->save_breaker(open));
+    CHECK_NOTHROW(store->summarize());
+    CHECK_NOTHROW(store->forget_breakers());
 }

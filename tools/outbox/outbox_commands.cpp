@@ -395,14 +395,14 @@ int run_inspect(int argc, char** argv) {
         std::cout << "the store is empty\n";
         return 0;
     }
-    std::printf("%-60s %9s %9s %9s %12s %-22s  %s\n", "target", "pending", "retrying", "dead",
+    std::printf("%-60s %9s %9s %9s %12s %-36s  %s\n", "target", "pending", "retrying", "dead",
                 "oldest", "relay's breaker", "last error");
     for (const auto& t : targets) {
         std::string breaker = to_string(t.health);
         if (t.health != TargetHealth::healthy)
             breaker += ", " + std::to_string(t.consecutive_failures) + " failed";
         if (t.next_probe_at) breaker += ", probe in " + std::to_string(probe_in(t)) + " s";
-        std::printf("%-60s %9llu %9llu %9llu %12s %-22s  %s\n", t.target.c_str(),
+        std::printf("%-60s %9llu %9llu %9llu %12s %-36s  %s\n", t.target.c_str(),
                     static_cast<unsigned long long>(t.pending),
                     static_cast<unsigned long long>(t.retrying),
                     static_cast<unsigned long long>(t.dead),

@@ -189,6 +189,8 @@ int run_relay(int argc, char** argv) {
     }
     if (store_path.empty())
         return usage_error("relay: missing --store FILE|URI\n" + std::string(relay_usage));
+    if (breaker.failures_to_open == 0 && breaker.open_for != CircuitBreakerPolicy{}.open_for)
+        return usage_error("relay: --breaker-open-for needs --breaker N (breakers are off)");
     if (claim_lease != std::chrono::seconds(300) && !is_postgresql(store_path))
         return usage_error(
             "relay: --claim-lease is for a postgresql:// store (an SQLite store "
