@@ -15,6 +15,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -40,7 +43,13 @@ std::shared_ptr<ssl::context> shared_tls_context(bool verify_peer, const std::st
     auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
     error_code no_default_store;  // then only ca_file is trusted
     ctx->set_default_verify_paths(no_default_store);
-    if (!ca_file.empty()) {
+    // AWS_CA_BUNDLE often names the system's own bundle: loaded once, not twice (each load
+    // parses every certificate, tens of milliseconds).
+    std::error_code not_same;
+    const bool is_default_file =
+        !no_default_store && !ca_file.empty() &&
+        std::filesystem::equivalent(ca_file, X509_get_default_cert_file(), not_same);
+    if (!ca_file.empty() && !is_default_file) {
         error_code ec;
         ctx->load_verify_file(ca_file, ec);
         if (ec)
@@ -106,9 +115,16 @@ HttpClient::Impl::Impl(asio::any_io_executor ex, HttpClientConfig cfg)
             ca_file_source = " (AWS_CA_BUNDLE)";
         }
     }
-    // A CA file is loaded now, so a bad one fails construction; the system store waits
-    // for the first TLS connection (plain-HTTP clients never load it).
-    if (!ca_file.empty()) tls = shared_tls_context(config.tls.verify_peer, ca_file, ca_file_source);
+    // A CA file that cannot be read fails construction; its certificates, like the system
+    // store, are loaded at the first TLS connection (plain-HTTP clients never parse them).
+    if (!ca_file.empty()) {
+        std::ifstream in(ca_file, std::ios::binary);
+        char first = 0;
+        if (!in || !in.get(first))
+            throw std::invalid_argument("outbox::HttpClient: cannot load CA file " + ca_file +
+                                        ca_file_source + ": " +
+                                        (in ? "it is empty or not a file" : std::strerror(errno)));
+    }
     if (!config.tls.verify_peer)
         config.logger.log(
             LogLevel::warning,
@@ -174,7 +190,12 @@ asio::awaitable<error_code> HttpClient::Impl::connect(const HttpOrigin& o, Origi
     if (!o.tls) {
         c->plain.emplace(std::move(stream));
     } else {
-        if (!tls) tls = shared_tls_context(config.tls.verify_peer, ca_file, ca_file_source);
+        if (!tls) try {
+                tls = shared_tls_context(config.tls.verify_peer, ca_file, ca_file_source);
+            } catch (const std::invalid_argument& e) {  // a CA file that does not parse
+                failure = e.what();
+                co_return make_error_code(Errc::tls_error);
+            }
         c->secure.emplace(std::move(stream), *tls);
         auto& s = *c->secure;
         SSL* handle = s.native_handle();

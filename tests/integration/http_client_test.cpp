@@ -10,9 +10,13 @@
 #include <boost/asio/post.hpp>
 
 #include <boost/asio/ssl/error.hpp>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <future>
 #include <thread>
+
+#include <unistd.h>
 
 using namespace outbox;
 using outbox::test::TestHttpServer;
@@ -443,6 +447,32 @@ TEST_CASE(
     CHECK(res.response.body == "secure");
     REQUIRE(warnings.size() == 1);
     CHECK(warnings[0].find("verification is turned off") != std::string::npos);
+}
+
+TEST_CASE(
+    "a CA file that is not PEM: the client is made (plain HTTP never reads it); a TLS request "
+    "fails naming the file") {
+    const auto& certs = outbox::test::test_certificates();
+    TestHttpServer server([](const TestRequest&) { return ok("secure"); },
+                          {.tls = true, .cert_file = certs.cert_file, .key_file = certs.key_file});
+    TestHttpServer plain([](const TestRequest&) { return ok("plain"); });
+    const std::string garbage =
+        std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/outbox-not-a-ca-" +
+        std::to_string(::getpid()) + ".pem";
+    { std::ofstream(garbage) << "this is not a certificate\n"; }
+    asio::io_context io;
+    HttpClient client(io.get_executor(), {.tls = {.ca_file = garbage}});
+    HttpRequest over_http;
+    over_http.origin = {.tls = false, .host = "127.0.0.1", .port = plain.port()};
+    auto fine = send(io, client, over_http);
+    REQUIRE_FALSE(fine.ec);
+    CHECK(fine.response.body == "plain");
+    HttpRequest over_tls;
+    over_tls.origin = {.tls = true, .host = "localhost", .port = server.port()};
+    auto refused = send(io, client, over_tls);
+    CHECK(refused.ec == outbox::Errc::tls_error);
+    CHECK(refused.response.failure.find("cannot load CA file " + garbage) != std::string::npos);
+    std::remove(garbage.c_str());
 }
 
 TEST_CASE("an unreadable CA file is a constructor error") {
