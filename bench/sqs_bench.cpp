@@ -1,7 +1,8 @@
 // SqsDestination against nginx answering a canned SendMessageBatch reply (10 entries, the
 // MD5 of the benchmark's body), beside curl signing the same batches itself (--aws-sigv4,
 // one kept-alive connection) in the same run. Prints messages per second and client CPU per
-// message for both, and the resident memory of outbox while it sends.
+// message for both, and the resident memory of outbox while it sends; then `outbox send`, the
+// program, end to end with the same bodies (up to 200,000 lines).
 //
 // Usage: sqs_bench [MESSAGES] [CURL_REQUESTS]   (defaults 1000000 and 2000; needs nginx, curl)
 #include "bench_support.hpp"
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -148,6 +150,43 @@ Figures run_curl(std::uint16_t port, long requests, const std::string& body) {
             messages};
 }
 
+#ifdef OUTBOX_CLI_PATH
+// `outbox send` end to end: reading the lines, sending, counting, its summary; the same
+// bodies to the same nginx. Its own process: CPU from RUSAGE_CHILDREN, start-up included.
+Figures run_program(std::uint16_t port, long lines, const std::string& body) {
+    const fs::path input =
+        fs::temp_directory_path() / ("outbox-bench-send-" + std::to_string(::getpid()) + ".jsonl");
+    {
+        std::ofstream out(input);
+        for (long i = 0; i < lines; ++i) out << body << '\n';
+    }
+    const std::string queue = "http://127.0.0.1:" + std::to_string(port) + "/000000000000/bench";
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_CHILDREN, &before);
+    const auto t0 = Clock::now();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::setenv("AWS_ACCESS_KEY_ID", access_key.c_str(), 1);
+        ::setenv("AWS_SECRET_ACCESS_KEY", secret_key.c_str(), 1);
+        ::setenv("AWS_REGION", "us-east-1", 1);
+        ::setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
+        std::freopen("/dev/null", "w", stdout);
+        ::execl(OUTBOX_CLI_PATH, "outbox", "send", "--to", queue.c_str(), input.c_str(),
+                static_cast<char*>(nullptr));
+        std::_Exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    ::getrusage(RUSAGE_CHILDREN, &after);
+    fs::remove(input);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        std::cerr << "outbox send failed: status " << status << "\n";
+    return {static_cast<double>(lines) / seconds,
+            (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(lines), lines};
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -163,12 +202,24 @@ int main(int argc, char** argv) {
     std::printf("outbox, %ld messages, %d requests in flight:\n", messages, concurrency);
     const Figures ours = run_outbox(nginx.port(), messages, body);
     const Figures curl = run_curl(nginx.port(), curl_requests, body);
+#ifdef OUTBOX_CLI_PATH
+    const Figures program = run_program(nginx.port(), std::min(messages, 200000L), body);
+#endif
     std::printf("\n%-34s %12s %16s %10s\n", "client", "messages/s", "CPU us/message", "messages");
     std::printf("%-34s %12.0f %16.2f %10ld\n", "outbox SqsDestination", ours.messages_per_second,
                 ours.cpu_us_per_message, ours.messages);
+#ifdef OUTBOX_CLI_PATH
+    std::printf("%-34s %12.0f %16.2f %10ld\n", "outbox send FILE (the program)",
+                program.messages_per_second, program.cpu_us_per_message, program.messages);
+#endif
     std::printf("%-34s %12.0f %16.2f %10ld\n", "curl --aws-sigv4 (1 connection)",
                 curl.messages_per_second, curl.cpu_us_per_message, curl.messages);
     std::printf("\nratio (curl / outbox CPU per message): %.1fx\n",
                 curl.cpu_us_per_message / ours.cpu_us_per_message);
+#ifdef OUTBOX_CLI_PATH
+    std::printf("the program over the library: %.2fx; the program against curl: %.2fx\n",
+                program.cpu_us_per_message / ours.cpu_us_per_message,
+                program.cpu_us_per_message / curl.cpu_us_per_message);
+#endif
     return 0;
 }
