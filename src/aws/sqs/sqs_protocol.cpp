@@ -1,6 +1,7 @@
 #include "aws/sqs/sqs_protocol.hpp"
 
 #include "aws/aws_host.hpp"
+#include "core/md5_lanes.hpp"
 
 #include <outbox/error.hpp>
 #include <outbox/json_string.hpp>
@@ -235,6 +236,15 @@ Md5Hex md5_of_body(std::string_view body) noexcept {
     Md5Hex out;
     to_hex(digest, out);
     return out;
+}
+
+void md5_of_bodies(std::span<const std::string_view> bodies, std::span<Md5Hex> out) noexcept {
+    std::array<Md5Digest, 16> digests;
+    for (std::size_t done = 0; done < bodies.size(); done += digests.size()) {
+        const std::size_t n = std::min(digests.size(), bodies.size() - done);
+        md5_many(bodies.subspan(done, n), std::span(digests).first(n));
+        for (std::size_t i = 0; i < n; ++i) to_hex(digests[i].data(), out[done + i]);
+    }
 }
 
 Md5Hex md5_of_attributes(const std::vector<MessageAttribute>& attributes) {

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +57,8 @@ boost::system::error_code validate_message(const Message& message, bool fifo_que
 /// 32 lowercase hex digits.
 using Md5Hex = std::array<char, 32>;
 Md5Hex md5_of_body(std::string_view body) noexcept;
+/// out[i] = md5_of_body(bodies[i]), several at once (a batch's bodies in SIMD lanes).
+void md5_of_bodies(std::span<const std::string_view> bodies, std::span<Md5Hex> out) noexcept;
 /// The digest SQS computes over message attributes (sorted by name; each name, type and
 /// value length-prefixed, with a transport byte 1 for String/Number and 2 for Binary).
 Md5Hex md5_of_attributes(const std::vector<MessageAttribute>& attributes);

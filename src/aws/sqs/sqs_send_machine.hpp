@@ -173,7 +173,9 @@ class SendMachine {
     void dispatch_ready(Actions& out);
     void send_batch(std::shared_ptr<Request> request, Actions& out);
     void on_send_response(Request& request, error_code ec, HttpResponse& res, Actions& out);
-    void deliver(Entry& e, SentEntry& sent, std::string_view request_id, Actions& out);
+    // `body_md5`: the body's MD5, computed with the batch's others (nullptr: computed here).
+    void deliver(Entry& e, SentEntry& sent, std::string_view request_id, const Md5Hex* body_md5,
+                 Actions& out);
     // retries
     std::chrono::milliseconds backoff_delay(std::uint32_t attempts, const HttpResponse* res);
     void retry_or_fail(Entry& e, error_code ec, const Diagnostics& d, const HttpResponse* res,

@@ -1,0 +1,144 @@
+#include "core/md5_lanes.hpp"
+
+#include <openssl/md5.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+namespace outbox::detail {
+
+namespace {
+
+constexpr std::size_t lanes = 8;
+
+// RFC 1321's sine table and per-round shifts.
+constexpr std::uint32_t k[64] = {
+    0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613,
+    0xfd469501, 0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193,
+    0xa679438e, 0x49b40821, 0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d,
+    0x02441453, 0xd8a1e681, 0xe7d3fbc8, 0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed,
+    0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a, 0xfffa3942, 0x8771f681, 0x6d9d6122,
+    0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70, 0x289b7ec6, 0xeaa127fa,
+    0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665, 0xf4292244,
+    0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
+    0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb,
+    0xeb86d391};
+constexpr int shift[64] = {7,  12, 17, 22, 7,  12, 17, 22, 7,  12, 17, 22, 7,  12, 17, 22,
+                           5,  9,  14, 20, 5,  9,  14, 20, 5,  9,  14, 20, 5,  9,  14, 20,
+                           4,  11, 16, 23, 4,  11, 16, 23, 4,  11, 16, 23, 4,  11, 16, 23,
+                           6,  10, 15, 21, 6,  10, 15, 21, 6,  10, 15, 21, 6,  10, 15, 21};
+
+constexpr int word_of(int i) {
+    return i < 16 ? i : i < 32 ? (5 * i + 1) % 16 : i < 48 ? (3 * i + 5) % 16 : (7 * i) % 16;
+}
+
+// Block `block` of an input's padded message (data, 0x80, zeros, its length in bits): a view
+// of the input itself when the block lies within it, else built in `scratch`.
+const unsigned char* padded_block(std::string_view in, std::size_t block,
+                                  unsigned char (&scratch)[64]) {
+    const std::size_t begin = block * 64;
+    if (begin + 64 <= in.size()) return reinterpret_cast<const unsigned char*>(in.data()) + begin;
+    std::memset(scratch, 0, 64);
+    if (begin < in.size()) std::memcpy(scratch, in.data() + begin, in.size() - begin);
+    if (begin <= in.size() && in.size() < begin + 64) scratch[in.size() - begin] = 0x80;
+    const std::size_t blocks = (in.size() + 8) / 64 + 1;
+    if (block == blocks - 1) {
+        const std::uint64_t bits = static_cast<std::uint64_t>(in.size()) * 8;
+        for (int b = 0; b < 8; ++b) scratch[56 + b] = static_cast<unsigned char>(bits >> (8 * b));
+    }
+    return scratch;
+}
+
+__attribute__((target("avx2"))) inline __m256i rotl(__m256i x, int s) {
+    return _mm256_or_si256(_mm256_slli_epi32(x, s), _mm256_srli_epi32(x, 32 - s));
+}
+
+// Up to eight inputs in the lanes of one register each for a, b, c, d. Lanes whose message
+// has ended keep their state while the longer ones go on.
+__attribute__((target("avx2"))) void md5_eight(const std::string_view* in, std::size_t n,
+                                               Md5Digest* out) {
+    std::size_t blocks[lanes] = {};
+    std::size_t most = 0;
+    for (std::size_t l = 0; l < n; ++l) {
+        blocks[l] = (in[l].size() + 8) / 64 + 1;
+        most = std::max(most, blocks[l]);
+    }
+    __m256i a = _mm256_set1_epi32(0x67452301), b = _mm256_set1_epi32(static_cast<int>(0xefcdab89)),
+            c = _mm256_set1_epi32(static_cast<int>(0x98badcfe)),
+            d = _mm256_set1_epi32(0x10325476);
+    alignas(32) std::uint32_t words[16][lanes];
+    unsigned char scratch[lanes][64];
+    for (std::size_t block = 0; block < most; ++block) {
+        alignas(32) std::uint32_t live[lanes] = {};
+        for (std::size_t l = 0; l < lanes; ++l) {
+            if (l >= n || block >= blocks[l]) {
+                for (auto& w : words) w[l] = 0;
+                continue;
+            }
+            live[l] = 0xffffffffu;
+            const unsigned char* p = padded_block(in[l], block, scratch[l]);
+            for (int w = 0; w < 16; ++w) std::memcpy(&words[w][l], p + 4 * w, 4);  // little-endian
+        }
+        const __m256i active = _mm256_load_si256(reinterpret_cast<const __m256i*>(live));
+        const __m256i a0 = a, b0 = b, c0 = c, d0 = d;
+        for (int i = 0; i < 64; ++i) {
+            __m256i f;
+            if (i < 16)  // d ^ (b & (c ^ d))
+                f = _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)));
+            else if (i < 32)  // c ^ (d & (b ^ c))
+                f = _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)));
+            else if (i < 48)
+                f = _mm256_xor_si256(_mm256_xor_si256(b, c), d);
+            else  // c ^ (b | ~d)
+                f = _mm256_xor_si256(
+                    c, _mm256_or_si256(b, _mm256_xor_si256(d, _mm256_set1_epi32(-1))));
+            const __m256i m =
+                _mm256_load_si256(reinterpret_cast<const __m256i*>(words[word_of(i)]));
+            f = _mm256_add_epi32(_mm256_add_epi32(f, a),
+                                 _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(k[i])), m));
+            a = d;
+            d = c;
+            c = b;
+            b = _mm256_add_epi32(b, rotl(f, shift[i]));
+        }
+        a = _mm256_blendv_epi8(a0, _mm256_add_epi32(a0, a), active);
+        b = _mm256_blendv_epi8(b0, _mm256_add_epi32(b0, b), active);
+        c = _mm256_blendv_epi8(c0, _mm256_add_epi32(c0, c), active);
+        d = _mm256_blendv_epi8(d0, _mm256_add_epi32(d0, d), active);
+    }
+    alignas(32) std::uint32_t state[4][lanes];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(state[0]), a);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(state[1]), b);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(state[2]), c);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(state[3]), d);
+    for (std::size_t l = 0; l < n; ++l)
+        for (int s = 0; s < 4; ++s) std::memcpy(out[l].data() + 4 * s, &state[s][l], 4);
+}
+
+}  // namespace
+
+bool md5_lanes_available() noexcept {
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    return avx2;
+}
+
+void md5_one_by_one(std::span<const std::string_view> inputs, std::span<Md5Digest> out) noexcept {
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        MD5(reinterpret_cast<const unsigned char*>(inputs[i].data()), inputs[i].size(),
+            out[i].data());
+}
+
+void md5_many(std::span<const std::string_view> inputs, std::span<Md5Digest> out) noexcept {
+    std::size_t done = 0;
+    if (md5_lanes_available())
+        // Lanes pay for themselves from three inputs on; fewer go one by one.
+        for (; inputs.size() - done >= 3; done += std::min(lanes, inputs.size() - done))
+            md5_eight(inputs.data() + done, std::min(lanes, inputs.size() - done),
+                      out.data() + done);
+    md5_one_by_one(inputs.subspan(done), out.subspan(done));
+}
+
+}  // namespace outbox::detail

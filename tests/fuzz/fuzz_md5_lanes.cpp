@@ -1,0 +1,27 @@
+// Fuzz target: MD5 in SIMD lanes equals OpenSSL's for whatever inputs. The first byte is how
+// many inputs (1 to 16); the rest is cut among them at lengths the following bytes choose.
+#include "core/md5_lanes.hpp"
+
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+#include <vector>
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size == 0) return 0;
+    const std::size_t count = 1 + data[0] % 16;
+    std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+    std::vector<std::string_view> inputs;
+    for (std::size_t i = 0; i < count; ++i) {
+        std::size_t n = rest.empty() ? 0 : static_cast<unsigned char>(rest[0]) * 3;
+        if (!rest.empty()) rest.remove_prefix(1);
+        n = i + 1 == count ? rest.size() : std::min(n, rest.size());
+        inputs.push_back(rest.substr(0, n));
+        rest.remove_prefix(n);
+    }
+    std::vector<outbox::detail::Md5Digest> lanes(count), reference(count);
+    outbox::detail::md5_many(inputs, lanes);
+    outbox::detail::md5_one_by_one(inputs, reference);
+    if (lanes != reference) std::abort();
+    return 0;
+}
