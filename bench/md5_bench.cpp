@@ -16,7 +16,8 @@ struct TenBodies {
     std::vector<std::string_view> views;
     std::vector<outbox::detail::Md5Digest> out;
     explicit TenBodies(std::size_t size) : out(10) {
-        for (int i = 0; i < 10; ++i) bodies.push_back(std::string(size, static_cast<char>('a' + i)));
+        for (int i = 0; i < 10; ++i)
+            bodies.push_back(std::string(size, static_cast<char>('a' + i)));
         views.assign(bodies.begin(), bodies.end());
     }
 };
