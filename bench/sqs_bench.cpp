@@ -99,6 +99,30 @@ Figures run_outbox(std::uint16_t port, long total, const std::string& body) {
             (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(total), total};
 }
 
+// A child process's wall and CPU time (user + system, from RUSAGE_CHILDREN): `exec` runs in
+// the child and must not return. Complains on stderr when the child fails.
+struct ChildRun {
+    double seconds = 0, cpu_seconds = 0;
+};
+template <class Exec>
+ChildRun run_child(const char* what, Exec exec) {
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_CHILDREN, &before);
+    const auto t0 = Clock::now();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        exec();
+        std::_Exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    ::getrusage(RUSAGE_CHILDREN, &after);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        std::cerr << what << " failed: status " << status << "\n";
+    return {seconds, cpu_seconds(after) - cpu_seconds(before)};
+}
+
 // curl signs each request with --aws-sigv4 and reuses one connection for every URL it is given.
 Figures run_curl(std::uint16_t port, long requests, const std::string& body) {
     const fs::path dir =
@@ -123,11 +147,7 @@ Figures run_curl(std::uint16_t port, long requests, const std::string& body) {
         for (long i = 0; i < requests; ++i)
             config << "url = \"http://127.0.0.1:" << port << "/\"\noutput = \"/dev/null\"\n";
     }
-    rusage before{}, after{};
-    ::getrusage(RUSAGE_CHILDREN, &before);
-    const auto t0 = Clock::now();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
+    const ChildRun curl = run_child("curl", [&] {
         const std::string user = access_key + ":" + secret_key;
         const std::string data = "@" + (dir / "batch.json").string();
         ::execlp("curl", "curl", "-K", (dir / "curl.conf").c_str(), "--aws-sigv4",
@@ -135,19 +155,11 @@ Figures run_curl(std::uint16_t port, long requests, const std::string& body) {
                  "Content-Type: application/x-amz-json-1.0", "-H",
                  "X-Amz-Target: AmazonSQS.SendMessageBatch", "--data-binary", data.c_str(),
                  static_cast<char*>(nullptr));
-        std::_Exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    ::getrusage(RUSAGE_CHILDREN, &after);
+    });
     fs::remove_all(dir);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        std::cerr << "curl failed: status " << status << "\n";
     const long messages = requests * 10;
-    return {static_cast<double>(messages) / seconds,
-            (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(messages),
-            messages};
+    return {static_cast<double>(messages) / curl.seconds,
+            curl.cpu_seconds * 1e6 / static_cast<double>(messages), messages};
 }
 
 #ifdef OUTBOX_CLI_PATH
@@ -161,11 +173,7 @@ Figures run_program(std::uint16_t port, long lines, const std::string& body) {
         for (long i = 0; i < lines; ++i) out << body << '\n';
     }
     const std::string queue = "http://127.0.0.1:" + std::to_string(port) + "/000000000000/bench";
-    rusage before{}, after{};
-    ::getrusage(RUSAGE_CHILDREN, &before);
-    const auto t0 = Clock::now();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
+    const ChildRun send = run_child("outbox send", [&] {
         ::setenv("AWS_ACCESS_KEY_ID", access_key.c_str(), 1);
         ::setenv("AWS_SECRET_ACCESS_KEY", secret_key.c_str(), 1);
         ::setenv("AWS_REGION", "us-east-1", 1);
@@ -173,17 +181,10 @@ Figures run_program(std::uint16_t port, long lines, const std::string& body) {
         std::freopen("/dev/null", "w", stdout);
         ::execl(OUTBOX_CLI_PATH, "outbox", "send", "--to", queue.c_str(), input.c_str(),
                 static_cast<char*>(nullptr));
-        std::_Exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    ::getrusage(RUSAGE_CHILDREN, &after);
+    });
     fs::remove(input);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        std::cerr << "outbox send failed: status " << status << "\n";
-    return {static_cast<double>(lines) / seconds,
-            (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(lines), lines};
+    return {static_cast<double>(lines) / send.seconds,
+            send.cpu_seconds * 1e6 / static_cast<double>(lines), lines};
 }
 #endif
 

@@ -11,9 +11,8 @@ namespace outbox {
 
 namespace {
 
-std::string describe_failure(const error_code& ec, const Receipt& r) {
+std::string describe_failure(const error_code& ec, const Diagnostics& d) {
     std::string text = ec.message();
-    const Diagnostics& d = r.diagnostics;
     if (!d.code.empty() && d.message.find(d.code) == std::string::npos) text += " (" + d.code + ")";
     if (!d.message.empty()) text += ": " + d.message;
     return text;
@@ -265,8 +264,7 @@ void Outbox::Impl::keep_breaker(const std::string& target, const TargetBreaker& 
             std::chrono::system_clock::now() +
             std::chrono::duration_cast<std::chrono::system_clock::duration>(
                 std::max(b.breaker.next_probe_at() - SteadyClock::now(), SteadyClock::duration{}));
-    if (b.last_error) state.last_error = b.last_error.message();
-    if (!b.last_diagnostics.message.empty()) state.last_error += ": " + b.last_diagnostics.message;
+    if (b.last_error) state.last_error = describe_failure(b.last_error, b.last_diagnostics);
     post_job([self = shared_from_this(), state = std::move(state)] {
         try {
             self->store().save_breaker(state);
@@ -302,7 +300,7 @@ void Outbox::Impl::on_sent(EventId id, std::string target, std::uint32_t attempt
         --in_flight_count;
         --in_flight;
     } else {
-        failed(id, std::move(target), attempt, since, ec, describe_failure(ec, r));
+        failed(id, std::move(target), attempt, since, ec, describe_failure(ec, r.diagnostics));
         return;
     }
     flush_settles();

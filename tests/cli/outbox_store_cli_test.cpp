@@ -531,4 +531,10 @@ TEST_CASE(
         keys());
     CHECK(bad.status == 2);
     CHECK(contains(bad.err, "not an IP address"));
+    // A breaker's wait without a breaker (off by default) would be ignored: a usage error.
+    const ProgramRun no_breaker = run_program(
+        outbox_args({"relay", "--store", store, "--breaker-open-for", "30s", "--until-empty"}),
+        keys());
+    CHECK(no_breaker.status == 2);
+    CHECK(contains(no_breaker.err, "--breaker-open-for needs --breaker N"));
 }

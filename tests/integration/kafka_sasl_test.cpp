@@ -45,6 +45,17 @@ outbox::KafkaDestinationConfig sasl_config(const SaslBroker& broker, const std::
     return c;  // security: sasl_ssl, the default
 }
 
+// The same, for Amazon MSK's IAM tokens (OAUTHBEARER) in the broker's region; credentials
+// are each test's.
+outbox::KafkaDestinationConfig msk_iam_config(const SaslBroker& broker, const std::string& topic) {
+    auto c = sasl_config(broker, topic);
+    c.sasl_username.clear();
+    c.sasl_password.clear();
+    c.sasl_mechanism = outbox::SaslMechanism::aws_msk_iam;
+    c.aws_region = SaslBroker::msk_region();
+    return c;
+}
+
 outbox::Message message(std::string body) {
     outbox::Message m;
     m.body = std::move(body);
@@ -174,11 +185,7 @@ TEST_CASE(
     SaslBroker broker("msk-iam", SaslBroker::Mechanism::msk_iam);
     CapturedLog log;
     asio::io_context io;
-    auto config = sasl_config(broker, "msk-iam");
-    config.sasl_username.clear();
-    config.sasl_password.clear();
-    config.sasl_mechanism = outbox::SaslMechanism::aws_msk_iam;
-    config.aws_region = SaslBroker::msk_region();
+    auto config = msk_iam_config(broker, "msk-iam");
     config.credentials = outbox::make_static_credentials(
         io.get_executor(),
         {SaslBroker::msk_access_key(), SaslBroker::msk_secret(), SaslBroker::msk_session_token()});
@@ -290,11 +297,7 @@ TEST_CASE("Amazon MSK IAM: a credentials provider that fails leaves no token; se
     SaslBroker broker("msk-iam", SaslBroker::Mechanism::msk_iam);
     CapturedLog log;
     asio::io_context io;
-    auto config = sasl_config(broker, "msk-iam");
-    config.sasl_username.clear();
-    config.sasl_password.clear();
-    config.sasl_mechanism = outbox::SaslMechanism::aws_msk_iam;
-    config.aws_region = SaslBroker::msk_region();
+    auto config = msk_iam_config(broker, "msk-iam");
     config.credentials = outbox::make_rotatable_credentials(io.get_executor(), {});  // no keys
     config.retry.message_deadline = std::chrono::seconds(3);
     config.logger = log.logger();

@@ -95,6 +95,7 @@ int run_relay(int argc, char** argv) {
     std::optional<std::size_t> per_target;  // half of max_in_flight
     CircuitBreakerPolicy breaker;
     breaker.failures_to_open = 0;  // off unless asked for, as in OutboxConfig
+    bool open_for_given = false;
     DeliveryOptions delivery;
     for (int i = 0; i < argc; ++i) {
         const std::string_view a = argv[i];
@@ -163,6 +164,7 @@ int run_relay(int argc, char** argv) {
             if (!value(v) || !parse_duration(v, open_for))
                 return usage_error("relay: --breaker-open-for needs a duration such as 30s or 5m");
             breaker.open_for = open_for;
+            open_for_given = true;
             breaker.max_open_for =
                 std::max<std::chrono::milliseconds>(breaker.max_open_for, open_for);
         } else if (a == "--claim-lease") {
@@ -189,7 +191,7 @@ int run_relay(int argc, char** argv) {
     }
     if (store_path.empty())
         return usage_error("relay: missing --store FILE|URI\n" + std::string(relay_usage));
-    if (breaker.failures_to_open == 0 && breaker.open_for != CircuitBreakerPolicy{}.open_for)
+    if (breaker.failures_to_open == 0 && open_for_given)
         return usage_error("relay: --breaker-open-for needs --breaker N (breakers are off)");
     if (claim_lease != std::chrono::seconds(300) && !is_postgresql(store_path))
         return usage_error(

@@ -175,28 +175,24 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
     std::vector<bool> settled(request.entries.size(), false);
     if (!parse_ec) {
         const std::string_view request_id = res.header("x-amzn-RequestId");
-        // The bodies to check, hashed together (MD5 in SIMD lanes: most of a batch's cost).
+        // The bodies to check, hashed together (MD5 in SIMD lanes: most of a batch's cost) when
+        // the reply carries their MD5s, by entry.
         constexpr std::size_t most = 10;
+        const std::size_t n = request.entries.size();
         std::array<std::string_view, most> bodies;
         std::array<Md5Hex, most> body_md5s;
-        std::array<std::size_t, most> md5_slot;
-        std::size_t hashed = 0;
-        if (request.entries.size() <= most) {
-            md5_slot.fill(most);
-            for (const auto& ok : result.successful)
-                if (ok.id < request.entries.size() && !ok.md5_of_body.empty() &&
-                    md5_slot[ok.id] == most) {
-                    md5_slot[ok.id] = hashed;
-                    bodies[hashed++] = request.entries[ok.id]->message.body;
-                }
-            md5_of_bodies(std::span(bodies).first(hashed), std::span(body_md5s).first(hashed));
+        const bool hashed =
+            n <= most && std::any_of(result.successful.begin(), result.successful.end(),
+                                     [](const auto& ok) { return !ok.md5_of_body.empty(); });
+        if (hashed) {
+            for (std::size_t i = 0; i < n; ++i) bodies[i] = request.entries[i]->message.body;
+            md5_of_bodies(std::span(bodies).first(n), std::span(body_md5s).first(n));
         }
         for (auto& ok : result.successful) {
-            if (ok.id >= request.entries.size() || settled[ok.id]) continue;
+            if (ok.id >= n || settled[ok.id]) continue;
             settled[ok.id] = true;
-            const bool precomputed = request.entries.size() <= most && md5_slot[ok.id] < most;
-            deliver(*request.entries[ok.id], ok, request_id,
-                    precomputed ? &body_md5s[md5_slot[ok.id]] : nullptr, out);
+            deliver(*request.entries[ok.id], ok, request_id, hashed ? &body_md5s[ok.id] : nullptr,
+                    out);
         }
         for (auto& bad : result.failed) {
             if (bad.id >= request.entries.size() || settled[bad.id]) continue;
