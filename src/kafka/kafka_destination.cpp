@@ -40,6 +40,7 @@ void KafkaDestination::Impl::serve() {
     {
         std::lock_guard lock(mutex);
         if (stopped) return;
+        done.swap(spare_completions);  // its room kept from the last serve: no regrowth
         collecting = &done;
         rd_kafka_poll(handles.rk, 0);
         if (handles.admin_queue) serve_admin_results();
@@ -48,6 +49,9 @@ void KafkaDestination::Impl::serve() {
         collecting = nullptr;
     }
     detail::run_completions(executor, done);
+    done.clear();
+    std::lock_guard lock(mutex);
+    if (done.capacity() > spare_completions.capacity()) spare_completions.swap(done);
 }
 
 void KafkaDestination::Impl::delivered(const rd_kafka_message_t& m) {
@@ -278,15 +282,18 @@ void KafkaDestination::Impl::cancel(std::uint64_t seq) {
 
 // ---- completion --------------------------------------------------------------------------
 
-void KafkaDestination::Impl::complete(std::unique_ptr<Entry> e, error_code ec, Receipt receipt) {
-    detail::SendCompletion c(stats, dead_letters, config.logger, config.topic,
-                             std::move(e->handler), ec, std::move(receipt), std::move(e->message),
-                             e->accepted_at);
-    e.reset();
+void KafkaDestination::Impl::complete(std::unique_ptr<Entry> e, error_code ec, Receipt&& receipt) {
+    // Made in place: each move of a completion moves its Receipt's nine strings.
     if (collecting)
-        collecting->push_back(std::move(c));
+        collecting->emplace_back(stats, dead_letters, config.logger, config.topic,
+                                 std::move(e->handler), ec, std::move(receipt),
+                                 std::move(e->message), e->accepted_at);
     else
-        detail::post_completion(executor, std::move(c));
+        detail::post_completion(
+            executor, detail::SendCompletion(stats, dead_letters, config.logger, config.topic,
+                                             std::move(e->handler), ec, std::move(receipt),
+                                             std::move(e->message), e->accepted_at));
+    e.reset();
     if (held.empty() && produced == 0) work.reset();
 }
 

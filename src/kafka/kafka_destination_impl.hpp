@@ -133,6 +133,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
 
     // Completions gathered while serve() holds the mutex, run once it is released.
     std::vector<detail::SendCompletion>* collecting = nullptr;
+    std::vector<detail::SendCompletion> spare_completions;  // empty; serve() reuses its room
 
     bool closing = false;
     bool close_deadline_passed = false;
@@ -182,7 +183,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     void install_cancellation(Entry& e);
     void cancel(std::uint64_t seq);
 
-    void complete(std::unique_ptr<Entry> e, boost::system::error_code ec, Receipt receipt);
+    void complete(std::unique_ptr<Entry> e, boost::system::error_code ec, Receipt&& receipt);
     void fail(std::unique_ptr<Entry> e, boost::system::error_code ec, Diagnostics d);
     void abandon_all(const std::string& why, int purge_flags);
 
