@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <array>
 #include <cstring>
 
 namespace outbox::detail {
@@ -38,15 +39,28 @@ Sha256Digest HmacSha256::mac(std::string_view message) const noexcept {
     return out;
 }
 
-void append_hex(std::string& out, const Sha256Digest& bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    const std::size_t at = out.size();
-    out.resize(at + bytes.size() * 2);
-    char* p = out.data() + at;
-    for (unsigned char b : bytes) {
-        *p++ = digits[b >> 4];
-        *p++ = digits[b & 0xf];
+namespace {
+// "00".."ff", two characters per byte: one store per byte instead of two lookups.
+constexpr std::array<char, 512> make_hex_pairs() {
+    constexpr char digits[] = "0123456789abcdef";
+    std::array<char, 512> t{};
+    for (int b = 0; b < 256; ++b) {
+        t[2 * b] = digits[b >> 4];
+        t[2 * b + 1] = digits[b & 0xf];
     }
+    return t;
+}
+constexpr std::array<char, 512> hex_pairs = make_hex_pairs();
+}  // namespace
+
+void append_hex(std::string& out, const Sha256Digest& bytes) {
+    char text[2 * std::tuple_size_v<Sha256Digest>];
+    char* p = text;
+    for (unsigned char b : bytes) {
+        std::memcpy(p, &hex_pairs[2 * b], 2);
+        p += 2;
+    }
+    out.append(text, sizeof text);  // one append: no zero-fill of room later overwritten
 }
 
 }  // namespace outbox::detail

@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
@@ -195,12 +196,14 @@ void build_canonical_request(Scratch& s, const SignerConfig& config, const Reque
 
 void build_string_to_sign(Scratch& s, const AmzDate& date, std::string_view scope_suffix) {
     std::string& t = s.string_to_sign;
-    t.clear();
-    t.append(algorithm);
-    t.push_back('\n');
-    t.append(date.full());
-    t.push_back('\n');
-    t.append(date.date());
+    // Assembled in a stack buffer and appended once: a string's push_back is a call here.
+    char head[algorithm.size() + 1 + 16 + 1 + 8];
+    char* p = std::copy(algorithm.begin(), algorithm.end(), head);
+    *p++ = '\n';
+    p = std::copy_n(date.full().data(), 16, p);
+    *p++ = '\n';
+    p = std::copy_n(date.date().data(), 8, p);
+    t.assign(head, static_cast<std::size_t>(p - head));
     t.append(scope_suffix);
     t.push_back('\n');
     detail::append_hex(t, detail::sha256(s.canonical));
