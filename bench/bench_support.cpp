@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
@@ -117,6 +118,21 @@ std::string canned_single_reply(const std::string& body) {
     const auto md5 = outbox::detail::sqs::md5_of_body(body);
     return "{\"MessageId\":\"m-1\",\"MD5OfMessageBody\":\"" + std::string(md5.data(), md5.size()) +
            "\"}";
+}
+
+void print_figure(std::string_view bench, std::string_view comparison, double ours,
+                  double reference, std::string_view unit, double target_ratio) {
+    std::printf("figure\t%.*s\t%.*s\t%.4g\t%.4g\t%.*s\t%.3g\n", int(bench.size()), bench.data(),
+                int(comparison.size()), comparison.data(), ours, reference, int(unit.size()),
+                unit.data(), target_ratio);
+    std::fflush(stdout);
+}
+
+void print_latency(std::string_view bench, std::string_view what, double p50_ms, double p90_ms,
+                   double p99_ms, double p999_ms) {
+    std::printf("latency\t%.*s\t%.*s\t%.4g\t%.4g\t%.4g\t%.4g\n", int(bench.size()), bench.data(),
+                int(what.size()), what.data(), p50_ms, p90_ms, p99_ms, p999_ms);
+    std::fflush(stdout);
 }
 
 }  // namespace outbox::bench

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 namespace outbox::bench {
 
@@ -41,5 +42,18 @@ std::string canned_batch_reply(const std::string& body);
 
 /// SQS's reply to a SendMessage of `body`.
 std::string canned_single_reply(const std::string& body);
+
+// Lines for bench/plot_bench.py, which draws docs/performance-*.svg from them; people read
+// the tables printed beside. Tab-separated, one per comparison or latency series.
+
+/// "figure  BENCH  COMPARISON  OURS  REFERENCE  UNIT  TARGET": ours against its reference in
+/// the same run (lower is better), and the ratio the project aims for (0: none set).
+void print_figure(std::string_view bench, std::string_view comparison, double ours,
+                  double reference, std::string_view unit, double target_ratio);
+
+/// "latency  BENCH  WHAT  P50  P90  P99  P99.9", in milliseconds (a negative value: not
+/// measured).
+void print_latency(std::string_view bench, std::string_view what, double p50_ms, double p90_ms,
+                   double p99_ms, double p999_ms);
 
 }  // namespace outbox::bench

@@ -123,6 +123,9 @@ int main(int argc, char** argv) {
         std::printf("%-34s %14.0f %22.2f %12ld\n",
                     ("wrk -t1 -c" + std::to_string(concurrency)).c_str(), wrk.requests_per_second,
                     wrk.cpu_us_per_request, wrk.requests);
+        outbox::bench::print_figure(
+            "http_bench", "HttpClient / wrk, " + std::to_string(concurrency) + " in flight",
+            ours.cpu_us_per_request, wrk.cpu_us_per_request, "us CPU/request", 0);
     }
     return 0;
 }

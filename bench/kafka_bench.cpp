@@ -5,7 +5,10 @@
 // Prints messages per second, CPU microseconds per message and peak resident memory.
 //
 // Usage: kafka_bench [MESSAGES] [REPETITIONS]   (default 1000000 2)
+#include "bench_support.hpp"
+
 #include <outbox/kafka_destination.hpp>
+#include <outbox/latency_histogram.hpp>
 
 #include <librdkafka/rdkafka.h>
 #include <sys/resource.h>
@@ -13,12 +16,16 @@
 #include <unistd.h>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace {
 
@@ -45,20 +52,35 @@ struct Result {
     long failed = 0;
     double seconds = 0;
     double cpu = 0;
+    long peak_mib = 0;
+    // Produce call to delivery report: librdkafka's own measure for plain, the destination's
+    // histogram for outbox.
+    outbox::LatencyHistogram latency{};
 };
+
+void record_latency(outbox::LatencyHistogram& h, std::int64_t us) {
+    if (us < 0) return;
+    const auto u = static_cast<std::uint64_t>(us);
+    ++h.buckets[outbox::LatencyHistogram::bucket_of(u)];
+    ++h.count;
+    h.sum += std::chrono::microseconds(us);
+    h.max = std::max(h.max, std::chrono::microseconds(us));
+}
 
 void report(const char* client, const Result& r) {
     std::printf("%-28s %12.0f %16.2f %14ld %8ld\n", client, r.messages / r.seconds,
-                r.cpu * 1e6 / r.messages, peak_kib() / 1024, r.failed);
+                r.cpu * 1e6 / r.messages, r.peak_mib, r.failed);
     std::fflush(stdout);
 }
 
 // ---- plain librdkafka ---------------------------------------------------------------------
 
 long plain_delivered = 0, plain_failed = 0;
+outbox::LatencyHistogram plain_latency;
 
 void on_plain_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void*) {
     (m->err ? plain_failed : plain_delivered) += 1;
+    if (!m->err) record_latency(plain_latency, rd_kafka_message_latency(m));
 }
 
 Result run_plain(const std::string& bootstrap, const std::string& topic, long messages) {
@@ -97,6 +119,8 @@ Result run_plain(const std::string& bootstrap, const std::string& topic, long me
     r.cpu = cpu_seconds() - cpu0;
     r.messages = plain_delivered;
     r.failed = plain_failed + (messages - plain_delivered - plain_failed);
+    r.latency = plain_latency;
+    r.peak_mib = peak_kib() / 1024;
     rd_kafka_topic_destroy(rkt);
     rd_kafka_destroy(rk);
     return r;
@@ -149,6 +173,8 @@ Result run_outbox(const std::string& bootstrap, const std::string& topic, long m
     r.cpu = cpu_seconds() - cpu0;
     r.messages = delivered;
     r.failed = failed;
+    r.latency = kafka.stats().latency;
+    r.peak_mib = peak_kib() / 1024;
     return r;
 }
 
@@ -185,19 +211,56 @@ struct MockCluster {
     }
 };
 
+// Runs `run` (which returns a Result) in a fresh child process, so that each client's CPU
+// time and peak RSS are its own; the Result comes back through a pipe.
 template <class Run>
-void in_child(Run run) {
+std::optional<Result> in_child(Run run) {
     std::fflush(stdout);
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("pipe");
     const pid_t child = fork();
     if (child == 0) {
-        run();
+        close(fds[0]);
+        const Result r = run();
+        const char* p = reinterpret_cast<const char*>(&r);
+        for (std::size_t left = sizeof r; left > 0;) {
+            const ssize_t n = write(fds[1], p, left);
+            if (n <= 0) _exit(1);
+            p += n;
+            left -= static_cast<std::size_t>(n);
+        }
         std::fflush(stdout);
         _exit(0);
     }
+    close(fds[1]);
+    Result r;
+    char* p = reinterpret_cast<char*>(&r);
+    std::size_t got = 0;
+    while (got < sizeof r) {
+        const ssize_t n = read(fds[0], p + got, sizeof r - got);
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    close(fds[0]);
     int status = 0;
     waitpid(child, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || got != sizeof r) {
         std::printf("  (run failed: status %d)\n", status);
+        return std::nullopt;
+    }
+    return r;
+}
+
+static_assert(std::is_trivially_copyable_v<Result>, "sent through a pipe as bytes");
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+double ms(const outbox::LatencyHistogram& h, double q) {
+    return double(h.percentile(q).count()) / 1000.0;
 }
 
 }  // namespace
@@ -214,17 +277,35 @@ int main(int argc, char** argv) {
                 "peak RSS MiB", "failed");
     // KAFKA_BENCH_ONLY=plain|outbox runs one side (for perf record).
     const std::string only = std::getenv("KAFKA_BENCH_ONLY") ? std::getenv("KAFKA_BENCH_ONLY") : "";
+    std::vector<double> plain_cpu, outbox_cpu;
+    Result last_plain, last_outbox;
     for (int rep = 0; rep < repetitions; ++rep) {
         const std::string n = std::to_string(rep);
         if (only.empty() || only == "plain")
-            in_child([&] {
-                report("plain librdkafka", run_plain(cluster.bootstrap, "plain-" + n, messages));
-            });
+            if (auto r = in_child(
+                    [&] { return run_plain(cluster.bootstrap, "plain-" + n, messages); })) {
+                report("plain librdkafka", *r);
+                plain_cpu.push_back(r->cpu * 1e6 / double(r->messages));
+                last_plain = *r;
+            }
         if (only.empty() || only == "outbox")
-            in_child([&] {
-                report("outbox KafkaDestination",
-                       run_outbox(cluster.bootstrap, "outbox-" + n, messages));
-            });
+            if (auto r = in_child(
+                    [&] { return run_outbox(cluster.bootstrap, "outbox-" + n, messages); })) {
+                report("outbox KafkaDestination", *r);
+                outbox_cpu.push_back(r->cpu * 1e6 / double(r->messages));
+                last_outbox = *r;
+            }
     }
+    if (!plain_cpu.empty() && !outbox_cpu.empty())
+        outbox::bench::print_figure("kafka_bench", "KafkaDestination / plain librdkafka",
+                                    median(outbox_cpu), median(plain_cpu), "us CPU/message", 1.10);
+    if (!plain_cpu.empty())
+        outbox::bench::print_latency("kafka_bench", "plain librdkafka", ms(last_plain.latency, 0.5),
+                                     ms(last_plain.latency, 0.9), ms(last_plain.latency, 0.99),
+                                     ms(last_plain.latency, 0.999));
+    if (!outbox_cpu.empty())
+        outbox::bench::print_latency("kafka_bench", "outbox KafkaDestination",
+                                     ms(last_outbox.latency, 0.5), ms(last_outbox.latency, 0.9),
+                                     ms(last_outbox.latency, 0.99), ms(last_outbox.latency, 0.999));
     return 0;
 }

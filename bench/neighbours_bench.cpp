@@ -168,6 +168,12 @@ int main(int argc, char** argv) {
     const Result unguarded =
         run(healthy, broken, waves, false, ok.port(), unavailable.port(), refused);
     row("beside broken ones, breakers off", unguarded, &alone);
+    outbox::bench::print_figure("neighbours_bench", "healthy beside broken / alone (breakers)",
+                                guarded.wall_us, alone.wall_us, "us wall/healthy message", 1.10);
+    outbox::bench::print_latency("neighbours_bench", "healthy targets alone", alone.p50_ms, -1,
+                                 alone.p99_ms, -1);
+    outbox::bench::print_latency("neighbours_bench", "healthy beside broken, breakers",
+                                 guarded.p50_ms, -1, guarded.p99_ms, -1);
     // The reference again: how far this machine's noise moves the same run.
     row("reference again", run(healthy, 0, waves, true, ok.port(), unavailable.port(), refused),
         &alone);

@@ -267,6 +267,9 @@ int main(int argc, char** argv) {
         "the bound per target %.2fx, %.2fx\n\n",
         relay_cpu / send_cpu, median(relays) / median(sends), unbounded_cpu / send_cpu,
         median(unboundeds) / median(sends));
+    outbox::bench::print_figure("outbox_bench", "outbox relay / outbox send",
+                                median(relays) * 1e6 / double(events),
+                                median(sends) * 1e6 / double(events), "us CPU/event", 0);
 
     // Memory whatever the backlog: ten times the events, the relay's peak again.
     const std::string big = (dir / "big.jsonl").string();

@@ -340,6 +340,9 @@ void latency(outbox::test::PostgresServer& server, const std::string& queue, std
         "  %zu delivered: from the commit's acknowledgement p50 %.2f ms, p99 %.2f ms, "
         "max %.2f ms\n",
         ms.size(), percentile(ms, 0.50), percentile(ms, 0.99), percentile(ms, 1.0));
+    outbox::bench::print_latency("outbox_postgresql_bench", "commit to delivered (PostgreSQL)",
+                                 percentile(ms, 0.50), percentile(ms, 0.90), percentile(ms, 0.99),
+                                 percentile(ms, 0.999));
     std::printf("  (the application's commit itself: p50 %.2f ms, p99 %.2f ms, max %.2f ms)\n\n",
                 percentile(commit_ms, 0.50), percentile(commit_ms, 0.99),
                 percentile(commit_ms, 1.0));

@@ -42,6 +42,7 @@ struct Figures {
     double messages_per_second = 0;
     double cpu_us_per_message = 0;
     long messages = 0;
+    outbox::LatencyHistogram latency{};  // accepted to completed, the library's own count
 };
 
 Figures run_outbox(std::uint16_t port, long total, const std::string& body) {
@@ -96,7 +97,8 @@ Figures run_outbox(std::uint16_t port, long total, const std::string& body) {
                 static_cast<unsigned long long>(stats.requests),
                 static_cast<double>(stats.delivered) / static_cast<double>(stats.requests));
     return {static_cast<double>(total) / seconds,
-            (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(total), total};
+            (cpu_seconds(after) - cpu_seconds(before)) * 1e6 / static_cast<double>(total), total,
+            stats.latency};
 }
 
 // A child process's wall and CPU time (user + system, from RUSAGE_CHILDREN): `exec` runs in
@@ -222,5 +224,17 @@ int main(int argc, char** argv) {
                 program.cpu_us_per_message / ours.cpu_us_per_message,
                 program.cpu_us_per_message / curl.cpu_us_per_message);
 #endif
+    const char* unit = "us CPU/message";
+    outbox::bench::print_figure("sqs_bench", "SqsDestination / curl --aws-sigv4",
+                                ours.cpu_us_per_message, curl.cpu_us_per_message, unit, 0);
+#ifdef OUTBOX_CLI_PATH
+    outbox::bench::print_figure("sqs_bench", "outbox send / curl --aws-sigv4",
+                                program.cpu_us_per_message, curl.cpu_us_per_message, unit, 0.25);
+    outbox::bench::print_figure("sqs_bench", "outbox send / SqsDestination",
+                                program.cpu_us_per_message, ours.cpu_us_per_message, unit, 1.10);
+#endif
+    auto ms = [&](double q) { return double(ours.latency.percentile(q).count()) / 1000.0; };
+    outbox::bench::print_latency("sqs_bench", "SqsDestination, 4096 sends open", ms(0.5), ms(0.9),
+                                 ms(0.99), ms(0.999));
     return 0;
 }
