@@ -25,6 +25,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <functional>
 #include <future>
@@ -34,6 +35,7 @@
 #include <set>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -618,6 +620,33 @@ TEST_CASE("send_blocking from a program without its own event loop", "[sqs]") {
     CHECK_FALSE(outbox::close_blocking(sqs, std::chrono::seconds(5)));
     pool.join();
     CHECK(receive(queue, 1, 5).at(0).body == "blocking");
+}
+
+TEST_CASE("sends from many threads at once, then close: every one delivered", "[sqs]") {
+    // Sends reach the strand through one inbox drained by a job; close must take what is in
+    // it, whichever thread put it there.
+    const std::string queue = create_queue("outbox-many-threads");
+    Proxy proxy;
+    asio::thread_pool pool(2);
+    outbox::SqsDestination sqs(pool.get_executor(), config_for(pool.get_executor(), queue, proxy));
+    constexpr int threads = 4, per_thread = 150;
+    std::atomic<int> delivered{0}, failed{0};
+    std::vector<std::thread> senders;
+    for (int t = 0; t < threads; ++t)
+        senders.emplace_back([&, t] {
+            for (int i = 0; i < per_thread; ++i)
+                sqs.async_send(
+                    text_message(std::to_string(t) + "-" + std::to_string(i)),
+                    [&](error_code ec, outbox::Receipt) { ++(ec ? failed : delivered); });
+        });
+    for (auto& s : senders) s.join();
+    CHECK_FALSE(outbox::close_blocking(sqs, std::chrono::seconds(30)));
+    pool.join();
+    CHECK(delivered == threads * per_thread);
+    CHECK(failed == 0);
+    std::set<std::string> bodies;
+    for (const auto& m : receive(queue, threads * per_thread, 30)) bodies.insert(m.body);
+    CHECK(bodies.size() == std::size_t{threads * per_thread});
 }
 
 TEST_CASE("configuration that cannot work is refused at construction", "[sqs]") {

@@ -31,6 +31,8 @@
 #include <random>
 #include <stdexcept>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace outbox {
 
@@ -75,6 +77,62 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     detail::CloseLatch close_latch;
     asio::steady_timer close_timer;
     bool stopped = false;  // nothing of it keeps an event loop busy any more
+
+    // Sends on their way to the strand. One job drains all that arrived meanwhile: a post per
+    // message (an allocation, a trip through the strand and the type-erased executor) cost
+    // more than the machine's own work for it.
+    struct PendingSend {
+        Message message;
+        std::size_t size;
+        Destination::SendHandler handler;  // moved by construction only (Boost 1.81)
+    };
+    std::mutex inbox_mutex;
+    std::vector<PendingSend> inbox;
+    bool drain_posted = false;
+
+    // From any thread.
+    void enqueue(Message message, std::size_t size, Destination::SendHandler handler) {
+        bool post = false;
+        {
+            std::lock_guard lock(inbox_mutex);
+            inbox.push_back(PendingSend{std::move(message), size, std::move(handler)});
+            post = !std::exchange(drain_posted, true);
+        }
+        if (post) asio::post(strand, [self = shared_from_this()] { self->drain_inbox(); });
+    }
+
+    // On the strand. Everything enqueued before this runs is accepted, in order; close and
+    // shutdown call it first, so no send made before them is left behind.
+    void drain_inbox() {
+        std::vector<PendingSend> batch;
+        {
+            std::lock_guard lock(inbox_mutex);
+            batch.swap(inbox);
+            drain_posted = false;
+        }
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            try {
+                accept(std::move(batch[i].message), batch[i].size, std::move(batch[i].handler));
+            } catch (...) {
+                // The rest go back in front of what came since, and get their own job.
+                std::vector<PendingSend> rest;
+                rest.reserve(batch.size() - i - 1);
+                for (std::size_t j = i + 1; j < batch.size(); ++j)
+                    rest.push_back(std::move(batch[j]));
+                {
+                    std::lock_guard lock(inbox_mutex);
+                    for (auto& p : inbox) rest.push_back(std::move(p));
+                    inbox.swap(rest);
+                    drain_posted = true;
+                }
+                asio::post(strand, [self = shared_from_this()] { self->drain_inbox(); });
+                throw;
+            }
+        }
+        batch.clear();
+        std::lock_guard lock(inbox_mutex);  // keep the room for the next burst
+        if (inbox.empty() && inbox.capacity() < batch.capacity()) inbox.swap(batch);
+    }
 
     // ---- events into the machine, actions out of it ----------------------------------------
 
@@ -292,6 +350,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // ---- close ---------------------------------------------------------------------------------
 
     void close(std::chrono::milliseconds deadline, CloseHandler handler) {
+        drain_inbox();
         if (!close_latch.begin(std::move(handler), executor)) return;
         close_timer.expires_after(deadline);
         close_timer.async_wait([self = shared_from_this()](error_code ec) {
@@ -326,6 +385,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     void shutdown() {
+        drain_inbox();
         Actions out;
         machine->abandon("the destination was destroyed", out);
         run(out);
@@ -484,10 +544,7 @@ void SqsDestination::do_send(Message message, SendHandler handler) {
                              std::move(handler));
         return;
     }
-    asio::post(impl_->strand,
-               [impl = impl_, m = std::move(message), size, h = std::move(handler)]() mutable {
-                   impl->accept(std::move(m), size, std::move(h));
-               });
+    impl_->enqueue(std::move(message), size, std::move(handler));
 }
 
 void SqsDestination::do_close(std::chrono::milliseconds deadline, CloseHandler handler) {

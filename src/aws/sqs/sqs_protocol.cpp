@@ -412,6 +412,7 @@ error_code parse_send_message_batch_result(std::string_view json, SendResult& ou
     if (auto ec = parse_object(json, obj)) return ec;
     simdjson::dom::array list;
     if (obj["Successful"].get_array().get(list) == simdjson::SUCCESS) {
+        out.successful.reserve(out.successful.size() + list.size());  // not grown five times
         for (auto item : list) {
             simdjson::dom::object o;
             SentEntry e;
