@@ -256,7 +256,8 @@ static_assert(std::is_trivially_copyable_v<Result>, "sent through a pipe as byte
 double median(std::vector<double> v) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 double ms(const outbox::LatencyHistogram& h, double q) {

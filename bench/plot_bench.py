@@ -95,10 +95,11 @@ def main():
             for i, (label, ratio, target) in enumerate(figures))
         svg = out / ("performance-ratios" + suffix)
         plot(f"""
-set terminal svg size 1000,{180 + 32 * len(figures)} font 'sans,12'
+set terminal svg size 1000,{220 + 32 * len(figures)} font 'sans,12'
 set output '{svg}'
 set title 'outbox against its reference, measured in the same run (lower is better)'
-set key bottom right
+set key outside bottom center horizontal
+set bmargin 6
 set logscale x 2
 set xrange [0.0625:4]
 set xtics (0.125, 0.25, 0.5, 1, 2, 4)
@@ -123,18 +124,20 @@ plot 'DATA' using (1):1:($2 < 1 ? $2 : 1):($2 < 1 ? 1 : $2):($1 - 0.3):($1 + 0.3
                        for what, values in latencies)
         svg = out / ("performance-latency" + suffix)
         plot(f"""
-set terminal svg size 1000,520 font 'sans,12'
+set terminal svg size 1100,640 font 'sans,12'
 set output '{svg}'
-set title 'Latency from send (or commit) to delivery, percentiles'
+set title "Latency from send (or commit) to delivery, under each benchmark's own load"
 set style data histogram
 set style histogram clustered gap 1
 set style fill solid 0.7
 set logscale y 10
 set ylabel 'milliseconds'
 set yrange [0.01:*]
-set xtics rotate by -20 left
+set xtics rotate by -30 left
 set grid ytics
-set key top left
+set key outside right top vertical
+set bmargin 12
+set rmargin 14
 plot 'DATA' using 2:xtic(1) title 'p50', '' using 3 title 'p90', \
      '' using 4 title 'p99', '' using 5 title 'p99.9'
 """, rows, svg)
