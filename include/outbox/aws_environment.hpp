@@ -29,4 +29,9 @@ EnvironmentSetting region_from_environment();
 /// AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true. `service_env` is the variable's suffix.
 EnvironmentSetting endpoint_from_environment(std::string_view service_env);
 
+/// AWS_REQUEST_CHECKSUM_CALCULATION, else `request_checksum_calculation` in the profile's
+/// section of the shared config file: "when_supported" or "when_required" (lower-cased), or
+/// empty. Throws std::invalid_argument naming the source for any other value.
+EnvironmentSetting request_checksum_calculation_from_environment();
+
 }  // namespace outbox

@@ -32,6 +32,18 @@ enum class ServerSideEncryption {
     sse_kms,  // x-amz-server-side-encryption: aws:kms, with kms_key_id when given
 };
 
+/// The checksum sent with each PutObject, which S3 verifies against the body it received
+/// (a body damaged on the way is refused, not stored).
+enum class S3Checksum {
+    /// As the AWS SDKs do: CRC32, unless AWS_REQUEST_CHECKSUM_CALCULATION (or
+    /// request_checksum_calculation in the shared config file) is when_required, which sends
+    /// none. Resolved at construction; config() then says which.
+    automatic,
+    crc32,      // x-amz-checksum-crc32
+    crc64nvme,  // x-amz-checksum-crc64nvme
+    none,       // for S3-compatible stores that refuse checksum headers
+};
+
 struct PayloadStagerConfig {
     std::string bucket{};  // required: the operator's bucket or the customer's
     /// Object keys: "{prefix}/{yyyy}/{mm}/{dd}/{uuid}" by default. Placeholders: {prefix},
@@ -54,6 +66,12 @@ struct PayloadStagerConfig {
     /// Object tags ("key", "value"), so a lifecycle rule can expire staged objects.
     std::vector<std::pair<std::string, std::string>> tags{};
 
+    S3Checksum checksum = S3Checksum::automatic;
+    /// PutObject with If-None-Match: * (S3's conditional write): a PUT retried after its reply
+    /// was lost cannot overwrite what its first attempt stored; the 412 it gets means that
+    /// attempt landed, and the stage succeeds. Turn off for stores that refuse the header.
+    bool conditional_write = true;
+
     /// Lifetime of the pre-signed GET URL: 1 s to 7 days. Never longer than the signing
     /// credentials live; StagedPayload::expires_in tells the real lifetime.
     std::chrono::seconds url_expires{600};
@@ -71,6 +89,9 @@ struct StagedPayload {
     std::string etag{};
     std::uint32_t attempts = 0;  // PutObject requests made
     Diagnostics diagnostics{};   // on failure: S3's Code, Message, RequestId, HTTP status
+    /// A retried PUT was refused with 412 because an earlier attempt had stored the object
+    /// (its reply was lost): the object is ours; `etag` is then empty.
+    bool stored_by_earlier_attempt = false;
 };
 
 class PayloadStager {
@@ -86,8 +107,9 @@ class PayloadStager {
 
     /// Uploads `body` under a new key and pre-signs a GET URL for it. Completion:
     /// void(error_code, StagedPayload), on the handler's executor, never inside this call.
-    /// Retries as destinations do (throttling, 5xx, transport; PutObject of the same key is
-    /// idempotent). Errors: Errc::service_error (S3 refused: see diagnostics),
+    /// Retries as destinations do (throttling, 5xx, transport, 409 ConditionalRequestConflict;
+    /// with conditional_write a retry never overwrites). Errors: Errc::service_error (S3
+    /// refused: see diagnostics; BadDigest when the checksum did not match),
     /// Errc::throttled, Errc::service_unavailable, transport errors, credential errors.
     /// Cancellation: terminal; before the upload completes the operation ends with
     /// operation_aborted (an object may have been written).

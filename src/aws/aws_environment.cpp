@@ -85,6 +85,20 @@ EnvironmentSetting region_from_environment() {
     return found;
 }
 
+EnvironmentSetting request_checksum_calculation_from_environment() {
+    EnvironmentSetting found;
+    if (auto v = variable("AWS_REQUEST_CHECKSUM_CALCULATION"))
+        found = {*v, "AWS_REQUEST_CHECKSUM_CALCULATION"};
+    else
+        found = from_profile("request_checksum_calculation");
+    for (char& c : found.value) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    if (!found.value.empty() && found.value != "when_supported" && found.value != "when_required")
+        throw std::invalid_argument("the request checksum calculation from " + found.source +
+                                    " is \"" + found.value +
+                                    "\"; it must be when_supported or when_required");
+    return found;
+}
+
 EnvironmentSetting endpoint_from_environment(std::string_view service_env) {
     if (auto ignore = variable("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")) {
         std::string v = *ignore;

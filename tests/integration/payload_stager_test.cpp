@@ -17,9 +17,11 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -295,6 +297,171 @@ TEST_CASE("S3 faults on a seeded schedule: every stage succeeds after retries, e
     CHECK(proxy.stat("signature_failures") == 0);
 }
 
+namespace {
+
+// One environment variable for one test case, put back afterwards.
+class ScopedVariable {
+  public:
+    ScopedVariable(const char* name, const char* value) : name_(name) {
+        if (const char* old = std::getenv(name)) old_ = old;
+        if (value)
+            ::setenv(name, value, 1);
+        else
+            ::unsetenv(name);
+    }
+    ~ScopedVariable() {
+        if (old_)
+            ::setenv(name_, old_->c_str(), 1);
+        else
+            ::unsetenv(name_);
+    }
+
+  private:
+    const char* name_;
+    std::optional<std::string> old_;
+};
+
+// Bodies of the sizes that matter to an 8-byte-at-a-time CRC: none, a tail only, one step, a
+// step and a tail, and over a MiB.
+std::vector<std::string> checksum_bodies() {
+    std::mt19937 rng(7);
+    std::vector<std::string> bodies;
+    for (std::size_t size : {0u, 1u, 7u, 8u, 9u, 1000u, (1u << 20) + 3}) {
+        std::string b(size, '\0');
+        for (char& c : b) c = static_cast<char>(rng());
+        bodies.push_back(std::move(b));
+    }
+    return bodies;
+}
+
+}  // namespace
+
+TEST_CASE("every PutObject carries a checksum S3 verifies: CRC32 by default, or CRC64NVME",
+          "[s3]") {
+    ScopedVariable unset("AWS_REQUEST_CHECKSUM_CALCULATION", nullptr);
+    ScopedVariable no_profile("AWS_CONFIG_FILE", "/nonexistent/outbox-test-config");
+    for (auto checksum : {outbox::S3Checksum::automatic, outbox::S3Checksum::crc64nvme}) {
+        Proxy proxy;  // verifies each checksum against the body, as S3 does (BadDigest if not)
+        asio::io_context io;
+        auto config = stager_config(io, proxy);
+        config.checksum = checksum;
+        outbox::PayloadStager stager(io.get_executor(), config);
+        const bool crc32 = checksum == outbox::S3Checksum::automatic;
+        CHECK(stager.config().checksum ==
+              (crc32 ? outbox::S3Checksum::crc32 : outbox::S3Checksum::crc64nvme));
+        const auto bodies = checksum_bodies();
+        for (const auto& body : bodies) {
+            INFO("body of " << body.size() << " bytes");
+            auto r = stage(io, stager, body);
+            REQUIRE_FALSE(r.ec);
+            const auto headers = proxy.last_headers();
+            CHECK(headers.contains(crc32 ? "x-amz-checksum-crc32" : "x-amz-checksum-crc64nvme"));
+            CHECK(fetch(r.payload.url).body == body);
+        }
+        CHECK(proxy.stat("checksums_verified") == bodies.size());
+        CHECK(proxy.stat("checksum_failures") == 0);
+        CHECK(proxy.stat("signature_failures") == 0);
+    }
+}
+
+TEST_CASE("checksums off: for stores that refuse the header, or as the SDKs' setting says",
+          "[s3]") {
+    ScopedVariable no_profile("AWS_CONFIG_FILE", "/nonexistent/outbox-test-config");
+    Proxy refusing({"--refuse-checksums"});  // an S3-compatible store without checksums
+    asio::io_context io;
+    auto config = stager_config(io, refusing);
+    config.checksum = outbox::S3Checksum::crc32;
+    config.retry.max_attempts = 3;
+    {
+        outbox::PayloadStager stager(io.get_executor(), config);
+        auto r = stage(io, stager, "refused");
+        CHECK(r.ec == outbox::Errc::service_error);
+        CHECK(r.payload.diagnostics.code == "InvalidArgument");
+        CHECK(r.payload.attempts == 1);  // a refusal is not retried
+    }
+    config.checksum = outbox::S3Checksum::none;
+    {
+        outbox::PayloadStager stager(io.get_executor(), config);
+        auto r = stage(io, stager, "no checksum");
+        REQUIRE_FALSE(r.ec);
+        CHECK_FALSE(refusing.last_headers().contains("x-amz-checksum-crc32"));
+        CHECK(fetch(r.payload.url).body == "no checksum");
+    }
+    // The AWS SDKs' own switch: when_required sends none for PutObject.
+    config.checksum = outbox::S3Checksum::automatic;
+    {
+        ScopedVariable env("AWS_REQUEST_CHECKSUM_CALCULATION", "WHEN_REQUIRED");
+        outbox::PayloadStager stager(io.get_executor(), config);
+        CHECK(stager.config().checksum == outbox::S3Checksum::none);
+        REQUIRE_FALSE(stage(io, stager, "as the SDKs do").ec);
+    }
+    {
+        const fs::path file = fs::temp_directory_path() / "outbox-checksum-config";
+        std::ofstream(file) << "[default]\nrequest_checksum_calculation = when_required\n";
+        ScopedVariable unset("AWS_REQUEST_CHECKSUM_CALCULATION", nullptr);
+        ScopedVariable profile("AWS_CONFIG_FILE", file.c_str());
+        outbox::PayloadStager stager(io.get_executor(), config);
+        CHECK(stager.config().checksum == outbox::S3Checksum::none);
+        fs::remove(file);
+    }
+    {
+        ScopedVariable env("AWS_REQUEST_CHECKSUM_CALCULATION", "sometimes");
+        try {
+            outbox::PayloadStager stager(io.get_executor(), config);
+            FAIL("an unknown request_checksum_calculation was accepted");
+        } catch (const std::invalid_argument& e) {
+            CHECK(std::string(e.what()).find("AWS_REQUEST_CHECKSUM_CALCULATION") !=
+                  std::string::npos);
+        }
+    }
+    CHECK(refusing.stat("checksums_verified") == 0);
+}
+
+TEST_CASE("a PUT whose reply was lost is retried without overwriting; the stage succeeds", "[s3]") {
+    Proxy proxy;  // If-None-Match: * answered 412 when the key exists, as S3 does
+    asio::io_context io;
+    outbox::PayloadStager stager(io.get_executor(), stager_config(io, proxy));
+    proxy.lose_next(1);  // stored upstream, the reply never comes
+    const std::string body = R"({"order":"lost reply"})";
+    auto r = stage(io, stager, body);
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.payload.attempts == 2);
+    CHECK(r.payload.stored_by_earlier_attempt);
+    CHECK(proxy.stat("lost_replies") == 1);
+    CHECK(proxy.stat("conditional_refusals") == 1);  // the retry did not overwrite
+    CHECK(proxy.stat("forwarded") == 1);             // one PUT reached the store
+    CHECK(proxy.last_headers().at("if-none-match") == "*");
+    CHECK(fetch(r.payload.url).body == body);
+
+    // S3 asks for a retry when conditional writes race: 409 ConditionalRequestConflict.
+    proxy.conflict_next(1);
+    r = stage(io, stager, "after a conflict");
+    REQUIRE_FALSE(r.ec);
+    CHECK(r.payload.attempts == 2);
+    CHECK_FALSE(r.payload.stored_by_earlier_attempt);
+    CHECK(proxy.stat("conflicts") == 1);
+    CHECK(fetch(r.payload.url).body == "after a conflict");
+}
+
+TEST_CASE("conditional writes off, for stores that refuse If-None-Match", "[s3]") {
+    Proxy refusing({"--refuse-conditional-writes"});  // 501 NotImplemented, as such stores do
+    asio::io_context io;
+    auto config = stager_config(io, refusing);
+    {
+        outbox::PayloadStager stager(io.get_executor(), config);
+        auto r = stage(io, stager, "refused");
+        CHECK(r.ec == outbox::Errc::service_error);
+        CHECK(r.payload.diagnostics.code == "NotImplemented");
+        CHECK(r.payload.attempts == 1);
+    }
+    config.conditional_write = false;
+    outbox::PayloadStager stager(io.get_executor(), config);
+    auto r = stage(io, stager, "unconditional");
+    REQUIRE_FALSE(r.ec);
+    CHECK_FALSE(refusing.last_headers().contains("if-none-match"));
+    CHECK(fetch(r.payload.url).body == "unconditional");
+}
+
 TEST_CASE("S3 refusing a request as signed at the wrong time: the clock is corrected once",
           "[s3]") {
     Proxy proxy({"--clock-offset", "900"});
@@ -428,6 +595,40 @@ TEST_CASE("SQS with stage-always and CloudEvents: every message is an event carr
     CHECK(std::string_view(event["data"]["url"]) == receipt->staged_url);
     CHECK(fetch(receipt->staged_url).body ==
           std::string("binary \x01\x02 bytes are fine in S3", 30));
+}
+
+TEST_CASE("a staged message whose upload reply was lost is delivered once, with one object",
+          "[s3][sqs]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto stager =
+        std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
+    const std::string queue = create_queue("staging-lost-reply", "{}");
+    auto c = sqs_config(io, queue, stager);
+    c.staging = outbox::StagingPolicy::always;
+    outbox::SqsDestination sqs(io.get_executor(), c);
+    proxy.lose_next(1);  // the PutObject is stored; its reply never comes
+
+    outbox::Message m;
+    m.body = R"({"order":"staged once"})";
+    std::optional<outbox::Receipt> receipt;
+    sqs.async_send(std::move(m), [&](error_code ec, outbox::Receipt r) {
+        CHECK_FALSE(ec);
+        receipt = std::move(r);
+    });
+    while (!receipt && io.run_one_for(std::chrono::seconds(30)) != 0) {
+    }
+    REQUIRE(receipt);
+    CHECK(proxy.stat("lost_replies") == 1);
+    CHECK(proxy.stat("conditional_refusals") == 1);
+    CHECK(proxy.stat("forwarded") == 1);  // one PutObject stored
+    // Every message the queue holds: exactly one, pointing at that object.
+    const auto bodies = outbox::test::drain_bodies(queue, 30);
+    REQUIRE(bodies.size() == 1);
+    simdjson::dom::parser parser;
+    simdjson::dom::object envelope = parser.parse(bodies[0]);
+    CHECK(std::string_view(envelope["url"]) == receipt->staged_url);
+    CHECK(fetch(receipt->staged_url).body == R"({"order":"staged once"})");
 }
 
 TEST_CASE("FIFO order holds when some messages of a group are staged and others are not",

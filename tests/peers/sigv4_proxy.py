@@ -26,12 +26,22 @@ Pre-signed requests (X-Amz-Signature in the query) are passed through: the serve
 
 GET /__proxy/stats returns the counters as JSON; GET /__proxy/last the headers of the last
 signed request; GET /__proxy/outage?seconds=S starts an outage: for S seconds every request
-has its connection closed unanswered (counted as outage_drops). Listens on 127.0.0.1 only.
+has its connection closed unanswered (counted as outage_drops); GET /__proxy/lose-next?count=N
+forwards the next N signed requests and closes their connections without the reply;
+GET /__proxy/conflict-next?count=N answers the next N PUTs 409 ConditionalRequestConflict.
+Listens on 127.0.0.1 only.
+
+As S3 does, for PutObject: an x-amz-checksum-crc32 or -crc64nvme header is checked against
+the body (400 BadDigest when it differs; counted as checksums_verified / checksum_failures),
+and If-None-Match: * is answered 412 PreconditionFailed when the key exists upstream (s3rver
+ignores the header). --refuse-checksums and --refuse-conditional-writes play S3-compatible
+stores that reject those headers.
 
 Usage: sigv4_proxy.py --upstream HOST:PORT [--port N] [--service sqs] [--access-key K
        --secret-key S] [--faults 500=0.05,lost=0.05,...] [--seed N] [--clock-offset S]
 """
 import argparse
+import base64
 import datetime
 import email.utils
 import http.client
@@ -43,11 +53,41 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from unittest import mock
 
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+def _crc64nvme_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x9A6C9329AC4BC9B5 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC64NVME_TABLE = _crc64nvme_table()
+
+
+def crc64nvme(data):
+    """CRC-64/NVME, byte at a time (an implementation independent of outbox's)."""
+    crc = 0xFFFFFFFFFFFFFFFF
+    table = CRC64NVME_TABLE
+    for b in data:
+        crc = (crc >> 8) ^ table[(crc ^ b) & 0xFF]
+    return crc ^ 0xFFFFFFFFFFFFFFFF
+
+
+def checksum_value(algorithm, body):
+    """The base64 of the big-endian checksum, as S3 writes x-amz-checksum-* values."""
+    if algorithm == "crc32":
+        return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    return base64.b64encode(crc64nvme(body).to_bytes(8, "big")).decode()
+
 
 AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
@@ -69,9 +109,13 @@ class State:
             self.faults[kind] = float(p)
         self.stats = {"requests": 0, "signatures_checked": 0, "signature_failures": 0,
                       "skew_refusals": 0, "forwarded": 0, "presigned_forwarded": 0,
-                      "outage_drops": 0, "faults": {k: 0 for k in FAULT_KINDS}}
+                      "outage_drops": 0, "checksums_verified": 0, "checksum_failures": 0,
+                      "conditional_refusals": 0, "lost_replies": 0, "conflicts": 0,
+                      "faults": {k: 0 for k in FAULT_KINDS}}
         self.last = {}
         self.outage_until = 0.0
+        self.lose_next = 0
+        self.conflict_next = 0
 
     def pick_fault(self, target):
         is_batch = target.endswith("SendMessageBatch")
@@ -181,6 +225,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with self.server.state.lock:
                 self.server.state.outage_until = time.monotonic() + seconds
             return self.reply(200, "{}", [("Content-Type", "application/json")])
+        for control, attribute in (("/__proxy/lose-next?count=", "lose_next"),
+                                   ("/__proxy/conflict-next?count=", "conflict_next")):
+            if self.path.startswith(control):
+                with self.server.state.lock:
+                    setattr(self.server.state, attribute, int(self.path.split("=", 1)[1]))
+                return self.reply(200, "{}", [("Content-Type", "application/json")])
         if self.path in ("/__proxy/stats", "/__proxy/last"):
             with self.server.state.lock:
                 data = self.server.state.stats if self.path.endswith("stats") else self.server.state.last
@@ -242,8 +292,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                   f"Signature expired: {amz_date} is now earlier than "
                                   f"{(now - datetime.timedelta(minutes=5)).strftime('%Y%m%dT%H%M%SZ')}")
 
+        if args.service == "s3" and self.command == "PUT":
+            refusal = self.check_put(body)
+            if refusal:
+                return self.aws_error(*refusal)
+
         target = self.headers.get("X-Amz-Target", "")
         fault = state.pick_fault(target)
+        with state.lock:
+            if state.lose_next > 0:
+                state.lose_next -= 1
+                state.stats["lost_replies"] += 1
+                fault = "lost"
         if fault == "500":
             return self.aws_error(500, "InternalError", "injected internal error")
         if fault == "503":
@@ -293,7 +353,45 @@ class Handler(http.server.BaseHTTPRequestHandler):
             data = json.dumps(reply).encode()
         self.reply(status, data, headers)
 
-    def forward(self, body):
+    def check_put(self, body):
+        """S3's checks of a PutObject that s3rver lacks: (status, code, message) to refuse."""
+        state = self.server.state
+        args = state.args
+        lower = {k.lower(): v for k, v in self.headers.items()}
+        for name, value in lower.items():
+            if not name.startswith("x-amz-checksum-"):
+                continue
+            algorithm = name[len("x-amz-checksum-"):]
+            if args.refuse_checksums:
+                return 400, "InvalidArgument", f"x-amz-checksum-{algorithm} is not supported"
+            if algorithm not in ("crc32", "crc64nvme"):
+                return 400, "InvalidRequest", f"checksum algorithm {algorithm} is not checked here"
+            if checksum_value(algorithm, body) != value:
+                state.count("checksum_failures")
+                return (400, "BadDigest",
+                        f"The {algorithm.upper()} you specified did not match the calculated checksum.")
+            state.count("checksums_verified")
+        with state.lock:
+            if state.conflict_next > 0:
+                state.conflict_next -= 1
+                state.stats["conflicts"] += 1
+                return (409, "ConditionalRequestConflict",
+                        "A conflicting conditional operation is currently in progress against this "
+                        "resource. Please try again.")
+        if "if-none-match" in lower:
+            if args.refuse_conditional_writes:
+                return (501, "NotImplemented",
+                        "A header you provided implies functionality that is not implemented")
+            if lower["if-none-match"] != "*":
+                return 400, "InvalidArgument", "If-None-Match takes only *"
+            status, _, _ = self.forward(b"", method="HEAD")
+            if status == 200:
+                state.count("conditional_refusals")
+                return (412, "PreconditionFailed",
+                        "At least one of the pre-conditions you specified did not hold")
+        return None
+
+    def forward(self, body, method=None):
         upstream = getattr(self, "_upstream", None)
         for attempt in range(2):
             if upstream is None:
@@ -302,7 +400,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._upstream = upstream
             try:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "content-length")}
-                upstream.request(self.command, self.path, body=body, headers=headers)
+                if method == "HEAD":  # anonymous: the PUT's signature does not fit a HEAD
+                    headers = {k: v for k, v in headers.items() if k.lower() == "host"}
+                upstream.request(method or self.command, self.path, body=body, headers=headers)
                 res = upstream.getresponse()
                 data = res.read()
                 keep = [(k, v) for k, v in res.getheaders()
@@ -335,6 +435,10 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--slow-ms", type=int, default=300)
     p.add_argument("--clock-offset", type=float, default=0)
+    p.add_argument("--refuse-checksums", action="store_true",
+                   help="refuse PUTs with x-amz-checksum-* headers, as some S3-compatible stores do")
+    p.add_argument("--refuse-conditional-writes", action="store_true",
+                   help="refuse If-None-Match on PUT (501), as some S3-compatible stores do")
     args = p.parse_args()
     server = Server(("127.0.0.1", args.port), Handler)
     server.state = State(args)

@@ -52,4 +52,12 @@ void SigV4Proxy::outage(double seconds) const {
     http_get(process.port(), "/__proxy/outage?seconds=" + std::to_string(seconds));
 }
 
+void SigV4Proxy::lose_next(int count) const {
+    http_get(process.port(), "/__proxy/lose-next?count=" + std::to_string(count));
+}
+
+void SigV4Proxy::conflict_next(int count) const {
+    http_get(process.port(), "/__proxy/conflict-next?count=" + std::to_string(count));
+}
+
 }  // namespace outbox::test

@@ -26,6 +26,10 @@ class SigV4Proxy {
     std::map<std::string, std::string> last_headers() const;
     /// For `seconds` from now, every request has its connection closed unanswered.
     void outage(double seconds) const;
+    /// The next `count` signed requests are forwarded and their replies lost.
+    void lose_next(int count) const;
+    /// The next `count` PUTs are answered 409 ConditionalRequestConflict (S3).
+    void conflict_next(int count) const;
 
     PeerProcess process;
 };

@@ -4,6 +4,7 @@
 #include <outbox/aws_environment.hpp>
 #include "aws/clock_skew.hpp"
 #include "core/backoff.hpp"
+#include "core/crc.hpp"
 #include "core/redact.hpp"
 
 #include <outbox/payload_stager.hpp>
@@ -64,6 +65,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
         StagedPayload result;
         std::string path;  // encoded
         std::string payload_hash;
+        std::string checksum;  // the x-amz-checksum-* value (base64), when one is sent
         asio::steady_timer timer;
         Clock::time_point started;
         asio::cancellation_signal cancel_http;
@@ -74,7 +76,12 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
     };
     void start(std::string body, Handler handler) {
         auto op = std::make_shared<Op>(strand, std::move(body), std::move(handler));
-        op->payload_hash = std::string(sigv4::payload_hash(op->body).view());  // off the strand
+        // Off the strand, as the hashes of a large body take a while.
+        op->payload_hash = std::string(sigv4::payload_hash(op->body).view());
+        if (config.checksum == S3Checksum::crc32)
+            op->checksum = detail::checksum_header_value(detail::crc32(op->body));
+        else if (config.checksum == S3Checksum::crc64nvme)
+            op->checksum = detail::checksum_header_value(detail::crc64nvme(op->body));
         auto slot = asio::get_associated_cancellation_slot(op->handler);
         if (slot.is_connected()) {
             slot.assign([weak = std::weak_ptr<Op>(op), strand = strand](asio::cancellation_type) {
@@ -126,6 +133,12 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
                                          config.kms_key_id);
         }
         if (!tagging.empty()) req.headers.emplace_back("x-amz-tagging", tagging);
+        if (!op->checksum.empty())
+            req.headers.emplace_back(config.checksum == S3Checksum::crc32
+                                         ? "x-amz-checksum-crc32"
+                                         : "x-amz-checksum-crc64nvme",
+                                     op->checksum);
+        if (config.conditional_write) req.headers.emplace_back("If-None-Match", "*");
         std::vector<sigv4::Header> to_sign;
         to_sign.reserve(req.headers.size());
         for (const auto& [name, value] : req.headers) to_sign.push_back({name, value});
@@ -162,12 +175,29 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
             op->result.etag = std::string(res.header("ETag"));
             return presign(*op, creds);
         }
+        // The key is new (a UUID): an object under it on a retry is our earlier attempt's,
+        // whose reply was lost. On the first attempt it is someone else's, and an error.
+        if (!ec && res.status == 412 && config.conditional_write && op->result.attempts > 1) {
+            config.logger.log(LogLevel::debug, "s3: " + op->result.key +
+                                                   " was stored by an earlier attempt (412 on "
+                                                   "attempt " +
+                                                   std::to_string(op->result.attempts) + ")");
+            op->result.stored_by_earlier_attempt = true;
+            return presign(*op, creds);
+        }
         if (ec) {
             d.message = res.failure.empty() ? ec.message() : res.failure;
             detail::redact(d.message, creds.session_token);
         } else {
             detail::redact(res.body, creds.session_token);  // S3 errors may echo the request
             ec = detail::s3::parse_error_response(res, d);
+            // Another conditional write to the key was in progress: S3 asks for a retry.
+            if (res.status == 409 && d.code == "ConditionalRequestConflict")
+                ec = Errc::service_unavailable;
+            if (res.status == 412 && config.conditional_write)
+                d.message = "an object with key \"" + op->result.key +
+                            "\" exists already (If-None-Match: *); does key_template make "
+                            "keys that repeat?";
             detail::redact(d.message, creds.session_token);  // escaped in the XML, plain here
             detail::redact(d.service_message, creds.session_token);
             asked = detail::parse_retry_after(res.header("Retry-After"),
@@ -243,6 +273,16 @@ PayloadStager::PayloadStager(asio::any_io_executor executor, PayloadStagerConfig
     require(config.retry.max_attempts >= 1, "retry.max_attempts must be at least 1");
     require(config.key_template.find("{uuid}") != std::string::npos,
             "key_template needs {uuid}: staged objects must not overwrite each other");
+    if (config.checksum == S3Checksum::automatic) {
+        try {
+            config.checksum =
+                request_checksum_calculation_from_environment().value == "when_required"
+                    ? S3Checksum::none
+                    : S3Checksum::crc32;
+        } catch (const std::invalid_argument& e) {
+            throw std::invalid_argument(std::string("PayloadStager: ") + e.what());
+        }
+    }
 
     // Empty fields from the environment, as every AWS SDK reads it (docs/configuration.md).
     try {

@@ -116,6 +116,8 @@ boost::system::error_code parse_error_response(const HttpResponse& response, Dia
     if (out.code == "SlowDown" || response.status == 429 || out.code == "RequestLimitExceeded" ||
         out.code == "Throttling" || out.code == "ThrottlingException")
         return Errc::throttled;
+    // 501: the store does not implement something asked for (a header): no retry will help.
+    if (response.status == 501 || out.code == "NotImplemented") return Errc::service_error;
     if (response.status >= 500 || out.code == "InternalError" || out.code == "ServiceUnavailable")
         return Errc::service_unavailable;
     return Errc::service_error;
