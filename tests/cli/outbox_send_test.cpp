@@ -193,6 +193,23 @@ TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carr
     CHECK(std::int64_t(event["data"]["expires_in"]) == 120);
     CHECK(fetch(std::string(std::string_view(event["data"]["url"]))) == "tiny");
 
+    // The upload's checksum and conditional write are chosen on the command line (the
+    // integration tests check what S3 gets); s3rver ignores both headers.
+    const Run crc64 =
+        run_send("--to '" + queue + "' --endpoint " + fauxqs().url() + stage +
+                     " --stage-always --stage-checksum crc64nvme --stage-unconditional",
+                 "checked\n", s3_env);
+    CHECK(crc64.status == 0);
+    auto checked = receive_bodies(queue, 1);
+    REQUIRE(checked.size() == 1);
+    simdjson::dom::object pointer = parser.parse(checked[0]);
+    CHECK(fetch(std::string(std::string_view(pointer["url"]))) == "checked");
+    const Run bad_checksum =
+        run_send("--to '" + queue + "'" + stage + " --stage-checksum md5", "x\n", s3_env);
+    CHECK(bad_checksum.status == 2);
+    CHECK(bad_checksum.err.find("--stage-checksum must be crc32, crc64nvme or none") !=
+          std::string::npos);
+    CHECK(run_send("--to '" + queue + "' --stage-checksum none", "x\n").status == 2);
     CHECK(run_send("--to '" + queue + "' --stage-always", "x\n").status == 2);  // needs --stage
     CHECK(run_send("--to '" + queue + "' --stage s3://Bad_Bucket", "x\n").status == 2);
     CHECK(run_send("--to '" + queue + "' --stage s3://cli-staging --url-expires 0", "x\n").status ==

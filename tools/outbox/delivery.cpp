@@ -91,6 +91,13 @@ bool take_delivery_option(std::string_view command, int argc, char** argv, int& 
         o.stage_threshold = static_cast<std::size_t>(n);
     } else if (a == "--stage-always") {
         o.stage_always = true;
+    } else if (a == "--stage-checksum") {
+        if (!value(o.stage_checksum) ||
+            (o.stage_checksum != "crc32" && o.stage_checksum != "crc64nvme" &&
+             o.stage_checksum != "none"))
+            return bad("--stage-checksum must be crc32, crc64nvme or none");
+    } else if (a == "--stage-unconditional") {
+        o.stage_unconditional = true;
     } else if (a == "--url-expires") {
         if (!number(1, 604800, o.url_expires))
             return bad("--url-expires must be 1 to 604800 seconds");
@@ -139,10 +146,12 @@ std::string check_delivery_options(std::string_view command, const DeliveryOptio
                "--sasl-user, --sasl-password-file, --tls-ca, --plaintext and -X are for kafka://";
     if (o.sasl_user.empty() != o.sasl_password_file.empty())
         return prefix + "--sasl-user and --sasl-password-file go together";
-    if ((o.stage_always || o.stage_threshold || !o.s3_endpoint.empty() || !o.s3_region.empty()) &&
+    if ((o.stage_always || o.stage_threshold || !o.s3_endpoint.empty() || !o.s3_region.empty() ||
+         !o.stage_checksum.empty() || o.stage_unconditional) &&
         o.stage.empty())
         return prefix +
-               "--stage-always, --stage-threshold, --s3-endpoint and --s3-region need --stage";
+               "--stage-always, --stage-threshold, --stage-checksum, --stage-unconditional, "
+               "--s3-endpoint and --s3-region need --stage";
     return {};
 }
 
@@ -183,6 +192,10 @@ Delivery::Delivery(boost::asio::any_io_executor executor, DeliveryOptions option
     if (s3.region.empty()) s3.region = "us-east-1";
     s3.credentials = credentials_;
     s3.url_expires = std::chrono::seconds(options_.url_expires);
+    if (options_.stage_checksum == "crc32") s3.checksum = S3Checksum::crc32;
+    if (options_.stage_checksum == "crc64nvme") s3.checksum = S3Checksum::crc64nvme;
+    if (options_.stage_checksum == "none") s3.checksum = S3Checksum::none;
+    s3.conditional_write = !options_.stage_unconditional;
     s3.logger = logger_;
     s3.http.logger = logger_;
     if (options_.max_attempts != 0) s3.retry.max_attempts = options_.max_attempts;

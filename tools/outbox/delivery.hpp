@@ -24,6 +24,8 @@ struct DeliveryOptions {
     std::string endpoint, region;  // SQS
     std::string stage, s3_endpoint, s3_region;
     bool stage_always = false;
+    std::string stage_checksum;        // crc32, crc64nvme or none; empty: as the SDKs do
+    bool stage_unconditional = false;  // PutObject without If-None-Match: *
     std::size_t stage_threshold = 0;
     long long url_expires = 600;
     std::string envelope = "raw";
