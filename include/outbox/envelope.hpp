@@ -1,5 +1,5 @@
-// What a queue or topic carries: the raw body, the documented staged-payload message, or a
-// CloudEvents 1.0 structured-mode JSON event.
+// What a queue or topic carries: the raw body, the documented staged-payload message, a
+// CloudEvents 1.0 event, or the SQS Extended Client Library's pointer to a staged payload.
 #pragma once
 
 #include <chrono>
@@ -16,7 +16,22 @@ enum class Envelope {
     /// CloudEvents 1.0 binary mode (Kafka only): the body as is, the attributes in ce_*
     /// headers.
     cloudevents_binary,
+    /// The Amazon SQS Extended Client Library's format (Java, Python): a staged payload is
+    /// sent as its pointer, ["software.amazon.payloadoffloading.PayloadS3Pointer",
+    /// {"s3BucketName":…,"s3Key":…}], with the Number attribute ExtendedPayloadSize (a Kafka
+    /// header) holding the payload's size; consumers fetch the object with their own
+    /// credentials. Messages not staged go as they are, as the library sends them. Needs a
+    /// stager.
+    extended_client,
 };
+
+/// The attribute (Kafka header) an Extended Client pointer carries: the payload's size in
+/// bytes. Readers also know the older name, SQSLargePayloadSize.
+inline constexpr std::string_view extended_payload_size_attribute = "ExtendedPayloadSize";
+
+/// ["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":…,"s3Key":…}],
+/// compact, as the Extended Client Library writes it.
+std::string extended_client_pointer(std::string_view bucket, std::string_view key);
 
 /// {"status":"success","type":"s3_payload","url":"…","expires_in":600}: these four fields,
 /// this order, compact, the URL escaped as a JSON string.

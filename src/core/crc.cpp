@@ -49,7 +49,8 @@ Word crc_reflected(const Tables& t, std::string_view data, Word crc) noexcept {
 
 std::string big_endian_base64(std::uint64_t value, std::size_t bytes) {
     unsigned char b[8];
-    for (std::size_t i = 0; i < bytes; ++i) b[i] = static_cast<unsigned char>(value >> (8 * (bytes - 1 - i)));
+    for (std::size_t i = 0; i < bytes; ++i)
+        b[i] = static_cast<unsigned char>(value >> (8 * (bytes - 1 - i)));
     std::string out;
     append_base64(out, std::string_view(reinterpret_cast<const char*>(b), bytes));
     return out;

@@ -44,6 +44,17 @@ std::string staged_payload_message(std::string_view url, std::chrono::seconds ex
     return out;
 }
 
+std::string extended_client_pointer(std::string_view bucket, std::string_view key) {
+    std::string out;
+    out.reserve(bucket.size() + key.size() + 96);
+    out += R"(["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":)";
+    append_json_string(out, bucket);
+    out += R"(,"s3Key":)";
+    append_json_string(out, key);
+    out += "}]";
+    return out;
+}
+
 std::string rfc3339_utc(std::chrono::system_clock::time_point when) {
     using namespace std::chrono;
     const auto day = floor<days>(when);

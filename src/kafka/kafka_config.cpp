@@ -84,6 +84,9 @@ void check_config(const KafkaDestinationConfig& config) {
     require((config.partitions > 0) == (config.replication_factor > 0),
             "give both partitions and replication_factor, or neither");
     require(config.retry.max_attempts >= 1, "retry.max_attempts must be at least 1");
+    require(config.envelope != Envelope::extended_client ||
+                (config.stager && config.staging != StagingPolicy::never),
+            "Envelope::extended_client points at staged payloads: it needs a stager");
 }
 
 Properties producer_properties(const KafkaDestinationConfig& c) {

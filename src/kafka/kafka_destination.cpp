@@ -173,9 +173,24 @@ void KafkaDestination::Impl::staged(std::uint64_t seq, error_code ec, StagedPayl
     stats.staged();
     e.staged_url = payload.url;
     e.staged_key = std::move(payload.key);
-    e.message.body = staged_payload_message(payload.url, payload.expires_in);
-    if (config.envelope == Envelope::cloudevents)
-        e.message.body = cloudevents_structured(config.cloudevents, e.message.body);
+    if (config.envelope == Envelope::extended_client) {
+        // The Extended Client's pointer, its size in a header of the same name.
+        for (const auto& a : e.message.attributes)
+            if (a.name == extended_payload_size_attribute) {
+                Diagnostics d;
+                d.message =
+                    "the Extended Client pointer needs the header ExtendedPayloadSize; "
+                    "the message has one already";
+                return fail(std::move(owned), Errc::invalid_message, std::move(d));
+            }
+        e.message.attributes.push_back({std::string(extended_payload_size_attribute), "Number",
+                                        std::to_string(e.message.body.size())});
+        e.message.body = extended_client_pointer(payload.bucket, e.staged_key);
+    } else {
+        e.message.body = staged_payload_message(payload.url, payload.expires_in);
+        if (config.envelope == Envelope::cloudevents)
+            e.message.body = cloudevents_structured(config.cloudevents, e.message.body);
+    }
     for (auto& [name, value] : e.extra_headers)
         if (name == "content-type") value = "application/json";  // the body is the envelope
     e.wire_bytes = wire_size(e.message, key_of(e).size(), e.extra_headers);

@@ -204,6 +204,23 @@ TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carr
     REQUIRE(checked.size() == 1);
     simdjson::dom::object pointer = parser.parse(checked[0]);
     CHECK(fetch(std::string(std::string_view(pointer["url"]))) == "checked");
+    // The Extended Client's pointer, resolved as that library's readers resolve it.
+    const Run extended = run_send("--to '" + queue + "' --endpoint " + fauxqs().url() + stage +
+                                      " --stage-always --envelope extended-client",
+                                  "{\"pointed\":true}\n", s3_env);
+    CHECK(extended.status == 0);
+    const std::string received = outbox::test::receive_json(queue, 1, 20);
+    std::string resolved;
+    REQUIRE(outbox::test::run_command(
+                {"/usr/bin/python3", outbox::test::peers_dir() + "/extended_client_reader.py",
+                 "--s3-endpoint", s3rver().url()},
+                resolved, received) == 0);
+    simdjson::dom::array read = parser.parse(resolved).get_array();
+    REQUIRE(read.size() == 1);
+    CHECK(bool(read.at(0)["pointer"]));
+    CHECK(std::string_view(read.at(0)["body"]) == "{\"pointed\":true}");
+    CHECK(run_send("--to '" + queue + "' --envelope extended-client", "x\n").status == 2);
+
     const Run bad_checksum =
         run_send("--to '" + queue + "'" + stage + " --stage-checksum md5", "x\n", s3_env);
     CHECK(bad_checksum.status == 2);

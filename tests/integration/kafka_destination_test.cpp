@@ -6,6 +6,7 @@
 #include "local_peers.hpp"
 
 #include <outbox/credentials_providers.hpp>
+#include <outbox/json_string.hpp>
 #include <outbox/kafka_destination.hpp>
 #include <outbox/send_blocking.hpp>
 
@@ -475,6 +476,50 @@ TEST_CASE(
     std::string fetched;
     REQUIRE(outbox::test::run_command({"curl", "-sf", url}, fetched) == 0);
     CHECK(fetched == big);
+
+    // The Extended Client's pointer instead, its size in a header; read back by kcat.
+    cluster.create_topic("pointers", 1, 1);
+    auto pointers = config_for(cluster, "pointers");
+    pointers.max_message_size = 1000;
+    pointers.stager = std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config);
+    pointers.envelope = outbox::Envelope::extended_client;
+    {
+        outbox::KafkaDestination kafka(io.get_executor(), pointers);
+        auto outcomes = send_all(io, kafka, {text_message(big), text_message("small")});
+        REQUIRE_FALSE(outcomes[0].ec);
+        REQUIRE_FALSE(outcomes[1].ec);
+        CHECK_FALSE(close_destination(io, kafka));
+    }
+    pointers.stager->close();
+    const auto pointed = kcat_read(cluster.bootstrap(), "pointers");
+    REQUIRE(pointed.size() == 2);
+    const auto& pointer = pointed[0].payload.front() == '[' ? pointed[0] : pointed[1];
+    const auto& inline_record = pointed[0].payload.front() == '[' ? pointed[1] : pointed[0];
+    CHECK(inline_record.payload == "small");
+    CHECK(inline_record.headers.empty());
+    REQUIRE(pointer.headers.size() == 1);
+    CHECK(pointer.headers[0].first == "ExtendedPayloadSize");
+    CHECK(pointer.headers[0].second == "5000");
+    simdjson::dom::array parts = parser.parse(pointer.payload).get_array();
+    REQUIRE(parts.size() == 2);
+    CHECK(std::string_view(parts.at(0)) == "software.amazon.payloadoffloading.PayloadS3Pointer");
+    CHECK(std::string_view(parts.at(1)["s3BucketName"]) == "outbox-staging");
+    const std::string key{std::string_view(parts.at(1)["s3Key"])};
+    CHECK(key.starts_with("kafka/"));
+    // Resolved as a consumer with its own credentials would: a GET that botocore signs.
+    std::string message = R"([{"body":)";
+    outbox::append_json_string(message, pointer.payload);
+    message += R"(,"attributes":{"ExtendedPayloadSize":{"type":"Number","value":)";
+    outbox::append_json_string(message, pointer.headers[0].second);
+    message += "}}}]";
+    std::string resolved;
+    REQUIRE(outbox::test::run_command(
+                {"/usr/bin/python3", outbox::test::peers_dir() + "/extended_client_reader.py",
+                 "--s3-endpoint", outbox::test::s3rver().url()},
+                resolved, message) == 0);
+    simdjson::dom::array read = parser.parse(resolved).get_array();
+    REQUIRE(read.size() == 1);
+    CHECK(std::string_view(read.at(0)["body"]) == big);
 }
 
 TEST_CASE(

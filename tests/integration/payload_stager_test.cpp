@@ -631,6 +631,99 @@ TEST_CASE("a staged message whose upload reply was lost is delivered once, with 
     CHECK(fetch(receipt->staged_url).body == R"({"order":"staged once"})");
 }
 
+TEST_CASE("Extended Client pointers, read back as the library reads them", "[s3][sqs]") {
+    // Bodies under the queue's limit go inline, several to a batch whatever their total (the
+    // Extended Client fails such batches); bodies over it go as pointers a consumer resolves
+    // with its own credentials (botocore signs its GET).
+    Proxy proxy;
+    asio::io_context io;
+    auto stager =
+        std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
+    const std::string queue =
+        create_queue("staging-extended-client", R"({"MaximumMessageSize":"262144"})");
+    auto c = sqs_config(io, queue, stager);
+    c.envelope = outbox::Envelope::extended_client;
+    outbox::SqsDestination sqs(io.get_executor(), c);
+
+    std::vector<std::string> bodies;
+    for (std::size_t size : {100u, 200u << 10, 200u << 10, 200u << 10, 200u << 10, 200u << 10,
+                             300u << 10, 300u << 10, (1u << 20) + 1})
+        bodies.push_back("{\"n\":" + std::to_string(bodies.size()) + ",\"fill\":\"" +
+                         std::string(size, 'x') + "\"}");
+    int done = 0;
+    for (std::size_t i = 0; i < bodies.size(); ++i) {
+        outbox::Message m;
+        m.body = bodies[i];
+        m.attributes.push_back({"index", "Number", std::to_string(i)});
+        sqs.async_send(std::move(m), [&](error_code ec, outbox::Receipt) {
+            CHECK_FALSE(ec);
+            ++done;
+        });
+    }
+    while (done < int(bodies.size()) && io.run_one_for(std::chrono::seconds(60)) != 0) {
+    }
+    REQUIRE(done == int(bodies.size()));
+
+    const std::string received = outbox::test::receive_json(queue, bodies.size(), 30);
+    simdjson::dom::parser parser;
+    std::vector<std::size_t> order;  // the index attribute of each message, as received
+    for (simdjson::dom::object m : parser.parse(received).get_array()) {
+        order.push_back(
+            std::stoul(std::string(std::string_view(m["attributes"]["index"]["value"]))));
+        const auto i = order.back();
+        const bool pointer = bodies[i].size() > 262144;
+        CHECK((m["attributes"]["ExtendedPayloadSize"].error() == simdjson::SUCCESS) == pointer);
+        if (pointer)
+            CHECK(std::string_view(m["attributes"]["ExtendedPayloadSize"]["value"]) ==
+                  std::to_string(bodies[i].size()));
+    }
+    REQUIRE(order.size() == bodies.size());
+    std::string resolved;
+    REQUIRE(
+        outbox::test::run_command({"/usr/bin/python3", peers_dir() + "/extended_client_reader.py",
+                                   "--s3-endpoint", s3rver().url()},
+                                  resolved, received) == 0);
+    simdjson::dom::parser reader_parser;
+    simdjson::dom::array read = reader_parser.parse(resolved).get_array();
+    REQUIRE(read.size() == bodies.size());
+    std::size_t k = 0, pointers = 0;
+    for (simdjson::dom::object r : read) {
+        const auto i = order[k++];
+        INFO("message " << i);
+        CHECK(std::string_view(r["body"]) == bodies[i]);
+        if (bool(r["pointer"])) ++pointers;
+    }
+    CHECK(pointers == 3);
+    CHECK(proxy.stat("signature_failures") == 0);
+}
+
+TEST_CASE("Extended Client envelope: no stager, or no room for its attribute, is refused",
+          "[s3][sqs]") {
+    Proxy proxy;
+    asio::io_context io;
+    const std::string queue = create_queue("staging-extended-refused", "{}");
+    auto c = sqs_config(io, queue, nullptr);
+    c.envelope = outbox::Envelope::extended_client;
+    CHECK_THROWS_AS(outbox::SqsDestination(io.get_executor(), c), std::invalid_argument);
+    c.stager = std::make_shared<outbox::PayloadStager>(io.get_executor(), stager_config(io, proxy));
+    c.staging = outbox::StagingPolicy::always;
+    outbox::SqsDestination sqs(io.get_executor(), c);
+    outbox::Message m;
+    m.body = "ten attributes already";
+    for (int i = 0; i < 10; ++i) m.attributes.push_back({"a" + std::to_string(i), "String", "v"});
+    std::optional<error_code> result;
+    outbox::Receipt receipt;
+    sqs.async_send(std::move(m), [&](error_code ec, outbox::Receipt r) {
+        result = ec;
+        receipt = std::move(r);
+    });
+    while (!result && io.run_one_for(std::chrono::seconds(30)) != 0) {
+    }
+    REQUIRE(result);
+    CHECK(*result == outbox::Errc::invalid_message);
+    CHECK(receipt.diagnostics.message.find("ExtendedPayloadSize") != std::string::npos);
+}
+
 TEST_CASE("FIFO order holds when some messages of a group are staged and others are not",
           "[s3][sqs]") {
     Proxy proxy;

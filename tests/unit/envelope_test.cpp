@@ -106,3 +106,15 @@ TEST_CASE("S3 error replies") {
     CHECK(s3::parse_error_response(res, d) == outbox::Errc::service_unavailable);
     CHECK(d.code == "HTTP 500");
 }
+
+TEST_CASE("the SQS Extended Client Library's pointer, exactly as the library writes it",
+          "[envelope]") {
+    CHECK(outbox::extended_client_pointer("orders-payloads", "outbox/2026/12/03/abc") ==
+          R"(["software.amazon.payloadoffloading.PayloadS3Pointer",)"
+          R"({"s3BucketName":"orders-payloads","s3Key":"outbox/2026/12/03/abc"}])");
+    // Keys may hold any characters: they are JSON-escaped, not altered.
+    CHECK(outbox::extended_client_pointer("b", "a \"quoted\"\\key\n") ==
+          R"(["software.amazon.payloadoffloading.PayloadS3Pointer",)"
+          R"({"s3BucketName":"b","s3Key":"a \"quoted\"\\key\n"}])");
+    CHECK(outbox::extended_payload_size_attribute == "ExtendedPayloadSize");
+}

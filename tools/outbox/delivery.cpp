@@ -21,7 +21,7 @@ namespace outbox::cli {
 
 const std::string_view delivery_usage =
     "  [--endpoint URL] [--region R] [--max-attempts N] [--deadline SECONDS]\n"
-    "  [--allow-missing-md5] [--envelope raw|cloudevents]\n"
+    "  [--allow-missing-md5] [--envelope raw|cloudevents|extended-client]\n"
     "  [--stage s3://BUCKET/PREFIX [--s3-endpoint URL] [--s3-region R]\n"
     "   [--stage-always | --stage-threshold BYTES] [--url-expires SECONDS]]\n"
     "  kafka://: [--sasl-user U --sasl-password-file F] [--tls-ca FILE] [--plaintext]\n"
@@ -102,8 +102,9 @@ bool take_delivery_option(std::string_view command, int argc, char** argv, int& 
         if (!number(1, 604800, o.url_expires))
             return bad("--url-expires must be 1 to 604800 seconds");
     } else if (a == "--envelope") {
-        if (!value(o.envelope) || (o.envelope != "raw" && o.envelope != "cloudevents"))
-            return bad("--envelope must be raw or cloudevents");
+        if (!value(o.envelope) ||
+            (o.envelope != "raw" && o.envelope != "cloudevents" && o.envelope != "extended-client"))
+            return bad("--envelope must be raw, cloudevents or extended-client");
     } else if (a == "--deadline") {
         if (!number(1, 86400, o.deadline_seconds))
             return bad("--deadline must be 1 to 86400 seconds");
@@ -144,6 +145,8 @@ std::string check_delivery_options(std::string_view command, const DeliveryOptio
                            !o.tls_ca.empty() || o.plaintext || !o.kafka_properties.empty()))
         return prefix +
                "--sasl-user, --sasl-password-file, --tls-ca, --plaintext and -X are for kafka://";
+    if (o.envelope == "extended-client" && o.stage.empty())
+        return prefix + "--envelope extended-client points at staged payloads: it needs --stage";
     if (o.sasl_user.empty() != o.sasl_password_file.empty())
         return prefix + "--sasl-user and --sasl-password-file go together";
     if ((o.stage_always || o.stage_threshold || !o.s3_endpoint.empty() || !o.s3_region.empty() ||
@@ -243,8 +246,9 @@ std::unique_ptr<Destination> Delivery::make(const std::string& target,
         config.stager = stager_;
         config.staging = staging;
         config.staging_threshold = options_.stage_threshold;
-        config.envelope =
-            options_.envelope == "cloudevents" ? Envelope::cloudevents : Envelope::raw;
+        config.envelope = options_.envelope == "cloudevents"       ? Envelope::cloudevents
+                          : options_.envelope == "extended-client" ? Envelope::extended_client
+                                                                   : Envelope::raw;
         config.cloudevents = cloudevents;
         // Broker trouble (refused connections, all brokers down) shows while messages wait.
         config.logger = logger_.sink ? logger_ : stderr_logger(LogLevel::warning);
@@ -269,6 +273,7 @@ std::unique_ptr<Destination> Delivery::make(const std::string& target,
         config.envelope = Envelope::cloudevents;
         config.cloudevents = cloudevents;
     }
+    if (options_.envelope == "extended-client") config.envelope = Envelope::extended_client;
     // A local URL names no region, nor may the endpoint or the environment: sign for
     // us-east-1 then.
     config.fallback_region = "us-east-1";

@@ -413,6 +413,9 @@ SqsDestination::SqsDestination(asio::any_io_executor executor, SqsDestinationCon
     require(config.retry.max_attempts >= 1, "retry.max_attempts must be at least 1");
     require(config.envelope != Envelope::cloudevents_binary,
             "Envelope::cloudevents_binary is for Kafka; SQS takes Envelope::cloudevents");
+    require(config.envelope != Envelope::extended_client ||
+                (config.stager && config.staging != StagingPolicy::never),
+            "Envelope::extended_client points at staged payloads: it needs a stager");
 
     sqs::QueueAddress address;
     if (!config.queue_url.empty()) {

@@ -119,10 +119,27 @@ void SendMachine::staged(std::uint64_t seq, error_code ec, StagedPayload payload
     stats_.staged();
     e.staged_url = payload.url;
     e.staged_key = std::move(payload.key);
-    std::string body = staged_payload_message(payload.url, payload.expires_in);
-    if (config_.envelope == Envelope::cloudevents)
-        body = cloudevents_structured(config_.cloudevents, body);
-    e.message.body = std::move(body);
+    if (config_.envelope == Envelope::extended_client) {
+        // The pointer the Extended Client Library reads; its size attribute is one of the ten.
+        const auto named = [](const MessageAttribute& a) {
+            return a.name == extended_payload_size_attribute;
+        };
+        if (e.message.attributes.size() >= max_attributes ||
+            std::any_of(e.message.attributes.begin(), e.message.attributes.end(), named)) {
+            return fail(e, Errc::invalid_message,
+                        "the Extended Client pointer needs the attribute ExtendedPayloadSize: the "
+                        "message has it already or has 10 attributes, SQS's most",
+                        out);
+        }
+        e.message.attributes.push_back({std::string(extended_payload_size_attribute), "Number",
+                                        std::to_string(e.message.body.size())});
+        e.message.body = extended_client_pointer(payload.bucket, e.staged_key);
+    } else {
+        std::string body = staged_payload_message(payload.url, payload.expires_in);
+        if (config_.envelope == Envelope::cloudevents)
+            body = cloudevents_structured(config_.cloudevents, body);
+        e.message.body = std::move(body);
+    }
     e.wire_size = message_size(e.message);
     move_to(e, Place::ready);
     e.ready_at = now_;
