@@ -28,6 +28,8 @@ enum class Envelope {
 /// The attribute (Kafka header) an Extended Client pointer carries: the payload's size in
 /// bytes. Readers also know the older name, SQSLargePayloadSize.
 inline constexpr std::string_view extended_payload_size_attribute = "ExtendedPayloadSize";
+/// The older name of that attribute: reserved too, as the library reserves it.
+inline constexpr std::string_view legacy_payload_size_attribute = "SQSLargePayloadSize";
 
 /// ["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":…,"s3Key":…}],
 /// compact, as the Extended Client Library writes it.

@@ -36,6 +36,16 @@ struct Message {
     /// use it: SQS FIFO queues take it as the deduplication id when the message has none.
     /// Never sent otherwise.
     std::string idempotency_key{};
+    /// W3C trace context (https://www.w3.org/TR/trace-context/): "00-<32 hex trace id>-<16 hex
+    /// parent id>-<2 hex flags>", lower case. Sent as the message attribute (SQS) or header
+    /// (Kafka) "traceparent", with "tracestate" beside it when set; on SQS each is one of the
+    /// ten attributes. A malformed one is refused when sent.
+    std::string traceparent{};
+    std::string tracestate{};
+    /// AWS X-Ray's trace header ("Root=1-…;Parent=…;Sampled=1"): SQS's AWSTraceHeader system
+    /// attribute, which counts against neither the size nor the ten attributes. Kafka has no
+    /// such attribute: it is not sent there.
+    std::string aws_trace_header{};
 };
 
 }  // namespace outbox

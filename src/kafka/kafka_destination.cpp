@@ -5,6 +5,7 @@
 // the destructor can stop librdkafka without an event loop running. librdkafka's callbacks
 // run only inside rd_kafka_poll, which is called with the mutex held, on the destination's
 // executor after librdkafka signals that its queue has events.
+#include "core/trace_context.hpp"
 #include "kafka/kafka_destination_impl.hpp"
 #include "kafka/kafka_errors.hpp"
 
@@ -51,7 +52,9 @@ void KafkaDestination::Impl::serve() {
     detail::run_completions(executor, done);
     done.clear();
     std::lock_guard lock(mutex);
-    if (done.capacity() > spare_completions.capacity()) spare_completions.swap(done);
+    // The room of an ordinary poll is kept; a burst's is not.
+    if (done.capacity() > spare_completions.capacity() && done.capacity() <= 4096)
+        spare_completions.swap(done);
 }
 
 void KafkaDestination::Impl::delivered(const rd_kafka_message_t& m) {
@@ -174,15 +177,8 @@ void KafkaDestination::Impl::staged(std::uint64_t seq, error_code ec, StagedPayl
     e.staged_url = payload.url;
     e.staged_key = std::move(payload.key);
     if (config.envelope == Envelope::extended_client) {
-        // The Extended Client's pointer, its size in a header of the same name.
-        for (const auto& a : e.message.attributes)
-            if (a.name == extended_payload_size_attribute) {
-                Diagnostics d;
-                d.message =
-                    "the Extended Client pointer needs the header ExtendedPayloadSize; "
-                    "the message has one already";
-                return fail(std::move(owned), Errc::invalid_message, std::move(d));
-            }
+        // The Extended Client's pointer, its size in a header of the same name (a reserved
+        // name: refused when the message was sent).
         e.message.attributes.push_back({std::string(extended_payload_size_attribute), "Number",
                                         std::to_string(e.message.body.size())});
         e.message.body = extended_client_pointer(payload.bucket, e.staged_key);
@@ -429,7 +425,21 @@ void KafkaDestination::do_send(Message message, SendHandler handler) {
                            [](const MessageAttribute& a) { return a.name.empty(); })) {
         ec = Errc::invalid_message;
         why = "a message attribute (Kafka header) has no name";
+    } else if (config.envelope == Envelope::extended_client &&
+               std::any_of(message.attributes.begin(), message.attributes.end(),
+                           [](const MessageAttribute& a) {
+                               return a.name == extended_payload_size_attribute ||
+                                      a.name == legacy_payload_size_attribute;
+                           })) {
+        ec = Errc::invalid_message;
+        why =
+            "the headers ExtendedPayloadSize and SQSLargePayloadSize are reserved by the "
+            "Extended Client envelope (its readers would take the body for a pointer)";
+    } else if (why = detail::trace_context_error(message);
+               !why.empty() || !detail::move_trace_context_into_attributes(message, why)) {
+        ec = Errc::invalid_message;  // traceparent and tracestate go as headers of those names
     }
+    message.aws_trace_header.clear();  // X-Ray's header has no place in a Kafka record
     const bool may_stage = config.stager && config.staging != StagingPolicy::never;
     const bool stage_all = may_stage && config.staging == StagingPolicy::always;
     if (!ec && config.envelope == Envelope::cloudevents && !stage_all)

@@ -7,6 +7,7 @@
 #include <outbox/error.hpp>
 #include <outbox/outbox.hpp>
 
+#include "core/trace_context.hpp"
 #include "outbox/outbox_impl.hpp"
 
 #include <boost/asio/dispatch.hpp>
@@ -232,6 +233,13 @@ void Outbox::do_enqueue(std::string target, Message message, EnqueueHandler hand
         if (text->find('\0') != std::string::npos)
             return refuse(Errc::invalid_argument,
                           std::string("the event's ") + field + " contains a NUL byte");
+    // Trace context is kept as attributes (the store has no columns for it): traceparent and
+    // tracestate as the attributes they are sent as, the X-Ray header under a type the relay
+    // turns back into the field.
+    if (std::string why = detail::trace_context_error(message);
+        !why.empty() || !detail::move_trace_context_into_attributes(message, why))
+        return refuse(Errc::invalid_message, std::move(why));
+    detail::store_aws_trace_header(message);
     if (impl.config.validate) {
         std::string why;
         try {

@@ -1,5 +1,6 @@
 // Outbox::Impl's relay, on the strand: claims, deliveries, settlements; and closing. Apart from
 // the store's thread and the enqueue side (outbox.cpp).
+#include "core/trace_context.hpp"
 #include "outbox/outbox_impl.hpp"
 
 #include "outbox/relay_policy.hpp"
@@ -188,6 +189,7 @@ void Outbox::Impl::deliver(StoredEvent e) {
         probe =
             b->second.breaker.admit(SteadyClock::now()) == detail::CircuitBreaker::Admission::probe;
     Message m = std::move(e.message);
+    detail::restore_aws_trace_header(m);
     m.idempotency_key = identity + "-" + std::to_string(e.id);
     ++sending[e.target];
     // A weak reference: the destination belongs to this Impl, and a strong one in its

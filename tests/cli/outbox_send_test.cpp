@@ -3,6 +3,7 @@
 #include "catch.hpp"
 #include "cli_run.hpp"
 #include "local_peers.hpp"
+#include "sigv4_proxy.hpp"
 
 #include <simdjson.h>
 
@@ -193,13 +194,20 @@ TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carr
     CHECK(std::int64_t(event["data"]["expires_in"]) == 120);
     CHECK(fetch(std::string(std::string_view(event["data"]["url"]))) == "tiny");
 
-    // The upload's checksum and conditional write are chosen on the command line (the
-    // integration tests check what S3 gets); s3rver ignores both headers.
-    const Run crc64 =
-        run_send("--to '" + queue + "' --endpoint " + fauxqs().url() + stage +
-                     " --stage-always --stage-checksum crc64nvme --stage-unconditional",
-                 "checked\n", s3_env);
+    // The upload's checksum and conditional write, chosen on the command line, seen by the
+    // checking proxy in front of s3rver (which verifies the checksum against the body).
+    outbox::test::SigV4Proxy s3_proxy(s3rver().port(), "s3", "S3RVER", "S3RVER");
+    const Run crc64 = run_send(
+        "--to '" + queue + "' --endpoint " + fauxqs().url() +
+            " --stage s3://cli-staging/cli/payloads --s3-endpoint " + s3_proxy.process.url() +
+            " --stage-always --stage-checksum crc64nvme --stage-unconditional",
+        "checked\n", s3_env);
     CHECK(crc64.status == 0);
+    const auto put = s3_proxy.last_headers();
+    CHECK(put.contains("x-amz-checksum-crc64nvme"));
+    CHECK_FALSE(put.contains("x-amz-checksum-crc32"));
+    CHECK_FALSE(put.contains("if-none-match"));
+    CHECK(s3_proxy.stat("checksums_verified") == 1);
     auto checked = receive_bodies(queue, 1);
     REQUIRE(checked.size() == 1);
     simdjson::dom::object pointer = parser.parse(checked[0]);

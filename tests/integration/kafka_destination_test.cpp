@@ -522,6 +522,32 @@ TEST_CASE(
     CHECK(std::string_view(read.at(0)["body"]) == big);
 }
 
+TEST_CASE("trace context travels as traceparent and tracestate headers, read back by kcat",
+          "[kafka]") {
+    KafkaMockCluster cluster(1);
+    cluster.create_topic("traced", 1, 1);
+    asio::io_context io;
+    outbox::KafkaDestination kafka(io.get_executor(), config_for(cluster, "traced"));
+    const std::string traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    outbox::Message m = text_message("traced");
+    m.attributes.push_back({"tenant", "String", "t1"});
+    m.traceparent = traceparent;
+    m.tracestate = "congo=t61rcWkgMzE";
+    m.aws_trace_header = "Root=1-5759e988-bd862e3fe1be46a994272793";  // no place in Kafka
+    outbox::Message bad = text_message("bad");
+    bad.traceparent = "not a traceparent";
+    auto outcomes = send_all(io, kafka, {std::move(m), std::move(bad)});
+    REQUIRE_FALSE(outcomes[0].ec);
+    CHECK(outcomes[1].ec == outbox::Errc::invalid_message);
+    CHECK(outcomes[1].receipt.diagnostics.message.find("traceparent") != std::string::npos);
+    CHECK_FALSE(close_destination(io, kafka));
+    const auto records = kcat_read(cluster.bootstrap(), "traced");
+    REQUIRE(records.size() == 1);
+    const std::vector<std::pair<std::string, std::string>> expected{
+        {"tenant", "t1"}, {"traceparent", traceparent}, {"tracestate", "congo=t61rcWkgMzE"}};
+    CHECK(records[0].headers == expected);
+}
+
 TEST_CASE(
     "a dead-letter handler that throws is logged; its message still completes, and later "
     "failures still reach it",

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 namespace asio = boost::asio;
@@ -153,6 +154,44 @@ TEST_CASE("enqueued events are durable at once and delivered by the relay, many 
     CHECK(seen.size() == 300);
     for (const auto& [body, n] : seen) CHECK(n == 1);
     CHECK(proxy.stat("signature_failures") == 0);
+}
+
+TEST_CASE("trace context survives the store: attributes as sent, X-Ray's as AWSTraceHeader",
+          "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    const std::string queue = create_queue("outbox-relay-trace");
+    asio::io_context io;
+    outbox::Outbox box(io.get_executor(), config_for(io, dir.file("events.db"), proxy));
+    const std::string traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const std::string xray = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+    outbox::Message m = text("traced through the outbox");
+    m.traceparent = traceparent;
+    m.tracestate = "congo=t61rcWkgMzE";
+    m.aws_trace_header = xray;
+    outbox::Message bad = text("refused");
+    bad.traceparent = "00-zz";
+    std::optional<error_code> refused;
+    box.async_enqueue(queue, std::move(bad),
+                      [&](error_code ec, outbox::EnqueueResult) { refused = ec; });
+    enqueue_all(io, box, queue, {m});
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 1 && refused.has_value(); }));
+    CHECK(*refused == outbox::Errc::invalid_message);  // refused before it was stored
+
+    simdjson::dom::parser parser;
+    simdjson::dom::object sent = parser.parse(proxy.last_body());
+    simdjson::dom::object entry = sent;
+    if (sent["Entries"].error() == simdjson::SUCCESS) entry = sent["Entries"].at(0);
+    CHECK(std::string_view(entry["MessageSystemAttributes"]["AWSTraceHeader"]["StringValue"]) ==
+          xray);
+    simdjson::dom::parser back_parser;
+    simdjson::dom::array back =
+        back_parser.parse(outbox::test::receive_json(queue, 1, 30)).get_array();
+    REQUIRE(back.size() == 1);
+    simdjson::dom::object attributes = back.at(0)["attributes"];
+    CHECK(std::string_view(attributes["traceparent"]["value"]) == traceparent);
+    CHECK(std::string_view(attributes["tracestate"]["value"]) == "congo=t61rcWkgMzE");
+    CHECK(attributes["AWSTraceHeader"].error() == simdjson::NO_SUCH_FIELD);  // not an attribute
 }
 
 TEST_CASE(

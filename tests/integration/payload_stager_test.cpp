@@ -441,6 +441,22 @@ TEST_CASE("a PUT whose reply was lost is retried without overwriting; the stage 
     CHECK_FALSE(r.payload.stored_by_earlier_attempt);
     CHECK(proxy.stat("conflicts") == 1);
     CHECK(fetch(r.payload.url).body == "after a conflict");
+
+    // A 412 is ours only after an attempt that may have stored the object. On the first
+    // attempt, or after a definite refusal (409), the key is someone else's: an error.
+    proxy.precondition_next(1);
+    r = stage(io, stager, "key taken");
+    CHECK(r.ec == outbox::Errc::service_error);
+    CHECK(r.payload.attempts == 1);
+    CHECK(r.payload.diagnostics.code == "PreconditionFailed");
+    CHECK(r.payload.diagnostics.message.find("exists already") != std::string::npos);
+    CHECK_FALSE(r.payload.stored_by_earlier_attempt);
+    proxy.conflict_next(1);
+    proxy.precondition_next(1);
+    r = stage(io, stager, "refused, then taken");
+    CHECK(r.ec == outbox::Errc::service_error);
+    CHECK(r.payload.attempts == 2);
+    CHECK_FALSE(r.payload.stored_by_earlier_attempt);
 }
 
 TEST_CASE("conditional writes off, for stores that refuse If-None-Match", "[s3]") {
@@ -722,6 +738,26 @@ TEST_CASE("Extended Client envelope: no stager, or no room for its attribute, is
     REQUIRE(result);
     CHECK(*result == outbox::Errc::invalid_message);
     CHECK(receipt.diagnostics.message.find("ExtendedPayloadSize") != std::string::npos);
+    CHECK(proxy.stat("signatures_checked") == 0);  // refused before any upload
+
+    // The size attribute's names are reserved on every message, staged or not: the
+    // library's readers would take the body for a pointer.
+    for (const char* reserved : {"ExtendedPayloadSize", "SQSLargePayloadSize"}) {
+        outbox::Message inline_message;
+        inline_message.body = "not a pointer";
+        inline_message.attributes.push_back({reserved, "Number", "13"});
+        result.reset();
+        sqs.async_send(std::move(inline_message), [&](error_code ec, outbox::Receipt r) {
+            result = ec;
+            receipt = std::move(r);
+        });
+        while (!result && io.run_one_for(std::chrono::seconds(30)) != 0) {
+        }
+        REQUIRE(result);
+        CHECK(*result == outbox::Errc::invalid_message);
+        CHECK(receipt.diagnostics.message.find("reserved") != std::string::npos);
+    }
+    CHECK(proxy.stat("signatures_checked") == 0);
 }
 
 TEST_CASE("FIFO order holds when some messages of a group are staged and others are not",

@@ -24,11 +24,12 @@ and its Date header tells the client the right time.
 Pre-signed requests (X-Amz-Signature in the query) are passed through: the server behind
 (s3rver) checks those signatures and their expiry itself.
 
-GET /__proxy/stats returns the counters as JSON; GET /__proxy/last the headers of the last
-signed request; GET /__proxy/outage?seconds=S starts an outage: for S seconds every request
+GET /__proxy/stats returns the counters as JSON; GET /__proxy/last the headers and (the
+first 64 KiB of) the body of the last signed request; GET /__proxy/outage?seconds=S starts an outage: for S seconds every request
 has its connection closed unanswered (counted as outage_drops); GET /__proxy/lose-next?count=N
 forwards the next N signed requests and closes their connections without the reply;
-GET /__proxy/conflict-next?count=N answers the next N PUTs 409 ConditionalRequestConflict.
+GET /__proxy/conflict-next?count=N answers the next N PUTs 409 ConditionalRequestConflict;
+GET /__proxy/precondition-next?count=N the next N PUTs 412 PreconditionFailed.
 Listens on 127.0.0.1 only.
 
 As S3 does, for PutObject: an x-amz-checksum-crc32 or -crc64nvme header is checked against
@@ -116,6 +117,7 @@ class State:
         self.outage_until = 0.0
         self.lose_next = 0
         self.conflict_next = 0
+        self.precondition_next = 0
 
     def pick_fault(self, target):
         is_batch = target.endswith("SendMessageBatch")
@@ -226,7 +228,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.server.state.outage_until = time.monotonic() + seconds
             return self.reply(200, "{}", [("Content-Type", "application/json")])
         for control, attribute in (("/__proxy/lose-next?count=", "lose_next"),
-                                   ("/__proxy/conflict-next?count=", "conflict_next")):
+                                   ("/__proxy/conflict-next?count=", "conflict_next"),
+                                   ("/__proxy/precondition-next?count=", "precondition_next")):
             if self.path.startswith(control):
                 with self.server.state.lock:
                     setattr(self.server.state, attribute, int(self.path.split("=", 1)[1]))
@@ -266,7 +269,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(status, data, headers)
         with state.lock:
             state.last = {"method": self.command, "path": self.path,
-                          "headers": {k.lower(): v for k, v in self.headers.items()}}
+                          "headers": {k.lower(): v for k, v in self.headers.items()},
+                          "body": body[:65536].decode("utf-8", "replace")}
 
         result, error = expected_signature(self.command, self.headers.get("Host", ""), self.path,
                                            dict(self.headers.items()), body,
@@ -378,6 +382,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return (409, "ConditionalRequestConflict",
                         "A conflicting conditional operation is currently in progress against this "
                         "resource. Please try again.")
+            if state.precondition_next > 0:  # as if another writer had the key
+                state.precondition_next -= 1
+                return (412, "PreconditionFailed",
+                        "At least one of the pre-conditions you specified did not hold")
         if "if-none-match" in lower:
             if args.refuse_conditional_writes:
                 return (501, "NotImplemented",

@@ -48,6 +48,12 @@ std::map<std::string, std::string> SigV4Proxy::last_headers() const {
     return out;
 }
 
+std::string SigV4Proxy::last_body() const {
+    simdjson::dom::parser parser;
+    const std::string json = http_get(process.port(), "/__proxy/last");
+    return std::string(std::string_view(parser.parse(json)["body"]));
+}
+
 void SigV4Proxy::outage(double seconds) const {
     http_get(process.port(), "/__proxy/outage?seconds=" + std::to_string(seconds));
 }
@@ -58,6 +64,10 @@ void SigV4Proxy::lose_next(int count) const {
 
 void SigV4Proxy::conflict_next(int count) const {
     http_get(process.port(), "/__proxy/conflict-next?count=" + std::to_string(count));
+}
+
+void SigV4Proxy::precondition_next(int count) const {
+    http_get(process.port(), "/__proxy/precondition-next?count=" + std::to_string(count));
 }
 
 }  // namespace outbox::test

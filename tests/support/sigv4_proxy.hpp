@@ -24,12 +24,16 @@ class SigV4Proxy {
     std::string stats_json() const;
     /// The headers of the last signed request, names in lower case.
     std::map<std::string, std::string> last_headers() const;
+    /// The body of the last signed request (its first 64 KiB).
+    std::string last_body() const;
     /// For `seconds` from now, every request has its connection closed unanswered.
     void outage(double seconds) const;
     /// The next `count` signed requests are forwarded and their replies lost.
     void lose_next(int count) const;
     /// The next `count` PUTs are answered 409 ConditionalRequestConflict (S3).
     void conflict_next(int count) const;
+    /// The next `count` PUTs are answered 412 PreconditionFailed, as if the key were taken (S3).
+    void precondition_next(int count) const;
 
     PeerProcess process;
 };

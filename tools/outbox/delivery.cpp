@@ -23,7 +23,8 @@ const std::string_view delivery_usage =
     "  [--endpoint URL] [--region R] [--max-attempts N] [--deadline SECONDS]\n"
     "  [--allow-missing-md5] [--envelope raw|cloudevents|extended-client]\n"
     "  [--stage s3://BUCKET/PREFIX [--s3-endpoint URL] [--s3-region R]\n"
-    "   [--stage-always | --stage-threshold BYTES] [--url-expires SECONDS]]\n"
+    "   [--stage-always | --stage-threshold BYTES] [--url-expires SECONDS]\n"
+    "   [--stage-checksum crc32|crc64nvme|none] [--stage-unconditional]]\n"
     "  kafka://: [--sasl-user U --sasl-password-file F] [--tls-ca FILE] [--plaintext]\n"
     "   [-X LIBRDKAFKA_PROPERTY=VALUE]...\n";
 

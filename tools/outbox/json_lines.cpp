@@ -72,7 +72,9 @@ bool parse_object_line(simdjson::dom::parser& parser, std::string_view line, Mes
     }
     m.body = std::string(s);
     for (auto [key, field] :
-         {std::pair{"group_id", &m.group_id}, std::pair{"dedup_id", &m.deduplication_id}}) {
+         {std::pair{"group_id", &m.group_id}, std::pair{"dedup_id", &m.deduplication_id},
+          std::pair{"traceparent", &m.traceparent}, std::pair{"tracestate", &m.tracestate},
+          std::pair{"aws_trace_header", &m.aws_trace_header}}) {
         auto v = obj[key];
         if (v.error() == NO_SUCH_FIELD || v.is_null()) continue;
         if (v.get_string().get(s) != SUCCESS) {

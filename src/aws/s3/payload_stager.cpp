@@ -66,6 +66,9 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
         std::string path;  // encoded
         std::string payload_hash;
         std::string checksum;  // the x-amz-checksum-* value (base64), when one is sent
+        // An attempt whose outcome is unknown (no reply, or a 5xx) may have stored the object:
+        // only then is a later 412 ours.
+        bool maybe_stored = false;
         asio::steady_timer timer;
         Clock::time_point started;
         asio::cancellation_signal cancel_http;
@@ -175,16 +178,23 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
             op->result.etag = std::string(res.header("ETag"));
             return presign(*op, creds);
         }
-        // The key is new (a UUID): an object under it on a retry is our earlier attempt's,
-        // whose reply was lost. On the first attempt it is someone else's, and an error.
-        if (!ec && res.status == 412 && config.conditional_write && op->result.attempts > 1) {
-            config.logger.log(LogLevel::debug, "s3: " + op->result.key +
-                                                   " was stored by an earlier attempt (412 on "
-                                                   "attempt " +
-                                                   std::to_string(op->result.attempts) + ")");
-            op->result.stored_by_earlier_attempt = true;
-            return presign(*op, creds);
+        // The key is new (a UUID): S3's 412 after an attempt that may have stored it means
+        // that attempt did, and only its reply was lost. Otherwise the object is someone
+        // else's, and an error.
+        if (!ec && res.status == 412 && config.conditional_write && op->maybe_stored) {
+            Diagnostics refusal;
+            (void)detail::s3::parse_error_response(res, refusal);
+            if (refusal.code == "PreconditionFailed") {
+                config.logger.log(LogLevel::debug,
+                                  "s3: " + op->result.key +
+                                      " was stored by an earlier attempt whose reply was lost "
+                                      "(412 on attempt " +
+                                      std::to_string(op->result.attempts) + ")");
+                op->result.stored_by_earlier_attempt = true;
+                return presign(*op, creds);
+            }
         }
+        if (ec || res.status >= 500) op->maybe_stored = true;
         if (ec) {
             d.message = res.failure.empty() ? ec.message() : res.failure;
             detail::redact(d.message, creds.session_token);

@@ -9,6 +9,7 @@
 #include "core/destination_counters.hpp"
 #include "core/redact.hpp"
 #include "core/send_completion.hpp"
+#include "core/trace_context.hpp"
 
 #include <outbox/envelope.hpp>
 #include <outbox/sigv4.hpp>
@@ -104,34 +105,42 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // On the strand. Everything enqueued before this runs is accepted, in order; close and
     // shutdown call it first, so no send made before them is left behind.
     void drain_inbox() {
-        std::vector<PendingSend> batch;
+        accept_resumed();  // what an exception interrupted comes before anything newer
         {
             std::lock_guard lock(inbox_mutex);
-            batch.swap(inbox);
+            resume.swap(inbox);  // `resume` is empty: the inbox keeps its room for the next burst
             drain_posted = false;
         }
-        for (std::size_t i = 0; i < batch.size(); ++i) {
+        accept_resumed();
+    }
+
+    // The sends being accepted, on the strand. Should accept throw (bad_alloc), the rest stay
+    // here with their place kept, and a new job goes on with them.
+    std::vector<PendingSend> resume;
+    std::size_t resume_at = 0;
+
+    void accept_resumed() {
+        while (resume_at < resume.size()) {
+            PendingSend& p = resume[resume_at++];
             try {
-                accept(std::move(batch[i].message), batch[i].size, std::move(batch[i].handler));
+                accept(std::move(p.message), p.size, std::move(p.handler));
             } catch (...) {
-                // The rest go back in front of what came since, and get their own job.
-                std::vector<PendingSend> rest;
-                rest.reserve(batch.size() - i - 1);
-                for (std::size_t j = i + 1; j < batch.size(); ++j)
-                    rest.push_back(std::move(batch[j]));
-                {
-                    std::lock_guard lock(inbox_mutex);
-                    for (auto& p : inbox) rest.push_back(std::move(p));
-                    inbox.swap(rest);
-                    drain_posted = true;
-                }
                 asio::post(strand, [self = shared_from_this()] { self->drain_inbox(); });
                 throw;
             }
         }
-        batch.clear();
-        std::lock_guard lock(inbox_mutex);  // keep the room for the next burst
-        if (inbox.empty() && inbox.capacity() < batch.capacity()) inbox.swap(batch);
+        resume.clear();
+        resume_at = 0;
+        if (resume.capacity() > 4096) std::vector<PendingSend>().swap(resume);  // not a burst's
+    }
+
+    // For close and shutdown, which must go on: sends an exception left behind are taken by
+    // the job it posted, and fail as sent to a closed destination.
+    void drain_quietly() noexcept {
+        try {
+            drain_inbox();
+        } catch (...) {
+        }
     }
 
     // ---- events into the machine, actions out of it ----------------------------------------
@@ -350,7 +359,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // ---- close ---------------------------------------------------------------------------------
 
     void close(std::chrono::milliseconds deadline, CloseHandler handler) {
-        drain_inbox();
+        drain_quietly();
         if (!close_latch.begin(std::move(handler), executor)) return;
         close_timer.expires_after(deadline);
         close_timer.async_wait([self = shared_from_this()](error_code ec) {
@@ -385,7 +394,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     }
 
     void shutdown() {
-        drain_inbox();
+        drain_quietly();
         Actions out;
         machine->abandon("the destination was destroyed", out);
         run(out);
@@ -517,6 +526,17 @@ void SqsDestination::set_dead_letter_handler(DeadLetterHandler handler) {
 
 void SqsDestination::do_send(Message message, SendHandler handler) {
     const auto& config = impl_->config;
+    // Trace context: traceparent and tracestate become attributes (counted, checked and
+    // hashed as any other); aws_trace_header goes as the AWSTraceHeader system attribute.
+    if (std::string why = detail::trace_context_error(message);
+        !why.empty() || !detail::move_trace_context_into_attributes(message, why)) {
+        impl_->stats.accepted(message.body.size());
+        impl_->stats.failed();
+        detail::post_refusal(impl_->executor, impl_->dead_letters, config.logger,
+                             std::move(message), Errc::invalid_message, std::move(why), queue_url(),
+                             std::move(handler));
+        return;
+    }
     const bool may_stage = config.stager && config.staging != StagingPolicy::never;
     const bool stage_all = may_stage && config.staging == StagingPolicy::always;
     if (config.envelope == Envelope::cloudevents && !stage_all)
@@ -526,6 +546,23 @@ void SqsDestination::do_send(Message message, SendHandler handler) {
         message.deduplication_id = message.idempotency_key.substr(0, 128);
     const std::size_t size = sqs::message_size(message);
     std::string why;
+    // The Extended Client's readers take a message with its size attribute for a pointer,
+    // staged or not: the names are reserved on every message, as the library reserves them.
+    if (config.envelope == Envelope::extended_client)
+        for (const auto& a : message.attributes)
+            if (a.name == extended_payload_size_attribute ||
+                a.name == legacy_payload_size_attribute)
+                why = "the attribute " + a.name +
+                      " is reserved by the Extended Client envelope (its readers would take "
+                      "the body for a pointer)";
+    if (!why.empty()) {
+        impl_->stats.accepted(message.body.size());
+        impl_->stats.failed();
+        detail::post_refusal(impl_->executor, impl_->dead_letters, config.logger,
+                             std::move(message), Errc::invalid_message, std::move(why), queue_url(),
+                             std::move(handler));
+        return;
+    }
     // A body bound for S3 may hold any bytes; everything else must suit SQS.
     error_code ec = sqs::validate_message(message, impl_->fifo, why, /*check_body=*/!stage_all);
     if (may_stage) {

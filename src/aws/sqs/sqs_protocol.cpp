@@ -315,6 +315,13 @@ void write_message_fields(std::string& out, const Message& m) {
         }
         out += '}';
     }
+    if (!m.aws_trace_header.empty()) {
+        out +=
+            ",\"MessageSystemAttributes\":{\"AWSTraceHeader\":{\"DataType\":\"String\","
+            "\"StringValue\":";
+        append_json_string(out, m.aws_trace_header);
+        out += "}}";
+    }
 }
 
 }  // namespace

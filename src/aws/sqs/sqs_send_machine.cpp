@@ -94,6 +94,13 @@ bool SendMachine::should_stage(const Entry& e) const {
 }
 
 void SendMachine::stage(Entry& e, Actions& out) {
+    // Checked before the upload, which would leave an object nothing points at.
+    if (config_.envelope == Envelope::extended_client &&
+        e.message.attributes.size() >= max_attributes)
+        return fail(e, Errc::invalid_message,
+                    "the Extended Client pointer needs the attribute ExtendedPayloadSize, and "
+                    "the message has 10 attributes, SQS's most",
+                    out);
     move_to(e, Place::staging);
     hold_group(e);  // FIFO: later messages of the group wait for this one
     // A copy: should the message fail, its dead letter still carries the body.
@@ -120,17 +127,7 @@ void SendMachine::staged(std::uint64_t seq, error_code ec, StagedPayload payload
     e.staged_url = payload.url;
     e.staged_key = std::move(payload.key);
     if (config_.envelope == Envelope::extended_client) {
-        // The pointer the Extended Client Library reads; its size attribute is one of the ten.
-        const auto named = [](const MessageAttribute& a) {
-            return a.name == extended_payload_size_attribute;
-        };
-        if (e.message.attributes.size() >= max_attributes ||
-            std::any_of(e.message.attributes.begin(), e.message.attributes.end(), named)) {
-            return fail(e, Errc::invalid_message,
-                        "the Extended Client pointer needs the attribute ExtendedPayloadSize: the "
-                        "message has it already or has 10 attributes, SQS's most",
-                        out);
-        }
+        // The pointer the Extended Client Library reads (names and room checked before).
         e.message.attributes.push_back({std::string(extended_payload_size_attribute), "Number",
                                         std::to_string(e.message.body.size())});
         e.message.body = extended_client_pointer(payload.bucket, e.staged_key);
