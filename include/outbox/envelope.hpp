@@ -38,6 +38,10 @@ std::string extended_client_pointer(std::string_view bucket, std::string_view ke
 /// {"status":"success","type":"s3_payload","url":"…","expires_in":600}: these four fields,
 /// this order, compact, the URL escaped as a JSON string.
 std::string staged_payload_message(std::string_view url, std::chrono::seconds expires_in);
+/// The same with a fifth field, "link" (a long-lived link, PayloadStagerConfig::links), when
+/// `link` is not empty; the four fields otherwise.
+std::string staged_payload_message(std::string_view url, std::chrono::seconds expires_in,
+                                   std::string_view link);
 
 struct CloudEventAttributes {
     std::string id{};      // required; unique per source (empty: a random UUID)

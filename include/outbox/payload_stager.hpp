@@ -44,6 +44,8 @@ enum class S3Checksum {
     none,       // for S3-compatible stores that refuse checksum headers
 };
 
+class PayloadLinks;  // <outbox/payload_links.hpp>
+
 struct PayloadStagerConfig {
     std::string bucket{};  // required: the operator's bucket or the customer's
     /// Object keys: "{prefix}/{yyyy}/{mm}/{dd}/{uuid}" by default. Placeholders: {prefix},
@@ -75,6 +77,12 @@ struct PayloadStagerConfig {
     /// Lifetime of the pre-signed GET URL: 1 s to 7 days. Never longer than the signing
     /// credentials live; StagedPayload::expires_in tells the real lifetime.
     std::chrono::seconds url_expires{600};
+    /// Long-lived links beside the URL, for consumers that fall behind it: with `links` set,
+    /// each staged payload also gets a link valid for `link_lifetime`, which a
+    /// PayloadLinkService answers with a fresh URL, and the staged-payload message carries it
+    /// as a fifth field, "link" (docs/staging.md). Unset: the message is the documented four.
+    std::shared_ptr<const PayloadLinks> links{};
+    std::chrono::seconds link_lifetime{std::chrono::hours(24 * 30)};
 
     RetryPolicy retry{};
     HttpClientConfig http{};
@@ -92,6 +100,7 @@ struct StagedPayload {
     /// A retried PUT was refused with 412 because an earlier attempt had stored the object
     /// (its reply was lost): the object is ours; `etag` is then empty.
     bool stored_by_earlier_attempt = false;
+    std::string link{};  // with PayloadStagerConfig::links: the long-lived link
 };
 
 class PayloadStager {

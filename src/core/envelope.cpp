@@ -44,6 +44,17 @@ std::string staged_payload_message(std::string_view url, std::chrono::seconds ex
     return out;
 }
 
+std::string staged_payload_message(std::string_view url, std::chrono::seconds expires_in,
+                                   std::string_view link) {
+    std::string out = staged_payload_message(url, expires_in);
+    if (link.empty()) return out;
+    out.pop_back();  // the closing brace
+    out += R"(,"link":)";
+    append_json_string(out, link);
+    out += '}';
+    return out;
+}
+
 std::string extended_client_pointer(std::string_view bucket, std::string_view key) {
     std::string out;
     out.reserve(bucket.size() + key.size() + 96);

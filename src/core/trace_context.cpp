@@ -55,8 +55,8 @@ std::string trace_context_error(const Message& m) {
 }
 
 bool move_trace_context_into_attributes(Message& m, std::string& why) {
-    for (auto [name, field] : {std::pair{"traceparent", &m.traceparent},
-                               std::pair{"tracestate", &m.tracestate}}) {
+    for (auto [name, field] :
+         {std::pair{"traceparent", &m.traceparent}, std::pair{"tracestate", &m.tracestate}}) {
         if (field->empty()) continue;
         if (std::any_of(m.attributes.begin(), m.attributes.end(),
                         [&](const MessageAttribute& a) { return a.name == name; })) {

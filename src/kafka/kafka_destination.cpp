@@ -183,7 +183,7 @@ void KafkaDestination::Impl::staged(std::uint64_t seq, error_code ec, StagedPayl
                                         std::to_string(e.message.body.size())});
         e.message.body = extended_client_pointer(payload.bucket, e.staged_key);
     } else {
-        e.message.body = staged_payload_message(payload.url, payload.expires_in);
+        e.message.body = staged_payload_message(payload.url, payload.expires_in, payload.link);
         if (config.envelope == Envelope::cloudevents)
             e.message.body = cloudevents_structured(config.cloudevents, e.message.body);
     }

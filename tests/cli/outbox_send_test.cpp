@@ -240,3 +240,56 @@ TEST_CASE("send --stage: bodies over the queue's limit go to S3, the report carr
     CHECK(run_send("--to '" + queue + "' --stage s3://cli-staging --url-expires 0", "x\n").status ==
           2);
 }
+
+TEST_CASE("presign --link and the links command: a link answered with a fresh URL") {
+    const std::string queue = create_queue("cli-links", "{}");
+    const std::string s3_env =
+        "-u AWS_SESSION_TOKEN -u AWS_PROFILE AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER "
+        "AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent "
+        "AWS_SHARED_CREDENTIALS_FILE=/nonexistent";
+    // An object to link to, staged by outbox send.
+    const Run staged = run_send("--to '" + queue + "' --endpoint " + fauxqs().url() +
+                                    " --stage s3://cli-staging/cli/links --s3-endpoint " +
+                                    s3rver().url() + " --stage-always",
+                                "{\"linked\":1}\n", s3_env);
+    REQUIRE(staged.status == 0);
+    simdjson::dom::parser parser;
+    const std::string url{std::string_view(parser.parse(staged.report.at(0))["staged_url"])};
+    const auto path_at = url.find("/cli-staging/") + std::string("/cli-staging/").size();
+    const std::string key = url.substr(path_at, url.find('?') - path_at);
+
+    const auto keys = std::filesystem::temp_directory_path() / "outbox-cli-link-keys";
+    std::ofstream(keys) << "cli-key " << std::string(40, 'k') << "\n";
+    outbox::test::PeerProcess links(
+        {"/usr/bin/env", "-u", "AWS_SESSION_TOKEN", "-u", "AWS_PROFILE", "AWS_ACCESS_KEY_ID=S3RVER",
+         "AWS_SECRET_ACCESS_KEY=S3RVER", "AWS_EC2_METADATA_DISABLED=true",
+         "AWS_CONFIG_FILE=/nonexistent", OUTBOX_CLI_PATH, "links", "--listen", "127.0.0.1:0",
+         "--link-keys", keys.string(), "--endpoint", s3rver().url(), "--bucket", "cli-staging"});
+    std::string link;
+    REQUIRE(
+        outbox::test::run_command({OUTBOX_CLI_PATH, "presign", "s3://cli-staging/" + key, "--link",
+                                   links.url(), "--link-keys", keys.string(), "--expires", "86400"},
+                                  link) == 0);
+    while (!link.empty() && link.back() == '\n') link.pop_back();
+    CHECK(link.starts_with(links.url() + "/p/cli-staging/"));
+    CHECK(link.find(std::string(40, 'k')) == std::string::npos);
+    std::string body;
+    REQUIRE(outbox::test::run_command({"curl", "-sfL", link}, body) == 0);
+    CHECK(body == "{\"linked\":1}");
+    // A link to another bucket, signed with the right key, is still refused (--bucket).
+    std::string other;
+    REQUIRE(outbox::test::run_command({OUTBOX_CLI_PATH, "presign", "s3://elsewhere/" + key,
+                                       "--link", links.url(), "--link-keys", keys.string()},
+                                      other) == 0);
+    while (!other.empty() && other.back() == '\n') other.pop_back();
+    std::string refused;
+    CHECK(outbox::test::run_command({"curl", "-sf", other}, refused) != 0);
+
+    std::string ignored;
+    CHECK(outbox::test::run_command(
+              {OUTBOX_CLI_PATH, "presign", "s3://cli-staging/" + key, "--link", links.url()},
+              ignored) == 2);  // --link-keys missing
+    CHECK(outbox::test::run_command({OUTBOX_CLI_PATH, "links", "--listen", "127.0.0.1:0"},
+                                    ignored) == 2);
+    std::filesystem::remove(keys);
+}

@@ -7,6 +7,7 @@
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/envelope.hpp>
+#include <outbox/payload_links.hpp>
 #include <outbox/payload_stager.hpp>
 #include <outbox/sigv4.hpp>
 #include <outbox/sqs_destination.hpp>
@@ -16,6 +17,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -758,6 +760,91 @@ TEST_CASE("Extended Client envelope: no stager, or no room for its attribute, is
         CHECK(receipt.diagnostics.message.find("reserved") != std::string::npos);
     }
     CHECK(proxy.stat("signatures_checked") == 0);
+}
+
+TEST_CASE("a link outlives its pre-signed URL: the link service redirects to a fresh one",
+          "[s3][links]") {
+    const std::vector<outbox::PayloadLinkKey> keys{{"k-2026-12", std::string(40, 's')}};
+    // The service only checks links: it needs the keys, not its own address.
+    asio::thread_pool service_thread(1);  // answers while this thread waits for curl
+    outbox::PayloadLinkServiceConfig service_config;
+    service_config.links = std::make_shared<const outbox::PayloadLinks>("", keys);
+    service_config.region = "us-east-1";
+    service_config.endpoint = s3rver().url();
+    service_config.credentials = outbox::make_static_credentials(
+        service_thread.get_executor(), outbox::Credentials{"S3RVER", "S3RVER"});
+    outbox::PayloadLinkService service(service_thread.get_executor(), service_config);
+    service.listen({asio::ip::make_address("127.0.0.1"), 0});
+    const std::string base = "http://127.0.0.1:" + std::to_string(service.port());
+    auto links = std::make_shared<const outbox::PayloadLinks>(base, keys);
+
+    Proxy proxy;
+    asio::io_context io;
+    auto config = stager_config(io, proxy);
+    config.url_expires = std::chrono::seconds(1);  // a consumer far behind
+    config.links = links;
+    auto stager = std::make_shared<outbox::PayloadStager>(io.get_executor(), config);
+    const std::string body = R"({"order":"read late"})";
+    auto r = stage(io, *stager, body);
+    REQUIRE_FALSE(r.ec);
+    REQUIRE(r.payload.link.starts_with(base + "/p/outbox-staging/payloads/"));
+    CHECK(r.payload.link.find("S3RVER") == std::string::npos);  // no credential in a link
+    CHECK(r.payload.link.find(keys[0].secret) == std::string::npos);
+
+    // Wait (polling, at most 20 s) until S3 refuses the pre-signed URL as expired.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (fetch(r.payload.url).status != 403 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    REQUIRE(fetch(r.payload.url).status == 403);
+    // The link still yields the payload: 302 to a URL signed just now.
+    const auto redirect = fetch(r.payload.link);
+    CHECK(redirect.status == 302);
+    std::string followed;
+    REQUIRE(outbox::test::run_command({"curl", "-sfL", r.payload.link}, followed) == 0);
+    CHECK(followed == body);
+
+    // Refused: altered, expired, and what is not a link.
+    std::string altered = r.payload.link;
+    altered.back() = altered.back() == '0' ? '1' : '0';
+    CHECK(fetch(altered).status == 403);
+    const std::string expired =
+        links->link(r.payload.bucket, r.payload.key,
+                    std::chrono::system_clock::now() - std::chrono::seconds(1));
+    CHECK(fetch(expired).status == 410);
+    const outbox::PayloadLinks other_key(base, {{"k-2026-12", std::string(40, 'x')}});
+    CHECK(fetch(other_key.link(r.payload.bucket, r.payload.key,
+                               std::chrono::system_clock::now() + std::chrono::hours(1)))
+              .status == 403);
+    CHECK(fetch(base + "/metrics").status == 404);
+    std::string ignored;
+    CHECK(outbox::test::run_command({"curl", "-sf", "-X", "POST", r.payload.link}, ignored) != 0);
+
+    // The staged-payload message carries the link as a fifth field.
+    const std::string queue = create_queue("staging-links", "{}");
+    auto c = sqs_config(io, queue, stager);
+    c.staging = outbox::StagingPolicy::always;
+    {
+        outbox::SqsDestination sqs(io.get_executor(), c);
+        outbox::Message m;
+        m.body = "through the queue";
+        std::optional<error_code> sent;
+        sqs.async_send(std::move(m), [&](error_code ec, outbox::Receipt) { sent = ec; });
+        while (!sent && io.run_one_for(std::chrono::seconds(30)) != 0) {
+        }
+        REQUIRE(sent);
+        REQUIRE_FALSE(*sent);
+    }
+    const auto bodies = receive_bodies(queue, 1);
+    REQUIRE(bodies.size() == 1);
+    simdjson::dom::parser parser;
+    simdjson::dom::object envelope = parser.parse(bodies[0]);
+    CHECK(std::string_view(envelope["type"]) == "s3_payload");
+    const std::string link{std::string_view(envelope["link"])};
+    std::string via_link;
+    REQUIRE(outbox::test::run_command({"curl", "-sfL", link}, via_link) == 0);
+    CHECK(via_link == "through the queue");
+    service.stop();
+    service_thread.join();
 }
 
 TEST_CASE("FIFO order holds when some messages of a group are staged and others are not",

@@ -27,8 +27,8 @@ TEST_CASE("traceparent: version 00 as the W3C specifies it, and later versions' 
     for (const std::string& bad : {
              std::string("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),  // upper
              std::string("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"),   // short
-             valid + "-extra",                                          // 00 has no more
-             std::string("ff") + valid.substr(2),                       // version ff
+             valid + "-extra",                     // 00 has no more
+             std::string("ff") + valid.substr(2),  // version ff
              std::string("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
              std::string("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"),
              std::string("00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
@@ -41,8 +41,7 @@ TEST_CASE("traceparent: version 00 as the W3C specifies it, and later versions' 
     }
 }
 
-TEST_CASE("tracestate needs a traceparent; both are printable; the X-Ray header too",
-          "[trace]") {
+TEST_CASE("tracestate needs a traceparent; both are printable; the X-Ray header too", "[trace]") {
     Message m;
     m.tracestate = "congo=t61rcWkgMzE";
     CHECK(trace_context_error(m) == "tracestate without traceparent");
@@ -53,7 +52,8 @@ TEST_CASE("tracestate needs a traceparent; both are printable; the X-Ray header 
     m.tracestate = "a=\n";
     CHECK_FALSE(trace_context_error(m).empty());
     m.tracestate.clear();
-    m.aws_trace_header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    m.aws_trace_header =
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
     CHECK(trace_context_error(m).empty());
     m.aws_trace_header += '\x01';
     CHECK(trace_context_error(m).find("aws_trace_header") != std::string::npos);

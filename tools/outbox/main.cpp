@@ -1,5 +1,6 @@
 // The `outbox` command-line program.
 #include "cli_io.hpp"
+#include "links_command.hpp"
 #include "outbox_commands.hpp"
 #include "presign_command.hpp"
 #include "send_command.hpp"
@@ -18,7 +19,8 @@ constexpr std::string_view usage =
     "  send --to TARGET [FILE|-]  send JSON Lines messages to an SQS queue URL\n"
     "                            or a kafka://HOST:PORT/TOPIC\n"
     "  sign [FILE|-]             sign request descriptions (JSON) and show each step\n"
-    "  presign s3://BUCKET/KEY   print a pre-signed S3 URL\n"
+    "  presign s3://BUCKET/KEY   print a pre-signed S3 URL (or, with --link, a long-lived link)\n"
+    "  links --listen HOST:PORT  answer long-lived payload links with fresh pre-signed URLs\n"
     "  enqueue --store FILE      store JSON Lines events durably for the relay\n"
     "  relay --store FILE        deliver a store's backlog, retrying for hours\n"
     "  inspect --store FILE      what a store holds, per target\n"
@@ -35,6 +37,7 @@ int run(int argc, char** argv) {
         if (command == "send") return outbox::cli::run_send(argc - 2, argv + 2);
         if (command == "sign") return outbox::cli::run_sign(argc - 2, argv + 2);
         if (command == "presign") return outbox::cli::run_presign(argc - 2, argv + 2);
+        if (command == "links") return outbox::cli::run_links(argc - 2, argv + 2);
         if (command == "enqueue") return outbox::cli::run_enqueue(argc - 2, argv + 2);
         if (command == "relay") return outbox::cli::run_relay(argc - 2, argv + 2);
         if (command == "inspect") return outbox::cli::run_inspect(argc - 2, argv + 2);

@@ -20,12 +20,11 @@ namespace http = beast::http;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
 
-namespace {
-
-tcp::endpoint parse_address(std::string_view address) {
+tcp::endpoint parse_listen_address(std::string_view address, std::string_view option) {
+    const std::string flag(option);
     const std::size_t colon = address.rfind(':');
     if (colon == std::string_view::npos || colon == 0)
-        throw std::invalid_argument("--metrics needs HOST:PORT, such as 127.0.0.1:9464");
+        throw std::invalid_argument(flag + " needs HOST:PORT, such as 127.0.0.1:9464");
     std::string_view host = address.substr(0, colon), port_text = address.substr(colon + 1);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);
@@ -33,17 +32,15 @@ tcp::endpoint parse_address(std::string_view address) {
     const auto [end, ec] =
         std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535)
-        throw std::invalid_argument("--metrics: \"" + std::string(port_text) + "\" is not a port");
+        throw std::invalid_argument(flag + ": \"" + std::string(port_text) + "\" is not a port");
     error_code bad;
     const auto ip = asio::ip::make_address(std::string(host), bad);
     if (bad)
-        throw std::invalid_argument("--metrics: \"" + std::string(host) +
+        throw std::invalid_argument(flag + ": \"" + std::string(host) +
                                     "\" is not an IP address (a name would be resolved anew "
                                     "at each start)");
     return {ip, static_cast<std::uint16_t>(port)};
 }
-
-}  // namespace
 
 struct MetricsServer::State : std::enable_shared_from_this<State> {
     State(asio::io_context& io, Render r) : acceptor(io), pause(io), render(std::move(r)) {}
@@ -116,7 +113,7 @@ struct MetricsServer::State : std::enable_shared_from_this<State> {
 
 MetricsServer::MetricsServer(asio::io_context& io, std::string_view address, Render render)
     : state_(std::make_shared<State>(io, std::move(render))) {
-    const tcp::endpoint where = parse_address(address);
+    const tcp::endpoint where = parse_listen_address(address, "--metrics");
     state_->acceptor.open(where.protocol());
     state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
     state_->acceptor.bind(where);

@@ -12,6 +12,12 @@
 
 namespace outbox::cli {
 
+/// "HOST:PORT" (an IPv6 address in brackets) as an endpoint; `option` names the flag in
+/// errors. Throws std::invalid_argument for anything else (a host name would be resolved anew
+/// at each start).
+boost::asio::ip::tcp::endpoint parse_listen_address(std::string_view address,
+                                                    std::string_view option);
+
 class MetricsServer {
   public:
     /// Renders the page and hands it to its argument (asynchronously: it may ask a store).

@@ -7,6 +7,7 @@
 #include "core/crc.hpp"
 #include "core/redact.hpp"
 
+#include <outbox/payload_links.hpp>
 #include <outbox/payload_stager.hpp>
 #include <outbox/sigv4.hpp>
 #include "aws/s3/s3_protocol.hpp"
@@ -254,6 +255,10 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
         op.result.url = std::string(origin.tls ? "https://" : "http://") + host_header + op.path +
                         "?" + query.query;
         op.result.expires_in = expires;
+        if (config.links)
+            op.result.link =
+                config.links->link(op.result.bucket, op.result.key,
+                                   std::chrono::system_clock::now() + config.link_lifetime);
         op.result.diagnostics = {};
         finish(op, {});
     }
@@ -281,6 +286,8 @@ PayloadStager::PayloadStager(asio::any_io_executor executor, PayloadStagerConfig
     require(config.encryption == ServerSideEncryption::sse_kms || config.kms_key_id.empty(),
             "kms_key_id needs encryption = sse_kms");
     require(config.retry.max_attempts >= 1, "retry.max_attempts must be at least 1");
+    require(!config.links || config.link_lifetime >= std::chrono::seconds(1),
+            "link_lifetime must be at least 1 second");
     require(config.key_template.find("{uuid}") != std::string::npos,
             "key_template needs {uuid}: staged objects must not overwrite each other");
     if (config.checksum == S3Checksum::automatic) {

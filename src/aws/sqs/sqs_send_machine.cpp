@@ -132,7 +132,7 @@ void SendMachine::staged(std::uint64_t seq, error_code ec, StagedPayload payload
                                         std::to_string(e.message.body.size())});
         e.message.body = extended_client_pointer(payload.bucket, e.staged_key);
     } else {
-        std::string body = staged_payload_message(payload.url, payload.expires_in);
+        std::string body = staged_payload_message(payload.url, payload.expires_in, payload.link);
         if (config_.envelope == Envelope::cloudevents)
             body = cloudevents_structured(config_.cloudevents, body);
         e.message.body = std::move(body);
