@@ -46,12 +46,14 @@ enum class PayloadLinkStatus {
 /// first, remove the old one once its links have expired).
 class PayloadLinks {
   public:
-    /// `base_url`: where the service answers ("https://links.example.com"; may be empty for a
-    /// service that only checks). Throws std::invalid_argument for no keys, a bad key id, a
-    /// secret under 32 bytes, two keys with one id, or a base URL that is not http(s).
+    /// `base_url`: where the service answers, http(s)://HOST[:PORT] without a path
+    /// ("https://links.example.com"; empty for a service that only checks). Throws
+    /// std::invalid_argument for no keys, a bad key id, a secret under 32 bytes, two keys with
+    /// one id, or another base URL.
     PayloadLinks(std::string base_url, std::vector<PayloadLinkKey> keys);
 
-    /// The link to `bucket`/`key`, valid until `expires`.
+    /// The link to `bucket`/`key`, valid until `expires` (whole seconds, before the year
+    /// 10000). Throws std::invalid_argument for an invalid bucket name or an empty key.
     std::string link(std::string_view bucket, std::string_view key,
                      std::chrono::system_clock::time_point expires) const;
 
@@ -87,10 +89,12 @@ struct PayloadLinkServiceConfig {
     Logger logger{};
 };
 
-/// An HTTP/1.1 server (Beast) answering GET (and HEAD) /p/... : 302 to a fresh pre-signed URL
-/// for a valid link, 410 for an expired one, 403 for one altered or signed with an unknown
-/// key, 404 for anything else. Plain HTTP: put it behind the TLS terminator that serves the
-/// base URL. One request per connection; at most 64 connections at once.
+/// An HTTP/1.1 server (Beast) answering GET and HEAD /p/... : 302 to a URL pre-signed at that
+/// moment for the same method, for a valid link; 410 for an expired one; 403 for one whose
+/// signature fails, signed with an unknown key or naming a bucket not allowed; 404 for what is
+/// not shaped as a link. Plain HTTP: put it behind the TLS terminator that serves the base URL.
+/// One request per connection, 10-second deadlines to read and write it, at most 64
+/// connections at once (503 beyond).
 class PayloadLinkService {
   public:
     /// Throws std::invalid_argument for a configuration that cannot work.

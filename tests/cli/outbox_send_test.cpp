@@ -258,7 +258,8 @@ TEST_CASE("presign --link and the links command: a link answered with a fresh UR
     const auto path_at = url.find("/cli-staging/") + std::string("/cli-staging/").size();
     const std::string key = url.substr(path_at, url.find('?') - path_at);
 
-    const auto keys = std::filesystem::temp_directory_path() / "outbox-cli-link-keys";
+    const auto keys = std::filesystem::temp_directory_path() /
+                      ("outbox-cli-link-keys-" + std::to_string(::getpid()));
     std::ofstream(keys) << "cli-key " << std::string(40, 'k') << "\n";
     outbox::test::PeerProcess links(
         {"/usr/bin/env", "-u", "AWS_SESSION_TOKEN", "-u", "AWS_PROFILE", "AWS_ACCESS_KEY_ID=S3RVER",
@@ -283,7 +284,9 @@ TEST_CASE("presign --link and the links command: a link answered with a fresh UR
                                       other) == 0);
     while (!other.empty() && other.back() == '\n') other.pop_back();
     std::string refused;
-    CHECK(outbox::test::run_command({"curl", "-sf", other}, refused) != 0);
+    REQUIRE(outbox::test::run_command(
+                {"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", other}, refused) == 0);
+    CHECK(refused == "403");
 
     std::string ignored;
     CHECK(outbox::test::run_command(

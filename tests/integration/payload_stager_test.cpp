@@ -816,8 +816,17 @@ TEST_CASE("a link outlives its pre-signed URL: the link service redirects to a f
                                std::chrono::system_clock::now() + std::chrono::hours(1)))
               .status == 403);
     CHECK(fetch(base + "/metrics").status == 404);
-    std::string ignored;
-    CHECK(outbox::test::run_command({"curl", "-sf", "-X", "POST", r.payload.link}, ignored) != 0);
+    auto status_of = [](std::vector<std::string> curl) {
+        std::string code;
+        curl.insert(curl.begin() + 1, {"-s", "-o", "/dev/null", "-w", "%{http_code}"});
+        REQUIRE(outbox::test::run_command(curl, code) == 0);
+        return code;
+    };
+    CHECK(status_of({"curl", "-X", "POST", r.payload.link}) == "405");
+    CHECK(status_of({"curl", altered}) == "403");  // altered and (below) expired: 403 first
+    // HEAD: the redirect is signed for HEAD, so following it works too.
+    CHECK(status_of({"curl", "-I", r.payload.link}) == "302");
+    CHECK(status_of({"curl", "-I", "-L", r.payload.link}) == "200");
 
     // The staged-payload message carries the link as a fifth field.
     const std::string queue = create_queue("staging-links", "{}");

@@ -52,7 +52,8 @@ int run_links(int argc, char** argv) {
         } else if (a == "--link-keys") {
             if (!value(keys_file)) return usage_error("links: --link-keys needs a file");
         } else if (a == "--region") {
-            if (!value(region) || region.empty()) return usage_error("links: --region needs a value");
+            if (!value(region) || region.empty())
+                return usage_error("links: --region needs a value");
         } else if (a == "--endpoint") {
             if (!value(endpoint)) return usage_error("links: --endpoint needs a URL");
         } else if (a == "--bucket") {
@@ -65,7 +66,8 @@ int run_links(int argc, char** argv) {
                 url_expires > 604800)
                 return usage_error("links: --url-expires must be 1 to 604800 seconds");
         } else {
-            return usage_error("links: unknown option " + std::string(a) + "\n" + std::string(usage));
+            return usage_error("links: unknown option " + std::string(a) + "\n" +
+                               std::string(usage));
         }
     }
     if (listen.empty() || keys_file.empty())
@@ -89,8 +91,8 @@ int run_links(int argc, char** argv) {
         config.url_expires = std::chrono::seconds(url_expires);
         config.buckets = buckets;
         DefaultCredentialsOptions options;
-        options.logger = env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug)
-                                             : stderr_logger(LogLevel::error);
+        options.logger =
+            env("OUTBOX_DEBUG") ? stderr_logger(LogLevel::debug) : stderr_logger(LogLevel::error);
         config.credentials = make_default_credentials(io.get_executor(), options);
         config.logger = stderr_logger(env("OUTBOX_DEBUG") ? LogLevel::debug : LogLevel::warning);
         service.emplace(io.get_executor(), config);

@@ -33,6 +33,7 @@ struct PayloadLinkService::State : std::enable_shared_from_this<State> {
     asio::steady_timer pause;  // after a failed accept (out of descriptors, say)
     PayloadLinkServiceConfig config;
     bool stopped = false;
+    std::uint16_t port = 0;                                 // set by listen(), read from any thread
     std::vector<std::weak_ptr<beast::tcp_stream>> streams;  // closed by stop()
 
     using Reply = http::response<http::string_body>;
@@ -50,8 +51,12 @@ struct PayloadLinkService::State : std::enable_shared_from_this<State> {
                 }
                 std::erase_if(self->streams, [](const auto& w) { return w.expired(); });
                 if (self->streams.size() >= max_connections) {
-                    error_code ignored;
-                    socket.close(ignored);
+                    // Told, not dropped: the client may come back (the write has a deadline).
+                    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+                    auto reply = std::make_shared<Reply>(http::status::service_unavailable, 11);
+                    reply->set(http::field::retry_after, "1");
+                    reply->set(http::field::cache_control, "no-store");
+                    self->write(stream, reply);
                 } else {
                     auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
                     self->streams.push_back(stream);
@@ -67,32 +72,33 @@ struct PayloadLinkService::State : std::enable_shared_from_this<State> {
         parser->header_limit(8 * 1024);
         parser->body_limit(0);  // a link is a GET
         stream->expires_after(std::chrono::seconds(10));
-        http::async_read(
-            *stream, *buffer, *parser,
-            asio::bind_executor(strand, [self = shared_from_this(), stream, buffer,
-                                         parser](error_code ec, std::size_t) {
-                if (ec || self->stopped) return;
-                self->answer_request(stream, parser->get());
-            }));
+        http::async_read(*stream, *buffer, *parser,
+                         asio::bind_executor(strand, [self = shared_from_this(), stream, buffer,
+                                                      parser](error_code ec, std::size_t) {
+                             if (ec || self->stopped) return;
+                             self->answer_request(stream, parser->get());
+                         }));
     }
 
     void answer_request(std::shared_ptr<beast::tcp_stream> stream,
                         const http::request<http::string_body>& request) {
         const unsigned version = request.version();
+        const bool head = request.method() == http::verb::head;
         auto plain = [&](http::status status, std::string text) {
             auto reply = std::make_shared<Reply>(status, version);
             reply->set(http::field::content_type, "text/plain; charset=utf-8");
             reply->set(http::field::cache_control, "no-store");
-            reply->body() = std::move(text) + "\n";
+            if (status == http::status::method_not_allowed)
+                reply->set(http::field::allow, "GET, HEAD");
+            if (!head) reply->body() = std::move(text) + "\n";
             write(stream, reply);
         };
         const std::string_view target(request.target().data(), request.target().size());
         if (!target.starts_with("/p/")) return plain(http::status::not_found, "not a payload link");
-        if (request.method() != http::verb::get && request.method() != http::verb::head)
-            return plain(http::status::method_not_allowed, "a payload link takes GET");
+        if (request.method() != http::verb::get && !head)
+            return plain(http::status::method_not_allowed, "a payload link takes GET or HEAD");
         PayloadLinks::Target object;
-        const auto status =
-            config.links->check(target, std::chrono::system_clock::now(), object);
+        const auto status = config.links->check(target, std::chrono::system_clock::now(), object);
         switch (status) {
             case PayloadLinkStatus::valid:
                 break;
@@ -102,36 +108,39 @@ struct PayloadLinkService::State : std::enable_shared_from_this<State> {
                 return plain(http::status::not_found, "not a payload link");
             case PayloadLinkStatus::unknown_key:
             case PayloadLinkStatus::bad_signature:
-                config.logger.log(LogLevel::warning,
-                                  std::string("links: refused a link ") +
-                                      (status == PayloadLinkStatus::unknown_key
-                                           ? "signed with an unknown key id"
-                                           : "whose signature does not match"));
+                config.logger.log(LogLevel::warning, std::string("links: refused a link ") +
+                                                         (status == PayloadLinkStatus::unknown_key
+                                                              ? "signed with an unknown key id"
+                                                              : "whose signature does not match"));
                 return plain(http::status::forbidden, "the link is not valid");
         }
-        if (!config.buckets.empty() &&
-            std::find(config.buckets.begin(), config.buckets.end(), object.bucket) ==
-                config.buckets.end())
+        if (!config.buckets.empty() && std::find(config.buckets.begin(), config.buckets.end(),
+                                                 object.bucket) == config.buckets.end()) {
+            config.logger.log(
+                LogLevel::warning,
+                "links: refused a valid link to a bucket not allowed: " + object.bucket);
             return plain(http::status::forbidden, "the link is not valid");
+        }
         config.credentials->async_get_credentials(asio::bind_executor(
-            strand, [self = shared_from_this(), stream, version, object = std::move(object)](
+            strand, [self = shared_from_this(), stream, version, head, object = std::move(object)](
                         error_code ec, Credentials credentials) {
                 if (self->stopped) return;
-                self->redirect(stream, version, object, ec, credentials);
+                self->redirect(stream, version, head, object, ec, credentials);
             }));
     }
 
-    void redirect(std::shared_ptr<beast::tcp_stream> stream, unsigned version,
+    void redirect(std::shared_ptr<beast::tcp_stream> stream, unsigned version, bool head,
                   const PayloadLinks::Target& object, error_code ec,
                   const Credentials& credentials) {
         std::string url, why;
+        // Signed for the method the client will follow the redirect with.
         if (!ec)
             ec = presign_s3_url(S3PresignRequest{.bucket = object.bucket,
                                                  .key = object.key,
                                                  .region = config.region,
                                                  .endpoint = config.endpoint,
                                                  .addressing = config.addressing,
-                                                 .method = "GET",
+                                                 .method = head ? "HEAD" : "GET",
                                                  .expires = config.url_expires},
                                 credentials, std::chrono::system_clock::now(), url, &why);
         if (ec) {
@@ -140,7 +149,8 @@ struct PayloadLinkService::State : std::enable_shared_from_this<State> {
             auto reply = std::make_shared<Reply>(http::status::service_unavailable, version);
             reply->set(http::field::content_type, "text/plain; charset=utf-8");
             reply->set(http::field::retry_after, "5");
-            reply->body() = "the payload cannot be reached just now\n";
+            reply->set(http::field::cache_control, "no-store");
+            if (!head) reply->body() = "the payload cannot be reached just now\n";
             return write(stream, reply);
         }
         auto reply = std::make_shared<Reply>(http::status::found, version);
@@ -183,12 +193,12 @@ void PayloadLinkService::listen(const tcp::endpoint& where) {
     state_->acceptor.set_option(tcp::acceptor::reuse_address(true));
     state_->acceptor.bind(where);
     state_->acceptor.listen();
+    state_->port = state_->acceptor.local_endpoint().port();
     asio::dispatch(state_->strand, [state = state_] { state->accept(); });
 }
 
 std::uint16_t PayloadLinkService::port() const {
-    error_code ignored;
-    return state_->acceptor.local_endpoint(ignored).port();
+    return state_->port;
 }
 
 void PayloadLinkService::stop() {

@@ -257,8 +257,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
         op.result.expires_in = expires;
         if (config.links)
             op.result.link =
-                config.links->link(op.result.bucket, op.result.key,
-                                   std::chrono::system_clock::now() + config.link_lifetime);
+                config.links->link(op.result.bucket, op.result.key, now + config.link_lifetime);
         op.result.diagnostics = {};
         finish(op, {});
     }
@@ -286,8 +285,9 @@ PayloadStager::PayloadStager(asio::any_io_executor executor, PayloadStagerConfig
     require(config.encryption == ServerSideEncryption::sse_kms || config.kms_key_id.empty(),
             "kms_key_id needs encryption = sse_kms");
     require(config.retry.max_attempts >= 1, "retry.max_attempts must be at least 1");
-    require(!config.links || config.link_lifetime >= std::chrono::seconds(1),
-            "link_lifetime must be at least 1 second");
+    require(!config.links || (config.link_lifetime >= std::chrono::seconds(1) &&
+                              config.link_lifetime <= std::chrono::hours(24 * 366)),
+            "link_lifetime must be 1 second to a year");
     require(config.key_template.find("{uuid}") != std::string::npos,
             "key_template needs {uuid}: staged objects must not overwrite each other");
     if (config.checksum == S3Checksum::automatic) {
