@@ -55,9 +55,10 @@ std::string trace_context_error(const Message& m) {
 }
 
 bool move_trace_context_into_attributes(Message& m, std::string& why) {
-    for (auto [name, field] :
+    for (auto [field_name, field] :
          {std::pair{"traceparent", &m.traceparent}, std::pair{"tracestate", &m.tracestate}}) {
         if (field->empty()) continue;
+        const std::string name = field_name;  // Clang 14 cannot capture a binding
         if (std::any_of(m.attributes.begin(), m.attributes.end(),
                         [&](const MessageAttribute& a) { return a.name == name; })) {
             why = std::string("the message has an attribute \"") + name + "\" and a " + name +
