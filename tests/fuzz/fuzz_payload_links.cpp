@@ -19,8 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Half the inputs start as a real link, so the checks past the shape are reached.
     std::string target(input);
     if (size > 0 && data[0] % 2 == 0) {
-        const std::string link = links.link("fuzz-bucket", std::string(input.substr(1)) + "k",
-                                            now + hours(1));
+        const std::string link =
+            links.link("fuzz-bucket", std::string(input.substr(1)) + "k", now + hours(1));
         target = link;
         outbox::PayloadLinks::Target made;
         if (links.check(target, now, made) != outbox::PayloadLinkStatus::valid)
@@ -37,7 +37,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     outbox::PayloadLinks::Target found;
     const auto status = links.check(target, now, found);
-    if (status == outbox::PayloadLinkStatus::valid || status == outbox::PayloadLinkStatus::expired) {
+    if (status == outbox::PayloadLinkStatus::valid ||
+        status == outbox::PayloadLinkStatus::expired) {
         if (found.bucket.empty() || found.key.empty()) std::abort();
         const std::string again = links.link(found.bucket, found.key, found.expires);
         outbox::PayloadLinks::Target second;
