@@ -5,6 +5,7 @@
 // the destructor can stop librdkafka without an event loop running. librdkafka's callbacks
 // run only inside rd_kafka_poll, which is called with the mutex held, on the destination's
 // executor after librdkafka signals that its queue has events.
+#include "core/extended_client.hpp"
 #include "core/trace_context.hpp"
 #include "kafka/kafka_destination_impl.hpp"
 #include "kafka/kafka_errors.hpp"
@@ -426,15 +427,8 @@ void KafkaDestination::do_send(Message message, SendHandler handler) {
         ec = Errc::invalid_message;
         why = "a message attribute (Kafka header) has no name";
     } else if (config.envelope == Envelope::extended_client &&
-               std::any_of(message.attributes.begin(), message.attributes.end(),
-                           [](const MessageAttribute& a) {
-                               return a.name == extended_payload_size_attribute ||
-                                      a.name == legacy_payload_size_attribute;
-                           })) {
+               !(why = detail::extended_client_reserved_error(message, "header")).empty()) {
         ec = Errc::invalid_message;
-        why =
-            "the headers ExtendedPayloadSize and SQSLargePayloadSize are reserved by the "
-            "Extended Client envelope (its readers would take the body for a pointer)";
     } else if (why = detail::trace_context_error(message);
                !why.empty() || !detail::move_trace_context_into_attributes(message, why)) {
         ec = Errc::invalid_message;  // traceparent and tracestate go as headers of those names

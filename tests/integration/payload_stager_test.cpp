@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
@@ -854,6 +855,37 @@ TEST_CASE("a link outlives its pre-signed URL: the link service redirects to a f
     CHECK(via_link == "through the queue");
     service.stop();
     service_thread.join();
+}
+
+TEST_CASE("a valid link while the service has no credentials: 503, to be tried again",
+          "[s3][links]") {
+    const std::vector<outbox::PayloadLinkKey> keys{{"k-1", std::string(40, 's')}};
+    asio::thread_pool service_thread(1);
+    outbox::PayloadLinkServiceConfig config;
+    config.links = std::make_shared<const outbox::PayloadLinks>("", keys);
+    config.region = "us-east-1";
+    config.endpoint = s3rver().url();
+    config.credentials =  // no keys: every fetch fails with missing_credentials
+        outbox::make_static_credentials(service_thread.get_executor(), outbox::Credentials{});
+    std::string logged;
+    std::mutex log_mutex;
+    config.logger =
+        outbox::Logger{outbox::LogLevel::error, [&](outbox::LogLevel, std::string_view text) {
+                           std::lock_guard lock(log_mutex);
+                           logged += text;
+                       }};
+    outbox::PayloadLinkService service(service_thread.get_executor(), config);
+    service.listen({asio::ip::make_address("127.0.0.1"), 0});
+    const outbox::PayloadLinks links("http://127.0.0.1:" + std::to_string(service.port()), keys);
+    const std::string link = links.link("outbox-staging", "payloads/missing-credentials",
+                                        std::chrono::system_clock::now() + std::chrono::hours(1));
+    const auto got = fetch(link);
+    CHECK(got.status == 503);
+    CHECK(got.body.find("cannot be reached") != std::string::npos);
+    service.stop();
+    service_thread.join();
+    std::lock_guard lock(log_mutex);
+    CHECK(logged.find("no URL for a valid link") != std::string::npos);
 }
 
 TEST_CASE("FIFO order holds when some messages of a group are staged and others are not",

@@ -7,6 +7,7 @@
 #include "core/close_latch.hpp"
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
+#include "core/extended_client.hpp"
 #include "core/redact.hpp"
 #include "core/send_completion.hpp"
 #include "core/trace_context.hpp"
@@ -528,43 +529,21 @@ void SqsDestination::do_send(Message message, SendHandler handler) {
     const auto& config = impl_->config;
     // Trace context: traceparent and tracestate become attributes (counted, checked and
     // hashed as any other); aws_trace_header goes as the AWSTraceHeader system attribute.
-    if (std::string why = detail::trace_context_error(message);
-        !why.empty() || !detail::move_trace_context_into_attributes(message, why)) {
-        impl_->stats.accepted(message.body.size());
-        impl_->stats.failed();
-        detail::post_refusal(impl_->executor, impl_->dead_letters, config.logger,
-                             std::move(message), Errc::invalid_message, std::move(why), queue_url(),
-                             std::move(handler));
-        return;
-    }
+    std::string why = detail::trace_context_error(message);
+    if (why.empty()) (void)detail::move_trace_context_into_attributes(message, why);
+    if (why.empty() && config.envelope == Envelope::extended_client)
+        why = detail::extended_client_reserved_error(message, "attribute");
+    error_code ec = why.empty() ? error_code() : error_code(Errc::invalid_message);
     const bool may_stage = config.stager && config.staging != StagingPolicy::never;
     const bool stage_all = may_stage && config.staging == StagingPolicy::always;
-    if (config.envelope == Envelope::cloudevents && !stage_all)
+    if (!ec && config.envelope == Envelope::cloudevents && !stage_all)
         message.body = cloudevents_structured(config.cloudevents, message.body);
     // The same event sent again (a relay restarted) carries the same key: SQS drops the copy.
     if (impl_->fifo && message.deduplication_id.empty() && !message.idempotency_key.empty())
         message.deduplication_id = message.idempotency_key.substr(0, 128);
     const std::size_t size = sqs::message_size(message);
-    std::string why;
-    // The Extended Client's readers take a message with its size attribute for a pointer,
-    // staged or not: the names are reserved on every message, as the library reserves them.
-    if (config.envelope == Envelope::extended_client)
-        for (const auto& a : message.attributes)
-            if (a.name == extended_payload_size_attribute ||
-                a.name == legacy_payload_size_attribute)
-                why = "the attribute " + a.name +
-                      " is reserved by the Extended Client envelope (its readers would take "
-                      "the body for a pointer)";
-    if (!why.empty()) {
-        impl_->stats.accepted(message.body.size());
-        impl_->stats.failed();
-        detail::post_refusal(impl_->executor, impl_->dead_letters, config.logger,
-                             std::move(message), Errc::invalid_message, std::move(why), queue_url(),
-                             std::move(handler));
-        return;
-    }
     // A body bound for S3 may hold any bytes; everything else must suit SQS.
-    error_code ec = sqs::validate_message(message, impl_->fifo, why, /*check_body=*/!stage_all);
+    if (!ec) ec = sqs::validate_message(message, impl_->fifo, why, /*check_body=*/!stage_all);
     if (may_stage) {
         // Size is decided once the queue's limit is known: over it, the body is staged.
     } else if (!ec && size > sqs::largest_max_message_size) {
