@@ -179,22 +179,6 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
             op->result.etag = std::string(res.header("ETag"));
             return presign(*op, creds);
         }
-        // The key is new (a UUID): S3's 412 after an attempt that may have stored it means
-        // that attempt did, and only its reply was lost. Otherwise the object is someone
-        // else's, and an error.
-        if (!ec && res.status == 412 && config.conditional_write && op->maybe_stored) {
-            Diagnostics refusal;
-            (void)detail::s3::parse_error_response(res, refusal);
-            if (refusal.code == "PreconditionFailed") {
-                config.logger.log(LogLevel::debug,
-                                  "s3: " + op->result.key +
-                                      " was stored by an earlier attempt whose reply was lost "
-                                      "(412 on attempt " +
-                                      std::to_string(op->result.attempts) + ")");
-                op->result.stored_by_earlier_attempt = true;
-                return presign(*op, creds);
-            }
-        }
         if (ec || res.status >= 500) op->maybe_stored = true;
         if (ec) {
             d.message = res.failure.empty() ? ec.message() : res.failure;
@@ -205,10 +189,23 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
             // Another conditional write to the key was in progress: S3 asks for a retry.
             if (res.status == 409 && d.code == "ConditionalRequestConflict")
                 ec = Errc::service_unavailable;
-            if (res.status == 412 && config.conditional_write)
+            // The key is new (a UUID): S3's 412 after an attempt that may have stored it
+            // means that attempt did, and only its reply was lost. Otherwise the object is
+            // someone else's, and an error.
+            if (res.status == 412 && config.conditional_write) {
+                if (op->maybe_stored && d.code == "PreconditionFailed") {
+                    config.logger.log(LogLevel::debug,
+                                      "s3: " + op->result.key +
+                                          " was stored by an earlier attempt whose reply was "
+                                          "lost (412 on attempt " +
+                                          std::to_string(op->result.attempts) + ")");
+                    op->result.stored_by_earlier_attempt = true;
+                    return presign(*op, creds);
+                }
                 d.message = "an object with key \"" + op->result.key +
                             "\" exists already (If-None-Match: *); does key_template make "
                             "keys that repeat?";
+            }
             detail::redact(d.message, creds.session_token);  // escaped in the XML, plain here
             detail::redact(d.service_message, creds.session_token);
             asked = detail::parse_retry_after(res.header("Retry-After"),
