@@ -98,9 +98,11 @@ class Destination {
     struct SendInitiation {
         Destination* self;
         executor_type get_executor() const noexcept { return self->get_executor(); }
-        template <class Handler>
-        void operator()(Handler&& handler, Message message) const {
-            self->do_send(std::move(message), SendHandler(std::forward<Handler>(handler)));
+        // The message by reference: each move of a Message moves its eight strings.
+        template <class Handler, class MessageArg>
+        void operator()(Handler&& handler, MessageArg&& message) const {
+            self->do_send(std::forward<MessageArg>(message),
+                          SendHandler(std::forward<Handler>(handler)));
         }
     };
     struct CloseInitiation {

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -36,17 +37,19 @@ class SendCompletion {
                    Receipt&& receipt, Message&& message,
                    std::chrono::steady_clock::time_point accepted_at)
         : handler_(std::move(handler)), ec_(ec), receipt_(std::move(receipt)) {
-        auto slot = boost::asio::get_associated_cancellation_slot(handler_);
-        if (slot.is_connected()) slot.clear();
-        if (!ec) {
-            stats.delivered(message.body.size(), accepted_at);
-            return;
-        }
-        stats.failed();
-        if (auto dead_letter = dead_letters.get())
-            dead_letter_.reset(
-                new DeadLetterDelivery{DeadLetter{std::move(message), ec, receipt_, target},
-                                       std::move(dead_letter), logger});
+        settle(stats, dead_letters, logger, target, std::move(message), accepted_at);
+    }
+    /// The same, with the Receipt written in place by `fill_receipt(Receipt&)`: a Receipt's
+    /// move is nine strings' (Kafka builds each one fresh, so it need not move it here).
+    template <class FillReceipt>
+    requires std::is_invocable_v<FillReceipt&, Receipt&> SendCompletion(
+        DestinationCounters& stats, const DeadLetterSlot& dead_letters, const Logger& logger,
+        const std::string& target, Destination::SendHandler&& handler, boost::system::error_code ec,
+        FillReceipt&& fill_receipt, Message&& message,
+        std::chrono::steady_clock::time_point accepted_at)
+        : handler_(std::move(handler)), ec_(ec) {
+        fill_receipt(receipt_);
+        settle(stats, dead_letters, logger, target, std::move(message), accepted_at);
     }
     // Moved by construction only: Boost 1.81's any_completion_handler move-assignment recurses
     // forever.
@@ -69,6 +72,24 @@ class SendCompletion {
     }
 
   private:
+    // Counts the outcome, detaches the handler from its cancellation slot, and on a failure
+    // (with a dead-letter handler set) keeps `message` for it as sent to `target`.
+    void settle(DestinationCounters& stats, const DeadLetterSlot& dead_letters,
+                const Logger& logger, const std::string& target, Message&& message,
+                std::chrono::steady_clock::time_point accepted_at) {
+        auto slot = boost::asio::get_associated_cancellation_slot(handler_);
+        if (slot.is_connected()) slot.clear();
+        if (!ec_) {
+            stats.delivered(message.body.size(), accepted_at);
+            return;
+        }
+        stats.failed();
+        if (auto dead_letter = dead_letters.get())
+            dead_letter_.reset(
+                new DeadLetterDelivery{DeadLetter{std::move(message), ec_, receipt_, target},
+                                       std::move(dead_letter), logger});
+    }
+
     struct DeadLetterDelivery {
         DeadLetter letter;
         std::shared_ptr<const DeadLetterHandler> handler;

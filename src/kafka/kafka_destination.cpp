@@ -63,14 +63,15 @@ void KafkaDestination::Impl::delivered(const rd_kafka_message_t& m) {
     --produced;
     if (m.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         refusal.reset();
-        Receipt r;
-        r.topic = config.topic;
-        r.partition = m.partition;
-        r.offset = m.offset;
-        r.attempts = 1;
-        r.staged_url = std::move(e->staged_url);
-        r.staged_key = std::move(e->staged_key);
-        return complete(std::move(e), {}, std::move(r));
+        Entry& entry = *e;
+        return complete(std::move(e), {}, [&](Receipt& r) {
+            r.topic = config.topic;
+            r.partition = m.partition;
+            r.offset = m.offset;
+            r.attempts = 1;
+            r.staged_url = std::move(entry.staged_url);
+            r.staged_key = std::move(entry.staged_key);
+        });
     }
     error_code ec = detail::classify_kafka_error(m.err, rd_kafka_message_status(&m));
     Diagnostics d = explain(m.err, ec, rd_kafka_err2str(m.err));
@@ -294,16 +295,18 @@ void KafkaDestination::Impl::cancel(std::uint64_t seq) {
 
 // ---- completion --------------------------------------------------------------------------
 
-void KafkaDestination::Impl::complete(std::unique_ptr<Entry> e, error_code ec, Receipt&& receipt) {
-    // Made in place: each move of a completion moves its Receipt's nine strings.
+template <class FillReceipt>
+void KafkaDestination::Impl::complete(std::unique_ptr<Entry> e, error_code ec,
+                                      FillReceipt&& fill_receipt) {
+    // Made in place, its Receipt too: each move of a Receipt moves nine strings.
     if (collecting)
         collecting->emplace_back(stats, dead_letters, config.logger, config.topic,
-                                 std::move(e->handler), ec, std::move(receipt),
-                                 std::move(e->message), e->accepted_at);
+                                 std::move(e->handler), ec, fill_receipt, std::move(e->message),
+                                 e->accepted_at);
     else
         detail::post_completion(
             executor, detail::SendCompletion(stats, dead_letters, config.logger, config.topic,
-                                             std::move(e->handler), ec, std::move(receipt),
+                                             std::move(e->handler), ec, fill_receipt,
                                              std::move(e->message), e->accepted_at));
     e.reset();
     if (held.empty() && produced == 0) work.reset();
@@ -313,13 +316,14 @@ void KafkaDestination::Impl::fail(std::unique_ptr<Entry> e, error_code ec, Diagn
     if (config.logger.enabled(LogLevel::debug))
         log(LogLevel::debug, "message " + std::to_string(e->seq) + " failed: " + ec.message() +
                                  (d.message.empty() ? "" : ": " + d.message));
-    Receipt r;
-    r.topic = config.topic;
-    r.attempts = e->place == Place::produced ? 1 : 0;  // librdkafka's retries are its own
-    r.diagnostics = std::move(d);
-    r.staged_url = std::move(e->staged_url);  // an object may exist though the send failed
-    r.staged_key = std::move(e->staged_key);
-    complete(std::move(e), ec, std::move(r));
+    Entry& entry = *e;
+    complete(std::move(e), ec, [&](Receipt& r) {
+        r.topic = config.topic;
+        r.attempts = entry.place == Place::produced ? 1 : 0;  // librdkafka's retries are its own
+        r.diagnostics = std::move(d);
+        r.staged_url = std::move(entry.staged_url);  // an object may exist though the send failed
+        r.staged_key = std::move(entry.staged_key);
+    });
 }
 
 // Fails what has not reached librdkafka; purges what has (its reports follow, and say why).

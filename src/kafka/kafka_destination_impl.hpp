@@ -33,7 +33,8 @@ enum class Place { waiting_room, staging, produced };
 struct Entry {
     // Boost 1.81's any_completion_handler move-assignment recurses forever: only ever
     // move-construct it.
-    Entry(Message m, Destination::SendHandler h) : message(std::move(m)), handler(std::move(h)) {}
+    Entry(Message&& m, Destination::SendHandler&& h)
+        : message(std::move(m)), handler(std::move(h)) {}
 
     std::uint64_t seq = 0;
     // Beside the body's size: a delivery report reads both, and the entry is cold by then.
@@ -183,7 +184,10 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     void install_cancellation(Entry& e);
     void cancel(std::uint64_t seq);
 
-    void complete(std::unique_ptr<Entry> e, boost::system::error_code ec, Receipt&& receipt);
+    // fill_receipt(Receipt&) writes the receipt where the completion keeps it.
+    template <class FillReceipt>
+    void complete(std::unique_ptr<Entry> e, boost::system::error_code ec,
+                  FillReceipt&& fill_receipt);
     void fail(std::unique_ptr<Entry> e, boost::system::error_code ec, Diagnostics d);
     void abandon_all(const std::string& why, int purge_flags);
 
