@@ -378,8 +378,8 @@ void SendMachine::release_group(const Entry& e) {
 
 // Picks the next batch from the ready queue without taking it: in seq order, skipping FIFO
 // groups that have a message on the wire or backing off.
-std::vector<std::size_t> SendMachine::pick_batch(bool& full) const {
-    std::vector<std::size_t> picked;
+SendMachine::Picked SendMachine::pick_batch(bool& full) const {
+    Picked picked;
     std::size_t bytes = 0;
     const std::size_t max_entries =
         std::clamp<std::size_t>(config_.max_batch_entries, 1, max_batch_entries);

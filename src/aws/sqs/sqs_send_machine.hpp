@@ -19,6 +19,7 @@
 #include "aws/sqs/sqs_protocol.hpp"
 
 #include <boost/container/deque.hpp>
+#include <boost/container/static_vector.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
@@ -169,7 +170,9 @@ class SendMachine {
     bool group_busy(const Entry& e) const;
     void hold_group(const Entry& e);
     void release_group(const Entry& e);
-    std::vector<std::size_t> pick_batch(bool& full) const;
+    // Positions in ready_ of a batch's entries: at most ten, so kept without allocating.
+    using Picked = boost::container::static_vector<std::size_t, max_batch_entries>;
+    Picked pick_batch(bool& full) const;
     void dispatch_ready(Actions& out);
     void send_batch(std::shared_ptr<Request> request, Actions& out);
     void on_send_response(Request& request, error_code ec, HttpResponse& res, Actions& out);
