@@ -50,6 +50,10 @@ double cpu_seconds(const rusage& r) {
            static_cast<double>(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6;
 }
 
+double system_seconds(const rusage& r) {
+    return static_cast<double>(r.ru_stime.tv_sec) + static_cast<double>(r.ru_stime.tv_usec) / 1e6;
+}
+
 namespace {
 int next_nginx = 0;  // several in one process each get their own directory
 }  // namespace

@@ -14,6 +14,8 @@ namespace outbox::bench {
 
 /// User plus system time.
 double cpu_seconds(const rusage& r);
+/// System time alone: the kernel's part of cpu_seconds (sockets, loopback TCP, wake-ups).
+double system_seconds(const rusage& r);
 
 /// nginx, one worker, on 127.0.0.1 only, every location answering with `directive` (for
 /// example `return 200 "ok\n";`); stopped by its PID when this object goes.
