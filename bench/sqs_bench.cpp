@@ -214,8 +214,8 @@ int main(int argc, char** argv) {
 #ifdef OUTBOX_CLI_PATH
     const Figures program = run_program(nginx.port(), std::min(messages, 200000L), body);
 #endif
-    // The kernel's part (system time) beside the whole: loopback TCP is charged to the sender,
-    // the same for every client, and no change of ours removes it.
+    // The kernel's part (system time) beside the whole; loopback TCP charges some of the
+    // receiving side's work to the sender.
     std::printf("\n%-34s %12s %16s %12s %10s\n", "client", "messages/s", "CPU us/message",
                 "of it kernel", "messages");
     const auto row = [](const char* name, const Figures& f) {

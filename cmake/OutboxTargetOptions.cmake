@@ -5,6 +5,7 @@ if(OUTBOX_LINK_WITH_LLD)
     check_linker_flag(CXX -fuse-ld=lld OUTBOX_LLD_WORKS)
     if(NOT OUTBOX_LLD_WORKS)
         message(STATUS "outbox: lld not found (Debian: lld); linking with the default linker")
+        unset(OUTBOX_LLD_WORKS CACHE)  # checked again next time: lld may be installed by then
     endif()
 endif()
 
@@ -28,8 +29,8 @@ function(outbox_target_options target)
             target_link_options(${target} PRIVATE -fsanitize=${OUTBOX_SANITIZE})
         endif()
         # The test programs each link the whole library with its debug information; lld does
-        # that in a third of the time GNU ld takes. Only for our programs, never exported.
-        if(OUTBOX_LLD_WORKS)
+        # that in a third of the time GNU ld takes. PRIVATE: never exported to consumers.
+        if(OUTBOX_LINK_WITH_LLD AND OUTBOX_LLD_WORKS)
             target_link_options(${target} PRIVATE -fuse-ld=lld)
         endif()
     endif()
