@@ -42,7 +42,7 @@ struct Figures {
     double messages_per_second = 0;
     double cpu_us_per_message = 0;
     long messages = 0;
-    double system_us_per_message = 0;  // the kernel's part of cpu_us_per_message
+    double system_us_per_message = 0;    // the kernel's part of cpu_us_per_message
     outbox::LatencyHistogram latency{};  // accepted to completed, the library's own count
 };
 
@@ -237,10 +237,9 @@ int main(int argc, char** argv) {
     const char* unit = "us CPU/message";
     outbox::bench::print_figure("sqs_bench", "SqsDestination / curl --aws-sigv4",
                                 ours.cpu_us_per_message, curl.cpu_us_per_message, unit, 0);
-    outbox::bench::print_figure(
-        "sqs_bench", "SqsDestination user-space / curl user-space",
-        ours.cpu_us_per_message - ours.system_us_per_message,
-        curl.cpu_us_per_message - curl.system_us_per_message, unit, 0);
+    outbox::bench::print_figure("sqs_bench", "SqsDestination user-space / curl user-space",
+                                ours.cpu_us_per_message - ours.system_us_per_message,
+                                curl.cpu_us_per_message - curl.system_us_per_message, unit, 0);
 #ifdef OUTBOX_CLI_PATH
     outbox::bench::print_figure("sqs_bench", "outbox send / curl --aws-sigv4",
                                 program.cpu_us_per_message, curl.cpu_us_per_message, unit, 0.25);
