@@ -27,7 +27,10 @@ std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string
     const year_month_day ymd{std::chrono::year(year),
                              std::chrono::month(static_cast<unsigned>(m / 3 + 1)),
                              std::chrono::day(static_cast<unsigned>(day))};
-    if (!ymd.ok() || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+    // system_clock counts nanoseconds in 64 bits: years 1678 to 2261. A date outside a range
+    // well within that is not a clock's.
+    if (!ymd.ok() || year < 1900 || year > 2200 || hour > 23 || minute > 59 || second > 60)
+        return std::nullopt;
     return sys_days(ymd) + hours(hour) + minutes(minute) + seconds(second);
 }
 
@@ -36,8 +39,13 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
     if (text.empty()) return std::nullopt;
     long long secs = 0;
     const auto r = std::from_chars(text.data(), text.data() + text.size(), secs);
-    if (r.ec == std::errc() && r.ptr == text.data() + text.size())
-        return secs < 0 ? std::nullopt : std::optional(std::chrono::milliseconds(secs * 1000));
+    if (r.ec == std::errc() && r.ptr == text.data() + text.size()) {
+        if (secs < 0) return std::nullopt;
+        // Saturated, not overflowed: the backoff caps what a server asks at max_delay.
+        constexpr long long most = std::chrono::milliseconds::max().count() / 1000;
+        return secs > most ? std::chrono::milliseconds::max()
+                           : std::chrono::milliseconds(secs * 1000);
+    }
     if (auto when = parse_http_date(text)) {
         if (*when <= now) return std::chrono::milliseconds(0);
         return std::chrono::duration_cast<std::chrono::milliseconds>(*when - now);

@@ -209,14 +209,21 @@ std::string percent_decoded(std::string_view in) {
 std::string redact_connection_string(std::string_view conninfo) {
     std::vector<Span> spans = password_parameters(conninfo);
     if (const Span user = uri_password(conninfo); user.size != 0) spans.push_back(user);
-    std::sort(spans.begin(), spans.end(), [](Span a, Span b) { return a.at > b.at; });
-    std::string s(conninfo);
-    std::size_t last = std::string::npos;  // spans may overlap: replace each region once
+    // Spans may overlap (a keyword's unquoted value running into a URI's password): each
+    // region of their union is replaced once, so no part of either survives.
+    std::sort(spans.begin(), spans.end(), [](Span a, Span b) { return a.at < b.at; });
+    std::vector<Span> regions;
     for (const Span& span : spans) {
-        if (span.size == 0 || (last != std::string::npos && span.at + span.size > last)) continue;
-        s.replace(span.at, span.size, "***");
-        last = span.at;
+        if (span.size == 0) continue;
+        if (!regions.empty() && span.at <= regions.back().at + regions.back().size) {
+            Span& r = regions.back();
+            r.size = std::max(r.size, span.at + span.size - r.at);
+        } else {
+            regions.push_back(span);
+        }
     }
+    std::string s(conninfo);
+    for (auto r = regions.rbegin(); r != regions.rend(); ++r) s.replace(r->at, r->size, "***");
     return s;
 }
 

@@ -31,6 +31,14 @@ TEST_CASE("ISO 8601 timestamps as AWS writes them") {
     CHECK(t == utc("20261122T123456Z"));
     REQUIRE(parse_iso8601("2026-11-22T10:04:56-02:30", t));
     CHECK(t == utc("20261122T123456Z"));
+    // Found by fuzz_credentials_json once the library was instrumented: a far year overflowed
+    // system_clock's nanoseconds. A provider's "never" is the year 2200; the distant past, 1970.
+    REQUIRE(parse_iso8601("9999-12-31T23:59:59Z", t));
+    CHECK(t == system_clock::time_point(sys_days(2200y / January / 1)));
+    REQUIRE(parse_iso8601("6392-02-13t16:39:46z", t));
+    CHECK(t == system_clock::time_point(sys_days(2200y / January / 1)));
+    REQUIRE(parse_iso8601("0001-01-01T00:00:00Z", t));
+    CHECK(t == system_clock::time_point(sys_days(1970y / January / 1)));
     for (const char* bad :
          {"", "2026-11-22", "2026-11-22T12:34:56", "2026-13-22T12:34:56Z", "2026-02-30T00:00:00Z",
           "2026-11-22T12:34:56.Z", "2026-11-22T12:34:56Zjunk", "2026/11/22T12:34:56Z"}) {

@@ -21,6 +21,11 @@ TEST_CASE("a password is hidden wherever a connection string holds one") {
     CHECK(redact_connection_string("host=db password=a\\ b dbname=app") ==
           "host=db password=*** dbname=app");
     CHECK(redact_connection_string("postgresql://relay@db/app") == "postgresql://relay@db/app");
+    // Found by fuzz_attributes_json once the library was instrumented: a keyword's unquoted
+    // value that runs into a URI's password overlapped it, and the overlap kept the first.
+    const std::string overlapping = redact_connection_string("password=hunter2://u:pw@db/@/");
+    CHECK(overlapping.find("hunter2") == std::string::npos);
+    CHECK(overlapping.find("pw") == std::string::npos);
     // What libpq may quote in its own messages: the password as written and decoded.
     const auto secrets = connection_secrets("postgresql://relay:50%25off@db/app");
     CHECK(std::find(secrets.begin(), secrets.end(), "50%25off") != secrets.end());

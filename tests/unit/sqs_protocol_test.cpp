@@ -234,4 +234,13 @@ TEST_CASE("HTTP dates and Retry-After") {
     CHECK(outbox::detail::parse_retry_after("Sun, 22 Nov 2026 05:10:17 GMT", *t) ==
           milliseconds(10000));
     CHECK_FALSE(outbox::detail::parse_retry_after("soon", system_clock::now()));
+    // Found by fuzz_sqs_responses once the library was instrumented: seconds * 1000 overflowed.
+    CHECK(outbox::detail::parse_retry_after("3035555355555555555", system_clock::now()) ==
+          milliseconds::max());
+    CHECK(outbox::detail::parse_retry_after("9223372036854775", system_clock::now()) ==
+          milliseconds(9223372036854775000));
+    // Years a 64-bit count of nanoseconds cannot hold are not taken for dates.
+    CHECK_FALSE(outbox::detail::parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"));
+    CHECK_FALSE(outbox::detail::parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", *t));
+    CHECK(outbox::detail::parse_http_date("Tue, 31 Dec 2199 23:59:59 GMT"));
 }
