@@ -36,7 +36,8 @@ function(outbox_target_options target)
         # The fuzz targets' coverage and checks reach into the library only if the library is
         # instrumented too: without it libFuzzer sees the target's own file, and ASan none of
         # the parsers' reads.
-        if(OUTBOX_BUILD_FUZZERS AND CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+        get_target_property(kind ${target} TYPE)
+        if(OUTBOX_BUILD_FUZZERS AND kind MATCHES "LIBRARY" AND CMAKE_CXX_COMPILER_ID MATCHES "Clang")
             target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
         endif()
         # The test programs each link the whole library with its debug information; lld does

@@ -7,6 +7,8 @@ namespace {
 
 bool read_int(std::string_view s, std::size_t pos, std::size_t len, int& out) {
     if (pos + len > s.size()) return false;
+    for (std::size_t i = pos; i < pos + len; ++i)
+        if (s[i] < '0' || s[i] > '9') return false;  // from_chars would take a sign
     const auto r = std::from_chars(s.data() + pos, s.data() + pos + len, out);
     return r.ec == std::errc() && r.ptr == s.data() + pos + len;
 }
@@ -27,9 +29,10 @@ std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string
     const year_month_day ymd{std::chrono::year(year),
                              std::chrono::month(static_cast<unsigned>(m / 3 + 1)),
                              std::chrono::day(static_cast<unsigned>(day))};
-    // system_clock counts nanoseconds in 64 bits: years 1678 to 2261. A date outside a range
-    // well within that is not a clock's.
-    if (!ymd.ok() || year < 1900 || year > 2200 || hour > 23 || minute > 59 || second > 60)
+    // system_clock counts nanoseconds in 64 bits: years 1678 to 2261. A date outside 1970 to
+    // 2200 is not a clock's, and keeps any difference of two of them (a clock correction,
+    // an expiry less now) within range.
+    if (!ymd.ok() || year < 1970 || year > 2200 || hour > 23 || minute > 59 || second > 60)
         return std::nullopt;
     return sys_days(ymd) + hours(hour) + minutes(minute) + seconds(second);
 }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,9 @@ inline std::int64_t to_ms(SystemTime t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 inline SystemTime from_ms(std::int64_t ms) {
+    // A damaged or hand-edited row may hold anything: clamped to what nanoseconds hold.
+    constexpr std::int64_t most = std::numeric_limits<std::int64_t>::max() / 1'000'000;
+    ms = std::clamp<std::int64_t>(ms, -most, most);
     return SystemTime(
         std::chrono::duration_cast<SystemTime::duration>(std::chrono::milliseconds(ms)));
 }

@@ -113,12 +113,7 @@ std::string PostgresqlStore::trimmed(const char* message) const {
 }
 
 std::string PostgresqlStore::scrub(std::string text) const {
-    for (const std::string& secret : secrets_) {
-        if (secret.empty()) continue;
-        for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 3))
-            text.replace(at, secret.size(), "***");
-    }
-    return text;
+    return detail::scrub_secrets(std::move(text), secrets_);
 }
 
 std::string PostgresqlStore::one_line(const char* message) {

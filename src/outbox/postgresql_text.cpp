@@ -206,11 +206,12 @@ std::string percent_decoded(std::string_view in) {
 
 }  // namespace
 
-std::string redact_connection_string(std::string_view conninfo) {
-    std::vector<Span> spans = password_parameters(conninfo);
-    if (const Span user = uri_password(conninfo); user.size != 0) spans.push_back(user);
-    // Spans may overlap (a keyword's unquoted value running into a URI's password): each
-    // region of their union is replaced once, so no part of either survives.
+namespace {
+
+// Each region of the spans' union replaced by "***", once: spans may overlap (a keyword's
+// unquoted value running into a URI's password), and replacing one would leave the rest of
+// the other.
+std::string replace_union(std::string text, std::vector<Span> spans) {
     std::sort(spans.begin(), spans.end(), [](Span a, Span b) { return a.at < b.at; });
     std::vector<Span> regions;
     for (const Span& span : spans) {
@@ -222,9 +223,26 @@ std::string redact_connection_string(std::string_view conninfo) {
             regions.push_back(span);
         }
     }
-    std::string s(conninfo);
-    for (auto r = regions.rbegin(); r != regions.rend(); ++r) s.replace(r->at, r->size, "***");
-    return s;
+    for (auto r = regions.rbegin(); r != regions.rend(); ++r) text.replace(r->at, r->size, "***");
+    return text;
+}
+
+}  // namespace
+
+std::string redact_connection_string(std::string_view conninfo) {
+    std::vector<Span> spans = password_parameters(conninfo);
+    if (const Span user = uri_password(conninfo); user.size != 0) spans.push_back(user);
+    return replace_union(std::string(conninfo), std::move(spans));
+}
+
+std::string scrub_secrets(std::string text, const std::vector<std::string>& secrets) {
+    std::vector<Span> spans;
+    for (const std::string& secret : secrets) {
+        if (secret.empty()) continue;
+        for (auto at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 1))
+            spans.push_back({at, secret.size()});
+    }
+    return replace_union(std::move(text), std::move(spans));
 }
 
 std::vector<std::string> connection_secrets(std::string_view conninfo) {

@@ -37,4 +37,8 @@ std::string redact_connection_string(std::string_view conninfo);
 /// bytes or more: what to hide in libpq's messages, which may quote them.
 std::vector<std::string> connection_secrets(std::string_view conninfo);
 
+/// `text` with every occurrence of every secret replaced by "***". Occurrences found in the
+/// text as given, and overlapping ones replaced as one, so no part of any survives.
+std::string scrub_secrets(std::string text, const std::vector<std::string>& secrets);
+
 }  // namespace outbox::detail

@@ -26,6 +26,13 @@ TEST_CASE("a password is hidden wherever a connection string holds one") {
     const std::string overlapping = redact_connection_string("password=hunter2://u:pw@db/@/");
     CHECK(overlapping.find("hunter2") == std::string::npos);
     CHECK(overlapping.find("pw") == std::string::npos);
+    // The same in libpq's messages: secrets that overlap where they are quoted.
+    const auto quoted_secrets = connection_secrets("postgresql://u:mypassword=abc@db/app");
+    const std::string quoted =
+        scrub_secrets("invalid URI \"postgresql://u:mypassword=abc@db/app\"", quoted_secrets);
+    CHECK(quoted.find("mypassword") == std::string::npos);
+    CHECK(quoted.find("abc") == std::string::npos);
+    CHECK(scrub_secrets("aaaa", {"aa"}) == "***");
     // What libpq may quote in its own messages: the password as written and decoded.
     const auto secrets = connection_secrets("postgresql://relay:50%25off@db/app");
     CHECK(std::find(secrets.begin(), secrets.end(), "50%25off") != secrets.end());

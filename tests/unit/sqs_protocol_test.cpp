@@ -243,4 +243,6 @@ TEST_CASE("HTTP dates and Retry-After") {
     CHECK_FALSE(outbox::detail::parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"));
     CHECK_FALSE(outbox::detail::parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", *t));
     CHECK(outbox::detail::parse_http_date("Tue, 31 Dec 2199 23:59:59 GMT"));
+    CHECK_FALSE(outbox::detail::parse_http_date("Mon, 01 Jan 1900 00:00:00 GMT"));
+    CHECK_FALSE(outbox::detail::parse_http_date("Sun, -1 Nov 2026 05:10:07 GMT"));
 }

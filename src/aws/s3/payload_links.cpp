@@ -35,9 +35,8 @@ std::string signed_text(std::string_view kid, std::string_view bucket, std::stri
     return text;
 }
 
-// Expiries a link may carry: after 1970, before the year 10000 (whole seconds, which the
-// clock's nanoseconds hold without overflow).
-constexpr std::int64_t latest_expiry = 253402300799;
+// Expiries a link may carry: after 1970, before 2200 (system_clock's nanoseconds end in 2262).
+constexpr std::int64_t latest_expiry = 7258118400;
 
 std::string signature(const PayloadLinkKey& k, std::string_view bucket, std::string_view key,
                       std::string_view expires) {

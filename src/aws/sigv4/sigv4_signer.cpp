@@ -427,7 +427,10 @@ boost::system::error_code parse_amz_date(std::string_view text, system_clock::ti
         return Errc::invalid_timestamp;
     const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)},
                              day{static_cast<unsigned>(d)}};
-    if (!ymd.ok() || h > 23 || mi > 59 || s > 59) return Errc::invalid_timestamp;
+    // system_clock counts nanoseconds in 64 bits (years 1678 to 2261); a signature's time is
+    // a clock's, well inside that.
+    if (!ymd.ok() || y < 1970 || y > 2200 || h > 23 || mi > 59 || s > 59)
+        return Errc::invalid_timestamp;
     out = sys_days{ymd} + hours{h} + minutes{mi} + seconds{s};
     return {};
 }
