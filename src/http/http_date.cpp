@@ -1,5 +1,7 @@
 #include "http/http_date.hpp"
 
+#include "core/clock_range.hpp"
+
 #include <charconv>
 
 namespace outbox::detail {
@@ -29,10 +31,7 @@ std::optional<std::chrono::system_clock::time_point> parse_http_date(std::string
     const year_month_day ymd{std::chrono::year(year),
                              std::chrono::month(static_cast<unsigned>(m / 3 + 1)),
                              std::chrono::day(static_cast<unsigned>(day))};
-    // system_clock counts nanoseconds in 64 bits: years 1678 to 2261. A date outside 1970 to
-    // 2200 is not a clock's, and keeps any difference of two of them (a clock correction,
-    // an expiry less now) within range.
-    if (!ymd.ok() || year < 1970 || year > 2200 || hour > 23 || minute > 59 || second > 60)
+    if (!ymd.ok() || !clock_holds_year(year) || hour > 23 || minute > 59 || second > 60)
         return std::nullopt;
     return sys_days(ymd) + hours(hour) + minutes(minute) + seconds(second);
 }

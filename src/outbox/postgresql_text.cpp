@@ -204,10 +204,6 @@ std::string percent_decoded(std::string_view in) {
     return out;
 }
 
-}  // namespace
-
-namespace {
-
 // Each region of the spans' union replaced by "***", once: spans may overlap (a keyword's
 // unquoted value running into a URI's password), and replacing one would leave the rest of
 // the other.

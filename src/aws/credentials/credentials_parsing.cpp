@@ -1,6 +1,7 @@
 #include "aws/credentials/credentials_parsing.hpp"
 #include <outbox/error.hpp>
 #include "aws/xml_extract.hpp"
+#include "core/clock_range.hpp"
 
 #include <simdjson.h>
 
@@ -51,14 +52,13 @@ bool parse_iso8601(std::string_view s, std::chrono::system_clock::time_point& ou
     const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)},
                              day{static_cast<unsigned>(d)}};
     if (!ymd.ok() || h > 23 || mi > 59 || sec > 60) return false;
-    // system_clock counts nanoseconds in 64 bits (years 1678 to 2261): a provider's "never"
-    // (9999-12-31) is taken as 2200, and anything before 1970 as 1970, both far from the edge.
-    if (y >= 2200) {
-        out = sys_days{year{2200} / January / 1};
+    // Clamped, not refused (core/clock_range.hpp): a provider's "never" is often 9999-12-31.
+    if (y >= latest_clock_year) {
+        out = clock_range_end;
         return true;
     }
-    if (y < 1970) {
-        out = sys_days{year{1970} / January / 1};
+    if (y < earliest_clock_year) {
+        out = system_clock::time_point{};  // 1970: long expired
         return true;
     }
     out = sys_days{ymd} + hours{h} + minutes{mi} + seconds{sec} - minutes{offset_minutes};

@@ -6,6 +6,7 @@
 #include "aws/sigv4/sha256.hpp"
 #include "aws/sigv4/sigv4_canonical.hpp"
 #include "core/bounded_file.hpp"
+#include "core/clock_range.hpp"
 
 #include <openssl/crypto.h>
 
@@ -35,8 +36,8 @@ std::string signed_text(std::string_view kid, std::string_view bucket, std::stri
     return text;
 }
 
-// Expiries a link may carry: after 1970, before 2200 (system_clock's nanoseconds end in 2262).
-constexpr std::int64_t latest_expiry = 7258118400;
+// Expiries a link may carry: after 1970, before 2200 (core/clock_range.hpp).
+constexpr std::int64_t latest_expiry = detail::clock_range_end_seconds;
 
 std::string signature(const PayloadLinkKey& k, std::string_view bucket, std::string_view key,
                       std::string_view expires) {

@@ -2,6 +2,7 @@
 #include "aws/sigv4/sigv4_canonical.hpp"
 
 #include "aws/sigv4/sha256.hpp"
+#include "core/clock_range.hpp"
 
 #include <openssl/crypto.h>
 
@@ -427,9 +428,7 @@ boost::system::error_code parse_amz_date(std::string_view text, system_clock::ti
         return Errc::invalid_timestamp;
     const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)},
                              day{static_cast<unsigned>(d)}};
-    // system_clock counts nanoseconds in 64 bits (years 1678 to 2261); a signature's time is
-    // a clock's, well inside that.
-    if (!ymd.ok() || y < 1970 || y > 2200 || h > 23 || mi > 59 || s > 59)
+    if (!ymd.ok() || !detail::clock_holds_year(y) || h > 23 || mi > 59 || s > 59)
         return Errc::invalid_timestamp;
     out = sys_days{ymd} + hours{h} + minutes{mi} + seconds{s};
     return {};
