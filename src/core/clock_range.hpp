@@ -17,8 +17,8 @@ inline constexpr bool clock_holds_year(int year) noexcept {
 }
 
 /// The end of the range, 2200-01-01T00:00:00Z: what a far-future time is taken as.
-inline constexpr std::chrono::sys_days clock_range_end{
-    std::chrono::year{latest_clock_year} / std::chrono::January / 1};
+inline constexpr std::chrono::sys_days clock_range_end{std::chrono::year{latest_clock_year} /
+                                                       std::chrono::January / 1};
 inline constexpr std::int64_t clock_range_end_seconds =
     std::chrono::sys_seconds(clock_range_end).time_since_epoch().count();
 
