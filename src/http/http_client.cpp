@@ -14,11 +14,9 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/url/parse.hpp>
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <deque>
 #include <stdexcept>
 #include <unordered_map>
@@ -28,17 +26,6 @@ namespace {
 
 namespace http = beast::http;
 using Handler = asio::any_completion_handler<void(error_code, HttpResponse)>;
-
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const auto lower = [](char c) {
-            return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-        };
-        if (lower(a[i]) != lower(b[i])) return false;
-    }
-    return true;
-}
 
 // For log messages.
 std::string pool_key(const HttpOrigin& o) {
@@ -336,71 +323,6 @@ asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpR
             discard(pool, c);
         co_return std::pair{error_code{}, std::move(out)};
     }
-}
-
-std::string HttpOrigin::host_header() const {
-    const bool ipv6 = host.find(':') != std::string::npos;
-    std::string h = ipv6 ? "[" + host + "]" : host;
-    if (port != (tls ? 443 : 80)) h += ":" + std::to_string(port);
-    return h;
-}
-
-boost::system::error_code parse_http_url(std::string_view url, HttpOrigin& origin,
-                                         std::string& target, std::string* why) {
-    auto refuse = [why](const char* reason) {
-        if (why != nullptr) *why = reason;
-        return make_error_code(Errc::invalid_url);
-    };
-    const auto parsed = boost::urls::parse_uri(url);
-    if (!parsed) return refuse("not an absolute URL");
-    const auto scheme = parsed->scheme_id();
-    if (scheme != boost::urls::scheme::http && scheme != boost::urls::scheme::https)
-        return refuse("the scheme must be http or https");
-    if (parsed->has_userinfo()) return refuse("user information (user@) is not allowed");
-    // Boost.URL 1.81 reads "http://127.0.0.1.evil.example/" as host 127.0.0.1 with the path
-    // ".evil.example/": after an authority, a path must start with '/'.
-    const auto path = parsed->encoded_path();
-    if (!path.empty() && path.front() != '/') return refuse("the host is not a valid host name");
-    switch (parsed->host_type()) {
-        case boost::urls::host_type::ipv4:
-        case boost::urls::host_type::ipv6:
-            break;
-        case boost::urls::host_type::name: {
-            const std::string_view host = parsed->encoded_host();
-            const bool ok = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
-                return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                       c == '-' || c == '.' || c == '_';
-            });
-            if (!ok) return refuse("the host is not a valid host name");
-            break;
-        }
-        default:
-            return refuse("the URL has no host");
-    }
-    origin.tls = scheme == boost::urls::scheme::https;
-    origin.host = parsed->host_type() == boost::urls::host_type::ipv6 ? parsed->host_address()
-                                                                      : parsed->host();
-    if (parsed->has_port()) {
-        // port_number() wraps 99999 to 34463: read the digits ourselves.
-        const std::string_view digits = parsed->port();
-        unsigned port = 0;
-        const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), port);
-        if (digits.empty() || r.ec != std::errc() || r.ptr != digits.data() + digits.size() ||
-            port == 0 || port > 65535)
-            return refuse("the port must be a number from 1 to 65535");
-        origin.port = static_cast<std::uint16_t>(port);
-    } else {
-        origin.port = origin.tls ? 443 : 80;
-    }
-    target = path.empty() ? "/" : std::string(path);
-    if (parsed->has_query()) target += "?" + std::string(parsed->encoded_query());
-    return {};
-}
-
-std::string_view HttpResponse::header(std::string_view name) const noexcept {
-    for (const auto& [n, v] : headers)
-        if (iequals(n, name)) return v;
-    return {};
 }
 
 HttpClient::HttpClient(asio::any_io_executor executor, HttpClientConfig config)
