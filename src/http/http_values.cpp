@@ -25,9 +25,17 @@ bool iequals(std::string_view a, std::string_view b) {
 }  // namespace
 
 std::string HttpOrigin::host_header() const {
+    // Built piece by piece: GCC 12 at -O3 warns (-Wrestrict, falsely) on "[" + string.
     const bool ipv6 = host.find(':') != std::string::npos;
-    std::string h = ipv6 ? "[" + host + "]" : host;
-    if (port != (tls ? 443 : 80)) h += ":" + std::to_string(port);
+    std::string h;
+    h.reserve(host.size() + 8);
+    if (ipv6) h += '[';
+    h += host;
+    if (ipv6) h += ']';
+    if (port != (tls ? 443 : 80)) {
+        h += ':';
+        h += std::to_string(port);
+    }
     return h;
 }
 
@@ -79,7 +87,12 @@ boost::system::error_code parse_http_url(std::string_view url, HttpOrigin& origi
         origin.port = origin.tls ? 443 : 80;
     }
     target = path.empty() ? "/" : std::string(path);
-    if (parsed->has_query()) target += "?" + std::string(parsed->encoded_query());
+    if (parsed->has_query()) {
+        // As in host_header, piece by piece.
+        const auto query = parsed->encoded_query();
+        target += '?';
+        target.append(query.data(), query.size());
+    }
     return {};
 }
 
