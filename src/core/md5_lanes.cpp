@@ -7,12 +7,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 namespace outbox::detail {
 
 namespace {
 
-constexpr std::size_t lanes = 8;
+constexpr std::size_t lanes = 8;        // AVX2
+constexpr std::size_t wide_lanes = 16;  // AVX-512
 
 // RFC 1321's sine table and per-round shifts.
 constexpr std::uint32_t k[64] = {
@@ -115,11 +117,133 @@ __attribute__((target("avx2"))) void md5_eight(const std::string_view* in, std::
         for (int s = 0; s < 4; ++s) std::memcpy(out[l].data() + 4 * s, &state[s][l], 4);
 }
 
+// Round i of MD5 on sixteen lanes, its constants in the instructions: a three-input logic
+// instruction for the round's function (truth tables indexed by b << 2 | c << 1 | d: b ? c : d;
+// d ? b : c; b ^ c ^ d; c ^ (b | ~d)) and a rotate instead of two shifts and an or.
+template <int i>
+__attribute__((target("avx512f"), always_inline)) inline void round512(__m512i& a, __m512i& b,
+                                                                       __m512i& c, __m512i& d,
+                                                                       const __m512i* m) {
+    constexpr int table = i < 16 ? 0xca : i < 32 ? 0xe4 : i < 48 ? 0x96 : 0x39;
+    // a + k + m does not wait for b, which the previous round has just made: only the
+    // function, one add, the rotate and the last add do.
+    const __m512i akm = _mm512_add_epi32(
+        a, _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(k[i])), m[word_of(i)]));
+    const __m512i f = _mm512_add_epi32(_mm512_ternarylogic_epi32(b, c, d, table), akm);
+    a = d;
+    d = c;
+    c = b;
+    b = _mm512_add_epi32(b, _mm512_rol_epi32(f, shift[i]));
+}
+
+template <int... i>
+__attribute__((target("avx512f"), always_inline)) inline void rounds512(
+    std::integer_sequence<int, i...>, __m512i& a, __m512i& b, __m512i& c, __m512i& d,
+    const __m512i* m) {
+    (round512<i>(a, b, c, d, m), ...);
+}
+
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_epi32(), which it then calls
+// "maybe uninitialized" (GCC bug 105593, fixed in 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+// rows[l] is lane l's 64-byte block; afterwards rows[w] is word w of every lane's block.
+// Pairs of 32-bit and 64-bit words interleaved within each 128-bit quarter, then the quarters
+// exchanged between registers: 64 shuffles where gathering or copying word by word costs more.
+__attribute__((target("avx512f"), always_inline)) inline void transpose16(__m512i (&rows)[16]) {
+    __m512i t[16];
+    for (int r = 0; r < 16; r += 2) {
+        t[r] = _mm512_unpacklo_epi32(rows[r], rows[r + 1]);
+        t[r + 1] = _mm512_unpackhi_epi32(rows[r], rows[r + 1]);
+    }
+    __m512i u[16];  // u[4g + j], quarter q: word 4q + j of rows 4g .. 4g + 3
+    for (int g = 0; g < 16; g += 4) {
+        u[g] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int j = 0; j < 4; ++j) {
+        const __m512i x0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
+        const __m512i x1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xee);
+        const __m512i x2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+        const __m512i x3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xee);
+        rows[j] = _mm512_shuffle_i32x4(x0, x2, 0x88);
+        rows[4 + j] = _mm512_shuffle_i32x4(x0, x2, 0xdd);
+        rows[8 + j] = _mm512_shuffle_i32x4(x1, x3, 0x88);
+        rows[12 + j] = _mm512_shuffle_i32x4(x1, x3, 0xdd);
+    }
+}
+
+// Up to sixteen inputs in the lanes of one AVX-512 register each, as md5_eight does eight;
+// the rounds unrolled (round512), each block's words transposed in registers.
+__attribute__((target("avx512f"))) void md5_sixteen(const std::string_view* in, std::size_t n,
+                                                    Md5Digest* out) {
+    alignas(64) static constexpr unsigned char no_block[64] = {};  // lanes without an input
+    std::size_t blocks[wide_lanes] = {};
+    std::size_t most = 0;
+    for (std::size_t l = 0; l < n; ++l) {
+        blocks[l] = (in[l].size() + 8) / 64 + 1;
+        most = std::max(most, blocks[l]);
+    }
+    __m512i a = _mm512_set1_epi32(0x67452301), b = _mm512_set1_epi32(static_cast<int>(0xefcdab89)),
+            c = _mm512_set1_epi32(static_cast<int>(0x98badcfe)), d = _mm512_set1_epi32(0x10325476);
+    unsigned char scratch[wide_lanes][64];
+    for (std::size_t block = 0; block < most; ++block) {
+        __mmask16 active = 0;
+        __m512i m[16];
+        for (std::size_t l = 0; l < wide_lanes; ++l) {
+            const unsigned char* p = no_block;
+            if (l < n && block < blocks[l]) {
+                active = static_cast<__mmask16>(active | (1u << l));
+                p = padded_block(in[l], block, scratch[l]);
+            }
+            m[l] = _mm512_loadu_si512(p);  // little-endian words, as MD5 reads them
+        }
+        transpose16(m);
+        const __m512i a0 = a, b0 = b, c0 = c, d0 = d;
+        rounds512(std::make_integer_sequence<int, 64>{}, a, b, c, d, m);
+        a = _mm512_mask_add_epi32(a0, active, a0, a);
+        b = _mm512_mask_add_epi32(b0, active, b0, b);
+        c = _mm512_mask_add_epi32(c0, active, c0, c);
+        d = _mm512_mask_add_epi32(d0, active, d0, d);
+    }
+    alignas(64) std::uint32_t state[4][wide_lanes];
+    _mm512_store_si512(state[0], a);
+    _mm512_store_si512(state[1], b);
+    _mm512_store_si512(state[2], c);
+    _mm512_store_si512(state[3], d);
+    for (std::size_t l = 0; l < n; ++l)
+        for (int s = 0; s < 4; ++s) std::memcpy(out[l].data() + 4 * s, &state[s][l], 4);
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 }  // namespace
 
-bool md5_lanes_available() noexcept {
+bool md5_path_available(Md5Path path) noexcept {
     static const bool avx2 = __builtin_cpu_supports("avx2");
-    return avx2;
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+    switch (path) {
+        case Md5Path::openssl:
+            return true;
+        case Md5Path::avx2:
+            return avx2;
+        case Md5Path::avx512:
+            return avx512;
+    }
+    return false;
+}
+
+Md5Path md5_best_path() noexcept {
+    static const Md5Path best = md5_path_available(Md5Path::avx512) ? Md5Path::avx512
+                                : md5_path_available(Md5Path::avx2) ? Md5Path::avx2
+                                                                    : Md5Path::openssl;
+    return best;
 }
 
 void md5_one_by_one(std::span<const std::string_view> inputs, std::span<Md5Digest> out) noexcept {
@@ -128,14 +252,26 @@ void md5_one_by_one(std::span<const std::string_view> inputs, std::span<Md5Diges
             out[i].data());
 }
 
-void md5_many(std::span<const std::string_view> inputs, std::span<Md5Digest> out) noexcept {
+void md5_many_on(Md5Path path, std::span<const std::string_view> inputs,
+                 std::span<Md5Digest> out) noexcept {
+    const std::size_t width = path == Md5Path::avx512 ? wide_lanes
+                              : path == Md5Path::avx2 ? lanes
+                                                      : 0;
     std::size_t done = 0;
-    if (md5_lanes_available())
-        // Lanes pay for themselves from three inputs on; fewer go one by one.
-        for (; inputs.size() - done >= 3; done += std::min(lanes, inputs.size() - done))
-            md5_eight(inputs.data() + done, std::min(lanes, inputs.size() - done),
-                      out.data() + done);
+    // Lanes pay for themselves from three inputs on; fewer go one by one.
+    while (width != 0 && inputs.size() - done >= 3) {
+        const std::size_t count = std::min(width, inputs.size() - done);
+        if (path == Md5Path::avx512)
+            md5_sixteen(inputs.data() + done, count, out.data() + done);
+        else
+            md5_eight(inputs.data() + done, count, out.data() + done);
+        done += count;
+    }
     md5_one_by_one(inputs.subspan(done), out.subspan(done));
+}
+
+void md5_many(std::span<const std::string_view> inputs, std::span<Md5Digest> out) noexcept {
+    md5_many_on(md5_best_path(), inputs, out);
 }
 
 }  // namespace outbox::detail

@@ -1,5 +1,6 @@
-// Fuzz target: MD5 in SIMD lanes equals OpenSSL's for whatever inputs. The first byte is how
-// many inputs (1 to 16); the rest is cut among them at lengths the following bytes choose.
+// Fuzz target: MD5 in SIMD lanes, along every path this CPU can take, equals OpenSSL's for
+// whatever inputs. The first byte is how many inputs (1 to 32); the rest is cut among them at
+// lengths the following bytes choose.
 #include "core/md5_lanes.hpp"
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
-    const std::size_t count = 1 + data[0] % 16;
+    const std::size_t count = 1 + data[0] % 32;
     std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
     std::vector<std::string_view> inputs;
     for (std::size_t i = 0; i < count; ++i) {
@@ -20,8 +21,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         rest.remove_prefix(n);
     }
     std::vector<outbox::detail::Md5Digest> lanes(count), reference(count);
-    outbox::detail::md5_many(inputs, lanes);
     outbox::detail::md5_one_by_one(inputs, reference);
-    if (lanes != reference) std::abort();
+    using outbox::detail::Md5Path;
+    for (Md5Path path : {Md5Path::avx2, Md5Path::avx512}) {
+        if (!outbox::detail::md5_path_available(path)) continue;
+        outbox::detail::md5_many_on(path, inputs, lanes);
+        if (lanes != reference) std::abort();
+    }
     return 0;
 }
