@@ -21,6 +21,11 @@ SendMachine::SendMachine(const SqsDestinationConfig& config, std::string queue_u
                          DestinationCounters& stats, std::uint32_t seed)
     : config_(config), stats_(stats), queue_url_(std::move(queue_url)), fifo_(fifo), rng_(seed) {}
 
+SendMachine::~SendMachine() {
+    not_on_the_wire_.clear();
+    entries_.clear_and_dispose(std::default_delete<Entry>());
+}
+
 std::string SendMachine::redact(std::string text) const {
     detail::redact(text, session_token_);
     return text;
@@ -40,8 +45,8 @@ std::uint64_t SendMachine::accept(Message message, std::size_t size, Time now, A
     if (config_.retry.message_deadline.count() > 0)
         e->deadline = now + config_.retry.message_deadline;
     const std::uint64_t seq = e->seq;
-    entries_.emplace_hint(entries_.end(), seq, std::move(owned));
-    not_on_the_wire_.insert(not_on_the_wire_.end(), seq);
+    entries_.insert(entries_.end(), *owned.release());
+    not_on_the_wire_.insert(not_on_the_wire_.end(), *e);
     if (closing_) {
         fail(*e, aborted::operation_aborted, "the destination is closed", out);  // e is gone
         return seq;
@@ -111,8 +116,8 @@ void SendMachine::staged(std::uint64_t seq, error_code ec, StagedPayload payload
                          Actions& out) {
     now_ = now;
     auto it = entries_.find(seq);
-    if (it == entries_.end() || it->second->place != Place::staging) return;
-    Entry& e = *it->second;
+    if (it == entries_.end() || it->place != Place::staging) return;
+    Entry& e = *it;
     release_group(e);
     if (!ec && abandoned_) ec = aborted::operation_aborted;
     if (ec) {
@@ -195,7 +200,7 @@ void SendMachine::cancel(std::uint64_t seq, Time now, Actions& out) {
     now_ = now;
     auto it = entries_.find(seq);
     if (it == entries_.end()) return;
-    Entry& e = *it->second;
+    Entry& e = *it;
     if (e.place == Place::request || e.place == Place::staging || e.place == Place::leaving)
         return;  // completes with its request's (or upload's) outcome, or is completing
     take_out(e);
@@ -212,15 +217,15 @@ void SendMachine::cancel(std::uint64_t seq, Time now, Actions& out) {
 std::optional<SendMachine::Time> SendMachine::earliest_waiting_deadline() const {
     if (config_.retry.message_deadline.count() <= 0 || not_on_the_wire_.empty())
         return std::nullopt;
-    return entries_.find(*not_on_the_wire_.begin())->second->deadline;
+    return not_on_the_wire_.begin()->deadline;
 }
 
 void SendMachine::move_to(Entry& e, Place place) {
     const auto waits = [](Place p) { return p != Place::request && p != Place::leaving; };
     if (waits(e.place) && !waits(place))
-        not_on_the_wire_.erase(e.seq);
+        not_on_the_wire_.erase(not_on_the_wire_.iterator_to(e));
     else if (!waits(e.place) && waits(place))
-        not_on_the_wire_.insert(e.seq);
+        not_on_the_wire_.insert(e);
     e.place = place;
 }
 
@@ -257,21 +262,22 @@ void SendMachine::expire_due(Actions& out) {
     // Every due message leaves its list before any is completed: completing one admits
     // waiting messages and may send a batch, which must not pick up another.
     std::vector<std::pair<std::uint64_t, const char*>> due;
-    for (const auto& [seq, e] : entries_) {
-        if (e->deadline > now_) break;
-        if (e->place == Place::request || e->place == Place::leaving) continue;
-        due.emplace_back(seq, e->place == Place::waiting_room     ? "waiting for room"
-                              : e->place == Place::staging        ? "its payload was being staged"
-                              : e->place == Place::backoff        ? "waiting to be retried"
-                              : queue_state_ != QueueState::ready ? "the queue was being looked up"
-                                                                  : "waiting to be sent");
-        take_out(*e);
-        move_to(*e, Place::leaving);
+    for (Entry& e : entries_) {
+        if (e.deadline > now_) break;
+        if (e.place == Place::request || e.place == Place::leaving) continue;
+        due.emplace_back(e.seq, e.place == Place::waiting_room ? "waiting for room"
+                                : e.place == Place::staging    ? "its payload was being staged"
+                                : e.place == Place::backoff    ? "waiting to be retried"
+                                : queue_state_ != QueueState::ready
+                                    ? "the queue was being looked up"
+                                    : "waiting to be sent");
+        take_out(e);
+        move_to(e, Place::leaving);
     }
     for (const auto& [seq, where] : due) {
         const auto it = entries_.find(seq);
         if (it == entries_.end()) continue;
-        Entry& e = *it->second;
+        Entry& e = *it;
         fail(e, e.maybe_delivered ? error_code(Errc::outcome_unknown) : error_code(Errc::timeout),
              with_last_attempt("the message deadline (" +
                                    seconds_text(config_.retry.message_deadline) +
@@ -297,8 +303,9 @@ void SendMachine::complete(Entry& e, error_code ec, Receipt receipt, Actions& ou
     c.receipt = std::move(receipt);
     c.message = std::move(e.message);
     c.accepted_at = e.accepted_at;
-    not_on_the_wire_.erase(e.seq);
-    entries_.erase(e.seq);  // e is gone from here on
+    if (e.not_on_the_wire.is_linked()) not_on_the_wire_.erase(not_on_the_wire_.iterator_to(e));
+    entries_.erase_and_dispose(entries_.iterator_to(e), std::default_delete<Entry>());
+    // e is gone from here on
     if (was_admitted) admit_waiting(out);
     maybe_finish_close(out);
 }
@@ -567,8 +574,8 @@ void SendMachine::abandon(const std::string& why, Actions& out) {
     for (Entry* e : list) release_group(*e);
     fail_list(std::move(list));
     list.clear();
-    for (auto& [seq, e] : entries_)  // uploads in progress
-        if (e->place == Place::staging) list.push_back(e.get());
+    for (Entry& e : entries_)  // uploads in progress
+        if (e.place == Place::staging) list.push_back(&e);
     for (Entry* e : list) release_group(*e);
     fail_list(std::move(list));
     for (auto& [id, request] : calls_) out.cancel_calls.push_back(id);

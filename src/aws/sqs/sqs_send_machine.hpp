@@ -20,6 +20,7 @@
 
 #include <boost/container/deque.hpp>
 #include <boost/container/static_vector.hpp>
+#include <boost/intrusive/set.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
@@ -28,7 +29,6 @@
 #include <memory>
 #include <optional>
 #include <random>
-#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -81,6 +81,9 @@ class SendMachine {
     /// queue is looked up by config.queue_name first.
     SendMachine(const SqsDestinationConfig& config, std::string queue_url, bool fifo,
                 DestinationCounters& stats, std::uint32_t seed);
+    ~SendMachine();
+    SendMachine(const SendMachine&) = delete;
+    SendMachine& operator=(const SendMachine&) = delete;
 
     // ---- events ----------------------------------------------------------------------------
     /// A message that passed the checks that need no queue facts; `size` is what SQS counts.
@@ -120,7 +123,12 @@ class SendMachine {
     enum class QueueState { unresolved, resolving, ready };
     enum class CallKind { get_queue_url, get_queue_attributes, send };
 
+    // Links an Entry carries in the two ordered sets it can be in: they cost no allocation
+    // of their own, where std::map and std::set nodes cost one each per message.
+    using SeqLink = boost::intrusive::set_member_hook<>;
     struct Entry {
+        SeqLink by_seq{};           // entries_
+        SeqLink not_on_the_wire{};  // not_on_the_wire_
         std::uint64_t seq = 0;
         Message message;
         std::size_t size = 0;       // counted against max_in_flight_bytes
@@ -205,16 +213,26 @@ class SendMachine {
     std::uint32_t resolve_attempts_ = 0;
     Time resolve_retry_at_ = Time::max();
 
-    // Messages, by seq: the oldest first, which is also the order of their deadlines.
+    struct SeqOf {
+        using type = std::uint64_t;
+        std::uint64_t operator()(const Entry& e) const { return e.seq; }
+    };
+    template <SeqLink Entry::*link>
+    using EntriesBySeq =
+        boost::intrusive::set<Entry, boost::intrusive::member_hook<Entry, SeqLink, link>,
+                              boost::intrusive::key_of_value<SeqOf>>;
+
+    // Messages, by seq: the oldest first, which is also the order of their deadlines. The
+    // set owns them (made in accept, deleted in complete and the destructor).
     std::uint64_t next_seq_ = 1;
-    std::map<std::uint64_t, std::unique_ptr<Entry>> entries_;
+    EntriesBySeq<&Entry::by_seq> entries_;
     // Boost's deque allocates nothing until its first element (std::deque takes 576 bytes
     // at construction): an idle destination among thousands carries none.
     boost::container::deque<Entry*> waiting_room_;
     boost::container::deque<Entry*> ready_;  // by seq
     std::multimap<Time, Entry*> backoff_;
     // Messages not on the wire, by seq: the first has the earliest deadline the timer covers.
-    std::set<std::uint64_t> not_on_the_wire_;
+    EntriesBySeq<&Entry::not_on_the_wire> not_on_the_wire_;
     std::unordered_map<std::string, std::size_t> busy_groups_;  // FIFO: on the wire or backing off
     std::size_t admitted_ = 0;
     std::size_t admitted_bytes_ = 0;
