@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -133,7 +134,8 @@ __attribute__((target("avx512f"), always_inline)) inline void round512(__m512i& 
     a = d;
     d = c;
     c = b;
-    b = _mm512_add_epi32(b, _mm512_rol_epi32(f, shift[i]));
+    constexpr int rotation = shift[i];  // a constant at -O0 too, where the intrinsic is a macro
+    b = _mm512_add_epi32(b, _mm512_rol_epi32(f, rotation));
 }
 
 template <int... i>
@@ -240,9 +242,17 @@ bool md5_path_available(Md5Path path) noexcept {
 }
 
 Md5Path md5_best_path() noexcept {
-    static const Md5Path best = md5_path_available(Md5Path::avx512) ? Md5Path::avx512
-                                : md5_path_available(Md5Path::avx2) ? Md5Path::avx2
-                                                                    : Md5Path::openssl;
+    static const Md5Path best = [] {
+        // OUTBOX_MD5_LANES=avx2 (or openssl) caps the path: on CPUs whose clock drops while
+        // 512-bit instructions run (Intel's Skylake and Cascade Lake servers), the rest of the
+        // process may lose more than the hashing gains.
+        const char* cap = std::getenv("OUTBOX_MD5_LANES");
+        const std::string_view limit = cap != nullptr ? cap : "";
+        if (limit == "openssl") return Md5Path::openssl;
+        if (limit != "avx2" && md5_path_available(Md5Path::avx512)) return Md5Path::avx512;
+        if (md5_path_available(Md5Path::avx2)) return Md5Path::avx2;
+        return Md5Path::openssl;
+    }();
     return best;
 }
 

@@ -26,7 +26,8 @@ enum class Md5Path { openssl, avx2, avx512 };
 /// Whether this CPU can take `path`.
 bool md5_path_available(Md5Path path) noexcept;
 
-/// The fastest path this CPU can take: the one md5_many takes.
+/// The fastest path this CPU can take: the one md5_many takes. The environment variable
+/// OUTBOX_MD5_LANES=avx2 or =openssl caps it (read once, at the first call).
 Md5Path md5_best_path() noexcept;
 
 /// md5_many along `path`, which must be available (tests and the benchmark compare paths).

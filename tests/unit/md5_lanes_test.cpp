@@ -5,6 +5,8 @@
 
 #include "core/md5_lanes.hpp"
 
+#include <algorithm>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -23,6 +25,14 @@ std::string hex(const Md5Digest& d) {
     }
     return out;
 }
+
+// What each digest holds before a path runs: a path that left one unwritten must not pass on the
+// previous path's result.
+const Md5Digest poison = [] {
+    Md5Digest d;
+    d.fill(0xff);
+    return d;
+}();
 
 const char* name(Md5Path path) {
     return path == Md5Path::avx512 ? "AVX-512" : path == Md5Path::avx2 ? "AVX2" : "OpenSSL";
@@ -44,6 +54,7 @@ void check_same(const std::vector<std::string>& inputs) {
     std::vector<Md5Path> paths = lane_paths();
     paths.push_back(outbox::detail::md5_best_path());
     for (Md5Path path : paths) {
+        std::fill(lanes.begin(), lanes.end(), poison);
         outbox::detail::md5_many_on(path, views, lanes);
         for (std::size_t i = 0; i < views.size(); ++i) {
             INFO(name(path) << ": input " << i << " of " << views.size() << ", " << views[i].size()
@@ -58,13 +69,16 @@ void check_same(const std::vector<std::string>& inputs) {
 TEST_CASE("MD5 lanes: this machine's CPU takes the widest path it has") {
     // The build machine has AVX-512: a path that silently fell back would go untested.
     INFO("fastest path on this CPU: " << name(outbox::detail::md5_best_path()));
+    CHECK(outbox::detail::md5_path_available(Md5Path::openssl));
+    if (!outbox::detail::md5_path_available(Md5Path::avx512))
+        WARN("this CPU has no AVX-512: the sixteen-lane path is not tested here");
+    if (std::getenv("OUTBOX_MD5_LANES") != nullptr) return;  // capped on purpose
     if (__builtin_cpu_supports("avx512f"))
         CHECK(outbox::detail::md5_best_path() == Md5Path::avx512);
     else if (__builtin_cpu_supports("avx2"))
         CHECK(outbox::detail::md5_best_path() == Md5Path::avx2);
     else
         CHECK(outbox::detail::md5_best_path() == Md5Path::openssl);
-    CHECK(outbox::detail::md5_path_available(Md5Path::openssl));
 }
 
 TEST_CASE("MD5 lanes: RFC 1321's test suite, eight at once") {
@@ -86,6 +100,7 @@ TEST_CASE("MD5 lanes: RFC 1321's test suite, eight at once") {
     std::vector<Md5Digest> out(inputs.size());
     for (Md5Path path : lane_paths()) {
         INFO(name(path));
+        std::fill(out.begin(), out.end(), poison);
         outbox::detail::md5_many_on(path, inputs, out);
         for (std::size_t i = 0; i < suite.size(); ++i) CHECK(hex(out[i]) == suite[i].second);
         CHECK(hex(out[7]) == suite[1].second);
