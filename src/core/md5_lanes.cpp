@@ -53,8 +53,37 @@ const unsigned char* padded_block(std::string_view in, std::size_t block,
     return scratch;
 }
 
-__attribute__((target("avx2"))) inline __m256i rotl(__m256i x, int s) {
-    return _mm256_or_si256(_mm256_slli_epi32(x, s), _mm256_srli_epi32(x, 32 - s));
+// Round i of MD5 on eight lanes, unrolled (rounds256) so that its constants are immediates.
+template <int i>
+__attribute__((target("avx2"), always_inline)) inline void round256(
+    __m256i& a, __m256i& b, __m256i& c, __m256i& d, const std::uint32_t (&words)[16][lanes]) {
+    __m256i f;
+    if constexpr (i < 16)  // d ^ (b & (c ^ d))
+        f = _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)));
+    else if constexpr (i < 32)  // c ^ (d & (b ^ c))
+        f = _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)));
+    else if constexpr (i < 48)
+        f = _mm256_xor_si256(_mm256_xor_si256(b, c), d);
+    else  // c ^ (b | ~d)
+        f = _mm256_xor_si256(c, _mm256_or_si256(b, _mm256_xor_si256(d, _mm256_set1_epi32(-1))));
+    const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(words[word_of(i)]));
+    // a + k + m does not wait for b, which the previous round has just made.
+    const __m256i akm =
+        _mm256_add_epi32(a, _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(k[i])), m));
+    f = _mm256_add_epi32(f, akm);
+    a = d;
+    d = c;
+    c = b;
+    constexpr int rotation = shift[i];
+    b = _mm256_add_epi32(
+        b, _mm256_or_si256(_mm256_slli_epi32(f, rotation), _mm256_srli_epi32(f, 32 - rotation)));
+}
+
+template <int... i>
+__attribute__((target("avx2"), always_inline)) inline void rounds256(
+    std::integer_sequence<int, i...>, __m256i& a, __m256i& b, __m256i& c, __m256i& d,
+    const std::uint32_t (&words)[16][lanes]) {
+    (round256<i>(a, b, c, d, words), ...);
 }
 
 // Up to eight inputs in the lanes of one register each for a, b, c, d. Lanes whose message
@@ -84,26 +113,7 @@ __attribute__((target("avx2"))) void md5_eight(const std::string_view* in, std::
         }
         const __m256i active = _mm256_load_si256(reinterpret_cast<const __m256i*>(live));
         const __m256i a0 = a, b0 = b, c0 = c, d0 = d;
-        for (int i = 0; i < 64; ++i) {
-            __m256i f;
-            if (i < 16)  // d ^ (b & (c ^ d))
-                f = _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)));
-            else if (i < 32)  // c ^ (d & (b ^ c))
-                f = _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)));
-            else if (i < 48)
-                f = _mm256_xor_si256(_mm256_xor_si256(b, c), d);
-            else  // c ^ (b | ~d)
-                f = _mm256_xor_si256(
-                    c, _mm256_or_si256(b, _mm256_xor_si256(d, _mm256_set1_epi32(-1))));
-            const __m256i m =
-                _mm256_load_si256(reinterpret_cast<const __m256i*>(words[word_of(i)]));
-            f = _mm256_add_epi32(_mm256_add_epi32(f, a),
-                                 _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(k[i])), m));
-            a = d;
-            d = c;
-            c = b;
-            b = _mm256_add_epi32(b, rotl(f, shift[i]));
-        }
+        rounds256(std::make_integer_sequence<int, 64>{}, a, b, c, d, words);
         a = _mm256_blendv_epi8(a0, _mm256_add_epi32(a0, a), active);
         b = _mm256_blendv_epi8(b0, _mm256_add_epi32(b0, b), active);
         c = _mm256_blendv_epi8(c0, _mm256_add_epi32(c0, c), active);
