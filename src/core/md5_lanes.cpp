@@ -38,6 +38,12 @@ constexpr int word_of(int i) {
 
 // Block `block` of an input's padded message (data, 0x80, zeros, its length in bits): a view
 // of the input itself when the block lies within it, else built in `scratch`.
+// Blocks in the padded message of `size` bytes: the data, the 0x80 byte and the 8-byte length
+// round up to whole 64-byte blocks.
+constexpr std::size_t padded_blocks(std::size_t size) {
+    return (size + 8) / 64 + 1;
+}
+
 const unsigned char* padded_block(std::string_view in, std::size_t block,
                                   unsigned char (&scratch)[64]) {
     const std::size_t begin = block * 64;
@@ -45,12 +51,31 @@ const unsigned char* padded_block(std::string_view in, std::size_t block,
     std::memset(scratch, 0, 64);
     if (begin < in.size()) std::memcpy(scratch, in.data() + begin, in.size() - begin);
     if (begin <= in.size() && in.size() < begin + 64) scratch[in.size() - begin] = 0x80;
-    const std::size_t blocks = (in.size() + 8) / 64 + 1;
-    if (block == blocks - 1) {
+    if (block == padded_blocks(in.size()) - 1) {
         const std::uint64_t bits = static_cast<std::uint64_t>(in.size()) * 8;
         for (int b = 0; b < 8; ++b) scratch[56 + b] = static_cast<unsigned char>(bits >> (8 * b));
     }
     return scratch;
+}
+
+// Each input's block count into blocks[0 .. n); returns the largest, the passes the lanes make.
+std::size_t count_blocks(const std::string_view* in, std::size_t n, std::size_t* blocks) {
+    std::size_t most = 0;
+    for (std::size_t l = 0; l < n; ++l) {
+        blocks[l] = padded_blocks(in[l].size());
+        most = std::max(most, blocks[l]);
+    }
+    return most;
+}
+
+// MD5's initial state, the same in every lane.
+constexpr std::uint32_t initial_state[4] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476};
+
+// Lane l's digest is word l of each of a, b, c, d (state[s][l]), little-endian.
+template <std::size_t width>
+void write_digests(const std::uint32_t (&state)[4][width], std::size_t n, Md5Digest* out) {
+    for (std::size_t l = 0; l < n; ++l)
+        for (int s = 0; s < 4; ++s) std::memcpy(out[l].data() + 4 * s, &state[s][l], 4);
 }
 
 // Round i of MD5 on eight lanes, unrolled (rounds256) so that its constants are immediates.
@@ -91,13 +116,11 @@ __attribute__((target("avx2"), always_inline)) inline void rounds256(
 __attribute__((target("avx2"))) void md5_eight(const std::string_view* in, std::size_t n,
                                                Md5Digest* out) {
     std::size_t blocks[lanes] = {};
-    std::size_t most = 0;
-    for (std::size_t l = 0; l < n; ++l) {
-        blocks[l] = (in[l].size() + 8) / 64 + 1;
-        most = std::max(most, blocks[l]);
-    }
-    __m256i a = _mm256_set1_epi32(0x67452301), b = _mm256_set1_epi32(static_cast<int>(0xefcdab89)),
-            c = _mm256_set1_epi32(static_cast<int>(0x98badcfe)), d = _mm256_set1_epi32(0x10325476);
+    const std::size_t most = count_blocks(in, n, blocks);
+    __m256i a = _mm256_set1_epi32(static_cast<int>(initial_state[0])),
+            b = _mm256_set1_epi32(static_cast<int>(initial_state[1])),
+            c = _mm256_set1_epi32(static_cast<int>(initial_state[2])),
+            d = _mm256_set1_epi32(static_cast<int>(initial_state[3]));
     alignas(32) std::uint32_t words[16][lanes];
     unsigned char scratch[lanes][64];
     for (std::size_t block = 0; block < most; ++block) {
@@ -124,8 +147,7 @@ __attribute__((target("avx2"))) void md5_eight(const std::string_view* in, std::
     _mm256_store_si256(reinterpret_cast<__m256i*>(state[1]), b);
     _mm256_store_si256(reinterpret_cast<__m256i*>(state[2]), c);
     _mm256_store_si256(reinterpret_cast<__m256i*>(state[3]), d);
-    for (std::size_t l = 0; l < n; ++l)
-        for (int s = 0; s < 4; ++s) std::memcpy(out[l].data() + 4 * s, &state[s][l], 4);
+    write_digests(state, n, out);
 }
 
 // Round i of MD5 on sixteen lanes, its constants in the instructions: a three-input logic
@@ -196,13 +218,11 @@ __attribute__((target("avx512f"))) void md5_sixteen(const std::string_view* in, 
                                                     Md5Digest* out) {
     alignas(64) static constexpr unsigned char no_block[64] = {};  // lanes without an input
     std::size_t blocks[wide_lanes] = {};
-    std::size_t most = 0;
-    for (std::size_t l = 0; l < n; ++l) {
-        blocks[l] = (in[l].size() + 8) / 64 + 1;
-        most = std::max(most, blocks[l]);
-    }
-    __m512i a = _mm512_set1_epi32(0x67452301), b = _mm512_set1_epi32(static_cast<int>(0xefcdab89)),
-            c = _mm512_set1_epi32(static_cast<int>(0x98badcfe)), d = _mm512_set1_epi32(0x10325476);
+    const std::size_t most = count_blocks(in, n, blocks);
+    __m512i a = _mm512_set1_epi32(static_cast<int>(initial_state[0])),
+            b = _mm512_set1_epi32(static_cast<int>(initial_state[1])),
+            c = _mm512_set1_epi32(static_cast<int>(initial_state[2])),
+            d = _mm512_set1_epi32(static_cast<int>(initial_state[3]));
     unsigned char scratch[wide_lanes][64];
     for (std::size_t block = 0; block < most; ++block) {
         __mmask16 active = 0;
@@ -228,8 +248,7 @@ __attribute__((target("avx512f"))) void md5_sixteen(const std::string_view* in, 
     _mm512_store_si512(state[1], b);
     _mm512_store_si512(state[2], c);
     _mm512_store_si512(state[3], d);
-    for (std::size_t l = 0; l < n; ++l)
-        for (int s = 0; s < 4; ++s) std::memcpy(out[l].data() + 4 * s, &state[s][l], 4);
+    write_digests(state, n, out);
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
@@ -251,19 +270,31 @@ bool md5_path_available(Md5Path path) noexcept {
     return false;
 }
 
+Md5Path md5_path_capped(std::string_view cap) noexcept {
+    // OUTBOX_MD5_LANES=avx2 (or openssl) caps the path: on CPUs whose clock drops while
+    // 512-bit instructions run (Intel's Skylake and Cascade Lake servers), the rest of the
+    // process may lose more than the hashing gains.
+    if (cap == "openssl") return Md5Path::openssl;
+    if (cap != "avx2" && md5_path_available(Md5Path::avx512)) return Md5Path::avx512;
+    if (md5_path_available(Md5Path::avx2)) return Md5Path::avx2;
+    return Md5Path::openssl;
+}
+
+namespace {
+std::string_view md5_lanes_setting() noexcept {
+    static const char* const setting = std::getenv("OUTBOX_MD5_LANES");
+    return setting != nullptr ? setting : "";
+}
+}  // namespace
+
 Md5Path md5_best_path() noexcept {
-    static const Md5Path best = [] {
-        // OUTBOX_MD5_LANES=avx2 (or openssl) caps the path: on CPUs whose clock drops while
-        // 512-bit instructions run (Intel's Skylake and Cascade Lake servers), the rest of the
-        // process may lose more than the hashing gains.
-        const char* cap = std::getenv("OUTBOX_MD5_LANES");
-        const std::string_view limit = cap != nullptr ? cap : "";
-        if (limit == "openssl") return Md5Path::openssl;
-        if (limit != "avx2" && md5_path_available(Md5Path::avx512)) return Md5Path::avx512;
-        if (md5_path_available(Md5Path::avx2)) return Md5Path::avx2;
-        return Md5Path::openssl;
-    }();
+    static const Md5Path best = md5_path_capped(md5_lanes_setting());
     return best;
+}
+
+std::string_view md5_lanes_ignored_setting() noexcept {
+    const std::string_view setting = md5_lanes_setting();
+    return setting == "avx2" || setting == "openssl" ? std::string_view{} : setting;
 }
 
 void md5_one_by_one(std::span<const std::string_view> inputs, std::span<Md5Digest> out) noexcept {

@@ -30,6 +30,14 @@ bool md5_path_available(Md5Path path) noexcept;
 /// OUTBOX_MD5_LANES=avx2 or =openssl caps it (read once, at the first call).
 Md5Path md5_best_path() noexcept;
 
+/// The path md5_best_path takes on this CPU when OUTBOX_MD5_LANES is `cap`: "avx2" or "openssl"
+/// cap it, anything else leaves the fastest.
+Md5Path md5_path_capped(std::string_view cap) noexcept;
+
+/// OUTBOX_MD5_LANES when it is set to neither "avx2" nor "openssl" (so ignored), else empty:
+/// SqsDestination logs a warning naming it.
+std::string_view md5_lanes_ignored_setting() noexcept;
+
 /// md5_many along `path`, which must be available (tests and the benchmark compare paths).
 void md5_many_on(Md5Path path, std::span<const std::string_view> inputs,
                  std::span<Md5Digest> out) noexcept;

@@ -5,6 +5,11 @@
 
 #include "core/md5_lanes.hpp"
 
+#include <outbox/credentials_providers.hpp>
+#include <outbox/sqs_destination.hpp>
+
+#include <boost/asio/io_context.hpp>
+
 #include <algorithm>
 #include <cstdlib>
 #include <random>
@@ -131,4 +136,44 @@ TEST_CASE("MD5 lanes: mixed lengths in one batch, one of them long") {
         }
         check_same(inputs);
     }
+}
+
+TEST_CASE("MD5 lanes: OUTBOX_MD5_LANES caps the path; other values leave the fastest") {
+    using outbox::detail::md5_path_capped;
+    const Md5Path fastest = md5_path_capped("");
+    CHECK(fastest == (__builtin_cpu_supports("avx512f") ? Md5Path::avx512
+                      : __builtin_cpu_supports("avx2")  ? Md5Path::avx2
+                                                        : Md5Path::openssl));
+    CHECK(md5_path_capped("openssl") == Md5Path::openssl);
+    CHECK(md5_path_capped("avx2") ==
+          (__builtin_cpu_supports("avx2") ? Md5Path::avx2 : Md5Path::openssl));
+    for (const char* unknown : {"avx512", "AVX2", "sse", " avx2"}) {
+        INFO(unknown);
+        CHECK(md5_path_capped(unknown) == fastest);
+    }
+}
+
+// ctest runs this once more with OUTBOX_MD5_LANES=avx2 and once with an unknown value.
+TEST_CASE("MD5 lanes: the OUTBOX_MD5_LANES this process started with", "[setting]") {
+    const char* env = std::getenv("OUTBOX_MD5_LANES");
+    const std::string setting = env != nullptr ? env : "";
+    INFO("OUTBOX_MD5_LANES=\"" << setting << "\"");
+    CHECK(outbox::detail::md5_best_path() == outbox::detail::md5_path_capped(setting));
+    const bool known = setting == "avx2" || setting == "openssl";
+    CHECK(outbox::detail::md5_lanes_ignored_setting() == (known ? "" : setting));
+
+    // An SQS destination says so when the setting is ignored, and is silent otherwise.
+    boost::asio::io_context io;
+    std::vector<std::string> warnings;
+    outbox::SqsDestinationConfig config;
+    config.queue_url = "http://127.0.0.1:9/000000000000/q";
+    config.region = "us-east-1";
+    config.credentials = outbox::make_static_credentials(io.get_executor(), {"AK", "SK"});
+    config.logger.level = outbox::LogLevel::warning;
+    config.logger.sink = [&](outbox::LogLevel, std::string_view m) { warnings.emplace_back(m); };
+    outbox::SqsDestination destination(io.get_executor(), std::move(config));
+    const auto named = std::count_if(warnings.begin(), warnings.end(), [](const std::string& w) {
+        return w.find("OUTBOX_MD5_LANES") != std::string::npos;
+    });
+    CHECK(named == (known || setting.empty() ? 0 : 1));
 }

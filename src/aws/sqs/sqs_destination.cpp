@@ -8,6 +8,7 @@
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
 #include "core/extended_client.hpp"
+#include "core/md5_lanes.hpp"
 #include "core/redact.hpp"
 #include "core/send_completion.hpp"
 #include "core/trace_context.hpp"
@@ -488,6 +489,10 @@ SqsDestination::SqsDestination(asio::any_io_executor executor, SqsDestinationCon
         origin.host = "sqs." + region + ".amazonaws.com";
         origin.port = 443;
     }
+
+    if (const auto ignored = detail::md5_lanes_ignored_setting(); !ignored.empty())
+        config.logger.log(LogLevel::warning, "OUTBOX_MD5_LANES=\"" + std::string(ignored) +
+                                                 "\" is neither avx2 nor openssl: ignored");
 
     auto impl = std::make_shared<Impl>(executor, std::move(config));
     impl->origin = origin;
