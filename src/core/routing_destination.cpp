@@ -1,6 +1,7 @@
 #include "core/circuit_breaker.hpp"
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
+#include "core/strand_executor.hpp"
 #include "core/token_bucket.hpp"
 
 #include <outbox/routing_destination.hpp>
@@ -51,10 +52,12 @@ std::string seconds_text(std::chrono::steady_clock::duration d) {
 
 struct RoutingDestination::Impl {
     Impl(asio::any_io_executor ex, RoutingDestinationConfig cfg)
-        : executor(std::move(ex)), health_events(executor), config(std::move(cfg)) {}
+        : executor(std::move(ex)),
+          health_events(detail::make_strand_executor(executor)),
+          config(std::move(cfg)) {}
 
     asio::any_io_executor executor;
-    asio::strand<asio::any_io_executor> health_events;  // one at a time, in order
+    asio::any_io_executor health_events;  // a strand: one at a time, in order
     RoutingDestinationConfig config;
     // Shared with the targets' dead-letter handlers, which may outlive a failed make.
     std::shared_ptr<detail::DeadLetterSlot> dead_letters =

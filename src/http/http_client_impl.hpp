@@ -36,7 +36,8 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
-using Strand = asio::strand<asio::any_io_executor>;
+// A strand, type-erased (detail::make_strand_executor says why not asio::strand<...>).
+using Strand = asio::any_io_executor;
 
 inline constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 

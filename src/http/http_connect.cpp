@@ -1,5 +1,6 @@
 // HttpClient's connections: resolving (with the DNS cache), connecting, and TLS (the shared
 // contexts, the handshake, its failures in words); apart from the pool and requests.
+#include "core/strand_executor.hpp"
 #include "http/http_client_impl.hpp"
 
 #include <boost/asio/connect.hpp>
@@ -107,7 +108,7 @@ bool detail::http_client::Connection::peer_gone() {
 }
 
 HttpClient::Impl::Impl(asio::any_io_executor ex, HttpClientConfig cfg)
-    : executor(ex), strand(asio::make_strand(ex)), config(std::move(cfg)) {
+    : executor(ex), strand(detail::make_strand_executor(ex)), config(std::move(cfg)) {
     ca_file = config.tls.ca_file;
     if (ca_file.empty()) {
         if (const char* bundle = std::getenv("AWS_CA_BUNDLE"); bundle && *bundle) {

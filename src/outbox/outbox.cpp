@@ -7,6 +7,7 @@
 #include <outbox/error.hpp>
 #include <outbox/outbox.hpp>
 
+#include "core/strand_executor.hpp"
 #include "core/trace_context.hpp"
 #include "outbox/outbox_impl.hpp"
 
@@ -35,7 +36,7 @@ constexpr std::size_t max_enqueue_batch_bytes = 8u << 20;
 
 Outbox::Impl::Impl(asio::any_io_executor ex, OutboxConfig cfg)
     : executor(ex),
-      strand(asio::make_strand(ex)),
+      strand(detail::make_strand_executor(ex)),
       config(std::move(cfg)),
       wake_timer(strand),
       settle_retry_timer(strand) {}

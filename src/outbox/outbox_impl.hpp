@@ -41,7 +41,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     Impl(asio::any_io_executor ex, OutboxConfig cfg);
 
     asio::any_io_executor executor;
-    asio::strand<asio::any_io_executor> strand;
+    asio::any_io_executor strand;  // detail::make_strand_executor says why not asio::strand<...>
     OutboxConfig config;
     // The bound per target in force (0: none).
     std::size_t per_target = config.max_in_flight_per_target.value_or(

@@ -16,6 +16,7 @@
 #include "aws/aws_host.hpp"
 #include "aws/credentials/credentials_common.hpp"
 #include "core/bounded_file.hpp"
+#include "core/strand_executor.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -91,19 +92,21 @@ HttpClientConfig metadata_http_config(const MetadataOptions& o) {
 template <class Derived>
 class FetchingProvider : public CredentialsProvider, public std::enable_shared_from_this<Derived> {
   protected:
-    explicit FetchingProvider(const asio::any_io_executor& ex) : strand_(asio::make_strand(ex)) {}
+    explicit FetchingProvider(const asio::any_io_executor& ex)
+        : executor_(ex), strand_(detail::make_strand_executor(ex)) {}
 
     void do_get_credentials(Handler h) override {
         auto self = this->shared_from_this();
         asio::co_spawn(strand_, self->fetch(),
                        [self, h = std::move(h)](std::exception_ptr e, Result r) mutable {
                            if (e) r = {make_error_code(asio::error::fault), {}};
-                           detail::complete_later(self->strand_.get_inner_executor(), std::move(h),
-                                                  r.first, std::move(r.second));
+                           detail::complete_later(self->executor_, std::move(h), r.first,
+                                                  std::move(r.second));
                        });
     }
 
-    asio::strand<asio::any_io_executor> strand_;
+    asio::any_io_executor executor_;  // the caller's, where handlers complete
+    asio::any_io_executor strand_;
 };
 
 class ContainerProvider final : public FetchingProvider<ContainerProvider> {

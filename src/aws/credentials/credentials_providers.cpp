@@ -3,6 +3,7 @@
 
 #include "aws/credentials/credentials_common.hpp"
 #include "core/bounded_file.hpp"
+#include "core/strand_executor.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -146,7 +147,8 @@ class ChainProvider final : public CredentialsProvider,
   public:
     ChainProvider(asio::any_io_executor ex, std::vector<CredentialsProviderPtr> providers,
                   Logger logger)
-        : strand_(asio::make_strand(ex)),
+        : executor_(ex),
+          strand_(detail::make_strand_executor(ex)),
           providers_(std::move(providers)),
           logger_(std::move(logger)) {}
     // The sources it tries, in order: what a "no credentials found" message lists.
@@ -170,7 +172,7 @@ class ChainProvider final : public CredentialsProvider,
     void try_next(Handler h, std::size_t index, std::size_t remaining, error_code first_error) {
         if (remaining == 0) {
             return complete_later(
-                strand_.get_inner_executor(), std::move(h),
+                executor_, std::move(h),
                 first_error ? first_error : error_code(Errc::credentials_not_found), {});
         }
         const CredentialsProviderPtr p = providers_[index];
@@ -180,8 +182,7 @@ class ChainProvider final : public CredentialsProvider,
                 if (!ec) {
                     self->logger_.log(LogLevel::debug, "credentials from " + p->name());
                     self->last_good_ = index;
-                    return complete_later(self->strand_.get_inner_executor(), std::move(h), {},
-                                          std::move(c));
+                    return complete_later(self->executor_, std::move(h), {}, std::move(c));
                 }
                 self->logger_.log(LogLevel::debug, p->name() + ": " + ec.message());
                 if (!first_error && ec != Errc::credentials_not_found) first_error = ec;
@@ -190,7 +191,8 @@ class ChainProvider final : public CredentialsProvider,
             }));
     }
 
-    asio::strand<asio::any_io_executor> strand_;
+    asio::any_io_executor executor_;  // the caller's, where handlers complete
+    asio::any_io_executor strand_;
     std::vector<CredentialsProviderPtr> providers_;
     Logger logger_;
     std::size_t last_good_ = static_cast<std::size_t>(-1);
@@ -200,7 +202,10 @@ class CachingProvider final : public CredentialsProvider,
                               public std::enable_shared_from_this<CachingProvider> {
   public:
     CachingProvider(asio::any_io_executor ex, CredentialsProviderPtr inner, CachingOptions options)
-        : strand_(asio::make_strand(ex)), inner_(std::move(inner)), options_(std::move(options)) {
+        : executor_(ex),
+          strand_(detail::make_strand_executor(ex)),
+          inner_(std::move(inner)),
+          options_(std::move(options)) {
         if (!options_.clock) options_.clock = [] { return std::chrono::system_clock::now(); };
     }
     std::string name() const override { return inner_->name(); }
@@ -225,18 +230,17 @@ class CachingProvider final : public CredentialsProvider,
 
     void serve(Handler h) {
         const TimePoint now = options_.clock();
-        if (fresh(now))
-            return complete_later(strand_.get_inner_executor(), std::move(h), {}, *cached_);
+        if (fresh(now)) return complete_later(executor_, std::move(h), {}, *cached_);
         if (valid(now)) {
             // Close to expiry: keep serving these while one refresh runs in the background.
             if (!refreshing_ && now >= retry_not_before_) refresh();
-            return complete_later(strand_.get_inner_executor(), std::move(h), {}, *cached_);
+            return complete_later(executor_, std::move(h), {}, *cached_);
         }
         // Nothing to serve and the last fetch failed moments ago: its error at once, so a
         // source that refuses (a role's trust policy, a wrong ExternalId) is not asked again
         // for every message.
         if (!refreshing_ && last_failure_ && now < retry_not_before_)
-            return complete_later(strand_.get_inner_executor(), std::move(h), last_failure_, {});
+            return complete_later(executor_, std::move(h), last_failure_, {});
         waiting_.push_back(std::move(h));
         if (!refreshing_) refresh();
     }
@@ -264,16 +268,16 @@ class CachingProvider final : public CredentialsProvider,
                 self->waiting_.clear();
                 for (Handler& h : waiting) {
                     if (self->valid(now))
-                        complete_later(self->strand_.get_inner_executor(), std::move(h), {},
-                                       *self->cached_);
+                        complete_later(self->executor_, std::move(h), {}, *self->cached_);
                     else
-                        complete_later(self->strand_.get_inner_executor(), std::move(h),
+                        complete_later(self->executor_, std::move(h),
                                        ec ? ec : error_code(Errc::credentials_expired), {});
                 }
             }));
     }
 
-    asio::strand<asio::any_io_executor> strand_;
+    asio::any_io_executor executor_;  // the caller's, where handlers complete
+    asio::any_io_executor strand_;
     CredentialsProviderPtr inner_;
     CachingOptions options_;
     std::optional<Credentials> cached_;

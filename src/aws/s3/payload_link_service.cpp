@@ -2,6 +2,8 @@
 // URL pre-signed just now. One request per connection; every step on one strand.
 #include <outbox/payload_links.hpp>
 
+#include "core/strand_executor.hpp"
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -25,10 +27,13 @@ using tcp = asio::ip::tcp;
 
 struct PayloadLinkService::State : std::enable_shared_from_this<State> {
     State(asio::any_io_executor ex, PayloadLinkServiceConfig c)
-        : strand(asio::make_strand(ex)), acceptor(strand), pause(strand), config(std::move(c)) {}
+        : strand(detail::make_strand_executor(ex)),
+          acceptor(strand),
+          pause(strand),
+          config(std::move(c)) {}
 
     static constexpr std::size_t max_connections = 64;
-    asio::strand<asio::any_io_executor> strand;
+    asio::any_io_executor strand;
     tcp::acceptor acceptor;
     asio::steady_timer pause;  // after a failed accept (out of descriptors, say)
     PayloadLinkServiceConfig config;

@@ -6,6 +6,7 @@
 #include "core/backoff.hpp"
 #include "core/crc.hpp"
 #include "core/redact.hpp"
+#include "core/strand_executor.hpp"
 
 #include <outbox/payload_links.hpp>
 #include <outbox/payload_stager.hpp>
@@ -37,7 +38,7 @@ using Clock = std::chrono::steady_clock;
 struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
     Impl(asio::any_io_executor ex, PayloadStagerConfig cfg)
         : executor(ex),
-          strand(asio::make_strand(ex)),
+          strand(detail::make_strand_executor(ex)),
           config(std::move(cfg)),
           http(ex, config.http),
           signer(sigv4::SignerConfig{.region = config.region.empty() ? "us-east-1" : config.region,
@@ -46,7 +47,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
                                      .send_content_sha256 = true}) {}
 
     asio::any_io_executor executor;
-    asio::strand<asio::any_io_executor> strand;
+    asio::any_io_executor strand;  // detail::make_strand_executor says why not asio::strand<...>
     PayloadStagerConfig config;
     HttpClient http;
     sigv4::Signer signer;

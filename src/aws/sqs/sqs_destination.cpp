@@ -11,6 +11,7 @@
 #include "core/md5_lanes.hpp"
 #include "core/redact.hpp"
 #include "core/send_completion.hpp"
+#include "core/strand_executor.hpp"
 #include "core/trace_context.hpp"
 
 #include <outbox/envelope.hpp>
@@ -45,12 +46,12 @@ using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
 struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl> {
-    using Strand = asio::strand<asio::any_io_executor>;
+    using Strand = asio::any_io_executor;  // detail::make_strand_executor says why
     using Actions = sqs::SendMachine::Actions;
 
     Impl(asio::any_io_executor ex, SqsDestinationConfig cfg)
         : executor(ex),
-          strand(asio::make_strand(ex)),
+          strand(detail::make_strand_executor(ex)),
           config(std::move(cfg)),
           http(ex, config.http),
           wake_timer(strand),
