@@ -544,3 +544,36 @@ TEST_CASE("send machine: a clock-skew refusal corrects the signing time and rese
     REQUIRE(again.calls.size() == 1);  // no backoff
     CHECK(rig.machine->signing_time() - before > std::chrono::hours(24 * 365));
 }
+
+TEST_CASE("send machine: a message's state starts fresh, whatever the one before it went through") {
+    // Entries are kept for reuse once their message completes: nothing of the last one's
+    // attempts, split or diagnostics may reach the next.
+    Rig rig([](auto& c) { c.linger = 1ms; });
+    rig.send("good");
+    rig.send("bad");
+    auto& out = rig.advance_to_wake();
+    REQUIRE(out.calls.size() == 1);
+    auto& split =
+        rig.answer(out.calls[0], error_reply(400, "InvalidParameterValue", "one entry is invalid"));
+    REQUIRE(split.calls.size() == 2);
+    const auto good = split.calls[0], bad = split.calls[1];
+    REQUIRE(rig.answer(good, single_reply(good)).completions.size() == 1);
+    REQUIRE(
+        rig.answer(bad, error_reply(400, "InvalidParameterValue", "bad body")).completions.size() ==
+        1);
+    CHECK(rig.machine->messages() == 0);
+
+    // Two more: both go out together in one batch (neither was split before) at the first try.
+    rig.send("next-1");
+    rig.send("next-2");
+    auto& again = rig.advance_to_wake();
+    REQUIRE(again.calls.size() == 1);
+    CHECK(bodies_of(again.calls[0]) == std::vector<std::string>{"next-1", "next-2"});
+    auto& done = rig.answer(again.calls[0], batch_reply(again.calls[0]));
+    REQUIRE(done.completions.size() == 2);
+    for (const auto& c : done.completions) {
+        CHECK(c.ec == boost::system::error_code());
+        CHECK(c.receipt.attempts == 1);
+        CHECK(c.message.body.starts_with("next-"));
+    }
+}

@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <memory_resource>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -73,7 +74,10 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     std::string queue_url;
     std::atomic<bool> fifo{false};
 
-    std::unordered_map<std::uint64_t, Destination::SendHandler> handlers;  // by message seq
+    // By message seq. Its nodes come from a pool (kept for the next messages, bounded by the
+    // most in flight at once) instead of one allocation and free per message.
+    std::pmr::unsynchronized_pool_resource handler_nodes;
+    std::pmr::unordered_map<std::uint64_t, Destination::SendHandler> handlers{&handler_nodes};
     // Calls on the wire (or waiting for credentials), by the machine's call id.
     std::unordered_map<std::uint64_t, std::shared_ptr<asio::cancellation_signal>> calls;
     asio::steady_timer wake_timer;

@@ -12,6 +12,7 @@
 #include <boost/asio/error.hpp>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace outbox::detail::sqs {
 
@@ -26,6 +27,26 @@ SendMachine::~SendMachine() {
     entries_.clear_and_dispose(std::default_delete<Entry>());
 }
 
+std::unique_ptr<SendMachine::Entry> SendMachine::new_entry() {
+    if (spare_entries_.empty()) return std::make_unique<Entry>();
+    auto e = std::move(spare_entries_.back());
+    spare_entries_.pop_back();
+    return e;
+}
+
+void SendMachine::recycle(Entry* e) noexcept {
+    static_assert(std::is_nothrow_move_assignable_v<Entry>);
+    std::unique_ptr<Entry> owned(e);
+    if (spare_entries_.size() >= max_spare_entries) return;
+    try {
+        spare_entries_.reserve(max_spare_entries);  // once: pushing below never allocates
+    } catch (...) {
+        return;
+    }
+    *owned = Entry{};  // the hooks' assignment leaves their (unlinked) state alone
+    spare_entries_.push_back(std::move(owned));
+}
+
 std::string SendMachine::redact(std::string text) const {
     detail::redact(text, session_token_);
     return text;
@@ -35,7 +56,7 @@ std::string SendMachine::redact(std::string text) const {
 
 std::uint64_t SendMachine::accept(Message message, std::size_t size, Time now, Actions& out) {
     now_ = now;
-    auto owned = std::make_unique<Entry>();
+    auto owned = new_entry();
     Entry* e = owned.get();
     e->seq = next_seq_++;
     e->message = std::move(message);
@@ -304,7 +325,7 @@ void SendMachine::complete(Entry& e, error_code ec, Receipt receipt, Actions& ou
     c.message = std::move(e.message);
     c.accepted_at = e.accepted_at;
     if (e.not_on_the_wire.is_linked()) not_on_the_wire_.erase(not_on_the_wire_.iterator_to(e));
-    entries_.erase_and_dispose(entries_.iterator_to(e), std::default_delete<Entry>());
+    entries_.erase_and_dispose(entries_.iterator_to(e), [this](Entry* gone) { recycle(gone); });
     // e is gone from here on
     if (was_admitted) admit_waiting(out);
     maybe_finish_close(out);
