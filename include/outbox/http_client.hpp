@@ -44,8 +44,9 @@ struct HttpRequest {
     std::string method = "GET";
     HttpOrigin origin{};
     std::string target = "/";  // path and query, percent-encoded
-    std::vector<std::pair<std::string, std::string>>
-        headers{};  // Host and Content-Length are added
+    // Host and User-Agent are added before these; Content-Length after them, from the body
+    // (a caller's own Content-Length is left out).
+    std::vector<std::pair<std::string, std::string>> headers{};
     std::string body{};
     std::optional<std::chrono::milliseconds>
         timeout{};  // overrides HttpClientConfig::request_timeout
@@ -118,7 +119,9 @@ class HttpClient {
     /// not an error here: look at HttpResponse::status.
     ///
     /// On failure HttpResponse::failure says what failed and where.
-    /// Errors: Errc::timeout (deadline passed before the request was written: not sent),
+    /// Errors: Errc::invalid_argument (a method, target or header field with a CR, LF or NUL,
+    /// which would split the request: not sent), Errc::timeout (deadline passed before the
+    /// request was written: not sent),
     /// Errc::outcome_unknown (written, but no complete reply: the server may have acted),
     /// Errc::response_too_large, Errc::malformed_response, connection errors from the
     /// system category (refused, unreachable: not sent), name resolution errors, TLS errors

@@ -56,6 +56,7 @@ struct Connection {
     std::optional<beast::tcp_stream> plain;
     std::optional<ssl::stream<beast::tcp_stream>> secure;
     beast::flat_buffer buffer;
+    std::string request_head;  // the request line and fields being sent; its room is reused
     HttpOrigin origin;
     OriginPool* pool;
     asio::steady_timer idle_timer;

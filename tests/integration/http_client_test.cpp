@@ -9,7 +9,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/string.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -282,6 +284,94 @@ TEST_CASE("malformed responses are reported as such") {
     asio::io_context io;
     HttpClient client(io.get_executor());
     CHECK(send(io, client, get(server)).ec == Errc::malformed_response);
+}
+
+TEST_CASE("a chunked reply arrives whole, its fields in order and as spelt, repeats kept") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply r;
+        r.action = TestReply::Action::raw;
+        r.raw =
+            "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nx-amz-Meta: one\r\n"
+            "X-Amz-Meta: two\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
+        return r;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    auto res = send(io, client, get(server));
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.status == 201);
+    CHECK(res.response.body == "hello world");
+    using Fields = std::vector<std::pair<std::string, std::string>>;
+    CHECK(res.response.headers ==
+          Fields{{"Transfer-Encoding", "chunked"}, {"x-amz-Meta", "one"}, {"X-Amz-Meta", "two"}});
+    CHECK(res.response.header("X-AMZ-META") == "one");
+}
+
+TEST_CASE("a HEAD reply's Content-Length announces no body to read") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply r;
+        r.action = TestReply::Action::raw;
+        r.raw = "HTTP/1.1 200 OK\r\nContent-Length: 12345\r\nETag: \"abc\"\r\n\r\n";
+        return r;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    HttpRequest req = get(server);
+    req.method = "HEAD";
+    auto res = send(io, client, req);
+    REQUIRE_FALSE(res.ec);
+    CHECK(res.response.status == 200);
+    CHECK(res.response.body.empty());
+    CHECK(res.response.header("Content-Length") == "12345");
+    CHECK(server.received().at(0).method == "HEAD");
+}
+
+TEST_CASE("Content-Length: the body's own, none on a bodiless GET, a caller's replaced") {
+    TestHttpServer server([](const TestRequest& r) { return ok(r.method); });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    send(io, client, get(server));
+    HttpRequest put = get(server);
+    put.method = "PUT";
+    put.headers = {{"content-length", "999"}, {"X-Custom", "kept"}};
+    put.body = "12345";
+    REQUIRE_FALSE(send(io, client, put).ec);
+    HttpRequest empty_post = get(server);
+    empty_post.method = "POST";
+    REQUIRE_FALSE(send(io, client, empty_post).ec);
+    const auto received = server.received();
+    REQUIRE(received.size() == 3);
+    auto count = [](const TestRequest& r, std::string_view name) {
+        return std::count_if(r.headers.begin(), r.headers.end(),
+                             [&](const auto& h) { return boost::beast::iequals(h.first, name); });
+    };
+    CHECK(count(received[0], "Content-Length") == 0);
+    CHECK(count(received[1], "Content-Length") == 1);
+    CHECK(received[1].header("Content-Length") == "5");
+    CHECK(received[1].header("X-Custom") == "kept");
+    CHECK(received[1].body == "12345");
+    CHECK(received[2].header("Content-Length") == "0");
+}
+
+TEST_CASE("a request a CR, LF or NUL would split is refused, not sent") {
+    TestHttpServer server([](const TestRequest&) { return ok(); });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    auto bad_header = get(server);
+    bad_header.headers = {{"X-Id", "1\r\nX-Injected: yes"}};
+    auto bad_name = get(server);
+    bad_name.headers = {{"X-Id:", "1"}};
+    auto bad_target = get(server);
+    bad_target.target = "/a b";
+    auto bad_method = get(server);
+    bad_method.method = std::string("GE\0T", 4);
+    for (auto* req : {&bad_header, &bad_name, &bad_target, &bad_method}) {
+        auto res = send(io, client, *req);
+        CHECK(res.ec == Errc::invalid_argument);
+        CHECK(res.response.failure.find("refusing to send the request") != std::string::npos);
+    }
+    CHECK(server.received().empty());
+    CHECK(client.stats().connections_opened == 0);
 }
 
 TEST_CASE("concurrent requests stay within the connection limit") {
