@@ -89,10 +89,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (head && !o->response.body.empty()) std::abort();
     }
     if (whole.done != pieces.done) std::abort();
-    if (whole.done &&
-        (whole.response.status != pieces.response.status ||
-         whole.response.headers != pieces.response.headers ||
-         whole.response.body != pieces.response.body))
+    if (whole.done && (whole.response.status != pieces.response.status ||
+                       whole.response.headers != pieces.response.headers ||
+                       whole.response.body != pieces.response.body))
         std::abort();
     return 0;
 }

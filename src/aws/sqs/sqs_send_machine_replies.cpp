@@ -231,13 +231,18 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
 
 void SendMachine::deliver(Entry& e, SentEntry& sent, std::string_view request_id,
                           const Md5Hex* body_md5, Actions& out) {
-    Diagnostics d;
-    d.http_status = 200;
-    d.request_id = std::string(request_id);
+    // What the failures below report; built only for them (a request id costs an allocation).
+    auto diagnostics = [&] {
+        Diagnostics d;
+        d.http_status = 200;
+        d.request_id = std::string(request_id);
+        return d;
+    };
     // A reply we cannot check is no proof that SQS stored what we sent: as if it were lost.
     const bool want_attributes_md5 = !e.message.attributes.empty();
     if (config_.require_md5 &&
         (sent.md5_of_body.empty() || (want_attributes_md5 && sent.md5_of_attributes.empty()))) {
+        Diagnostics d = diagnostics();
         d.message = std::string("the reply has no ") +
                     (sent.md5_of_body.empty() ? "MD5OfMessageBody" : "MD5OfMessageAttributes") +
                     " to check (message id " + sent.message_id +
@@ -257,6 +262,7 @@ void SendMachine::deliver(Entry& e, SentEntry& sent, std::string_view request_id
             std::string_view(attr_md5.data(), attr_md5.size()) == sent.md5_of_attributes;
     }
     if (!body_ok || !attributes_ok) {
+        Diagnostics d = diagnostics();
         d.message = std::string(body_ok ? "MD5OfMessageAttributes" : "MD5OfMessageBody") +
                     " does not match what was sent; message id " + sent.message_id;
         return fail_with_last(e, Errc::checksum_mismatch, d, out);
