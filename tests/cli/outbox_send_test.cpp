@@ -130,6 +130,24 @@ TEST_CASE("send --objects: groups, attributes; bad lines fail alone and the exit
     CHECK(pos("b-0") < pos("b-1"));
 }
 
+TEST_CASE("send: more than the read-ahead window holds (32 MiB): the reader waits, nothing lost") {
+    // 160 bodies of 240,000 bytes are 38.4 MB: the reader fills the window, waits for an
+    // eighth of it to free up, and goes on; every line is delivered and reported.
+    const std::string queue = create_queue("cli-window");
+    std::string input;
+    const int lines = 160;
+    for (int i = 0; i < lines; ++i) {
+        std::string body = "line-" + std::to_string(i) + "-";
+        body.resize(240000, 'w');
+        input += body + "\n";
+    }
+    const Run r = run_send("--to '" + queue + "' " + endpoint(), input);
+    INFO(r.err.substr(0, 2000));
+    CHECK(r.status == 0);
+    CHECK(r.err.find("delivered " + std::to_string(lines) + ", failed 0") != std::string::npos);
+    CHECK(r.report.size() == static_cast<std::size_t>(lines));
+}
+
 TEST_CASE(
     "send: usage errors exit 2; an unreachable queue fails every message with a reason, exit 1") {
     CHECK(run_send("", "x\n").status == 2);

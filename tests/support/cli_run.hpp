@@ -19,7 +19,8 @@ struct CliRun {
     std::vector<std::string> report;  // its lines
 };
 
-/// `env ENV outbox send ARGS --report R IN 2>ERR`, with `input` as the IN file.
+/// `env ENV outbox send ARGS --report R IN 2>ERR`, with `input` as the IN file, killed after
+/// five minutes.
 inline CliRun run_outbox_send(const std::string& cli, const std::string& args,
                               const std::string& input, const std::string& env) {
     namespace fs = std::filesystem;
@@ -27,9 +28,10 @@ inline CliRun run_outbox_send(const std::string& cli, const std::string& args,
         fs::temp_directory_path() / ("outbox-send-test-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     std::ofstream(dir / "in.jsonl") << input;
-    const std::string cmd = "env " + env + " '" + cli + "' send " + args + " --report '" +
-                            (dir / "report.jsonl").string() + "' '" + (dir / "in.jsonl").string() +
-                            "' 2>'" + (dir / "err").string() + "'";
+    // A program that hangs fails its test (status 124) instead of holding up the whole run.
+    const std::string cmd = "timeout -k 5 300 env " + env + " '" + cli + "' send " + args +
+                            " --report '" + (dir / "report.jsonl").string() + "' '" +
+                            (dir / "in.jsonl").string() + "' 2>'" + (dir / "err").string() + "'";
     const int raw = std::system(cmd.c_str());
     CliRun r{WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, {}, {}};
     std::ifstream err(dir / "err");

@@ -234,17 +234,29 @@ class SendRun {
         }
     }
 
-    // False when a signal came first.
+    // False when a signal came first. Once the window is full, the reader waits until an
+    // eighth of it is free again: woken once per many completions, not after each one (a
+    // wake per message cost both threads a futex call each).
     bool wait_for_room(std::size_t bytes) {
         std::unique_lock lock(mutex_);
-        room_.wait(lock, [&] {
-            return stop_signal_ != 0 || outstanding_ == 0 ||
-                   (outstanding_ < window && outstanding_bytes_ + bytes <= window_bytes);
-        });
+        const bool room = outstanding_ < window && outstanding_bytes_ + bytes <= window_bytes;
+        if (!room && stop_signal_ == 0) {
+            waiting_bytes_ = bytes;
+            reader_waiting_ = true;
+            room_.wait(lock, [&] { return stop_signal_ != 0 || reader_may_go(); });
+            reader_waiting_ = false;
+        }
         if (stop_signal_ != 0) return false;
         ++outstanding_;
         outstanding_bytes_ += bytes;
         return true;
+    }
+
+    // Under mutex_: the waiting reader has room enough to go on.
+    bool reader_may_go() const {
+        return outstanding_ == 0 ||
+               (outstanding_ <= window - window / 8 &&
+                outstanding_bytes_ + waiting_bytes_ <= window_bytes - window_bytes / 8);
     }
 
     void send(Message message) {
@@ -256,7 +268,8 @@ class SendRun {
             std::lock_guard lock(mutex_);
             --outstanding_;
             outstanding_bytes_ -= bytes;
-            room_.notify_all();
+            // finish() waits for none outstanding; the reader for its low-water mark.
+            if (outstanding_ == 0 || (reader_waiting_ && reader_may_go())) room_.notify_all();
         });
     }
 
@@ -346,7 +359,9 @@ class SendRun {
     std::mutex mutex_;
     std::condition_variable room_;
     std::size_t outstanding_ = 0, outstanding_bytes_ = 0;  // under mutex_
-    int stop_signal_ = 0;                                  // under mutex_
+    bool reader_waiting_ = false;                          // under mutex_
+    std::size_t waiting_bytes_ = 0;  // under mutex_: the size of the message that waits
+    int stop_signal_ = 0;            // under mutex_
     std::atomic<std::uint64_t> submitted_{0};
 
     std::uint64_t index_ = 0;  // input lines read
