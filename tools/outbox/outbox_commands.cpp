@@ -235,7 +235,8 @@ int run_enqueue(int argc, char** argv) {
     std::string_view text;
     std::uint64_t index = 0;
     std::string input_error;
-    constexpr std::size_t window = 8192;
+    constexpr std::size_t window = 8192, low_water = window - window / 8;
+    bool reader_waiting = false;  // under mutex
     for (;; ++index) {
         const LineReader::Next next = reader.next(text);
         if (next == LineReader::Next::end) break;
@@ -270,18 +271,25 @@ int run_enqueue(int argc, char** argv) {
         {
             // After a signal the line read last is still stored (no waiting for room), then
             // the reading stops.
+            // Once the window is full, on when an eighth of it is free: one wake per many
+            // completions rather than a futex call on both threads per event.
             std::unique_lock lock(mutex);
-            room.wait(lock, [&] { return signals.signal() != 0 || outstanding < window; });
+            if (outstanding >= window && signals.signal() == 0) {
+                reader_waiting = true;
+                room.wait(lock, [&] { return signals.signal() != 0 || outstanding <= low_water; });
+                reader_waiting = false;
+            }
             ++outstanding;
         }
-        outbox->async_enqueue(std::move(target), std::move(message),
-                              [&, index](error_code ec, EnqueueResult r) {
-                                  record(index, ec, r);
-                                  std::lock_guard lock(mutex);
-                                  (ec ? refused : stored) += 1;
-                                  --outstanding;
-                                  room.notify_all();
-                              });
+        outbox->async_enqueue(
+            std::move(target), std::move(message), [&, index](error_code ec, EnqueueResult r) {
+                record(index, ec, r);
+                std::lock_guard lock(mutex);
+                (ec ? refused : stored) += 1;
+                --outstanding;
+                if (outstanding == 0 || (reader_waiting && outstanding <= low_water))
+                    room.notify_all();
+            });
         if (signals.signal() != 0) {
             ++index;
             break;
