@@ -47,8 +47,9 @@ bool is_method(std::string_view method, std::string_view name) {
 
 // The request line and header fields of `request`, into `head` (kept by the connection, so
 // its room is reused): Host and User-Agent first, then the caller's fields, then
-// Content-Length when there is a body or the method expects one, as Beast's prepare_payload
-// would. A caller's own Content-Length is left out: ours is the body's.
+// Content-Length when there is a body or the method expects one (the rule of Beast's
+// prepare_payload). A caller's own Content-Length and Transfer-Encoding are left out: the
+// body is sent whole, and two lengths that disagree are how requests get smuggled.
 void write_head(const HttpRequest& request, std::string_view host, std::string_view user_agent,
                 std::string& head) {
     head.clear();
@@ -59,7 +60,8 @@ void write_head(const HttpRequest& request, std::string_view host, std::string_v
     line("Host", host);
     line("User-Agent", user_agent);
     for (const auto& [name, value] : request.headers)
-        if (!beast::iequals(name, "Content-Length")) line(name, value);
+        if (!beast::iequals(name, "Content-Length") && !beast::iequals(name, "Transfer-Encoding"))
+            line(name, value);
     if (!request.body.empty() || is_method(request.method, "POST") ||
         is_method(request.method, "PUT") || is_method(request.method, "OPTIONS")) {
         char digits[24];
@@ -71,7 +73,8 @@ void write_head(const HttpRequest& request, std::string_view host, std::string_v
 
 // Where a request's method, target or header fields would break the request apart (a CR, LF
 // or NUL would end a line early and start another): what is wrong, or empty.
-std::string unsafe_request_part(const HttpRequest& request) {
+std::string unsafe_request_part(const HttpRequest& request, std::string_view host,
+                                std::string_view user_agent) {
     auto bad = [](std::string_view text) {
         return text.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
     };
@@ -81,6 +84,8 @@ std::string unsafe_request_part(const HttpRequest& request) {
     if (request.target.empty() || bad(request.target) ||
         request.target.find(' ') != std::string::npos)
         return "the request target has a space, CR, LF or NUL, or is empty";
+    if (bad(host)) return "the host has a CR, LF or NUL";
+    if (bad(user_agent)) return "the configured User-Agent has a CR, LF or NUL";
     for (const auto& [name, value] : request.headers) {
         if (name.empty() || bad(name) || name.find(':') != std::string::npos)
             return "the header name \"" + name + "\" is not a token";
@@ -283,11 +288,11 @@ asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpR
         return std::pair{ec, std::move(res)};
     };
 
-    if (std::string why = unsafe_request_part(request); !why.empty())
+    const std::string host = request.origin.host_header();
+    if (std::string why = unsafe_request_part(request, host, config.user_agent); !why.empty())
         co_return failed(Errc::invalid_argument,
                          "refusing to send the request to " + where(request.origin) + ": " + why);
     const bool head_request = is_method(request.method, "HEAD");
-    const std::string host = request.origin.host_header();
 
     for (int attempt = 0;; ++attempt) {
         ConnectionPtr c;

@@ -11,7 +11,12 @@ void HttpResponseReader::on_request_impl(boost::beast::http::verb, string_view, 
     ec = boost::beast::http::error::bad_version;  // a response parser never sees a request line
 }
 
-void HttpResponseReader::on_response_impl(int code, string_view, int, error_code&) {
+void HttpResponseReader::on_response_impl(int code, string_view, int, error_code& ec) {
+    // Beast takes any three digits; below 100 is no HTTP status (and 0 means "no reply" to us).
+    if (code < 100) {
+        ec = boost::beast::http::error::bad_status;
+        return;
+    }
     out_.status = static_cast<unsigned>(code);
 }
 

@@ -292,7 +292,8 @@ TEST_CASE("a chunked reply arrives whole, its fields in order and as spelt, repe
         r.action = TestReply::Action::raw;
         r.raw =
             "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nx-amz-Meta: one\r\n"
-            "X-Amz-Meta: two\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
+            "Server: test\r\nX-Amz-Meta: two\r\n\r\n5\r\nhello\r\n6;ext=1\r\n world\r\n"
+            "0\r\n\r\n";
         return r;
     });
     asio::io_context io;
@@ -302,8 +303,10 @@ TEST_CASE("a chunked reply arrives whole, its fields in order and as spelt, repe
     CHECK(res.response.status == 201);
     CHECK(res.response.body == "hello world");
     using Fields = std::vector<std::pair<std::string, std::string>>;
-    CHECK(res.response.headers ==
-          Fields{{"Transfer-Encoding", "chunked"}, {"x-amz-Meta", "one"}, {"X-Amz-Meta", "two"}});
+    CHECK(res.response.headers == Fields{{"Transfer-Encoding", "chunked"},
+                                         {"x-amz-Meta", "one"},
+                                         {"Server", "test"},
+                                         {"X-Amz-Meta", "two"}});
     CHECK(res.response.header("X-AMZ-META") == "one");
 }
 
@@ -333,7 +336,8 @@ TEST_CASE("Content-Length: the body's own, none on a bodiless GET, a caller's re
     send(io, client, get(server));
     HttpRequest put = get(server);
     put.method = "PUT";
-    put.headers = {{"content-length", "999"}, {"X-Custom", "kept"}};
+    put.headers = {
+        {"content-length", "999"}, {"Transfer-Encoding", "chunked"}, {"X-Custom", "kept"}};
     put.body = "12345";
     REQUIRE_FALSE(send(io, client, put).ec);
     HttpRequest empty_post = get(server);
@@ -347,6 +351,7 @@ TEST_CASE("Content-Length: the body's own, none on a bodiless GET, a caller's re
     };
     CHECK(count(received[0], "Content-Length") == 0);
     CHECK(count(received[1], "Content-Length") == 1);
+    CHECK(count(received[1], "Transfer-Encoding") == 0);  // one length, the body's
     CHECK(received[1].header("Content-Length") == "5");
     CHECK(received[1].header("X-Custom") == "kept");
     CHECK(received[1].body == "12345");
@@ -363,15 +368,40 @@ TEST_CASE("a request a CR, LF or NUL would split is refused, not sent") {
     bad_name.headers = {{"X-Id:", "1"}};
     auto bad_target = get(server);
     bad_target.target = "/a b";
+    auto bad_target_line = get(server);
+    bad_target_line.target = "/a HTTP/1.1\r\nX-Injected: yes\r\n\r\nGET /b";
     auto bad_method = get(server);
     bad_method.method = std::string("GE\0T", 4);
-    for (auto* req : {&bad_header, &bad_name, &bad_target, &bad_method}) {
+    auto bad_method_line = get(server);
+    bad_method_line.method = "GET\r\nX-Injected:";
+    for (auto* req :
+         {&bad_header, &bad_name, &bad_target, &bad_target_line, &bad_method, &bad_method_line}) {
         auto res = send(io, client, *req);
         CHECK(res.ec == Errc::invalid_argument);
         CHECK(res.response.failure.find("refusing to send the request") != std::string::npos);
     }
+    // The fields the client adds itself are held to the same rule.
+    HttpClientConfig config;
+    config.user_agent = "outbox\r\nX-Injected: yes";
+    HttpClient agent_client(io.get_executor(), config);
+    CHECK(send(io, agent_client, get(server)).ec == Errc::invalid_argument);
+    auto bad_host = get(server);
+    bad_host.origin.host = "127.0.0.1\r\nX-Injected: yes";
+    CHECK(send(io, client, bad_host).ec == Errc::invalid_argument);
     CHECK(server.received().empty());
     CHECK(client.stats().connections_opened == 0);
+}
+
+TEST_CASE("a status line below 100 is malformed, not a status") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply r;
+        r.action = TestReply::Action::raw;
+        r.raw = "HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n";
+        return r;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    CHECK(send(io, client, get(server)).ec == Errc::malformed_response);
 }
 
 TEST_CASE("concurrent requests stay within the connection limit") {
