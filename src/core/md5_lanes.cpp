@@ -36,13 +36,14 @@ constexpr int word_of(int i) {
     return i < 16 ? i : i < 32 ? (5 * i + 1) % 16 : i < 48 ? (3 * i + 5) % 16 : (7 * i) % 16;
 }
 
-// Block `block` of an input's padded message (data, 0x80, zeros, its length in bits): a view
-// of the input itself when the block lies within it, else built in `scratch`.
 // Blocks in the padded message of `size` bytes: the data, the 0x80 byte and the 8-byte length
 // round up to whole 64-byte blocks.
 constexpr std::size_t padded_blocks(std::size_t size) {
     return (size + 8) / 64 + 1;
 }
+
+// Block `block` of an input's padded message (data, 0x80, zeros, its length in bits): a view
+// of the input itself when the block lies within it, else built in `scratch`.
 
 const unsigned char* padded_block(std::string_view in, std::size_t block,
                                   unsigned char (&scratch)[64]) {

@@ -74,8 +74,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     std::string queue_url;
     std::atomic<bool> fifo{false};
 
-    // By message seq. Its nodes come from a pool (kept for the next messages, bounded by the
-    // most in flight at once) instead of one allocation and free per message.
+    // By message seq. Its nodes come from a pool (kept for the next messages while any are in
+    // flight, released when none are) instead of one allocation and free per message.
     std::pmr::unsynchronized_pool_resource handler_nodes;
     std::pmr::unordered_map<std::uint64_t, Destination::SendHandler> handlers{&handler_nodes};
     // Calls on the wire (or waiting for credentials), by the machine's call id.
@@ -200,6 +200,18 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                           std::move(it->second), c.ec, std::move(c.receipt), std::move(c.message),
                           c.accepted_at);
         handlers.erase(it);
+        if (handlers.empty()) release_handler_nodes();
+    }
+
+    // Idle: the pool's memory goes back, as an idle destination among thousands must not keep
+    // its last burst's. The buckets go to the pool first (the map is swapped for an empty one,
+    // which holds none), then the pool to the heap.
+    void release_handler_nodes() {
+        {
+            decltype(handlers) emptied(&handler_nodes);
+            handlers.swap(emptied);
+        }
+        handler_nodes.release();
     }
 
     void publish_facts() {

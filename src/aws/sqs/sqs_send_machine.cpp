@@ -37,14 +37,18 @@ std::unique_ptr<SendMachine::Entry> SendMachine::new_entry() {
 void SendMachine::recycle(Entry* e) noexcept {
     static_assert(std::is_nothrow_move_assignable_v<Entry>);
     std::unique_ptr<Entry> owned(e);
-    if (spare_entries_.size() >= max_spare_entries) return;
-    try {
-        spare_entries_.reserve(max_spare_entries);  // once: pushing below never allocates
-    } catch (...) {
+    // An idle machine keeps none: thousands of idle destinations must not each hold on to
+    // the entries of their last burst.
+    if (entries_.empty()) {
+        std::vector<std::unique_ptr<Entry>>().swap(spare_entries_);
         return;
     }
+    if (spare_entries_.size() >= max_spare_entries) return;
     *owned = Entry{};  // the hooks' assignment leaves their (unlinked) state alone
-    spare_entries_.push_back(std::move(owned));
+    try {
+        spare_entries_.push_back(std::move(owned));
+    } catch (...) {  // no room for the list: the entry is freed instead
+    }
 }
 
 std::string SendMachine::redact(std::string text) const {

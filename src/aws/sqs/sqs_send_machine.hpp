@@ -226,10 +226,10 @@ class SendMachine {
     // set owns them (made in accept, deleted in complete and the destructor).
     std::uint64_t next_seq_ = 1;
     EntriesBySeq<&Entry::by_seq> entries_;
-    // Entries of completed messages, reset, for the next ones: a message's state costs no
-    // allocation once the machine has held as many at once. At most max_spare_entries.
+    // Entries of completed messages, reset, for the next ones while messages keep coming: a
+    // message's state then costs no allocation. At most max_spare_entries; none once idle.
     std::vector<std::unique_ptr<Entry>> spare_entries_;
-    static constexpr std::size_t max_spare_entries = 1024;
+    static constexpr std::size_t max_spare_entries = 256;
     std::unique_ptr<Entry> new_entry();
     void recycle(Entry* e) noexcept;
     // Boost's deque allocates nothing until its first element (std::deque takes 576 bytes
