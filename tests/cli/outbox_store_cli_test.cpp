@@ -115,6 +115,27 @@ TEST_CASE("enqueue stores every line durably, relay delivers them all and stops 
     CHECK(proxy().stat("signature_failures") == 0);
 }
 
+TEST_CASE("enqueue of more events than its window (8192) holds: all stored, none lost") {
+    // The reader outruns the store's commits, fills the window, waits for an eighth of it to
+    // free up, and goes on until every line is stored and reported.
+    TempDir dir;
+    const std::string store = dir.file("many.db");
+    const int events = 20000;
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        for (int i = 0; i < events; ++i) in << "{\"event\":" << i << "}\n";
+    }
+    const ProgramRun e = run_program(
+        outbox_args({"enqueue", "--store", store, "--to", "http://127.0.0.1:1/000000000000/many",
+                     "--report", dir.file("stored.jsonl"), dir.file("in.jsonl")}),
+        keys());
+    INFO(e.err);
+    REQUIRE(e.status == 0);
+    CHECK(contains(e.err, "stored " + std::to_string(events) + ", refused 0"));
+    CHECK(read_lines(dir.file("stored.jsonl")).size() == static_cast<std::size_t>(events));
+    CHECK(inspect(store).pending == static_cast<std::size_t>(events));
+}
+
 TEST_CASE("enqueue refuses what can never be delivered, line by line, and says why") {
     TempDir dir;
     const std::string store = dir.file("events.db");

@@ -254,9 +254,9 @@ class SendRun {
 
     // Under mutex_: the waiting reader has room enough to go on.
     bool reader_may_go() const {
-        return outstanding_ == 0 ||
-               (outstanding_ <= window - window / 8 &&
-                outstanding_bytes_ + waiting_bytes_ <= window_bytes - window_bytes / 8);
+        return outstanding_ == 0 || (outstanding_ <= window - window / 8 &&
+                                     outstanding_bytes_ <= window_bytes - window_bytes / 8 &&
+                                     outstanding_bytes_ + waiting_bytes_ <= window_bytes);
     }
 
     void send(Message message) {
