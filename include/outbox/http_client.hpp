@@ -45,7 +45,7 @@ struct HttpRequest {
     HttpOrigin origin{};
     std::string target = "/";  // path and query, percent-encoded
     // Host and User-Agent are added before these; Content-Length after them, from the body
-    // (a caller's own Content-Length is left out).
+    // (a caller's own Content-Length and Transfer-Encoding are left out).
     std::vector<std::pair<std::string, std::string>> headers{};
     std::string body{};
     std::optional<std::chrono::milliseconds>
@@ -119,13 +119,12 @@ class HttpClient {
     /// not an error here: look at HttpResponse::status.
     ///
     /// On failure HttpResponse::failure says what failed and where.
-    /// Errors: Errc::invalid_argument (a method, target or header field with a CR, LF or NUL,
-    /// which would split the request: not sent), Errc::timeout (deadline passed before the
-    /// request was written: not sent),
-    /// Errc::outcome_unknown (written, but no complete reply: the server may have acted),
-    /// Errc::response_too_large, Errc::malformed_response, connection errors from the
-    /// system category (refused, unreachable: not sent), name resolution errors, TLS errors
-    /// (e.g. certificate verification failed).
+    /// Errors: Errc::invalid_argument (a method, target, header field, host or configured
+    /// User-Agent with a CR, LF or NUL, which would split the request: not sent), Errc::timeout
+    /// (deadline passed before the request was written: not sent), Errc::outcome_unknown (written,
+    /// but no complete reply: the server may have acted), Errc::response_too_large,
+    /// Errc::malformed_response, connection errors from the system category (refused, unreachable:
+    /// not sent), name resolution errors, TLS errors (e.g. certificate verification failed).
     ///
     /// Cancellation (terminal and partial): before the request is written the operation
     /// completes with asio::error::operation_aborted (not sent, safe to retry); after that,

@@ -271,6 +271,13 @@ bool md5_path_available(Md5Path path) noexcept {
     return false;
 }
 
+namespace {
+// The values of OUTBOX_MD5_LANES that cap the path.
+bool is_known_cap(std::string_view cap) {
+    return cap == "avx2" || cap == "openssl";
+}
+}  // namespace
+
 Md5Path md5_path_capped(std::string_view cap) noexcept {
     // OUTBOX_MD5_LANES=avx2 (or openssl) caps the path: on CPUs whose clock drops while
     // 512-bit instructions run (Intel's Skylake and Cascade Lake servers), the rest of the
@@ -295,7 +302,7 @@ Md5Path md5_best_path() noexcept {
 
 std::string_view md5_lanes_ignored_setting() noexcept {
     const std::string_view setting = md5_lanes_setting();
-    return setting == "avx2" || setting == "openssl" ? std::string_view{} : setting;
+    return is_known_cap(setting) ? std::string_view{} : setting;
 }
 
 void md5_one_by_one(std::span<const std::string_view> inputs, std::span<Md5Digest> out) noexcept {

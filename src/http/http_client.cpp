@@ -41,10 +41,6 @@ std::string milliseconds_text(std::chrono::milliseconds ms) {
                                   : std::to_string(ms.count()) + " ms";
 }
 
-bool is_method(std::string_view method, std::string_view name) {
-    return method == name;  // methods are case-sensitive (RFC 9110, 9.1)
-}
-
 // The request line and header fields of `request`, into `head` (kept by the connection, so
 // its room is reused): Host and User-Agent first, then the caller's fields, then
 // Content-Length when there is a body or the method expects one (the rule of Beast's
@@ -62,8 +58,9 @@ void write_head(const HttpRequest& request, std::string_view host, std::string_v
     for (const auto& [name, value] : request.headers)
         if (!beast::iequals(name, "Content-Length") && !beast::iequals(name, "Transfer-Encoding"))
             line(name, value);
-    if (!request.body.empty() || is_method(request.method, "POST") ||
-        is_method(request.method, "PUT") || is_method(request.method, "OPTIONS")) {
+    // Methods are case-sensitive (RFC 9110, 9.1).
+    if (!request.body.empty() || request.method == "POST" || request.method == "PUT" ||
+        request.method == "OPTIONS") {
         char digits[24];
         const auto end = std::to_chars(digits, digits + sizeof digits, request.body.size()).ptr;
         line("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
@@ -292,7 +289,7 @@ asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpR
     if (std::string why = unsafe_request_part(request, host, config.user_agent); !why.empty())
         co_return failed(Errc::invalid_argument,
                          "refusing to send the request to " + where(request.origin) + ": " + why);
-    const bool head_request = is_method(request.method, "HEAD");
+    const bool head_request = request.method == "HEAD";
 
     for (int attempt = 0;; ++attempt) {
         ConnectionPtr c;

@@ -546,24 +546,25 @@ TEST_CASE("send machine: a clock-skew refusal corrects the signing time and rese
 }
 
 TEST_CASE("send machine: a message's state starts fresh, whatever the one before it went through") {
-    // Entries are kept for reuse once their message completes: nothing of the last one's
-    // attempts, split or diagnostics may reach the next.
+    // Entries are reused while messages are in flight: nothing of the last one's attempts or
+    // split may reach the next. "keeper" stays on the wire so the machine never goes idle
+    // (an idle machine keeps no spare entries).
     Rig rig([](auto& c) { c.linger = 1ms; });
-    rig.send("good");
-    rig.send("bad");
+    for (const char* body : {"good", "bad", "keeper"}) rig.send(body);
     auto& out = rig.advance_to_wake();
     REQUIRE(out.calls.size() == 1);
     auto& split =
         rig.answer(out.calls[0], error_reply(400, "InvalidParameterValue", "one entry is invalid"));
-    REQUIRE(split.calls.size() == 2);
-    const auto good = split.calls[0], bad = split.calls[1];
+    REQUIRE(split.calls.size() == 3);  // each alone now
+    const auto good = split.calls[0], bad = split.calls[1], keeper = split.calls[2];
     REQUIRE(rig.answer(good, single_reply(good)).completions.size() == 1);
-    REQUIRE(
-        rig.answer(bad, error_reply(400, "InvalidParameterValue", "bad body")).completions.size() ==
-        1);
-    CHECK(rig.machine->messages() == 0);
+    auto& refused = rig.answer(bad, error_reply(400, "InvalidParameterValue", "bad body"));
+    REQUIRE(refused.completions.size() == 1);
+    REQUIRE(refused.completions[0].receipt.attempts == 2);
+    CHECK(rig.machine->messages() == 1);
 
-    // Two more: both go out together in one batch (neither was split before) at the first try.
+    // Two more take the entries of those two: they go out together (neither was split) at the
+    // first try.
     rig.send("next-1");
     rig.send("next-2");
     auto& again = rig.advance_to_wake();
@@ -576,4 +577,6 @@ TEST_CASE("send machine: a message's state starts fresh, whatever the one before
         CHECK(c.receipt.attempts == 1);
         CHECK(c.message.body.starts_with("next-"));
     }
+    CHECK(rig.answer(keeper, single_reply(keeper)).completions.at(0).receipt.attempts == 2);
+    CHECK(rig.machine->messages() == 0);
 }

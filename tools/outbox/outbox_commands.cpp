@@ -7,6 +7,7 @@
 #include "json_lines.hpp"
 #include "line_reader.hpp"
 #include "outbox_command_support.hpp"
+#include "read_ahead_window.hpp"
 #include "report_file.hpp"
 
 #include <outbox/json_string.hpp>
@@ -196,7 +197,7 @@ int run_enqueue(int argc, char** argv) {
     reader.stop_on(signals.wake_fd());
     std::mutex mutex;
     std::condition_variable room;
-    std::size_t outstanding = 0;
+    ReadAheadWindow window(8192, 0);  // under mutex: events read and not yet stored or refused
     std::uint64_t stored = 0, refused = 0;
     std::string first_refusal, store_failure;
     signals.on_signal([&](int) {
@@ -235,8 +236,6 @@ int run_enqueue(int argc, char** argv) {
     std::string_view text;
     std::uint64_t index = 0;
     std::string input_error;
-    constexpr std::size_t window = 8192, low_water = window - window / 8;
-    bool reader_waiting = false;  // under mutex
     for (;; ++index) {
         const LineReader::Next next = reader.next(text);
         if (next == LineReader::Next::end) break;
@@ -271,25 +270,21 @@ int run_enqueue(int argc, char** argv) {
         {
             // After a signal the line read last is still stored (no waiting for room), then
             // the reading stops.
-            // Once the window is full, on when an eighth of it is free: one wake per many
-            // completions rather than a futex call on both threads per event.
             std::unique_lock lock(mutex);
-            if (outstanding >= window && signals.signal() == 0) {
-                reader_waiting = true;
-                room.wait(lock, [&] { return signals.signal() != 0 || outstanding <= low_water; });
-                reader_waiting = false;
+            if (!window.has_room(0) && signals.signal() == 0) {
+                window.start_waiting(0);
+                room.wait(lock, [&] { return signals.signal() != 0 || window.reader_may_go(); });
+                window.stop_waiting();
             }
-            ++outstanding;
+            window.add(0);
         }
-        outbox->async_enqueue(
-            std::move(target), std::move(message), [&, index](error_code ec, EnqueueResult r) {
-                record(index, ec, r);
-                std::lock_guard lock(mutex);
-                (ec ? refused : stored) += 1;
-                --outstanding;
-                if (outstanding == 0 || (reader_waiting && outstanding <= low_water))
-                    room.notify_all();
-            });
+        outbox->async_enqueue(std::move(target), std::move(message),
+                              [&, index](error_code ec, EnqueueResult r) {
+                                  record(index, ec, r);
+                                  std::lock_guard lock(mutex);
+                                  (ec ? refused : stored) += 1;
+                                  if (window.remove(0)) room.notify_all();
+                              });
         if (signals.signal() != 0) {
             ++index;
             break;
@@ -297,7 +292,7 @@ int run_enqueue(int argc, char** argv) {
     }
     {
         std::unique_lock lock(mutex);
-        room.wait(lock, [&] { return outstanding == 0; });  // stored (durable) or refused
+        room.wait(lock, [&] { return window.outstanding() == 0; });  // stored (durable) or refused
     }
     std::promise<void> released;
     asio::post(io, [&] {

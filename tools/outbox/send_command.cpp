@@ -4,6 +4,7 @@
 #include "delivery.hpp"
 #include "json_lines.hpp"
 #include "line_reader.hpp"
+#include "read_ahead_window.hpp"
 #include "report_file.hpp"
 #include "send_options.hpp"
 
@@ -120,10 +121,6 @@ class SendRun {
     }
 
   private:
-    // Read-ahead: at most this many messages, or bytes, accepted and not yet completed.
-    static constexpr std::size_t window = 8192;
-    static constexpr std::size_t window_bytes = 32 * 1024 * 1024;
-
     // Construction: the destination, the input, the report and the pipe a signal wakes the
     // input with. Returns 0, or the exit status of a usage error.
     int open() {
@@ -234,29 +231,17 @@ class SendRun {
         }
     }
 
-    // False when a signal came first. Once the window is full, the reader waits until an
-    // eighth of it is free again: woken once per many completions, not after each one (a
-    // wake per message cost both threads a futex call each).
+    // False when a signal came first.
     bool wait_for_room(std::size_t bytes) {
         std::unique_lock lock(mutex_);
-        const bool room = outstanding_ < window && outstanding_bytes_ + bytes <= window_bytes;
-        if (!room && stop_signal_ == 0) {
-            waiting_bytes_ = bytes;
-            reader_waiting_ = true;
-            room_.wait(lock, [&] { return stop_signal_ != 0 || reader_may_go(); });
-            reader_waiting_ = false;
+        if (!window_.has_room(bytes) && stop_signal_ == 0) {
+            window_.start_waiting(bytes);
+            room_.wait(lock, [&] { return stop_signal_ != 0 || window_.reader_may_go(); });
+            window_.stop_waiting();
         }
         if (stop_signal_ != 0) return false;
-        ++outstanding_;
-        outstanding_bytes_ += bytes;
+        window_.add(bytes);
         return true;
-    }
-
-    // Under mutex_: the waiting reader has room enough to go on.
-    bool reader_may_go() const {
-        return outstanding_ == 0 || (outstanding_ <= window - window / 8 &&
-                                     outstanding_bytes_ <= window_bytes - window_bytes / 8 &&
-                                     outstanding_bytes_ + waiting_bytes_ <= window_bytes);
     }
 
     void send(Message message) {
@@ -266,10 +251,7 @@ class SendRun {
                                                          boost::system::error_code ec, Receipt r) {
             outcome_.record(index, ec, r);
             std::lock_guard lock(mutex_);
-            --outstanding_;
-            outstanding_bytes_ -= bytes;
-            // finish() waits for none outstanding; the reader for its low-water mark.
-            if (outstanding_ == 0 || (reader_waiting_ && reader_may_go())) room_.notify_all();
+            if (window_.remove(bytes)) room_.notify_all();
         });
     }
 
@@ -278,7 +260,7 @@ class SendRun {
     void finish() {
         {
             std::unique_lock lock(mutex_);
-            room_.wait(lock, [&] { return outstanding_ == 0 || stop_signal_ != 0; });
+            room_.wait(lock, [&] { return window_.outstanding() == 0 || stop_signal_ != 0; });
             signal_seen_ = stop_signal_;
         }
         if (signal_seen_ != 0) {
@@ -290,7 +272,7 @@ class SendRun {
                          o_.grace_seconds);
             close_destination(std::chrono::seconds(o_.grace_seconds));
             std::unique_lock lock(mutex_);
-            room_.wait(lock, [&] { return outstanding_ == 0; });
+            room_.wait(lock, [&] { return window_.outstanding() == 0; });
         } else {
             close_destination(std::chrono::seconds(30));
         }
@@ -358,10 +340,9 @@ class SendRun {
 
     std::mutex mutex_;
     std::condition_variable room_;
-    std::size_t outstanding_ = 0, outstanding_bytes_ = 0;  // under mutex_
-    bool reader_waiting_ = false;                          // under mutex_
-    std::size_t waiting_bytes_ = 0;  // under mutex_: the size of the message that waits
-    int stop_signal_ = 0;            // under mutex_
+    // Read-ahead: at most this many messages, or bytes, accepted and not yet completed.
+    ReadAheadWindow window_{8192, 32 * 1024 * 1024};  // under mutex_
+    int stop_signal_ = 0;                             // under mutex_
     std::atomic<std::uint64_t> submitted_{0};
 
     std::uint64_t index_ = 0;  // input lines read
