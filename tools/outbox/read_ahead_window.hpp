@@ -15,8 +15,8 @@ class ReadAheadWindow {
 
     /// Whether a message of `size` bytes may go now, without waiting.
     bool has_room(std::size_t size) const {
-        return outstanding_ == 0 || (outstanding_ < messages_ &&
-                                     (bytes_ == 0 || outstanding_bytes_ + size <= bytes_));
+        return outstanding_ == 0 ||
+               (outstanding_ < messages_ && (bytes_ == 0 || outstanding_bytes_ + size <= bytes_));
     }
 
     /// The reader waits for room for a message of `size` bytes. Once the window was full it
