@@ -68,6 +68,10 @@ void write_head(const HttpRequest& request, std::string_view host, std::string_v
     head.append("\r\n");
 }
 
+bool cancelled_meanwhile(const asio::cancellation_state& state) {
+    return state.cancelled() != asio::cancellation_type::none;
+}
+
 // Where a request's method, target or header fields would break the request apart (a CR, LF
 // or NUL would end a line early and start another): what is wrong, or empty.
 std::string unsafe_request_part(const HttpRequest& request, std::string_view host,
@@ -189,7 +193,8 @@ void HttpClient::Impl::close_idle() {
 
 void HttpClient::Impl::close_all() {
     closed = true;
-    sweeper.cancel();
+    // Requests in flight keep their deadlines: the sweeper stops once they are done.
+    if (busy.empty()) sweeper.cancel();
     close_idle();
     for (auto& [key, pool] : pools)
         while (!pool.waiters.empty()) wake_one(pool);
@@ -297,6 +302,14 @@ asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpR
         if (error_code ec = co_await acquire(request.origin, deadline, c, failure))
             co_return failed(ec, std::move(failure));
         OriginPool& pool = *c->pool;
+        // A cancellation that came while no operation was pending (between the connect and
+        // the write, say) reached no operation: it is seen here or never.
+        if (cancelled_meanwhile(co_await asio::this_coro::cancellation_state)) {
+            release(c);
+            co_return failed(
+                asio::error::operation_aborted,
+                "cancelled before the request to " + where(request.origin) + " was sent");
+        }
 
         c->tcp().expires_never();
         watch(c, deadline);
@@ -339,6 +352,13 @@ asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpR
                                        " did not finish within " + milliseconds_text(timeout)
                                  : "sending the request to " + where(request.origin) +
                                        " failed: " + wec.message());
+        }
+
+        if (cancelled_meanwhile(co_await asio::this_coro::cancellation_state)) {
+            unwatch(c);
+            discard(pool, c);
+            co_return failed(Errc::outcome_unknown, "cancelled after the request to " +
+                                                        where(request.origin) + " was sent");
         }
 
         HttpResponse out;

@@ -183,6 +183,10 @@ asio::awaitable<error_code> HttpClient::Impl::connect(const HttpOrigin& o, Origi
         failure = "connecting to " + where(o) + " timed out";
         co_return make_error_code(Errc::timeout);
     }
+    if (ec == asio::error::operation_aborted) {
+        failure = "cancelled while connecting to " + where(o);
+        co_return ec;
+    }
     if (ec) {
         failure = "cannot connect to " + where(o) + ": " + ec.message();
         co_return ec;
@@ -216,6 +220,10 @@ asio::awaitable<error_code> HttpClient::Impl::connect(const HttpOrigin& o, Origi
         if (hec == beast::error::timeout) {
             failure = "the TLS handshake with " + where(o) + " timed out";
             co_return make_error_code(Errc::timeout);
+        }
+        if (hec == asio::error::operation_aborted) {
+            failure = "cancelled during the TLS handshake with " + where(o);
+            co_return hec;
         }
         if (hec) {
             failure = "TLS handshake with " + where(o) + " failed: " + tls_failure(handle, hec);

@@ -471,6 +471,60 @@ TEST_CASE("cancellation: before sending is operation_aborted, after sending is o
     runner.join();
 }
 
+TEST_CASE("a cancellation at any step of a request ends it at once") {
+    // One thread, so each step is one handler: the cancellation lands at every point of the
+    // request in turn, including between two operations, when none is pending to receive it.
+    TestHttpServer server([](const TestRequest&) {
+        TestReply reply;
+        reply.action = TestReply::Action::hold;
+        return reply;
+    });
+    for (int steps = 0; steps < 40; ++steps) {
+        INFO("cancelled after " << steps << " handlers");
+        asio::io_context io;
+        HttpClient client(io.get_executor());
+        HttpRequest req = get(server, "/held");
+        req.timeout = 60s;  // far beyond the wait below: only the cancellation can end it
+        asio::cancellation_signal cancel;
+        std::optional<Result> out;
+        client.async_request(std::move(req),
+                             asio::bind_cancellation_slot(cancel.slot(), [&](auto ec, auto r) {
+                                 out = Result{ec, std::move(r)};
+                             }));
+        for (int i = 0; i < steps && !out; ++i) io.run_one_for(1s);
+        cancel.emit(asio::cancellation_type::terminal);
+        const auto until = std::chrono::steady_clock::now() + 5s;
+        while (!out && std::chrono::steady_clock::now() < until) io.run_one_for(100ms);
+        REQUIRE(out);
+        CHECK((out->ec == asio::error::operation_aborted || out->ec == Errc::outcome_unknown));
+        INFO(out->response.failure);
+        CHECK(out->response.failure.find("cancelled") != std::string::npos);
+    }
+}
+
+TEST_CASE("close() leaves a request in flight its deadline") {
+    TestHttpServer server([](const TestRequest&) {
+        TestReply reply;
+        reply.action = TestReply::Action::hold;
+        return reply;
+    });
+    asio::io_context io;
+    HttpClient client(io.get_executor());
+    HttpRequest req = get(server, "/held");
+    req.timeout = 200ms;
+    std::optional<Result> out;
+    client.async_request(std::move(req), [&](auto ec, auto r) { out = Result{ec, std::move(r)}; });
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (server.requests() == 0 && std::chrono::steady_clock::now() < until)
+        io.run_one_for(100ms);
+    REQUIRE(server.requests() == 1);
+    client.close();
+    io.run_for(10s);  // the deadline ends the request; nothing else is left to wait for
+    REQUIRE(out);
+    CHECK(out->ec == Errc::outcome_unknown);
+    CHECK(out->response.failure.find("within 200 ms") != std::string::npos);
+}
+
 TEST_CASE("TLS: verified against a CA file, by host name") {
     const auto& certs = outbox::test::test_certificates();
     TestHttpServer server([](const TestRequest&) { return ok("secure"); },
