@@ -68,10 +68,6 @@ void write_head(const HttpRequest& request, std::string_view host, std::string_v
     head.append("\r\n");
 }
 
-bool cancelled_meanwhile(const asio::cancellation_state& state) {
-    return state.cancelled() != asio::cancellation_type::none;
-}
-
 // Where a request's method, target or header fields would break the request apart (a CR, LF
 // or NUL would end a line early and start another): what is wrong, or empty.
 std::string unsafe_request_part(const HttpRequest& request, std::string_view host,
@@ -130,8 +126,10 @@ void HttpClient::Impl::unwatch(const ConnectionPtr& c) {
 void HttpClient::Impl::arm_sweeper() {
     sweeping = true;
     sweeper.expires_after(sweep_interval);
-    sweeper.async_wait([self = shared_from_this()](error_code ec) {
-        if (ec || self->busy.empty()) {
+    // Cancelled or not, it goes on while a request is in flight: a request still connecting
+    // when close() cancelled it joins `busy` afterwards, and has no other deadline.
+    sweeper.async_wait([self = shared_from_this()](error_code) {
+        if (self->busy.empty()) {
             self->sweeping = false;
             return;
         }
@@ -434,13 +432,14 @@ void HttpClient::start(HttpRequest request, Handler handler) {
         });
     }
     auto ex = asio::get_associated_executor(handler, impl_->executor);
+    // The caller's slot keeps its handler when this completes: clearing it here, on the
+    // client's strand, could race an emit on the caller's. A late emit reaches a finished
+    // coroutine's signal, which has no handler left: nothing happens.
     asio::co_spawn(impl_->strand, impl_->run(std::move(request)),
                    asio::bind_cancellation_slot(
-                       op->signal.slot(), [op, ex, slot, handler = std::move(handler)](
+                       op->signal.slot(), [op, ex, handler = std::move(handler)](
                                               std::exception_ptr e,
                                               std::pair<error_code, HttpResponse> result) mutable {
-                           // Done: the caller's slot no longer refers to this operation.
-                           if (slot.is_connected()) slot.clear();
                            if (e) result.first = make_error_code(asio::error::fault);
                            asio::dispatch(ex, [handler = std::move(handler),
                                                result = std::move(result)]() mutable {

@@ -12,6 +12,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -99,6 +100,12 @@ struct DnsEntry {
 inline std::string where(const HttpOrigin& o) {
     const bool ipv6 = o.host.find(':') != std::string::npos;
     return (ipv6 ? "[" + o.host + "]" : o.host) + ":" + std::to_string(o.port);
+}
+
+// Whether the request was cancelled. A cancellation that comes while no operation is pending
+// (between two of them) reaches none: the coroutine must look for it before the next one.
+inline bool cancelled_meanwhile(const asio::cancellation_state& state) {
+    return state.cancelled() != asio::cancellation_type::none;
 }
 
 }  // namespace detail::http_client

@@ -175,10 +175,17 @@ asio::awaitable<error_code> HttpClient::Impl::connect(const HttpOrigin& o, Origi
     const auto connect_deadline = std::min(deadline, Clock::now() + config.connect_timeout);
     tcp::resolver::results_type endpoints;
     if (auto ec = co_await resolve(o, connect_deadline, endpoints, failure)) co_return ec;
+    // A cancellation the lookup did not see (Asio's resolver ignores cancellation slots).
+    if (cancelled_meanwhile(co_await asio::this_coro::cancellation_state)) {
+        failure = "cancelled while connecting to " + where(o);
+        co_return make_error_code(asio::error::operation_aborted);
+    }
     auto c = std::make_shared<Connection>(strand, o, pool);
     beast::tcp_stream stream(strand);
     stream.expires_at(connect_deadline);
     auto [ec, endpoint] = co_await stream.async_connect(endpoints, use_tuple);
+    if (!ec && cancelled_meanwhile(co_await asio::this_coro::cancellation_state))
+        ec = asio::error::operation_aborted;
     if (ec == beast::error::timeout) {
         failure = "connecting to " + where(o) + " timed out";
         co_return make_error_code(Errc::timeout);
