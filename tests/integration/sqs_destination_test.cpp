@@ -935,6 +935,51 @@ TEST_CASE("the deadline holds while credentials are slow to come", "[sqs]") {
     CHECK(proxy.stat("requests") == 0);
 }
 
+namespace {
+
+// Credentials that never come (an endpoint that does not answer): the handlers are kept.
+class SilentCredentials final : public outbox::CredentialsProvider {
+  public:
+    std::string name() const override { return "silent"; }
+    std::size_t asked() const { return held_.size(); }
+
+  protected:
+    void do_get_credentials(Handler h) override { held_.push_back(std::move(h)); }
+
+  private:
+    std::vector<Handler> held_;
+};
+
+}  // namespace
+
+TEST_CASE("closing or destroying ends a send that waits for credentials", "[sqs]") {
+    const bool destroy = GENERATE(false, true);
+    INFO((destroy ? "destroyed" : "closed with a 200 ms deadline"));
+    asio::io_context io;
+    outbox::SqsDestinationConfig config;
+    config.queue_url = "http://127.0.0.1:9/000000000000/never-reached";
+    config.region = "us-east-1";
+    config.max_message_size = 262144;  // no lookup
+    auto credentials = std::make_shared<SilentCredentials>();
+    config.credentials = credentials;
+    std::optional<outbox::SqsDestination> sqs(std::in_place, io.get_executor(), config);
+    std::optional<error_code> sent, closed;
+    sqs->async_send(text_message("waits for credentials"),
+                    [&](error_code ec, outbox::Receipt) { sent = ec; });
+    while (credentials->asked() == 0 && io.run_one_for(std::chrono::seconds(1))) {
+    }
+    REQUIRE(credentials->asked() == 1);
+    if (destroy)
+        sqs.reset();
+    else
+        sqs->async_close(std::chrono::milliseconds(200), [&](error_code ec) { closed = ec; });
+    io.restart();
+    io.run_for(std::chrono::seconds(10));  // returns early: nothing is left waiting
+    REQUIRE(sent);
+    CHECK((*sent == asio::error::operation_aborted || *sent == outbox::Errc::close_timeout));
+    if (!destroy) CHECK(closed == error_code(outbox::Errc::close_timeout));
+}
+
 TEST_CASE("the queue lookup is cut short by the deadline of the messages waiting for it", "[sqs]") {
     // GetQueueAttributes never answers: without the cut, the lookup would hold its
     // connection for the whole request timeout (30 s).

@@ -184,8 +184,10 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             if (!done.empty()) detail::post_completions(executor, std::move(done));
         }
         for (const auto id : out.cancel_calls)
-            if (auto it = calls.find(id); it != calls.end())
-                it->second->emit(asio::cancellation_type::terminal);
+            if (auto it = calls.find(id); it != calls.end()) {
+                const auto signal = it->second;  // the call may leave `calls` meanwhile
+                signal->emit(asio::cancellation_type::terminal);
+            }
         for (auto& call : out.calls) start_call(std::move(call));
         for (auto& s : out.stages) start_stage(std::move(s));
         if (out.closed) finish_close(*out.closed);
@@ -276,6 +278,19 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             self->machine->call_answered(id, ec, std::move(res), Clock::now(), out);
             self->run(out);
         };
+        // Until the request goes out, a cancellation answers the call here: a credentials
+        // provider takes none, and may take seconds (instance metadata, STS).
+        cancel->slot().assign([strand = strand, pending](asio::cancellation_type) {
+            asio::post(strand, [pending] {
+                if (pending->answered) return;
+                pending->answered = true;
+                pending->timer.cancel();
+                HttpResponse res;
+                res.failure = "cancelled while credentials were fetched";
+                auto answer = std::move(pending->done);
+                answer(asio::error::operation_aborted, std::move(res));
+            });
+        });
         const auto deadline = call.deadline;
         if (deadline != Clock::time_point::max()) {
             pending->timer.expires_at(deadline);
