@@ -109,6 +109,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     std::set<std::string> claimed_passing_over;            // the last claim's full targets
     std::optional<std::set<std::string>> came_up_empty;    // ... when it found nothing
     bool close_deadline_passed = false;
+    bool close_finished = false;  // its handler is on its way: no timer of ours re-arms
     asio::steady_timer close_timer{strand};
     std::atomic<bool> stopped{false};  // the destructor ran: no handler of ours does anything
     std::vector<EventOutcome> unsettled;

@@ -32,7 +32,9 @@ void Outbox::Impl::start_relay() {
 void Outbox::Impl::renew_leases() {
     renew_timer.expires_after(config.poll_interval);
     renew_timer.async_wait([self = shared_from_this()](error_code ec) {
-        if (ec || self->stopped) return;  // while closing too: sends still run
+        // While closing too (sends still run), not after: a wait that had already ended when
+        // close finished is not cancelled by it, and would renew forever.
+        if (ec || self->stopped || self->close_finished) return;
         if (self->in_flight_count != 0 || !self->breakers.empty())
             self->post_job([self] {
                 try {
@@ -420,10 +422,13 @@ void Outbox::Impl::on_settled(std::vector<EventOutcome> batch, std::vector<Event
                           "outbox: recording outcomes failed: " + error + "; trying again in 1 s");
         unsettled.insert(unsettled.begin(), std::make_move_iterator(kept.begin()),
                          std::make_move_iterator(kept.end()));
-        settle_retry_timer.expires_after(std::chrono::seconds(1));
-        settle_retry_timer.async_wait([self = shared_from_this()](error_code ec) {
-            if (!ec) self->flush_settles();
-        });
+        // Once closed, not again: those claims are released, the next relay delivers them.
+        if (!close_finished) {
+            settle_retry_timer.expires_after(std::chrono::seconds(1));
+            settle_retry_timer.async_wait([self = shared_from_this()](error_code ec) {
+                if (!ec && !self->close_finished) self->flush_settles();
+            });
+        }
     } else {
         flush_settles();
     }
@@ -472,6 +477,7 @@ void Outbox::Impl::maybe_finish_close() {
     if (!drained && !close_deadline_passed) return;
     auto handler = std::make_shared<CloseHandler>(std::move(*close_handler));
     close_handler.reset();
+    close_finished = true;
     settle_retry_timer.cancel();
     close_timer.cancel();
     renew_timer.cancel();
@@ -517,6 +523,12 @@ void Outbox::Impl::shutdown() {
         self->settle_retry_timer.cancel();
         self->close_timer.cancel();
         self->destinations.clear();  // each fails what it holds: those events stay stored
+        // A close still waiting for its deliveries ends here, as they did.
+        if (self->close_handler) {
+            asio::post(self->executor, asio::append(std::move(*self->close_handler),
+                                                    error_code(asio::error::operation_aborted)));
+            self->close_handler.reset();
+        }
     });
 }
 

@@ -14,14 +14,17 @@
 #include <outbox/sqs_destination.hpp>
 
 #include <simdjson.h>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -135,6 +138,46 @@ std::map<std::string, int> read_back(const std::string& queue, std::size_t count
 }
 
 }  // namespace
+
+TEST_CASE("a closed relay leaves its event loop: no timer of its outlives the close", "[outbox]") {
+    // The lease timer fires every millisecond while the loop runs on its own thread; the
+    // close comes at a different moment each round. In some, the timer's wait has ended and
+    // its handler waits its turn when the close finishes: the cancel reaches nothing.
+    TempDir dir;
+    std::size_t left_running = 0;
+    for (int round = 0; round < 100; ++round) {
+        asio::io_context io;
+        outbox::OutboxConfig c;
+        c.store = outbox::open_sqlite_store(dir.file("events.db"));
+        c.make_destination = [](const std::string&) -> std::unique_ptr<outbox::Destination> {
+            return nullptr;  // no event is stored: never called
+        };
+        c.poll_interval = 1ms;
+        std::optional<outbox::Outbox> box(std::in_place, io.get_executor(), std::move(c));
+        auto work = asio::make_work_guard(io);
+        std::promise<void> ran_out;
+        std::thread runner([&] {
+            io.run();
+            ran_out.set_value();
+        });
+        // Not a wait for anything: it moves the moment of the close across the timer's period.
+        const auto close_at =
+            std::chrono::steady_clock::now() + std::chrono::microseconds(37 * round);
+        while (std::chrono::steady_clock::now() < close_at) {
+        }
+        std::promise<error_code> closed;
+        box->async_close(1s, [&](error_code ec) { closed.set_value(ec); });
+        CHECK_FALSE(closed.get_future().get());
+        work.reset();
+        if (ran_out.get_future().wait_for(5s) != std::future_status::ready) {
+            ++left_running;
+            io.stop();
+        }
+        runner.join();
+        box.reset();
+    }
+    CHECK(left_running == 0);
+}
 
 TEST_CASE("enqueued events are durable at once and delivered by the relay, many per commit",
           "[outbox]") {
@@ -401,6 +444,43 @@ TEST_CASE("a target whose deliveries hang holds only its share of the relay; the
     CHECK(box.stats().retried == 0);
     CHECK(box.stats().in_flight == 8);
     CHECK(read_back(queue, 100).size() == 100);
+}
+
+TEST_CASE("destroying an Outbox whose close waits for a delivery ends that close", "[outbox]") {
+    TempDir dir;
+    outbox::test::TestHttpServer never([](const outbox::test::TestRequest&) {
+        outbox::test::TestReply reply;
+        reply.action = outbox::test::TestReply::Action::hold;
+        return reply;
+    });
+    asio::io_context io;
+    outbox::OutboxConfig config;
+    config.store = outbox::open_sqlite_store(dir.file("events.db"));
+    config.make_destination = [&](const std::string& target) {
+        outbox::SqsDestinationConfig c;
+        c.queue_url = target;
+        c.endpoint = never.url();
+        c.region = "us-east-1";
+        c.credentials = outbox::make_static_credentials(
+            io.get_executor(), outbox::Credentials{access_key, secret_key});
+        c.max_message_size = 262144;  // no lookup first: the send itself hangs
+        c.retry.message_deadline = 120s;
+        c.http.request_timeout = 120s;
+        return std::make_unique<outbox::SqsDestination>(io.get_executor(), c);
+    };
+    std::optional<outbox::Outbox> box(std::in_place, io.get_executor(), std::move(config));
+    enqueue_all(io, *box, "http://sqs.us-east-1.127.0.0.1/000000000000/held", {text("held")});
+    REQUIRE(run_until(io, [&] { return never.requests() == 1; }));
+    std::optional<error_code> closed;
+    box->async_close(60s, [&](error_code ec) { closed = ec; });
+    io.poll();  // the close has begun: it waits for the held delivery
+    REQUIRE_FALSE(closed);
+    box.reset();
+    io.restart();
+    io.run_for(10s);
+    REQUIRE(closed);
+    CHECK(*closed == asio::error::operation_aborted);
+    CHECK(io.stopped());
 }
 
 TEST_CASE(
