@@ -942,6 +942,14 @@ class SilentCredentials final : public outbox::CredentialsProvider {
   public:
     std::string name() const override { return "silent"; }
     std::size_t asked() const { return held_.size(); }
+    // What a late answer would do to a destination that is gone: nothing. (Holding them
+    // would keep the destination's state alive for ever: they refer to it.)
+    void answer_late() {
+        for (auto& h : held_)
+            std::move(h)(make_error_code(outbox::Errc::credentials_not_found),
+                         outbox::Credentials{});
+        held_.clear();
+    }
 
   protected:
     void do_get_credentials(Handler h) override { held_.push_back(std::move(h)); }
@@ -978,6 +986,11 @@ TEST_CASE("closing or destroying ends a send that waits for credentials", "[sqs]
     REQUIRE(sent);
     CHECK((*sent == asio::error::operation_aborted || *sent == outbox::Errc::close_timeout));
     if (!destroy) CHECK(closed == error_code(outbox::Errc::close_timeout));
+    sqs.reset();
+    credentials->answer_late();
+    io.restart();
+    io.run_for(std::chrono::seconds(10));
+    CHECK(io.stopped());
 }
 
 TEST_CASE("the queue lookup is cut short by the deadline of the messages waiting for it", "[sqs]") {
