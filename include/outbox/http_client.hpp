@@ -142,7 +142,8 @@ class HttpClient {
     }
 
     /// Closes idle connections and fails later requests with operation_aborted; requests in
-    /// flight finish. Lets an event loop run out of work once its users are done.
+    /// flight finish, by their deadlines at the latest. Lets an event loop run out of work once
+    /// its users are done.
     void close();
 
     /// Closes idle connections only; later requests open new ones. For a client shared by

@@ -147,7 +147,8 @@ class Outbox {
 
     /// Stops the relay: no new deliveries start; those in flight get `deadline` to finish
     /// (their destinations are closed with it), then what is unsettled stays in the store for
-    /// the next relay. Later enqueues fail with operation_aborted. Completion: void(error_code).
+    /// the next relay. Later enqueues fail with operation_aborted. Completion: void(error_code);
+    /// operation_aborted when the Outbox is destroyed before the close finishes.
     template <class CompletionToken>
     auto async_close(std::chrono::milliseconds deadline, CompletionToken&& token) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(

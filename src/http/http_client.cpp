@@ -111,16 +111,20 @@ void HttpClient::Impl::wake_one(OriginPool& pool) {
 void HttpClient::Impl::watch(const ConnectionPtr& c, Clock::time_point deadline) {
     c->deadline = deadline;
     c->timed_out = false;
+    c->watched = true;
     busy.push_back(c);
     if (!sweeping) arm_sweeper();
 }
 
 void HttpClient::Impl::unwatch(const ConnectionPtr& c) {
+    if (!c->watched) return;
+    c->watched = false;
     c->deadline = Clock::time_point::max();
     if (auto it = std::find(busy.begin(), busy.end(), c); it != busy.end()) {
         *it = std::move(busy.back());
         busy.pop_back();
     }
+    if (closed && busy.empty()) sweeper.cancel();  // the loop need not wait for its next tick
 }
 
 void HttpClient::Impl::arm_sweeper() {
@@ -311,6 +315,13 @@ asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpR
 
         c->tcp().expires_never();
         watch(c, deadline);
+        // Also when an exception leaves the coroutine: a connection left in `busy` would keep
+        // the sweeper going for ever.
+        struct UnwatchOnExit {
+            Impl& impl;
+            const ConnectionPtr& c;
+            ~UnwatchOnExit() { impl.unwatch(c); }
+        } unwatch_on_exit{*this, c};
         write_head(request, host, config.user_agent, c->request_head);
         const std::array<asio::const_buffer, 2> wire = {asio::buffer(c->request_head),
                                                         asio::buffer(request.body)};
@@ -427,8 +438,11 @@ void HttpClient::start(HttpRequest request, Handler handler) {
     auto op = std::make_shared<Op>();
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) {
-        slot.assign([op, strand = impl_->strand](asio::cancellation_type type) {
-            asio::dispatch(strand, [op, type] { op->signal.emit(type); });
+        // Weak: the caller's slot may outlive the client and its event loop (a strand's
+        // destructor needs the loop's service).
+        slot.assign([op, weak = std::weak_ptr<Impl>(impl_)](asio::cancellation_type type) {
+            if (auto impl = weak.lock())
+                asio::dispatch(impl->strand, [op, type] { op->signal.emit(type); });
         });
     }
     auto ex = asio::get_associated_executor(handler, impl_->executor);

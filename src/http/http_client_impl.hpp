@@ -65,6 +65,7 @@ struct Connection {
     // Deadline of the request in progress, enforced by the client's sweeper.
     Clock::time_point deadline = Clock::time_point::max();
     bool timed_out = false;
+    bool watched = false;  // in the client's busy list
 
     beast::tcp_stream& tcp() { return secure ? secure->next_layer() : *plain; }
 

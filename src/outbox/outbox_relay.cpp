@@ -475,7 +475,21 @@ void Outbox::Impl::maybe_finish_close() {
     const bool drained = destinations_closing == 0 && in_flight_count == 0 && !claiming &&
                          !settling && unsettled.empty();
     if (!drained && !close_deadline_passed) return;
-    auto handler = std::make_shared<CloseHandler>(std::move(*close_handler));
+    // Answered by the job, or with operation_aborted when the job never runs (an Outbox
+    // destroyed meanwhile drops its jobs).
+    struct CloseAnswer {
+        CloseHandler handler;
+        asio::any_io_executor executor;
+        bool answered = false;
+        void answer(error_code ec) {
+            answered = true;
+            asio::post(executor, asio::append(std::move(handler), ec));
+        }
+        ~CloseAnswer() {
+            if (!answered) answer(asio::error::operation_aborted);
+        }
+    };
+    auto answer = std::make_shared<CloseAnswer>(std::move(*close_handler), executor);
     close_handler.reset();
     close_finished = true;
     settle_retry_timer.cancel();
@@ -483,7 +497,7 @@ void Outbox::Impl::maybe_finish_close() {
     renew_timer.cancel();
     // What is claimed and unsettled (a claim that came back while closing) is released:
     // the next relay delivers it.
-    post_job([self = shared_from_this(), handler] {
+    post_job([self = shared_from_this(), answer] {
         error_code ec;
         try {
             self->store().release_claims();
@@ -492,7 +506,7 @@ void Outbox::Impl::maybe_finish_close() {
             ec = Errc::store_error;
         }
         if (self->config.relay) self->forget_breakers();
-        asio::post(self->executor, asio::append(std::move(*handler), ec));
+        answer->answer(ec);
     });
 }
 

@@ -496,8 +496,8 @@ TEST_CASE("a cancellation at any step of a request ends it at once") {
         const auto until = std::chrono::steady_clock::now() + 5s;
         while (!out && std::chrono::steady_clock::now() < until) io.run_one_for(100ms);
         REQUIRE(out);
-        CHECK((out->ec == asio::error::operation_aborted || out->ec == Errc::outcome_unknown));
         INFO(out->response.failure);
+        CHECK((out->ec == asio::error::operation_aborted || out->ec == Errc::outcome_unknown));
         CHECK(out->response.failure.find("cancelled") != std::string::npos);
     }
 }
@@ -511,7 +511,7 @@ TEST_CASE("close() leaves a request in flight its deadline") {
     asio::io_context io;
     HttpClient client(io.get_executor());
     HttpRequest req = get(server, "/held");
-    req.timeout = 200ms;
+    req.timeout = 1s;
     std::optional<Result> out;
     client.async_request(std::move(req), [&](auto ec, auto r) { out = Result{ec, std::move(r)}; });
     const auto until = std::chrono::steady_clock::now() + 10s;
@@ -522,7 +522,7 @@ TEST_CASE("close() leaves a request in flight its deadline") {
     io.run_for(10s);  // the deadline ends the request; nothing else is left to wait for
     REQUIRE(out);
     CHECK(out->ec == Errc::outcome_unknown);
-    CHECK(out->response.failure.find("within 200 ms") != std::string::npos);
+    CHECK(out->response.failure.find("within 1 s") != std::string::npos);
 }
 
 TEST_CASE("TLS: verified against a CA file, by host name") {

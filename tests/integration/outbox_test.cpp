@@ -167,7 +167,9 @@ TEST_CASE("a closed relay leaves its event loop: no timer of its outlives the cl
         }
         std::promise<error_code> closed;
         box->async_close(1s, [&](error_code ec) { closed.set_value(ec); });
-        CHECK_FALSE(closed.get_future().get());
+        auto closing = closed.get_future();
+        REQUIRE(closing.wait_for(10s) == std::future_status::ready);
+        CHECK_FALSE(closing.get());
         work.reset();
         if (ran_out.get_future().wait_for(5s) != std::future_status::ready) {
             ++left_running;

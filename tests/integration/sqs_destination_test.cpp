@@ -984,7 +984,7 @@ TEST_CASE("closing or destroying ends a send that waits for credentials", "[sqs]
     io.restart();
     io.run_for(std::chrono::seconds(10));  // returns early: nothing is left waiting
     REQUIRE(sent);
-    CHECK((*sent == asio::error::operation_aborted || *sent == outbox::Errc::close_timeout));
+    CHECK(*sent == asio::error::operation_aborted);  // never sent
     if (!destroy) CHECK(closed == error_code(outbox::Errc::close_timeout));
     sqs.reset();
     credentials->answer_late();

@@ -280,14 +280,19 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         };
         // Until the request goes out, a cancellation answers the call here: a credentials
         // provider takes none, and may take seconds (instance metadata, STS).
-        cancel->slot().assign([strand = strand, pending](asio::cancellation_type) {
-            asio::post(strand, [pending] {
-                if (pending->answered) return;
-                pending->answered = true;
-                pending->timer.cancel();
+        // Weak, as this handler lives in `calls`: no cycle back to this Impl.
+        cancel->slot().assign([weak_self = weak_from_this(),
+                               weak_pending = std::weak_ptr(pending)](asio::cancellation_type) {
+            auto self = weak_self.lock();
+            if (!self) return;
+            asio::post(self->strand, [weak_pending] {
+                auto waiting = weak_pending.lock();
+                if (!waiting || waiting->answered) return;
+                waiting->answered = true;
+                waiting->timer.cancel();
                 HttpResponse res;
                 res.failure = "cancelled while credentials were fetched";
-                auto answer = std::move(pending->done);
+                auto answer = std::move(waiting->done);
                 answer(asio::error::operation_aborted, std::move(res));
             });
         });
