@@ -18,6 +18,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <type_traits>
 #include <utility>
 
 namespace outbox {
@@ -25,8 +26,12 @@ namespace outbox {
 class Destination {
   public:
     using executor_type = boost::asio::any_io_executor;
+    /// A send's handler, type-erased once, as do_send receives it. It takes the Receipt by
+    /// rvalue reference where async_send's signature has it by value: through
+    /// any_completion_handler a by-value argument is moved twice more, and a Receipt's move is
+    /// nine strings'. Complete it with `std::move(handler)(ec, std::move(receipt))`.
     using SendHandler =
-        boost::asio::any_completion_handler<void(boost::system::error_code, Receipt)>;
+        boost::asio::any_completion_handler<void(boost::system::error_code, Receipt&&)>;
     using CloseHandler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
 
     virtual ~Destination() = default;
@@ -65,14 +70,22 @@ class Destination {
     /// in a request, the message completes with that request's outcome. KafkaDestination
     /// honours it only while the message waits for room: once handed to librdkafka, a
     /// message cannot be taken back, and it completes with librdkafka's report.
-    /// Lifetimes: the message is moved in. The destination must be alive when the operation
-    /// starts (for a lazy token such as the default, when it is awaited); destroying it
-    /// completes what is still pending with operation_aborted.
+    /// Lifetimes: the message is moved in (an lvalue is copied) before async_send returns.
+    /// The destination must be alive when the operation starts (for a lazy token such as the
+    /// default, when it is awaited); destroying it completes what is still pending with
+    /// operation_aborted.
     template <class CompletionToken = default_send_token>
-    auto async_send(Message message, CompletionToken&& token = default_send_token{}) {
+    auto async_send(Message&& message, CompletionToken&& token = default_send_token{}) {
+        // By reference down to where the destination keeps it: a Message's move is eight
+        // strings'. A token that starts the operation later keeps its own copy of the
+        // arguments, moved in here.
         return boost::asio::async_initiate<CompletionToken,
                                            void(boost::system::error_code, Receipt)>(
             SendInitiation{this}, token, std::move(message));
+    }
+    template <class CompletionToken = default_send_token>
+    auto async_send(const Message& message, CompletionToken&& token = default_send_token{}) {
+        return async_send(Message(message), std::forward<CompletionToken>(token));
     }
 
     /// Stops accepting messages (later sends fail with operation_aborted), delivers what is
@@ -98,11 +111,15 @@ class Destination {
     struct SendInitiation {
         Destination* self;
         executor_type get_executor() const noexcept { return self->get_executor(); }
-        // The message by reference: each move of a Message moves its eight strings.
+        // The message by reference down to do_send: each move of a Message moves its eight
+        // strings. A token that keeps the arguments and may start again (an lvalue deferred
+        // operation) passes an lvalue, which is copied.
         template <class Handler, class MessageArg>
         void operator()(Handler&& handler, MessageArg&& message) const {
-            self->do_send(std::forward<MessageArg>(message),
-                          SendHandler(std::forward<Handler>(handler)));
+            if constexpr (std::is_lvalue_reference_v<MessageArg>)
+                self->do_send(Message(message), SendHandler(std::forward<Handler>(handler)));
+            else
+                self->do_send(std::move(message), SendHandler(std::forward<Handler>(handler)));
         }
     };
     struct CloseInitiation {
@@ -115,7 +132,8 @@ class Destination {
     };
 
   protected:
-    virtual void do_send(Message message, SendHandler handler) = 0;
+    /// `message` is the caller's, moved in by async_send: move it on, it is not used after.
+    virtual void do_send(Message&& message, SendHandler handler) = 0;
     virtual void do_close(std::chrono::milliseconds deadline, CloseHandler handler) = 0;
 };
 

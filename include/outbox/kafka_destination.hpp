@@ -145,7 +145,7 @@ class KafkaDestination final : public Destination {
     void set_sasl_credentials(std::string username, std::string password);
 
   protected:
-    void do_send(Message message, SendHandler handler) override;
+    void do_send(Message&& message, SendHandler handler) override;
     void do_close(std::chrono::milliseconds deadline, CloseHandler handler) override;
 
   private:

@@ -87,7 +87,7 @@ class RoutingDestination final : public Destination {
     void set_dead_letter_handler(DeadLetterHandler handler) override;
 
   protected:
-    void do_send(Message message, SendHandler handler) override;
+    void do_send(Message&& message, SendHandler handler) override;
     /// Closes every target's destination at once, each with `deadline`; completes when all
     /// have, with the first error any reported.
     void do_close(std::chrono::milliseconds deadline, CloseHandler handler) override;

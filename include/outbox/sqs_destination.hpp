@@ -106,7 +106,7 @@ class SqsDestination final : public Destination {
     void set_dead_letter_handler(DeadLetterHandler handler) override;
 
   protected:
-    void do_send(Message message, SendHandler handler) override;
+    void do_send(Message&& message, SendHandler handler) override;
     void do_close(std::chrono::milliseconds deadline, CloseHandler handler) override;
 
   private:

@@ -335,7 +335,7 @@ void RoutingDestination::set_dead_letter_handler(DeadLetterHandler handler) {
     impl_->dead_letters->set(std::move(handler));
 }
 
-void RoutingDestination::do_send(Message message, SendHandler handler) {
+void RoutingDestination::do_send(Message&& message, SendHandler handler) {
     Impl& impl = *impl_;
     std::string target;
     try {

@@ -69,8 +69,9 @@ void KafkaDestination::Impl::delivered(const rd_kafka_message_t& m) {
             r.partition = m.partition;
             r.offset = m.offset;
             r.attempts = 1;
-            r.staged_url = std::move(entry.staged_url);
-            r.staged_key = std::move(entry.staged_key);
+            // Moved only when set: moving an empty string still costs a call to memcpy.
+            if (!entry.staged_url.empty()) r.staged_url = std::move(entry.staged_url);
+            if (!entry.staged_key.empty()) r.staged_key = std::move(entry.staged_key);
         });
     }
     error_code ec = detail::classify_kafka_error(m.err, rd_kafka_message_status(&m));
@@ -123,6 +124,21 @@ std::string KafkaDestination::Impl::fatal_reason() const {
 
 // ---- accepting and producing -------------------------------------------------------------
 
+std::unique_ptr<Entry> KafkaDestination::Impl::new_entry(Message&& m,
+                                                         Destination::SendHandler&& h) {
+    if (spare_entries.empty()) return std::make_unique<Entry>(std::move(m), std::move(h));
+    std::unique_ptr<Entry> e = std::move(spare_entries.back());
+    spare_entries.pop_back();
+    e->refill(std::move(m), std::move(h));
+    return e;
+}
+
+void KafkaDestination::Impl::recycle(std::unique_ptr<Entry> e) {
+    if (spare_entries.size() >= max_spare_entries) return;
+    e->empty_out();  // a spare entry keeps no body
+    spare_entries.push_back(std::move(e));
+}
+
 void KafkaDestination::Impl::accept(std::unique_ptr<Entry> owned) {
     Entry& e = *owned;
     e.seq = next_seq++;
@@ -134,16 +150,25 @@ void KafkaDestination::Impl::accept(std::unique_ptr<Entry> owned) {
     }
     install_cancellation(e);
     if (should_stage(e)) {
-        held.emplace(e.seq, std::move(owned));
+        staging.emplace(e.seq, std::move(owned));
         return stage(e);
     }
     if (waiting_room.empty() && topic_ready) {
         if (produce(owned)) return;  // produced, or failed
         stats.waited_for_room();
     }
-    e.place = Place::waiting_room;
-    waiting_room.push_back(&e);
-    held.emplace(e.seq, std::move(owned));
+    wait_for_room(std::move(owned));
+}
+
+// Into the waiting room at its place by seq: a staged message returns ahead of newer ones.
+void KafkaDestination::Impl::wait_for_room(std::unique_ptr<Entry> owned) {
+    owned->place = Place::waiting_room;
+    if (waiting_room.empty() || waiting_room.back()->seq < owned->seq)
+        return waiting_room.push_back(std::move(owned));
+    const auto at = std::upper_bound(
+        waiting_room.begin(), waiting_room.end(), owned->seq,
+        [](std::uint64_t seq, const std::unique_ptr<Entry>& e) { return seq < e->seq; });
+    waiting_room.insert(at, std::move(owned));
 }
 
 bool KafkaDestination::Impl::should_stage(const Entry& e) const {
@@ -164,10 +189,10 @@ void KafkaDestination::Impl::stage(Entry& e) {
 
 void KafkaDestination::Impl::staged(std::uint64_t seq, error_code ec, StagedPayload payload) {
     std::lock_guard lock(mutex);
-    auto it = held.find(seq);
-    if (it == held.end()) return;  // failed meanwhile (close deadline, destructor)
+    auto it = staging.find(seq);
+    if (it == staging.end()) return;  // failed meanwhile (close deadline, destructor)
     std::unique_ptr<Entry> owned = std::move(it->second);
-    held.erase(it);
+    staging.erase(it);
     Entry& e = *owned;
     if (ec) {
         Diagnostics d = std::move(payload.diagnostics);
@@ -199,9 +224,7 @@ void KafkaDestination::Impl::staged(std::uint64_t seq, error_code ec, StagedPayl
         return fail(std::move(owned), Errc::payload_too_large, std::move(d));
     }
     if (waiting_room.empty() && topic_ready && produce(owned)) return maybe_finish_close();
-    e.place = Place::waiting_room;
-    waiting_room.push_back(&e);
-    held.emplace(e.seq, std::move(owned));
+    wait_for_room(std::move(owned));
     maybe_finish_close();
 }
 
@@ -262,12 +285,11 @@ bool KafkaDestination::Impl::produce(std::unique_ptr<Entry>& owned) {
 }
 
 void KafkaDestination::Impl::produce_waiting() {
+    // The front stays in the deque (emptied) while it is produced or failed, so the waiting
+    // room is not empty for the completion it may run.
     while (!waiting_room.empty() && topic_ready) {
-        Entry* e = waiting_room.front();
-        auto it = held.find(e->seq);
-        if (!produce(it->second)) return;  // still full
+        if (!produce(waiting_room.front())) return;  // still full
         waiting_room.pop_front();
-        held.erase(it);
     }
 }
 
@@ -282,11 +304,12 @@ void KafkaDestination::Impl::install_cancellation(Entry& e) {
 // Only a message still waiting can be cancelled: librdkafka cannot take one back.
 void KafkaDestination::Impl::cancel(std::uint64_t seq) {
     std::lock_guard lock(mutex);
-    auto it = held.find(seq);
-    if (it == held.end() || it->second->place != Place::waiting_room) return;
-    waiting_room.erase(std::find(waiting_room.begin(), waiting_room.end(), it->second.get()));
-    std::unique_ptr<Entry> owned = std::move(it->second);
-    held.erase(it);
+    const auto it = std::lower_bound(
+        waiting_room.begin(), waiting_room.end(), seq,
+        [](const std::unique_ptr<Entry>& e, std::uint64_t s) { return e->seq < s; });
+    if (it == waiting_room.end() || (*it)->seq != seq) return;  // produced, staging or done
+    std::unique_ptr<Entry> owned = std::move(*it);
+    waiting_room.erase(it);
     Diagnostics d;
     d.message = "cancelled while waiting for room";
     fail(std::move(owned), asio::error::operation_aborted, std::move(d));
@@ -308,8 +331,11 @@ void KafkaDestination::Impl::complete(std::unique_ptr<Entry> e, error_code ec,
             executor, detail::SendCompletion(stats, dead_letters, config.logger, config.topic,
                                              std::move(e->handler), ec, fill_receipt,
                                              std::move(e->message), e->accepted_at));
-    e.reset();
-    if (held.empty() && produced == 0) work.reset();
+    recycle(std::move(e));
+    if (idle()) {
+        work.reset();
+        spare_entries.clear();  // an idle destination keeps none of its last burst
+    }
 }
 
 void KafkaDestination::Impl::fail(std::unique_ptr<Entry> e, error_code ec, Diagnostics d) {
@@ -329,10 +355,11 @@ void KafkaDestination::Impl::fail(std::unique_ptr<Entry> e, error_code ec, Diagn
 // Fails what has not reached librdkafka; purges what has (its reports follow, and say why).
 void KafkaDestination::Impl::abandon_all(const std::string& why, int purge_flags) {
     purge_reason = why;
-    waiting_room.clear();
     std::vector<std::unique_ptr<Entry>> list;
-    for (auto& [seq, e] : held) list.push_back(std::move(e));
-    held.clear();
+    for (auto& e : waiting_room) list.push_back(std::move(e));
+    waiting_room.clear();
+    for (auto& [seq, e] : staging) list.push_back(std::move(e));
+    staging.clear();
     std::sort(list.begin(), list.end(), [](auto& a, auto& b) { return a->seq < b->seq; });
     for (auto& e : list) {
         Diagnostics d;
@@ -365,7 +392,7 @@ void KafkaDestination::Impl::close_deadline() {
 }
 
 void KafkaDestination::Impl::maybe_finish_close() {
-    if (!close_latch.running() || !held.empty() || produced != 0) return;
+    if (!close_latch.running() || !idle()) return;
     close_timer.cancel();
     close_latch.end(close_deadline_passed ? error_code(Errc::close_timeout) : error_code(),
                     executor);
@@ -415,7 +442,7 @@ void KafkaDestination::set_dead_letter_handler(DeadLetterHandler handler) {
     impl_->dead_letters.set(std::move(handler));
 }
 
-void KafkaDestination::do_send(Message message, SendHandler handler) {
+void KafkaDestination::do_send(Message&& message, SendHandler handler) {
     Impl& impl = *impl_;
     const auto& config = impl.config;
     std::string why;
@@ -454,16 +481,15 @@ void KafkaDestination::do_send(Message message, SendHandler handler) {
               std::to_string(config.max_message_size) + " and no stager is set";
     }
     impl.stats.accepted(message.body.size());
-    auto entry = std::make_unique<Entry>(std::move(message), std::move(handler));
+    std::lock_guard lock(impl.mutex);
+    auto entry = impl.new_entry(std::move(message), std::move(handler));
     if (ec) {
         Diagnostics d;
         d.message = std::move(why);
-        std::lock_guard lock(impl.mutex);  // fail() expects it; not collecting, so it posts
-        return impl.fail(std::move(entry), ec, std::move(d));
+        return impl.fail(std::move(entry), ec, std::move(d));  // not collecting: it posts
     }
     entry->wire_bytes = wire_bytes;
-    entry->extra_headers = std::move(extra_headers);
-    std::lock_guard lock(impl.mutex);
+    if (!extra_headers.empty()) entry->extra_headers = std::move(extra_headers);
     if (impl.stopped) {
         Diagnostics d;
         d.message = "the destination was destroyed";

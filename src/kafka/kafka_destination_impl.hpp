@@ -5,6 +5,7 @@
 #include "core/close_latch.hpp"
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
+#include "core/message_move.hpp"
 #include "core/send_completion.hpp"
 
 #include <outbox/kafka_destination.hpp>
@@ -31,10 +32,31 @@ namespace outbox::detail::kafka {
 enum class Place { waiting_room, staging, produced };
 
 struct Entry {
-    // Boost 1.81's any_completion_handler move-assignment recurses forever: only ever
-    // move-construct it.
-    Entry(Message&& m, Destination::SendHandler&& h)
-        : message(std::move(m)), handler(std::move(h)) {}
+    Entry(Message&& m, Destination::SendHandler&& h) : handler(std::move(h)) {
+        detail::move_into_empty_message(message, std::move(m));
+    }
+
+    // A spare entry (emptied) takes the next message: as constructed, without an allocation.
+    void refill(Message&& m, Destination::SendHandler&& h) {
+        detail::move_into_empty_message(message, std::move(m));
+        // Boost 1.81's any_completion_handler move-assignment recurses forever: constructed
+        // again in place instead.
+        std::destroy_at(&handler);
+        std::construct_at(&handler, std::move(h));
+        seq = 0;
+        accepted_at = std::chrono::steady_clock::now();
+        wire_bytes = 0;
+        place = Place::waiting_room;
+    }
+    // What a completed message leaves behind goes now, not when the entry is next used: a
+    // spare entry keeps no body.
+    void empty_out() {
+        std::destroy_at(&message);
+        std::construct_at(&message);
+        extra_headers.clear();
+        if (!staged_url.empty()) staged_url = std::string();
+        if (!staged_key.empty()) staged_key = std::string();
+    }
 
     std::uint64_t seq = 0;
     // Beside the body's size: a delivery report reads both, and the entry is cold by then.
@@ -113,8 +135,15 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
 
     std::mutex mutex;  // guards everything below, and every call into librdkafka
     std::uint64_t next_seq = 1;
-    std::unordered_map<std::uint64_t, std::unique_ptr<Entry>> held;  // waiting room, staging
-    std::deque<Entry*> waiting_room;
+    // Messages waiting for room in librdkafka's queue (or for the topic), in seq order: a
+    // deque rather than a map, as at full speed most messages pass through it.
+    std::deque<std::unique_ptr<Entry>> waiting_room;
+    std::unordered_map<std::uint64_t, std::unique_ptr<Entry>> staging;  // by seq
+    // Entries of completed messages, emptied, for the next ones while messages keep coming:
+    // at most max_spare_entries (about 1.8 MB), none once the destination is idle (the list
+    // keeps its room, 32 KiB at most).
+    std::vector<std::unique_ptr<Entry>> spare_entries;
+    static constexpr std::size_t max_spare_entries = 4096;
     std::size_t produced = 0;
     bool topic_ready = true;
     std::string topic_creation_error{};
@@ -174,6 +203,10 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     Diagnostics explain(rd_kafka_resp_err_t err, boost::system::error_code& ec, std::string text);
     std::string fatal_reason() const;
 
+    std::unique_ptr<Entry> new_entry(Message&& m, Destination::SendHandler&& h);
+    void recycle(std::unique_ptr<Entry> e);
+    bool idle() const { return waiting_room.empty() && staging.empty() && produced == 0; }
+    void wait_for_room(std::unique_ptr<Entry> owned);
     void accept(std::unique_ptr<Entry> owned);
     bool should_stage(const Entry& e) const;
     void stage(Entry& e);

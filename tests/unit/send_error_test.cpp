@@ -11,6 +11,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -18,6 +19,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <optional>
+#include <string>
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -34,6 +36,7 @@ class ScriptedDestination final : public outbox::Destination {
     outbox::Receipt next_receipt;
     int sends = 0;
     int closes = 0;
+    std::string last_body;
     bool slot_connected = false;
 
     executor_type get_executor() const noexcept override { return ex_; }
@@ -41,8 +44,9 @@ class ScriptedDestination final : public outbox::Destination {
     void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
 
   protected:
-    void do_send(outbox::Message, SendHandler handler) override {
+    void do_send(outbox::Message&& message, SendHandler handler) override {
         ++sends;
+        last_body = std::move(message.body);
         slot_connected = asio::get_associated_cancellation_slot(handler).is_connected();
         // As the destinations complete: posted, on the handler's associated executor.
         asio::post(ex_, asio::append(std::move(handler), next_error, next_receipt));
@@ -181,4 +185,42 @@ TEST_CASE(
         asio::detached);
     io.run();
     CHECK(id == "m-2");
+}
+
+TEST_CASE("async_send moves an rvalue message in, copies an lvalue, and a deferred send its own") {
+    asio::io_context io;
+    ScriptedDestination d(io.get_executor());
+    int completed = 0;
+    const auto count = [&](error_code ec, const outbox::Receipt&) {
+        CHECK(!ec);
+        ++completed;
+    };
+
+    outbox::Message moved;
+    moved.body = std::string(100, 'm');  // long enough to live on the heap: it is taken
+    d.async_send(std::move(moved), count);
+    CHECK(d.last_body == std::string(100, 'm'));
+    CHECK(moved.body.empty());
+
+    outbox::Message kept;
+    kept.body = std::string(100, 'k');
+    d.async_send(kept, count);
+    CHECK(d.last_body == std::string(100, 'k'));
+    CHECK(kept.body == std::string(100, 'k'));
+
+    // A deferred operation keeps its arguments: the message given to async_send may be gone
+    // before it starts, and an lvalue operation may start twice.
+    auto later = [&] {
+        outbox::Message temporary;
+        temporary.body = std::string(100, 'd');
+        return d.async_send(std::move(temporary), asio::deferred);
+    }();
+    later(count);
+    CHECK(d.last_body == std::string(100, 'd'));
+    later(count);
+    CHECK(d.last_body == std::string(100, 'd'));
+
+    io.run();
+    CHECK(d.sends == 4);
+    CHECK(completed == 4);
 }

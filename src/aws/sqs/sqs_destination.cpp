@@ -99,7 +99,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     bool drain_posted = false;
 
     // From any thread.
-    void enqueue(Message message, std::size_t size, Destination::SendHandler handler) {
+    void enqueue(Message&& message, std::size_t size, Destination::SendHandler handler) {
         bool post = false;
         {
             std::lock_guard lock(inbox_mutex);
@@ -152,7 +152,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
 
     // ---- events into the machine, actions out of it ----------------------------------------
 
-    void accept(Message message, std::size_t size, Destination::SendHandler handler) {
+    void accept(Message&& message, std::size_t size, Destination::SendHandler handler) {
         Actions out;
         const auto seq = machine->accept(std::move(message), size, Clock::now(), out);
         // Moved in by construction only: Boost 1.81's any_completion_handler move-assignment
@@ -567,7 +567,7 @@ void SqsDestination::set_dead_letter_handler(DeadLetterHandler handler) {
     impl_->dead_letters.set(std::move(handler));
 }
 
-void SqsDestination::do_send(Message message, SendHandler handler) {
+void SqsDestination::do_send(Message&& message, SendHandler handler) {
     const auto& config = impl_->config;
     // Trace context: traceparent and tracestate become attributes (counted, checked and
     // hashed as any other); aws_trace_header goes as the AWSTraceHeader system attribute.
