@@ -59,7 +59,7 @@ void KafkaDestination::Impl::serve() {
 }
 
 void KafkaDestination::Impl::delivered(const rd_kafka_message_t& m) {
-    std::unique_ptr<Entry> e(static_cast<Entry*>(m._private));
+    EntryPtr e(static_cast<Entry*>(m._private), {&entry_pool});
     --produced;
     if (m.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         refusal.reset();
@@ -124,22 +124,12 @@ std::string KafkaDestination::Impl::fatal_reason() const {
 
 // ---- accepting and producing -------------------------------------------------------------
 
-std::unique_ptr<Entry> KafkaDestination::Impl::new_entry(Message&& m,
-                                                         Destination::SendHandler&& h) {
-    if (spare_entries.empty()) return std::make_unique<Entry>(std::move(m), std::move(h));
-    std::unique_ptr<Entry> e = std::move(spare_entries.back());
-    spare_entries.pop_back();
-    e->refill(std::move(m), std::move(h));
-    return e;
+EntryPtr KafkaDestination::Impl::new_entry(Message&& m, Destination::SendHandler&& h) {
+    void* memory = entry_pool.allocate();
+    return EntryPtr(::new (memory) Entry(std::move(m), std::move(h)), {&entry_pool});
 }
 
-void KafkaDestination::Impl::recycle(std::unique_ptr<Entry> e) {
-    if (spare_entries.size() >= max_spare_entries) return;
-    e->empty_out();  // a spare entry keeps no body
-    spare_entries.push_back(std::move(e));
-}
-
-void KafkaDestination::Impl::accept(std::unique_ptr<Entry> owned) {
+void KafkaDestination::Impl::accept(EntryPtr owned) {
     Entry& e = *owned;
     e.seq = next_seq++;
     if (!work) work.emplace(asio::prefer(executor, asio::execution::outstanding_work.tracked));
@@ -161,13 +151,13 @@ void KafkaDestination::Impl::accept(std::unique_ptr<Entry> owned) {
 }
 
 // Into the waiting room at its place by seq: a staged message returns ahead of newer ones.
-void KafkaDestination::Impl::wait_for_room(std::unique_ptr<Entry> owned) {
+void KafkaDestination::Impl::wait_for_room(EntryPtr owned) {
     owned->place = Place::waiting_room;
     if (waiting_room.empty() || waiting_room.back()->seq < owned->seq)
         return waiting_room.push_back(std::move(owned));
-    const auto at = std::upper_bound(
-        waiting_room.begin(), waiting_room.end(), owned->seq,
-        [](std::uint64_t seq, const std::unique_ptr<Entry>& e) { return seq < e->seq; });
+    const auto at =
+        std::upper_bound(waiting_room.begin(), waiting_room.end(), owned->seq,
+                         [](std::uint64_t seq, const EntryPtr& e) { return seq < e->seq; });
     waiting_room.insert(at, std::move(owned));
 }
 
@@ -191,7 +181,7 @@ void KafkaDestination::Impl::staged(std::uint64_t seq, error_code ec, StagedPayl
     std::lock_guard lock(mutex);
     auto it = staging.find(seq);
     if (it == staging.end()) return;  // failed meanwhile (close deadline, destructor)
-    std::unique_ptr<Entry> owned = std::move(it->second);
+    EntryPtr owned = std::move(it->second);
     staging.erase(it);
     Entry& e = *owned;
     if (ec) {
@@ -235,7 +225,7 @@ std::string_view KafkaDestination::Impl::key_of(const Entry& e) const {
 
 // Hands the message to librdkafka. False only when its queue is full: `owned` is then
 // untouched. Otherwise `owned` is released: to librdkafka, or failed.
-bool KafkaDestination::Impl::produce(std::unique_ptr<Entry>& owned) {
+bool KafkaDestination::Impl::produce(EntryPtr& owned) {
     Entry& e = *owned;
     rd_kafka_headers_t* headers = nullptr;
     if (!e.message.attributes.empty() || !e.extra_headers.empty()) {
@@ -304,11 +294,10 @@ void KafkaDestination::Impl::install_cancellation(Entry& e) {
 // Only a message still waiting can be cancelled: librdkafka cannot take one back.
 void KafkaDestination::Impl::cancel(std::uint64_t seq) {
     std::lock_guard lock(mutex);
-    const auto it = std::lower_bound(
-        waiting_room.begin(), waiting_room.end(), seq,
-        [](const std::unique_ptr<Entry>& e, std::uint64_t s) { return e->seq < s; });
+    const auto it = std::lower_bound(waiting_room.begin(), waiting_room.end(), seq,
+                                     [](const EntryPtr& e, std::uint64_t s) { return e->seq < s; });
     if (it == waiting_room.end() || (*it)->seq != seq) return;  // produced, staging or done
-    std::unique_ptr<Entry> owned = std::move(*it);
+    EntryPtr owned = std::move(*it);
     waiting_room.erase(it);
     Diagnostics d;
     d.message = "cancelled while waiting for room";
@@ -319,8 +308,7 @@ void KafkaDestination::Impl::cancel(std::uint64_t seq) {
 // ---- completion --------------------------------------------------------------------------
 
 template <class FillReceipt>
-void KafkaDestination::Impl::complete(std::unique_ptr<Entry> e, error_code ec,
-                                      FillReceipt&& fill_receipt) {
+void KafkaDestination::Impl::complete(EntryPtr e, error_code ec, FillReceipt&& fill_receipt) {
     // Made in place, its Receipt too: each move of a Receipt moves nine strings.
     if (collecting)
         collecting->emplace_back(stats, dead_letters, config.logger, config.topic,
@@ -331,14 +319,14 @@ void KafkaDestination::Impl::complete(std::unique_ptr<Entry> e, error_code ec,
             executor, detail::SendCompletion(stats, dead_letters, config.logger, config.topic,
                                              std::move(e->handler), ec, fill_receipt,
                                              std::move(e->message), e->accepted_at));
-    recycle(std::move(e));
+    e.reset();
     if (idle()) {
         work.reset();
-        spare_entries.clear();  // an idle destination keeps none of its last burst
+        entry_pool.release();  // no entry is left: an idle destination keeps none of a burst's
     }
 }
 
-void KafkaDestination::Impl::fail(std::unique_ptr<Entry> e, error_code ec, Diagnostics d) {
+void KafkaDestination::Impl::fail(EntryPtr e, error_code ec, Diagnostics d) {
     if (config.logger.enabled(LogLevel::debug))
         log(LogLevel::debug, "message " + std::to_string(e->seq) + " failed: " + ec.message() +
                                  (d.message.empty() ? "" : ": " + d.message));
@@ -355,7 +343,7 @@ void KafkaDestination::Impl::fail(std::unique_ptr<Entry> e, error_code ec, Diagn
 // Fails what has not reached librdkafka; purges what has (its reports follow, and say why).
 void KafkaDestination::Impl::abandon_all(const std::string& why, int purge_flags) {
     purge_reason = why;
-    std::vector<std::unique_ptr<Entry>> list;
+    std::vector<EntryPtr> list;
     for (auto& e : waiting_room) list.push_back(std::move(e));
     waiting_room.clear();
     for (auto& [seq, e] : staging) list.push_back(std::move(e));

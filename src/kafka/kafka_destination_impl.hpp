@@ -5,6 +5,7 @@
 #include "core/close_latch.hpp"
 #include "core/dead_letter_slot.hpp"
 #include "core/destination_counters.hpp"
+#include "core/fixed_block_pool.hpp"
 #include "core/message_move.hpp"
 #include "core/send_completion.hpp"
 
@@ -32,30 +33,8 @@ namespace outbox::detail::kafka {
 enum class Place { waiting_room, staging, produced };
 
 struct Entry {
-    Entry(Message&& m, Destination::SendHandler&& h) : handler(std::move(h)) {
+    Entry(Message&& m, Destination::SendHandler&& h) noexcept : handler(std::move(h)) {
         detail::move_into_empty_message(message, std::move(m));
-    }
-
-    // A spare entry (emptied) takes the next message: as constructed, without an allocation.
-    void refill(Message&& m, Destination::SendHandler&& h) {
-        detail::move_into_empty_message(message, std::move(m));
-        // Boost 1.81's any_completion_handler move-assignment recurses forever: constructed
-        // again in place instead.
-        std::destroy_at(&handler);
-        std::construct_at(&handler, std::move(h));
-        seq = 0;
-        accepted_at = std::chrono::steady_clock::now();
-        wire_bytes = 0;
-        place = Place::waiting_room;
-    }
-    // What a completed message leaves behind goes now, not when the entry is next used: a
-    // spare entry keeps no body.
-    void empty_out() {
-        std::destroy_at(&message);
-        std::construct_at(&message);
-        extra_headers.clear();
-        if (!staged_url.empty()) staged_url = std::string();
-        if (!staged_key.empty()) staged_key = std::string();
     }
 
     std::uint64_t seq = 0;
@@ -69,6 +48,17 @@ struct Entry {
     std::string staged_url{};
     std::string staged_key{};
 };
+
+// Entries come from their destination's pool (used with its mutex held) and go back to it.
+using EntryPool = detail::FixedBlockPool<Entry>;
+struct EntryDeleter {
+    EntryPool* pool = nullptr;
+    void operator()(Entry* e) const noexcept {
+        std::destroy_at(e);
+        pool->deallocate(e);
+    }
+};
+using EntryPtr = std::unique_ptr<Entry, EntryDeleter>;
 
 // librdkafka's handles, owned: destroyed (at the latest with this object) in the order that
 // lets rd_kafka_destroy return.
@@ -110,6 +100,7 @@ namespace outbox {
 
 // The Impl's code names these unqualified, as when it was one file.
 using detail::kafka::Entry;
+using detail::kafka::EntryPtr;
 using detail::kafka::KafkaHandles;
 using detail::kafka::Place;
 using detail::kafka::wire_size;
@@ -135,15 +126,14 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
 
     std::mutex mutex;  // guards everything below, and every call into librdkafka
     std::uint64_t next_seq = 1;
+    // Every Entry's memory: blocks taken from the heap a chunk at a time and reused while
+    // messages keep coming (a burst of sends costs an allocation per chunk, not per message),
+    // all given back once the destination is idle. Declared before what holds entries.
+    detail::kafka::EntryPool entry_pool;
     // Messages waiting for room in librdkafka's queue (or for the topic), in seq order: a
     // deque rather than a map, as at full speed most messages pass through it.
-    std::deque<std::unique_ptr<Entry>> waiting_room;
-    std::unordered_map<std::uint64_t, std::unique_ptr<Entry>> staging;  // by seq
-    // Entries of completed messages, emptied, for the next ones while messages keep coming:
-    // at most max_spare_entries (about 1.8 MB), none once the destination is idle (the list
-    // keeps its room, 32 KiB at most).
-    std::vector<std::unique_ptr<Entry>> spare_entries;
-    static constexpr std::size_t max_spare_entries = 4096;
+    std::deque<EntryPtr> waiting_room;
+    std::unordered_map<std::uint64_t, EntryPtr> staging;  // by seq
     std::size_t produced = 0;
     bool topic_ready = true;
     std::string topic_creation_error{};
@@ -203,25 +193,23 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     Diagnostics explain(rd_kafka_resp_err_t err, boost::system::error_code& ec, std::string text);
     std::string fatal_reason() const;
 
-    std::unique_ptr<Entry> new_entry(Message&& m, Destination::SendHandler&& h);
-    void recycle(std::unique_ptr<Entry> e);
+    EntryPtr new_entry(Message&& m, Destination::SendHandler&& h);
     bool idle() const { return waiting_room.empty() && staging.empty() && produced == 0; }
-    void wait_for_room(std::unique_ptr<Entry> owned);
-    void accept(std::unique_ptr<Entry> owned);
+    void wait_for_room(EntryPtr owned);
+    void accept(EntryPtr owned);
     bool should_stage(const Entry& e) const;
     void stage(Entry& e);
     void staged(std::uint64_t seq, boost::system::error_code ec, StagedPayload payload);
     std::string_view key_of(const Entry& e) const;
-    bool produce(std::unique_ptr<Entry>& owned);
+    bool produce(EntryPtr& owned);
     void produce_waiting();
     void install_cancellation(Entry& e);
     void cancel(std::uint64_t seq);
 
     // fill_receipt(Receipt&) writes the receipt where the completion keeps it.
     template <class FillReceipt>
-    void complete(std::unique_ptr<Entry> e, boost::system::error_code ec,
-                  FillReceipt&& fill_receipt);
-    void fail(std::unique_ptr<Entry> e, boost::system::error_code ec, Diagnostics d);
+    void complete(EntryPtr e, boost::system::error_code ec, FillReceipt&& fill_receipt);
+    void fail(EntryPtr e, boost::system::error_code ec, Diagnostics d);
     void abandon_all(const std::string& why, int purge_flags);
 
     void close(std::chrono::milliseconds deadline, CloseHandler handler);
