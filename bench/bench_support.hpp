@@ -4,8 +4,13 @@
 
 #include <sys/resource.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -32,6 +37,36 @@ class Nginx {
     std::uint16_t port_;
     pid_t pid_ = -1;
 };
+
+/// A child process's wall and CPU time (user + system, from RUSAGE_CHILDREN). `ok` is false
+/// when it failed, which it says on stderr.
+struct ChildRun {
+    double seconds = 0, cpu_seconds = 0, system_seconds = 0;
+    bool ok = false;
+};
+
+/// Runs `exec` in a child process and waits for it; `exec` must not return (an exec call).
+template <class Exec>
+ChildRun run_child(const char* what, Exec exec) {
+    rusage before{}, after{};
+    ::getrusage(RUSAGE_CHILDREN, &before);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::fflush(nullptr);  // nothing buffered is written twice
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        exec();
+        std::_Exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ::getrusage(RUSAGE_CHILDREN, &after);
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok) std::fprintf(stderr, "%s failed: status %d\n", what, status);
+    return {seconds, cpu_seconds(after) - cpu_seconds(before),
+            system_seconds(after) - system_seconds(before), ok};
+}
 
 /// Resident set size of this process now, in KiB (from /proc/self/statm).
 long resident_kib();

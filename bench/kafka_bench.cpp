@@ -4,6 +4,9 @@
 // run happens in a fresh child process so that CPU time and peak memory are its own.
 // Prints messages per second, CPU microseconds per message and peak resident memory.
 //
+// Then the programs: `kcat -P` and `outbox send --to kafka://`, the same file of 1 KiB JSON
+// lines (at most 1,000,000) with the same settings, each in its own process.
+//
 // Usage: kafka_bench [MESSAGES] [REPETITIONS]   (default 1000000 2)
 #include "bench_support.hpp"
 
@@ -21,6 +24,9 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -178,6 +184,46 @@ Result run_outbox(const std::string& bootstrap, const std::string& topic, long m
     return r;
 }
 
+// ---- the programs: kcat -P and outbox send, the same file to the same cluster --------------
+
+#ifdef OUTBOX_CLI_PATH
+// CPU per line of a program that sends `input` (one message per line) to `topic`: its own
+// process, start-up and flush included. Both take the settings above; neither sets a key.
+// kcat keeps librdkafka's default partitioner (sticky for keyless messages, as plain librdkafka
+// above), outbox balances each message by least bytes.
+double program_cpu_per_line(const char* what, long lines, const std::function<void()>& exec) {
+    const outbox::bench::ChildRun run = outbox::bench::run_child(what, exec);
+    if (!run.ok) return -1;
+    std::printf("%-28s %12.0f %16.2f %14s %8s\n", what, double(lines) / run.seconds,
+                run.cpu_seconds * 1e6 / double(lines), "", "");
+    std::fflush(stdout);
+    return run.cpu_seconds * 1e6 / double(lines);
+}
+
+double run_kcat(const std::string& bootstrap, const std::string& topic, const std::string& input,
+                long lines) {
+    const std::string max_messages =
+        "queue.buffering.max.messages=" + std::to_string(queue_messages);
+    const std::string max_kbytes = "queue.buffering.max.kbytes=" + std::to_string(queue_kbytes);
+    return program_cpu_per_line("kcat -P", lines, [&] {
+        ::execlp("kcat", "kcat", "-P", "-b", bootstrap.c_str(), "-t", topic.c_str(), "-X",
+                 "acks=all", "-X", "enable.idempotence=true", "-X", "linger.ms=5", "-X",
+                 "message.max.bytes=1001024", "-X", max_messages.c_str(), "-X", max_kbytes.c_str(),
+                 "-l", input.c_str(), static_cast<char*>(nullptr));
+    });
+}
+
+double run_program(const std::string& bootstrap, const std::string& topic, const std::string& input,
+                   long lines) {
+    const std::string to = "kafka://" + bootstrap + "/" + topic;
+    return program_cpu_per_line("outbox send --to kafka://", lines, [&] {
+        std::freopen("/dev/null", "w", stdout);  // its reports
+        ::execl(OUTBOX_CLI_PATH, "outbox", "send", "--to", to.c_str(), "--plaintext", input.c_str(),
+                static_cast<char*>(nullptr));
+    });
+}
+#endif
+
 // ---- the mock cluster, in its own process ----------------------------------------------------
 
 struct MockCluster {
@@ -276,7 +322,7 @@ int main(int argc, char** argv) {
         messages, body_size, queue_messages, queue_kbytes, cluster.bootstrap.c_str());
     std::printf("%-28s %12s %16s %14s %8s\n", "client", "messages/s", "CPU us/message",
                 "peak RSS MiB", "failed");
-    // KAFKA_BENCH_ONLY=plain|outbox runs one side (for perf record).
+    // KAFKA_BENCH_ONLY=plain|outbox|programs runs one side (for perf record).
     const std::string only = std::getenv("KAFKA_BENCH_ONLY") ? std::getenv("KAFKA_BENCH_ONLY") : "";
     std::vector<double> plain_cpu, outbox_cpu;
     Result last_plain, last_outbox;
@@ -297,6 +343,33 @@ int main(int argc, char** argv) {
                 last_outbox = *r;
             }
     }
+#ifdef OUTBOX_CLI_PATH
+    // The programs, on at most 1,000,000 lines of the side-by-side benchmarks' 1 KiB JSON event.
+    std::vector<double> kcat_cpu, program_cpu;
+    if (only.empty() || only == "programs") {
+        const long lines = std::min(messages, 1000000L);
+        const std::string input = (std::filesystem::temp_directory_path() /
+                                   ("outbox-kafka-bench-" + std::to_string(getpid()) + ".jsonl"))
+                                      .string();
+        {
+            std::ofstream out(input);
+            const std::string body = outbox::bench::body_of_1kib();
+            for (long i = 0; i < lines; ++i) out << body << '\n';
+        }
+        for (int rep = 0; rep < repetitions; ++rep) {
+            const std::string n = std::to_string(rep);
+            if (const double c = run_kcat(cluster.bootstrap, "kcat-" + n, input, lines); c > 0)
+                kcat_cpu.push_back(c);
+            if (const double c = run_program(cluster.bootstrap, "program-" + n, input, lines);
+                c > 0)
+                program_cpu.push_back(c);
+        }
+        std::filesystem::remove(input);
+    }
+    if (!kcat_cpu.empty() && !program_cpu.empty())
+        outbox::bench::print_figure("kafka_bench", "outbox send / kcat -P", median(program_cpu),
+                                    median(kcat_cpu), "us CPU/message", 1.10);
+#endif
     if (!plain_cpu.empty() && !outbox_cpu.empty())
         outbox::bench::print_figure("kafka_bench", "KafkaDestination / plain librdkafka",
                                     median(outbox_cpu), median(plain_cpu), "us CPU/message", 1.10);

@@ -30,7 +30,9 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using outbox::bench::body_of_1kib;
 using outbox::bench::canned_batch_reply;
+using outbox::bench::ChildRun;
 using outbox::bench::cpu_seconds;
+using outbox::bench::run_child;
 
 namespace {
 
@@ -102,31 +104,6 @@ Figures run_outbox(std::uint16_t port, long total, const std::string& body) {
             (outbox::bench::system_seconds(after) - outbox::bench::system_seconds(before)) * 1e6 /
                 static_cast<double>(total),
             stats.latency};
-}
-
-// A child process's wall and CPU time (user + system, from RUSAGE_CHILDREN): `exec` runs in
-// the child and must not return. Complains on stderr when the child fails.
-struct ChildRun {
-    double seconds = 0, cpu_seconds = 0, system_seconds = 0;
-};
-template <class Exec>
-ChildRun run_child(const char* what, Exec exec) {
-    rusage before{}, after{};
-    ::getrusage(RUSAGE_CHILDREN, &before);
-    const auto t0 = Clock::now();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        exec();
-        std::_Exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    ::getrusage(RUSAGE_CHILDREN, &after);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        std::cerr << what << " failed: status " << status << "\n";
-    return {seconds, cpu_seconds(after) - cpu_seconds(before),
-            outbox::bench::system_seconds(after) - outbox::bench::system_seconds(before)};
 }
 
 // curl signs each request with --aws-sigv4 and reuses one connection for every URL it is given.
