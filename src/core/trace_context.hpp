@@ -10,6 +10,11 @@
 
 namespace outbox::detail {
 
+/// Whether the message carries any trace field: most do not, and need neither call below.
+inline bool has_trace_context(const Message& m) noexcept {
+    return !m.traceparent.empty() || !m.tracestate.empty() || !m.aws_trace_header.empty();
+}
+
 /// Empty when the message's trace fields are well formed (or absent); else what is wrong.
 std::string trace_context_error(const Message& m);
 

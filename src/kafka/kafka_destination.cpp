@@ -448,8 +448,9 @@ void KafkaDestination::do_send(Message&& message, SendHandler handler) {
     } else if (config.envelope == Envelope::extended_client &&
                !(why = detail::extended_client_reserved_error(message, "header")).empty()) {
         ec = Errc::invalid_message;
-    } else if (why = detail::trace_context_error(message);
-               !why.empty() || !detail::move_trace_context_into_attributes(message, why)) {
+    } else if (detail::has_trace_context(message) &&
+               (!(why = detail::trace_context_error(message)).empty() ||
+                !detail::move_trace_context_into_attributes(message, why))) {
         ec = Errc::invalid_message;  // traceparent and tracestate go as headers of those names
     }
     message.aws_trace_header.clear();  // X-Ray's header has no place in a Kafka record

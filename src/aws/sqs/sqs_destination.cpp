@@ -571,8 +571,11 @@ void SqsDestination::do_send(Message&& message, SendHandler handler) {
     const auto& config = impl_->config;
     // Trace context: traceparent and tracestate become attributes (counted, checked and
     // hashed as any other); aws_trace_header goes as the AWSTraceHeader system attribute.
-    std::string why = detail::trace_context_error(message);
-    if (why.empty()) (void)detail::move_trace_context_into_attributes(message, why);
+    std::string why;
+    if (detail::has_trace_context(message)) {
+        why = detail::trace_context_error(message);
+        if (why.empty()) (void)detail::move_trace_context_into_attributes(message, why);
+    }
     if (why.empty() && config.envelope == Envelope::extended_client)
         why = detail::extended_client_reserved_error(message, "attribute");
     error_code ec = why.empty() ? error_code() : error_code(Errc::invalid_message);
