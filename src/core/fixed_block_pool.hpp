@@ -65,12 +65,16 @@ class FixedBlockPool {
     static constexpr std::size_t block_size =
         (std::max(sizeof(T), sizeof(FreeBlock)) + alignof(T) - 1) / alignof(T) * alignof(T);
     static constexpr std::size_t first_chunk_blocks = 4;
-    static constexpr std::size_t largest_chunk_blocks = 256;
+    static constexpr std::size_t largest_chunk_blocks = 64;
 
-    // Chunks double from four blocks up to 256, so a destination that sends one message now
-    // and then keeps little, and a burst takes few allocations.
+    // Chunks double from four blocks up to 64: a destination that sends a message now and
+    // then keeps little, a burst takes an allocation per 64 messages, and the chunks stay
+    // small enough to share the heap with the bodies (chunks of 256 raised the peak RSS of
+    // kafka_bench by about a third).
     void grow() {
-        chunks_.reserve(chunks_.size() + 1);  // before the chunk: nothing to leak if it throws
+        // Room first (doubling), so that the chunk cannot leak should this throw.
+        if (chunks_.size() == chunks_.capacity())
+            chunks_.reserve(std::max<std::size_t>(8, 2 * chunks_.size()));
         const std::size_t n = next_chunk_blocks_;
         char* chunk = static_cast<char*>(::operator new(n* block_size));
         chunks_.push_back(chunk);

@@ -37,8 +37,8 @@ TEST_CASE("a fixed-block pool hands out distinct aligned blocks, and reuses what
         CHECK(live[i]->text == std::string(50, char('a' + i % 26)));
         CHECK(live[i]->bytes[39] == char(i & 0xff));
     }
-    // Chunks double from four blocks up to 256: 4+8+...+256 = 508, then two more of 256.
-    CHECK(pool.chunks() == 9);
+    // Chunks double from four blocks up to 64: 4+8+16+32+64 = 124, then fourteen more of 64.
+    CHECK(pool.chunks() == 19);
 
     Object* given_back = live[500];
     std::destroy_at(given_back);
