@@ -27,7 +27,10 @@ class FixedBlockPool {
     FixedBlockPool() = default;
     FixedBlockPool(const FixedBlockPool&) = delete;
     FixedBlockPool& operator=(const FixedBlockPool&) = delete;
-    ~FixedBlockPool() { release(); }
+    // Blocks still in use then (objects their owner leaked) go with their chunks.
+    ~FixedBlockPool() {
+        for (char* chunk : chunks_) ::operator delete(chunk);
+    }
 
     /// Room for one T (not constructed). Throws std::bad_alloc.
     void* allocate() {
@@ -35,35 +38,38 @@ class FixedBlockPool {
         FreeBlock* b = free_;
         OUTBOX_UNPOISON(b, block_size);
         free_ = b->next;
+        ++in_use_;
         return b;
     }
 
     /// `p` came from allocate() and holds no object any more.
     void deallocate(void* p) noexcept {
-        auto* b = ::new (p) FreeBlock{free_};
-        free_ = b;
-        // A block's use after it was given back shows under AddressSanitizer.
-        OUTBOX_POISON(b, block_size);
+        --in_use_;
+        push_free(p);
     }
 
-    /// Every chunk back to the heap. Only when no block is in use.
-    void release() noexcept {
+    /// Every chunk back to the heap, when no block is in use (else nothing, and false).
+    bool release_if_unused() noexcept {
+        if (in_use_ != 0) return false;
         for (char* chunk : chunks_) ::operator delete(chunk);
-        chunks_.clear();
-        chunks_.shrink_to_fit();
+        chunks_.clear();  // its room is kept: a destination idle between messages reuses it
         free_ = nullptr;
         next_chunk_blocks_ = first_chunk_blocks;
+        return true;
     }
 
     std::size_t chunks() const noexcept { return chunks_.size(); }
+    std::size_t in_use() const noexcept { return in_use_; }
 
   private:
     struct FreeBlock {
         FreeBlock* next;
     };
     static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    static constexpr std::size_t block_alignment = std::max(alignof(T), alignof(FreeBlock));
     static constexpr std::size_t block_size =
-        (std::max(sizeof(T), sizeof(FreeBlock)) + alignof(T) - 1) / alignof(T) * alignof(T);
+        (std::max(sizeof(T), sizeof(FreeBlock)) + block_alignment - 1) / block_alignment *
+        block_alignment;
     static constexpr std::size_t first_chunk_blocks = 4;
     static constexpr std::size_t largest_chunk_blocks = 64;
 
@@ -78,12 +84,19 @@ class FixedBlockPool {
         const std::size_t n = next_chunk_blocks_;
         char* chunk = static_cast<char*>(::operator new(n* block_size));
         chunks_.push_back(chunk);
-        for (std::size_t i = n; i-- > 0;) deallocate(chunk + i * block_size);
+        for (std::size_t i = n; i-- > 0;) push_free(chunk + i * block_size);
         next_chunk_blocks_ = std::min(n * 2, largest_chunk_blocks);
+    }
+
+    void push_free(void* p) noexcept {
+        free_ = ::new (p) FreeBlock{free_};
+        // A block's use after it was given back shows under AddressSanitizer.
+        OUTBOX_POISON(p, block_size);
     }
 
     std::vector<char*> chunks_;
     FreeBlock* free_ = nullptr;
+    std::size_t in_use_ = 0;
     std::size_t next_chunk_blocks_ = first_chunk_blocks;
 };
 

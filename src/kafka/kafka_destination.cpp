@@ -275,12 +275,20 @@ bool KafkaDestination::Impl::produce(EntryPtr& owned) {
 }
 
 void KafkaDestination::Impl::produce_waiting() {
-    // The front stays in the deque (emptied) while it is produced or failed, so the waiting
-    // room is not empty for the completion it may run.
+    // The front stays in the deque (emptied) while it is produced or failed: the waiting room
+    // is not idle for the completion that may run meanwhile.
     while (!waiting_room.empty() && topic_ready) {
-        if (!produce(waiting_room.front())) return;  // still full
+        bool handed_over = false;
+        try {
+            handed_over = produce(waiting_room.front());
+        } catch (...) {
+            if (!waiting_room.front()) waiting_room.pop_front();  // no empty entry stays behind
+            throw;
+        }
+        if (!handed_over) return;  // still full
         waiting_room.pop_front();
     }
+    settle_if_idle();  // the last one may have failed
 }
 
 void KafkaDestination::Impl::install_cancellation(Entry& e) {
@@ -320,10 +328,16 @@ void KafkaDestination::Impl::complete(EntryPtr e, error_code ec, FillReceipt&& f
                                              std::move(e->handler), ec, fill_receipt,
                                              std::move(e->message), e->accepted_at));
     e.reset();
-    if (idle()) {
-        work.reset();
-        entry_pool.release();  // no entry is left: an idle destination keeps none of a burst's
-    }
+    settle_if_idle();
+}
+
+// Idle: nothing keeps run() going, and the entries' memory goes back (an idle destination keeps
+// none of a burst's). An entry can still be held outside the containers (abandon_all fails a
+// list of them): the pool gives its chunks back only once none is in use.
+void KafkaDestination::Impl::settle_if_idle() {
+    if (!idle()) return;
+    work.reset();
+    (void)entry_pool.release_if_unused();
 }
 
 void KafkaDestination::Impl::fail(EntryPtr e, error_code ec, Diagnostics d) {

@@ -195,6 +195,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
 
     EntryPtr new_entry(Message&& m, Destination::SendHandler&& h);
     bool idle() const { return waiting_room.empty() && staging.empty() && produced == 0; }
+    void settle_if_idle();
     void wait_for_room(EntryPtr owned);
     void accept(EntryPtr owned);
     bool should_stage(const Entry& e) const;

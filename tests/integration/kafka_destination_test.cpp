@@ -166,6 +166,27 @@ TEST_CASE("a message sent as others complete carries nothing of theirs", "[kafka
     CHECK(bare == count);
 }
 
+TEST_CASE("messages waiting for their topic fail when the destination is destroyed", "[kafka]") {
+    // The topic is created before the first message; the event loop has not run, so all wait,
+    // and nothing has reached librdkafka when the destructor fails them one by one.
+    KafkaMockCluster cluster(3);
+    asio::io_context io;
+    auto config = config_for(cluster, "created-first");
+    config.partitions = 2;
+    config.replication_factor = 1;
+    std::vector<error_code> outcomes;
+    {
+        outbox::KafkaDestination kafka(io.get_executor(), config);
+        for (int i = 0; i < 5; ++i)
+            kafka.async_send(
+                text_message("waits " + std::to_string(i)),
+                [&](error_code ec, const outbox::Receipt&) { outcomes.push_back(ec); });
+    }
+    io.run_for(std::chrono::seconds(30));  // a bound: it returns once the completions ran
+    REQUIRE(outcomes.size() == 5);
+    for (const auto& ec : outcomes) CHECK(ec == asio::error::operation_aborted);
+}
+
 TEST_CASE("a broker down and up again: the messages for its partitions wait, then all arrive",
           "[kafka]") {
     KafkaMockCluster cluster(3);

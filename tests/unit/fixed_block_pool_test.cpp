@@ -1,5 +1,5 @@
 // detail::FixedBlockPool: distinct aligned blocks, the last one given back is the next one
-// taken, chunks that grow, and release() that gives everything back.
+// taken, chunks that grow, and a release only once no block is in use.
 #include "catch.hpp"
 
 #include "core/fixed_block_pool.hpp"
@@ -47,11 +47,17 @@ TEST_CASE("a fixed-block pool hands out distinct aligned blocks, and reuses what
     CHECK(next == given_back);
     live[500] = ::new (next) Object{};
 
-    for (Object* o : live) {
-        std::destroy_at(o);
-        pool.deallocate(o);
+    CHECK(pool.in_use() == 1000);
+    // Not while a block is in use: the objects in it would be freed under their owner.
+    for (std::size_t i = 1; i < live.size(); ++i) {
+        std::destroy_at(live[i]);
+        pool.deallocate(live[i]);
+        CHECK_FALSE(pool.release_if_unused());
     }
-    pool.release();
+    CHECK(live[0]->number == 0);
+    std::destroy_at(live[0]);
+    pool.deallocate(live[0]);
+    CHECK(pool.release_if_unused());
     CHECK(pool.chunks() == 0);
     // Usable again after a release, starting small.
     auto* again = ::new (pool.allocate()) Object{"again", 1, {}};
