@@ -82,7 +82,7 @@ class FixedBlockPool {
         if (chunks_.size() == chunks_.capacity())
             chunks_.reserve(std::max<std::size_t>(8, 2 * chunks_.size()));
         const std::size_t n = next_chunk_blocks_;
-        char* chunk = static_cast<char*>(::operator new(n* block_size));
+        char* chunk = static_cast<char*>(::operator new(block_size* n));
         chunks_.push_back(chunk);
         for (std::size_t i = n; i-- > 0;) push_free(chunk + i * block_size);
         next_chunk_blocks_ = std::min(n * 2, largest_chunk_blocks);
