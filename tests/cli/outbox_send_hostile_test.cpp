@@ -368,7 +368,13 @@ TEST_CASE("SIGTERM: no more input, what is in flight finishes, every line whole,
         }
         CHECK(indexes.size() == report_lines.size());  // one line per message
         CHECK(delivered == report_lines.size());       // the server answered all in time
-        CHECK(acked.size() == delivered);              // nothing stored without a line
+        // "after N input lines": lines 0 to N-1 were each sent and reported, none after them.
+        const auto after = r.err.find("stopped by SIGTERM after ");
+        REQUIRE(after != std::string::npos);
+        const std::size_t read = std::stoul(r.err.substr(after + 25));
+        CHECK(report_lines.size() == read);
+        CHECK(*indexes.rbegin() == static_cast<std::int64_t>(read) - 1);
+        CHECK(acked.size() == delivered);  // nothing stored without a line
         CHECK(contains(r.err, "delivered " + std::to_string(delivered) + ", failed 0"));
     }
     SECTION("a server that never answers: the grace period bounds the wait, lines say why") {

@@ -50,3 +50,22 @@ TEST_CASE("read-ahead window: the last completion always wakes (the final wait)"
     CHECK(w.remove(0));
     CHECK(w.outstanding() == 0);
 }
+
+TEST_CASE("read-ahead window: a batch waits for room for all of it") {
+    ReadAheadWindow w(16, 0);
+    REQUIRE(w.has_room(10, 1000));
+    w.add(10, 1000);
+    CHECK_FALSE(w.has_room(10, 1000));  // 20 > 16
+    CHECK(w.has_room(6, 600));
+    w.start_waiting(10, 1000);
+    for (int i = 0; i < 3; ++i) CHECK_FALSE(w.remove(100));  // 7 outstanding: 17 > 16
+    CHECK(w.remove(100));                                    // 6 + 10 = 16: room for the batch
+    w.stop_waiting();
+
+    // A batch larger than the window goes when nothing is outstanding.
+    CHECK_FALSE(w.has_room(40, 4000));
+    w.start_waiting(40, 4000);
+    for (int i = 0; i < 5; ++i) CHECK_FALSE(w.remove(100));
+    CHECK(w.remove(100));
+    CHECK(w.has_room(40, 4000));
+}

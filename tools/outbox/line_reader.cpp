@@ -70,24 +70,27 @@ LineReader::Next LineReader::fill() {
     }
 }
 
+LineReader::Next LineReader::next_buffered(std::string_view& line) {
+    const char* start = buffer_.data() + begin_;
+    if (const void* nl = std::memchr(start, '\n', end_ - begin_)) {
+        std::size_t len = static_cast<std::size_t>(static_cast<const char*>(nl) - start);
+        begin_ += len + 1;
+        if (len > 0 && start[len - 1] == '\r') --len;
+        line = std::string_view(start, len);
+        return Next::line;
+    }
+    if (!eof_) return Next::must_read;
+    if (begin_ == end_) return Next::end;
+    std::size_t len = end_ - begin_;  // the last line has no '\n'
+    begin_ = end_;
+    if (start[len - 1] == '\r') --len;
+    line = std::string_view(start, len);
+    return Next::line;
+}
+
 LineReader::Next LineReader::next(std::string_view& line) {
     for (;;) {
-        const char* start = buffer_.data() + begin_;
-        if (const void* nl = std::memchr(start, '\n', end_ - begin_)) {
-            std::size_t len = static_cast<std::size_t>(static_cast<const char*>(nl) - start);
-            begin_ += len + 1;
-            if (len > 0 && start[len - 1] == '\r') --len;
-            line = std::string_view(start, len);
-            return Next::line;
-        }
-        if (eof_) {
-            if (begin_ == end_) return Next::end;
-            std::size_t len = end_ - begin_;  // the last line has no '\n'
-            begin_ = end_;
-            if (start[len - 1] == '\r') --len;
-            line = std::string_view(start, len);
-            return Next::line;
-        }
+        if (const Next r = next_buffered(line); r != Next::must_read) return r;
         if (const Next r = fill(); r != Next::line) return r;
     }
 }

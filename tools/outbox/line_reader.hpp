@@ -12,7 +12,7 @@ namespace outbox::cli {
 
 class LineReader {
   public:
-    enum class Next { line, end, error, stopped };
+    enum class Next { line, end, error, stopped, must_read };
 
     LineReader() = default;
     ~LineReader();
@@ -29,6 +29,10 @@ class LineReader {
     /// The next line, without its '\n' (and a '\r' before it); valid until the next call.
     /// Next::error leaves the reason in error().
     Next next(std::string_view& line);
+
+    /// Like next(), without reading: Next::must_read when no whole line is buffered, so the
+    /// caller can hand on what it holds before a read that may wait for input.
+    Next next_buffered(std::string_view& line);
 
     const std::string& error() const noexcept { return error_; }
     /// The file descriptor being read, for comparing it with the report's.

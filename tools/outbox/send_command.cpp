@@ -100,8 +100,9 @@ const char* signal_name(int sig) {
     return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
 }
 
-// One run: the I/O thread runs the destination; the calling thread reads input, waits for
-// room in the read-ahead window, and at the end closes and reports.
+// One run: the calling thread reads input into batches of lines and waits for room in the
+// read-ahead window; the I/O thread makes the lines into messages and runs the destination;
+// at the end the calling thread closes and reports.
 class SendRun {
   public:
     explicit SendRun(const SendOptions& options) : o_(options) {}
@@ -194,12 +195,35 @@ class SendRun {
         if (progress_) asio::post(io_, [this] { tick(); });
     }
 
-    // The send loop: one message per non-blank line, each sent once there is room.
+    // Lines read and not yet messages. The reader copies lines into a batch and the I/O
+    // thread makes them into messages and sends them: each body is then allocated and freed
+    // on the one thread (a body allocated here and freed there cost both threads malloc's
+    // slow path and its lock), and the threads meet once per batch instead of per message.
+    struct LineBatch {
+        struct Line {
+            std::uint64_t index;  // in the input, from 0
+            std::size_t offset, size;
+        };
+        std::string bytes;
+        std::vector<Line> lines;
+
+        bool full() const { return lines.size() >= 256 || bytes.size() >= 256 * 1024; }
+        std::string_view text(const Line& line) const {
+            return std::string_view(bytes).substr(line.offset, line.size);
+        }
+    };
+
+    // The send loop: one message per non-blank line, handed on in batches once there is room
+    // for them, and before any read that may wait for input.
     void read_and_send() {
-        simdjson::dom::parser parser;
+        LineBatch batch;
         std::string_view line;
         for (;; ++index_) {
-            const LineReader::Next next = reader_.next(line);
+            LineReader::Next next = reader_.next_buffered(line);
+            if (next == LineReader::Next::must_read) {
+                if (!hand_on(batch)) break;
+                next = reader_.next(line);
+            }
             if (next == LineReader::Next::end) break;
             if (next == LineReader::Next::error) {
                 input_error_ = "cannot read " + input_name() + " after " + std::to_string(index_) +
@@ -208,53 +232,110 @@ class SendRun {
             }
             if (next == LineReader::Next::stopped || outcome_.report_failed) {
                 stopped_reading_ = true;
+                if (!batch.lines.empty()) index_ = batch.lines.front().index;  // not handed on
                 break;
             }
             if (line.find_first_not_of(" \t") == std::string_view::npos)
                 continue;  // blank lines carry nothing
-            Message message;
-            std::string why;
-            if (o_.objects && !parse_object_line(parser, line, message, why)) {
-                asio::post(io_, [this, index = index_, why] {
-                    Receipt r;
-                    r.diagnostics.message = "line " + std::to_string(index + 1) + ": " + why;
-                    outcome_.record(index, Errc::invalid_message, r);
-                });
-                continue;
-            }
-            if (!o_.objects) message.body = std::string(line);  // sized once, no assign path
-            if (!wait_for_room(message.body.size())) {
-                stopped_reading_ = true;
-                break;
-            }
-            send(std::move(message));
+            batch.lines.push_back({index_, batch.bytes.size(), line.size()});
+            batch.bytes.append(line);
+            if (batch.full() && !hand_on(batch)) break;
         }
+        if (!stopped_reading_) hand_on(batch);
+    }
+
+    // Waits for room for the batch and posts it to the I/O thread. False, the batch dropped
+    // and `index_` set back to its first line, when a signal came first.
+    bool hand_on(LineBatch& batch) {
+        if (batch.lines.empty()) return true;
+        if (!wait_for_room(batch.lines.size(), batch.bytes.size())) {
+            index_ = batch.lines.front().index;  // what the summary says was read
+            stopped_reading_ = true;
+            return false;
+        }
+        submitted_ += batch.lines.size();
+        asio::post(io_, [this, taken = std::move(batch)]() mutable {
+            send_batch(taken);
+            give_back(std::move(taken));
+        });
+        batch = take_spare();
+        return true;
+    }
+
+    // Emptied batches come back to the reader with their memory: a batch's bytes, fresh each
+    // time, were above malloc's mmap threshold and cost a mapping and its page faults.
+    LineBatch take_spare() {
+        std::lock_guard lock(mutex_);
+        if (spare_batches_.empty()) return {};
+        LineBatch batch = std::move(spare_batches_.back());
+        spare_batches_.pop_back();
+        return batch;
+    }
+    void give_back(LineBatch&& batch) {
+        batch.bytes.clear();
+        batch.lines.clear();
+        std::lock_guard lock(mutex_);
+        if (spare_batches_.size() < 4) spare_batches_.push_back(std::move(batch));
     }
 
     // False when a signal came first.
-    bool wait_for_room(std::size_t bytes) {
+    bool wait_for_room(std::size_t messages, std::size_t bytes) {
         std::unique_lock lock(mutex_);
-        if (!window_.has_room(bytes) && stop_signal_ == 0) {
-            window_.start_waiting(bytes);
+        if (!window_.has_room(messages, bytes) && stop_signal_ == 0) {
+            window_.start_waiting(messages, bytes);
             room_.wait(lock, [&] { return stop_signal_ != 0 || window_.reader_may_go(); });
             window_.stop_waiting();
         }
         if (stop_signal_ != 0) return false;
-        window_.add(bytes);
+        window_.add(messages, bytes);
         return true;
     }
 
-    void send(Message&& message) {
-        ++submitted_;
-        const std::size_t bytes = message.body.size();
+    // On the I/O thread. Every line ends in a completion that gives back its room: delivered,
+    // failed by the destination, or failed here (a line that is not a message object, or an
+    // exception from the destination, which would otherwise end the I/O thread).
+    void send_batch(const LineBatch& batch) {
+        for (const LineBatch::Line& line : batch.lines) {
+            const std::string_view text = batch.text(line);
+            Message message;
+            std::string why;
+            if (o_.objects && !parse_object_line(parser_, text, message, why)) {
+                Receipt r;
+                r.diagnostics.message = "line " + std::to_string(line.index + 1) + ": " + why;
+                done(line.index, line.size, Errc::invalid_message, r);
+                continue;
+            }
+            if (!o_.objects) message.body = std::string(text);  // sized once, no assign path
+            try {
+                send(std::move(message), line.index, line.size);
+            } catch (const std::exception& e) {
+                Receipt r;
+                r.diagnostics.message = "line " + std::to_string(line.index + 1) + ": " + e.what();
+                const bool no_memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
+                done(line.index, line.size,
+                     no_memory ? boost::system::errc::make_error_code(
+                                     boost::system::errc::not_enough_memory)
+                               : boost::system::error_code(Errc::invalid_argument),
+                     r);
+            }
+        }
+    }
+
+    void send(Message&& message, std::uint64_t index, std::size_t bytes) {
         // The Receipt by reference: a by-value one would be moved in (nine strings).
         destination_->async_send(
             std::move(message),
-            [this, index = index_, bytes](boost::system::error_code ec, const Receipt& r) {
-                outcome_.record(index, ec, r);
-                std::lock_guard lock(mutex_);
-                if (window_.remove(bytes)) room_.notify_all();
+            [this, index, bytes](boost::system::error_code ec, const Receipt& r) {
+                done(index, bytes, ec, r);
             });
+    }
+
+    // A line's outcome, on the I/O thread: reported, and its room in the window given back.
+    void done(std::uint64_t index, std::size_t bytes, boost::system::error_code ec,
+              const Receipt& r) {
+        outcome_.record(index, ec, r);
+        std::lock_guard lock(mutex_);
+        if (window_.remove(bytes)) room_.notify_all();
     }
 
     // What was read is delivered or failed, and reported, before the program ends: all of it
@@ -335,6 +416,7 @@ class SendRun {
     std::optional<Delivery> destinations_;
     std::unique_ptr<Destination> destination_;
     LineReader reader_;
+    simdjson::dom::parser parser_;  // for --objects lines, on the I/O thread
     Outcome outcome_;
     int wake_[2] = {-1, -1};
     std::thread io_thread_;
@@ -342,12 +424,13 @@ class SendRun {
 
     std::mutex mutex_;
     std::condition_variable room_;
-    // Read-ahead: at most this many messages, or bytes, accepted and not yet completed.
+    // Read-ahead: at most this many lines, or bytes, handed on and not yet completed.
     ReadAheadWindow window_{8192, 32 * 1024 * 1024};  // under mutex_
     int stop_signal_ = 0;                             // under mutex_
+    std::vector<LineBatch> spare_batches_;            // under mutex_
     std::atomic<std::uint64_t> submitted_{0};
 
-    std::uint64_t index_ = 0;  // input lines read
+    std::uint64_t index_ = 0;  // input lines read (and handed on, but for blank ones)
     std::string input_error_;
     bool stopped_reading_ = false;
     int signal_seen_ = 0;
