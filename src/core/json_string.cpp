@@ -6,6 +6,7 @@
 #include <emmintrin.h>
 #endif
 
+#include <bit>
 #include <charconv>
 
 namespace outbox {
@@ -39,6 +40,37 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) {
     return 0;
 }
 
+// The first byte at or after `i` that is not copied as it is: '"', '\\', a control character
+// or a byte of 0x80 or above (the start of a UTF-8 sequence, checked by the caller); or the
+// end of `text`. Sixteen bytes at a time, then eight: a body is mostly such runs.
+std::size_t skip_plain(std::string_view text, std::size_t i) {
+    const char* p = text.data();
+    const std::size_t n = text.size();
+#if defined(__SSE2__)
+    for (; i + 16 <= n; i += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches them.
+        const __m128i special = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                                             _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                                                          _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+        if (const int mask = _mm_movemask_epi8(special); mask != 0)
+            return i + static_cast<std::size_t>(std::countr_zero(static_cast<unsigned>(mask)));
+    }
+#endif
+    for (; i + 8 <= n; i += 8) {
+        const auto w = swar::load(p + i);
+        // The lowest flagged byte is a true hit (a false one needs a borrow from below it).
+        if (const auto flags = swar::has_less(w, 0x20) | swar::has_byte(w, '"') |
+                               swar::has_byte(w, '\\') | swar::has_high(w))
+            return i + static_cast<std::size_t>(std::countr_zero(flags)) / 8;
+    }
+    for (; i < n; ++i) {
+        const auto c = static_cast<unsigned char>(p[i]);
+        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) return i;
+    }
+    return n;
+}
+
 }  // namespace
 
 bool append_json_string(std::string& out, std::string_view text) {
@@ -48,32 +80,9 @@ bool append_json_string(std::string& out, std::string_view text) {
     std::size_t run = 0;  // start of the pending run of bytes copied as they are
     std::size_t i = 0;
     while (i < text.size()) {
-        // Skip runs of ASCII that need no escape, sixteen or eight bytes at a time.
-#if defined(__SSE2__)
-        while (i + 16 <= text.size()) {
-            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(text.data() + i));
-            // Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches them.
-            const __m128i special =
-                _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
-                             _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                          _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
-            if (_mm_movemask_epi8(special) != 0) break;
-            i += 16;
-        }
-#endif
-        while (i + 8 <= text.size()) {
-            const auto w = swar::load(text.data() + i);
-            if (swar::has_less(w, 0x20) | swar::has_byte(w, '"') | swar::has_byte(w, '\\') |
-                swar::has_high(w))
-                break;
-            i += 8;
-        }
+        i = skip_plain(text, i);
         if (i == text.size()) break;
         const auto c = static_cast<unsigned char>(text[i]);
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            ++i;
-            continue;
-        }
         if (c >= 0x80) {
             const std::size_t len = utf8_sequence_length(text, i);
             if (len != 0) {

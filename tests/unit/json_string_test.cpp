@@ -4,6 +4,9 @@
 
 #include <simdjson.h>
 
+#include <string>
+#include <vector>
+
 using outbox::append_json_string;
 
 namespace {
@@ -36,5 +39,31 @@ TEST_CASE("valid UTF-8 passes through; invalid bytes become U+FFFD") {
         CAPTURE(bad);
         CHECK_FALSE(append_json_string(out, bad));
         CHECK(round_trip(out).find("\xef\xbf\xbd") != std::string::npos);
+    }
+}
+
+TEST_CASE("JSON strings: a byte to escape is found at any offset of a long run") {
+    // The scanner goes sixteen, then eight, then one byte at a time: every offset of a
+    // 70-byte run crosses each of those paths.
+    const std::string plain(70, 'x');
+    const std::string nul(1, '\0');
+    for (const std::string& special :
+         std::vector<std::string>{"\"", "\\", "\n", nul, "\x1f", "\xc3\xa9", "\xff"}) {
+        for (std::size_t at = 0; at <= plain.size(); ++at) {
+            std::string text = plain;
+            text.insert(at, special);
+            std::string out;
+            const bool valid = append_json_string(out, text);
+            CAPTURE(special, at);
+            CHECK(valid == (special != "\xff"));
+            const std::string escaped = special == "\""     ? "\\\""
+                                        : special == "\\"   ? "\\\\"
+                                        : special == "\n"   ? "\\n"
+                                        : special == nul    ? "\\u0000"
+                                        : special == "\x1f" ? "\\u001f"
+                                        : special == "\xff" ? "\\ufffd"
+                                                            : special;
+            CHECK(out == "\"" + plain.substr(0, at) + escaped + plain.substr(at) + "\"");
+        }
     }
 }

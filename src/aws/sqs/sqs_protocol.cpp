@@ -13,7 +13,12 @@
 #include <openssl/md5.h>
 #include <simdjson.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cstring>
 
@@ -128,6 +133,32 @@ error_code parse_queue_url(std::string_view url, QueueAddress& out, std::string&
     return {};
 }
 
+namespace {
+
+// The first byte below 0x20 at or after `i`, or the size of `text`: sixteen bytes at a time,
+// then eight (the lowest flagged byte of a word is a true hit), then one.
+std::size_t first_control_byte(std::string_view text, std::size_t i) noexcept {
+    const char* p = text.data();
+    const std::size_t n = text.size();
+#if defined(__SSE2__)
+    for (; i + 16 <= n; i += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+        // Unsigned v <= 0x1f exactly when min(v, 0x1f) == v.
+        const __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        if (const int mask = _mm_movemask_epi8(control); mask != 0)
+            return i + static_cast<std::size_t>(std::countr_zero(static_cast<unsigned>(mask)));
+    }
+#endif
+    for (; i + 8 <= n; i += 8)
+        if (const auto flags = detail::swar::has_less(detail::swar::load(p + i), 0x20))
+            return i + static_cast<std::size_t>(std::countr_zero(flags)) / 8;
+    for (; i < n; ++i)
+        if (static_cast<unsigned char>(p[i]) < 0x20) return i;
+    return n;
+}
+
+}  // namespace
+
 bool is_valid_sqs_text(std::string_view text, std::size_t& bad_offset) noexcept {
     const auto* p = reinterpret_cast<const unsigned char*>(text.data());
     const std::size_t n = text.size();
@@ -142,18 +173,12 @@ bool is_valid_sqs_text(std::string_view text, std::size_t& bad_offset) noexcept 
         bad_offset = i;
         return false;
     }
-    // Control characters other than tab, LF and CR: words without any byte below 0x20 skip.
-    for (std::size_t i = 0; i < n;) {
-        if (i + 8 <= n && !detail::swar::has_less(detail::swar::load(text.data() + i), 0x20)) {
-            i += 8;
-            continue;
-        }
-        const unsigned char b = p[i];
-        if (b < 0x20 && b != 0x09 && b != 0x0A && b != 0x0D) {
+    // Control characters other than tab, LF and CR.
+    for (std::size_t i = first_control_byte(text, 0); i < n; i = first_control_byte(text, i + 1)) {
+        if (p[i] != 0x09 && p[i] != 0x0A && p[i] != 0x0D) {
             bad_offset = i;
             return false;
         }
-        ++i;
     }
     // U+FFFE and U+FFFF are EF BF BE and EF BF BF (in valid UTF-8, 0xEF only starts a sequence).
     for (const void* hit = std::memchr(p, 0xEF, n); hit != nullptr;) {
