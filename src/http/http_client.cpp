@@ -3,6 +3,8 @@
 #include "http/http_client_impl.hpp"
 #include "http/http_response_reader.hpp"
 
+#include "core/swar.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -72,8 +74,17 @@ void write_head(const HttpRequest& request, std::string_view host, std::string_v
 // or NUL would end a line early and start another): what is wrong, or empty.
 std::string unsafe_request_part(const HttpRequest& request, std::string_view host,
                                 std::string_view user_agent) {
+    // Eight bytes at a time: find_first_of calls memchr on its set for every byte.
     auto bad = [](std::string_view text) {
-        return text.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+        namespace swar = detail::swar;
+        std::size_t i = 0;
+        for (; i + 8 <= text.size(); i += 8) {
+            const auto w = swar::load(text.data() + i);
+            if (swar::has_zero(w) | swar::has_byte(w, '\r') | swar::has_byte(w, '\n')) return true;
+        }
+        for (; i < text.size(); ++i)
+            if (text[i] == '\r' || text[i] == '\n' || text[i] == '\0') return true;
+        return false;
     };
     if (request.method.empty() || bad(request.method) ||
         request.method.find(' ') != std::string::npos)

@@ -382,6 +382,17 @@ TEST_CASE("a request a CR, LF or NUL would split is refused, not sent") {
         CHECK(res.ec == Errc::invalid_argument);
         CHECK(res.response.failure.find("refusing to send the request") != std::string::npos);
     }
+    // Found wherever it is in a long value (eight bytes at a time, then one).
+    for (const char split : {'\r', '\n', '\0'}) {
+        for (std::size_t at = 0; at < 25; ++at) {
+            auto long_value = get(server);
+            std::string value(25, 'v');
+            value[at] = split;
+            long_value.headers = {{"X-Long", value}};
+            CAPTURE(int(split), at);
+            CHECK(send(io, client, long_value).ec == Errc::invalid_argument);
+        }
+    }
     // The fields the client adds itself are held to the same rule.
     HttpClientConfig config;
     config.user_agent = "outbox\r\nX-Injected: yes";
