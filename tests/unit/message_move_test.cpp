@@ -1,4 +1,5 @@
-// detail::move_into_empty_message: every field arrives, whether short (kept in place) or long.
+// detail::move_into_empty_message and move_into_empty_receipt: every field arrives, whether
+// short (kept in place) or long.
 #include "catch.hpp"
 
 #include "core/message_move.hpp"
@@ -62,4 +63,43 @@ TEST_CASE("move_into_empty_message leaves empty fields empty") {
     CHECK(to.group_id.empty());
     CHECK(to.delay == std::chrono::seconds(0));
     CHECK(to.aws_trace_header.empty());
+}
+
+TEST_CASE("move_into_empty_receipt carries every field, short or long") {
+    for (std::size_t length : {std::size_t(3), std::size_t(40)}) {
+        CAPTURE(length);
+        const auto text = [&](char c) { return std::string(length, c); };
+        outbox::Receipt original;
+        original.message_id = text('m');
+        original.sequence_number = text('s');
+        original.topic = text('t');
+        original.partition = 3;
+        original.offset = 77;
+        original.staged_url = text('u');
+        original.staged_key = text('k');
+        original.attempts = 2;
+        original.diagnostics.http_status = 503;
+        original.diagnostics.code = text('c');
+        original.diagnostics.message = text('w');
+        original.diagnostics.request_id = text('r');
+        original.diagnostics.sender_fault = true;
+        original.diagnostics.service_message = text('v');
+        outbox::Receipt from = original;
+        outbox::Receipt to;
+        outbox::detail::move_into_empty_receipt(to, std::move(from));
+        CHECK(to.message_id == original.message_id);
+        CHECK(to.sequence_number == original.sequence_number);
+        CHECK(to.topic == original.topic);
+        CHECK(to.partition == 3);
+        CHECK(to.offset == 77);
+        CHECK(to.staged_url == original.staged_url);
+        CHECK(to.staged_key == original.staged_key);
+        CHECK(to.attempts == 2);
+        CHECK(to.diagnostics.http_status == 503);
+        CHECK(to.diagnostics.code == original.diagnostics.code);
+        CHECK(to.diagnostics.message == original.diagnostics.message);
+        CHECK(to.diagnostics.request_id == original.diagnostics.request_id);
+        CHECK(to.diagnostics.sender_fault);
+        CHECK(to.diagnostics.service_message == original.diagnostics.service_message);
+    }
 }

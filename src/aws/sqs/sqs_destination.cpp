@@ -9,6 +9,7 @@
 #include "core/destination_counters.hpp"
 #include "core/extended_client.hpp"
 #include "core/md5_lanes.hpp"
+#include "core/message_move.hpp"
 #include "core/redact.hpp"
 #include "core/send_completion.hpp"
 #include "core/strand_executor.hpp"
@@ -90,6 +91,10 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // message (an allocation, a trip through the strand and the type-erased executor) cost
     // more than the machine's own work for it.
     struct PendingSend {
+        PendingSend(Message&& m, std::size_t s, Destination::SendHandler&& h)
+            : size(s), handler(std::move(h)) {
+            detail::move_into_empty_message(message, std::move(m));
+        }
         Message message;
         std::size_t size;
         Destination::SendHandler handler;  // moved by construction only (Boost 1.81)
@@ -103,7 +108,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         bool post = false;
         {
             std::lock_guard lock(inbox_mutex);
-            inbox.push_back(PendingSend{std::move(message), size, std::move(handler)});
+            inbox.emplace_back(std::move(message), size, std::move(handler));
             post = !std::exchange(drain_posted, true);
         }
         if (post) asio::post(strand, [self = shared_from_this()] { self->drain_inbox(); });
@@ -198,9 +203,11 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     void complete(sqs::SendMachine::Completion& c, std::vector<detail::SendCompletion>& done) {
         auto it = handlers.find(c.seq);
         if (it == handlers.end()) return;
-        done.emplace_back(stats, dead_letters, config.logger, machine->queue_url(),
-                          std::move(it->second), c.ec, std::move(c.receipt), std::move(c.message),
-                          c.accepted_at);
+        // The Receipt goes field by field: a Receipt's move is nine strings', mostly empty.
+        done.emplace_back(
+            stats, dead_letters, config.logger, machine->queue_url(), std::move(it->second), c.ec,
+            [&c](Receipt& r) { detail::move_into_empty_receipt(r, std::move(c.receipt)); },
+            std::move(c.message), c.accepted_at);
         handlers.erase(it);
         if (handlers.empty()) release_handler_nodes();
     }

@@ -4,6 +4,7 @@
 
 #include "aws/sqs/sqs_send_machine_text.hpp"
 #include "core/backoff.hpp"
+#include "core/message_move.hpp"
 #include "core/redact.hpp"
 
 #include <outbox/envelope.hpp>
@@ -58,12 +59,12 @@ std::string SendMachine::redact(std::string text) const {
 
 // ---- acceptance ------------------------------------------------------------------------------
 
-std::uint64_t SendMachine::accept(Message message, std::size_t size, Time now, Actions& out) {
+std::uint64_t SendMachine::accept(Message&& message, std::size_t size, Time now, Actions& out) {
     now_ = now;
     auto owned = new_entry();
     Entry* e = owned.get();
     e->seq = next_seq_++;
-    e->message = std::move(message);
+    detail::move_into_empty_message(e->message, std::move(message));  // a new or reset entry
     e->size = size;
     e->wire_size = size;
     e->accepted_at = now;
@@ -314,7 +315,7 @@ void SendMachine::expire_due(Actions& out) {
 
 // ---- completion ------------------------------------------------------------------------------
 
-void SendMachine::complete(Entry& e, error_code ec, Receipt receipt, Actions& out) {
+void SendMachine::complete(Entry& e, error_code ec, Receipt&& receipt, Actions& out) {
     const bool was_admitted = e.place != Place::waiting_room;
     if (was_admitted) {
         --admitted_;
@@ -325,8 +326,13 @@ void SendMachine::complete(Entry& e, error_code ec, Receipt receipt, Actions& ou
     Completion& c = out.completions.emplace_back();
     c.seq = e.seq;
     c.ec = ec;
-    c.receipt = std::move(receipt);
-    c.message = std::move(e.message);
+    detail::move_into_empty_receipt(c.receipt, std::move(receipt));
+    // A failure's message goes whole (a dead letter carries it); a delivery's only needs its
+    // body, whose size is counted, and the rest goes with the entry.
+    if (ec)
+        detail::move_into_empty_message(c.message, std::move(e.message));
+    else
+        c.message.body = std::move(e.message.body);
     c.accepted_at = e.accepted_at;
     if (e.not_on_the_wire.is_linked()) not_on_the_wire_.erase(not_on_the_wire_.iterator_to(e));
     entries_.erase_and_dispose(entries_.iterator_to(e), [this](Entry* gone) { recycle(gone); });

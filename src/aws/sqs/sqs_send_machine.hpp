@@ -88,7 +88,10 @@ class SendMachine {
     // ---- events ----------------------------------------------------------------------------
     /// A message that passed the checks that need no queue facts; `size` is what SQS counts.
     /// Returns its sequence number (completions name it).
-    std::uint64_t accept(Message message, std::size_t size, Time now, Actions& out);
+    std::uint64_t accept(Message&& message, std::size_t size, Time now, Actions& out);
+    std::uint64_t accept(const Message& message, std::size_t size, Time now, Actions& out) {
+        return accept(Message(message), size, now, out);
+    }
     /// Its sender gave up: it fails unless it is on the wire or being staged (then its outcome
     /// decides).
     void cancel(std::uint64_t seq, Time now, Actions& out);
@@ -163,7 +166,7 @@ class SendMachine {
     void move_to(Entry& e, Place place);
     void expire_due(Actions& out);
     // completion
-    void complete(Entry& e, error_code ec, Receipt receipt, Actions& out);
+    void complete(Entry& e, error_code ec, Receipt&& receipt, Actions& out);
     void fail(Entry& e, error_code ec, std::string why, Actions& out);
     void fail_with_last(Entry& e, error_code ec, const Diagnostics& d, Actions& out);
     // queue lookup
