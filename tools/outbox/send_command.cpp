@@ -424,8 +424,10 @@ class SendRun {
 
     std::mutex mutex_;
     std::condition_variable room_;
-    // Read-ahead: at most this many lines, or bytes, handed on and not yet completed.
-    ReadAheadWindow window_{8192, 32 * 1024 * 1024};  // under mutex_
+    // Read-ahead: at most this many lines, or bytes, handed on and not yet completed. As many
+    // lines as SqsDestination takes in flight by default: more only waited in its waiting room
+    // (8192 cost 5% more CPU per message, measured; Kafka was no faster with them).
+    ReadAheadWindow window_{4096, 32 * 1024 * 1024};  // under mutex_
     int stop_signal_ = 0;                             // under mutex_
     std::vector<LineBatch> spare_batches_;            // under mutex_
     std::atomic<std::uint64_t> submitted_{0};
