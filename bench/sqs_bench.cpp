@@ -5,6 +5,8 @@
 // program, end to end with the same bodies (up to 200,000 lines).
 //
 // Usage: sqs_bench [MESSAGES] [CURL_REQUESTS]   (defaults 1000000 and 2000; needs nginx, curl)
+//        SQS_BENCH_ONLY=outbox sqs_bench [MESSAGES]   (the library alone)
+//        SQS_BENCH_PROGRAMS=OLD/outbox:NEW/outbox sqs_bench ...   (builds of the program compared)
 #include "bench_support.hpp"
 
 #include <outbox/credentials_providers.hpp>
@@ -25,6 +27,8 @@
 #include <functional>
 #include <iostream>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -149,13 +153,16 @@ Figures run_curl(std::uint16_t port, long requests, const std::string& body) {
 #ifdef OUTBOX_CLI_PATH
 // `outbox send` end to end: reading the lines, sending, counting, its summary; the same
 // bodies to the same nginx. Its own process: CPU from RUSAGE_CHILDREN, start-up included.
-Figures run_program(std::uint16_t port, long lines, const std::string& body) {
+fs::path write_input(long lines, const std::string& body) {
     const fs::path input =
         fs::temp_directory_path() / ("outbox-bench-send-" + std::to_string(::getpid()) + ".jsonl");
-    {
-        std::ofstream out(input);
-        for (long i = 0; i < lines; ++i) out << body << '\n';
-    }
+    std::ofstream out(input);
+    for (long i = 0; i < lines; ++i) out << body << '\n';
+    return input;
+}
+
+Figures run_program(std::uint16_t port, const fs::path& input, long lines,
+                    const char* program = OUTBOX_CLI_PATH) {
     const std::string queue = "http://127.0.0.1:" + std::to_string(port) + "/000000000000/bench";
     const ChildRun send = run_child("outbox send", [&] {
         ::setenv("AWS_ACCESS_KEY_ID", access_key.c_str(), 1);
@@ -163,10 +170,9 @@ Figures run_program(std::uint16_t port, long lines, const std::string& body) {
         ::setenv("AWS_REGION", "us-east-1", 1);
         ::setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
         std::freopen("/dev/null", "w", stdout);
-        ::execl(OUTBOX_CLI_PATH, "outbox", "send", "--to", queue.c_str(), input.c_str(),
+        ::execl(program, "outbox", "send", "--to", queue.c_str(), input.c_str(),
                 static_cast<char*>(nullptr));
     });
-    fs::remove(input);
     return {static_cast<double>(lines) / send.seconds,
             send.cpu_seconds * 1e6 / static_cast<double>(lines), lines,
             send.system_seconds * 1e6 / static_cast<double>(lines)};
@@ -187,9 +193,43 @@ int main(int argc, char** argv) {
         body.size(), nginx.port());
     std::printf("outbox, %ld messages, %d requests in flight:\n", messages, concurrency);
     const Figures ours = run_outbox(nginx.port(), messages, body);
+    // SQS_BENCH_ONLY=outbox stops here: the library alone, for perf record and callgrind.
+    if (const char* only = std::getenv("SQS_BENCH_ONLY"); only && std::string(only) == "outbox") {
+        std::printf("outbox SqsDestination: %.2f us CPU per message (of it kernel %.2f)\n",
+                    ours.cpu_us_per_message, ours.system_us_per_message);
+        return 0;
+    }
     const Figures curl = run_curl(nginx.port(), curl_requests, body);
 #ifdef OUTBOX_CLI_PATH
-    const Figures program = run_program(nginx.port(), std::min(messages, 200000L), body);
+    const long lines = std::min(messages, 200000L);
+    const fs::path input = write_input(lines, body);
+    const Figures program = run_program(nginx.port(), input, lines);
+    // SQS_BENCH_PROGRAMS=A:B:... sets builds of `outbox` side by side: each sends the same
+    // file SQS_BENCH_ROUNDS times (default 7), interleaved; the median CPU per message of each.
+    if (const char* list = std::getenv("SQS_BENCH_PROGRAMS")) {
+        std::vector<std::string> programs;
+        for (std::string_view rest = list; !rest.empty();) {
+            const auto colon = rest.find(':');
+            programs.emplace_back(rest.substr(0, colon));
+            rest = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
+        }
+        const char* rounds_text = std::getenv("SQS_BENCH_ROUNDS");
+        const int rounds = rounds_text ? std::max(1, std::atoi(rounds_text)) : 7;
+        std::vector<std::vector<double>> cpu(programs.size());
+        for (int r = 0; r < rounds; ++r)
+            for (std::size_t i = 0; i < programs.size(); ++i)
+                cpu[i].push_back(run_program(nginx.port(), input, lines, programs[i].c_str())
+                                     .cpu_us_per_message);
+        std::printf("\n`outbox send` builds side by side, %d rounds interleaved, %ld lines:\n",
+                    rounds, lines);
+        for (std::size_t i = 0; i < programs.size(); ++i) {
+            std::sort(cpu[i].begin(), cpu[i].end());
+            std::printf("  %-40s median %6.2f us CPU/message (min %.2f, max %.2f)\n",
+                        programs[i].c_str(), cpu[i][cpu[i].size() / 2], cpu[i].front(),
+                        cpu[i].back());
+        }
+    }
+    fs::remove(input);
 #endif
     // The kernel's part (system time) beside the whole; loopback TCP charges some of the
     // receiving side's work to the sender.

@@ -133,6 +133,9 @@ class SendRun {
         try {
             destinations_.emplace(io_.get_executor(), o_.delivery, logger);
             destination_ = destinations_->make(o_.to, retry);
+#if OUTBOX_WITH_KAFKA
+            send_from_reader_ = dynamic_cast<KafkaDestination*>(destination_.get()) != nullptr;
+#endif
         } catch (const std::invalid_argument& e) {
             return usage_error(std::string("send: ") + e.what());
         }
@@ -199,6 +202,9 @@ class SendRun {
     // thread makes them into messages and sends them: each body is then allocated and freed
     // on the one thread (a body allocated here and freed there cost both threads malloc's
     // slow path and its lock), and the threads meet once per batch instead of per message.
+    // Kafka is the exception: its async_send does its work (librdkafka's produce) on the
+    // calling thread, so the reader sends each line itself, sharing the work with the I/O
+    // thread instead of adding to it (batching cost 14% more instructions there).
     struct LineBatch {
         struct Line {
             std::uint64_t index;  // in the input, from 0
@@ -237,6 +243,15 @@ class SendRun {
             }
             if (line.find_first_not_of(" \t") == std::string_view::npos)
                 continue;  // blank lines carry nothing
+            if (send_from_reader_) {
+                if (!wait_for_room(1, line.size())) {
+                    stopped_reading_ = true;
+                    break;
+                }
+                ++submitted_;
+                send_line(line, index_);
+                continue;
+            }
             batch.lines.push_back({index_, batch.bytes.size(), line.size()});
             batch.bytes.append(line);
             if (batch.full() && !hand_on(batch)) break;
@@ -291,34 +306,37 @@ class SendRun {
         return true;
     }
 
-    // On the I/O thread. Every line ends in a completion that gives back its room: delivered,
-    // failed by the destination, or failed here (a line that is not a message object, or an
-    // exception from the destination, which would otherwise end the I/O thread).
+    // On the I/O thread.
     void send_batch(const LineBatch& batch) {
-        for (const LineBatch::Line& line : batch.lines) {
-            const std::string_view text = batch.text(line);
-            Message message;
-            std::string why;
-            if (o_.objects && !parse_object_line(parser_, text, message, why)) {
-                Receipt r;
-                r.diagnostics.message = "line " + std::to_string(line.index + 1) + ": " + why;
-                done(line.index, line.size, Errc::invalid_message, r);
-                continue;
-            }
-            if (!o_.objects) message.body = std::string(text);  // sized once, no assign path
+        for (const LineBatch::Line& line : batch.lines) send_line(batch.text(line), line.index);
+    }
+
+    // Every line ends in a completion that gives back its room: delivered, failed by the
+    // destination, or failed here (a line that is not a message object, or an exception from
+    // the destination, which would otherwise end the I/O thread), reported on the I/O thread.
+    void send_line(std::string_view text, std::uint64_t index) {
+        Message message;
+        std::string why;
+        boost::system::error_code ec;
+        if (o_.objects && !parse_object_line(parser_, text, message, why)) {
+            ec = Errc::invalid_message;
+        } else {
             try {
-                send(std::move(message), line.index, line.size);
+                if (!o_.objects) message.body = std::string(text);  // sized once, no assign path
+                return send(std::move(message), index, text.size());
+            } catch (const std::bad_alloc& e) {
+                ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
+                why = e.what();
             } catch (const std::exception& e) {
-                Receipt r;
-                r.diagnostics.message = "line " + std::to_string(line.index + 1) + ": " + e.what();
-                const bool no_memory = dynamic_cast<const std::bad_alloc*>(&e) != nullptr;
-                done(line.index, line.size,
-                     no_memory ? boost::system::errc::make_error_code(
-                                     boost::system::errc::not_enough_memory)
-                               : boost::system::error_code(Errc::invalid_argument),
-                     r);
+                ec = Errc::invalid_argument;
+                why = e.what();
             }
         }
+        asio::post(io_, [this, index, bytes = text.size(), ec, why = std::move(why)] {
+            Receipt r;
+            r.diagnostics.message = "line " + std::to_string(index + 1) + ": " + why;
+            done(index, bytes, ec, r);
+        });
     }
 
     void send(Message&& message, std::uint64_t index, std::size_t bytes) {
@@ -416,7 +434,8 @@ class SendRun {
     std::optional<Delivery> destinations_;
     std::unique_ptr<Destination> destination_;
     LineReader reader_;
-    simdjson::dom::parser parser_;  // for --objects lines, on the I/O thread
+    simdjson::dom::parser parser_;   // for --objects lines, on the thread that sends
+    bool send_from_reader_ = false;  // see LineBatch
     Outcome outcome_;
     int wake_[2] = {-1, -1};
     std::thread io_thread_;
