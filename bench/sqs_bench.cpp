@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
         std::vector<std::string> programs;
         for (std::string_view rest = list; !rest.empty();) {
             const auto colon = rest.find(':');
-            programs.emplace_back(rest.substr(0, colon));
+            if (colon != 0) programs.emplace_back(rest.substr(0, colon));
             rest = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
         }
         const char* rounds_text = std::getenv("SQS_BENCH_ROUNDS");

@@ -59,10 +59,11 @@ std::size_t skip_plain(std::string_view text, std::size_t i) {
 #endif
     for (; i + 8 <= n; i += 8) {
         const auto w = swar::load(p + i);
-        // The lowest flagged byte is a true hit (a false one needs a borrow from below it).
         if (const auto flags = swar::has_less(w, 0x20) | swar::has_byte(w, '"') |
                                swar::has_byte(w, '\\') | swar::has_high(w))
-            return i + static_cast<std::size_t>(std::countr_zero(flags)) / 8;
+            return i + swar::first_flagged_byte(w, flags, [](unsigned char c) {
+                       return c < 0x20 || c == '"' || c == '\\' || c >= 0x80;
+                   });
     }
     for (; i < n; ++i) {
         const auto c = static_cast<unsigned char>(p[i]);

@@ -38,6 +38,8 @@ inline void move_into_empty_message(Message& to, Message&& from) noexcept {
 }
 
 // Receipt: five strings, then partition, offset and attempts in eight bytes each (padded).
+// A new field small enough to fit in that padding would not change the sizes: a field added
+// to Receipt or Diagnostics must be added below whatever these say.
 static_assert(sizeof(Receipt) == 5 * sizeof(std::string) + 3 * 8 + sizeof(Diagnostics),
               "a field was added to Receipt: move it in move_into_empty_receipt");
 // Diagnostics: four strings, http_status and sender_fault in eight bytes each (padded).

@@ -10,6 +10,7 @@
 
 #include <simdjson.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -330,6 +331,35 @@ TEST_CASE("reports: write errors fail the run, the input is never the report, fi
         CHECK(r.status == 2);
         CHECK(contains(r.err, "cannot write standard output: No space left on device"));
     }
+}
+
+TEST_CASE("a line from a pipe that stays open is sent at once, not held for more") {
+    TempDir dir;
+    const std::string fifo = dir.file("in.fifo");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const std::string report = dir.file("report.jsonl");
+    HostileSqs sqs(HostileSqs::Lookup::answer, HostileSqs::Sends::answer);
+    ProgramOptions o = with_keys();
+    bool first_sent = false, second_sent = false;
+    o.while_running = [&](pid_t) {
+        const int writer = ::open(fifo.c_str(), O_WRONLY | O_CLOEXEC);  // the program reads it
+        REQUIRE(writer >= 0);
+        const std::string first = "{\"n\":1}\n", second = "{\"n\":2}\n";
+        REQUIRE(::write(writer, first.data(), first.size()) == ssize_t(first.size()));
+        // The queue lookup, then the first line's send, while the pipe is still open.
+        first_sent = sqs.server().wait_for_requests(2, std::chrono::seconds(30));
+        REQUIRE(::write(writer, second.data(), second.size()) == ssize_t(second.size()));
+        second_sent = sqs.server().wait_for_requests(3, std::chrono::seconds(30));
+        ::close(writer);
+    };
+    const ProgramRun r =
+        run_program(send_args({"--to", sqs.queue_url(), "--report", report, fifo}), o);
+    INFO(r.err);
+    CHECK(first_sent);
+    CHECK(second_sent);
+    CHECK(r.status == 0);
+    CHECK(parse_report(report).size() == 2);
+    CHECK(sqs.acknowledged().size() == 2);
 }
 
 TEST_CASE("SIGTERM: no more input, what is in flight finishes, every line whole, exit 143") {

@@ -43,27 +43,29 @@ TEST_CASE("valid UTF-8 passes through; invalid bytes become U+FFFD") {
 }
 
 TEST_CASE("JSON strings: a byte to escape is found at any offset of a long run") {
-    // The scanner goes sixteen, then eight, then one byte at a time: every offset of a
-    // 70-byte run crosses each of those paths.
-    const std::string plain(70, 'x');
+    // The scanner goes sixteen, then eight, then one byte at a time. A one-byte special put at
+    // every offset of 70 plain bytes makes 71 (64 + 7: found by the sixteen- or the one-byte
+    // path), of 75 makes 76 (64 + 8 + 4: by each of the three).
     const std::string nul(1, '\0');
-    for (const std::string& special :
-         std::vector<std::string>{"\"", "\\", "\n", nul, "\x1f", "\xc3\xa9", "\xff"}) {
-        for (std::size_t at = 0; at <= plain.size(); ++at) {
-            std::string text = plain;
-            text.insert(at, special);
-            std::string out;
-            const bool valid = append_json_string(out, text);
-            CAPTURE(special, at);
-            CHECK(valid == (special != "\xff"));
-            const std::string escaped = special == "\""     ? "\\\""
-                                        : special == "\\"   ? "\\\\"
-                                        : special == "\n"   ? "\\n"
-                                        : special == nul    ? "\\u0000"
-                                        : special == "\x1f" ? "\\u001f"
-                                        : special == "\xff" ? "\\ufffd"
-                                                            : special;
-            CHECK(out == "\"" + plain.substr(0, at) + escaped + plain.substr(at) + "\"");
+    for (const std::size_t length : {std::size_t(70), std::size_t(75)})
+        for (const std::string& special :
+             std::vector<std::string>{"\"", "\\", "\n", nul, "\x1f", "\xc3\xa9", "\xff"}) {
+            const std::string plain(length, 'x');
+            for (std::size_t at = 0; at <= plain.size(); ++at) {
+                std::string text = plain;
+                text.insert(at, special);
+                std::string out;
+                const bool valid = append_json_string(out, text);
+                CAPTURE(length, special, at);
+                CHECK(valid == (special != "\xff"));
+                const std::string escaped = special == "\""     ? "\\\""
+                                            : special == "\\"   ? "\\\\"
+                                            : special == "\n"   ? "\\n"
+                                            : special == nul    ? "\\u0000"
+                                            : special == "\x1f" ? "\\u001f"
+                                            : special == "\xff" ? "\\ufffd"
+                                                                : special;
+                CHECK(out == "\"" + plain.substr(0, at) + escaped + plain.substr(at) + "\"");
+            }
         }
-    }
 }

@@ -72,28 +72,30 @@ TEST_CASE("SQS characters: valid UTF-8 within the allowed ranges") {
     CHECK_FALSE(sqs::is_valid_sqs_text("\xc0\xaf", at));  // overlong
     CHECK_FALSE(sqs::is_valid_sqs_text(std::string_view("a\0b", 3), at));
 
-    // A control character is found at any offset of a long run (sixteen, eight, one at a
-    // time); tab, LF and CR are allowed wherever they are.
-    const std::string plain(70, 'x');
-    for (std::size_t offset = 0; offset < plain.size(); ++offset) {
-        CAPTURE(offset);
-        std::string text = plain;
-        text[offset] = '\x01';
-        CHECK_FALSE(sqs::is_valid_sqs_text(text, at));
-        CHECK(at == offset);
-        text[offset] = '\x1f';
-        CHECK_FALSE(sqs::is_valid_sqs_text(text, at));
-        CHECK(at == offset);
-        for (const char allowed : {'\t', '\n', '\r'}) {
-            text[offset] = allowed;
-            CHECK(sqs::is_valid_sqs_text(text, at));
-        }
-        if (offset + 3 < text.size()) {  // found past an allowed one in the same block
-            text[offset + 3] = '\x02';
+    // A control character is found at any offset of a run of 70 bytes (64 + 6) or 76 (64 + 8
+    // + 4: the sixteen-, eight- and one-byte paths each find one); tab, LF and CR are allowed
+    // wherever they are.
+    for (const std::size_t length : {std::size_t(70), std::size_t(76)})
+        for (std::size_t offset = 0; offset < length; ++offset) {
+            const std::string plain(length, 'x');
+            CAPTURE(offset);
+            std::string text = plain;
+            text[offset] = '\x01';
             CHECK_FALSE(sqs::is_valid_sqs_text(text, at));
-            CHECK(at == offset + 3);
+            CHECK(at == offset);
+            text[offset] = '\x1f';
+            CHECK_FALSE(sqs::is_valid_sqs_text(text, at));
+            CHECK(at == offset);
+            for (const char allowed : {'\t', '\n', '\r'}) {
+                text[offset] = allowed;
+                CHECK(sqs::is_valid_sqs_text(text, at));
+            }
+            if (offset + 3 < text.size()) {  // found past an allowed one in the same block
+                text[offset + 3] = '\x02';
+                CHECK_FALSE(sqs::is_valid_sqs_text(text, at));
+                CHECK(at == offset + 3);
+            }
         }
-    }
 }
 
 TEST_CASE("message validation names what is wrong") {

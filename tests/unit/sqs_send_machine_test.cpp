@@ -188,6 +188,39 @@ TEST_CASE("send machine: a batch is also cut by bytes, at the queue's maximum me
     CHECK(bodies_of(next.calls[0]).size() == 3);  // 3 x 300 bytes fit 1000, a fourth does not
 }
 
+TEST_CASE("send machine: a failed message completes whole, a delivered one with its body") {
+    Rig rig([](auto& c) { c.max_concurrent_requests = 1; });
+    auto& first = rig.send(body_n(0));  // alone, at once
+    REQUIRE(first.calls.size() == 1);
+    const auto lone = first.calls[0];
+    Message m;
+    m.body = body_n(1);
+    m.attributes.push_back({"kind", "String", "order"});
+    m.idempotency_key = "key-1";
+    m.target = "orders";
+    const auto size = sqs::message_size(m);
+    rig.out = {};
+    rig.machine->accept(std::move(m), size, rig.now, rig.out);  // waits for the lone call
+    auto& delivered = rig.answer(lone, single_reply(lone));
+    REQUIRE(delivered.completions.size() == 1);
+    CHECK_FALSE(delivered.completions[0].ec);
+    CHECK(delivered.completions[0].message.body == body_n(0));  // its size is counted
+    CHECK(delivered.completions[0].receipt.message_id == "m");
+    REQUIRE(delivered.calls.size() == 1);
+    const auto next = delivered.calls[0];
+    auto& refused = rig.answer(next, error_reply(400, "InvalidParameterValue", "bad"));
+    REQUIRE(refused.completions.size() == 1);
+    const auto& failed = refused.completions[0];
+    CHECK(failed.ec == Errc::service_error);
+    // The dead letter gets the message as it was sent.
+    CHECK(failed.message.body == body_n(1));
+    REQUIRE(failed.message.attributes.size() == 1);
+    CHECK(failed.message.attributes[0].value == "order");
+    CHECK(failed.message.idempotency_key == "key-1");
+    CHECK(failed.message.target == "orders");
+    CHECK(failed.receipt.diagnostics.code == "InvalidParameterValue");
+}
+
 TEST_CASE("send machine: a partial batch failure retries only what failed, after a backoff") {
     Rig rig([](auto& c) {
         c.max_batch_entries = 3;

@@ -32,6 +32,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -41,7 +42,9 @@
 #include <iostream>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 namespace outbox::cli {
 namespace {
@@ -287,6 +290,7 @@ class SendRun {
         return batch;
     }
     void give_back(LineBatch&& batch) {
+        if (batch.bytes.capacity() > 4 * 1024 * 1024) return;  // a long line's: not kept
         batch.bytes.clear();
         batch.lines.clear();
         std::lock_guard lock(mutex_);
@@ -312,26 +316,23 @@ class SendRun {
     }
 
     // Every line ends in a completion that gives back its room: delivered, failed by the
-    // destination, or failed here (a line that is not a message object, or an exception from
-    // the destination, which would otherwise end the I/O thread), reported on the I/O thread.
+    // destination, or failed here, reported on the I/O thread (a line that is not a message
+    // object, or that memory ran out making). An exception from async_send itself goes on: it
+    // may come after the destination took the handler, so it cannot be counted here.
     void send_line(std::string_view text, std::uint64_t index) {
         Message message;
         std::string why;
         boost::system::error_code ec;
-        if (o_.objects && !parse_object_line(parser_, text, message, why)) {
-            ec = Errc::invalid_message;
-        } else {
-            try {
-                if (!o_.objects) message.body = std::string(text);  // sized once, no assign path
-                return send(std::move(message), index, text.size());
-            } catch (const std::bad_alloc& e) {
-                ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
-                why = e.what();
-            } catch (const std::exception& e) {
-                ec = Errc::invalid_argument;
-                why = e.what();
-            }
+        try {
+            if (!o_.objects)
+                message.body = std::string(text);  // sized once, no assign path
+            else if (!parse_object_line(parser_, text, message, why))
+                ec = Errc::invalid_message;
+        } catch (const std::bad_alloc& e) {
+            ec = boost::system::errc::make_error_code(boost::system::errc::not_enough_memory);
+            why = e.what();
         }
+        if (!ec) return send(std::move(message), index, text.size());
         asio::post(io_, [this, index, bytes = text.size(), ec, why = std::move(why)] {
             Receipt r;
             r.diagnostics.message = "line " + std::to_string(index + 1) + ": " + why;
@@ -359,18 +360,19 @@ class SendRun {
     // What was read is delivered or failed, and reported, before the program ends: all of it
     // normally; within the grace period after a signal.
     void finish() {
+        std::size_t unfinished = 0;  // lines handed on, some perhaps not yet sent
         {
             std::unique_lock lock(mutex_);
             room_.wait(lock, [&] { return window_.outstanding() == 0 || stop_signal_ != 0; });
             signal_seen_ = stop_signal_;
+            unfinished = window_.outstanding();
         }
         if (signal_seen_ != 0) {
             std::fprintf(stderr,
                          "%soutbox: send: %s: no more input is read; %llu messages in flight get "
                          "up to %lld s to finish\n",
                          progress_ ? "\r\033[K" : "", signal_name(signal_seen_),
-                         static_cast<unsigned long long>(destination_->stats().in_flight),
-                         o_.grace_seconds);
+                         static_cast<unsigned long long>(unfinished), o_.grace_seconds);
             close_destination(std::chrono::seconds(o_.grace_seconds));
             std::unique_lock lock(mutex_);
             room_.wait(lock, [&] { return window_.outstanding() == 0; });
@@ -451,7 +453,7 @@ class SendRun {
     std::vector<LineBatch> spare_batches_;            // under mutex_
     std::atomic<std::uint64_t> submitted_{0};
 
-    std::uint64_t index_ = 0;  // input lines read (and handed on, but for blank ones)
+    std::uint64_t index_ = 0;  // input lines 0 to index_ - 1 were handed on, or blank
     std::string input_error_;
     bool stopped_reading_ = false;
     int signal_seen_ = 0;

@@ -149,9 +149,12 @@ std::size_t first_control_byte(std::string_view text, std::size_t i) noexcept {
             return i + static_cast<std::size_t>(std::countr_zero(static_cast<unsigned>(mask)));
     }
 #endif
-    for (; i + 8 <= n; i += 8)
-        if (const auto flags = detail::swar::has_less(detail::swar::load(p + i), 0x20))
-            return i + static_cast<std::size_t>(std::countr_zero(flags)) / 8;
+    for (; i + 8 <= n; i += 8) {
+        const auto w = detail::swar::load(p + i);
+        if (const auto flags = detail::swar::has_less(w, 0x20))
+            return i + detail::swar::first_flagged_byte(w, flags,
+                                                        [](unsigned char c) { return c < 0x20; });
+    }
     for (; i < n; ++i)
         if (static_cast<unsigned char>(p[i]) < 0x20) return i;
     return n;
