@@ -124,6 +124,78 @@ inline void run_completions(const boost::asio::any_io_executor& executor,
     }
 }
 
+/// Completions gathered in chunks of fixed room: a burst of thousands never moves those already
+/// made (each holds a Receipt of nine strings) nor asks for one large block, which the kernel
+/// maps and faults in page by page. Emptied by run_and_clear(), its room kept for the next.
+class CompletionChunks {
+  public:
+    static constexpr std::size_t chunk_size = 256;
+
+    template <class... Args>
+    void emplace_back(Args&&... args) {
+        if (filling_ == chunks_.size()) {
+            chunks_.emplace_back();
+            chunks_.back().reserve(chunk_size);
+        }
+        auto& chunk = chunks_[filling_];
+        chunk.emplace_back(std::forward<Args>(args)...);
+        if (chunk.size() == chunk_size) ++filling_;
+        ++size_;
+    }
+
+    std::size_t size() const noexcept { return size_; }
+    std::size_t chunks_kept() const noexcept { return chunks_.size(); }
+
+    /// Runs them in order, as run_completions does (should a handler throw, the rest are
+    /// posted and the exception goes on), and empties the chunks, keeping their room.
+    void run_and_clear(const boost::asio::any_io_executor& executor) {
+        struct Clear {
+            CompletionChunks& chunks;
+            ~Clear() { chunks.clear(); }
+        } clear{*this};
+        const boost::asio::any_completion_executor running(executor);
+        for (std::size_t c = 0; c < chunks_.size() && c <= filling_; ++c) {
+            auto& chunk = chunks_[c];
+            for (std::size_t i = 0; i < chunk.size(); ++i) {
+                try {
+                    chunk[i].run(running);
+                } catch (...) {
+                    for (std::size_t j = i + 1; j < chunk.size(); ++j)
+                        post_completion(executor, std::move(chunk[j]));
+                    for (std::size_t d = c + 1; d < chunks_.size() && d <= filling_; ++d)
+                        for (auto& rest : chunks_[d]) post_completion(executor, std::move(rest));
+                    throw;
+                }
+            }
+        }
+    }
+
+    /// Empty, room kept.
+    void clear() noexcept {
+        for (std::size_t c = 0; c < chunks_.size() && c <= filling_; ++c) chunks_[c].clear();
+        filling_ = 0;
+        size_ = 0;
+    }
+
+    /// Empty, room given back.
+    void release() noexcept {
+        std::vector<std::vector<SendCompletion>>().swap(chunks_);
+        filling_ = 0;
+        size_ = 0;
+    }
+
+    void swap(CompletionChunks& other) noexcept {
+        chunks_.swap(other.chunks_);
+        std::swap(filling_, other.filling_);
+        std::swap(size_, other.size_);
+    }
+
+  private:
+    std::vector<std::vector<SendCompletion>> chunks_;
+    std::size_t filling_ = 0;  // the chunk the next one goes into
+    std::size_t size_ = 0;
+};
+
 /// One job for the completions of one event (a batch's ten replies): one post, not ten.
 inline void post_completions(const boost::asio::any_io_executor& executor,
                              std::vector<SendCompletion> done) {

@@ -38,7 +38,7 @@ using Clock = std::chrono::steady_clock;
 // dispatched to their handlers' executors (inline when that is this thread's): this runs
 // on the destination's executor, never inside async_send.
 void KafkaDestination::Impl::serve() {
-    std::vector<detail::SendCompletion> done;
+    detail::CompletionChunks done;
     {
         std::lock_guard lock(mutex);
         if (stopped) return;
@@ -50,11 +50,13 @@ void KafkaDestination::Impl::serve() {
         maybe_finish_close();
         collecting = nullptr;
     }
-    detail::run_completions(executor, done);
-    done.clear();
+    done.run_and_clear(executor);
     std::lock_guard lock(mutex);
-    // The room of an ordinary poll is kept; a burst's is not.
-    if (done.capacity() > spare_completions.capacity() && done.capacity() <= 4096)
+    // Kept while messages are out: a busy producer's delivery reports come in bursts of
+    // thousands. An idle destination keeps none of it.
+    if (idle())
+        done.release();
+    else if (done.chunks_kept() > spare_completions.chunks_kept())
         spare_completions.swap(done);
 }
 

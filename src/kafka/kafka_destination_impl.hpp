@@ -152,8 +152,9 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     std::string purge_reason = "purged";
 
     // Completions gathered while serve() holds the mutex, run once it is released.
-    std::vector<detail::SendCompletion>* collecting = nullptr;
-    std::vector<detail::SendCompletion> spare_completions;  // empty; serve() reuses its room
+    detail::CompletionChunks* collecting = nullptr;
+    // Empty; serve() reuses their room while messages are out, and gives it back when idle.
+    detail::CompletionChunks spare_completions;
 
     bool closing = false;
     bool close_deadline_passed = false;
