@@ -180,6 +180,46 @@ TEST_CASE("request bodies are valid JSON with the fields SQS expects") {
     CHECK(std::string_view(doc["Entries"].at(1)["Id"]) == "1");
 }
 
+TEST_CASE("replies: a Successful entry's fields in any order, the first of a repeated name") {
+    sqs::SendResult r;
+    REQUIRE_FALSE(sqs::parse_send_message_batch_result(
+        R"({"Successful":[
+              {"SequenceNumber":"s7","MD5OfMessageAttributes":"ma","MD5OfMessageBody":"mb",
+               "MessageId":"m3","Id":"3","Extra":{"nested":[1,2]}},
+              {"Id":"4","MessageId":"first","MessageId":"second","MD5OfMessageBody":7,
+               "MD5OfMessageBody":"late","SequenceNumber":null}]})",
+        r));
+    REQUIRE(r.successful.size() == 2);
+    CHECK(r.successful[0].id == 3);
+    CHECK(r.successful[0].message_id == "m3");
+    CHECK(r.successful[0].md5_of_body == "mb");
+    CHECK(r.successful[0].md5_of_attributes == "ma");
+    CHECK(r.successful[0].sequence_number == "s7");
+    CHECK(r.successful[1].id == 4);
+    CHECK(r.successful[1].message_id == "first");
+    CHECK(r.successful[1].md5_of_body.empty());  // the first is not text: none to check
+    CHECK(r.successful[1].md5_of_attributes.empty());
+    CHECK(r.successful[1].sequence_number.empty());
+
+    // A MessageId or Id that is missing, not text, or not a number, is a malformed reply.
+    for (const char* reply :
+         {R"({"Successful":[{"Id":"1"}]})", R"({"Successful":[{"Id":"1","MessageId":5}]})",
+          R"({"Successful":[{"Id":"1","MessageId":null,"MessageId":"m"}]})",
+          R"({"Successful":[{"MessageId":"m"}]})", R"({"Successful":[{"Id":1,"MessageId":"m"}]})",
+          R"({"Successful":[{"Id":"1x","MessageId":"m"}]})",
+          R"({"Successful":[{"Id":"x","Id":"1","MessageId":"m"}]})"}) {
+        sqs::SendResult bad;
+        CHECK(sqs::parse_send_message_batch_result(reply, bad) == outbox::Errc::malformed_response);
+    }
+    // SendMessage's reply has no Id.
+    sqs::SendResult one;
+    REQUIRE_FALSE(
+        sqs::parse_send_message_result(R"({"MD5OfMessageBody":"b","MessageId":"m9"})", one));
+    REQUIRE(one.successful.size() == 1);
+    CHECK(one.successful[0].message_id == "m9");
+    CHECK(one.successful[0].md5_of_body == "b");
+}
+
 TEST_CASE("replies: batch results, and errors classified") {
     sqs::SendResult r;
     REQUIRE_FALSE(sqs::parse_send_message_batch_result(

@@ -414,21 +414,49 @@ bool read_string(simdjson::dom::object obj, std::string_view key, std::string& o
     return true;
 }
 
-bool read_entry_id(simdjson::dom::object obj, std::size_t& id) {
-    std::string_view v;
-    if (obj["Id"].get_string().get(v) != simdjson::SUCCESS) return false;
+bool parse_entry_id(std::string_view v, std::size_t& id) {
     const auto r = std::from_chars(v.data(), v.data() + v.size(), id);
     return r.ec == std::errc() && r.ptr == v.data() + v.size();
 }
 
-bool read_sent_entry(simdjson::dom::object obj, SentEntry& e) {
-    if (!read_string(obj, "MessageId", e.message_id)) return false;
-    if (obj["MD5OfMessageBody"].get_string().get(e.md5_of_body) != simdjson::SUCCESS)
-        e.md5_of_body = {};
-    if (obj["MD5OfMessageAttributes"].get_string().get(e.md5_of_attributes) != simdjson::SUCCESS)
-        e.md5_of_attributes = {};
-    read_string(obj, "SequenceNumber", e.sequence_number);
-    return true;
+bool read_entry_id(simdjson::dom::object obj, std::size_t& id) {
+    std::string_view v;
+    if (obj["Id"].get_string().get(v) != simdjson::SUCCESS) return false;
+    return parse_entry_id(v, id);
+}
+
+// A Successful entry's fields in one walk of its object: looked up by name, each of five
+// names walked it again. Of a name given twice the first counts, as a lookup would have it.
+// MessageId (and Id, when `with_id`) must be strings; the others are read when they are.
+bool read_sent_entry(simdjson::dom::object obj, SentEntry& e, bool with_id) {
+    enum : unsigned { id = 1, message_id = 2, body_md5 = 4, attributes_md5 = 8, sequence = 16 };
+    unsigned seen = 0;
+    auto first = [&seen](unsigned name) {
+        const bool before = (seen & name) != 0;
+        seen |= name;
+        return !before;
+    };
+    bool id_ok = !with_id, message_id_ok = false;
+    for (const simdjson::dom::key_value_pair field : obj) {
+        const std::string_view key = field.key;
+        std::string_view v;
+        const bool text = field.value.get_string().get(v) == simdjson::SUCCESS;
+        if (key == "MessageId") {
+            if (first(message_id)) {
+                message_id_ok = text;
+                if (text) e.message_id.assign(v);
+            }
+        } else if (key == "MD5OfMessageBody") {
+            if (first(body_md5) && text) e.md5_of_body = v;
+        } else if (key == "MD5OfMessageAttributes") {
+            if (first(attributes_md5) && text) e.md5_of_attributes = v;
+        } else if (key == "SequenceNumber") {
+            if (first(sequence) && text) e.sequence_number.assign(v);
+        } else if (with_id && key == "Id") {
+            if (first(id)) id_ok = text && parse_entry_id(v, e.id);
+        }
+    }
+    return id_ok && message_id_ok;
 }
 
 }  // namespace
@@ -437,7 +465,7 @@ error_code parse_send_message_result(std::string_view json, SendResult& out) {
     simdjson::dom::object obj;
     if (auto ec = parse_object(json, obj)) return ec;
     SentEntry e;
-    if (!read_sent_entry(obj, e)) return Errc::malformed_response;
+    if (!read_sent_entry(obj, e, /*with_id=*/false)) return Errc::malformed_response;
     out.successful.push_back(std::move(e));
     return {};
 }
@@ -451,8 +479,8 @@ error_code parse_send_message_batch_result(std::string_view json, SendResult& ou
         for (auto item : list) {
             simdjson::dom::object o;
             SentEntry e;
-            if (item.get_object().get(o) != simdjson::SUCCESS || !read_entry_id(o, e.id) ||
-                !read_sent_entry(o, e))
+            if (item.get_object().get(o) != simdjson::SUCCESS ||
+                !read_sent_entry(o, e, /*with_id=*/true))
                 return Errc::malformed_response;
             out.successful.push_back(std::move(e));
         }
