@@ -36,7 +36,6 @@ std::unique_ptr<SendMachine::Entry> SendMachine::new_entry() {
 }
 
 void SendMachine::recycle(Entry* e) noexcept {
-    static_assert(std::is_nothrow_move_assignable_v<Entry>);
     std::unique_ptr<Entry> owned(e);
     // An idle machine keeps none: thousands of idle destinations must not each hold on to
     // the entries of their last burst.
@@ -45,7 +44,12 @@ void SendMachine::recycle(Entry* e) noexcept {
         return;
     }
     if (spare_entries_.size() >= max_spare_entries) return;
-    *owned = Entry{};  // the hooks' assignment leaves their (unlinked) state alone
+    // Remade in place: an empty string costs a store or two to make and to destroy, where
+    // assigning a fresh Entry moved each of its twenty-odd strings. The hooks are unlinked.
+    // Making an empty Entry allocates nothing (its hooks are not declared noexcept, but
+    // cannot throw), and this function is noexcept besides.
+    std::destroy_at(owned.get());
+    std::construct_at(owned.get());
     try {
         spare_entries_.push_back(std::move(owned));
     } catch (...) {  // no room for the list: the entry is freed instead
