@@ -18,6 +18,9 @@ void HttpResponseReader::on_response_impl(int code, string_view, int, error_code
         return;
     }
     out_.status = static_cast<unsigned>(code);
+    // Room for a typical reply's fields at once: grown from empty, five fields took four
+    // allocations and moved the earlier ones each time.
+    out_.headers.reserve(8);
 }
 
 void HttpResponseReader::on_field_impl(boost::beast::http::field, string_view name,
