@@ -329,6 +329,18 @@ void md5_many_on(Md5Path path, std::span<const std::string_view> inputs,
     md5_one_by_one(inputs.subspan(done), out.subspan(done));
 }
 
+std::size_t md5_lane_width() noexcept {
+    switch (md5_best_path()) {
+        case Md5Path::avx512:
+            return wide_lanes;
+        case Md5Path::avx2:
+            return lanes;
+        case Md5Path::openssl:
+            break;
+    }
+    return 1;
+}
+
 void md5_many(std::span<const std::string_view> inputs, std::span<Md5Digest> out) noexcept {
     md5_many_on(md5_best_path(), inputs, out);
 }

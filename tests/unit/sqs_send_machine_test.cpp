@@ -281,6 +281,50 @@ TEST_CASE("send machine: digests: a wrong one fails the message, a missing one i
     CHECK(last.completions[0].receipt.attempts == 2);
 }
 
+TEST_CASE("send machine: digests hashed ahead with an earlier reply check their own entries") {
+    // One request at a time: the rest wait ready, and a reply's spare SIMD lanes hash some of
+    // them ahead. Each later reply must still be checked against its own entries' bodies.
+    Rig rig([](auto& c) { c.max_concurrent_requests = 1; });
+    const auto first = rig.send(body_n(0)).calls;  // goes alone, at once
+    REQUIRE(first.size() == 1);
+    for (int i = 1; i <= 40; ++i) CHECK(rig.send(body_n(i)).calls.empty());
+    auto& one = rig.answer(first[0], single_reply(first[0]));
+    REQUIRE(one.completions.size() == 1);
+    CHECK_FALSE(one.completions[0].ec);
+    std::vector<Machine::Call> calls = one.calls;
+    std::size_t delivered = 0, mismatched = 0;
+    for (int batch = 0; batch < 4; ++batch) {
+        REQUIRE(calls.size() == 1);
+        const auto call = calls.front();
+        calls.clear();
+        const auto bodies = bodies_of(call);
+        REQUIRE(bodies.size() == 10);
+        CHECK(bodies[0] == body_n(1 + batch * 10));
+        // Entry 3 (hashed ahead from the second batch on) and entry 8 get a wrong digest, the
+        // others their own.
+        std::string ok;
+        for (std::size_t i = 0; i < bodies.size(); ++i)
+            ok += std::string(ok.empty() ? "" : ",") + "{\"Id\":\"" + std::to_string(i) +
+                  "\",\"MessageId\":\"m" + std::to_string(i) + "\",\"MD5OfMessageBody\":\"" +
+                  (i == 3 || i == 8 ? md5("not " + bodies[i]) : md5(bodies[i])) + "\"}";
+        auto& done = rig.answer(call, reply(200, "{\"Successful\":[" + ok + "],\"Failed\":[]}"));
+        REQUIRE(done.completions.size() == 10);
+        for (auto& c : done.completions) {
+            const bool wrong = c.message.body == body_n(1 + batch * 10 + 3) ||
+                               c.message.body == body_n(1 + batch * 10 + 8);
+            if (wrong)
+                CHECK(c.ec == Errc::checksum_mismatch);
+            else
+                CHECK_FALSE(c.ec);
+            (wrong ? mismatched : delivered) += 1;
+        }
+        for (auto& c : done.calls) calls.push_back(std::move(c));
+    }
+    CHECK(delivered == 32);
+    CHECK(mismatched == 8);
+    CHECK(rig.machine->messages() == 0);
+}
+
 TEST_CASE("send machine: an entry the reply does not mention may have been stored") {
     Rig rig([](auto& c) {
         c.linger = 1ms;

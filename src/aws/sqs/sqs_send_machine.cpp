@@ -166,11 +166,13 @@ void SendMachine::staged(std::uint64_t seq, error_code ec, StagedPayload payload
         e.message.attributes.push_back({std::string(extended_payload_size_attribute), "Number",
                                         std::to_string(e.message.body.size())});
         e.message.body = extended_client_pointer(payload.bucket, e.staged_key);
+        e.body_md5.reset();
     } else {
         std::string body = staged_payload_message(payload.url, payload.expires_in, payload.link);
         if (config_.envelope == Envelope::cloudevents)
             body = cloudevents_structured(config_.cloudevents, body);
         e.message.body = std::move(body);
+        e.body_md5.reset();
     }
     e.wire_size = message_size(e.message);
     move_to(e, Place::ready);

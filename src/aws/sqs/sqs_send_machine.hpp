@@ -146,6 +146,9 @@ class SendMachine {
         Time deadline = Time::max();  // accepted_at + message_deadline
         Time ready_at{};
         Diagnostics last_diagnostics{};
+        // The body's MD5 once hashed: with its batch's reply, or with an earlier reply's to
+        // fill SIMD lanes the batch left empty. The body no longer changes by then.
+        std::optional<Md5Hex> body_md5{};
     };
     struct Request {
         CallKind kind = CallKind::send;
@@ -187,6 +190,9 @@ class SendMachine {
     void dispatch_ready(Actions& out);
     void send_batch(std::shared_ptr<Request> request, Actions& out);
     void on_send_response(Request& request, error_code ec, HttpResponse& res, Actions& out);
+    // MD5 of the bodies of `entries` not hashed yet, and of the next ready ones' as the lanes
+    // have room: those are sent once the queue is known, as they are now.
+    void hash_bodies(const std::vector<Entry*>& entries);
     // `body_md5`: the body's MD5, computed with the batch's others (nullptr: computed here).
     void deliver(Entry& e, SentEntry& sent, std::string_view request_id, const Md5Hex* body_md5,
                  Actions& out);

@@ -2,6 +2,7 @@
 // and a send's (SendMessage, SendMessageBatch: partial failures, digests, a batch refused for
 // one entry, a clock the service says is wrong).
 #include "aws/sqs/sqs_send_machine.hpp"
+#include "core/md5_lanes.hpp"
 
 #include "aws/sqs/sqs_send_machine_text.hpp"
 
@@ -176,23 +177,18 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
     if (!parse_ec) {
         const std::string_view request_id = res.header("x-amzn-RequestId");
         // The bodies to check, hashed together (MD5 in SIMD lanes: most of a batch's cost) when
-        // the reply carries their MD5s, by entry.
-        constexpr std::size_t most = 10;
+        // the reply carries their MD5s.
         const std::size_t n = request.entries.size();
-        std::array<std::string_view, most> bodies;
-        std::array<Md5Hex, most> body_md5s;
-        const bool hashed =
-            n <= most && std::any_of(result.successful.begin(), result.successful.end(),
-                                     [](const auto& ok) { return !ok.md5_of_body.empty(); });
-        if (hashed) {
-            for (std::size_t i = 0; i < n; ++i) bodies[i] = request.entries[i]->message.body;
-            md5_of_bodies(std::span(bodies).first(n), std::span(body_md5s).first(n));
-        }
+        const bool hashed = n <= max_batch_entries &&
+                            std::any_of(result.successful.begin(), result.successful.end(),
+                                        [](const auto& ok) { return !ok.md5_of_body.empty(); });
+        if (hashed) hash_bodies(request.entries);
         for (auto& ok : result.successful) {
             if (ok.id >= n || settled[ok.id]) continue;
             settled[ok.id] = true;
-            deliver(*request.entries[ok.id], ok, request_id, hashed ? &body_md5s[ok.id] : nullptr,
-                    out);
+            Entry& e = *request.entries[ok.id];
+            const Md5Hex* body_md5 = e.body_md5 ? &*e.body_md5 : nullptr;
+            deliver(e, ok, request_id, body_md5, out);
         }
         for (auto& bad : result.failed) {
             if (bad.id >= request.entries.size() || settled[bad.id]) continue;
@@ -227,6 +223,33 @@ void SendMachine::on_send_response(Request& request, error_code ec, HttpResponse
         retry_or_fail(*request.entries[i], Errc::outcome_unknown, d, nullptr, out);
     }
     dispatch_ready(out);
+}
+
+void SendMachine::hash_bodies(const std::vector<Entry*>& entries) {
+    // Sixteen lanes cost what ten do: a batch's ten leave six for the next ready bodies, whose
+    // replies then find them hashed. Ready bodies are final once the queue is known (checked
+    // against its limit, staged or not).
+    constexpr std::size_t most = 16;
+    std::array<Entry*, most> whose;
+    std::array<std::string_view, most> bodies;
+    std::size_t n = 0;
+    for (Entry* e : entries)
+        if (!e->body_md5 && n < most) {
+            whose[n] = e;
+            bodies[n++] = e->message.body;
+        }
+    if (n == 0) return;
+    const std::size_t width = detail::md5_lane_width();
+    const std::size_t fill = width > 1 ? std::min(most, (n + width - 1) / width * width) : n;
+    if (queue_state_ == QueueState::ready)
+        for (auto it = ready_.begin(); it != ready_.end() && n < fill; ++it)
+            if (!(*it)->body_md5) {
+                whose[n] = *it;
+                bodies[n++] = (*it)->message.body;
+            }
+    std::array<Md5Hex, most> digests;
+    md5_of_bodies(std::span(bodies).first(n), std::span(digests).first(n));
+    for (std::size_t i = 0; i < n; ++i) whose[i]->body_md5 = digests[i];
 }
 
 void SendMachine::deliver(Entry& e, SentEntry& sent, std::string_view request_id,
