@@ -86,6 +86,21 @@ TEST_CASE("MD5 lanes: this machine's CPU takes the widest path it has") {
         CHECK(outbox::detail::md5_best_path() == Md5Path::openssl);
 }
 
+TEST_CASE("MD5 lanes: the lane width is the best path's") {
+    const auto width = outbox::detail::md5_lane_width();
+    switch (outbox::detail::md5_best_path()) {
+        case Md5Path::avx512:
+            CHECK(width == 16);
+            break;
+        case Md5Path::avx2:
+            CHECK(width == 8);
+            break;
+        case Md5Path::openssl:
+            CHECK(width == 1);
+            break;
+    }
+}
+
 TEST_CASE("MD5 lanes: RFC 1321's test suite, eight at once") {
     INFO("fastest path on this CPU: " << name(outbox::detail::md5_best_path()));
     const std::vector<std::pair<std::string, std::string>> suite = {
