@@ -170,6 +170,25 @@ class CompletionChunks {
         }
     }
 
+    /// Posts each one (in order) to complete on `executor`, as run_completions does with those
+    /// left after a throw, and empties the chunks: for a gatherer interrupted by an exception.
+    void post_and_clear(const boost::asio::any_io_executor& executor) noexcept {
+        try {
+            for (std::size_t c = 0; c < chunks_.size() && c <= filling_; ++c)
+                for (auto& completion : chunks_[c])
+                    post_completion(executor, std::move(completion));
+        } catch (...) {  // no room to post: nothing more can be done for them
+        }
+        clear();
+    }
+
+    /// Keeps the room of at most `count` chunks (emptied first with clear()).
+    void keep_at_most(std::size_t count) noexcept {
+        if (chunks_.size() > count)
+            chunks_.erase(chunks_.begin() + static_cast<std::ptrdiff_t>(count), chunks_.end());
+        filling_ = std::min(filling_, chunks_.size());
+    }
+
     /// Empty, room kept.
     void clear() noexcept {
         for (std::size_t c = 0; c < chunks_.size() && c <= filling_; ++c) chunks_[c].clear();

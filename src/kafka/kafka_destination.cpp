@@ -39,25 +39,36 @@ using Clock = std::chrono::steady_clock;
 // on the destination's executor, never inside async_send.
 void KafkaDestination::Impl::serve() {
     detail::CompletionChunks done;
-    {
+    try {
         std::lock_guard lock(mutex);
         if (stopped) return;
         done.swap(spare_completions);  // its room kept from the last serve: no regrowth
+        // Reset however this block is left: `done` dies with this call.
+        struct StopCollecting {
+            Impl& impl;
+            ~StopCollecting() { impl.collecting = nullptr; }
+        } stop_collecting{*this};
         collecting = &done;
         rd_kafka_poll(handles.rk, 0);
         if (handles.admin_queue) serve_admin_results();
         produce_waiting();
         maybe_finish_close();
-        collecting = nullptr;
+    } catch (...) {
+        done.post_and_clear(executor);  // what was gathered still completes
+        throw;
     }
     done.run_and_clear(executor);
     std::lock_guard lock(mutex);
-    // Kept while messages are out: a busy producer's delivery reports come in bursts of
-    // thousands. An idle destination keeps none of it.
-    if (idle())
+    // Room for a burst of delivery reports is kept while messages are out, up to 4096
+    // completions' (a larger burst allocates chunks beyond it, but never moves one). An
+    // idle destination keeps none.
+    if (idle()) {
         done.release();
-    else if (done.chunks_kept() > spare_completions.chunks_kept())
+        spare_completions.release();
+    } else if (done.chunks_kept() > spare_completions.chunks_kept()) {
+        done.keep_at_most(max_kept_completion_chunks);
         spare_completions.swap(done);
+    }
 }
 
 void KafkaDestination::Impl::delivered(const rd_kafka_message_t& m) {

@@ -155,6 +155,8 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     detail::CompletionChunks* collecting = nullptr;
     // Empty; serve() reuses their room while messages are out, and gives it back when idle.
     detail::CompletionChunks spare_completions;
+    static constexpr std::size_t max_kept_completion_chunks =
+        4096 / detail::CompletionChunks::chunk_size;
 
     bool closing = false;
     bool close_deadline_passed = false;

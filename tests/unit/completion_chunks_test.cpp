@@ -74,15 +74,41 @@ TEST_CASE("completions across chunks run once each, in order, and the room is ke
 }
 
 TEST_CASE("a completion that throws leaves the rest posted, in order, none lost") {
+    const int chunk = static_cast<int>(CompletionChunks::chunk_size);
+    // A throw in the first chunk, in a later one, and at the last of an exact number of chunks.
+    for (const auto& [count, throw_at] :
+         {std::pair{chunk * 2 + 3, 10}, std::pair{chunk * 2 + 3, chunk + 7},
+          std::pair{chunk * 2, chunk * 2 - 1}}) {
+        INFO("count " << count << ", throw at " << throw_at);
+        Fixture f;
+        CompletionChunks chunks;
+        for (int n = 0; n < count; ++n) f.add(chunks, n, throw_at);
+        CHECK_THROWS_AS(chunks.run_and_clear(f.io.get_executor()), std::runtime_error);
+        CHECK(f.ran == f.expected(0, throw_at + 1));
+        CHECK(chunks.size() == 0);
+        f.io.run();  // the posted rest
+        CHECK(f.ran == f.expected(0, count));
+    }
+}
+
+TEST_CASE("completions gathered before an exception are posted, and room can be trimmed") {
     Fixture f;
     CompletionChunks chunks;
-    const int chunk = static_cast<int>(CompletionChunks::chunk_size);
-    const int count = chunk * 2 + 3;
-    const int throw_at = 10;  // in the first chunk: the rest of it and the later chunks remain
-    for (int n = 0; n < count; ++n) f.add(chunks, n, throw_at);
-    CHECK_THROWS_AS(chunks.run_and_clear(f.io.get_executor()), std::runtime_error);
-    CHECK(f.ran == f.expected(0, throw_at + 1));
+    const int count = static_cast<int>(CompletionChunks::chunk_size) * 3 + 1;
+    for (int n = 0; n < count; ++n) f.add(chunks, n);
+    CHECK(chunks.chunks_kept() == 4);
+    chunks.post_and_clear(f.io.get_executor());
     CHECK(chunks.size() == 0);
-    f.io.run();  // the posted rest
+    CHECK(f.ran.empty());  // posted, not run here
+    f.io.run();
+    CHECK(f.ran == f.expected(0, count));
+
+    chunks.keep_at_most(2);
+    CHECK(chunks.chunks_kept() == 2);
+    f.ran.clear();
+    f.io.restart();
+    for (int n = 0; n < count; ++n) f.add(chunks, n);  // grows again past the trimmed room
+    CHECK(chunks.chunks_kept() == 4);
+    chunks.run_and_clear(f.io.get_executor());
     CHECK(f.ran == f.expected(0, count));
 }
