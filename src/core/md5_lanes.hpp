@@ -30,8 +30,8 @@ bool md5_path_available(Md5Path path) noexcept;
 /// OUTBOX_MD5_LANES=avx2 or =openssl caps it (read once, at the first call).
 Md5Path md5_best_path() noexcept;
 
-/// How many inputs md5_many hashes for about the price of one along md5_best_path: 16, 8, or
-/// 1 (OpenSSL, one at a time). A caller with more inputs at hand can fill the lanes.
+/// How many inputs md5_many hashes together along md5_best_path: 16, 8, or 1 (OpenSSL, one at
+/// a time). Fewer cost as much as a full set: a caller with more inputs at hand can fill them.
 std::size_t md5_lane_width() noexcept;
 
 /// The path md5_best_path takes on this CPU when OUTBOX_MD5_LANES is `cap`: "avx2" or "openssl"

@@ -45,7 +45,7 @@ void SendMachine::recycle(Entry* e) noexcept {
     }
     if (spare_entries_.size() >= max_spare_entries) return;
     // Remade in place: an empty string costs a store or two to make and to destroy, where
-    // assigning a fresh Entry moved each of its twenty-odd strings. The hooks are unlinked.
+    // assigning a fresh Entry moved each of its fourteen strings. The hooks are unlinked.
     // Making an empty Entry allocates nothing (its hooks are not declared noexcept, but
     // cannot throw), and this function is noexcept besides.
     std::destroy_at(owned.get());
