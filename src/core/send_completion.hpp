@@ -153,19 +153,13 @@ class CompletionChunks {
             CompletionChunks& chunks;
             ~Clear() { chunks.clear(); }
         } clear{*this};
-        const boost::asio::any_completion_executor running(executor);
         for (std::size_t c = 0; c < chunks_.size() && c <= filling_; ++c) {
-            auto& chunk = chunks_[c];
-            for (std::size_t i = 0; i < chunk.size(); ++i) {
-                try {
-                    chunk[i].run(running);
-                } catch (...) {
-                    for (std::size_t j = i + 1; j < chunk.size(); ++j)
-                        post_completion(executor, std::move(chunk[j]));
-                    for (std::size_t d = c + 1; d < chunks_.size() && d <= filling_; ++d)
-                        for (auto& rest : chunks_[d]) post_completion(executor, std::move(rest));
-                    throw;
-                }
+            try {
+                run_completions(executor, chunks_[c]);  // posts the rest of its chunk on a throw
+            } catch (...) {
+                for (std::size_t d = c + 1; d < chunks_.size() && d <= filling_; ++d)
+                    for (auto& rest : chunks_[d]) post_completion(executor, std::move(rest));
+                throw;
             }
         }
     }
