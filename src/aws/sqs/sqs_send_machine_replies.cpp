@@ -241,11 +241,14 @@ void SendMachine::hash_bodies(const std::vector<Entry*>& entries) {
     if (n == 0) return;
     const std::size_t width = detail::md5_lane_width();
     const std::size_t fill = width > 1 ? std::min(most, (n + width - 1) / width * width) : n;
+    // A bounded look: FIFO groups held back can leave a long run of hashed bodies in front,
+    // and walking past it on every reply would cost more than the lanes save.
+    constexpr std::size_t look_ahead = 64;
     if (queue_state_ == QueueState::ready)
-        for (auto it = ready_.begin(); it != ready_.end() && n < fill; ++it)
-            if (!(*it)->body_md5) {
-                whose[n] = *it;
-                bodies[n++] = (*it)->message.body;
+        for (std::size_t i = 0; i < ready_.size() && i < look_ahead && n < fill; ++i)
+            if (Entry* next = ready_[i]; !next->body_md5) {
+                whose[n] = next;
+                bodies[n++] = next->message.body;
             }
     std::array<Md5Hex, most> digests;
     md5_of_bodies(std::span(bodies).first(n), std::span(digests).first(n));
