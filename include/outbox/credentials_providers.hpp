@@ -28,6 +28,7 @@ class RotatableCredentials final : public CredentialsProvider {
     RotatableCredentials(boost::asio::any_io_executor executor, Credentials credentials);
     /// Thread-safe. Requests already signed keep the old keys.
     void rotate(Credentials credentials);
+    bool credentials_at_hand(Credentials& out) override;
     std::string name() const override { return "rotatable static"; }
 
   protected:

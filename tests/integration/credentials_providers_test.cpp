@@ -144,6 +144,31 @@ TEST_CASE("static credentials") {
     REQUIRE_FALSE(got.ec);
     CHECK(got.credentials.session_token == "TOKEN");
     CHECK(get(io, *make_static_credentials(io.get_executor(), {})).ec == Errc::missing_credentials);
+
+    // At hand too, into credentials that held others: every field replaced.
+    Credentials at_hand{"OLD", "OLDSECRET", "", std::chrono::system_clock::now()};
+    REQUIRE(p->credentials_at_hand(at_hand));
+    CHECK(at_hand.access_key_id == "AK");
+    CHECK(at_hand.secret_access_key == "SK");
+    CHECK(at_hand.session_token == "TOKEN");
+    CHECK_FALSE(at_hand.expiration);
+    CHECK_FALSE(make_static_credentials(io.get_executor(), {})->credentials_at_hand(at_hand));
+}
+
+TEST_CASE("rotatable credentials: at hand, the keys of the last rotation") {
+    asio::io_context io;
+    auto p = make_rotatable_credentials(io.get_executor(), {"AK1", "SK1", {}, {}});
+    Credentials at_hand;
+    REQUIRE(p->credentials_at_hand(at_hand));
+    CHECK(at_hand.access_key_id == "AK1");
+    p->rotate({"AK2", "SK2", "T2", {}});
+    REQUIRE(p->credentials_at_hand(at_hand));
+    CHECK(at_hand.access_key_id == "AK2");
+    CHECK(at_hand.session_token == "T2");
+    CHECK(get(io, *p).credentials.access_key_id == "AK2");
+    p->rotate({});
+    CHECK_FALSE(p->credentials_at_hand(at_hand));
+    CHECK(get(io, *p).ec == Errc::missing_credentials);
 }
 
 TEST_CASE("environment credentials") {
@@ -158,14 +183,30 @@ TEST_CASE("environment credentials") {
         CHECK(got.credentials.access_key_id == "AKENV");
         CHECK(got.credentials.secret_access_key == "SKENV");
         CHECK(got.credentials.session_token == "TKENV");
+        Credentials at_hand;
+        REQUIRE(p->credentials_at_hand(at_hand));
+        CHECK(at_hand.access_key_id == "AKENV");
+        CHECK(at_hand.secret_access_key == "SKENV");
+        CHECK(at_hand.session_token == "TKENV");
+    }
+    {
+        ScopedEnv env{{"AWS_ACCESS_KEY_ID", "AKENV2"}, {"AWS_SECRET_ACCESS_KEY", "SKENV2"}};
+        Credentials at_hand{"AK", "SK", "A TOKEN NO LONGER SET", {}};
+        REQUIRE(p->credentials_at_hand(at_hand));  // read again: the variables changed
+        CHECK(at_hand.access_key_id == "AKENV2");
+        CHECK(at_hand.session_token.empty());
     }
     {
         ScopedEnv env{};
         CHECK(get(io, *p).ec == Errc::credentials_not_found);
+        Credentials at_hand;
+        CHECK_FALSE(p->credentials_at_hand(at_hand));
     }
     {
         ScopedEnv env{{"AWS_ACCESS_KEY_ID", "AKENV"}};
         CHECK(get(io, *p).ec == Errc::missing_credentials);
+        Credentials at_hand;
+        CHECK_FALSE(p->credentials_at_hand(at_hand));
     }
 }
 
@@ -595,6 +636,26 @@ TEST_CASE("chain: first provider with credentials wins, and is asked first next 
           Errc::credentials_not_found);
 }
 
+TEST_CASE("chain: at hand, what the provider that worked last holds") {
+    ScopedEnv env{};
+    asio::io_context io;
+    auto chain = make_credentials_chain(
+        io.get_executor(), {make_environment_credentials(io.get_executor()),
+                            make_static_credentials(io.get_executor(), {"AKS", "SKS", {}, {}})});
+    Credentials at_hand;
+    CHECK_FALSE(chain->credentials_at_hand(at_hand));  // no round yet: nothing worked so far
+    CHECK(get(io, *chain).credentials.access_key_id == "AKS");
+    REQUIRE(chain->credentials_at_hand(at_hand));
+    CHECK(at_hand.access_key_id == "AKS");
+
+    // The provider that worked last has nothing at hand: neither has the chain.
+    auto scripted = std::make_shared<ScriptedProvider>(io.get_executor(), "scripted");
+    scripted->next = {"AKX", "SKX", {}, {}};
+    auto other = make_credentials_chain(io.get_executor(), {scripted});
+    CHECK(get(io, *other).credentials.access_key_id == "AKX");
+    CHECK_FALSE(other->credentials_at_hand(at_hand));
+}
+
 TEST_CASE(
     "cache: shared refresh, refresh ahead of expiry, failed refresh keeps valid credentials") {
     asio::io_context io;
@@ -611,21 +672,32 @@ TEST_CASE(
     for (int i = 0; i < 5; ++i)
         cache->async_get_credentials(
             [&](auto ec, Credentials c) { answered += !ec && c.access_key_id == "AK1"; });
+    Credentials at_hand;
+    CHECK_FALSE(cache->credentials_at_hand(at_hand));  // being fetched: not at hand yet
     io.run();
     CHECK(answered == 5);
     CHECK(inner->calls == 1);
+    REQUIRE(cache->credentials_at_hand(at_hand));
+    CHECK(at_hand.access_key_id == "AK1");
+    CHECK(at_hand.expiration == now + 1h);
 
     now += 30min;  // still fresh
     CHECK(get(io, *cache).credentials.access_key_id == "AK1");
     CHECK(inner->calls == 1);
+    CHECK(cache->credentials_at_hand(at_hand));
 
     now += 26min;  // inside the refresh window: served from cache, refreshed behind
     inner->next = {"AK2", "SK2", "T2", now + 1h};
+    // Not at hand: a sender asks asynchronously, which starts the refresh.
+    CHECK_FALSE(cache->credentials_at_hand(at_hand));
+    CHECK(inner->calls == 1);
     CHECK(get(io, *cache).credentials.access_key_id == "AK1");
     io.restart();
     io.run();
     CHECK(inner->calls == 2);
     CHECK(get(io, *cache).credentials.access_key_id == "AK2");
+    REQUIRE(cache->credentials_at_hand(at_hand));
+    CHECK(at_hand.access_key_id == "AK2");
 
     now += 57min;  // refresh window of AK2; the refresh fails, AK2 is still valid
     inner->next_error = Errc::credentials_endpoint_error;

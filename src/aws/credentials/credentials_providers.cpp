@@ -9,6 +9,8 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 
@@ -26,6 +28,11 @@ class StaticProvider final : public CredentialsProvider {
     StaticProvider(asio::any_io_executor ex, Credentials c)
         : ex_(std::move(ex)), credentials_(std::move(c)) {}
     std::string name() const override { return "static"; }
+    bool credentials_at_hand(Credentials& out) override {
+        if (credentials_.empty()) return false;
+        out = credentials_;
+        return true;
+    }
 
   protected:
     void do_get_credentials(Handler h) override {
@@ -43,13 +50,15 @@ class EnvironmentProvider final : public CredentialsProvider {
   public:
     explicit EnvironmentProvider(asio::any_io_executor ex) : ex_(std::move(ex)) {}
     std::string name() const override { return "environment"; }
+    bool credentials_at_hand(Credentials& out) override {
+        read(out);
+        return !out.empty();
+    }
 
   protected:
     void do_get_credentials(Handler h) override {
         Credentials c;
-        c.access_key_id = env("AWS_ACCESS_KEY_ID").value_or("");
-        c.secret_access_key = env("AWS_SECRET_ACCESS_KEY").value_or("");
-        c.session_token = env("AWS_SESSION_TOKEN").value_or("");
+        read(c);
         if (c.access_key_id.empty() && c.secret_access_key.empty())
             return complete_later(ex_, std::move(h), Errc::credentials_not_found, {});
         if (c.empty()) return complete_later(ex_, std::move(h), Errc::missing_credentials, {});
@@ -57,6 +66,18 @@ class EnvironmentProvider final : public CredentialsProvider {
     }
 
   private:
+    // Read at each call: a process may set them after the provider is made.
+    static void read(Credentials& out) {
+        auto assign = [](std::string& to, const char* name) {
+            const char* v = std::getenv(name);
+            to.assign(v != nullptr ? v : "");
+        };
+        assign(out.access_key_id, "AWS_ACCESS_KEY_ID");
+        assign(out.secret_access_key, "AWS_SECRET_ACCESS_KEY");
+        assign(out.session_token, "AWS_SESSION_TOKEN");
+        out.expiration.reset();
+    }
+
     asio::any_io_executor ex_;
 };
 
@@ -157,12 +178,18 @@ class ChainProvider final : public CredentialsProvider,
         for (const auto& p : providers_) names += (names.empty() ? "" : ", ") + p->name();
         return names;
     }
+    // The provider that worked last, which the next round would ask first.
+    bool credentials_at_hand(Credentials& out) override {
+        const std::size_t good = last_good_.load(std::memory_order_relaxed);
+        return good < providers_.size() && providers_[good]->credentials_at_hand(out);
+    }
 
   protected:
     void do_get_credentials(Handler h) override {
         asio::dispatch(strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
             const std::size_t n = self->providers_.size();
-            self->try_next(std::move(h), self->last_good_ < n ? self->last_good_ : 0, n, {});
+            const std::size_t good = self->last_good_.load(std::memory_order_relaxed);
+            self->try_next(std::move(h), good < n ? good : 0, n, {});
         });
     }
 
@@ -181,7 +208,7 @@ class ChainProvider final : public CredentialsProvider,
                       p](error_code ec, Credentials c) mutable {
                 if (!ec) {
                     self->logger_.log(LogLevel::debug, "credentials from " + p->name());
-                    self->last_good_ = index;
+                    self->last_good_.store(index, std::memory_order_relaxed);
                     return complete_later(self->executor_, std::move(h), {}, std::move(c));
                 }
                 self->logger_.log(LogLevel::debug, p->name() + ": " + ec.message());
@@ -195,7 +222,7 @@ class ChainProvider final : public CredentialsProvider,
     asio::any_io_executor strand_;
     std::vector<CredentialsProviderPtr> providers_;
     Logger logger_;
-    std::size_t last_good_ = static_cast<std::size_t>(-1);
+    std::atomic<std::size_t> last_good_{static_cast<std::size_t>(-1)};  // written on strand_
 };
 
 class CachingProvider final : public CredentialsProvider,
@@ -209,6 +236,14 @@ class CachingProvider final : public CredentialsProvider,
         if (!options_.clock) options_.clock = [] { return std::chrono::system_clock::now(); };
     }
     std::string name() const override { return inner_->name(); }
+    // Only credentials that need no refresh: otherwise the asynchronous call starts one.
+    bool credentials_at_hand(Credentials& out) override {
+        const TimePoint now = options_.clock();
+        std::lock_guard lock(cached_mutex_);
+        if (!fresh(now)) return false;
+        out = *cached_;
+        return true;
+    }
 
   protected:
     void do_get_credentials(Handler h) override {
@@ -254,6 +289,7 @@ class CachingProvider final : public CredentialsProvider,
                 if (!ec && c.expiration && *c.expiration <= now) ec = Errc::credentials_expired;
                 self->last_failure_ = ec;
                 if (!ec) {
+                    std::lock_guard lock(self->cached_mutex_);
                     self->cached_ = std::move(c);
                 } else {
                     self->retry_not_before_ = now + self->options_.retry_after_failure;
@@ -280,6 +316,8 @@ class CachingProvider final : public CredentialsProvider,
     asio::any_io_executor strand_;
     CredentialsProviderPtr inner_;
     CachingOptions options_;
+    // Written on strand_ under the mutex; read there without it, elsewhere with it.
+    std::mutex cached_mutex_;
     std::optional<Credentials> cached_;
     bool refreshing_ = false;
     TimePoint retry_not_before_{};
@@ -315,6 +353,13 @@ CredentialsProviderPtr make_default_credentials(asio::any_io_executor executor,
 CredentialsProviderPtr make_static_credentials(asio::any_io_executor executor,
                                                Credentials credentials) {
     return std::make_shared<StaticProvider>(std::move(executor), std::move(credentials));
+}
+
+bool RotatableCredentials::credentials_at_hand(Credentials& out) {
+    std::lock_guard lock(mutex_);
+    if (credentials_.empty()) return false;
+    out = credentials_;
+    return true;
 }
 
 RotatableCredentials::RotatableCredentials(asio::any_io_executor executor, Credentials credentials)

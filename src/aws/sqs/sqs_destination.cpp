@@ -265,6 +265,27 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
     // ---- calls: credentials, signing, HTTP ----------------------------------------------------
 
     using ResponseHandler = std::function<void(error_code, HttpResponse)>;
+    // Reused by each request: their strings keep their room.
+    Credentials credentials_now;
+    std::string target_now;
+
+    void start_call(sqs::SendMachine::Call call) {
+        auto cancel = std::make_shared<asio::cancellation_signal>();
+        calls.emplace(call.id, cancel);
+        ResponseHandler done = [self = shared_from_this(), id = call.id](error_code ec,
+                                                                         HttpResponse res) {
+            self->calls.erase(id);
+            Actions out;
+            self->machine->call_answered(id, ec, std::move(res), Clock::now(), out);
+            self->run(out);
+        };
+        // Nearly always: the keys are at hand, and the request goes out now. This runs inside
+        // run(), so an answer before the request is out waits for a later job.
+        if (config.credentials->credentials_at_hand(credentials_now))
+            return send_with(call.action, std::move(call.body), credentials_now, std::move(done),
+                             cancel->slot(), call.deadline, /*answer_later=*/true);
+        fetch_credentials_then_send(std::move(call), std::move(done), std::move(cancel));
+    }
 
     // A call waiting for credentials, which can take seconds (instance metadata, STS): the
     // deadline answers it if they come too late.
@@ -275,16 +296,10 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         bool answered = false;
     };
 
-    void start_call(sqs::SendMachine::Call call) {
-        auto cancel = std::make_shared<asio::cancellation_signal>();
-        calls.emplace(call.id, cancel);
+    void fetch_credentials_then_send(sqs::SendMachine::Call call, ResponseHandler done,
+                                     std::shared_ptr<asio::cancellation_signal> cancel) {
         auto pending = std::make_shared<PendingCall>(strand);
-        pending->done = [self = shared_from_this(), id = call.id](error_code ec, HttpResponse res) {
-            self->calls.erase(id);
-            Actions out;
-            self->machine->call_answered(id, ec, std::move(res), Clock::now(), out);
-            self->run(out);
-        };
+        pending->done = std::move(done);
         // Until the request goes out, a cancellation answers the call here: a credentials
         // provider takes none, and may take seconds (instance metadata, STS).
         // Weak, as this handler lives in `calls`: no cycle back to this Impl.
@@ -315,9 +330,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             });
         }
         config.credentials->async_get_credentials(asio::bind_executor(
-            strand, [self = shared_from_this(), target = "AmazonSQS." + std::string(call.action),
-                     body = std::move(call.body), pending, cancel,
-                     deadline](error_code ec, Credentials creds) mutable {
+            strand, [self = shared_from_this(), action = call.action, body = std::move(call.body),
+                     pending, cancel, deadline](error_code ec, Credentials creds) mutable {
                 if (pending->answered) return;  // the deadline came first
                 pending->answered = true;
                 pending->timer.cancel();
@@ -327,18 +341,30 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                     res.failure = self->credentials_failure(ec);
                     return answer(ec, std::move(res));
                 }
-                // Abandoned (close deadline, destruction) while the credentials were fetched.
-                if (self->machine->abandoned() || self->stopped)
-                    return answer(asio::error::operation_aborted, {});
-                const auto timeout = self->request_timeout(deadline);
-                if (timeout.count() <= 0) {
-                    HttpResponse res;
-                    res.failure = "the message deadline passed before the request was sent";
-                    return answer(Errc::timeout, std::move(res));
-                }
-                self->send_signed(target, std::move(body), std::move(creds), std::move(answer),
-                                  cancel->slot(), timeout);
+                self->send_with(action, std::move(body), creds, std::move(answer), cancel->slot(),
+                                deadline, /*answer_later=*/false);
             }));
+    }
+
+    // Signs and sends, unless the destination was abandoned or the deadline passed meanwhile.
+    // An answer before the request goes out is posted when `answer_later`.
+    void send_with(const char* action, std::string body, const Credentials& creds,
+                   ResponseHandler done, asio::cancellation_slot slot, Clock::time_point deadline,
+                   bool answer_later) {
+        auto answer_now = [&](error_code ec, std::string failure) {
+            HttpResponse res;
+            res.failure = std::move(failure);
+            if (!answer_later) return done(ec, std::move(res));
+            asio::post(strand, asio::append(std::move(done), ec, std::move(res)));
+        };
+        // Abandoned (close deadline, destruction) while the credentials were fetched.
+        if (machine->abandoned() || stopped) return answer_now(asio::error::operation_aborted, {});
+        const auto timeout = request_timeout(deadline);
+        if (timeout.count() <= 0)
+            return answer_now(Errc::timeout,
+                              "the message deadline passed before the request was sent");
+        if (auto ec = send_signed(action, std::move(body), creds, done, slot, timeout))
+            return answer_now(ec, {});
     }
 
     // The timeout of a request starting now: the configured one, cut short by `deadline`
@@ -359,12 +385,15 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         return "cannot get AWS credentials (" + config.credentials->name() + "): " + ec.message();
     }
 
-    void send_signed(const std::string& target, std::string body, Credentials creds,
-                     ResponseHandler done, asio::cancellation_slot slot,
-                     std::chrono::milliseconds timeout) {
+    // Signs and sends; `done` is taken only when the request goes out. A signing error is
+    // returned, with `done` left for the caller to answer.
+    error_code send_signed(const char* action, std::string body, const Credentials& creds,
+                           ResponseHandler& done, asio::cancellation_slot slot,
+                           std::chrono::milliseconds timeout) {
         static constexpr std::string_view content_type = "application/x-amz-json-1.0";
+        target_now.assign("AmazonSQS.").append(action);
         const sigv4::Header signed_headers[] = {{"content-type", content_type},
-                                                {"x-amz-target", target}};
+                                                {"x-amz-target", target_now}};
         const auto hash = sigv4::payload_hash(body);
         sigv4::Request to_sign;
         to_sign.method = "POST";
@@ -373,8 +402,7 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         to_sign.headers = signed_headers;
         to_sign.payload_hash = hash.view();
         sigv4::HeaderSignature sig;
-        if (auto ec = signer->sign_headers(to_sign, creds, machine->signing_time(), sig))
-            return done(ec, {});
+        if (auto ec = signer->sign_headers(to_sign, creds, machine->signing_time(), sig)) return ec;
         HttpRequest req;
         req.method = "POST";
         req.origin = origin;
@@ -382,24 +410,27 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         req.timeout = timeout;
         req.headers.reserve(5);
         req.headers.emplace_back("Content-Type", content_type);
-        req.headers.emplace_back("X-Amz-Target", target);
+        req.headers.emplace_back("X-Amz-Target", target_now);
         req.headers.emplace_back("X-Amz-Date", std::move(sig.amz_date));
         req.headers.emplace_back("Authorization", std::move(sig.authorization));
+        ResponseHandler answer = std::move(done);
         if (creds.has_session_token()) {
             req.headers.emplace_back("X-Amz-Security-Token", creds.session_token);
             machine->set_session_token(creds.session_token);
             // A service error may echo it (SignatureDoesNotMatch quotes the canonical request):
             // it never reaches a receipt, a report or a log.
-            done = [done = std::move(done), token = std::move(creds.session_token)](
-                       error_code ec, HttpResponse res) {
+            answer = [answer = std::move(answer), token = creds.session_token](error_code ec,
+                                                                               HttpResponse res) {
                 if (res.status != 200) detail::redact(res.body, token);
                 detail::redact(res.failure, token);
-                done(ec, std::move(res));
+                answer(ec, std::move(res));
             };
         }
         req.body = std::move(body);
-        http.async_request(std::move(req), asio::bind_cancellation_slot(
-                                               slot, asio::bind_executor(strand, std::move(done))));
+        http.async_request(
+            std::move(req),
+            asio::bind_cancellation_slot(slot, asio::bind_executor(strand, std::move(answer))));
+        return {};
     }
 
     // ---- close ---------------------------------------------------------------------------------
