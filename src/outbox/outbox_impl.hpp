@@ -145,10 +145,10 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     Destination* destination_for(const std::string& target, std::string& why);
     void deliver(StoredEvent e);
     void on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
-                 bool probe, error_code ec, const Receipt& r);
+                 bool probe, error_code ec, const Diagnostics& why);
     // A delivery's verdict on its target's breaker; health changes go to on_target_health.
     void judge_target(const std::string& target, bool probe, const error_code& ec,
-                      const Receipt& r);
+                      const Diagnostics& why);
     void tell_target_health(const TargetHealthEvent& event);
     // The claim's caps for open breakers: 0 while refusing, 1 when a probe is due.
     std::unordered_map<std::string, std::size_t> breaker_caps() const;

@@ -195,22 +195,29 @@ void Outbox::Impl::deliver(StoredEvent e) {
     m.idempotency_key = identity + "-" + std::to_string(e.id);
     ++sending[e.target];
     // A weak reference: the destination belongs to this Impl, and a strong one in its
-    // handlers would keep both alive after the Outbox is gone.
-    d->async_send(std::move(m),
-                  asio::bind_executor(strand, [weak = weak_from_this(), id = e.id,
-                                               target = std::move(e.target), attempts = e.attempts,
-                                               since = e.enqueued_at,
-                                               probe](error_code ec, Receipt r) mutable {
-                      if (auto self = weak.lock(); self && !self->stopped)
-                          self->on_sent(id, std::move(target), attempts + 1, since, probe, ec, r);
-                  }));
+    // handlers would keep both alive after the Outbox is gone. Not bound to the strand: the
+    // destination calls it where it completes sends, and only a failure's diagnostics go on
+    // to the strand. Every hop moves what it carries, and a Receipt is nine strings and its
+    // diagnostics: bound, it moved seven times per event.
+    d->async_send(std::move(m), [weak = weak_from_this(), strand = strand, id = e.id,
+                                 target = std::move(e.target), attempts = e.attempts,
+                                 since = e.enqueued_at, probe](error_code ec, Receipt r) mutable {
+        std::unique_ptr<Diagnostics> failure;
+        if (ec) failure = std::make_unique<Diagnostics>(std::move(r.diagnostics));
+        asio::dispatch(strand, [weak = std::move(weak), id, target = std::move(target), attempts,
+                                since, probe, ec, failure = std::move(failure)]() mutable {
+            if (auto self = weak.lock(); self && !self->stopped)
+                self->on_sent(id, std::move(target), attempts + 1, since, probe, ec,
+                              failure ? *failure : Diagnostics{});
+        });
+    });
 }
 
 void Outbox::Impl::judge_target(const std::string& target, bool probe, const error_code& ec,
-                                const Receipt& r) {
+                                const Diagnostics& why) {
     if (config.breaker.failures_to_open == 0) return;
     auto it = breakers.find(target);
-    if (!ec || !detail::counts_against_target(ec, r.diagnostics)) {
+    if (!ec || !detail::counts_against_target(ec, why)) {
         if (it == breakers.end()) return;
         std::optional<TargetHealth> change;
         if (!ec)
@@ -234,7 +241,7 @@ void Outbox::Impl::judge_target(const std::string& target, bool probe, const err
     TargetBreaker& b = it->second;
     if (b.breaker.consecutive_failures() == 0) b.failing_since = std::chrono::system_clock::now();
     b.last_error = ec;
-    b.last_diagnostics = r.diagnostics;
+    b.last_diagnostics = why;
     const auto change = b.breaker.failed(SteadyClock::now(), probe);
     if (change || (probe && b.breaker.health() != TargetHealth::healthy)) keep_breaker(target, b);
     if (!change) return;
@@ -292,9 +299,9 @@ void Outbox::Impl::tell_target_health(const TargetHealthEvent& event) {
 }
 
 void Outbox::Impl::on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
-                           bool probe, error_code ec, const Receipt& r) {
+                           bool probe, error_code ec, const Diagnostics& why) {
     if (auto it = sending.find(target); it != sending.end() && --it->second == 0) sending.erase(it);
-    if (!(closing && ec == asio::error::operation_aborted)) judge_target(target, probe, ec, r);
+    if (!(closing && ec == asio::error::operation_aborted)) judge_target(target, probe, ec, why);
     if (!ec) {
         unsettled.push_back(
             {EventOutcome::Kind::delivered, id, attempt, {}, {}, std::move(target)});
@@ -304,7 +311,7 @@ void Outbox::Impl::on_sent(EventId id, std::string target, std::uint32_t attempt
         --in_flight_count;
         --in_flight;
     } else {
-        failed(id, std::move(target), attempt, since, ec, describe_failure(ec, r.diagnostics));
+        failed(id, std::move(target), attempt, since, ec, describe_failure(ec, why));
         return;
     }
     flush_settles();
