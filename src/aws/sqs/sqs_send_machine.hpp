@@ -45,7 +45,7 @@ class SendMachine {
     /// of its messages'; max when none) through call_answered(id, ...).
     struct Call {
         std::uint64_t id = 0;
-        const char* action = "";  // "SendMessageBatch", "GetQueueUrl"...
+        const char* action = "";  // a literal ("SendMessageBatch", ...): outlives the call
         std::string body{};
         Time deadline = Time::max();
     };
