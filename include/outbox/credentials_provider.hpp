@@ -29,10 +29,11 @@ class CredentialsProvider {
     }
 
     /// The credentials this source holds now, given without I/O, waiting or a trip through
-    /// an executor: true with `out` assigned (its strings' room reused). False when it would
-    /// have to fetch, refresh or report an error: then ask async_get_credentials, which also
-    /// says why. A sender asks this first for each request. Thread-safe. The default holds
-    /// none, so a provider written before this existed keeps working, asynchronously.
+    /// an executor: true with every field of `out` assigned (a sender reuses it, so a field
+    /// left alone would carry the previous keys' value). False when it would have to fetch,
+    /// refresh or report an error: then ask async_get_credentials, which also says why. A
+    /// sender asks this first for each request. Thread-safe. The default holds none, so a
+    /// provider written before this existed keeps working, asynchronously.
     virtual bool credentials_at_hand(Credentials& out) {
         (void)out;
         return false;

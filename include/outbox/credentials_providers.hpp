@@ -140,7 +140,8 @@ struct CachingOptions {
     // retries all fall within the wait fails its message on that error: lower it for a
     // source whose failures are brief.
     std::chrono::seconds retry_after_failure{10};
-    std::function<std::chrono::system_clock::time_point()> clock{};  // empty: system_clock::now
+    // Empty: system_clock::now. Called from any thread (credentials_at_hand): thread-safe.
+    std::function<std::chrono::system_clock::time_point()> clock{};
     Logger logger{};
 };
 

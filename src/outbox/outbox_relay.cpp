@@ -208,7 +208,7 @@ void Outbox::Impl::deliver(StoredEvent e) {
                                 since, probe, ec, failure = std::move(failure)]() mutable {
             if (auto self = weak.lock(); self && !self->stopped)
                 self->on_sent(id, std::move(target), attempts + 1, since, probe, ec,
-                              failure ? *failure : Diagnostics{});
+                              failure ? std::move(*failure) : Diagnostics{});
         });
     });
 }

@@ -15,12 +15,14 @@
 #include "aws/sqs/sqs_protocol.hpp"
 
 #include <simdjson.h>
+#include <boost/asio/append.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -991,6 +993,50 @@ TEST_CASE("closing or destroying ends a send that waits for credentials", "[sqs]
     io.restart();
     io.run_for(std::chrono::seconds(10));
     CHECK(io.stopped());
+}
+
+namespace {
+
+// Claims keys at hand but gives empty ones, as a faulty provider of an application could.
+class EmptyAtHand final : public outbox::CredentialsProvider {
+  public:
+    explicit EmptyAtHand(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    std::string name() const override { return "empty at hand"; }
+    bool credentials_at_hand(outbox::Credentials& out) override {
+        ++at_hand;
+        out = outbox::Credentials{};
+        return true;
+    }
+    int at_hand = 0, asked = 0;
+
+  protected:
+    void do_get_credentials(Handler h) override {
+        ++asked;
+        asio::post(ex_,
+                   asio::append(std::move(h), make_error_code(outbox::Errc::missing_credentials),
+                                outbox::Credentials{}));
+    }
+
+  private:
+    asio::any_io_executor ex_;
+};
+
+}  // namespace
+
+TEST_CASE("keys at hand that cannot sign fail the message before any request", "[sqs]") {
+    asio::io_context io;
+    outbox::SqsDestinationConfig config;
+    config.queue_url = "http://127.0.0.1:9/000000000000/never-reached";
+    config.region = "us-east-1";
+    config.max_message_size = 262144;  // no lookup
+    auto credentials = std::make_shared<EmptyAtHand>(io.get_executor());
+    config.credentials = credentials;
+    outbox::SqsDestination sqs(io.get_executor(), config);
+    auto outcomes = send_all(io, sqs, {text_message("cannot be signed")});
+    CHECK(outcomes[0].ec == outbox::Errc::missing_credentials);
+    CHECK(outcomes[0].receipt.attempts <= 1);
+    CHECK(credentials->at_hand >= 1);
+    CHECK(credentials->asked == 0);  // answered from what was at hand, never asked
 }
 
 TEST_CASE("the queue lookup is cut short by the deadline of the messages waiting for it", "[sqs]") {
