@@ -74,7 +74,11 @@ instructions() {
 }
 
 send=$(instructions send --to "$queue" "$work/events.jsonl")
-"$program" enqueue --store "$work/store.db" --to "$queue" "$work/events.jsonl" >/dev/null
+"$program" enqueue --store "$work/store.db" --to "$queue" "$work/events.jsonl" \
+    >"$work/enqueue.out" 2>&1 || {
+    cat "$work/enqueue.out" >&2
+    exit 1
+}
 relay=$(instructions relay --store "$work/store.db" --until-empty)
 cat "$work/run.out" "$work/valgrind.err" | grep -q "delivered $events," || {
     echo "the relay did not deliver every event:" >&2
