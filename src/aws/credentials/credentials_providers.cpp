@@ -66,7 +66,8 @@ class EnvironmentProvider final : public CredentialsProvider {
     }
 
   private:
-    // Read at each call: a process may set them after the provider is made.
+    // Read at each call: a process may set them after the provider is made. Assigned in
+    // place (not through detail::env's copies), so a sender's reused Credentials keeps its room.
     static void read(Credentials& out) {
         auto assign = [](std::string& to, const char* name) {
             const char* v = std::getenv(name);

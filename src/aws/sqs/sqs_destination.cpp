@@ -357,7 +357,8 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
             if (!answer_later) return done(ec, std::move(res));
             asio::post(strand, asio::append(std::move(done), ec, std::move(res)));
         };
-        // Abandoned (close deadline, destruction) while the credentials were fetched.
+        // Abandoned (close deadline, destruction) while the credentials were fetched, or, for
+        // keys at hand, before this call started: then nothing is sent.
         if (machine->abandoned() || stopped) return answer_now(asio::error::operation_aborted, {});
         const auto timeout = request_timeout(deadline);
         if (timeout.count() <= 0)
