@@ -6,6 +6,9 @@
 #
 # Usage: bench/relay_instructions.sh [OUTBOX_PROGRAM] [EVENTS]
 #        (defaults: build/dev/tools/outbox/outbox, 20000; needs nginx, valgrind, python3)
+#        RELAY_COUNT=syscalls counts system calls and context switches instead (perf stat):
+#        the relay's extra cost that callgrind does not see, the store's file I/O and the
+#        hand-offs between its threads.
 set -euo pipefail
 
 program=$(realpath "${1:-build/dev/tools/outbox/outbox}")
@@ -63,8 +66,22 @@ export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION
 export AWS_EC2_METADATA_DISABLED=true
 queue="http://127.0.0.1:$port/000000000000/bench"
 
-# Instructions of one run of the program under callgrind (its own process only).
+count=${RELAY_COUNT:-instructions}
+case $count in instructions | syscalls) ;; *) echo "RELAY_COUNT: instructions or syscalls" >&2; exit 2 ;; esac
+
+# What one run of the program costs (its own process only): instructions under callgrind, or
+# "SYSCALLS CONTEXT_SWITCHES" under perf stat.
 instructions() {
+    if [ "$count" = syscalls ]; then
+        perf stat -x, -e raw_syscalls:sys_enter,context-switches -o "$work/perf.csv" \
+            "$program" "$@" >"$work/run.out" 2>"$work/valgrind.err" || {
+            cat "$work/run.out" "$work/valgrind.err" "$work/perf.csv" >&2
+            exit 1
+        }
+        awk -F, '$3 == "raw_syscalls:sys_enter" { s = $1 } $3 == "context-switches" { c = $1 }
+                 END { print s, c }' "$work/perf.csv"
+        return
+    fi
     valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" "$program" "$@" \
         >"$work/run.out" 2>"$work/valgrind.err" || {
         cat "$work/run.out" "$work/valgrind.err" >&2
@@ -85,10 +102,14 @@ cat "$work/run.out" "$work/valgrind.err" | grep -q "delivered $events," || {
     cat "$work/run.out" "$work/valgrind.err" >&2
     exit 1
 }
-python3 - "$send" "$relay" "$events" <<'EOF'
+# shellcheck disable=SC2086 # a figure a word
+python3 - "$events" $send $relay <<'EOF'
 import sys
-send, relay, events = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-print(f"outbox send FILE             {send:>15,} instructions, {send / events:>9,.0f} per event")
-print(f"outbox relay --until-empty   {relay:>15,} instructions, {relay / events:>9,.0f} per event")
-print(f"relay / send: {relay / send:.2f}x")
+events, figures = int(sys.argv[1]), [int(x) for x in sys.argv[2:]]
+names = ["instructions"] if len(figures) == 2 else ["system calls", "context switches"]
+n = len(names)
+for label, values in (("outbox send FILE", figures[:n]), ("outbox relay --until-empty", figures[n:])):
+    print(label.ljust(28) + ", ".join(f"{v:>13,} {name} ({v / events:,.{0 if v >= 100 * events else 2}f} per event)"
+                                      for v, name in zip(values, names)))
+print(f"relay / send: {figures[n] / figures[0]:.2f}x ({names[0]})")
 EOF
