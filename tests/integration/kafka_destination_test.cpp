@@ -689,6 +689,42 @@ TEST_CASE(
     CHECK_FALSE(close_destination(io, kafka));
 }
 
+TEST_CASE("a logger whose sink throws costs no message: each completes as it would without it",
+          "[kafka]") {
+    KafkaMockCluster cluster(3);
+    asio::io_context io;
+    auto config = config_for(cluster, "loud");
+    config.partitions = 3;  // created first: "created topic" or "topic exists" is logged
+    config.replication_factor = 1;
+    config.max_message_size = 100;   // the failure of the big one is logged
+    std::vector<std::string> lines;  // the I/O runs on this thread only
+    config.logger =
+        outbox::Logger{outbox::LogLevel::debug, [&](outbox::LogLevel, std::string_view line) {
+                           lines.emplace_back(line);
+                           throw std::runtime_error("the log file is full");
+                       }};
+    outbox::KafkaDestination kafka(io.get_executor(), config);
+    std::vector<std::string> bodies;
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 20; ++i) {
+        bodies.push_back(i == 7 ? std::string(200, 'x') : "loud-" + std::to_string(i));
+        messages.push_back(text_message(bodies.back()));
+    }
+    const auto outcomes = send_all(io, kafka, messages);
+    for (std::size_t i = 0; i < outcomes.size(); ++i) {
+        INFO("message " << i);
+        CHECK(outcomes[i].ec == (i == 7 ? outbox::Errc::payload_too_large : error_code{}));
+    }
+    CHECK_FALSE(close_destination(io, kafka));
+    auto logged = [&](std::string_view what) {
+        return std::any_of(lines.begin(), lines.end(),
+                           [&](const std::string& l) { return l.find(what) != l.npos; });
+    };
+    CHECK(logged("topic \"loud\""));
+    CHECK(logged(" failed: "));  // the big one, logged before it completes
+    check_exactly_delivered(outcomes, bodies, kcat_read(cluster.bootstrap(), "loud"));
+}
+
 TEST_CASE("messages Kafka cannot carry fail at once; configuration that cannot work throws",
           "[kafka]") {
     KafkaMockCluster cluster(1);
