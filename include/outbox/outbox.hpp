@@ -80,7 +80,8 @@ struct OutboxConfig {
     /// How often an idle relay looks for events other processes stored.
     std::chrono::milliseconds poll_interval{1000};
     /// Called with every outcome once the store has recorded it (delivered, retry, dead), on
-    /// the Outbox's strand: a report, a metric. It must not block.
+    /// the Outbox's strand: a report, a metric. It must not block. An exception it throws is
+    /// logged at error level and changes nothing else (so is one from on_target_health).
     std::function<void(const EventOutcome&)> on_settled{};
     Logger logger{};
 };

@@ -150,6 +150,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void judge_target(const std::string& target, bool probe, const error_code& ec,
                       const Diagnostics& why);
     void tell_target_health(const TargetHealthEvent& event);
+    void tell_settled(const EventOutcome& outcome);
     // The claim's caps for open breakers: 0 while refusing, 1 when a probe is due.
     std::unordered_map<std::string, std::size_t> breaker_caps() const;
     void keep_breaker(const std::string& target, const TargetBreaker& b);

@@ -298,6 +298,19 @@ void Outbox::Impl::tell_target_health(const TargetHealthEvent& event) {
     }
 }
 
+// An exception from the application's callback must not cut the accounting of the batch
+// short: the events after it would never be counted, their dead letters never handed over.
+void Outbox::Impl::tell_settled(const EventOutcome& outcome) {
+    if (!config.on_settled) return;
+    try {
+        config.on_settled(outcome);
+    } catch (const std::exception& e) {
+        config.logger.log(LogLevel::error, std::string("outbox: on_settled threw: ") + e.what());
+    } catch (...) {
+        config.logger.log(LogLevel::error, "outbox: on_settled threw");
+    }
+}
+
 void Outbox::Impl::on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
                            bool probe, error_code ec, const Diagnostics& why) {
     if (auto it = sending.find(target); it != sending.end() && --it->second == 0) sending.erase(it);
@@ -396,7 +409,7 @@ void Outbox::Impl::on_settled(std::vector<EventOutcome> batch, std::vector<Event
             }
     }
     for (const auto& o : batch) {
-        if (config.on_settled) config.on_settled(o);
+        tell_settled(o);
         switch (o.kind) {
             case EventOutcome::Kind::delivered:
                 ++delivered;

@@ -306,6 +306,36 @@ TEST_CASE(
     CHECK(read_back(queue, 1).count("too late") == 1);
 }
 
+TEST_CASE("an on_settled that throws is logged; every outcome is still counted and kept",
+          "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    const std::string queue = create_queue("outbox-relay-settled-throws");
+    asio::io_context io;
+    auto config = config_for(io, dir.file("events.db"), proxy);
+    std::size_t told = 0, threw_logged = 0;  // the I/O runs on this thread only
+    config.on_settled = [&](const outbox::EventOutcome&) {
+        ++told;
+        throw std::runtime_error("the report is full");
+    };
+    config.logger = outbox::Logger{
+        outbox::LogLevel::error, [&](outbox::LogLevel, std::string_view line) {
+            if (line.find("on_settled threw: the report is full") != std::string_view::npos)
+                ++threw_logged;
+        }};
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 40; ++i) messages.push_back(text("settled " + std::to_string(i)));
+    enqueue_all(io, box, queue, messages);
+    enqueue_all(io, box, "not a queue url", {text("nowhere")});  // a dead letter at once
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 40 && box.stats().dead == 1; }));
+    CHECK(told == 41);
+    CHECK(threw_logged == 41);
+    CHECK(pending(io, box) == 0);
+    const auto seen = read_back(queue, 40);
+    CHECK(seen.size() == 40);
+}
+
 TEST_CASE("a refusal is a dead letter at once; a target no destination can be made for too",
           "[outbox]") {
     TempDir dir;
