@@ -656,6 +656,60 @@ TEST_CASE("chain: at hand, what the provider that worked last holds") {
     CHECK_FALSE(other->credentials_at_hand(at_hand));
 }
 
+namespace {
+
+// An application's provider that throws instead of answering, until told otherwise.
+class ThrowingProvider final : public CredentialsProvider {
+  public:
+    explicit ThrowingProvider(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    std::string name() const override { return "throwing"; }
+    bool throwing = true;
+    int calls = 0;
+
+  protected:
+    void do_get_credentials(Handler h) override {
+        ++calls;
+        if (throwing) throw std::runtime_error("the key service is down");
+        asio::post(ex_, asio::append(std::move(h), boost::system::error_code{},
+                                     Credentials{"AKT", "SKT", {}, {}}));
+    }
+
+  private:
+    asio::any_io_executor ex_;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "a provider that throws: the cache fails its callers and refreshes again later; the "
+    "chain asks the next one") {
+    asio::io_context io;
+    auto throwing = std::make_shared<ThrowingProvider>(io.get_executor());
+    auto now = std::chrono::system_clock::time_point{} + std::chrono::hours(1000000);
+    LogCapture log;
+    auto cache = make_caching_credentials(io.get_executor(), throwing,
+                                          {.retry_after_failure = std::chrono::seconds(10),
+                                           .clock = [&] { return now; },
+                                           .logger = log.logger()});
+    const auto failed = get(io, *cache);
+    CHECK(failed.ec == outbox::Errc::credentials_not_found);
+    CHECK(log.text.find("throwing threw while fetching: the key service is down") !=
+          std::string::npos);
+    now += std::chrono::seconds(11);  // past the wait after a failure: asked again
+    throwing->throwing = false;
+    CHECK(get(io, *cache).credentials.access_key_id == "AKT");
+    CHECK(throwing->calls == 2);
+
+    auto again = std::make_shared<ThrowingProvider>(io.get_executor());
+    auto chain = make_credentials_chain(
+        io.get_executor(),
+        {again, make_static_credentials(io.get_executor(), {"AKS", "SKS", {}, {}})});
+    const auto got = get(io, *chain);
+    CHECK_FALSE(got.ec);
+    CHECK(got.credentials.access_key_id == "AKS");
+    CHECK(again->calls == 1);
+}
+
 TEST_CASE(
     "cache: shared refresh, refresh ahead of expiry, failed refresh keeps valid credentials") {
     asio::io_context io;

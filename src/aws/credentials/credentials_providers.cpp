@@ -7,12 +7,14 @@
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <optional>
 
 namespace outbox {
 namespace {
@@ -204,19 +206,43 @@ class ChainProvider final : public CredentialsProvider,
                 first_error ? first_error : error_code(Errc::credentials_not_found), {});
         }
         const CredentialsProviderPtr p = providers_[index];
-        p->async_get_credentials(asio::bind_executor(
-            strand_, [self = shared_from_this(), h = std::move(h), index, remaining, first_error,
-                      p](error_code ec, Credentials c) mutable {
-                if (!ec) {
-                    self->logger_.log(LogLevel::debug, "credentials from " + p->name());
-                    self->last_good_.store(index, std::memory_order_relaxed);
-                    return complete_later(self->executor_, std::move(h), {}, std::move(c));
-                }
-                self->logger_.log(LogLevel::debug, p->name() + ": " + ec.message());
-                if (!first_error && ec != Errc::credentials_not_found) first_error = ec;
-                self->try_next(std::move(h), (index + 1) % self->providers_.size(), remaining - 1,
-                               first_error);
-            }));
+        // Kept apart from the callback: should the provider throw (an application's may), the
+        // handler is still here and the round goes on to the next provider.
+        auto held = std::make_shared<std::optional<Handler>>(std::move(h));
+        try {
+            p->async_get_credentials(asio::bind_executor(
+                strand_, [self = shared_from_this(), held, index, remaining, first_error, p](
+                             error_code ec, Credentials c) mutable {
+                    if (!*held) return;
+                    Handler caller = std::move(**held);
+                    held->reset();
+                    self->answered(std::move(caller), p, index, remaining, first_error, ec,
+                                   std::move(c));
+                }));
+        } catch (...) {
+            if (!*held) throw;  // it answered, then threw: nothing left to do here
+            Handler again = std::move(**held);
+            held->reset();
+            logger_.log(LogLevel::debug, p->name() + " threw: " + detail::thrown_text());
+            asio::post(strand_, [self = shared_from_this(), again = std::move(again), index,
+                                 remaining, first_error]() mutable {
+                self->try_next(std::move(again), (index + 1) % self->providers_.size(),
+                               remaining - 1, first_error);
+            });
+        }
+    }
+
+    // On strand_: providers[index]'s answer; the next one is asked when it had none.
+    void answered(Handler h, const CredentialsProviderPtr& p, std::size_t index,
+                  std::size_t remaining, error_code first_error, error_code ec, Credentials c) {
+        if (!ec) {
+            logger_.log(LogLevel::debug, "credentials from " + p->name());
+            last_good_.store(index, std::memory_order_relaxed);
+            return complete_later(executor_, std::move(h), {}, std::move(c));
+        }
+        logger_.log(LogLevel::debug, p->name() + ": " + ec.message());
+        if (!first_error && ec != Errc::credentials_not_found) first_error = ec;
+        try_next(std::move(h), (index + 1) % providers_.size(), remaining - 1, first_error);
     }
 
     asio::any_io_executor executor_;  // the caller's, where handlers complete
@@ -283,34 +309,45 @@ class CachingProvider final : public CredentialsProvider,
 
     void refresh() {
         refreshing_ = true;
-        inner_->async_get_credentials(
-            asio::bind_executor(strand_, [self = shared_from_this()](error_code ec, Credentials c) {
-                self->refreshing_ = false;
-                const TimePoint now = self->options_.clock();
-                if (!ec && c.expiration && *c.expiration <= now) ec = Errc::credentials_expired;
-                self->last_failure_ = ec;
-                if (!ec) {
-                    std::lock_guard lock(self->cached_mutex_);
-                    self->cached_ = std::move(c);
-                } else {
-                    self->retry_not_before_ = now + self->options_.retry_after_failure;
-                    self->options_.logger.log(
-                        LogLevel::warning,
-                        "refreshing credentials from " + self->inner_->name() +
-                            " failed: " + ec.message() +
-                            (self->valid(now) ? "; the cached ones stay in use until they expire"
-                                              : ""));
-                }
-                auto waiting = std::move(self->waiting_);
-                self->waiting_.clear();
-                for (Handler& h : waiting) {
-                    if (self->valid(now))
-                        complete_later(self->executor_, std::move(h), {}, *self->cached_);
-                    else
-                        complete_later(self->executor_, std::move(h),
-                                       ec ? ec : error_code(Errc::credentials_expired), {});
-                }
-            }));
+        auto fetched = [self = shared_from_this()](error_code ec, Credentials c) {
+            self->fetched(ec, std::move(c));
+        };
+        try {
+            inner_->async_get_credentials(asio::bind_executor(strand_, fetched));
+        } catch (...) {
+            // An application's provider that throws is a failed fetch: the waiting callers get
+            // its error, not a refresh that never ends.
+            options_.logger.log(LogLevel::warning,
+                                inner_->name() + " threw while fetching: " + detail::thrown_text());
+            asio::post(strand_, [fetched] { fetched(Errc::credentials_not_found, {}); });
+        }
+    }
+
+    // On strand_: what a refresh brought, handed to the callers waiting for it.
+    void fetched(error_code ec, Credentials c) {
+        refreshing_ = false;
+        const TimePoint now = options_.clock();
+        if (!ec && c.expiration && *c.expiration <= now) ec = Errc::credentials_expired;
+        last_failure_ = ec;
+        if (!ec) {
+            std::lock_guard lock(cached_mutex_);
+            cached_ = std::move(c);
+        } else {
+            retry_not_before_ = now + options_.retry_after_failure;
+            options_.logger.log(
+                LogLevel::warning,
+                "refreshing credentials from " + inner_->name() + " failed: " + ec.message() +
+                    (valid(now) ? "; the cached ones stay in use until they expire" : ""));
+        }
+        auto waiting = std::move(waiting_);
+        waiting_.clear();
+        for (Handler& h : waiting) {
+            if (valid(now))
+                complete_later(executor_, std::move(h), {}, *cached_);
+            else
+                complete_later(executor_, std::move(h),
+                               ec ? ec : error_code(Errc::credentials_expired), {});
+        }
     }
 
     asio::any_io_executor executor_;  // the caller's, where handlers complete
