@@ -1039,6 +1039,52 @@ TEST_CASE("keys at hand that cannot sign fail the message before any request", "
     CHECK(credentials->asked == 0);  // answered from what was at hand, never asked
 }
 
+namespace {
+
+// An application's provider that throws: when asked for keys at hand, or when asked to fetch.
+class ThrowingProvider final : public outbox::CredentialsProvider {
+  public:
+    explicit ThrowingProvider(bool at_hand) : throw_at_hand_(at_hand) {}
+    std::string name() const override { return "throwing"; }
+    bool credentials_at_hand(outbox::Credentials&) override {
+        if (throw_at_hand_) throw std::runtime_error("the key store is locked");
+        return false;
+    }
+
+  protected:
+    void do_get_credentials(Handler) override {
+        throw std::runtime_error("the key service is down");
+    }
+
+  private:
+    bool throw_at_hand_;
+};
+
+}  // namespace
+
+TEST_CASE("a credentials provider that throws fails the messages with its reason; close ends",
+          "[sqs]") {
+    const bool at_hand = GENERATE(true, false);
+    INFO((at_hand ? "throws from credentials_at_hand" : "throws from async_get_credentials"));
+    asio::io_context io;
+    outbox::SqsDestinationConfig config;
+    config.queue_url = "http://127.0.0.1:9/000000000000/never-reached";
+    config.region = "us-east-1";
+    config.max_message_size = 262144;                              // no lookup
+    config.retry.message_deadline = std::chrono::milliseconds(0);  // no deadline to rescue them
+    config.credentials = std::make_shared<ThrowingProvider>(at_hand);
+    outbox::SqsDestination sqs(io.get_executor(), config);
+    auto outcomes = send_all(io, sqs, {text_message("one"), text_message("two")});
+    for (const auto& o : outcomes) {
+        CHECK(o.ec == outbox::Errc::credentials_not_found);
+        CHECK(o.receipt.diagnostics.message.find(at_hand ? "the key store is locked"
+                                                         : "the key service is down") !=
+              std::string::npos);
+    }
+    CHECK_FALSE(close_destination(io, sqs));
+    CHECK(sqs.stats().failed == 2);
+}
+
 TEST_CASE("the queue lookup is cut short by the deadline of the messages waiting for it", "[sqs]") {
     // GetQueueAttributes never answers: without the cut, the lookup would hold its
     // connection for the whole request timeout (30 s).

@@ -3,6 +3,7 @@
 // keeps one timer at the time it next needs, and completes the handlers of the messages it is
 // done with. Everything runs on one strand.
 #include <outbox/aws_environment.hpp>
+#include "aws/credentials/credentials_common.hpp"
 #include "aws/sqs/sqs_send_machine.hpp"
 #include "core/close_latch.hpp"
 #include "core/dead_letter_slot.hpp"
@@ -281,10 +282,27 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
         };
         // Nearly always: the keys are at hand, and the request goes out now. This runs inside
         // run(), so an answer before the request is out waits for a later job.
-        if (config.credentials->credentials_at_hand(credentials_now))
+        bool at_hand = false;
+        try {
+            at_hand = config.credentials->credentials_at_hand(credentials_now);
+        } catch (...) {
+            return answer_provider_threw(std::move(done));
+        }
+        if (at_hand)
             return send_with(call.action, std::move(call.body), credentials_now, std::move(done),
                              cancel->slot(), call.deadline, /*answer_later=*/true);
         fetch_credentials_then_send(std::move(call), std::move(done), std::move(cancel));
+    }
+
+    // An application's provider that throws fails the call as one that answered an error
+    // would: the exception must not leave run() with the call counted as out and its
+    // messages never answered. Called inside the catch, so it can name what was thrown.
+    void answer_provider_threw(ResponseHandler done) {
+        HttpResponse res;
+        res.failure = "the credentials provider threw: " + detail::thrown_text();
+        asio::post(strand,
+                   asio::append(std::move(done), make_error_code(Errc::credentials_not_found),
+                                std::move(res)));
     }
 
     // A call waiting for credentials, which can take seconds (instance metadata, STS): the
@@ -329,6 +347,19 @@ struct SqsDestination::Impl : std::enable_shared_from_this<SqsDestination::Impl>
                 pending->done(Errc::timeout, std::move(res));
             });
         }
+        try {
+            ask_for_credentials(std::move(call), pending, std::move(cancel));
+        } catch (...) {
+            if (pending->answered) return;
+            pending->answered = true;
+            pending->timer.cancel();
+            answer_provider_threw(std::move(pending->done));
+        }
+    }
+
+    void ask_for_credentials(sqs::SendMachine::Call call, std::shared_ptr<PendingCall> pending,
+                             std::shared_ptr<asio::cancellation_signal> cancel) {
+        const auto deadline = call.deadline;
         config.credentials->async_get_credentials(asio::bind_executor(
             strand, [self = shared_from_this(), action = call.action, body = std::move(call.body),
                      pending, cancel, deadline](error_code ec, Credentials creds) mutable {
