@@ -144,6 +144,7 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     void wake_at(SteadyClock::time_point when);
     Destination* destination_for(const std::string& target, std::string& why);
     void deliver(StoredEvent e);
+    void send(Destination& d, Message&& m, StoredEvent&& e, bool probe);
     void on_sent(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
                  bool probe, error_code ec, const Diagnostics& why);
     // A delivery's verdict on its target's breaker; health changes go to on_target_health.

@@ -1,5 +1,6 @@
 // Outbox::Impl's relay, on the strand: claims, deliveries, settlements; and closing. Apart from
 // the store's thread and the enqueue side (outbox.cpp).
+#include "core/thrown_text.hpp"
 #include "core/trace_context.hpp"
 #include "outbox/outbox_impl.hpp"
 
@@ -193,15 +194,29 @@ void Outbox::Impl::deliver(StoredEvent e) {
     Message m = std::move(e.message);
     detail::restore_aws_trace_header(m);
     m.idempotency_key = identity + "-" + std::to_string(e.id);
-    ++sending[e.target];
+    auto& out_to_target = *sending.try_emplace(e.target).first;
+    ++out_to_target.second;
+    try {
+        send(*d, std::move(m), std::move(e), probe);
+    } catch (...) {
+        // An application's destination that throws: an attempt that failed, retried on the
+        // schedule. Left unanswered, the event would stay out and the relay stop claiming.
+        Diagnostics threw;
+        threw.message = "the destination threw: " + detail::thrown_text();
+        on_sent(e.id, out_to_target.first, e.attempts + 1, e.enqueued_at, probe,
+                make_error_code(Errc::target_unavailable), threw);
+    }
+}
+
+void Outbox::Impl::send(Destination& d, Message&& m, StoredEvent&& e, bool probe) {
     // A weak reference: the destination belongs to this Impl, and a strong one in its
     // handlers would keep both alive after the Outbox is gone. Not bound to the strand: the
     // destination calls it where it completes sends, and only a failure's diagnostics go on
     // to the strand. Every hop moves what it carries, and a Receipt is nine strings and its
     // diagnostics: bound, it moved seven times per event.
-    d->async_send(std::move(m), [weak = weak_from_this(), strand = strand, id = e.id,
-                                 target = std::move(e.target), attempts = e.attempts,
-                                 since = e.enqueued_at, probe](error_code ec, Receipt r) mutable {
+    d.async_send(std::move(m), [weak = weak_from_this(), strand = strand, id = e.id,
+                                target = std::move(e.target), attempts = e.attempts,
+                                since = e.enqueued_at, probe](error_code ec, Receipt r) mutable {
         std::unique_ptr<Diagnostics> failure;
         if (ec) failure = std::make_unique<Diagnostics>(std::move(r.diagnostics));
         asio::dispatch(strand, [weak = std::move(weak), id, target = std::move(target), attempts,

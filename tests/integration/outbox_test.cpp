@@ -14,8 +14,10 @@
 #include <outbox/sqs_destination.hpp>
 
 #include <simdjson.h>
+#include <boost/asio/append.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -334,6 +336,64 @@ TEST_CASE("an on_settled that throws is logged; every outcome is still counted a
     CHECK(pending(io, box) == 0);
     const auto seen = read_back(queue, 40);
     CHECK(seen.size() == 40);
+}
+
+namespace {
+
+// An application's destination: throws on each message's first attempt, delivers the second.
+class ThrowsFirst final : public outbox::Destination {
+  public:
+    explicit ThrowsFirst(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    std::map<std::string, int> attempts;  // by body; the I/O runs on one thread
+    executor_type get_executor() const noexcept override { return ex_; }
+    outbox::DestinationStats stats() const override { return {}; }
+    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
+
+  protected:
+    void do_send(outbox::Message&& message, SendHandler handler) override {
+        if (++attempts[message.body] == 1) throw std::runtime_error("the connector is broken");
+        outbox::Receipt receipt;
+        receipt.attempts = 1;
+        asio::post(ex_, asio::append(std::move(handler), error_code{}, std::move(receipt)));
+    }
+    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
+        asio::post(ex_, asio::append(std::move(handler), error_code{}));
+    }
+
+  private:
+    asio::any_io_executor ex_;
+};
+
+}  // namespace
+
+TEST_CASE("a destination that throws fails that attempt; the event is retried and delivered",
+          "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    asio::io_context io;
+    auto config = config_for(io, dir.file("events.db"), proxy);
+    auto* made = static_cast<ThrowsFirst*>(nullptr);
+    config.make_destination = [&](const std::string&) {
+        auto d = std::make_unique<ThrowsFirst>(io.get_executor());
+        made = d.get();
+        return d;
+    };
+    std::string logged;
+    config.logger = outbox::Logger{
+        outbox::LogLevel::info,
+        [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 30; ++i) messages.push_back(text("thrown " + std::to_string(i)));
+    enqueue_all(io, box, "connector://app", messages);
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 30; }));
+    CHECK(box.stats().retried == 30);
+    CHECK(box.stats().dead == 0);
+    REQUIRE(made != nullptr);
+    CHECK(made->attempts.size() == 30);
+    for (const auto& [body, n] : made->attempts) CHECK(n == 2);
+    CHECK(logged.find("the destination threw: the connector is broken") != std::string::npos);
+    CHECK(pending(io, box) == 0);
 }
 
 TEST_CASE("a refusal is a dead letter at once; a target no destination can be made for too",

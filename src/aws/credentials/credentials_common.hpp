@@ -2,13 +2,13 @@
 #pragma once
 
 #include <outbox/credentials_provider.hpp>
+#include "core/thrown_text.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/append.hpp>
 #include <boost/asio/post.hpp>
 
 #include <cstdlib>
-#include <exception>
 #include <optional>
 #include <string>
 
@@ -24,18 +24,6 @@ inline void complete_later(const boost::asio::any_io_executor& fallback, Credent
                            boost::system::error_code ec, Credentials credentials) {
     boost::asio::post(fallback,
                       boost::asio::append(std::move(handler), ec, std::move(credentials)));
-}
-
-/// What the exception being handled says (call inside a catch): its what(), else a placeholder.
-/// For a provider of the application's that throws, which counts as one that failed.
-inline std::string thrown_text() {
-    try {
-        throw;
-    } catch (const std::exception& e) {
-        return e.what();
-    } catch (...) {
-        return "an exception not derived from std::exception";
-    }
 }
 
 /// The value of an environment variable, or nothing when unset or empty.
