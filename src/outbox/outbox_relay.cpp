@@ -164,8 +164,8 @@ Destination* Outbox::Impl::destination_for(const std::string& target, std::strin
     try {
         made = config.make_destination(target);
         if (!made) why = "make_destination returned no destination";
-    } catch (const std::exception& e) {
-        why = e.what();
+    } catch (...) {
+        why = detail::thrown_text();
     }
     if (!made) return nullptr;
     Destination* d = made.get();
@@ -305,11 +305,9 @@ void Outbox::Impl::tell_target_health(const TargetHealthEvent& event) {
     if (!config.on_target_health) return;
     try {
         config.on_target_health(event);
-    } catch (const std::exception& e) {  // the delivery's outcome must still be recorded
+    } catch (...) {  // the delivery's outcome must still be recorded
         config.logger.log(LogLevel::error,
-                          std::string("outbox: on_target_health threw: ") + e.what());
-    } catch (...) {
-        config.logger.log(LogLevel::error, "outbox: on_target_health threw");
+                          "outbox: on_target_health threw: " + detail::thrown_text());
     }
 }
 
@@ -319,10 +317,8 @@ void Outbox::Impl::tell_settled(const EventOutcome& outcome) {
     if (!config.on_settled) return;
     try {
         config.on_settled(outcome);
-    } catch (const std::exception& e) {
-        config.logger.log(LogLevel::error, std::string("outbox: on_settled threw: ") + e.what());
     } catch (...) {
-        config.logger.log(LogLevel::error, "outbox: on_settled threw");
+        config.logger.log(LogLevel::error, "outbox: on_settled threw: " + detail::thrown_text());
     }
 }
 

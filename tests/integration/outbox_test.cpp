@@ -396,6 +396,25 @@ TEST_CASE("a destination that throws fails that attempt; the event is retried an
     CHECK(pending(io, box) == 0);
 }
 
+TEST_CASE("a make_destination that throws anything makes a dead letter that says so", "[outbox]") {
+    TempDir dir;
+    Proxy proxy;
+    asio::io_context io;
+    auto config = config_for(io, dir.file("events.db"), proxy);
+    config.make_destination = [](const std::string&) -> std::unique_ptr<outbox::Destination> {
+        throw 42;  // not a std::exception
+    };
+    std::string logged;
+    config.logger = outbox::Logger{
+        outbox::LogLevel::warning,
+        [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    enqueue_all(io, box, "connector://nowhere", {text("unroutable")});
+    REQUIRE(run_until(io, [&] { return box.stats().dead == 1; }));
+    CHECK(logged.find("no destination for \"connector://nowhere\": an exception not derived "
+                      "from std::exception") != std::string::npos);
+}
+
 TEST_CASE("a refusal is a dead letter at once; a target no destination can be made for too",
           "[outbox]") {
     TempDir dir;

@@ -3,7 +3,6 @@
 // keeps one timer at the time it next needs, and completes the handlers of the messages it is
 // done with. Everything runs on one strand.
 #include <outbox/aws_environment.hpp>
-#include "aws/credentials/credentials_common.hpp"
 #include "aws/sqs/sqs_send_machine.hpp"
 #include "core/close_latch.hpp"
 #include "core/dead_letter_slot.hpp"
@@ -14,6 +13,7 @@
 #include "core/redact.hpp"
 #include "core/send_completion.hpp"
 #include "core/strand_executor.hpp"
+#include "core/thrown_text.hpp"
 #include "core/trace_context.hpp"
 
 #include <outbox/envelope.hpp>
