@@ -29,7 +29,9 @@ void start_send_all(Destination& destination, std::vector<Message> messages,
 /// handed over and not yet completed at a time, so memory stays bounded however many there
 /// are. Completion: void(std::vector<SendOutcome>), one outcome per message in input order,
 /// once every message has completed; on the handler's associated executor (else the
-/// destination's), never inside this call. Each message completes exactly as async_send says.
+/// destination's), never inside this call. Each message completes exactly as async_send says;
+/// one whose async_send throws (an application's Destination) fails with
+/// Errc::target_unavailable, its Receipt's diagnostics naming what was thrown.
 ///
 /// Cancellation (terminal, partial, total): messages not yet handed over complete with
 /// operation_aborted; those handed over finish as they would (bounded by their deadline).

@@ -1,5 +1,7 @@
 #include <outbox/send_all.hpp>
 
+#include "core/thrown_text.hpp"
+
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/post.hpp>
@@ -58,15 +60,33 @@ struct SendAll : std::enable_shared_from_this<SendAll> {
         if (empty) finish();
     }
 
+    // Sends message i. Should async_send throw (an application's destination), that message
+    // fails and the next takes its turn: left unanswered, it would keep the operation from
+    // ever completing, and the exception would escape into a completion's executor.
     void send(std::size_t i) {
-        // async_send never completes inside the call, so this never recurses.
-        destination.async_send(std::move(messages[i]),
-                               [self = shared_from_this(), i](error_code ec, Receipt r) {
-                                   self->on_sent(i, ec, std::move(r));
-                               });
+        for (std::optional<std::size_t> turn = i; turn;) {
+            try {
+                // async_send never completes inside the call, so this never recurses.
+                destination.async_send(
+                    std::move(messages[*turn]),
+                    [self = shared_from_this(), at = *turn](error_code ec, Receipt r) {
+                        self->on_sent(at, ec, std::move(r));
+                    });
+                return;
+            } catch (...) {
+                Receipt r;
+                r.diagnostics.message = "the destination threw: " + thrown_text();
+                turn = settle(*turn, make_error_code(Errc::target_unavailable), std::move(r));
+            }
+        }
     }
 
     void on_sent(std::size_t i, error_code ec, Receipt r) {
+        if (const auto launch = settle(i, ec, std::move(r))) send(*launch);
+    }
+
+    // Records message i's outcome; the next message to send, if any. The last one finishes.
+    std::optional<std::size_t> settle(std::size_t i, error_code ec, Receipt r) {
         std::optional<std::size_t> launch;
         bool all_done = false;
         {
@@ -76,8 +96,8 @@ struct SendAll : std::enable_shared_from_this<SendAll> {
             if (next < messages.size()) launch = next++;
             all_done = take_finish();
         }
-        if (launch) send(*launch);
         if (all_done) finish();
+        return launch;
     }
 
     void cancel() {
