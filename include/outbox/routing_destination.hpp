@@ -27,6 +27,8 @@ struct RoutingDestinationConfig {
     /// Makes the destination for a target seen for the first time. Throwing (say
     /// std::invalid_argument for a queue URL that does not parse) or returning null fails the
     /// message with Errc::no_route and the reason; the next message to that target asks again.
+    /// Should a destination it made throw from async_send, the exception reaches the caller
+    /// of the router's async_send, and the message counts no longer against the target.
     std::function<std::unique_ptr<Destination>(const std::string& target)> make_destination{};
     /// Targets kept at once. A message to a new target beyond this fails with
     /// Errc::no_route: a route function that invents targets cannot exhaust memory.

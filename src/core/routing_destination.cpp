@@ -376,9 +376,20 @@ void RoutingDestination::do_send(Message&& message, SendHandler handler) {
         }
         std::move(h)(result, std::move(receipt));
     };
-    t->destination->async_send(std::move(message),
-                               asio::bind_cancellation_slot(
-                                   slot, asio::bind_executor(handler_executor, std::move(settle))));
+    try {
+        t->destination->async_send(
+            std::move(message),
+            asio::bind_cancellation_slot(slot,
+                                         asio::bind_executor(handler_executor, std::move(settle))));
+    } catch (...) {
+        // The target's destination (an application's) threw: the message never went out, and
+        // the exception goes on to the caller as that destination's own would. Its place in
+        // flight (and its turn as the breaker's probe) is given back, without a verdict:
+        // kept, they would refuse the target's messages for good.
+        std::lock_guard lock(impl.mutex);
+        impl.ended(impl_, *t, probe, asio::error::operation_aborted, Receipt{});
+        throw;
+    }
 }
 
 void RoutingDestination::do_close(std::chrono::milliseconds deadline, CloseHandler handler) {

@@ -1,0 +1,87 @@
+// A RoutingDestination whose target's destination (an application's) throws from async_send:
+// the exception reaches the caller, and the message gives back its place in flight, so the
+// target's next messages go. Without a network: the destination answers by posting.
+#include "catch.hpp"
+
+#include <outbox/routing_destination.hpp>
+
+#include <boost/asio/append.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+// Throws for its first `throws` sends, then delivers each message (its body as the id).
+class ThrowsFirst final : public outbox::Destination {
+  public:
+    ThrowsFirst(asio::any_io_executor ex, int throws) : ex_(std::move(ex)), throws_(throws) {}
+
+    executor_type get_executor() const noexcept override { return ex_; }
+    outbox::DestinationStats stats() const override { return {}; }
+    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
+
+  protected:
+    void do_send(outbox::Message&& message, SendHandler handler) override {
+        if (throws_-- > 0) throw std::runtime_error("the application's destination is not ready");
+        outbox::Receipt r;
+        r.message_id = message.body;
+        asio::post(ex_, asio::append(std::move(handler), error_code{}, std::move(r)));
+    }
+    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
+        asio::post(ex_, asio::append(std::move(handler), error_code{}));
+    }
+
+  private:
+    asio::any_io_executor ex_;
+    int throws_;
+};
+
+outbox::Message to(std::string target, std::string body) {
+    outbox::Message m;
+    m.target = std::move(target);
+    m.body = std::move(body);
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a target whose destination throws: the caller sees it, and the target's place in "
+    "flight is given back") {
+    asio::io_context io;
+    outbox::RoutingDestinationConfig config;
+    config.max_in_flight_per_target = 1;  // one place: a leaked one would refuse every later send
+    config.make_destination = [&io](const std::string&) {
+        return std::make_unique<ThrowsFirst>(io.get_executor(), 3);
+    };
+    outbox::RoutingDestination router(io.get_executor(), config);
+
+    int handlers_called = 0;
+    for (int i = 0; i < 3; ++i)
+        CHECK_THROWS_WITH(
+            router.async_send(to("tenant", "lost " + std::to_string(i)),
+                              [&](error_code, outbox::Receipt) { ++handlers_called; }),
+            "the application's destination is not ready");
+
+    std::optional<error_code> result;
+    outbox::Receipt receipt;
+    router.async_send(to("tenant", "after"), [&](error_code ec, outbox::Receipt r) {
+        result = ec;
+        receipt = std::move(r);
+    });
+    io.run();
+    REQUIRE(result);
+    CHECK_FALSE(*result);  // not target_busy: the three that threw hold no place
+    CHECK(receipt.message_id == "after");
+    CHECK(handlers_called == 0);
+    CHECK(router.target_status().at(0).in_flight == 0);
+}
