@@ -397,14 +397,22 @@ void write_get_queue_attributes(std::string& out, std::string_view queue_url) {
 namespace {
 
 thread_local simdjson::dom::parser json_parser;
+// The reply copied with room for what simdjson reads past its end, kept between replies: a
+// padded copy of its own cost each request an allocation of the reply's size. A rare large
+// reply's room is not kept.
+thread_local std::string json_room;
+constexpr std::size_t json_room_kept = 64 * 1024;
 
 error_code parse_object(std::string_view json, simdjson::dom::object& obj) {
-    const simdjson::padded_string padded(json);
-    // The element lives in the parser, which outlives this call; the padded copy is only read
-    // during parse.
-    if (json_parser.parse(padded).get_object().get(obj) != simdjson::SUCCESS)
-        return Errc::malformed_response;
-    return {};
+    json_room.reserve(json.size() + simdjson::SIMDJSON_PADDING);
+    json_room.assign(json);
+    // The element lives in the parser, which outlives this call; the copy is only read during
+    // parse.
+    const bool parsed =
+        json_parser.parse(json_room.data(), json_room.size(), false).get_object().get(obj) ==
+        simdjson::SUCCESS;
+    if (json_room.capacity() > json_room_kept) std::string().swap(json_room);
+    return parsed ? error_code{} : make_error_code(Errc::malformed_response);
 }
 
 bool read_string(simdjson::dom::object obj, std::string_view key, std::string& out) {
