@@ -123,6 +123,8 @@ class StoreError : public std::runtime_error {
     Kind kind_;
 };
 
+/// Where the Outbox keeps its events. Implementations throw StoreError; anything else they
+/// throw is taken as a StoreError of Kind::io.
 class OutboxStore {
   public:
     virtual ~OutboxStore() = default;

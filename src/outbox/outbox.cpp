@@ -39,7 +39,9 @@ Outbox::Impl::Impl(asio::any_io_executor ex, OutboxConfig cfg)
       strand(detail::make_strand_executor(ex)),
       config(std::move(cfg)),
       wake_timer(strand),
-      settle_retry_timer(strand) {}
+      settle_retry_timer(strand) {
+    if (config.store) guarded_store.emplace(*config.store);
+}
 
 // The executor, counting as work while something is pending on the store's thread: an
 // event loop must not run out of work while an operation of ours is outstanding.
@@ -48,7 +50,7 @@ asio::any_io_executor Outbox::Impl::tracked() const {
 }
 
 OutboxStore& Outbox::Impl::store() {
-    return *config.store;
+    return *guarded_store;
 }
 
 void Outbox::Impl::post_job(std::function<void()> job) {
@@ -245,13 +247,18 @@ void Outbox::do_enqueue(std::string target, Message message, EnqueueHandler hand
         std::string why;
         try {
             why = impl.config.validate(target, message);
-        } catch (const std::exception& e) {
-            why = std::string("the validate function threw: ") + e.what();
+        } catch (...) {
+            why = "the validate function threw: " + detail::thrown_text();
         }
         if (!why.empty()) return refuse(Errc::invalid_message, std::move(why));
     }
-    if (std::string why = impl.store().refusal(target, message); !why.empty())
-        return refuse(Errc::invalid_message, std::move(why));
+    std::string store_refusal;
+    try {
+        store_refusal = impl.store().refusal(target, message);
+    } catch (const StoreError& e) {
+        return refuse(detail::store_error_code(e), e.what());
+    }
+    if (!store_refusal.empty()) return refuse(Errc::invalid_message, std::move(store_refusal));
     message.target.clear();
     bool accepted = false, wake = false;
     {

@@ -7,6 +7,7 @@
 
 #include "core/circuit_breaker.hpp"
 #include "core/dead_letter_slot.hpp"
+#include "outbox/guarded_store.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/post.hpp>
@@ -70,6 +71,8 @@ struct Outbox::Impl : std::enable_shared_from_this<Outbox::Impl> {
     SteadyClock::time_point full_until{};               // under mutex: waiting for room
     std::thread store_thread;
 
+    // The store as the Outbox calls it: anything it throws is a StoreError.
+    std::optional<detail::GuardedStore> guarded_store;
     OutboxStore& store();
     void post_job(std::function<void()> job);
 

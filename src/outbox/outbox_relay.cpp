@@ -559,6 +559,7 @@ void Outbox::Impl::shutdown() {
     dropped.clear();
     // Nothing touches the store from here on (jobs are dropped): close it now, so its file
     // and the relay lock are free for the next Outbox at once.
+    guarded_store.reset();
     config.store.reset();
     // The destinations and timers belong to the strand.
     asio::dispatch(strand, [self = shared_from_this()] {

@@ -396,6 +396,127 @@ TEST_CASE("a destination that throws fails that attempt; the event is retried an
     CHECK(pending(io, box) == 0);
 }
 
+namespace {
+
+// An application's store: SQLite underneath, but its first enqueue, claim and settle each
+// throw something that is not a StoreError (the claim not even a std::exception).
+class ThrowsOnceStore final : public outbox::OutboxStore {
+  public:
+    explicit ThrowsOnceStore(const std::string& path) : inner_(outbox::open_sqlite_store(path)) {}
+    std::atomic<int> enqueue_throws{1}, claim_throws{1}, settle_throws{1};
+
+    std::string describe() const override { return "app:" + inner_->describe(); }
+    std::string identity() const override { return inner_->identity(); }
+    void enqueue(std::span<const outbox::NewEvent> events,
+                 std::vector<outbox::EventId>& ids) override {
+        if (enqueue_throws-- > 0) throw std::runtime_error("the disk is on fire");
+        inner_->enqueue(events, ids);
+    }
+    std::vector<outbox::StoredEvent> claim(outbox::SystemTime now, std::size_t limit,
+                                           const outbox::TargetBound& targets) override {
+        if (claim_throws-- > 0) throw 7;
+        return inner_->claim(now, limit, targets);
+    }
+    void settle(std::span<const outbox::EventOutcome> outcomes) override {
+        if (settle_throws-- > 0) throw std::runtime_error("settling is refused");
+        inner_->settle(outcomes);
+    }
+    void release_claims() override { inner_->release_claims(); }
+    void lock_for_relay() override { inner_->lock_for_relay(); }
+    std::optional<outbox::SystemTime> next_due() override { return inner_->next_due(); }
+    std::optional<outbox::StoredEvent> find(outbox::EventId id) override {
+        return inner_->find(id);
+    }
+    bool has_pending() override { return inner_->has_pending(); }
+    std::vector<outbox::TargetSummary> summarize() override { return inner_->summarize(); }
+    std::vector<outbox::StoredEvent> dead_letters(const std::string& target,
+                                                  std::size_t limit) override {
+        return inner_->dead_letters(target, limit);
+    }
+    std::uint64_t redrive(const std::string& target, outbox::SystemTime now) override {
+        return inner_->redrive(target, now);
+    }
+    std::uint64_t purge(const std::string& target) override { return inner_->purge(target); }
+    std::uint64_t size_bytes() override { return inner_->size_bytes(); }
+
+  private:
+    outbox::OutboxStorePtr inner_;
+};
+
+// An application's destination that delivers every message, and counts them by body.
+class Delivers final : public outbox::Destination {
+  public:
+    explicit Delivers(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    std::map<std::string, int> deliveries;  // the I/O runs on one thread
+    executor_type get_executor() const noexcept override { return ex_; }
+    outbox::DestinationStats stats() const override { return {}; }
+    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
+
+  protected:
+    void do_send(outbox::Message&& message, SendHandler handler) override {
+        ++deliveries[message.body];
+        outbox::Receipt receipt;
+        receipt.attempts = 1;
+        asio::post(ex_, asio::append(std::move(handler), error_code{}, std::move(receipt)));
+    }
+    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
+        asio::post(ex_, asio::append(std::move(handler), error_code{}));
+    }
+
+  private:
+    asio::any_io_executor ex_;
+};
+
+}  // namespace
+
+TEST_CASE("a store that throws what is not a StoreError: that enqueue fails, the relay goes on",
+          "[outbox]") {
+    TempDir dir;
+    asio::io_context io;
+    outbox::OutboxConfig config;
+    auto store = std::make_unique<ThrowsOnceStore>(dir.file("events.db"));
+    ThrowsOnceStore& flaky = *store;
+    config.store = std::move(store);
+    Delivers* made = nullptr;
+    config.make_destination = [&](const std::string&) {
+        auto d = std::make_unique<Delivers>(io.get_executor());
+        made = d.get();
+        return d;
+    };
+    config.retry_schedule = {std::chrono::seconds(1)};
+    config.poll_interval = 100ms;
+    std::string logged;
+    config.logger = outbox::Logger{
+        outbox::LogLevel::warning,
+        [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
+    outbox::Outbox box(io.get_executor(), std::move(config));
+
+    // The first enqueue meets the throw: refused with store_error, saying what was thrown.
+    std::optional<error_code> first;
+    std::string first_why;
+    box.async_enqueue("app://orders", text("never stored"),
+                      [&](error_code ec, outbox::EnqueueResult r) {
+                          first = ec;
+                          first_why = r.error;
+                      });
+    REQUIRE(run_until(io, [&] { return first.has_value(); }));
+    CHECK(*first == outbox::Errc::store_error);
+    CHECK(first_why.find("the store threw: the disk is on fire") != std::string::npos);
+
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 20; ++i) messages.push_back(text("stored " + std::to_string(i)));
+    enqueue_all(io, box, "app://orders", messages);
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 20; }));
+    REQUIRE(run_until(io, [&] { return pending(io, box) == 0; }));
+    CHECK(flaky.claim_throws < 0);
+    CHECK(flaky.settle_throws < 0);
+    REQUIRE(made != nullptr);
+    CHECK(made->deliveries.size() == 20);
+    CHECK(made->deliveries.count("never stored") == 0);
+    CHECK(logged.find("an exception not derived from std::exception") != std::string::npos);
+    CHECK(logged.find("the store threw: settling is refused") != std::string::npos);
+}
+
 TEST_CASE("a make_destination that throws anything makes a dead letter that says so", "[outbox]") {
     TempDir dir;
     Proxy proxy;
