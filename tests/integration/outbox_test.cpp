@@ -407,6 +407,10 @@ class ThrowsOnceStore final : public outbox::OutboxStore {
 
     std::string describe() const override { return "app:" + inner_->describe(); }
     std::string identity() const override { return inner_->identity(); }
+    std::string refusal(const std::string&, const outbox::Message& message) const override {
+        if (message.body == "refusal throws") throw std::logic_error("the refusal broke");
+        return {};
+    }
     void enqueue(std::span<const outbox::NewEvent> events,
                  std::vector<outbox::EventId>& ids) override {
         if (enqueue_throws-- > 0) throw std::runtime_error("the disk is on fire");
@@ -502,6 +506,16 @@ TEST_CASE("a store that throws what is not a StoreError: that enqueue fails, the
     REQUIRE(run_until(io, [&] { return first.has_value(); }));
     CHECK(*first == outbox::Errc::store_error);
     CHECK(first_why.find("the store threw: the disk is on fire") != std::string::npos);
+    // refusal() runs on the enqueueing thread: its throw refuses that event there.
+    std::optional<error_code> refused;
+    box.async_enqueue("app://orders", text("refusal throws"),
+                      [&](error_code ec, outbox::EnqueueResult r) {
+                          refused = ec;
+                          first_why = r.error;
+                      });
+    REQUIRE(run_until(io, [&] { return refused.has_value(); }));
+    CHECK(*refused == outbox::Errc::store_error);
+    CHECK(first_why == "the store threw: the refusal broke");
 
     std::vector<outbox::Message> messages;
     for (int i = 0; i < 20; ++i) messages.push_back(text("stored " + std::to_string(i)));
@@ -513,6 +527,7 @@ TEST_CASE("a store that throws what is not a StoreError: that enqueue fails, the
     REQUIRE(made != nullptr);
     CHECK(made->deliveries.size() == 20);
     CHECK(made->deliveries.count("never stored") == 0);
+    CHECK(made->deliveries.count("refusal throws") == 0);
     CHECK(logged.find("an exception not derived from std::exception") != std::string::npos);
     CHECK(logged.find("the store threw: settling is refused") != std::string::npos);
 }
@@ -609,6 +624,7 @@ TEST_CASE(
     auto config = config_for(io, dir.file("events.db"), proxy);
     config.relay = false;
     config.validate = [](const std::string&, const outbox::Message& m) {
+        if (m.body == "throws") throw 5;  // not a std::exception
         return m.body.empty() ? std::string("the body is empty") : std::string();
     };
     config.max_store_bytes = 64 * 1024;
@@ -618,11 +634,15 @@ TEST_CASE(
     auto keep = [&](error_code ec, outbox::EnqueueResult r) { results.emplace_back(ec, r); };
     box.async_enqueue("", text("no target"), keep);
     box.async_enqueue("q", text(""), keep);
+    box.async_enqueue("q", text("throws"), keep);
     io.run();
-    REQUIRE(results.size() == 2);
+    REQUIRE(results.size() == 3);
     CHECK(results[0].first == outbox::Errc::invalid_argument);
     CHECK(results[1].first == outbox::Errc::invalid_message);
     CHECK(results[1].second.error == "the body is empty");
+    CHECK(results[2].first == outbox::Errc::invalid_message);
+    CHECK(results[2].second.error ==
+          "the validate function threw: an exception not derived from std::exception");
     results.clear();
     for (int i = 0; i < 200; ++i) {
         box.async_enqueue("q", text(std::string(2000, 'x')), keep);
