@@ -181,6 +181,7 @@ struct KafkaDestination::Impl : std::enable_shared_from_this<KafkaDestination::I
     // executor from the credentials provider, then handed back (thread-safe calls).
     static void on_token_refresh(rd_kafka_t*, const char* oauthbearer_config, void* opaque);
     void refresh_token();
+    void ask_for_token();
 
     std::string redact(std::string text) const;
     void log(LogLevel level, const std::string& message) const;

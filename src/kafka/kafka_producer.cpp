@@ -3,6 +3,8 @@
 #include "kafka/kafka_config.hpp"
 #include "kafka/kafka_destination_impl.hpp"
 
+#include "core/thrown_text.hpp"
+
 #include <outbox/msk_iam_token.hpp>
 
 #include <boost/asio/bind_executor.hpp>
@@ -285,6 +287,20 @@ void KafkaDestination::Impl::on_token_refresh(rd_kafka_t*, const char*, void* op
 }
 
 void KafkaDestination::Impl::refresh_token() {
+    try {
+        ask_for_token();
+    } catch (...) {
+        // An application's provider that throws: no token, as when it fails. Left unanswered,
+        // librdkafka would wait for one, and the exception would leave the event loop.
+        const std::string why =
+            "no MSK IAM token: the credentials provider threw: " + detail::thrown_text();
+        log(LogLevel::error, "kafka: " + why);
+        std::lock_guard lock(mutex);
+        if (!stopped && handles.rk) rd_kafka_oauthbearer_set_token_failure(handles.rk, why.c_str());
+    }
+}
+
+void KafkaDestination::Impl::ask_for_token() {
     config.credentials->async_get_credentials(asio::bind_executor(
         executor, [weak = weak_from_this()](boost::system::error_code ec, Credentials c) {
             auto self = weak.lock();

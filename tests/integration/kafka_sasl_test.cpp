@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <mutex>
+#include <stdexcept>
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -292,13 +293,31 @@ TEST_CASE(
     CHECK(records[0].payload == "sent as the password changed");
 }
 
+namespace {
+
+// An application's credentials provider whose fetch throws.
+class ThrowingCredentials final : public outbox::CredentialsProvider {
+  public:
+    std::string name() const override { return "throwing"; }
+
+  protected:
+    void do_get_credentials(Handler) override { throw std::runtime_error("the vault is sealed"); }
+};
+
+}  // namespace
+
 TEST_CASE("Amazon MSK IAM: a credentials provider that fails leaves no token; sends fail, logged",
           "[kafka][sasl][msk]") {
+    const bool throws = GENERATE(false, true);
+    INFO((throws ? "a provider that throws" : "a provider without keys"));
     SaslBroker broker("msk-iam", SaslBroker::Mechanism::msk_iam);
     CapturedLog log;
     asio::io_context io;
     auto config = msk_iam_config(broker, "msk-iam");
-    config.credentials = outbox::make_rotatable_credentials(io.get_executor(), {});  // no keys
+    if (throws)
+        config.credentials = std::make_shared<ThrowingCredentials>();
+    else
+        config.credentials = outbox::make_rotatable_credentials(io.get_executor(), {});  // no keys
     config.retry.message_deadline = std::chrono::seconds(3);
     config.logger = log.logger();
     outbox::KafkaDestination kafka(io.get_executor(), config);
@@ -306,4 +325,7 @@ TEST_CASE("Amazon MSK IAM: a credentials provider that fails leaves no token; se
     CHECK(broker.records().empty());
     std::lock_guard lock(log.mutex);
     CHECK(log.text.find("no MSK IAM token: ") != std::string::npos);
+    if (throws)
+        CHECK(log.text.find("the credentials provider threw: the vault is sealed") !=
+              std::string::npos);
 }

@@ -88,6 +88,15 @@ StageResult stage(asio::io_context& io, outbox::PayloadStager& stager, std::stri
     return std::move(*result);
 }
 
+// An application's credentials provider whose fetch throws.
+class ThrowingCredentials final : public outbox::CredentialsProvider {
+  public:
+    std::string name() const override { return "throwing"; }
+
+  protected:
+    void do_get_credentials(Handler) override { throw std::runtime_error("the vault is sealed"); }
+};
+
 struct Fetched {
     int status = 0;
     std::string content_type;
@@ -273,6 +282,21 @@ TEST_CASE("S3 errors reach the diagnostics: NoSuchBucket, an unknown key, an unr
     auto n = stage(io, nowhere, "x");
     CHECK(n.ec == boost::asio::error::connection_refused);
     CHECK(n.payload.attempts == 2);
+}
+
+TEST_CASE("a credentials provider that throws fails the staging with its reason", "[s3]") {
+    Proxy proxy;
+    asio::io_context io;
+    auto config = stager_config(io, proxy);
+    config.credentials = std::make_shared<ThrowingCredentials>();
+    outbox::PayloadStager stager(io.get_executor(), config);
+    for (int i = 0; i < 2; ++i) {  // and the stager is still there for the next
+        auto r = stage(io, stager, "x");
+        CHECK(r.ec == outbox::Errc::credentials_not_found);
+        CHECK(r.payload.diagnostics.message ==
+              "the credentials provider threw: the vault is sealed");
+    }
+    CHECK(proxy.stat("requests") == 0);
 }
 
 TEST_CASE("S3 faults on a seeded schedule: every stage succeeds after retries, every URL works",
@@ -865,8 +889,13 @@ TEST_CASE("a valid link while the service has no credentials: 503, to be tried a
     config.links = std::make_shared<const outbox::PayloadLinks>("", keys);
     config.region = "us-east-1";
     config.endpoint = s3rver().url();
-    config.credentials =  // no keys: every fetch fails with missing_credentials
-        outbox::make_static_credentials(service_thread.get_executor(), outbox::Credentials{});
+    const bool throws = GENERATE(false, true);
+    INFO((throws ? "a provider that throws" : "a provider without keys"));
+    if (throws)
+        config.credentials = std::make_shared<ThrowingCredentials>();
+    else  // no keys: every fetch fails with missing_credentials
+        config.credentials =
+            outbox::make_static_credentials(service_thread.get_executor(), outbox::Credentials{});
     std::string logged;
     std::mutex log_mutex;
     config.logger =
@@ -886,6 +915,9 @@ TEST_CASE("a valid link while the service has no credentials: 503, to be tried a
     service_thread.join();
     std::lock_guard lock(log_mutex);
     CHECK(logged.find("no URL for a valid link") != std::string::npos);
+    if (throws)
+        CHECK(logged.find("links: the credentials provider threw: the vault is sealed") !=
+              std::string::npos);
 }
 
 TEST_CASE("FIFO order holds when some messages of a group are staged and others are not",

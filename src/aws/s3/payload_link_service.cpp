@@ -3,6 +3,7 @@
 #include <outbox/payload_links.hpp>
 
 #include "core/strand_executor.hpp"
+#include "core/thrown_text.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -126,12 +127,20 @@ struct PayloadLinkService::State : std::enable_shared_from_this<State> {
                 "links: refused a valid link to a bucket not allowed: " + object.bucket);
             return plain(http::status::forbidden, "the link is not valid");
         }
-        config.credentials->async_get_credentials(asio::bind_executor(
-            strand, [self = shared_from_this(), stream, version, head, object = std::move(object)](
-                        error_code ec, Credentials credentials) {
-                if (self->stopped) return;
-                self->redirect(stream, version, head, object, ec, credentials);
-            }));
+        try {
+            config.credentials->async_get_credentials(
+                asio::bind_executor(strand, [self = shared_from_this(), stream, version, head,
+                                             object](error_code ec, Credentials credentials) {
+                    if (self->stopped) return;
+                    self->redirect(stream, version, head, object, ec, credentials);
+                }));
+        } catch (...) {
+            // An application's provider that throws: answered as without keys, not left
+            // hanging (and the exception kept out of the event loop).
+            config.logger.log(LogLevel::error,
+                              "links: the credentials provider threw: " + detail::thrown_text());
+            redirect(stream, version, head, object, Errc::credentials_not_found, Credentials{});
+        }
     }
 
     void redirect(std::shared_ptr<beast::tcp_stream> stream, unsigned version, bool head,

@@ -7,6 +7,7 @@
 #include "core/crc.hpp"
 #include "core/redact.hpp"
 #include "core/strand_executor.hpp"
+#include "core/thrown_text.hpp"
 
 #include <outbox/payload_links.hpp>
 #include <outbox/payload_stager.hpp>
@@ -112,12 +113,20 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
 
     void attempt(std::shared_ptr<Op> op) {
         ++op->result.attempts;
-        config.credentials->async_get_credentials(asio::bind_executor(
-            strand, [self = shared_from_this(), op](error_code ec, Credentials creds) mutable {
-                if (ec) return self->finish(*op, ec);
-                if (op->cancelled) return self->finish(*op, asio::error::operation_aborted);
-                self->put(std::move(op), std::move(creds));
-            }));
+        try {
+            config.credentials->async_get_credentials(asio::bind_executor(
+                strand, [self = shared_from_this(), op](error_code ec, Credentials creds) mutable {
+                    if (ec) return self->finish(*op, ec);
+                    if (op->cancelled) return self->finish(*op, asio::error::operation_aborted);
+                    self->put(std::move(op), std::move(creds));
+                }));
+        } catch (...) {
+            // An application's provider that throws: the staging fails as without keys. The
+            // exception would otherwise leave the event loop, and the staging unanswered.
+            op->result.diagnostics.message =
+                "the credentials provider threw: " + detail::thrown_text();
+            finish(*op, Errc::credentials_not_found);
+        }
     }
 
     void put(std::shared_ptr<Op> op, Credentials creds) {
