@@ -7,6 +7,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -580,6 +581,25 @@ TEST_CASE("TLS: verified against a CA file, by host name") {
         REQUIRE_FALSE(res2.ec);
         CHECK(res2.response.body == "secure");
     }
+}
+
+TEST_CASE("TLS: a server that never answers the handshake: timeout, the request never sent") {
+    asio::io_context io;
+    // Listens and never accepts: the kernel completes the TCP handshake, nobody answers TLS's.
+    asio::ip::tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
+    const auto port = silent.local_endpoint().port();
+    HttpClient client(io.get_executor(), {.tls_handshake_timeout = 300ms});
+    HttpRequest req;
+    req.origin = {.tls = true, .host = "127.0.0.1", .port = port};
+    req.timeout = 60s;  // far beyond the handshake's: that one must end it
+    const auto started = std::chrono::steady_clock::now();
+    auto res = send(io, client, req);
+    CHECK(res.ec == Errc::timeout);
+    CHECK(is_retryable(res.ec));
+    CHECK(res.response.failure ==
+          "the TLS handshake with 127.0.0.1:" + std::to_string(port) + " timed out");
+    CHECK(std::chrono::steady_clock::now() - started < 30s);
+    CHECK(client.stats().connections_opened == 0);
 }
 
 TEST_CASE("TLS: an expired certificate fails, and the reason names it") {
