@@ -153,7 +153,7 @@ void HttpClient::Impl::arm_sweeper() {
             if (c->deadline <= now && !c->timed_out) {
                 c->timed_out = true;  // the pending read or write fails; the request sees why
                 error_code ignored;
-                c->tcp().socket().close(ignored);
+                c->socket().close(ignored);
             }
         }
         self->arm_sweeper();
@@ -324,7 +324,6 @@ asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpR
                 "cancelled before the request to " + where(request.origin) + " was sent");
         }
 
-        c->tcp().expires_never();
         watch(c, deadline);
         // Also when an exception leaves the coroutine: a connection left in `busy` would keep
         // the sweeper going for ever.

@@ -54,8 +54,11 @@ struct Connection {
     }
     static constexpr std::size_t reply_read_room = 8 * 1024;
 
-    std::optional<beast::tcp_stream> plain;
-    std::optional<ssl::stream<beast::tcp_stream>> secure;
+    // Bare sockets: the client's sweeper enforces every deadline after the connect, so
+    // beast's tcp_stream (a timer and a rate policy around each read and write) would add
+    // only its cost.
+    std::optional<tcp::socket> plain;
+    std::optional<ssl::stream<tcp::socket>> secure;
     beast::flat_buffer buffer;
     std::string request_head;  // the request line and fields being sent; its room is reused
     HttpOrigin origin;
@@ -67,7 +70,7 @@ struct Connection {
     bool timed_out = false;
     bool watched = false;  // in the client's busy list
 
-    beast::tcp_stream& tcp() { return secure ? secure->next_layer() : *plain; }
+    tcp::socket& socket() { return secure ? secure->next_layer() : *plain; }
 
     void close();
     bool peer_gone();

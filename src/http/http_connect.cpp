@@ -92,8 +92,8 @@ std::string tls_failure(SSL* ssl, const error_code& ec) {
 
 void detail::http_client::Connection::close() {
     error_code ec;
-    tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
-    tcp().close();
+    socket().shutdown(tcp::socket::shutdown_both, ec);
+    socket().close(ec);
     idle_timer.cancel();
 }
 
@@ -102,7 +102,7 @@ void detail::http_client::Connection::close() {
 bool detail::http_client::Connection::peer_gone() {
     if (buffer.size() != 0) return true;
     char byte;
-    const auto n = ::recv(tcp().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    const auto n = ::recv(socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n >= 0) return true;
     return errno != EAGAIN && errno != EWOULDBLOCK;
 }
@@ -200,7 +200,7 @@ asio::awaitable<error_code> HttpClient::Impl::connect(const HttpOrigin& o, Origi
     }
     stream.socket().set_option(tcp::no_delay(true));
     if (!o.tls) {
-        c->plain.emplace(std::move(stream));
+        c->plain.emplace(stream.release_socket());
     } else {
         if (!tls) try {
                 tls = shared_tls_context(config.tls.verify_peer, ca_file, ca_file_source);
@@ -208,7 +208,7 @@ asio::awaitable<error_code> HttpClient::Impl::connect(const HttpOrigin& o, Origi
                 failure = e.what();
                 co_return make_error_code(Errc::tls_error);
             }
-        c->secure.emplace(std::move(stream), *tls);
+        c->secure.emplace(stream.release_socket(), *tls);
         auto& s = *c->secure;
         SSL* handle = s.native_handle();
         const bool ip = is_ip_literal(o.host);
@@ -222,9 +222,11 @@ asio::awaitable<error_code> HttpClient::Impl::connect(const HttpOrigin& o, Origi
             else
                 X509_VERIFY_PARAM_set1_host(param, o.host.c_str(), o.host.size());
         }
-        s.next_layer().expires_at(std::min(deadline, Clock::now() + config.tls_handshake_timeout));
+        // The sweeper closes the socket at the handshake's deadline.
+        watch(c, std::min(deadline, Clock::now() + config.tls_handshake_timeout));
         auto [hec] = co_await s.async_handshake(ssl::stream_base::client, use_tuple);
-        if (hec == beast::error::timeout) {
+        unwatch(c);
+        if (hec && c->timed_out) {
             failure = "the TLS handshake with " + where(o) + " timed out";
             co_return make_error_code(Errc::timeout);
         }
