@@ -116,7 +116,13 @@ void Outbox::Impl::commit(std::vector<std::unique_ptr<PendingEnqueue>>& batch) {
             error = e.what();
         }
         if (error.empty() && size >= config.max_store_bytes) {
-            const std::string why = store().describe() + " holds " + std::to_string(size) +
+            std::string name;
+            try {
+                name = store().describe();
+            } catch (const StoreError&) {  // an application's store: its name is only for the text
+                name = "the store";
+            }
+            const std::string why = name + " holds " + std::to_string(size) +
                                     " bytes of events, its limit (max_store_bytes) is " +
                                     std::to_string(config.max_store_bytes);
             bool closed = false;

@@ -405,7 +405,13 @@ class ThrowsOnceStore final : public outbox::OutboxStore {
     explicit ThrowsOnceStore(const std::string& path) : inner_(outbox::open_sqlite_store(path)) {}
     std::atomic<int> enqueue_throws{1}, claim_throws{1}, settle_throws{1};
 
-    std::string describe() const override { return "app:" + inner_->describe(); }
+    bool nameless = false;  // describe() throws too
+    std::optional<std::uint64_t> reported_size;
+
+    std::string describe() const override {
+        if (nameless) throw std::runtime_error("no name");
+        return "app:" + inner_->describe();
+    }
     std::string identity() const override { return inner_->identity(); }
     std::string refusal(const std::string&, const outbox::Message& message) const override {
         if (message.body == "refusal throws") throw std::logic_error("the refusal broke");
@@ -441,7 +447,7 @@ class ThrowsOnceStore final : public outbox::OutboxStore {
         return inner_->redrive(target, now);
     }
     std::uint64_t purge(const std::string& target) override { return inner_->purge(target); }
-    std::uint64_t size_bytes() override { return inner_->size_bytes(); }
+    std::uint64_t size_bytes() override { return reported_size.value_or(inner_->size_bytes()); }
 
   private:
     outbox::OutboxStorePtr inner_;
@@ -489,10 +495,13 @@ TEST_CASE("a store that throws what is not a StoreError: that enqueue fails, the
     };
     config.retry_schedule = {std::chrono::seconds(1)};
     config.poll_interval = 100ms;
+    std::mutex log_mutex;  // the store's thread logs too
     std::string logged;
-    config.logger = outbox::Logger{
-        outbox::LogLevel::warning,
-        [&](outbox::LogLevel, std::string_view line) { logged.append(line).append("\n"); }};
+    config.logger =
+        outbox::Logger{outbox::LogLevel::warning, [&](outbox::LogLevel, std::string_view line) {
+                           std::lock_guard lock(log_mutex);
+                           logged.append(line).append("\n");
+                       }};
     outbox::Outbox box(io.get_executor(), std::move(config));
 
     // The first enqueue meets the throw: refused with store_error, saying what was thrown.
@@ -528,8 +537,34 @@ TEST_CASE("a store that throws what is not a StoreError: that enqueue fails, the
     CHECK(made->deliveries.size() == 20);
     CHECK(made->deliveries.count("never stored") == 0);
     CHECK(made->deliveries.count("refusal throws") == 0);
+    std::lock_guard lock(log_mutex);
     CHECK(logged.find("an exception not derived from std::exception") != std::string::npos);
     CHECK(logged.find("the store threw: settling is refused") != std::string::npos);
+}
+
+TEST_CASE("a full store whose describe() throws: the enqueue fails with store_full, still named",
+          "[outbox]") {
+    TempDir dir;
+    asio::io_context io;
+    outbox::OutboxConfig config;
+    auto store = std::make_unique<ThrowsOnceStore>(dir.file("events.db"));
+    store->enqueue_throws = 0;
+    store->nameless = true;
+    store->reported_size = std::uint64_t{1} << 40;
+    config.store = std::move(store);
+    config.relay = false;
+    config.max_store_bytes = 1024;
+    config.fail_when_full = true;
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::optional<error_code> result;
+    std::string why;
+    box.async_enqueue("app://orders", text("no room"), [&](error_code ec, outbox::EnqueueResult r) {
+        result = ec;
+        why = r.error;
+    });
+    REQUIRE(run_until(io, [&] { return result.has_value(); }));
+    CHECK(*result == outbox::Errc::store_full);
+    CHECK(why.starts_with("the store holds 1099511627776 bytes of events"));
 }
 
 TEST_CASE("a make_destination that throws anything makes a dead letter that says so", "[outbox]") {
