@@ -325,13 +325,7 @@ asio::awaitable<std::pair<error_code, HttpResponse>> HttpClient::Impl::run(HttpR
         }
 
         watch(c, deadline);
-        // Also when an exception leaves the coroutine: a connection left in `busy` would keep
-        // the sweeper going for ever.
-        struct UnwatchOnExit {
-            Impl& impl;
-            const ConnectionPtr& c;
-            ~UnwatchOnExit() { impl.unwatch(c); }
-        } unwatch_on_exit{*this, c};
+        const UnwatchOnExit unwatch_on_exit{*this, c};
         write_head(request, host, config.user_agent, c->request_head);
         const std::array<asio::const_buffer, 2> wire = {asio::buffer(c->request_head),
                                                         asio::buffer(request.body)};

@@ -167,6 +167,14 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     static error_code not_sent_error(error_code ec);
     static error_code after_sent_error(error_code ec);
     asio::awaitable<std::pair<error_code, HttpResponse>> run(HttpRequest request);
+
+    // Takes a connection off the busy list when it goes out of scope, also when an exception
+    // leaves the coroutine: a connection left there would keep the sweeper going for ever.
+    struct UnwatchOnExit {
+        Impl& impl;
+        const ConnectionPtr& c;
+        ~UnwatchOnExit() { impl.unwatch(c); }
+    };
 };
 
 }  // namespace outbox

@@ -224,9 +224,13 @@ asio::awaitable<error_code> HttpClient::Impl::connect(const HttpOrigin& o, Origi
         }
         // The sweeper closes the socket at the handshake's deadline.
         watch(c, std::min(deadline, Clock::now() + config.tls_handshake_timeout));
-        auto [hec] = co_await s.async_handshake(ssl::stream_base::client, use_tuple);
-        unwatch(c);
-        if (hec && c->timed_out) {
+        error_code hec;
+        {
+            const UnwatchOnExit unwatch_on_exit{*this, c};
+            std::tie(hec) = co_await s.async_handshake(ssl::stream_base::client, use_tuple);
+        }
+        // Also when the handshake finished just as the sweeper closed the socket under it.
+        if (c->timed_out) {
             failure = "the TLS handshake with " + where(o) + " timed out";
             co_return make_error_code(Errc::timeout);
         }

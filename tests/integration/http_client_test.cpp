@@ -602,6 +602,32 @@ TEST_CASE("TLS: a server that never answers the handshake: timeout, the request 
     CHECK(client.stats().connections_opened == 0);
 }
 
+TEST_CASE("TLS: close() during a handshake that never ends: it times out, and run() returns") {
+    asio::io_context io;
+    asio::ip::tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
+    const auto port = silent.local_endpoint().port();
+    HttpClient client(io.get_executor(), {.tls_handshake_timeout = 300ms});
+    // Accepted and never answered; the client is closed once the TCP connection is up.
+    asio::ip::tcp::socket accepted(io);
+    silent.async_accept(accepted, [&](boost::system::error_code ec) {
+        REQUIRE_FALSE(ec);
+        client.close();
+    });
+    HttpRequest req;
+    req.origin = {.tls = true, .host = "127.0.0.1", .port = port};
+    req.timeout = 60s;
+    auto res = send(io, client, req);
+    CHECK(res.ec == Errc::timeout);
+    CHECK(res.response.failure ==
+          "the TLS handshake with 127.0.0.1:" + std::to_string(port) + " timed out");
+    // Nothing of the client's is left pending: no sweeper going on for ever.
+    accepted.close();
+    silent.close();
+    io.restart();
+    io.run();
+    CHECK(client.stats().connections_opened == 0);
+}
+
 TEST_CASE("TLS: an expired certificate fails, and the reason names it") {
     const auto& certs = outbox::test::test_certificates();
     TestHttpServer server(
