@@ -91,6 +91,7 @@ struct SendAll : std::enable_shared_from_this<SendAll> {
         bool all_done = false;
         {
             std::lock_guard lock(mutex);
+            if (finished) return launch;  // a destination that answered and threw too
             outcomes[i] = {ec, std::move(r)};
             ++completed;
             if (next < messages.size()) launch = next++;

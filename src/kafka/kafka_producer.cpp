@@ -294,7 +294,7 @@ void KafkaDestination::Impl::refresh_token() {
         // librdkafka would wait for one, and the exception would leave the event loop.
         const std::string why =
             "no MSK IAM token: the credentials provider threw: " + detail::thrown_text();
-        log(LogLevel::error, "kafka: " + why);
+        log(LogLevel::error, why);
         std::lock_guard lock(mutex);
         if (!stopped && handles.rk) rd_kafka_oauthbearer_set_token_failure(handles.rk, why.c_str());
     }
@@ -313,7 +313,7 @@ void KafkaDestination::Impl::ask_for_token() {
             if (self->stopped || !self->handles.rk) return;
             if (ec) {
                 const std::string why = "no MSK IAM token: " + ec.message();
-                self->log(LogLevel::error, "kafka: " + why);
+                self->log(LogLevel::error, why);
                 rd_kafka_oauthbearer_set_token_failure(self->handles.rk, why.c_str());
                 return;
             }
@@ -337,8 +337,8 @@ void KafkaDestination::Impl::ask_for_token() {
                                                token.expires_at_ms, c.access_key_id.c_str(),
                                                nullptr, 0, errstr,
                                                sizeof errstr) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                self->log(LogLevel::error, std::string("kafka: the MSK IAM token was refused: ") +
-                                               self->redact(errstr));
+                self->log(LogLevel::error,
+                          std::string("the MSK IAM token was refused: ") + self->redact(errstr));
                 rd_kafka_oauthbearer_set_token_failure(self->handles.rk, "token refused");
             }
         }));

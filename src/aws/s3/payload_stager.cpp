@@ -123,6 +123,7 @@ struct PayloadStager::Impl : std::enable_shared_from_this<PayloadStager::Impl> {
         } catch (...) {
             // An application's provider that throws: the staging fails as without keys. The
             // exception would otherwise leave the event loop, and the staging unanswered.
+            op->result.diagnostics = {};  // an earlier attempt's S3 error is not this failure's
             op->result.diagnostics.message =
                 "the credentials provider threw: " + detail::thrown_text();
             finish(*op, Errc::credentials_not_found);

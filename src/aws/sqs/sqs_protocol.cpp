@@ -404,12 +404,12 @@ thread_local std::string json_room;
 constexpr std::size_t json_room_kept = 64 * 1024;
 
 error_code parse_object(std::string_view json, simdjson::dom::object& obj) {
-    json_room.reserve(json.size() + simdjson::SIMDJSON_PADDING);
     json_room.assign(json);
+    json_room.append(simdjson::SIMDJSON_PADDING, '\0');  // read, never used: zeros, not garbage
     // The element lives in the parser, which outlives this call; the copy is only read during
     // parse.
     const bool parsed =
-        json_parser.parse(json_room.data(), json_room.size(), false).get_object().get(obj) ==
+        json_parser.parse(json_room.data(), json.size(), false).get_object().get(obj) ==
         simdjson::SUCCESS;
     if (json_room.capacity() > json_room_kept) std::string().swap(json_room);
     return parsed ? error_code{} : make_error_code(Errc::malformed_response);
