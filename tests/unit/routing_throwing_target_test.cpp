@@ -8,6 +8,7 @@
 #include <boost/asio/append.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <memory>
 #include <optional>
@@ -43,6 +44,32 @@ class ThrowsFirst final : public outbox::Destination {
   private:
     asio::any_io_executor ex_;
     int throws_;
+};
+
+// By body: "fail" fails as a broken target would (service_unavailable), "throw" throws,
+// anything else is delivered.
+class ByBody final : public outbox::Destination {
+  public:
+    explicit ByBody(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+    executor_type get_executor() const noexcept override { return ex_; }
+    outbox::DestinationStats stats() const override { return {}; }
+    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
+
+  protected:
+    void do_send(outbox::Message&& message, SendHandler handler) override {
+        if (message.body == "throw") throw std::runtime_error("the connector broke");
+        const error_code ec = message.body == "fail"
+                                  ? make_error_code(outbox::Errc::service_unavailable)
+                                  : error_code{};
+        asio::post(ex_, asio::append(std::move(handler), ec, outbox::Receipt{}));
+    }
+    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
+        asio::post(ex_, asio::append(std::move(handler), error_code{}));
+    }
+
+  private:
+    asio::any_io_executor ex_;
 };
 
 outbox::Message to(std::string target, std::string body) {
@@ -84,4 +111,36 @@ TEST_CASE(
     CHECK(receipt.message_id == "after");
     CHECK(handlers_called == 0);
     CHECK(router.target_status().at(0).in_flight == 0);
+}
+
+TEST_CASE("an open breaker's probe whose send throws gives the probe's turn back") {
+    asio::io_context io;
+    outbox::RoutingDestinationConfig config;
+    config.breaker.failures_to_open = 1;
+    config.breaker.open_for = std::chrono::milliseconds(20);
+    config.make_destination = [&io](const std::string&) {
+        return std::make_unique<ByBody>(io.get_executor());
+    };
+    outbox::RoutingDestination router(io.get_executor(), config);
+    auto send = [&](std::string body) {
+        std::optional<error_code> result;
+        router.async_send(to("tenant", std::move(body)),
+                          [&](error_code ec, outbox::Receipt) { result = ec; });
+        io.restart();
+        while (!result && io.run_one() != 0) {
+        }
+        REQUIRE(result);
+        return *result;
+    };
+    CHECK(send("fail") == outbox::Errc::service_unavailable);
+    REQUIRE(router.target_status().at(0).health == outbox::TargetHealth::open);
+    // Past open_for, the next message is the probe.
+    asio::steady_timer past_open_for(io, std::chrono::milliseconds(40));
+    io.restart();
+    past_open_for.wait();
+    CHECK_THROWS_WITH(send("throw"), "the connector broke");
+    // The probe's turn came back: the next message goes as the probe and closes the breaker,
+    // where it would have been refused (target_unavailable) for good.
+    CHECK_FALSE(send("delivered"));
+    CHECK(router.target_status().at(0).health == outbox::TargetHealth::healthy);
 }
