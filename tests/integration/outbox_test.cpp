@@ -3,6 +3,7 @@
 // longer than any in-memory deadline, dead letters, redrive, restarts, per-group order.
 #include "catch.hpp"
 #include "fake_sqs.hpp"
+#include "function_destination.hpp"
 #include "local_peers.hpp"
 #include "program_run.hpp"
 #include "sigv4_proxy.hpp"
@@ -338,45 +339,23 @@ TEST_CASE("an on_settled that throws is logged; every outcome is still counted a
     CHECK(seen.size() == 40);
 }
 
-namespace {
-
-// An application's destination: throws on each message's first attempt, delivers the second.
-class ThrowsFirst final : public outbox::Destination {
-  public:
-    explicit ThrowsFirst(asio::any_io_executor ex) : ex_(std::move(ex)) {}
-    std::map<std::string, int> attempts;  // by body; the I/O runs on one thread
-    executor_type get_executor() const noexcept override { return ex_; }
-    outbox::DestinationStats stats() const override { return {}; }
-    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
-
-  protected:
-    void do_send(outbox::Message&& message, SendHandler handler) override {
-        if (++attempts[message.body] == 1) throw std::runtime_error("the connector is broken");
-        outbox::Receipt receipt;
-        receipt.attempts = 1;
-        asio::post(ex_, asio::append(std::move(handler), error_code{}, std::move(receipt)));
-    }
-    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
-        asio::post(ex_, asio::append(std::move(handler), error_code{}));
-    }
-
-  private:
-    asio::any_io_executor ex_;
-};
-
-}  // namespace
-
 TEST_CASE("a destination that throws fails that attempt; the event is retried and delivered",
           "[outbox]") {
     TempDir dir;
     Proxy proxy;
     asio::io_context io;
     auto config = config_for(io, dir.file("events.db"), proxy);
-    auto* made = static_cast<ThrowsFirst*>(nullptr);
+    // An application's destination: throws on each message's first attempt, delivers the
+    // second. The I/O runs on one thread.
+    std::map<std::string, int> attempts;  // by body
     config.make_destination = [&](const std::string&) {
-        auto d = std::make_unique<ThrowsFirst>(io.get_executor());
-        made = d.get();
-        return d;
+        return std::make_unique<outbox::test::FunctionDestination>(
+            io.get_executor(), [&](const outbox::Message& m) {
+                if (++attempts[m.body] == 1) throw std::runtime_error("the connector is broken");
+                outbox::test::FunctionDestination::Outcome o;
+                o.receipt.attempts = 1;
+                return o;
+            });
     };
     std::string logged;
     config.logger = outbox::Logger{
@@ -389,9 +368,8 @@ TEST_CASE("a destination that throws fails that attempt; the event is retried an
     REQUIRE(run_until(io, [&] { return box.stats().delivered == 30; }));
     CHECK(box.stats().retried == 30);
     CHECK(box.stats().dead == 0);
-    REQUIRE(made != nullptr);
-    CHECK(made->attempts.size() == 30);
-    for (const auto& [body, n] : made->attempts) CHECK(n == 2);
+    CHECK(attempts.size() == 30);
+    for (const auto& [body, n] : attempts) CHECK(n == 2);
     CHECK(logged.find("the destination threw: the connector is broken") != std::string::npos);
     CHECK(pending(io, box) == 0);
 }
@@ -453,30 +431,6 @@ class ThrowsOnceStore final : public outbox::OutboxStore {
     outbox::OutboxStorePtr inner_;
 };
 
-// An application's destination that delivers every message, and counts them by body.
-class Delivers final : public outbox::Destination {
-  public:
-    explicit Delivers(asio::any_io_executor ex) : ex_(std::move(ex)) {}
-    std::map<std::string, int> deliveries;  // the I/O runs on one thread
-    executor_type get_executor() const noexcept override { return ex_; }
-    outbox::DestinationStats stats() const override { return {}; }
-    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
-
-  protected:
-    void do_send(outbox::Message&& message, SendHandler handler) override {
-        ++deliveries[message.body];
-        outbox::Receipt receipt;
-        receipt.attempts = 1;
-        asio::post(ex_, asio::append(std::move(handler), error_code{}, std::move(receipt)));
-    }
-    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
-        asio::post(ex_, asio::append(std::move(handler), error_code{}));
-    }
-
-  private:
-    asio::any_io_executor ex_;
-};
-
 }  // namespace
 
 TEST_CASE("a store that throws what is not a StoreError: that enqueue fails, the relay goes on",
@@ -487,11 +441,13 @@ TEST_CASE("a store that throws what is not a StoreError: that enqueue fails, the
     auto store = std::make_unique<ThrowsOnceStore>(dir.file("events.db"));
     ThrowsOnceStore& flaky = *store;
     config.store = std::move(store);
-    Delivers* made = nullptr;
+    std::map<std::string, int> deliveries;  // by body; the I/O runs on one thread
     config.make_destination = [&](const std::string&) {
-        auto d = std::make_unique<Delivers>(io.get_executor());
-        made = d.get();
-        return d;
+        return std::make_unique<outbox::test::FunctionDestination>(
+            io.get_executor(), [&](const outbox::Message& m) {
+                ++deliveries[m.body];
+                return outbox::test::FunctionDestination::Outcome{};
+            });
     };
     config.retry_schedule = {std::chrono::seconds(1)};
     config.poll_interval = 100ms;
@@ -533,10 +489,9 @@ TEST_CASE("a store that throws what is not a StoreError: that enqueue fails, the
     REQUIRE(run_until(io, [&] { return pending(io, box) == 0; }));
     CHECK(flaky.claim_throws < 0);
     CHECK(flaky.settle_throws < 0);
-    REQUIRE(made != nullptr);
-    CHECK(made->deliveries.size() == 20);
-    CHECK(made->deliveries.count("never stored") == 0);
-    CHECK(made->deliveries.count("refusal throws") == 0);
+    CHECK(deliveries.size() == 20);
+    CHECK(deliveries.count("never stored") == 0);
+    CHECK(deliveries.count("refusal throws") == 0);
     std::lock_guard lock(log_mutex);
     CHECK(logged.find("an exception not derived from std::exception") != std::string::npos);
     CHECK(logged.find("the store threw: settling is refused") != std::string::npos);

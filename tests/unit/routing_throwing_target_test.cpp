@@ -2,12 +2,11 @@
 // the exception reaches the caller, and the message gives back its place in flight, so the
 // target's next messages go. Without a network: the destination answers by posting.
 #include "catch.hpp"
+#include "function_destination.hpp"
 
 #include <outbox/routing_destination.hpp>
 
-#include <boost/asio/append.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <memory>
@@ -18,59 +17,9 @@
 
 namespace asio = boost::asio;
 using boost::system::error_code;
+using outbox::test::FunctionDestination;
 
 namespace {
-
-// Throws for its first `throws` sends, then delivers each message (its body as the id).
-class ThrowsFirst final : public outbox::Destination {
-  public:
-    ThrowsFirst(asio::any_io_executor ex, int throws) : ex_(std::move(ex)), throws_(throws) {}
-
-    executor_type get_executor() const noexcept override { return ex_; }
-    outbox::DestinationStats stats() const override { return {}; }
-    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
-
-  protected:
-    void do_send(outbox::Message&& message, SendHandler handler) override {
-        if (throws_-- > 0) throw std::runtime_error("the application's destination is not ready");
-        outbox::Receipt r;
-        r.message_id = message.body;
-        asio::post(ex_, asio::append(std::move(handler), error_code{}, std::move(r)));
-    }
-    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
-        asio::post(ex_, asio::append(std::move(handler), error_code{}));
-    }
-
-  private:
-    asio::any_io_executor ex_;
-    int throws_;
-};
-
-// By body: "fail" fails as a broken target would (service_unavailable), "throw" throws,
-// anything else is delivered.
-class ByBody final : public outbox::Destination {
-  public:
-    explicit ByBody(asio::any_io_executor ex) : ex_(std::move(ex)) {}
-
-    executor_type get_executor() const noexcept override { return ex_; }
-    outbox::DestinationStats stats() const override { return {}; }
-    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
-
-  protected:
-    void do_send(outbox::Message&& message, SendHandler handler) override {
-        if (message.body == "throw") throw std::runtime_error("the connector broke");
-        const error_code ec = message.body == "fail"
-                                  ? make_error_code(outbox::Errc::service_unavailable)
-                                  : error_code{};
-        asio::post(ex_, asio::append(std::move(handler), ec, outbox::Receipt{}));
-    }
-    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
-        asio::post(ex_, asio::append(std::move(handler), error_code{}));
-    }
-
-  private:
-    asio::any_io_executor ex_;
-};
 
 outbox::Message to(std::string target, std::string body) {
     outbox::Message m;
@@ -87,8 +36,17 @@ TEST_CASE(
     asio::io_context io;
     outbox::RoutingDestinationConfig config;
     config.max_in_flight_per_target = 1;  // one place: a leaked one would refuse every later send
-    config.make_destination = [&io](const std::string&) {
-        return std::make_unique<ThrowsFirst>(io.get_executor(), 3);
+    // Throws for its first three sends, then delivers each message (its body as the id).
+    int throws = 3;
+    config.make_destination = [&](const std::string&) {
+        return std::make_unique<FunctionDestination>(
+            io.get_executor(), [&throws](const outbox::Message& m) {
+                if (throws-- > 0)
+                    throw std::runtime_error("the application's destination is not ready");
+                FunctionDestination::Outcome o;
+                o.receipt.message_id = m.body;
+                return o;
+            });
     };
     outbox::RoutingDestination router(io.get_executor(), config);
 
@@ -118,8 +76,15 @@ TEST_CASE("an open breaker's probe whose send throws gives the probe's turn back
     outbox::RoutingDestinationConfig config;
     config.breaker.failures_to_open = 1;
     config.breaker.open_for = std::chrono::milliseconds(20);
+    // By body: "fail" fails as a broken target would, "throw" throws, the rest is delivered.
     config.make_destination = [&io](const std::string&) {
-        return std::make_unique<ByBody>(io.get_executor());
+        return std::make_unique<FunctionDestination>(
+            io.get_executor(), [](const outbox::Message& m) {
+                if (m.body == "throw") throw std::runtime_error("the connector broke");
+                FunctionDestination::Outcome o;
+                if (m.body == "fail") o.ec = outbox::Errc::service_unavailable;
+                return o;
+            });
     };
     outbox::RoutingDestination router(io.get_executor(), config);
     auto send = [&](std::string body) {

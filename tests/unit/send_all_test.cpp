@@ -2,12 +2,11 @@
 // application's Destination): each such message fails with its own outcome, the others are
 // sent, and the operation completes. Without a network: the destination answers by posting.
 #include "catch.hpp"
+#include "function_destination.hpp"
 
 #include <outbox/send_all.hpp>
 
-#include <boost/asio/append.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 
 #include <optional>
 #include <stdexcept>
@@ -15,60 +14,49 @@
 #include <vector>
 
 namespace asio = boost::asio;
-using boost::system::error_code;
+using outbox::test::FunctionDestination;
 
 namespace {
 
-// Throws for a body starting with "throw", else delivers it (its body as the message id).
-class ThrowsOnSome final : public outbox::Destination {
-  public:
-    explicit ThrowsOnSome(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+// Throws for a body starting with "throw", else delivers it (its body as the message id);
+// `sent` collects what was delivered.
+FunctionDestination throws_on_some(asio::io_context& io, std::vector<std::string>& sent) {
+    return FunctionDestination(io.get_executor(), [&sent](const outbox::Message& m) {
+        if (m.body.starts_with("throw")) throw std::runtime_error("no route to " + m.body);
+        sent.push_back(m.body);
+        FunctionDestination::Outcome o;
+        o.receipt.message_id = m.body;
+        return o;
+    });
+}
 
-    std::vector<std::string> sent;
-
-    executor_type get_executor() const noexcept override { return ex_; }
-    outbox::DestinationStats stats() const override { return {}; }
-    void set_dead_letter_handler(outbox::DeadLetterHandler) override {}
-
-  protected:
-    void do_send(outbox::Message&& message, SendHandler handler) override {
-        if (message.body.starts_with("throw"))
-            throw std::runtime_error("no route to " + message.body);
-        sent.push_back(message.body);
-        outbox::Receipt r;
-        r.message_id = message.body;
-        asio::post(ex_, asio::append(std::move(handler), error_code{}, std::move(r)));
-    }
-    void do_close(std::chrono::milliseconds, CloseHandler handler) override {
-        asio::post(ex_, asio::append(std::move(handler), error_code{}));
-    }
-
-  private:
-    asio::any_io_executor ex_;
-};
-
-}  // namespace
-
-TEST_CASE("async_send_all: a message whose send throws fails on its own, and the rest go on") {
-    asio::io_context io;
-    ThrowsOnSome d(io.get_executor());
-    // Two in flight: "throw-1" is among the first handed over, "throw-3" and "throw-4" are
-    // handed over from completions (the second right after the first throws).
-    const std::vector<std::string> bodies = {"a", "throw-1", "b", "throw-3", "throw-4", "c"};
+std::vector<outbox::Message> messages_of(const std::vector<std::string>& bodies) {
     std::vector<outbox::Message> messages;
     for (const auto& b : bodies) {
         outbox::Message m;
         m.body = b;
         messages.push_back(std::move(m));
     }
+    return messages;
+}
+
+}  // namespace
+
+TEST_CASE("async_send_all: a message whose send throws fails on its own, and the rest go on") {
+    asio::io_context io;
+    std::vector<std::string> sent;
+    auto d = throws_on_some(io, sent);
+    // Two in flight: "throw-1" is among the first handed over, "throw-3" and "throw-4" are
+    // handed over from completions (the second right after the first throws).
+    const std::vector<std::string> bodies = {"a", "throw-1", "b", "throw-3", "throw-4", "c"};
     std::optional<std::vector<outbox::SendOutcome>> outcomes;
-    outbox::async_send_all(d, std::move(messages), 2,
+    outbox::async_send_all(d, messages_of(bodies), 2,
                            [&](std::vector<outbox::SendOutcome> o) { outcomes = std::move(o); });
     REQUIRE_NOTHROW(io.run());
 
     REQUIRE(outcomes);
     REQUIRE(outcomes->size() == bodies.size());
-    CHECK(d.sent == std::vector<std::string>{"a", "b", "c"});
+    CHECK(sent == std::vector<std::string>{"a", "b", "c"});
     for (std::size_t i = 0; i < bodies.size(); ++i) {
         const auto& o = (*outcomes)[i];
         INFO(bodies[i]);
@@ -85,16 +73,15 @@ TEST_CASE("async_send_all: a message whose send throws fails on its own, and the
 
 TEST_CASE("async_send_all: when every send throws, it still completes, with every outcome") {
     asio::io_context io;
-    ThrowsOnSome d(io.get_executor());
-    std::vector<outbox::Message> messages(5);
-    for (auto& m : messages) m.body = "throw";
+    std::vector<std::string> sent;
+    auto d = throws_on_some(io, sent);
     std::optional<std::vector<outbox::SendOutcome>> outcomes;
-    outbox::async_send_all(d, std::move(messages), 3,
+    outbox::async_send_all(d, messages_of(std::vector<std::string>(5, "throw")), 3,
                            [&](std::vector<outbox::SendOutcome> o) { outcomes = std::move(o); });
     CHECK_FALSE(outcomes);  // never inside the call
     io.run();
     REQUIRE(outcomes);
     REQUIRE(outcomes->size() == 5);
     for (const auto& o : *outcomes) CHECK(o.error == outbox::Errc::target_unavailable);
-    CHECK(d.sent.empty());
+    CHECK(sent.empty());
 }
