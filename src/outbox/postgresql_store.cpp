@@ -35,6 +35,10 @@ PostgresqlStore::PostgresqlStore(std::string uri, PostgresqlStoreOptions options
     : uri_(std::move(uri)), options_(options) {
     describe_ = detail::redact_connection_string(uri_);
     secrets_ = detail::connection_secrets(uri_);
+    if (std::string why = detail::uri_user_part_problem(uri_); !why.empty()) {
+        describe_ = detail::redact_user_part_loosely(uri_);  // no piece of the password shown
+        throw StoreError(StoreError::Kind::io, where() + ": " + why);
+    }
     me_ = relay_name();
     connect();
     migrate();

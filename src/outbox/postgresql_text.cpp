@@ -225,6 +225,40 @@ std::string replace_union(std::string text, std::vector<Span> spans) {
 
 }  // namespace
 
+std::string uri_user_part_problem(std::string_view uri) {
+    const auto scheme = uri.find("://");
+    if (scheme == std::string_view::npos) return {};
+    const auto start = scheme + 3;
+    // libpq ends the user part at the first '@' or '/'.
+    const auto stop = uri.find_first_of("@/", start);
+    if (stop != std::string_view::npos && uri[stop] == '@') {
+        // What follows is the host; an '@' in it ended the password early.
+        const auto host_end = uri.find_first_of("/?", stop + 1);
+        const auto host =
+            uri.substr(stop + 1, host_end == std::string_view::npos ? std::string_view::npos
+                                                                    : host_end - stop - 1);
+        if (host.find('@') != std::string_view::npos)
+            return "an '@' in the URI's user name or password must be written %40";
+        return {};
+    }
+    // No '@' before the first '/', but one later (before any query) after a "user:": the user
+    // part held a '/', which ended it early.
+    const auto at = uri.find('@', start);
+    const auto query = uri.find('?', start);
+    if (at != std::string_view::npos && (query == std::string_view::npos || at < query) &&
+        uri.substr(start, at - start).find(':') != std::string_view::npos)
+        return "a '/' in the URI's user name or password must be written %2F";
+    return {};
+}
+
+std::string redact_user_part_loosely(std::string_view uri) {
+    const auto scheme = uri.find("://");
+    const auto at = uri.rfind('@');
+    if (scheme == std::string_view::npos || at == std::string_view::npos || at < scheme + 3)
+        return redact_connection_string(uri);
+    return std::string(uri.substr(0, scheme + 3)) + "***" + std::string(uri.substr(at));
+}
+
 std::string redact_connection_string(std::string_view conninfo) {
     std::vector<Span> spans = password_parameters(conninfo);
     if (const Span user = uri_password(conninfo); user.size != 0) spans.push_back(user);

@@ -33,6 +33,15 @@ std::string postgresql_refusal(const std::string& target, const Message& message
 /// The connection string or URI with any password replaced by "***", for messages.
 std::string redact_connection_string(std::string_view conninfo);
 
+/// What is wrong with a URI whose user name or password holds an '@' or '/' not
+/// percent-encoded, empty when nothing is. libpq would split it there, take part of the
+/// password for the host or port, and quote that part in its error.
+std::string uri_user_part_problem(std::string_view uri);
+
+/// The URI with everything between "scheme://" and its last '@' replaced by "***": for a URI
+/// whose user part is malformed, where the password's extent is not known.
+std::string redact_user_part_loosely(std::string_view uri);
+
 /// The passwords a connection string or URI holds (as written, and percent-decoded), of three
 /// bytes or more: what to hide in libpq's messages, which may quote them.
 std::vector<std::string> connection_secrets(std::string_view conninfo);

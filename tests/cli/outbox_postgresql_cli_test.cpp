@@ -127,6 +127,15 @@ TEST_CASE("a postgresql:// store that cannot be reached: exit 2, and the passwor
     CHECK(r.status == 2);
     CHECK(contains(r.err, "postgresql://outbox:***@127.0.0.1:1/none"));
     CHECK_FALSE(contains(r.err + r.out, "hunter2"));
+    // A password with a '/' libpq would split: refused before connecting, no piece shown.
+    const ProgramRun slash = run_program(
+        outbox_args({"inspect", "--store", "postgresql://outbox:Xy/hunter2@127.0.0.1:1/none"}),
+        keys());
+    CHECK(slash.status == 2);
+    CHECK(contains(slash.err, "postgresql://***@127.0.0.1:1/none"));
+    CHECK(contains(slash.err, "must be written %2F"));
+    CHECK_FALSE(contains(slash.err + slash.out, "Xy"));
+    CHECK_FALSE(contains(slash.err + slash.out, "hunter2"));
     const ProgramRun sqlite_lease =
         run_program(outbox_args({"relay", "--store", "events.db", "--claim-lease", "1m"}), keys());
     CHECK(sqlite_lease.status == 2);

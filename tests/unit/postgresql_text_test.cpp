@@ -39,6 +39,27 @@ TEST_CASE("a password is hidden wherever a connection string holds one") {
     CHECK(std::find(secrets.begin(), secrets.end(), "50%off") != secrets.end());
 }
 
+TEST_CASE("a URI whose password holds an '@' or '/' not encoded is named, never shown") {
+    CHECK(uri_user_part_problem("postgresql://relay:Xy/9k+a@db/app") ==
+          "a '/' in the URI's user name or password must be written %2F");
+    CHECK(uri_user_part_problem("postgresql://relay:p@ss@db:5432/app") ==
+          "an '@' in the URI's user name or password must be written %40");
+    CHECK(redact_user_part_loosely("postgresql://relay:Xy/9k+a@db/app") ==
+          "postgresql://***@db/app");
+    CHECK(redact_user_part_loosely("postgresql://relay:p@ss@db:5432/app") ==
+          "postgresql://***@db:5432/app");
+    // What libpq reads as meant: nothing to say.
+    for (const char* fine :
+         {"postgresql://relay:s3cret@db:5432/app", "postgresql://relay:Xy%2F9k%40a@db/app",
+          "postgresql://relay:pa?ss@db/app", "postgresql://relay@db/app",
+          "postgresql://db/app?user=relay&password=s3cret",
+          "postgresql://db/app?application_name=a@b", "postgresql://db/x@y",
+          "host=db password=a/b@c dbname=app"}) {
+        INFO(fine);
+        CHECK(uri_user_part_problem(fine).empty());
+    }
+}
+
 TEST_CASE("what the PostgreSQL store refuses, and says why") {
     outbox::Message m;
     m.body = std::string("a body may hold \0 anything", 26);
