@@ -26,6 +26,8 @@ namespace outbox {
 
 /// Svix's schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, then every 10 h.
 std::vector<std::chrono::seconds> default_retry_schedule();
+/// The longest max_age and retry step an Outbox takes: about a century.
+inline constexpr std::chrono::seconds longest_retry_wait = std::chrono::hours(24 * 36500);
 
 struct OutboxConfig {
     /// Required: where events are kept (open_sqlite_store(...)).
@@ -46,6 +48,8 @@ struct OutboxConfig {
     /// repeats). Retryable failures only (is_retryable); others make a dead letter at once.
     std::vector<std::chrono::seconds> retry_schedule = default_retry_schedule();
     /// An event still failing this long after it was stored (or redriven) becomes a dead letter.
+    /// At most longest_retry_wait, as each step of retry_schedule (later times would overflow
+    /// the clock).
     std::chrono::seconds max_age{std::chrono::hours(72)};
     /// When the events take this many bytes (OutboxStore::size_bytes), new ones wait for room
     /// (`fail_when_full` false) or fail with Errc::store_full. 0: no limit.

@@ -7,6 +7,8 @@
 #include <outbox/error.hpp>
 #include <outbox/outbox.hpp>
 
+#include <algorithm>
+
 #include "core/strand_executor.hpp"
 #include "core/trace_context.hpp"
 #include "outbox/outbox_impl.hpp"
@@ -182,7 +184,13 @@ Outbox::Outbox(asio::any_io_executor executor, OutboxConfig config) {
     require(!config.retry_schedule.empty(), "retry_schedule is empty");
     require(config.max_in_flight >= 1 && config.claim_window >= 1 && config.max_enqueue_batch >= 1,
             "max_in_flight, claim_window and max_enqueue_batch must be at least 1");
-    require(config.max_age.count() > 0, "max_age must be positive");
+    require(config.max_age.count() > 0 && config.max_age <= longest_retry_wait,
+            "max_age must be 1 s to 36500 days");
+    require(std::all_of(config.retry_schedule.begin(), config.retry_schedule.end(),
+                        [](std::chrono::seconds step) {
+                            return step.count() >= 0 && step <= longest_retry_wait;
+                        }),
+            "each step of retry_schedule must be 0 s to 36500 days");
     auto impl = std::make_shared<Impl>(executor, std::move(config));
     impl->identity = impl->store().identity();
     if (impl->config.relay) {

@@ -269,6 +269,51 @@ TEST_CASE("relay bounds that are not counts are usage errors, never \"no bound\"
     }
 }
 
+TEST_CASE("durations past a century are usage errors, not a clock that overflows") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    for (const std::vector<std::string>& bad : {std::vector<std::string>{"--max-age", "100000d"},
+                                                {"--max-age", "9223372036854775807s"},
+                                                {"--retry-schedule", "5s,36501d"}}) {
+        std::vector<std::string> args{"relay", "--store", store, "--until-empty"};
+        args.insert(args.end(), bad.begin(), bad.end());
+        const ProgramRun r = run_program(outbox_args(args), keys());
+        INFO(bad[0] << " " << bad[1]);
+        CHECK(r.status == 2);
+        CHECK(contains(r.err, "relay: " + bad[0]));
+        CHECK(contains(r.err, "at most 36500d"));
+    }
+}
+
+TEST_CASE("a report that names the store's file is refused before it is written") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    const std::string input = dir.file("in.jsonl");
+    { std::ofstream(input) << "{\"n\":1}\n"; }
+    const ProgramRun stored =
+        run_program(outbox_args({"enqueue", "--store", store, "--to",
+                                 "https://sqs.us-east-1.amazonaws.com/1/q", input}),
+                    keys());
+    REQUIRE(stored.status == 0);
+    const ProgramRun linked_enqueue = run_program(
+        outbox_args({"enqueue", "--store", store, "--to", "https://sqs.us-east-1.amazonaws.com/1/q",
+                     "--report", store, input}),
+        keys());
+    CHECK(linked_enqueue.status == 2);
+    CHECK(contains(linked_enqueue.err, "is the store's file"));
+    REQUIRE(::link(store.c_str(), dir.file("other-name.db").c_str()) == 0);
+    const ProgramRun relay = run_program(outbox_args({"relay", "--store", store, "--until-empty",
+                                                      "--report", dir.file("other-name.db")}),
+                                         keys());
+    CHECK(relay.status == 2);
+    CHECK(contains(relay.err,
+                   "relay: the report " + dir.file("other-name.db") + " is the store's file"));
+    // The event is still there.
+    const ProgramRun inspect = run_program(outbox_args({"inspect", "--store", store}), keys());
+    CHECK(inspect.status == 0);
+    CHECK(contains(inspect.out, "sqs.us-east-1.amazonaws.com"));
+}
+
 TEST_CASE("stores that cannot be used are usage errors naming the file; one relay at a time") {
     TempDir dir;
     const ProgramRun missing =

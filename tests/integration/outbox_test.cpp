@@ -522,6 +522,28 @@ TEST_CASE("a full store whose describe() throws: the enqueue fails with store_fu
     CHECK(why.starts_with("the store holds 1099511627776 bytes of events"));
 }
 
+TEST_CASE("a max_age or retry step past a century is refused at construction, not overflowed",
+          "[outbox]") {
+    TempDir dir;
+    asio::io_context io;
+    auto config_with = [&](std::chrono::seconds max_age, std::chrono::seconds step) {
+        outbox::OutboxConfig c;
+        c.store = outbox::open_sqlite_store(dir.file("events.db"));
+        c.relay = false;
+        c.max_age = max_age;
+        c.retry_schedule = {std::chrono::seconds(5), step};
+        return c;
+    };
+    const auto century = outbox::longest_retry_wait;
+    CHECK_THROWS_WITH(
+        outbox::Outbox(io.get_executor(), config_with(century + std::chrono::seconds(1), 5min)),
+        "Outbox: max_age must be 1 s to 36500 days");
+    CHECK_THROWS_WITH(
+        outbox::Outbox(io.get_executor(), config_with(72h, century + std::chrono::seconds(1))),
+        "Outbox: each step of retry_schedule must be 0 s to 36500 days");
+    CHECK_NOTHROW(outbox::Outbox(io.get_executor(), config_with(century, century)));
+}
+
 TEST_CASE("a make_destination that throws anything makes a dead letter that says so", "[outbox]") {
     TempDir dir;
     Proxy proxy;

@@ -166,6 +166,9 @@ int run_enqueue(int argc, char** argv) {
     if (!report_path.empty()) {
         if (same_file(reader.fd(), report_path))
             return usage_error("enqueue: the report " + report_path + " is the input file");
+        if (!is_postgresql(store_path) && report_is_store_file(report_path, store_path))
+            return usage_error("enqueue: the report " + report_path +
+                               " is the store's file: writing it would destroy the events");
         if (std::string why; !report.open(report_path, why))
             return usage_error("enqueue: cannot write the report " + report_path + ": " + why);
     }

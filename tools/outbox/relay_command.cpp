@@ -58,28 +58,33 @@ constexpr std::string_view relay_usage =
     "text format: the relay's counters and each target's pending events, dead letters and\n"
     "breaker. Delivery options (as for send):\n";
 
-// "5s", "5m", "2h", "3d" into seconds; false when it is not that.
+// "5s", "5m", "2h", "3d" into seconds, at most 36500d (Outbox's longest_retry_wait: later
+// times would overflow the clock); false when it is not that.
 bool parse_duration(std::string_view text, std::chrono::seconds& out) {
     if (text.size() < 2) return false;
     long long n = 0;
     const auto r = std::from_chars(text.data(), text.data() + text.size() - 1, n);
     if (r.ec != std::errc() || r.ptr != text.data() + text.size() - 1 || n <= 0) return false;
+    long long unit = 0;
     switch (text.back()) {
         case 's':
-            out = std::chrono::seconds(n);
-            return true;
+            unit = 1;
+            break;
         case 'm':
-            out = std::chrono::minutes(n);
-            return true;
+            unit = 60;
+            break;
         case 'h':
-            out = std::chrono::hours(n);
-            return true;
+            unit = 3600;
+            break;
         case 'd':
-            out = std::chrono::hours(24 * n);
-            return true;
+            unit = 86400;
+            break;
         default:
             return false;
     }
+    if (n > longest_retry_wait.count() / unit) return false;
+    out = std::chrono::seconds(n * unit);
+    return true;
 }
 
 }  // namespace
@@ -141,9 +146,9 @@ int run_relay(int argc, char** argv) {
                 const auto comma = rest.find(',');
                 std::chrono::seconds step;
                 if (!parse_duration(rest.substr(0, comma), step))
-                    return usage_error("relay: --retry-schedule: \"" +
-                                       std::string(rest.substr(0, comma)) +
-                                       "\" is not a duration such as 5s, 5m, 2h or 3d");
+                    return usage_error(
+                        "relay: --retry-schedule: \"" + std::string(rest.substr(0, comma)) +
+                        "\" is not a duration such as 5s, 5m, 2h or 3d (at most 36500d)");
                 schedule.push_back(step);
                 rest =
                     comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
@@ -151,7 +156,8 @@ int run_relay(int argc, char** argv) {
             if (schedule.empty()) return usage_error("relay: --retry-schedule is empty");
         } else if (a == "--max-age") {
             if (!value(v) || !parse_duration(v, max_age))
-                return usage_error("relay: --max-age needs a duration such as 72h or 3d");
+                return usage_error(
+                    "relay: --max-age needs a duration such as 72h or 3d (at most 36500d)");
         } else if (a == "--breaker") {
             unsigned n = 0;
             if (!value(v) ||
@@ -201,9 +207,13 @@ int run_relay(int argc, char** argv) {
         return usage_error(why);
 
     ReportFile report;
-    if (!report_path.empty())
+    if (!report_path.empty()) {
+        if (!is_postgresql(store_path) && report_is_store_file(report_path, store_path))
+            return usage_error("relay: the report " + report_path +
+                               " is the store's file: writing it would destroy the events");
         if (std::string why; !report.open(report_path, why))
             return usage_error("relay: cannot write the report " + report_path + ": " + why);
+    }
     std::string error;
     OutboxStorePtr store = open_store(store_path, error, true, claim_lease);
     if (!store) return usage_error("relay: " + error);
@@ -292,6 +302,7 @@ int run_relay(int argc, char** argv) {
 
     StopSignals signals(io);
     std::uint64_t dead_left = 0;
+    error_code summary_error;
     bool closing = false;
     std::function<void()> close_outbox = [&] {
         if (closing) return;
@@ -320,7 +331,8 @@ int run_relay(int argc, char** argv) {
             outbox->async_has_pending([&](error_code pec, bool pending) {
                 if (closing) return;
                 if (pec || pending) return look();
-                outbox->async_summarize([&](error_code, std::vector<TargetSummary> targets) {
+                outbox->async_summarize([&](error_code sec, std::vector<TargetSummary> targets) {
+                    if (sec) summary_error = sec;  // dead letters unknown: not a success
                     for (const auto& t : targets) dead_left += t.dead;
                     close_outbox();
                 });
@@ -372,6 +384,11 @@ int run_relay(int argc, char** argv) {
         return 2;
     }
     if (signals.signal() != 0) return 0;  // a requested stop: what is left stays stored
+    if (until_empty && summary_error) {
+        std::fprintf(stderr, "outbox: relay: cannot count the dead letters left: %s\n",
+                     summary_error.message().c_str());
+        return 1;
+    }
     if (until_empty && dead_left > 0) {
         std::fprintf(stderr,
                      "outbox: relay: %llu dead letters are left (outbox inspect shows them)\n",

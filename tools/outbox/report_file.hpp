@@ -81,4 +81,19 @@ inline bool same_file(int fd, const std::string& path) {
            a.st_ino == b.st_ino;
 }
 
+// Whether `report` would overwrite the SQLite store `store` or one of its companion files
+// (opening the report truncates it): the same path, or the same file under another name.
+inline bool report_is_store_file(const std::string& report, const std::string& store) {
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+        const std::string file = store + suffix;
+        if (file == report) return true;
+        struct stat a {
+        }, b{};
+        if (::stat(report.c_str(), &a) == 0 && ::stat(file.c_str(), &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            return true;
+    }
+    return false;
+}
+
 }  // namespace outbox::cli
