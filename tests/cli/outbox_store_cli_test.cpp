@@ -115,6 +115,39 @@ TEST_CASE("enqueue stores every line durably, relay delivers them all and stops 
     CHECK(proxy().stat("signature_failures") == 0);
 }
 
+TEST_CASE("a relay's report reaches its file as it runs: one killed keeps its lines") {
+    TempDir dir;
+    const std::string store = dir.file("events.db");
+    const std::string queue = outbox::test::create_queue("cli-outbox-report-flushed");
+    {
+        std::ofstream in(dir.file("in.jsonl"));
+        for (int i = 0; i < 5; ++i) in << "{\"event\":" << i << "}\n";
+    }
+    REQUIRE(
+        run_program(outbox_args({"enqueue", "--store", store, "--to", queue, dir.file("in.jsonl")}),
+                    keys())
+            .status == 0);
+    const std::string report = dir.file("relayed.jsonl");
+    ProgramOptions o = keys();
+    std::size_t lines_while_running = 0;
+    o.while_running = [&](pid_t pid) {
+        // A relay without --until-empty runs until stopped: its five lines must reach the
+        // file while it runs (a few KiB, far below what its buffer holds before writing).
+        for (int i = 0; i < 600 && lines_while_running < 5; ++i) {
+            lines_while_running = read_lines(report).size();
+            if (lines_while_running < 5) std::this_thread::sleep_for(50ms);  // polling the file
+        }
+        ::kill(pid, SIGKILL);
+    };
+    const ProgramRun r = run_program(outbox_args({"relay", "--store", store, "--endpoint",
+                                                  proxy().process.url(), "--report", report}),
+                                     o);
+    CHECK(lines_while_running == 5);
+    const auto lines = read_lines(report);
+    REQUIRE(lines.size() == 5);
+    for (const auto& line : lines) CHECK(contains(line, "\"status\":\"delivered\""));
+}
+
 TEST_CASE("enqueue of more events than its window (8192) holds: all stored, none lost") {
     // The reader outruns the store's commits, fills the window, waits for an eighth of it to
     // free up, and goes on until every line is stored and reported.

@@ -304,15 +304,32 @@ int run_relay(int argc, char** argv) {
     std::uint64_t dead_left = 0;
     error_code summary_error;
     bool closing = false;
+    asio::steady_timer report_flusher(io);
     std::function<void()> close_outbox = [&] {
         if (closing) return;
         closing = true;
         if (metrics) metrics->stop();
         outbox->async_close(std::chrono::seconds(grace_seconds), [&](error_code) {
             signals.cancel();
+            report_flusher.cancel();
             destinations->close();
         });
     };
+    // A relay runs for days: its report reaches the file within a second of each outcome, so
+    // one killed keeps its lines (the store has forgotten the delivered events), and a report
+    // that cannot be written stops it at once rather than at its end.
+    std::function<void()> flush_report = [&] {
+        report_flusher.expires_after(std::chrono::seconds(1));
+        report_flusher.async_wait([&](error_code ec) {
+            if (ec || closing) return;
+            if (!report.flush()) {
+                std::fprintf(stderr, "outbox: relay: %s; stopping\n", report.error().c_str());
+                return close_outbox();
+            }
+            flush_report();
+        });
+    };
+    if (report.is_open()) flush_report();
     signals.on_signal([&](int sig) {
         std::fprintf(stderr,
                      "%soutbox: relay: %s: no new deliveries; those in flight get up to "
