@@ -346,8 +346,7 @@ void Outbox::Impl::on_sent(EventId id, std::string target, std::uint32_t attempt
 // Attempt `attempt` of event `id` failed: retry on the schedule, or a dead letter.
 void Outbox::Impl::failed(EventId id, std::string target, std::uint32_t attempt, SystemTime since,
                           error_code ec, const std::string& error) {
-    const bool retryable = is_retryable(ec) || ec == asio::error::operation_aborted;
-    EventOutcome o = detail::after_failure(id, attempt, retryable, error, since,
+    EventOutcome o = detail::after_failure(id, attempt, detail::relay_retries(ec), error, since,
                                            std::chrono::system_clock::now(), config.retry_schedule,
                                            config.max_age);
     o.target = std::move(target);

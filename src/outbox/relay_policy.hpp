@@ -2,7 +2,10 @@
 // a pure function of times (unit-tested with made-up clocks). Private to the library.
 #pragma once
 
+#include <outbox/error.hpp>
 #include <outbox/outbox_store.hpp>
+
+#include <boost/asio/error.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -10,6 +13,29 @@
 #include <vector>
 
 namespace outbox::detail {
+
+/// Whether the relay retries a failure on its schedule: what is_retryable says, and besides
+/// the failures of its own access to the target (no credentials, expired ones, an
+/// authentication or TLS refusal). Those are the operator's to fix, not the event's: a relay
+/// whose keys broke for an hour keeps its backlog pending instead of turning it into dead
+/// letters that need a redrive.
+inline bool relay_retries(const boost::system::error_code& ec) {
+    if (is_retryable(ec) || ec == boost::asio::error::operation_aborted) return true;
+    if (ec.category() != error_category()) return false;
+    switch (static_cast<Errc>(ec.value())) {
+        case Errc::missing_credentials:
+        case Errc::credentials_not_found:
+        case Errc::credentials_expired:
+        case Errc::invalid_credentials_response:
+        case Errc::unsupported_profile:
+        case Errc::unreadable_profile_file:
+        case Errc::authentication_failed:
+        case Errc::tls_error:
+            return true;
+        default:
+            return false;
+    }
+}
 
 inline std::string duration_text(std::chrono::seconds s) {
     const auto n = s.count();

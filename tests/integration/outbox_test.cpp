@@ -544,6 +544,38 @@ TEST_CASE("a max_age or retry step past a century is refused at construction, no
     CHECK_NOTHROW(outbox::Outbox(io.get_executor(), config_with(century, century)));
 }
 
+TEST_CASE("a relay whose credentials fail for a while retries its events; none is a dead letter",
+          "[outbox]") {
+    TempDir dir;
+    asio::io_context io;
+    outbox::OutboxConfig config;
+    config.store = outbox::open_sqlite_store(dir.file("events.db"));
+    config.retry_schedule = {std::chrono::seconds(1)};
+    config.poll_interval = 100ms;
+    // The keys are missing for each event's first attempt (say, the instance metadata service
+    // was down), then back.
+    std::map<std::string, int> attempts;  // by body; the I/O runs on one thread
+    config.make_destination = [&](const std::string&) {
+        return std::make_unique<outbox::test::FunctionDestination>(
+            io.get_executor(), [&](const outbox::Message& m) {
+                outbox::test::FunctionDestination::Outcome o;
+                if (++attempts[m.body] == 1) {
+                    o.ec = outbox::Errc::credentials_not_found;
+                    o.receipt.diagnostics.message = "no AWS credentials found; tried imds";
+                }
+                return o;
+            });
+    };
+    outbox::Outbox box(io.get_executor(), std::move(config));
+    std::vector<outbox::Message> messages;
+    for (int i = 0; i < 10; ++i) messages.push_back(text("keyed " + std::to_string(i)));
+    enqueue_all(io, box, "app://orders", messages);
+    REQUIRE(run_until(io, [&] { return box.stats().delivered == 10; }));
+    CHECK(box.stats().retried == 10);
+    CHECK(box.stats().dead == 0);
+    for (const auto& [body, n] : attempts) CHECK(n == 2);
+}
+
 TEST_CASE("a make_destination that throws anything makes a dead letter that says so", "[outbox]") {
     TempDir dir;
     Proxy proxy;

@@ -57,6 +57,23 @@ TEST_CASE("a failure that is not retryable is a dead letter at once, with its ow
     CHECK(o.attempts == 1);
 }
 
+TEST_CASE("the relay retries its own access failures; the event's own are dead letters") {
+    using outbox::Errc;
+    for (Errc e :
+         {Errc::credentials_not_found, Errc::credentials_expired, Errc::missing_credentials,
+          Errc::authentication_failed, Errc::tls_error, Errc::throttled, Errc::timeout}) {
+        INFO(make_error_code(e).message());
+        CHECK(outbox::detail::relay_retries(e));
+    }
+    for (Errc e : {Errc::invalid_message, Errc::payload_too_large, Errc::service_error,
+                   Errc::checksum_mismatch, Errc::topic_not_found}) {
+        INFO(make_error_code(e).message());
+        CHECK_FALSE(outbox::detail::relay_retries(e));
+    }
+    CHECK(outbox::detail::relay_retries(boost::asio::error::operation_aborted));
+    CHECK(outbox::detail::relay_retries(boost::asio::error::connection_refused));
+}
+
 TEST_CASE("stored attributes round-trip; damaged bytes are refused, never read past") {
     std::vector<outbox::MessageAttribute> in = {{"kind", "String", "order"},
                                                 {"amount", "Number", "12.5"},
