@@ -341,6 +341,12 @@ TEST_CASE("a report that names the store's file is refused before it is written"
     CHECK(relay.status == 2);
     CHECK(contains(relay.err,
                    "relay: the report " + dir.file("other-name.db") + " is the store's file"));
+    // The files beside it too: the relay's lock file, say.
+    const ProgramRun lock = run_program(outbox_args({"relay", "--store", store, "--until-empty",
+                                                     "--report", store + "-relay.lock"}),
+                                        keys());
+    CHECK(lock.status == 2);
+    CHECK(contains(lock.err, "is the store's file"));
     // The event is still there.
     const ProgramRun inspect = run_program(outbox_args({"inspect", "--store", store}), keys());
     CHECK(inspect.status == 0);

@@ -73,25 +73,27 @@ class ReportFile {
     std::string error_;
 };
 
-// True when both name the same file (so writing one would truncate the other).
-inline bool same_file(int fd, const std::string& path) {
-    struct stat a {
-    }, b{};
-    return ::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev &&
-           a.st_ino == b.st_ino;
+// True when `path` names the file `st` describes.
+inline bool is_that_file(const struct stat& st, const std::string& path) {
+    struct stat other {};
+    return ::stat(path.c_str(), &other) == 0 && st.st_dev == other.st_dev &&
+           st.st_ino == other.st_ino;
 }
 
-// Whether `report` would overwrite the SQLite store `store` or one of its companion files
+// True when both name the same file (so writing one would truncate the other).
+inline bool same_file(int fd, const std::string& path) {
+    struct stat st {};
+    return ::fstat(fd, &st) == 0 && is_that_file(st, path);
+}
+
+// Whether `report` would overwrite the SQLite store `store` or one of the files beside it
 // (opening the report truncates it): the same path, or the same file under another name.
 inline bool report_is_store_file(const std::string& report, const std::string& store) {
-    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+    struct stat st {};
+    const bool exists = ::stat(report.c_str(), &st) == 0;
+    for (const char* suffix : {"", "-wal", "-shm", "-journal", "-relay.lock"}) {
         const std::string file = store + suffix;
-        if (file == report) return true;
-        struct stat a {
-        }, b{};
-        if (::stat(report.c_str(), &a) == 0 && ::stat(file.c_str(), &b) == 0 &&
-            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-            return true;
+        if (file == report || (exists && is_that_file(st, file))) return true;
     }
     return false;
 }
