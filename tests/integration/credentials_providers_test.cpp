@@ -4,6 +4,7 @@
 
 #include "catch.hpp"
 #include "test_http_server.hpp"
+#include "throwing_credentials.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/io_context.hpp>
@@ -656,35 +657,11 @@ TEST_CASE("chain: at hand, what the provider that worked last holds") {
     CHECK_FALSE(other->credentials_at_hand(at_hand));
 }
 
-namespace {
-
-// An application's provider that throws instead of answering, until told otherwise.
-class ThrowingProvider final : public CredentialsProvider {
-  public:
-    explicit ThrowingProvider(asio::any_io_executor ex) : ex_(std::move(ex)) {}
-    std::string name() const override { return "throwing"; }
-    bool throwing = true;
-    int calls = 0;
-
-  protected:
-    void do_get_credentials(Handler h) override {
-        ++calls;
-        if (throwing) throw std::runtime_error("the key service is down");
-        asio::post(ex_, asio::append(std::move(h), boost::system::error_code{},
-                                     Credentials{"AKT", "SKT", {}, {}}));
-    }
-
-  private:
-    asio::any_io_executor ex_;
-};
-
-}  // namespace
-
 TEST_CASE(
     "a provider that throws: the cache fails its callers and refreshes again later; the "
     "chain asks the next one") {
     asio::io_context io;
-    auto throwing = std::make_shared<ThrowingProvider>(io.get_executor());
+    auto throwing = std::make_shared<outbox::test::ThrowingCredentials>(io.get_executor());
     auto now = std::chrono::system_clock::time_point{} + std::chrono::hours(1000000);
     LogCapture log;
     auto cache = make_caching_credentials(io.get_executor(), throwing,
@@ -700,7 +677,7 @@ TEST_CASE(
     CHECK(get(io, *cache).credentials.access_key_id == "AKT");
     CHECK(throwing->calls == 2);
 
-    auto again = std::make_shared<ThrowingProvider>(io.get_executor());
+    auto again = std::make_shared<outbox::test::ThrowingCredentials>(io.get_executor());
     auto chain = make_credentials_chain(
         io.get_executor(),
         {again, make_static_credentials(io.get_executor(), {"AKS", "SKS", {}, {}})});

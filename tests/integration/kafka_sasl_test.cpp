@@ -4,6 +4,7 @@
 #include "catch.hpp"
 #include "destination_runs.hpp"
 #include "sasl_broker.hpp"
+#include "throwing_credentials.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/kafka_destination.hpp>
@@ -293,19 +294,6 @@ TEST_CASE(
     CHECK(records[0].payload == "sent as the password changed");
 }
 
-namespace {
-
-// An application's credentials provider whose fetch throws.
-class ThrowingCredentials final : public outbox::CredentialsProvider {
-  public:
-    std::string name() const override { return "throwing"; }
-
-  protected:
-    void do_get_credentials(Handler) override { throw std::runtime_error("the vault is sealed"); }
-};
-
-}  // namespace
-
 TEST_CASE("Amazon MSK IAM: a credentials provider that fails leaves no token; sends fail, logged",
           "[kafka][sasl][msk]") {
     const bool throws = GENERATE(false, true);
@@ -315,7 +303,8 @@ TEST_CASE("Amazon MSK IAM: a credentials provider that fails leaves no token; se
     asio::io_context io;
     auto config = msk_iam_config(broker, "msk-iam");
     if (throws)
-        config.credentials = std::make_shared<ThrowingCredentials>();
+        config.credentials = std::make_shared<outbox::test::ThrowingCredentials>(
+            io.get_executor(), "the vault is sealed");
     else
         config.credentials = outbox::make_rotatable_credentials(io.get_executor(), {});  // no keys
     config.retry.message_deadline = std::chrono::seconds(3);

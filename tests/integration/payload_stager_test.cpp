@@ -4,6 +4,7 @@
 #include "catch.hpp"
 #include "local_peers.hpp"
 #include "sigv4_proxy.hpp"
+#include "throwing_credentials.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/envelope.hpp>
@@ -87,15 +88,6 @@ StageResult stage(asio::io_context& io, outbox::PayloadStager& stager, std::stri
     REQUIRE(result);
     return std::move(*result);
 }
-
-// An application's credentials provider whose fetch throws.
-class ThrowingCredentials final : public outbox::CredentialsProvider {
-  public:
-    std::string name() const override { return "throwing"; }
-
-  protected:
-    void do_get_credentials(Handler) override { throw std::runtime_error("the vault is sealed"); }
-};
 
 struct Fetched {
     int status = 0;
@@ -288,7 +280,8 @@ TEST_CASE("a credentials provider that throws fails the staging with its reason"
     Proxy proxy;
     asio::io_context io;
     auto config = stager_config(io, proxy);
-    config.credentials = std::make_shared<ThrowingCredentials>();
+    config.credentials = std::make_shared<outbox::test::ThrowingCredentials>(io.get_executor(),
+                                                                             "the vault is sealed");
     outbox::PayloadStager stager(io.get_executor(), config);
     for (int i = 0; i < 2; ++i) {  // and the stager is still there for the next
         auto r = stage(io, stager, "x");
@@ -892,7 +885,8 @@ TEST_CASE("a valid link while the service has no credentials: 503, to be tried a
     const bool throws = GENERATE(false, true);
     INFO((throws ? "a provider that throws" : "a provider without keys"));
     if (throws)
-        config.credentials = std::make_shared<ThrowingCredentials>();
+        config.credentials = std::make_shared<outbox::test::ThrowingCredentials>(
+            service_thread.get_executor(), "the vault is sealed");
     else  // no keys: every fetch fails with missing_credentials
         config.credentials =
             outbox::make_static_credentials(service_thread.get_executor(), outbox::Credentials{});

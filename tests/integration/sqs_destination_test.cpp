@@ -6,6 +6,7 @@
 #include "local_peers.hpp"
 #include "sigv4_proxy.hpp"
 #include "test_http_server.hpp"
+#include "throwing_credentials.hpp"
 
 #include <outbox/credentials_providers.hpp>
 #include <outbox/send_all.hpp>
@@ -1039,29 +1040,6 @@ TEST_CASE("keys at hand that cannot sign fail the message before any request", "
     CHECK(credentials->asked == 0);  // answered from what was at hand, never asked
 }
 
-namespace {
-
-// An application's provider that throws: when asked for keys at hand, or when asked to fetch.
-class ThrowingProvider final : public outbox::CredentialsProvider {
-  public:
-    explicit ThrowingProvider(bool at_hand) : throw_at_hand_(at_hand) {}
-    std::string name() const override { return "throwing"; }
-    bool credentials_at_hand(outbox::Credentials&) override {
-        if (throw_at_hand_) throw std::runtime_error("the key store is locked");
-        return false;
-    }
-
-  protected:
-    void do_get_credentials(Handler) override {
-        throw std::runtime_error("the key service is down");
-    }
-
-  private:
-    bool throw_at_hand_;
-};
-
-}  // namespace
-
 TEST_CASE("a credentials provider that throws fails the messages with its reason; close ends",
           "[sqs]") {
     const bool at_hand = GENERATE(true, false);
@@ -1072,7 +1050,8 @@ TEST_CASE("a credentials provider that throws fails the messages with its reason
     config.region = "us-east-1";
     config.max_message_size = 262144;                              // no lookup
     config.retry.message_deadline = std::chrono::milliseconds(0);  // no deadline to rescue them
-    config.credentials = std::make_shared<ThrowingProvider>(at_hand);
+    config.credentials = std::make_shared<outbox::test::ThrowingCredentials>(
+        io.get_executor(), "the key service is down", at_hand ? "the key store is locked" : "");
     outbox::SqsDestination sqs(io.get_executor(), config);
     auto outcomes = send_all(io, sqs, {text_message("one"), text_message("two")});
     for (const auto& o : outcomes) {
